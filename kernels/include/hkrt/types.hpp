@@ -1,0 +1,23 @@
+// Register types sized to the gfx950 matrix cores (shared/docs/gfx950.md section 1).
+#pragma once
+#include <hip/hip_runtime.h>
+#include <stdint.h>
+
+namespace hkrt {
+
+using bf16 = __bf16;
+typedef __bf16 bf16x8 __attribute__((ext_vector_type(8)));   // one MFMA A/B operand: 8 bf16 per lane
+typedef float f32x4 __attribute__((ext_vector_type(4)));     // one 16x16 accumulator: 4 fp32 per lane
+typedef float f32x16 __attribute__((ext_vector_type(16)));   // one 32x32 accumulator
+
+constexpr int kWave = 64;
+
+__device__ inline int lane_id() { return threadIdx.x % kWave; }
+__device__ inline int wave_id() { return threadIdx.x / kWave; }
+
+// fp32 -> bf16 with round-to-nearest-even (hardware v_cvt_pk_bf16_f32 on gfx950).
+__device__ inline bf16 to_bf16(float x) { return static_cast<bf16>(x); }
+
+__device__ inline float to_f32(bf16 x) { return static_cast<float>(x); }
+
+}  // namespace hkrt

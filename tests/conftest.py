@@ -1,0 +1,42 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # toolchain.py and build.py live at the top of the tree
+
+import toolchain as _toolchain  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tc():
+    """The gfx950 toolchain. `make test` provisions it first, so its absence is a failure, not a skip."""
+    found = _toolchain.find(verbose=False)
+    assert found is not None, "no hipcc for gfx950: run `make toolchain` (make test does)"
+    return found
+
+
+@pytest.fixture(scope="session")
+def manifest():
+    from hkrt import manifest as mf
+    return mf.load()
+
+
+@pytest.fixture
+def compile_hip(tc, tmp_path):
+    """Compile a HIP source string to a code object; returns its path."""
+    import os
+    import subprocess
+
+    def _compile(source: str, arch: str = "gfx950", name: str = "k", extra=()):
+        src = tmp_path / f"{name}.hip"
+        out = tmp_path / f"{name}.co"
+        src.write_text(source)
+        res = subprocess.run([tc.hipcc, "-O3", f"--offload-arch={arch}", "--cuda-device-only",
+                              "--no-gpu-bundle-output", *extra, "-c", str(src), "-o", str(out)],
+                             capture_output=True, text=True, env=dict(os.environ, HKRT_MOUNT=str(tmp_path)))
+        assert res.returncode == 0, res.stderr
+        return out
+
+    return _compile
