@@ -1,0 +1,178 @@
+"""One emulated gfx950 device: its memory, its loaded code objects, and kernel launches.
+
+This is the contract between the instruction-level emulator (decoder + execution core)
+and the emulated HIP runtime (hkrt/emu/hip/): the HIP layer owns devices, streams,
+events and error codes and calls only what is defined here.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+import threading
+from dataclasses import dataclass, field
+
+from .. import codeobject
+from .errors import EmulationError, MemoryFault  # noqa: F401  (re-exported for the HIP layer)
+
+ARCH = "gfx950"
+DEVICE_NAME = "AMD Instinct MI350X (hkrt gfx950 emulator)"
+COMPUTE_UNITS = 256
+WAVE_SIZE = 64
+MAX_WORKGROUP_SIZE = 1024
+LDS_BYTES = 160 * 1024
+# Device addresses start high and away from zero so that null and small integers never alias memory.
+HEAP_BASE = 0x7F00_0000_0000
+ALIGN = 256
+DEFAULT_MEMORY = 16 << 30
+
+
+def default_memory_bytes() -> int:
+    env = os.environ.get("HKRT_EMU_MEMORY")
+    return int(env) if env else DEFAULT_MEMORY
+
+
+class DeviceMemory:
+    """Device allocations held in host memory at device-like addresses.
+
+    Addresses grow upward and are never reused, so a stale pointer faults instead of
+    silently reaching a newer allocation.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.used = 0
+        self._next = HEAP_BASE
+        self._bases: list[int] = []            # sorted
+        self._blocks: dict[int, bytearray] = {}
+        self._lock = threading.Lock()
+
+    def alloc(self, nbytes: int) -> int:
+        if nbytes < 0:
+            raise ValueError(f"negative allocation size {nbytes}")
+        size = max(nbytes, 1)
+        with self._lock:
+            if self.used + size > self.capacity:
+                raise MemoryError(f"out of device memory: {nbytes} bytes requested, "
+                                  f"{self.capacity - self.used} of {self.capacity} free")
+            base = self._next
+            self._next += (size + ALIGN - 1) // ALIGN * ALIGN + ALIGN  # a gap catches small overruns
+            self._blocks[base] = bytearray(size)
+            bisect.insort(self._bases, base)
+            self.used += size
+            return base
+
+    def free(self, addr: int) -> None:
+        with self._lock:
+            block = self._blocks.pop(addr, None)
+            if block is None:
+                raise ValueError(f"{addr:#x} is not the start of a live device allocation")
+            self._bases.remove(addr)
+            self.used -= len(block)
+
+    def find(self, addr: int) -> tuple[int, int] | None:
+        """(base, size) of the allocation holding addr, or None."""
+        i = bisect.bisect_right(self._bases, addr) - 1
+        if i >= 0:
+            base = self._bases[i]
+            if addr < base + len(self._blocks[base]):
+                return base, len(self._blocks[base])
+        return None
+
+    def view(self, addr: int, nbytes: int) -> memoryview:
+        """A writable view of [addr, addr + nbytes), which must lie inside one allocation."""
+        hit = self.find(addr)
+        if hit is None or addr + nbytes > hit[0] + hit[1] or nbytes < 0:
+            raise ValueError(f"device range {addr:#x}+{nbytes} is not inside one allocation")
+        off = addr - hit[0]
+        return memoryview(self._blocks[hit[0]])[off:off + nbytes]
+
+    def blocks(self) -> list[tuple[int, bytearray]]:
+        """Every live allocation, sorted by address (for the execution core)."""
+        return [(b, self._blocks[b]) for b in self._bases]
+
+
+@dataclass
+class EmuModule:
+    """A code object loaded on one device."""
+    code: codeobject.CodeObject
+    image: bytes = field(repr=False)
+    decoded: dict = field(default_factory=dict, repr=False)  # kernel name -> decoded program (filled lazily)
+
+    @property
+    def kernels(self) -> dict[str, codeobject.Kernel]:
+        return self.code.kernels
+
+
+@dataclass
+class LaunchStats:
+    wave_instructions: int
+    workgroups: int
+    seconds: float
+
+
+def hidden_kernarg_values(grid, block, dynamic_lds: int) -> dict[str, tuple[int, int]]:
+    """What HIP puts in each code-object-v5 hidden argument: value_kind -> (value, size check)."""
+    gx, gy, gz = grid
+    bx, by, bz = block
+    dims = 3 if gz > 1 else 2 if gy > 1 else 1
+    return {
+        "hidden_block_count_x": gx, "hidden_block_count_y": gy, "hidden_block_count_z": gz,
+        "hidden_group_size_x": bx, "hidden_group_size_y": by, "hidden_group_size_z": bz,
+        "hidden_remainder_x": 0, "hidden_remainder_y": 0, "hidden_remainder_z": 0,
+        "hidden_global_offset_x": 0, "hidden_global_offset_y": 0, "hidden_global_offset_z": 0,
+        "hidden_grid_dims": dims, "hidden_dynamic_lds_size": dynamic_lds,
+    }
+
+
+def build_kernarg(kernel: codeobject.Kernel, explicit: bytes, grid, block, dynamic_lds: int) -> bytes:
+    """The full kernarg segment: the caller's explicit-argument bytes plus the hidden arguments."""
+    seg = bytearray(max(kernel.kernarg_segment_size, len(explicit)))
+    seg[:len(explicit)] = explicit
+    values = hidden_kernarg_values(grid, block, dynamic_lds)
+    for a in kernel.args:
+        if a.hidden and a.value_kind in values:
+            seg[a.offset:a.offset + a.size] = values[a.value_kind].to_bytes(a.size, "little")
+        # other hidden args (hostcall buffer, heap, queue pointers...) stay 0 = not provided
+    return bytes(seg)
+
+
+class Machine:
+    """One emulated gfx950 device.
+
+    strict: hazards (a register read while its load is outstanding, an LDS read of
+        undelivered DMA data) raise HazardError instead of yielding poison.
+    seed: None runs waves in a fixed order; an integer picks a random, reproducible
+        interleaving of the waves of each workgroup.
+    """
+
+    def __init__(self, memory_bytes: int | None = None, *, strict: bool | None = None, seed: int | None = None):
+        self.memory = DeviceMemory(memory_bytes or default_memory_bytes())
+        if strict is None:
+            strict = os.environ.get("HKRT_EMU_STRICT", "0") not in ("", "0")
+        if seed is None and os.environ.get("HKRT_EMU_SEED"):
+            seed = int(os.environ["HKRT_EMU_SEED"])
+        self.strict = strict
+        self.seed = seed
+        self.stats_total = 0
+        self._lock = threading.Lock()
+
+    def load(self, image: bytes) -> EmuModule:
+        """Parse a code object for this device; raises codeobject.WrongArchitectureError or CodeObjectError."""
+        co = codeobject.parse(bytes(image), source="<hipModuleLoadData image>", expect_arch=ARCH)
+        return EmuModule(code=co, image=bytes(image))
+
+    def launch(self, module: EmuModule, kernel_name: str, grid, block, dynamic_lds: int,
+               explicit_kernarg: bytes) -> LaunchStats:
+        """Run a kernel to completion. Raises EmulationError (naming kernel, instruction, PC)."""
+        from .launch import run_kernel  # the execution core; imported late so the HIP layer loads fast
+        kernel = module.code.kernel(kernel_name)
+        kernarg = build_kernarg(kernel, explicit_kernarg, grid, block, dynamic_lds)
+        with self._lock:
+            stats = run_kernel(self, module, kernel, tuple(grid), tuple(block), dynamic_lds, kernarg)
+            self.stats_total += stats.wave_instructions
+        return stats
+
+
+def unpack_u64(b: bytes, off: int = 0) -> int:
+    return struct.unpack_from("<Q", b, off)[0]
