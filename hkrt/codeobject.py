@@ -148,6 +148,7 @@ class Kernel:
     descriptor: KernelDescriptor
     descriptor_address: int
     metadata: dict = field(repr=False, default_factory=dict)
+    code_size: int = 0
 
     @property
     def entry(self) -> int:
@@ -180,6 +181,12 @@ class CodeObject:
             if base <= vaddr and vaddr + size <= base + len(data):
                 return data[vaddr - base: vaddr - base + size]
         raise CodeObjectError(self.source, f"address {vaddr:#x}+{size} is outside every loadable segment")
+
+    def segment_end(self, vaddr: int) -> int:
+        for base, data in self.segments:
+            if base <= vaddr < base + len(data):
+                return base + len(data)
+        raise CodeObjectError(self.source, f"address {vaddr:#x} is outside every loadable segment")
 
     def kernel(self, name: str) -> Kernel:
         try:
@@ -270,6 +277,7 @@ def _parse_elf(data: bytes, source: str, expect_arch: str | None) -> CodeObject:
 
     symtab = elf.get_section_by_name(".symtab") or elf.get_section_by_name(".dynsym")
     symbols = {s.name: s["st_value"] for s in symtab.iter_symbols()} if symtab else {}
+    sizes = {s.name: s["st_size"] for s in symtab.iter_symbols()} if symtab else {}
 
     co = CodeObject(source=source, target=target, arch=arch, e_flags=e_flags, abi_version=h["e_ident"]["EI_ABIVERSION"],
                     metadata_version=tuple(meta.get("amdhsa.version", ())), kernels={}, segments=segments)
@@ -293,7 +301,9 @@ def _parse_elf(data: bytes, source: str, expect_arch: str | None) -> CodeObject:
             max_flat_workgroup_size=km[".max_flat_workgroup_size"], wavefront_size=km.get(".wavefront_size", 64),
             uses_dynamic_stack=bool(km.get(".uses_dynamic_stack", False)),
             descriptor=kd, descriptor_address=kd_addr, metadata=km)
-        co.read(k.entry, 4)  # the entry point must lie inside the image
+        # The function symbol's size bounds the code; without one, run to the end of its segment.
+        k.code_size = sizes.get(k.name) or co.segment_end(k.entry) - k.entry
+        co.read(k.entry, max(4, k.code_size))  # the code must lie inside the image
         co.kernels[k.name] = k
     if not co.kernels:
         raise CodeObjectError(source, "the metadata lists no kernels")

@@ -98,6 +98,7 @@ class EmuModule:
     code: codeobject.CodeObject
     image: bytes = field(repr=False)
     decoded: dict = field(default_factory=dict, repr=False)  # kernel name -> decoded program (filled lazily)
+    image_base: int | None = None  # device address of the mapped image, once a kernel has run
 
     @property
     def kernels(self) -> dict[str, codeobject.Kernel]:
@@ -161,6 +162,12 @@ class Machine:
         """Parse a code object for this device; raises codeobject.WrongArchitectureError or CodeObjectError."""
         co = codeobject.parse(bytes(image), source="<hipModuleLoadData image>", expect_arch=ARCH)
         return EmuModule(code=co, image=bytes(image))
+
+    def unload(self, module: EmuModule) -> None:
+        """Release the device memory a module's image occupies."""
+        if module.image_base is not None:
+            self.memory.free(module.image_base)
+            module.image_base = None
 
     def launch(self, module: EmuModule, kernel_name: str, grid, block, dynamic_lds: int,
                explicit_kernarg: bytes) -> LaunchStats:

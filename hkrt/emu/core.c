@@ -1,0 +1,1757 @@
+/* gfx950 execution core: runs decoded instruction records (see decode.py) for one kernel launch.
+ *
+ * Machine model (shared/docs/gfx950.md sections 1-5):
+ *  - per wave: SGPRs (codes 0..127 index s[] directly: VCC is s[106..107], M0 s[124], EXEC s[126..127]),
+ *    512 vector registers of 64 lanes (v0..v255, then a0..a255), SCC, PC;
+ *  - vector memory loads, LDS reads, SMEM loads and LDS DMA complete only when s_waitcnt retires them
+ *    (or at s_endpgm): until then their destination holds poison, and strict mode reports any access;
+ *  - waves of a workgroup interleave (fixed round robin, or seeded random quanta) and meet at s_barrier;
+ *  - workgroups run one after another; every memory access is checked against the device allocations.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+
+typedef struct {
+  uint16_t op, size;
+  uint32_t pc;
+  int16_t dst, sdst, src[4];
+  uint32_t literal;
+  int32_t imm, imm2;
+  uint32_t flags, flags2;
+} insn_t;
+
+typedef struct {
+  uint64_t base, size;
+  uint8_t *host;
+} emu_region;
+
+typedef struct {
+  const insn_t *prog;
+  int32_t nprog;
+  const int32_t *index; /* (pc - code_base) / 4 -> record, -1 elsewhere */
+  uint64_t code_base;   /* code-object address of byte 0 of the indexed range (records' pc use this space) */
+  uint64_t image_base;  /* device address where the code object image is mapped (for s_getpc_b64) */
+  uint32_t code_words;
+  int32_t entry;        /* record index of the entry point */
+  const emu_region *regions;
+  int32_t nregions;
+  uint32_t grid[3], block[3];
+  uint32_t lds_bytes;
+  uint32_t user_sgpr_count, wg_id_enable, wg_info, tid_dims;
+  uint32_t user_sgprs[32];
+  uint64_t shared_base;
+  int32_t strict, seeded;
+  uint64_t seed, max_insns;
+  /* results */
+  uint64_t insn_count;
+  int32_t err, err_insn, err_wave;
+  uint32_t err_wg[3];
+  uint64_t err_addr;
+  char err_msg[256];
+} emu_launch;
+
+enum { E_OK = 0, E_MEMORY = 1, E_HAZARD = 2, E_UNIMPL = 3, E_DEADLOCK = 4, E_LIMIT = 5, E_INVALID = 6 };
+
+#define POISON 0x7FC17FC1u
+#define NV 512
+#define QMAX 64
+#define LANES 64
+
+enum { PK_VGPR = 1, PK_SGPR, PK_LDS_DMA, PK_STORE, PK_LDS };
+
+typedef struct {
+  uint8_t kind, nregs, dwords, lgkm_lds;
+  uint16_t reg;
+  uint64_t mask;
+  uint32_t lds_base, slot;
+  uint32_t data[LANES * 4];
+} pending_t;
+
+typedef struct {
+  pending_t e[QMAX];
+  int n;
+} queue_t;
+
+typedef struct {
+  uint32_t s[128];
+  uint32_t *v; /* NV * LANES */
+  int scc;
+  int pc; /* record index */
+  int status;
+  queue_t vm, lgkm;
+  uint8_t vpend[NV];
+  uint8_t spend[128];
+} wave_t;
+
+enum { W_RUN = 0, W_BARRIER = 1, W_DONE = 2 };
+
+typedef struct {
+  emu_launch *L;
+  wave_t *waves;
+  int nwaves;
+  uint8_t *lds;
+  uint8_t *lds_pend; /* strict mode: bytes whose LDS DMA has not been delivered */
+  uint32_t lds_size;
+  int cur_wave;
+  int last_region;
+  uint64_t rng;
+} ctx_t;
+
+/* ---------------------------------------------------------------- helpers */
+
+static uint64_t rng_next(ctx_t *c) {
+  uint64_t x = c->rng;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return c->rng = x;
+}
+
+static int fail(ctx_t *c, int code, uint64_t addr, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#include <stdarg.h>
+static int fail(ctx_t *c, int code, uint64_t addr, const char *fmt, ...) {
+  emu_launch *L = c->L;
+  if (L->err) return L->err;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(L->err_msg, sizeof L->err_msg, fmt, ap);
+  va_end(ap);
+  L->err = code;
+  L->err_addr = addr;
+  L->err_wave = c->cur_wave;
+  L->err_insn = c->waves ? c->waves[c->cur_wave].pc : -1;
+  return code;
+}
+
+static inline float f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t u32f(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline double f64(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }
+
+static inline uint32_t bf16_rne(float f) {
+  uint32_t u = u32f(f);
+  if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu)) return (u >> 16) | 0x0040u;
+  return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+}
+
+static inline uint16_t f16_bits(_Float16 h) { uint16_t u; memcpy(&u, &h, 2); return u; }
+static inline _Float16 f16_of(uint16_t u) { _Float16 h; memcpy(&h, &u, 2); return h; }
+
+/* ---------------------------------------------------------------- memory */
+
+static uint8_t *translate(ctx_t *c, uint64_t addr, uint32_t n) {
+  const emu_region *r = c->L->regions;
+  int lo = 0, hi = c->L->nregions - 1, k = c->last_region;
+  if (k >= 0 && k < c->L->nregions && addr >= r[k].base && addr + n <= r[k].base + r[k].size)
+    return r[k].host + (addr - r[k].base);
+  while (lo <= hi) {
+    int mid = (lo + hi) / 2;
+    if (addr < r[mid].base) hi = mid - 1;
+    else if (addr >= r[mid].base + r[mid].size) lo = mid + 1;
+    else {
+      if (addr + n > r[mid].base + r[mid].size) return NULL;
+      c->last_region = mid;
+      return r[mid].host + (addr - r[mid].base);
+    }
+  }
+  return NULL;
+}
+
+static int gread(ctx_t *c, uint64_t addr, void *out, uint32_t n) {
+  uint8_t *p = translate(c, addr, n);
+  if (!p) return fail(c, E_MEMORY, addr, "memory read of %u bytes at %#llx is outside every device allocation", n,
+                      (unsigned long long)addr);
+  memcpy(out, p, n);
+  return 0;
+}
+
+static int gwrite(ctx_t *c, uint64_t addr, const void *in, uint32_t n) {
+  uint8_t *p = translate(c, addr, n);
+  if (!p) return fail(c, E_MEMORY, addr, "memory write of %u bytes at %#llx is outside every device allocation", n,
+                      (unsigned long long)addr);
+  memcpy(p, in, n);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- hazards */
+
+static int check_v(ctx_t *c, wave_t *w, int reg, int n, int writing) {
+  for (int i = 0; i < n; i++)
+    if (reg + i < NV && w->vpend[reg + i]) {
+      if (!c->L->strict) return 0;
+      int r = reg + i;
+      return fail(c, E_HAZARD, 0, "%s %c%d while a load into it is outstanding (missing s_waitcnt)",
+                  writing ? "write of" : "read of", r >= 256 ? 'a' : 'v', r & 255);
+    }
+  return 0;
+}
+
+static int check_s(ctx_t *c, wave_t *w, int reg, int n, int writing) {
+  for (int i = 0; i < n; i++)
+    if (reg + i < 128 && w->spend[reg + i]) {
+      if (!c->L->strict) return 0;
+      return fail(c, E_HAZARD, 0, "%s s%d while a scalar load into it is outstanding (missing s_waitcnt lgkmcnt)",
+                  writing ? "write of" : "read of", reg + i);
+    }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- operands */
+
+static inline uint64_t exec_of(wave_t *w) { return (uint64_t)w->s[126] | ((uint64_t)w->s[127] << 32); }
+static inline uint64_t vcc_of(wave_t *w) { return (uint64_t)w->s[106] | ((uint64_t)w->s[107] << 32); }
+static inline uint64_t sget64(wave_t *w, int r) { return (uint64_t)w->s[r] | ((uint64_t)w->s[r + 1] << 32); }
+
+static const uint32_t INLINE_F32[9] = {0x3F000000u, 0xBF000000u, 0x3F800000u, 0xBF800000u, 0x40000000u,
+                                       0xC0000000u, 0x40800000u, 0xC0800000u, 0x3E22F983u};
+
+/* 32-bit scalar-side operand (SGPR, special register or constant). */
+static int sval(ctx_t *c, wave_t *w, const insn_t *in, int code, uint32_t *out) {
+  if (code < 128) {
+    if (code > 101 && code != 106 && code != 107 && code != 124 && code != 126 && code != 127 && code != 102 &&
+        code != 103)
+      return fail(c, E_INVALID, 0, "read of unsupported scalar operand %d", code);
+    if (check_s(c, w, code, 1, 0)) return 1;
+    *out = w->s[code];
+  } else if (code <= 192) *out = (uint32_t)(code - 128);
+  else if (code <= 208) *out = (uint32_t)(192 - code);
+  else if (code >= 240 && code <= 248) *out = INLINE_F32[code - 240];
+  else if (code == 255) *out = in->literal;
+  else if (code == 235) *out = (uint32_t)(c->L->shared_base >> 32); /* 32-bit use: the aperture's high half */
+  else if (code == 251) *out = vcc_of(w) == 0;
+  else if (code == 252) *out = exec_of(w) == 0;
+  else if (code == 253) *out = (uint32_t)w->scc;
+  else return fail(c, E_INVALID, 0, "read of unsupported scalar operand %d", code);
+  return 0;
+}
+
+static int sval64(ctx_t *c, wave_t *w, const insn_t *in, int code, uint64_t *out) {
+  if (code < 128) {
+    if (check_s(c, w, code, 2, 0)) return 1;
+    *out = sget64(w, code);
+  } else if (code <= 208) {
+    uint32_t v;
+    if (sval(c, w, in, code, &v)) return 1;
+    *out = (uint64_t)(int64_t)(int32_t)v; /* inline integers sign-extend */
+  } else if (code == 235) *out = c->L->shared_base;
+  else if (code == 255) *out = in->literal; /* 32-bit literal, zero-extended */
+  else {
+    uint32_t v;
+    if (sval(c, w, in, code, &v)) return 1;
+    *out = v;
+  }
+  return 0;
+}
+
+static int swrite(ctx_t *c, wave_t *w, int code, uint32_t v) {
+  if (code < 0) return 0;
+  if (code > 127 || (code > 101 && code != 106 && code != 107 && code != 124 && code != 126 && code != 127))
+    return fail(c, E_INVALID, 0, "write to unsupported scalar destination %d", code);
+  if (check_s(c, w, code, 1, 1)) return 1;
+  w->s[code] = v;
+  return 0;
+}
+
+static int swrite64(ctx_t *c, wave_t *w, int code, uint64_t v) {
+  if (swrite(c, w, code, (uint32_t)v)) return 1;
+  return swrite(c, w, code + 1, (uint32_t)(v >> 32));
+}
+
+/* Per-lane 32-bit vector operand: points either at a register row or at a broadcast in tmp. */
+static int vsrc(ctx_t *c, wave_t *w, const insn_t *in, int code, uint32_t *tmp, const uint32_t **out) {
+  if (code >= 256) {
+    int r = code - 256;
+    if (check_v(c, w, r, 1, 0)) return 1;
+    *out = w->v + (size_t)r * LANES;
+    return 0;
+  }
+  uint32_t s;
+  if (sval(c, w, in, code, &s)) return 1;
+  for (int l = 0; l < LANES; l++) tmp[l] = s;
+  *out = tmp;
+  return 0;
+}
+
+/* 64-bit per-lane operand as lo/hi rows. */
+static int vsrc64(ctx_t *c, wave_t *w, const insn_t *in, int code, uint32_t *tlo, uint32_t *thi, const uint32_t **lo,
+                  const uint32_t **hi) {
+  if (code >= 256) {
+    int r = code - 256;
+    if (check_v(c, w, r, 2, 0)) return 1;
+    *lo = w->v + (size_t)r * LANES;
+    *hi = w->v + (size_t)(r + 1) * LANES;
+    return 0;
+  }
+  uint64_t s;
+  if (sval64(c, w, in, code, &s)) return 1;
+  for (int l = 0; l < LANES; l++) {
+    tlo[l] = (uint32_t)s;
+    thi[l] = (uint32_t)(s >> 32);
+  }
+  *lo = tlo;
+  *hi = thi;
+  return 0;
+}
+
+static inline uint32_t *vrow(wave_t *w, int code) { return w->v + (size_t)(code - 256) * LANES; }
+
+static int vdst_check(ctx_t *c, wave_t *w, int code, int n) {
+  if (code < 256 || code - 256 + n > NV) return fail(c, E_INVALID, 0, "bad vector destination %d", code);
+  return check_v(c, w, code - 256, n, 1);
+}
+
+/* SDWA operand select: extract a byte or word (sign- or zero-extended). sel 6 = DWORD. */
+static inline uint32_t sdwa_sel(uint32_t v, int sel, int sext) {
+  if (sel <= 3) {
+    uint32_t b = (v >> (8 * sel)) & 0xFF;
+    return sext ? (uint32_t)(int32_t)(int8_t)b : b;
+  }
+  if (sel <= 5) {
+    uint32_t h = (v >> (16 * (sel - 4))) & 0xFFFF;
+    return sext ? (uint32_t)(int32_t)(int16_t)h : h;
+  }
+  return v;
+}
+
+/* Write a 32-bit VALU result row honouring EXEC and SDWA destination selection. */
+static void vwrite(wave_t *w, const insn_t *in, int code, const uint32_t *res, uint64_t mask) {
+  uint32_t *d = vrow(w, code);
+  if (in->flags & (1u << F_SDWA)) {
+    int sel = (in->flags2 >> SDWA_DST_SEL) & 7, unused = (in->flags2 >> SDWA_DST_UNUSED) & 3;
+    int sh = sel <= 3 ? 8 * sel : sel <= 5 ? 16 * (sel - 4) : 0, width = sel <= 3 ? 8 : sel <= 5 ? 16 : 32;
+    uint32_t field = width == 32 ? ~0u : ((1u << width) - 1) << sh;
+    for (int l = 0; l < LANES; l++) {
+      if (!(mask >> l & 1)) continue;
+      uint32_t v = (res[l] << sh) & field, old = d[l];
+      if (width < 32) {
+        if (unused == 2) v |= old & ~field; /* UNUSED_PRESERVE */
+        else if (unused == 1 && sh + width < 32 && (v >> (sh + width - 1) & 1))
+          v |= ~0u << (sh + width); /* UNUSED_SEXT: the field's sign fills the bits above it */
+      }
+      d[l] = v;
+    }
+    return;
+  }
+  if (mask == ~0ull) {
+    memcpy(d, res, LANES * 4);
+    return;
+  }
+  for (int l = 0; l < LANES; l++)
+    if (mask >> l & 1) d[l] = res[l];
+}
+
+/* ---------------------------------------------------------------- pending memory operations */
+
+static pending_t *q_push(queue_t *q) {
+  pending_t *p = &q->e[q->n++];
+  p->kind = 0;
+  p->lgkm_lds = 0;
+  return p;
+}
+
+static void deliver(ctx_t *c, wave_t *w, pending_t *p) {
+  switch (p->kind) {
+    case PK_VGPR:
+      for (int r = 0; r < p->nregs; r++) {
+        uint32_t *d = w->v + (size_t)(p->reg + r) * LANES;
+        for (int l = 0; l < LANES; l++)
+          if (p->mask >> l & 1) d[l] = p->data[r * LANES + l];
+        if (w->vpend[p->reg + r]) w->vpend[p->reg + r]--;
+      }
+      break;
+    case PK_SGPR:
+      for (int r = 0; r < p->nregs; r++) {
+        w->s[p->reg + r] = p->data[r];
+        if (w->spend[p->reg + r]) w->spend[p->reg + r]--;
+      }
+      break;
+    case PK_LDS_DMA:
+      for (int l = 0; l < LANES; l++) {
+        if (!(p->mask >> l & 1)) continue;
+        uint32_t a = p->lds_base + (uint32_t)l * p->slot;
+        for (int k = 0; k < p->dwords; k++) {
+          uint32_t at = a + 4 * k;
+          if (at + 4 > c->lds_size) break; /* LDS-side out of range: masked off (gfx950.md 3.5) */
+          memcpy(c->lds + at, &p->data[l * 4 + k], 4);
+          if (c->lds_pend)
+            for (int b = 0; b < 4; b++)
+              if (c->lds_pend[at + b]) c->lds_pend[at + b]--;
+        }
+      }
+      break;
+    default:
+      break; /* stores were performed at issue */
+  }
+}
+
+/* Retire entries so that at most `keep` remain. LDS results retire in order; scalar loads may return out of
+ * order, so they are retired last (the latest a legal hardware ordering allows). */
+static void q_retire(ctx_t *c, wave_t *w, queue_t *q, int keep, int lgkm) {
+  if (q->n <= keep) return;
+  int need = q->n - keep;
+  if (!lgkm) {
+    for (int i = 0; i < need; i++) deliver(c, w, &q->e[i]);
+    memmove(q->e, q->e + need, (size_t)(q->n - need) * sizeof(pending_t));
+    q->n -= need;
+    return;
+  }
+  int done[QMAX] = {0};
+  int k = 0;
+  for (int pass = 0; pass < 2 && k < need; pass++)
+    for (int i = 0; i < q->n && k < need; i++)
+      if (!done[i] && ((pass == 0) == (q->e[i].lgkm_lds != 0))) {
+        deliver(c, w, &q->e[i]);
+        done[i] = 1;
+        k++;
+      }
+  int j = 0;
+  for (int i = 0; i < q->n; i++)
+    if (!done[i]) {
+      if (i != j) q->e[j] = q->e[i];
+      j++;
+    }
+  q->n = j;
+}
+
+static pending_t *issue(ctx_t *c, wave_t *w, queue_t *q, int lgkm) {
+  if (q->n == QMAX) q_retire(c, w, q, QMAX - 1, lgkm); /* the hardware stalls issue until one completes */
+  return q_push(q);
+}
+
+/* A load into VGPRs: destination poisoned now, data delivered at retire. */
+static pending_t *issue_vload(ctx_t *c, wave_t *w, queue_t *q, int lgkm, int dst, int nregs, uint64_t mask) {
+  pending_t *p = issue(c, w, q, lgkm);
+  p->kind = PK_VGPR;
+  p->reg = (uint16_t)(dst - 256);
+  p->nregs = (uint8_t)nregs;
+  p->mask = mask;
+  p->lgkm_lds = (uint8_t)lgkm;
+  for (int r = 0; r < nregs; r++) {
+    uint32_t *d = vrow(w, dst + r);
+    for (int l = 0; l < LANES; l++)
+      if (mask >> l & 1) d[l] = POISON;
+    w->vpend[p->reg + r]++;
+  }
+  return p;
+}
+
+/* ---------------------------------------------------------------- MFMA */
+
+static int mfma(ctx_t *c, wave_t *w, const insn_t *in, int M, int N, int K, int nab, int ncd) {
+  int KL = K / (64 / M), MI = 64 / N;
+  int cbsz = in->imm & 7, abid = (in->imm >> 4) & 15, blgp = (in->imm >> 8) & 7;
+  if (in->src[0] < 256 || in->src[1] < 256)
+    return fail(c, E_INVALID, 0, "MFMA A and B operands must be vector registers");
+  int ra = in->src[0] - 256, rb = in->src[1] - 256;
+  if (check_v(c, w, ra, nab, 0) || check_v(c, w, rb, nab, 0)) return 1;
+  if (in->src[2] >= 256 && check_v(c, w, in->src[2] - 256, ncd, 0)) return 1;
+  if (vdst_check(c, w, in->dst, ncd)) return 1;
+  float A[32][32], B[32][32];
+  int S = 64 >> cbsz;
+  for (int l = 0; l < LANES; l++) {
+    int la = cbsz ? (l % S) + S * abid : l;
+    int lb;
+    switch (blgp) {
+      case 1: lb = l % 32; break;
+      case 2: lb = l % 32 + 32; break;
+      case 3: lb = (l + 16) % 64; break;
+      case 4: lb = l % 16; break;
+      case 5: lb = l % 16 + 16; break;
+      case 6: lb = l % 16 + 32; break;
+      case 7: lb = l % 16 + 48; break;
+      default: lb = l;
+    }
+    for (int it = 0; it < KL; it++) {
+      uint32_t wa = w->v[(size_t)(ra + it / 2) * LANES + la], wb = w->v[(size_t)(rb + it / 2) * LANES + lb];
+      int sh = 16 * (it % 2);
+      A[l % M][KL * (l / M) + it] = f32(((wa >> sh) & 0xFFFF) << 16);
+      B[KL * (l / N) + it][l % N] = f32(((wb >> sh) & 0xFFFF) << 16);
+    }
+  }
+  /* C and D share the lane/register map: D[i][j] at lane j + N*((i/4) % MI), register (i%4) + 4*(i/(4*MI)). */
+  uint32_t cconst = 0;
+  if (in->src[2] < 256 && sval(c, w, in, in->src[2], &cconst)) return 1;
+  uint32_t out[16 * LANES];
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      int lane = j + N * ((i / 4) % MI), reg = (i % 4) + 4 * (i / (4 * MI));
+      double acc = in->src[2] >= 256 ? (double)f32(w->v[(size_t)(in->src[2] - 256 + reg) * LANES + lane])
+                                     : (double)f32(cconst);
+      for (int k = 0; k < K; k++) acc += (double)A[i][k] * (double)B[k][j]; /* products are exact */
+      out[reg * LANES + lane] = u32f((float)acc);                           /* one RNE rounding */
+    }
+  for (int r = 0; r < ncd; r++) memcpy(vrow(w, in->dst + r), out + r * LANES, LANES * 4); /* EXEC ignored */
+  return 0;
+}
+
+/* ---------------------------------------------------------------- VALU */
+
+static inline float fmod_src(const insn_t *in, int i, float x) {
+  if (in->flags & (1u << F_SDWA)) {
+    int neg = i == 0 ? (in->flags2 >> SDWA_SRC0_NEG) & 1 : (in->flags2 >> SDWA_SRC1_NEG) & 1;
+    int ab = i == 0 ? (in->flags2 >> SDWA_SRC0_ABS) & 1 : (in->flags2 >> SDWA_SRC1_ABS) & 1;
+    if (ab) x = fabsf(x);
+    if (neg) x = -x;
+    return x;
+  }
+  if (in->flags >> (F_ABS + i) & 1) x = fabsf(x);
+  if (in->flags >> (F_NEG + i) & 1) x = -x;
+  return x;
+}
+
+static inline float fpost(const insn_t *in, float x) {
+  int omod = (in->flags >> F_OMOD) & 3;
+  if (omod == 1) x *= 2.0f;
+  else if (omod == 2) x *= 4.0f;
+  else if (omod == 3) x *= 0.5f;
+  if (in->flags >> F_CLAMP & 1) x = x != x ? 0.0f : fminf(fmaxf(x, 0.0f), 1.0f);
+  return x;
+}
+
+static inline int cmp_f32(int cond, float a, float b) {
+  int un = a != a || b != b;
+  switch (cond) {
+    case 0: return 0;
+    case 1: return a < b;
+    case 2: return a == b;
+    case 3: return a <= b;
+    case 4: return a > b;
+    case 5: return a < b || a > b;
+    case 6: return a >= b;
+    case 7: return !un;
+    case 8: return un;
+    case 9: return !(a >= b);
+    case 10: return !(a < b || a > b);
+    case 11: return !(a > b);
+    case 12: return !(a <= b);
+    case 13: return !(a == b);
+    case 14: return !(a < b);
+    default: return 1;
+  }
+}
+
+#define CMP_INT(cond, a, b) \
+  ((cond) == 0 ? 0 : (cond) == 1 ? (a) < (b) : (cond) == 2 ? (a) == (b) : (cond) == 3 ? (a) <= (b) \
+   : (cond) == 4 ? (a) > (b) : (cond) == 5 ? (a) != (b) : (cond) == 6 ? (a) >= (b) : 1)
+
+static int class_f32(float x, uint32_t m) {
+  uint32_t u = u32f(x);
+  int neg = u >> 31, e = (u >> 23) & 0xFF, f = u & 0x7FFFFF;
+  int bit;
+  if (e == 0xFF && f) bit = (f & 0x400000) ? 1 : 0;
+  else if (e == 0xFF) bit = neg ? 2 : 9;
+  else if (e == 0 && f == 0) bit = neg ? 5 : 6;
+  else if (e == 0) bit = neg ? 4 : 7;
+  else bit = neg ? 3 : 8;
+  return (m >> bit) & 1;
+}
+
+/* Sources with SDWA selection applied (integer view). */
+static int vsrcs(ctx_t *c, wave_t *w, const insn_t *in, int n, uint32_t t[3][LANES], const uint32_t *s[3]) {
+  for (int i = 0; i < n; i++) {
+    if (in->src[i] < 0) return fail(c, E_INVALID, 0, "missing source operand %d", i);
+    if (vsrc(c, w, in, in->src[i], t[i], &s[i])) return 1;
+  }
+  if (in->flags & (1u << F_SDWA)) {
+    for (int i = 0; i < n && i < 2; i++) {
+      int sel = (in->flags2 >> (i ? SDWA_SRC1_SEL : SDWA_SRC0_SEL)) & 7;
+      int sext = (in->flags2 >> (i ? SDWA_SRC1_SEXT : SDWA_SRC0_SEXT)) & 1;
+      if (sel == 6) continue;
+      uint32_t *o = t[i];
+      const uint32_t *src = s[i];
+      uint32_t tmp[LANES];
+      for (int l = 0; l < LANES; l++) tmp[l] = sdwa_sel(src[l], sel, sext);
+      memcpy(o, tmp, sizeof tmp);
+      s[i] = o;
+    }
+  }
+  return 0;
+}
+
+static uint32_t perm_byte(uint64_t data, uint32_t sel) {
+  sel &= 0xFF;
+  if (sel < 8) return (uint32_t)(data >> (8 * sel)) & 0xFF;
+  if (sel < 12) return ((data >> (8 * (2 * (sel - 8) + 1) + 7)) & 1) ? 0xFF : 0x00;
+  if (sel == 12) return 0;
+  return 0xFF;
+}
+
+static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec = exec_of(w);
+  uint32_t t[3][LANES], res[LANES];
+  const uint32_t *s[3];
+  int op = in->op;
+
+  /* ---- VOPC compares */
+  if (op >= OP_V_CMP_CLASS_F32 && op <= OP_V_CMPX_T_U64) {
+    int nsrc = 2;
+    int cmpx = 0, cond = 0, kind = 0; /* kind: 0 f32, 1 i32, 2 u32, 3 i64, 4 u64, 5 class */
+#define K(name, cx, cd, kd) case name: cmpx = cx; cond = cd; kind = kd; break;
+    switch (op) {
+      K(OP_V_CMP_CLASS_F32, 0, 0, 5) K(OP_V_CMPX_CLASS_F32, 1, 0, 5)
+      default: {
+        /* Derive from the mnemonic layout generated by isa.py: groups of 16 (f32) and 8 (ints). */
+        if (op >= OP_V_CMP_F_F32 && op <= OP_V_CMPX_TRU_F32) {
+          int k = op - OP_V_CMP_F_F32;
+          cmpx = k >= 16;
+          cond = k % 16;
+          kind = 0;
+        } else {
+          int k = op - OP_V_CMP_F_I32; /* i32, cmpx i32, u32, cmpx u32, i64, cmpx i64, u64, cmpx u64 */
+          int grp = k / 8;
+          cond = k % 8;
+          cmpx = grp & 1;
+          kind = 1 + grp / 2;
+        }
+      }
+    }
+#undef K
+    uint64_t m = 0;
+    if (kind >= 3 && kind <= 4) {
+      uint32_t tl[2][LANES], th[2][LANES];
+      const uint32_t *lo[2], *hi[2];
+      for (int i = 0; i < 2; i++)
+        if (vsrc64(c, w, in, in->src[i], tl[i], th[i], &lo[i], &hi[i])) return 1;
+      for (int l = 0; l < LANES; l++) {
+        if (!(exec >> l & 1)) continue;
+        uint64_t a = (uint64_t)lo[0][l] | ((uint64_t)hi[0][l] << 32), b = (uint64_t)lo[1][l] | ((uint64_t)hi[1][l] << 32);
+        int r = kind == 3 ? CMP_INT(cond, (int64_t)a, (int64_t)b) : CMP_INT(cond, a, b);
+        m |= (uint64_t)r << l;
+      }
+    } else {
+      if (vsrcs(c, w, in, nsrc, t, s)) return 1;
+      for (int l = 0; l < LANES; l++) {
+        if (!(exec >> l & 1)) continue;
+        int r;
+        if (kind == 0) r = cmp_f32(cond, fmod_src(in, 0, f32(s[0][l])), fmod_src(in, 1, f32(s[1][l])));
+        else if (kind == 1) r = CMP_INT(cond, (int32_t)s[0][l], (int32_t)s[1][l]);
+        else if (kind == 2) r = CMP_INT(cond, s[0][l], s[1][l]);
+        else r = class_f32(fmod_src(in, 0, f32(s[0][l])), s[1][l]);
+        m |= (uint64_t)r << l;
+      }
+    }
+    if (cmpx) { /* v_cmpx writes EXEC as well as its destination */
+      w->s[126] = (uint32_t)m;
+      w->s[127] = (uint32_t)(m >> 32);
+    }
+    return swrite64(c, w, in->dst < 0 ? 106 : in->dst, m);
+  }
+
+  switch (op) {
+    case OP_V_NOP: return 0;
+    case OP_V_READFIRSTLANE_B32: {
+      if (vsrc(c, w, in, in->src[0], t[0], &s[0])) return 1;
+      int lane = exec ? __builtin_ctzll(exec) : 0;
+      return swrite(c, w, in->dst, s[0][lane]);
+    }
+    case OP_V_READLANE_B32: {
+      uint32_t sel;
+      if (vsrc(c, w, in, in->src[0], t[0], &s[0]) || sval(c, w, in, in->src[1], &sel)) return 1;
+      return swrite(c, w, in->dst, s[0][sel & 63]);
+    }
+    case OP_V_WRITELANE_B32: {
+      uint32_t val, sel;
+      if (sval(c, w, in, in->src[0], &val) || sval(c, w, in, in->src[1], &sel) || vdst_check(c, w, in->dst, 1)) return 1;
+      vrow(w, in->dst)[sel & 63] = val; /* ignores EXEC */
+      return 0;
+    }
+    case OP_V_ACCVGPR_READ_B32:
+    case OP_V_ACCVGPR_WRITE_B32:
+    case OP_V_ACCVGPR_MOV_B32:
+    case OP_V_MOV_B32:
+      if (vsrcs(c, w, in, 1, t, s) || vdst_check(c, w, in->dst, 1)) return 1;
+      vwrite(w, in, in->dst, s[0], exec);
+      return 0;
+    case OP_V_MFMA_F32_16X16X32_BF16: return mfma(c, w, in, 16, 16, 32, 4, 4);
+    case OP_V_MFMA_F32_32X32X16_BF16: return mfma(c, w, in, 32, 32, 16, 4, 16);
+    case OP_V_MFMA_F32_16X16X16_BF16: return mfma(c, w, in, 16, 16, 16, 2, 4);
+    case OP_V_MFMA_F32_32X32X8_BF16: return mfma(c, w, in, 32, 32, 8, 2, 16);
+    default: break;
+  }
+
+  /* ---- 64-bit results */
+  if (op == OP_V_LSHLREV_B64 || op == OP_V_LSHRREV_B64 || op == OP_V_ASHRREV_I64 || op == OP_V_LSHL_ADD_U64 ||
+      op == OP_V_MAD_U64_U32 || op == OP_V_MAD_I64_I32) {
+    uint32_t lo_o[LANES], hi_o[LANES], tl[LANES], th[LANES], tl2[LANES], th2[LANES];
+    const uint32_t *lo, *hi, *lo2 = NULL, *hi2 = NULL;
+    uint64_t carry = 0;
+    if (op == OP_V_MAD_U64_U32 || op == OP_V_MAD_I64_I32) {
+      if (vsrcs(c, w, in, 2, t, s) || vsrc64(c, w, in, in->src[2], tl, th, &lo, &hi)) return 1;
+    } else if (op == OP_V_LSHL_ADD_U64) {
+      if (vsrc64(c, w, in, in->src[0], tl, th, &lo, &hi) || vsrc(c, w, in, in->src[1], t[1], &s[1]) ||
+          vsrc64(c, w, in, in->src[2], tl2, th2, &lo2, &hi2))
+        return 1;
+    } else {
+      if (vsrc(c, w, in, in->src[0], t[0], &s[0]) || vsrc64(c, w, in, in->src[1], tl, th, &lo, &hi)) return 1;
+    }
+    if (vdst_check(c, w, in->dst, 2)) return 1;
+    for (int l = 0; l < LANES; l++) {
+      uint64_t r = 0;
+      uint64_t x = (uint64_t)lo[l] | ((uint64_t)hi[l] << 32);
+      switch (op) {
+        case OP_V_LSHLREV_B64: r = x << (s[0][l] & 63); break;
+        case OP_V_LSHRREV_B64: r = x >> (s[0][l] & 63); break;
+        case OP_V_ASHRREV_I64: r = (uint64_t)((int64_t)x >> (s[0][l] & 63)); break;
+        case OP_V_LSHL_ADD_U64: r = (x << (s[1][l] & 63)) + ((uint64_t)lo2[l] | ((uint64_t)hi2[l] << 32)); break;
+        case OP_V_MAD_U64_U32: {
+          unsigned __int128 p = (unsigned __int128)s[0][l] * s[1][l] + x;
+          r = (uint64_t)p;
+          if ((exec >> l & 1) && (p >> 64)) carry |= 1ull << l;
+          break;
+        }
+        default: { /* v_mad_i64_i32 */
+          __int128 p = (__int128)(int32_t)s[0][l] * (int32_t)s[1][l] + (__int128)(int64_t)x;
+          r = (uint64_t)p;
+          if ((exec >> l & 1) && (p > INT64_MAX || p < INT64_MIN)) carry |= 1ull << l;
+        }
+      }
+      lo_o[l] = (uint32_t)r;
+      hi_o[l] = (uint32_t)(r >> 32);
+    }
+    vwrite(w, in, in->dst, lo_o, exec);
+    vwrite(w, in, in->dst + 1, hi_o, exec);
+    if (op == OP_V_MAD_U64_U32 || op == OP_V_MAD_I64_I32) return swrite64(c, w, in->sdst, carry);
+    return 0;
+  }
+
+  /* ---- packed fp32 (VOP3P) on register pairs */
+  if (op == OP_V_PK_ADD_F32 || op == OP_V_PK_MUL_F32 || op == OP_V_PK_FMA_F32 || op == OP_V_PK_MOV_B32) {
+    int n = op == OP_V_PK_FMA_F32 ? 3 : 2;
+    uint32_t tl[3][LANES], th[3][LANES], lo_o[LANES], hi_o[LANES];
+    const uint32_t *lo[3], *hi[3];
+    for (int i = 0; i < n; i++) {
+      int code = in->src[i];
+      if (code >= 128 && code != 255 && code < 256) { /* inline constant: same value in both halves */
+        uint32_t v;
+        if (sval(c, w, in, code, &v)) return 1;
+        for (int l = 0; l < LANES; l++) tl[i][l] = th[i][l] = v;
+        lo[i] = tl[i];
+        hi[i] = th[i];
+      } else if (vsrc64(c, w, in, code, tl[i], th[i], &lo[i], &hi[i]))
+        return 1;
+    }
+    if (vdst_check(c, w, in->dst, 2)) return 1;
+    int opsel = (in->flags >> F_OPSEL) & 7, opsel_hi = (in->flags >> F_OPSEL_HI) & 7;
+    int neg = (in->flags >> F_NEG) & 7, neg_hi = (in->flags >> F_NEG_HI) & 7;
+    for (int l = 0; l < LANES; l++) {
+      float a[2][3];
+      for (int i = 0; i < n; i++) {
+        a[0][i] = f32((opsel >> i & 1) ? hi[i][l] : lo[i][l]);
+        a[1][i] = f32((opsel_hi >> i & 1) ? hi[i][l] : lo[i][l]);
+        if (op != OP_V_PK_MOV_B32) {
+          if (neg >> i & 1) a[0][i] = -a[0][i];
+          if (neg_hi >> i & 1) a[1][i] = -a[1][i];
+        }
+      }
+      float r[2];
+      for (int h = 0; h < 2; h++) {
+        if (op == OP_V_PK_ADD_F32) r[h] = a[h][0] + a[h][1];
+        else if (op == OP_V_PK_MUL_F32) r[h] = a[h][0] * a[h][1];
+        else if (op == OP_V_PK_FMA_F32) r[h] = fmaf(a[h][0], a[h][1], a[h][2]);
+        else r[h] = 0;
+        if (op != OP_V_PK_MOV_B32 && (in->flags >> F_CLAMP & 1)) r[h] = fminf(fmaxf(r[h], 0.0f), 1.0f);
+      }
+      if (op == OP_V_PK_MOV_B32) {
+        lo_o[l] = (opsel & 1) ? hi[0][l] : lo[0][l];
+        hi_o[l] = (opsel & 2) ? hi[1][l] : lo[1][l];
+      } else {
+        lo_o[l] = u32f(r[0]);
+        hi_o[l] = u32f(r[1]);
+      }
+    }
+    vwrite(w, in, in->dst, lo_o, exec);
+    vwrite(w, in, in->dst + 1, hi_o, exec);
+    return 0;
+  }
+
+  /* ---- carry ops write an SGPR mask */
+  if (op == OP_V_ADD_CO_U32 || op == OP_V_SUB_CO_U32 || op == OP_V_SUBREV_CO_U32 || op == OP_V_ADDC_CO_U32 ||
+      op == OP_V_SUBB_CO_U32 || op == OP_V_SUBBREV_CO_U32) {
+    int n = (op == OP_V_ADDC_CO_U32 || op == OP_V_SUBB_CO_U32 || op == OP_V_SUBBREV_CO_U32) ? 2 : 2;
+    if (vsrcs(c, w, in, n, t, s) || vdst_check(c, w, in->dst, 1)) return 1;
+    uint64_t cin = 0, cout = 0;
+    if (in->src[2] >= 0 && sval64(c, w, in, in->src[2], &cin)) return 1;
+    int clamp = in->flags >> F_CLAMP & 1;
+    for (int l = 0; l < LANES; l++) {
+      uint64_t a = s[0][l], b = s[1][l], ci = cin >> l & 1, r;
+      int co;
+      switch (op) {
+        case OP_V_ADD_CO_U32: r = a + b; co = r >> 32; break;
+        case OP_V_SUB_CO_U32: r = a - b; co = a < b; break;
+        case OP_V_SUBREV_CO_U32: r = b - a; co = b < a; break;
+        case OP_V_ADDC_CO_U32: r = a + b + ci; co = r >> 32; break;
+        case OP_V_SUBB_CO_U32: r = a - b - ci; co = a < b + ci; break;
+        default: r = b - a - ci; co = b < a + ci; break;
+      }
+      res[l] = (uint32_t)r;
+      if (clamp && co) res[l] = (op == OP_V_ADD_CO_U32 || op == OP_V_ADDC_CO_U32) ? 0xFFFFFFFFu : 0;
+      if (exec >> l & 1) cout |= (uint64_t)co << l;
+    }
+    vwrite(w, in, in->dst, res, exec);
+    return swrite64(c, w, in->sdst, cout);
+  }
+
+  if (op == OP_V_CNDMASK_B32) {
+    uint64_t m;
+    if (vsrcs(c, w, in, 2, t, s) || sval64(c, w, in, in->src[2], &m) || vdst_check(c, w, in->dst, 1)) return 1;
+    int mods = (in->flags & (1u << F_VOP3)) && (in->flags & ((7u << F_ABS) | (7u << F_NEG)));
+    for (int l = 0; l < LANES; l++) {
+      uint32_t a = s[0][l], b = s[1][l];
+      if (mods) { /* abs/neg act on the sign bit of the selected value */
+        a = u32f(fmod_src(in, 0, f32(a)));
+        b = u32f(fmod_src(in, 1, f32(b)));
+      }
+      res[l] = (m >> l & 1) ? b : a;
+    }
+    vwrite(w, in, in->dst, res, exec);
+    return 0;
+  }
+
+  if (op == OP_V_MBCNT_LO_U32_B32 || op == OP_V_MBCNT_HI_U32_B32) {
+    if (vsrcs(c, w, in, 2, t, s) || vdst_check(c, w, in->dst, 1)) return 1;
+    for (int l = 0; l < LANES; l++) {
+      uint32_t m = s[0][l], below;
+      if (op == OP_V_MBCNT_LO_U32_B32) below = l >= 32 ? m : (m & ((1u << l) - 1));
+      else below = l < 32 ? 0 : (l == 63 ? m & 0x7FFFFFFFu : m & ((1u << (l - 32)) - 1));
+      if (op == OP_V_MBCNT_LO_U32_B32 && l == 0) below = 0;
+      res[l] = (uint32_t)__builtin_popcount(below) + s[1][l];
+    }
+    vwrite(w, in, in->dst, res, exec);
+    return 0;
+  }
+
+  /* ---- everything else: up to three 32-bit sources, one 32-bit result */
+  int nsrc = in->src[2] >= 0 ? 3 : in->src[1] >= 0 ? 2 : 1;
+  if (vsrcs(c, w, in, nsrc, t, s) || vdst_check(c, w, in->dst, 1)) return 1;
+  const uint32_t *a = s[0], *b = nsrc > 1 ? s[1] : NULL, *d = nsrc > 2 ? s[2] : NULL;
+  int clamp = in->flags >> F_CLAMP & 1;
+  for (int l = 0; l < LANES; l++) {
+    uint32_t x = a[l], y = b ? b[l] : 0, z = d ? d[l] : 0, r;
+#define FA fmod_src(in, 0, f32(x))
+#define FB fmod_src(in, 1, f32(y))
+#define FC fmod_src(in, 2, f32(z))
+#define FR(e) r = u32f(fpost(in, (e)))
+    switch (op) {
+      /* float */
+      case OP_V_ADD_F32: FR(FA + FB); break;
+      case OP_V_SUB_F32: FR(FA - FB); break;
+      case OP_V_SUBREV_F32: FR(FB - FA); break;
+      case OP_V_MUL_F32: FR(FA * FB); break;
+      case OP_V_MIN_F32: FR(fminf(FA, FB)); break;
+      case OP_V_MAX_F32: FR(fmaxf(FA, FB)); break;
+      case OP_V_FMA_F32: FR(fmaf(FA, FB, FC)); break;
+      case OP_V_FMAC_F32: FR(fmaf(FA, FB, f32(z))); break;
+      case OP_V_MIN3_F32: FR(fminf(fminf(FA, FB), FC)); break;
+      case OP_V_MAX3_F32: FR(fmaxf(fmaxf(FA, FB), FC)); break;
+      case OP_V_MED3_F32: {
+        float p = FA, q = FB, u = FC;
+        FR(fmaxf(fminf(p, q), fminf(fmaxf(p, q), u)));
+        break;
+      }
+      case OP_V_LDEXP_F32: FR(ldexpf(FA, (int32_t)y)); break;
+      case OP_V_EXP_F32: FR(exp2f(FA)); break;
+      case OP_V_LOG_F32: FR(log2f(FA)); break;
+      case OP_V_RCP_F32: case OP_V_RCP_IFLAG_F32: FR(1.0f / FA); break;
+      case OP_V_RSQ_F32: FR(1.0f / sqrtf(FA)); break;
+      case OP_V_SQRT_F32: FR(sqrtf(FA)); break;
+      case OP_V_FRACT_F32: { float p = FA; FR(isinf(p) ? 0.0f : fminf(p - floorf(p), 0x1.fffffep-1f)); break; }
+      case OP_V_TRUNC_F32: FR(truncf(FA)); break;
+      case OP_V_CEIL_F32: FR(ceilf(FA)); break;
+      case OP_V_RNDNE_F32: FR(nearbyintf(FA)); break;
+      case OP_V_FLOOR_F32: FR(floorf(FA)); break;
+      case OP_V_CVT_F32_I32: FR((float)(int32_t)x); break;
+      case OP_V_CVT_F32_U32: FR((float)x); break;
+      case OP_V_CVT_F32_BF16: FR(f32((x & 0xFFFF) << 16)); break;
+      case OP_V_CVT_F32_F16: FR((float)f16_of((uint16_t)x)); break;
+      case OP_V_CVT_U32_F32: {
+        float p = FA;
+        r = p != p ? 0 : p <= 0.0f ? 0 : p >= 4294967296.0f ? 0xFFFFFFFFu : (uint32_t)p;
+        break;
+      }
+      case OP_V_CVT_I32_F32: {
+        float p = FA;
+        r = p != p ? 0 : p <= -2147483648.0f ? 0x80000000u : p >= 2147483648.0f ? 0x7FFFFFFFu : (uint32_t)(int32_t)p;
+        break;
+      }
+      case OP_V_CVT_F16_F32: r = f16_bits((_Float16)FA); break;
+      case OP_V_CVT_PK_BF16_F32: r = bf16_rne(FA) | (bf16_rne(FB) << 16); break;
+      case OP_V_CVT_PKRTZ_F16_F32: {
+        float p = FA, q = FB;
+        _Float16 hp = (_Float16)p, hq = (_Float16)q;
+        if (fabsf((float)hp) > fabsf(p) && !isinf(p)) hp = (_Float16)nextafterf((float)hp, 0.0f);
+        if (fabsf((float)hq) > fabsf(q) && !isinf(q)) hq = (_Float16)nextafterf((float)hq, 0.0f);
+        r = f16_bits(hp) | ((uint32_t)f16_bits(hq) << 16);
+        break;
+      }
+      case OP_V_PACK_B32_F16: {
+        int os = (in->flags >> F_OPSEL) & 3;
+        uint32_t lo = (os & 1) ? x >> 16 : x & 0xFFFF, hi = (os & 2) ? y >> 16 : y & 0xFFFF;
+        r = lo | (hi << 16);
+        break;
+      }
+      /* integer */
+      case OP_V_ADD_U32: { uint64_t q = (uint64_t)x + y; r = clamp && (q >> 32) ? 0xFFFFFFFFu : (uint32_t)q; break; }
+      case OP_V_SUB_U32: r = clamp && x < y ? 0 : x - y; break;
+      case OP_V_SUBREV_U32: r = clamp && y < x ? 0 : y - x; break;
+      case OP_V_MUL_I32_I24: r = (uint32_t)((int32_t)(x << 8) >> 8) * (uint32_t)((int32_t)(y << 8) >> 8); break;
+      case OP_V_MUL_HI_I32_I24:
+        r = (uint32_t)(((int64_t)((int32_t)(x << 8) >> 8) * (int64_t)((int32_t)(y << 8) >> 8)) >> 32);
+        break;
+      case OP_V_MUL_U32_U24: r = (x & 0xFFFFFF) * (y & 0xFFFFFF); break;
+      case OP_V_MUL_HI_U32_U24: r = (uint32_t)(((uint64_t)(x & 0xFFFFFF) * (y & 0xFFFFFF)) >> 32); break;
+      case OP_V_MAD_U32_U24: r = (x & 0xFFFFFF) * (y & 0xFFFFFF) + z; break;
+      case OP_V_MAD_I32_I24: r = (uint32_t)((int32_t)(x << 8) >> 8) * (uint32_t)((int32_t)(y << 8) >> 8) + z; break;
+      case OP_V_MUL_LO_U32: r = x * y; break;
+      case OP_V_MUL_HI_U32: r = (uint32_t)(((uint64_t)x * y) >> 32); break;
+      case OP_V_MUL_HI_I32: r = (uint32_t)(((int64_t)(int32_t)x * (int32_t)y) >> 32); break;
+      case OP_V_MIN_I32: r = (int32_t)x < (int32_t)y ? x : y; break;
+      case OP_V_MAX_I32: r = (int32_t)x > (int32_t)y ? x : y; break;
+      case OP_V_MIN_U32: r = x < y ? x : y; break;
+      case OP_V_MAX_U32: r = x > y ? x : y; break;
+      case OP_V_MIN3_I32: {
+        int32_t p = (int32_t)x < (int32_t)y ? (int32_t)x : (int32_t)y;
+        r = (uint32_t)(p < (int32_t)z ? p : (int32_t)z);
+        break;
+      }
+      case OP_V_MAX3_I32: {
+        int32_t p = (int32_t)x > (int32_t)y ? (int32_t)x : (int32_t)y;
+        r = (uint32_t)(p > (int32_t)z ? p : (int32_t)z);
+        break;
+      }
+      case OP_V_MIN3_U32: { uint32_t p = x < y ? x : y; r = p < z ? p : z; break; }
+      case OP_V_MAX3_U32: { uint32_t p = x > y ? x : y; r = p > z ? p : z; break; }
+      case OP_V_MED3_I32: {
+        int32_t p = (int32_t)x, q = (int32_t)y, u = (int32_t)z;
+        int32_t mx = p > q ? p : q, mn = p < q ? p : q;
+        r = (uint32_t)(u > mx ? mx : u < mn ? mn : u);
+        break;
+      }
+      case OP_V_MED3_U32: {
+        uint32_t mx = x > y ? x : y, mn = x < y ? x : y;
+        r = z > mx ? mx : z < mn ? mn : z;
+        break;
+      }
+      case OP_V_LSHRREV_B32: r = y >> (x & 31); break;
+      case OP_V_ASHRREV_I32: r = (uint32_t)((int32_t)y >> (x & 31)); break;
+      case OP_V_LSHLREV_B32: r = y << (x & 31); break;
+      case OP_V_AND_B32: r = x & y; break;
+      case OP_V_OR_B32: r = x | y; break;
+      case OP_V_XOR_B32: r = x ^ y; break;
+      case OP_V_XNOR_B32: r = ~(x ^ y); break;
+      case OP_V_NOT_B32: r = ~x; break;
+      case OP_V_BFREV_B32: {
+        uint32_t v = x, o = 0;
+        for (int i = 0; i < 32; i++) o |= ((v >> i) & 1u) << (31 - i);
+        r = o;
+        break;
+      }
+      case OP_V_FFBH_U32: r = x ? (uint32_t)__builtin_clz(x) : 0xFFFFFFFFu; break;
+      case OP_V_FFBL_B32: r = x ? (uint32_t)__builtin_ctz(x) : 0xFFFFFFFFu; break;
+      case OP_V_BFE_U32: { uint32_t o = y & 31, wdt = z & 31; r = wdt ? (x >> o) & ((1u << wdt) - 1) : 0; break; }
+      case OP_V_BFE_I32: {
+        uint32_t o = y & 31, wdt = z & 31;
+        r = wdt ? (uint32_t)((int32_t)(x << (32 - o - wdt > 31 ? 0 : 32 - o - wdt)) >> (32 - wdt)) : 0;
+        if (wdt && o + wdt > 32) r = (uint32_t)((int32_t)x >> o);
+        break;
+      }
+      case OP_V_BFI_B32: r = (x & y) | (~x & z); break;
+      case OP_V_ALIGNBIT_B32: r = (uint32_t)((((uint64_t)x << 32) | y) >> (z & 31)); break;
+      case OP_V_ALIGNBYTE_B32: r = (uint32_t)((((uint64_t)x << 32) | y) >> (8 * (z & 3))); break;
+      case OP_V_LSHL_ADD_U32: r = (x << (y & 31)) + z; break;
+      case OP_V_ADD_LSHL_U32: r = (x + y) << (z & 31); break;
+      case OP_V_ADD3_U32: r = x + y + z; break;
+      case OP_V_LSHL_OR_B32: r = (x << (y & 31)) | z; break;
+      case OP_V_AND_OR_B32: r = (x & y) | z; break;
+      case OP_V_OR3_B32: r = x | y | z; break;
+      case OP_V_PERM_B32: {
+        uint64_t data = ((uint64_t)x << 32) | y;
+        r = perm_byte(data, z) | perm_byte(data, z >> 8) << 8 | perm_byte(data, z >> 16) << 16 |
+            perm_byte(data, z >> 24) << 24;
+        break;
+      }
+      case OP_V_BITOP3_B32: {
+        uint32_t tt = ((in->flags >> F_NEG) & 7) | (((in->flags >> F_ABS) & 7) << 3) | (((in->flags >> F_OMOD) & 3) << 6);
+        uint32_t o = 0;
+        for (int i = 0; i < 8; i++)
+          if (tt >> i & 1) {
+            uint32_t ma = (i & 4) ? x : ~x, mb = (i & 2) ? y : ~y, mc = (i & 1) ? z : ~z;
+            o |= ma & mb & mc;
+          }
+        r = o;
+        break;
+      }
+      case OP_V_BCNT_U32_B32: r = (uint32_t)__builtin_popcount(x) + y; break;
+      default:
+        return fail(c, E_UNIMPL, 0, "vector instruction not implemented by the execution core");
+    }
+#undef FA
+#undef FB
+#undef FC
+#undef FR
+    res[l] = r;
+  }
+  vwrite(w, in, in->dst, res, exec);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- SALU */
+
+static int salu(ctx_t *c, wave_t *w, const insn_t *in, int *branched) {
+  int op = in->op;
+  uint32_t a = 0, b = 0, r = 0;
+  uint64_t A = 0, B = 0, R = 0;
+  int scc = w->scc;
+  *branched = 0;
+
+#define S32(n) (sval(c, w, in, in->src[n], n ? &b : &a))
+#define S64(n) (sval64(c, w, in, in->src[n], n ? &B : &A))
+  switch (op) {
+    /* ---- SOP2 32-bit */
+    case OP_S_ADD_U32: case OP_S_SUB_U32: case OP_S_ADD_I32: case OP_S_SUB_I32: case OP_S_ADDC_U32:
+    case OP_S_SUBB_U32: case OP_S_MIN_I32: case OP_S_MIN_U32: case OP_S_MAX_I32: case OP_S_MAX_U32:
+    case OP_S_CSELECT_B32: case OP_S_AND_B32: case OP_S_OR_B32: case OP_S_XOR_B32: case OP_S_ANDN2_B32:
+    case OP_S_ORN2_B32: case OP_S_NAND_B32: case OP_S_NOR_B32: case OP_S_XNOR_B32: case OP_S_LSHL_B32:
+    case OP_S_LSHR_B32: case OP_S_ASHR_I32: case OP_S_BFM_B32: case OP_S_MUL_I32: case OP_S_BFE_U32:
+    case OP_S_BFE_I32: case OP_S_ABSDIFF_I32: case OP_S_MUL_HI_U32: case OP_S_MUL_HI_I32:
+    case OP_S_LSHL1_ADD_U32: case OP_S_LSHL2_ADD_U32: case OP_S_LSHL3_ADD_U32: case OP_S_LSHL4_ADD_U32:
+    case OP_S_PACK_LL_B32_B16: case OP_S_PACK_LH_B32_B16: case OP_S_PACK_HH_B32_B16: {
+      if (S32(0) || S32(1)) return 1;
+      uint64_t q;
+      int64_t sq;
+      switch (op) {
+        case OP_S_ADD_U32: q = (uint64_t)a + b; r = (uint32_t)q; scc = q >> 32; break;
+        case OP_S_SUB_U32: r = a - b; scc = b > a; break;
+        case OP_S_ADD_I32: sq = (int64_t)(int32_t)a + (int32_t)b; r = (uint32_t)sq; scc = sq != (int32_t)r; break;
+        case OP_S_SUB_I32: sq = (int64_t)(int32_t)a - (int32_t)b; r = (uint32_t)sq; scc = sq != (int32_t)r; break;
+        case OP_S_ADDC_U32: q = (uint64_t)a + b + (uint64_t)w->scc; r = (uint32_t)q; scc = q >> 32; break;
+        case OP_S_SUBB_U32: r = a - b - (uint32_t)w->scc; scc = (uint64_t)b + (uint64_t)w->scc > a; break;
+        case OP_S_MIN_I32: scc = (int32_t)a < (int32_t)b; r = scc ? a : b; break;
+        case OP_S_MIN_U32: scc = a < b; r = scc ? a : b; break;
+        case OP_S_MAX_I32: scc = (int32_t)a > (int32_t)b; r = scc ? a : b; break;
+        case OP_S_MAX_U32: scc = a > b; r = scc ? a : b; break;
+        case OP_S_CSELECT_B32: r = w->scc ? a : b; break;
+        case OP_S_AND_B32: r = a & b; scc = r != 0; break;
+        case OP_S_OR_B32: r = a | b; scc = r != 0; break;
+        case OP_S_XOR_B32: r = a ^ b; scc = r != 0; break;
+        case OP_S_ANDN2_B32: r = a & ~b; scc = r != 0; break;
+        case OP_S_ORN2_B32: r = a | ~b; scc = r != 0; break;
+        case OP_S_NAND_B32: r = ~(a & b); scc = r != 0; break;
+        case OP_S_NOR_B32: r = ~(a | b); scc = r != 0; break;
+        case OP_S_XNOR_B32: r = ~(a ^ b); scc = r != 0; break;
+        case OP_S_LSHL_B32: r = a << (b & 31); scc = r != 0; break;
+        case OP_S_LSHR_B32: r = a >> (b & 31); scc = r != 0; break;
+        case OP_S_ASHR_I32: r = (uint32_t)((int32_t)a >> (b & 31)); scc = r != 0; break;
+        case OP_S_BFM_B32: r = (uint32_t)(((1ull << (a & 31)) - 1) << (b & 31)); break;
+        case OP_S_MUL_I32: r = a * b; break;
+        case OP_S_BFE_U32: {
+          uint32_t o = b & 31, wd = (b >> 16) & 0x7F;
+          r = wd == 0 ? 0 : wd >= 32 ? a >> o : (a >> o) & ((1u << wd) - 1);
+          scc = r != 0;
+          break;
+        }
+        case OP_S_BFE_I32: {
+          uint32_t o = b & 31, wd = (b >> 16) & 0x7F;
+          if (wd == 0) r = 0;
+          else {
+            int64_t v = ((int64_t)(int32_t)a) >> o;
+            if (wd < 32) v = (int64_t)((uint64_t)v << (64 - wd)) >> (64 - wd);
+            r = (uint32_t)v;
+          }
+          scc = r != 0;
+          break;
+        }
+        case OP_S_ABSDIFF_I32: sq = (int64_t)(int32_t)a - (int32_t)b; r = (uint32_t)(sq < 0 ? -sq : sq); scc = r != 0; break;
+        case OP_S_MUL_HI_U32: r = (uint32_t)(((uint64_t)a * b) >> 32); break;
+        case OP_S_MUL_HI_I32: r = (uint32_t)(((int64_t)(int32_t)a * (int32_t)b) >> 32); break;
+        case OP_S_LSHL1_ADD_U32: case OP_S_LSHL2_ADD_U32: case OP_S_LSHL3_ADD_U32: case OP_S_LSHL4_ADD_U32: {
+          int sh = 1 + (op - OP_S_LSHL1_ADD_U32);
+          q = ((uint64_t)a << sh) + b;
+          r = (uint32_t)q;
+          scc = q >> 32 != 0;
+          break;
+        }
+        case OP_S_PACK_LL_B32_B16: r = (a & 0xFFFF) | (b << 16); break;
+        case OP_S_PACK_LH_B32_B16: r = (a & 0xFFFF) | (b & 0xFFFF0000u); break;
+        default: r = (a >> 16) | (b & 0xFFFF0000u); break; /* hh */
+      }
+      w->scc = scc;
+      return swrite(c, w, in->dst, r);
+    }
+    /* ---- SOP2 64-bit */
+    case OP_S_CSELECT_B64: case OP_S_AND_B64: case OP_S_OR_B64: case OP_S_XOR_B64: case OP_S_ANDN2_B64:
+    case OP_S_ORN2_B64: {
+      if (S64(0) || S64(1)) return 1;
+      switch (op) {
+        case OP_S_CSELECT_B64: R = w->scc ? A : B; break;
+        case OP_S_AND_B64: R = A & B; w->scc = R != 0; break;
+        case OP_S_OR_B64: R = A | B; w->scc = R != 0; break;
+        case OP_S_XOR_B64: R = A ^ B; w->scc = R != 0; break;
+        case OP_S_ANDN2_B64: R = A & ~B; w->scc = R != 0; break;
+        default: R = A | ~B; w->scc = R != 0; break;
+      }
+      return swrite64(c, w, in->dst, R);
+    }
+    case OP_S_LSHL_B64: case OP_S_LSHR_B64: case OP_S_ASHR_I64: {
+      if (S64(0) || S32(1)) return 1;
+      R = op == OP_S_LSHL_B64 ? A << (b & 63) : op == OP_S_LSHR_B64 ? A >> (b & 63) : (uint64_t)((int64_t)A >> (b & 63));
+      w->scc = R != 0;
+      return swrite64(c, w, in->dst, R);
+    }
+    /* ---- SOPK */
+    case OP_S_MOVK_I32: return swrite(c, w, in->dst, (uint32_t)(int32_t)(int16_t)in->imm);
+    case OP_S_CMOVK_I32: return w->scc ? swrite(c, w, in->dst, (uint32_t)(int32_t)(int16_t)in->imm) : 0;
+    case OP_S_ADDK_I32: {
+      if (S32(0)) return 1;
+      int64_t sq = (int64_t)(int32_t)a + (int16_t)in->imm;
+      w->scc = sq != (int32_t)(uint32_t)sq;
+      return swrite(c, w, in->dst, (uint32_t)sq);
+    }
+    case OP_S_MULK_I32:
+      if (S32(0)) return 1;
+      return swrite(c, w, in->dst, a * (uint32_t)(int32_t)(int16_t)in->imm);
+    case OP_S_CMPK_EQ_I32: case OP_S_CMPK_LG_I32: case OP_S_CMPK_GT_I32: case OP_S_CMPK_GE_I32:
+    case OP_S_CMPK_LT_I32: case OP_S_CMPK_LE_I32: {
+      if (S32(0)) return 1;
+      int32_t x = (int32_t)a, k = (int16_t)in->imm;
+      int cd = op - OP_S_CMPK_EQ_I32;
+      w->scc = cd == 0 ? x == k : cd == 1 ? x != k : cd == 2 ? x > k : cd == 3 ? x >= k : cd == 4 ? x < k : x <= k;
+      return 0;
+    }
+    case OP_S_CMPK_EQ_U32: case OP_S_CMPK_LG_U32: case OP_S_CMPK_GT_U32: case OP_S_CMPK_GE_U32:
+    case OP_S_CMPK_LT_U32: case OP_S_CMPK_LE_U32: {
+      if (S32(0)) return 1;
+      uint32_t x = a, k = (uint32_t)(in->imm & 0xFFFF);
+      int cd = op - OP_S_CMPK_EQ_U32;
+      w->scc = cd == 0 ? x == k : cd == 1 ? x != k : cd == 2 ? x > k : cd == 3 ? x >= k : cd == 4 ? x < k : x <= k;
+      return 0;
+    }
+    /* ---- SOP1 */
+    case OP_S_MOV_B32: if (S32(0)) return 1; return swrite(c, w, in->dst, a);
+    case OP_S_MOV_B64: if (S64(0)) return 1; return swrite64(c, w, in->dst, A);
+    case OP_S_CMOV_B32: if (S32(0)) return 1; return w->scc ? swrite(c, w, in->dst, a) : 0;
+    case OP_S_CMOV_B64: if (S64(0)) return 1; return w->scc ? swrite64(c, w, in->dst, A) : 0;
+    case OP_S_NOT_B32: if (S32(0)) return 1; r = ~a; w->scc = r != 0; return swrite(c, w, in->dst, r);
+    case OP_S_NOT_B64: if (S64(0)) return 1; R = ~A; w->scc = R != 0; return swrite64(c, w, in->dst, R);
+    case OP_S_BREV_B32: {
+      if (S32(0)) return 1;
+      for (int i = 0; i < 32; i++) r |= ((a >> i) & 1u) << (31 - i);
+      return swrite(c, w, in->dst, r);
+    }
+    case OP_S_BCNT1_I32_B32: if (S32(0)) return 1; r = (uint32_t)__builtin_popcount(a); w->scc = r != 0; return swrite(c, w, in->dst, r);
+    case OP_S_BCNT1_I32_B64: if (S64(0)) return 1; r = (uint32_t)__builtin_popcountll(A); w->scc = r != 0; return swrite(c, w, in->dst, r);
+    case OP_S_FF1_I32_B32: if (S32(0)) return 1; return swrite(c, w, in->dst, a ? (uint32_t)__builtin_ctz(a) : 0xFFFFFFFFu);
+    case OP_S_FF1_I32_B64: if (S64(0)) return 1; return swrite(c, w, in->dst, A ? (uint32_t)__builtin_ctzll(A) : 0xFFFFFFFFu);
+    case OP_S_FLBIT_I32_B32: if (S32(0)) return 1; return swrite(c, w, in->dst, a ? (uint32_t)__builtin_clz(a) : 0xFFFFFFFFu);
+    case OP_S_SEXT_I32_I8: if (S32(0)) return 1; return swrite(c, w, in->dst, (uint32_t)(int32_t)(int8_t)a);
+    case OP_S_SEXT_I32_I16: if (S32(0)) return 1; return swrite(c, w, in->dst, (uint32_t)(int32_t)(int16_t)a);
+    case OP_S_ABS_I32: if (S32(0)) return 1; r = (int32_t)a < 0 ? -a : a; w->scc = r != 0; return swrite(c, w, in->dst, r);
+    case OP_S_GETPC_B64: return swrite64(c, w, in->dst, c->L->image_base + in->pc + in->size);
+    case OP_S_AND_SAVEEXEC_B64: case OP_S_OR_SAVEEXEC_B64: case OP_S_XOR_SAVEEXEC_B64:
+    case OP_S_ANDN2_SAVEEXEC_B64: case OP_S_ORN2_SAVEEXEC_B64: case OP_S_NAND_SAVEEXEC_B64:
+    case OP_S_NOR_SAVEEXEC_B64: case OP_S_XNOR_SAVEEXEC_B64: case OP_S_ANDN1_SAVEEXEC_B64:
+    case OP_S_ORN1_SAVEEXEC_B64: {
+      if (S64(0)) return 1;
+      uint64_t e = exec_of(w);
+      switch (op) {
+        case OP_S_AND_SAVEEXEC_B64: R = A & e; break;
+        case OP_S_OR_SAVEEXEC_B64: R = A | e; break;
+        case OP_S_XOR_SAVEEXEC_B64: R = A ^ e; break;
+        case OP_S_ANDN2_SAVEEXEC_B64: R = A & ~e; break;
+        case OP_S_ORN2_SAVEEXEC_B64: R = A | ~e; break;
+        case OP_S_NAND_SAVEEXEC_B64: R = ~(A & e); break;
+        case OP_S_NOR_SAVEEXEC_B64: R = ~(A | e); break;
+        case OP_S_XNOR_SAVEEXEC_B64: R = ~(A ^ e); break;
+        case OP_S_ANDN1_SAVEEXEC_B64: R = ~A & e; break;
+        default: R = ~A | e; break;
+      }
+      if (swrite64(c, w, in->dst, e)) return 1;
+      w->s[126] = (uint32_t)R;
+      w->s[127] = (uint32_t)(R >> 32);
+      w->scc = R != 0;
+      return 0;
+    }
+    /* ---- SOPC */
+    case OP_S_CMP_EQ_I32: case OP_S_CMP_LG_I32: case OP_S_CMP_GT_I32: case OP_S_CMP_GE_I32: case OP_S_CMP_LT_I32:
+    case OP_S_CMP_LE_I32: {
+      if (S32(0) || S32(1)) return 1;
+      int32_t x = (int32_t)a, y = (int32_t)b;
+      int cd = op - OP_S_CMP_EQ_I32;
+      w->scc = cd == 0 ? x == y : cd == 1 ? x != y : cd == 2 ? x > y : cd == 3 ? x >= y : cd == 4 ? x < y : x <= y;
+      return 0;
+    }
+    case OP_S_CMP_EQ_U32: case OP_S_CMP_LG_U32: case OP_S_CMP_GT_U32: case OP_S_CMP_GE_U32: case OP_S_CMP_LT_U32:
+    case OP_S_CMP_LE_U32: {
+      if (S32(0) || S32(1)) return 1;
+      int cd = op - OP_S_CMP_EQ_U32;
+      w->scc = cd == 0 ? a == b : cd == 1 ? a != b : cd == 2 ? a > b : cd == 3 ? a >= b : cd == 4 ? a < b : a <= b;
+      return 0;
+    }
+    case OP_S_BITCMP0_B32: if (S32(0) || S32(1)) return 1; w->scc = ((a >> (b & 31)) & 1) == 0; return 0;
+    case OP_S_BITCMP1_B32: if (S32(0) || S32(1)) return 1; w->scc = ((a >> (b & 31)) & 1) == 1; return 0;
+    case OP_S_CMP_EQ_U64: if (S64(0) || S64(1)) return 1; w->scc = A == B; return 0;
+    case OP_S_CMP_LG_U64: if (S64(0) || S64(1)) return 1; w->scc = A != B; return 0;
+    default: break;
+  }
+#undef S32
+#undef S64
+  return fail(c, E_UNIMPL, 0, "scalar instruction not implemented by the execution core");
+}
+
+/* ---------------------------------------------------------------- memory instructions */
+
+static int smem(ctx_t *c, wave_t *w, const insn_t *in) {
+  int n = in->op == OP_S_LOAD_DWORD ? 1 : in->op == OP_S_LOAD_DWORDX2 ? 2 : in->op == OP_S_LOAD_DWORDX4 ? 4
+        : in->op == OP_S_LOAD_DWORDX8 ? 8 : 16;
+  if (check_s(c, w, in->src[0], 2, 0)) return 1;
+  uint64_t addr = sget64(w, in->src[0]) & 0xFFFFFFFFFFFFull;
+  addr += (int64_t)in->imm;
+  if (in->src[1] >= 0) {
+    uint32_t off;
+    if (sval(c, w, in, in->src[1], &off)) return 1;
+    addr += off;
+  }
+  addr &= ~3ull; /* low two bits ignored */
+  if (in->dst + n > 102) return fail(c, E_INVALID, 0, "scalar load destination out of range");
+  if (check_s(c, w, in->dst, n, 1)) return 1;
+  pending_t *p = issue(c, w, &w->lgkm, 1);
+  p->kind = PK_SGPR;
+  p->reg = (uint16_t)in->dst;
+  p->nregs = (uint8_t)n;
+  if (gread(c, addr, p->data, 4u * n)) return 1;
+  for (int r = 0; r < n; r++) {
+    w->s[in->dst + r] = POISON;
+    w->spend[in->dst + r]++;
+  }
+  return 0;
+}
+
+static int lds_check_read(ctx_t *c, uint32_t addr, uint32_t n) {
+  if (!c->lds_pend) return 0;
+  for (uint32_t i = 0; i < n && addr + i < c->lds_size; i++)
+    if (c->lds_pend[addr + i])
+      return fail(c, E_HAZARD, addr, "LDS read at %#x of data whose direct-to-LDS load has not been delivered "
+                  "(missing s_waitcnt vmcnt before s_barrier?)", addr + i);
+  return 0;
+}
+
+static inline void lds_read_bytes(ctx_t *c, uint32_t addr, void *out, uint32_t n) {
+  if (addr + n <= c->lds_size) memcpy(out, c->lds + addr, n);
+  else memset(out, 0, n); /* out of range reads return 0 */
+}
+
+static inline void lds_write_bytes(ctx_t *c, uint32_t addr, const void *in, uint32_t n) {
+  if (addr + n <= c->lds_size) memcpy(c->lds + addr, in, n); /* out of range writes are dropped */
+}
+
+static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec = exec_of(w);
+  int op = in->op;
+  if (in->flags & (1u << F_GDS)) return fail(c, E_UNIMPL, 0, "GDS is not modelled");
+  if (check_v(c, w, in->src[0] - 256, 1, 0)) return 1;
+  const uint32_t *addr = vrow(w, in->src[0]);
+  int is_read = 0, bytes = 4, two = 0, st64 = 0, d16 = 0, hi = 0, sext = 0;
+  switch (op) {
+    case OP_DS_READ_B32: is_read = 1; break;
+    case OP_DS_READ_B64: is_read = 1; bytes = 8; break;
+    case OP_DS_READ_B96: is_read = 1; bytes = 12; break;
+    case OP_DS_READ_B128: is_read = 1; bytes = 16; break;
+    case OP_DS_READ2_B32: is_read = 1; two = 1; break;
+    case OP_DS_READ2ST64_B32: is_read = 1; two = 1; st64 = 1; break;
+    case OP_DS_READ2_B64: is_read = 1; two = 1; bytes = 8; break;
+    case OP_DS_READ2ST64_B64: is_read = 1; two = 1; st64 = 1; bytes = 8; break;
+    case OP_DS_READ_U8: is_read = 1; bytes = 1; break;
+    case OP_DS_READ_I8: is_read = 1; bytes = 1; sext = 1; break;
+    case OP_DS_READ_U16: is_read = 1; bytes = 2; break;
+    case OP_DS_READ_I16: is_read = 1; bytes = 2; sext = 1; break;
+    case OP_DS_READ_U8_D16: is_read = 1; bytes = 1; d16 = 1; break;
+    case OP_DS_READ_U8_D16_HI: is_read = 1; bytes = 1; d16 = 1; hi = 1; break;
+    case OP_DS_READ_U16_D16: is_read = 1; bytes = 2; d16 = 1; break;
+    case OP_DS_READ_U16_D16_HI: is_read = 1; bytes = 2; d16 = 1; hi = 1; break;
+    case OP_DS_READ_B64_TR_B16: is_read = 2; bytes = 8; break;
+    case OP_DS_WRITE_B32: break;
+    case OP_DS_WRITE_B64: bytes = 8; break;
+    case OP_DS_WRITE_B96: bytes = 12; break;
+    case OP_DS_WRITE_B128: bytes = 16; break;
+    case OP_DS_WRITE2_B32: two = 1; break;
+    case OP_DS_WRITE2ST64_B32: two = 1; st64 = 1; break;
+    case OP_DS_WRITE2_B64: two = 1; bytes = 8; break;
+    case OP_DS_WRITE2ST64_B64: two = 1; st64 = 1; bytes = 8; break;
+    case OP_DS_WRITE_B8: bytes = 1; break;
+    case OP_DS_WRITE_B16: bytes = 2; break;
+    case OP_DS_WRITE_B8_D16_HI: bytes = 1; hi = 1; break;
+    case OP_DS_WRITE_B16_D16_HI: bytes = 2; hi = 1; break;
+    default: return fail(c, E_UNIMPL, 0, "LDS instruction not implemented by the execution core");
+  }
+  uint32_t stride = (uint32_t)bytes * (st64 ? 64 : 1);
+  if (is_read == 2) { /* ds_read_b64_tr_b16: gfx950.md 1.11 (inferred lane semantics) */
+    if (exec != ~0ull) return fail(c, E_INVALID, 0, "ds_read_b64_tr_b16 requires EXEC to be all ones");
+    if (vdst_check(c, w, in->dst, 2)) return 1;
+    uint16_t chunk[LANES][4];
+    for (int l = 0; l < LANES; l++) {
+      uint32_t a = addr[l] + (uint32_t)in->imm;
+      if (a & 7) return fail(c, E_MEMORY, a, "ds_read_b64_tr_b16 address %#x is not 8-byte aligned", a);
+      if (lds_check_read(c, a, 8)) return 1;
+      lds_read_bytes(c, a, chunk[l], 8);
+    }
+    pending_t *p = issue_vload(c, w, &w->lgkm, 1, in->dst, 2, exec);
+    for (int l = 0; l < LANES; l++) {
+      int g = l / 16, q = l % 16;
+      uint16_t e[4];
+      for (int k = 0; k < 4; k++) e[k] = chunk[16 * g + 4 * k + q / 4][q % 4];
+      p->data[0 * LANES + l] = e[0] | ((uint32_t)e[1] << 16);
+      p->data[1 * LANES + l] = e[2] | ((uint32_t)e[3] << 16);
+    }
+    return 0;
+  }
+  if (is_read) {
+    int words = two ? 2 * (bytes / 4) : (bytes + 3) / 4;
+    if (vdst_check(c, w, in->dst, d16 ? 1 : words)) return 1;
+    /* d16 loads merge into the old register value, read at issue */
+    uint32_t old[LANES];
+    if (d16) memcpy(old, vrow(w, in->dst), sizeof old);
+    pending_t *p = issue_vload(c, w, &w->lgkm, 1, in->dst, d16 ? 1 : words, exec);
+    for (int l = 0; l < LANES; l++) {
+      if (!(exec >> l & 1)) continue;
+      uint32_t buf[4] = {0, 0, 0, 0};
+      if (two) {
+        uint32_t a0 = addr[l] + (uint32_t)in->imm * stride, a1 = addr[l] + (uint32_t)in->imm2 * stride;
+        if ((a0 | a1) & (uint32_t)(bytes - 1) & 3)
+          return fail(c, E_MEMORY, a0, "misaligned LDS access at %#x", a0);
+        if (lds_check_read(c, a0, bytes) || lds_check_read(c, a1, bytes)) return 1;
+        lds_read_bytes(c, a0, buf, bytes);
+        lds_read_bytes(c, a1, (uint8_t *)buf + bytes, bytes);
+      } else {
+        uint32_t a = addr[l] + (uint32_t)in->imm;
+        if (bytes >= 4 && (a & 3)) return fail(c, E_MEMORY, a, "misaligned LDS access at %#x", a);
+        if (lds_check_read(c, a, bytes)) return 1;
+        lds_read_bytes(c, a, buf, bytes);
+        if (bytes == 1) buf[0] = sext ? (uint32_t)(int32_t)(int8_t)buf[0] : buf[0] & 0xFF;
+        if (bytes == 2) buf[0] = sext ? (uint32_t)(int32_t)(int16_t)buf[0] : buf[0] & 0xFFFF;
+        if (d16) buf[0] = hi ? (old[l] & 0xFFFFu) | (buf[0] << 16) : (old[l] & 0xFFFF0000u) | buf[0];
+      }
+      for (int r = 0; r < (d16 ? 1 : words); r++) p->data[r * LANES + l] = buf[r];
+    }
+    return 0;
+  }
+  /* writes: data from src1 (and src2 for write2) */
+  int dregs = (bytes + 3) / 4;
+  if (check_v(c, w, in->src[1] - 256, dregs, 0)) return 1;
+  if (two && check_v(c, w, in->src[2] - 256, dregs, 0)) return 1;
+  pending_t *p = issue(c, w, &w->lgkm, 1);
+  p->kind = PK_LDS;
+  p->lgkm_lds = 1;
+  for (int l = 0; l < LANES; l++) {
+    if (!(exec >> l & 1)) continue;
+    uint32_t buf[4], buf2[4];
+    for (int r = 0; r < dregs; r++) buf[r] = vrow(w, in->src[1] + r)[l];
+    if (hi) buf[0] >>= 16;
+    if (two) {
+      for (int r = 0; r < dregs; r++) buf2[r] = vrow(w, in->src[2] + r)[l];
+      uint32_t a0 = addr[l] + (uint32_t)in->imm * stride, a1 = addr[l] + (uint32_t)in->imm2 * stride;
+      if ((a0 | a1) & 3) return fail(c, E_MEMORY, a0, "misaligned LDS access at %#x", a0);
+      lds_write_bytes(c, a0, buf, bytes);
+      lds_write_bytes(c, a1, buf2, bytes);
+    } else {
+      uint32_t a = addr[l] + (uint32_t)in->imm;
+      if (bytes >= 4 && (a & 3)) return fail(c, E_MEMORY, a, "misaligned LDS access at %#x", a);
+      if (bytes == 2 && (a & 1)) return fail(c, E_MEMORY, a, "misaligned LDS access at %#x", a);
+      lds_write_bytes(c, a, buf, bytes);
+    }
+  }
+  return 0;
+}
+
+/* Global/flat/buffer data movement shared by both encodings. kind: bytes per lane and how to place them. */
+typedef struct {
+  int load, bytes, dwords, sext, d16, hi, lds;
+} memop_t;
+
+static int memop_of(int op, memop_t *m) {
+  memset(m, 0, sizeof *m);
+  switch (op) {
+#define L(name, b, dw, sx, d, h, ld) case name: *m = (memop_t){1, b, dw, sx, d, h, ld}; return 1;
+#define S(name, b, dw, h) case name: *m = (memop_t){0, b, dw, 0, 0, h, 0}; return 1;
+    L(OP_BUFFER_LOAD_UBYTE, 1, 1, 0, 0, 0, 0) L(OP_BUFFER_LOAD_SBYTE, 1, 1, 1, 0, 0, 0)
+    L(OP_BUFFER_LOAD_USHORT, 2, 1, 0, 0, 0, 0) L(OP_BUFFER_LOAD_SSHORT, 2, 1, 1, 0, 0, 0)
+    L(OP_BUFFER_LOAD_DWORD, 4, 1, 0, 0, 0, 0) L(OP_BUFFER_LOAD_DWORDX2, 8, 2, 0, 0, 0, 0)
+    L(OP_BUFFER_LOAD_DWORDX3, 12, 3, 0, 0, 0, 0) L(OP_BUFFER_LOAD_DWORDX4, 16, 4, 0, 0, 0, 0)
+    L(OP_BUFFER_LOAD_SHORT_D16, 2, 1, 0, 1, 0, 0) L(OP_BUFFER_LOAD_SHORT_D16_HI, 2, 1, 0, 1, 1, 0)
+    S(OP_BUFFER_STORE_BYTE, 1, 1, 0) S(OP_BUFFER_STORE_SHORT, 2, 1, 0) S(OP_BUFFER_STORE_SHORT_D16_HI, 2, 1, 1)
+    S(OP_BUFFER_STORE_DWORD, 4, 1, 0) S(OP_BUFFER_STORE_DWORDX2, 8, 2, 0) S(OP_BUFFER_STORE_DWORDX3, 12, 3, 0)
+    S(OP_BUFFER_STORE_DWORDX4, 16, 4, 0)
+    L(OP_GLOBAL_LOAD_UBYTE, 1, 1, 0, 0, 0, 0) L(OP_GLOBAL_LOAD_SBYTE, 1, 1, 1, 0, 0, 0)
+    L(OP_GLOBAL_LOAD_USHORT, 2, 1, 0, 0, 0, 0) L(OP_GLOBAL_LOAD_SSHORT, 2, 1, 1, 0, 0, 0)
+    L(OP_GLOBAL_LOAD_DWORD, 4, 1, 0, 0, 0, 0) L(OP_GLOBAL_LOAD_DWORDX2, 8, 2, 0, 0, 0, 0)
+    L(OP_GLOBAL_LOAD_DWORDX3, 12, 3, 0, 0, 0, 0) L(OP_GLOBAL_LOAD_DWORDX4, 16, 4, 0, 0, 0, 0)
+    L(OP_GLOBAL_LOAD_UBYTE_D16, 1, 1, 0, 1, 0, 0) L(OP_GLOBAL_LOAD_UBYTE_D16_HI, 1, 1, 0, 1, 1, 0)
+    L(OP_GLOBAL_LOAD_SHORT_D16, 2, 1, 0, 1, 0, 0) L(OP_GLOBAL_LOAD_SHORT_D16_HI, 2, 1, 0, 1, 1, 0)
+    L(OP_GLOBAL_LOAD_LDS_UBYTE, 1, 1, 0, 0, 0, 1) L(OP_GLOBAL_LOAD_LDS_USHORT, 2, 1, 0, 0, 0, 1)
+    L(OP_GLOBAL_LOAD_LDS_DWORD, 4, 1, 0, 0, 0, 1) L(OP_GLOBAL_LOAD_LDS_DWORDX3, 12, 3, 0, 0, 0, 1)
+    L(OP_GLOBAL_LOAD_LDS_DWORDX4, 16, 4, 0, 0, 0, 1)
+    S(OP_GLOBAL_STORE_BYTE, 1, 1, 0) S(OP_GLOBAL_STORE_BYTE_D16_HI, 1, 1, 1) S(OP_GLOBAL_STORE_SHORT, 2, 1, 0)
+    S(OP_GLOBAL_STORE_SHORT_D16_HI, 2, 1, 1) S(OP_GLOBAL_STORE_DWORD, 4, 1, 0) S(OP_GLOBAL_STORE_DWORDX2, 8, 2, 0)
+    S(OP_GLOBAL_STORE_DWORDX3, 12, 3, 0) S(OP_GLOBAL_STORE_DWORDX4, 16, 4, 0)
+    L(OP_FLAT_LOAD_UBYTE, 1, 1, 0, 0, 0, 0) L(OP_FLAT_LOAD_SBYTE, 1, 1, 1, 0, 0, 0)
+    L(OP_FLAT_LOAD_USHORT, 2, 1, 0, 0, 0, 0) L(OP_FLAT_LOAD_SSHORT, 2, 1, 1, 0, 0, 0)
+    L(OP_FLAT_LOAD_DWORD, 4, 1, 0, 0, 0, 0) L(OP_FLAT_LOAD_DWORDX2, 8, 2, 0, 0, 0, 0)
+    L(OP_FLAT_LOAD_DWORDX3, 12, 3, 0, 0, 0, 0) L(OP_FLAT_LOAD_DWORDX4, 16, 4, 0, 0, 0, 0)
+    L(OP_FLAT_LOAD_UBYTE_D16, 1, 1, 0, 1, 0, 0) L(OP_FLAT_LOAD_UBYTE_D16_HI, 1, 1, 0, 1, 1, 0)
+    L(OP_FLAT_LOAD_SHORT_D16, 2, 1, 0, 1, 0, 0) L(OP_FLAT_LOAD_SHORT_D16_HI, 2, 1, 0, 1, 1, 0)
+    S(OP_FLAT_STORE_BYTE, 1, 1, 0) S(OP_FLAT_STORE_BYTE_D16_HI, 1, 1, 1) S(OP_FLAT_STORE_SHORT, 2, 1, 0)
+    S(OP_FLAT_STORE_SHORT_D16_HI, 2, 1, 1) S(OP_FLAT_STORE_DWORD, 4, 1, 0) S(OP_FLAT_STORE_DWORDX2, 8, 2, 0)
+    S(OP_FLAT_STORE_DWORDX3, 12, 3, 0) S(OP_FLAT_STORE_DWORDX4, 16, 4, 0)
+#undef L
+#undef S
+    default: return 0;
+  }
+}
+
+static inline uint32_t load_extend(const memop_t *m, uint32_t raw, uint32_t old) {
+  if (m->bytes == 1) raw = m->sext ? (uint32_t)(int32_t)(int8_t)raw : raw & 0xFF;
+  else if (m->bytes == 2) raw = m->sext ? (uint32_t)(int32_t)(int16_t)raw : raw & 0xFFFF;
+  if (m->d16) raw = m->hi ? (old & 0xFFFFu) | (raw << 16) : (old & 0xFFFF0000u) | raw;
+  return raw;
+}
+
+/* Per-lane address (valid[] says whether the lane accesses memory at all; OOB buffer lanes read 0). */
+static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const uint64_t *lane_addr,
+                const uint32_t *dw_ok /* bitmask of in-range dwords per lane, or NULL = all */, int flat) {
+  uint64_t exec = exec_of(w);
+  if (m->load && m->lds) { /* direct-to-LDS (gfx950.md 3.5): placed by M0 and lane, delivered at retire */
+    pending_t *p = issue(c, w, &w->vm, 0);
+    p->kind = PK_LDS_DMA;
+    p->mask = exec;
+    p->dwords = (uint8_t)m->dwords;
+    p->slot = m->bytes > 4 ? 16 : 4;
+    p->lds_base = (w->s[124] & 0x3FFFF) + (uint32_t)in->imm; /* M0 plus the immediate (gfx950.md 3.5) */
+    for (int l = 0; l < LANES; l++) {
+      if (!(exec >> l & 1)) continue;
+      uint32_t buf[4] = {0, 0, 0, 0};
+      for (int k = 0; k < m->dwords; k++) {
+        if (dw_ok && !(dw_ok[l] >> k & 1)) continue;
+        uint32_t nb = m->bytes < 4 ? (uint32_t)m->bytes : 4;
+        if (gread(c, lane_addr[l] + 4 * k, &buf[k], nb)) return 1;
+      }
+      if (m->bytes < 4) buf[0] = load_extend(m, buf[0], 0);
+      for (int k = 0; k < m->dwords; k++) {
+        p->data[l * 4 + k] = buf[k];
+        uint32_t at = p->lds_base + (uint32_t)l * p->slot + 4 * k;
+        if (at + 4 <= c->lds_size) {
+          uint32_t poison = POISON;
+          memcpy(c->lds + at, &poison, 4);
+          if (c->lds_pend)
+            for (int b = 0; b < 4; b++) c->lds_pend[at + b]++;
+        }
+      }
+    }
+    return 0;
+  }
+  if (m->load) {
+    if (vdst_check(c, w, in->dst, m->dwords)) return 1;
+    uint32_t old[LANES];
+    if (m->d16) memcpy(old, vrow(w, in->dst), sizeof old);
+    pending_t *p = issue_vload(c, w, &w->vm, 0, in->dst, m->dwords, exec);
+    if (flat) { /* FLAT counts in both counters; model the vector one */ }
+    for (int l = 0; l < LANES; l++) {
+      if (!(exec >> l & 1)) continue;
+      uint32_t buf[4] = {0, 0, 0, 0};
+      uint64_t a = lane_addr[l];
+      if (m->bytes >= 4 && (a & 3)) return fail(c, E_MEMORY, a, "misaligned %d-byte load at %#llx", m->bytes, (unsigned long long)a);
+      if (flat == 2 && a >= c->L->shared_base && a < c->L->shared_base + (1ull << 32)) {
+        uint32_t la = (uint32_t)(a - c->L->shared_base);
+        if (lds_check_read(c, la, m->bytes)) return 1;
+        lds_read_bytes(c, la, buf, m->bytes);
+      } else if (!dw_ok) {
+        if (gread(c, a, buf, m->bytes)) return 1;
+      } else {
+        for (int k = 0; k < m->dwords; k++)
+          if (dw_ok[l] >> k & 1) {
+            uint32_t nb = m->bytes < 4 ? (uint32_t)m->bytes : 4;
+            if (gread(c, a + 4 * k, &buf[k], nb)) return 1;
+          }
+      }
+      if (m->bytes < 4) buf[0] = load_extend(m, buf[0], m->d16 ? old[l] : 0);
+      for (int k = 0; k < m->dwords; k++) p->data[k * LANES + l] = buf[k];
+    }
+    return 0;
+  }
+  /* store: data register is in src1 for FLAT, dst (VDATA) for MUBUF */
+  int data = in->op >= OP_GLOBAL_LOAD_UBYTE ? in->src[1] : in->dst;
+  if (check_v(c, w, data - 256, m->dwords, 0)) return 1;
+  pending_t *p = issue(c, w, &w->vm, 0);
+  p->kind = PK_STORE;
+  for (int l = 0; l < LANES; l++) {
+    if (!(exec >> l & 1)) continue;
+    uint32_t buf[4];
+    for (int k = 0; k < m->dwords; k++) buf[k] = vrow(w, data + k)[l];
+    if (m->hi) buf[0] >>= 16;
+    uint64_t a = lane_addr[l];
+    if (m->bytes >= 4 && (a & 3)) return fail(c, E_MEMORY, a, "misaligned %d-byte store at %#llx", m->bytes, (unsigned long long)a);
+    if (m->bytes == 2 && (a & 1)) return fail(c, E_MEMORY, a, "misaligned 2-byte store at %#llx", (unsigned long long)a);
+    if (flat == 2 && a >= c->L->shared_base && a < c->L->shared_base + (1ull << 32)) {
+      lds_write_bytes(c, (uint32_t)(a - c->L->shared_base), buf, m->bytes);
+      continue;
+    }
+    if (!dw_ok) {
+      if (gwrite(c, a, buf, m->bytes)) return 1;
+    } else {
+      for (int k = 0; k < m->dwords; k++)
+        if (dw_ok[l] >> k & 1) {
+          uint32_t nb = m->bytes < 4 ? (uint32_t)m->bytes : 4;
+          if (gwrite(c, a + 4 * k, &buf[k], nb)) return 1;
+        }
+    }
+  }
+  return 0;
+}
+
+static int flat_op(ctx_t *c, wave_t *w, const insn_t *in) {
+  memop_t m;
+  if (!memop_of(in->op, &m)) return fail(c, E_UNIMPL, 0, "memory instruction not implemented by the execution core");
+  uint64_t addr[LANES];
+  uint64_t exec = exec_of(w);
+  int seg = in->imm2;
+  if (in->src[2] >= 0) { /* SGPR base + 32-bit VGPR offset */
+    if (check_s(c, w, in->src[2], 2, 0) || check_v(c, w, in->src[0] - 256, 1, 0)) return 1;
+    uint64_t base = sget64(w, in->src[2]);
+    const uint32_t *off = vrow(w, in->src[0]);
+    for (int l = 0; l < LANES; l++) addr[l] = base + off[l] + (int64_t)in->imm;
+  } else {
+    if (check_v(c, w, in->src[0] - 256, 2, 0)) return 1;
+    const uint32_t *lo = vrow(w, in->src[0]), *hi = vrow(w, in->src[0] + 1);
+    for (int l = 0; l < LANES; l++) addr[l] = ((uint64_t)lo[l] | ((uint64_t)hi[l] << 32)) + (int64_t)in->imm;
+  }
+  (void)exec;
+  return vmem(c, w, in, &m, addr, NULL, seg == 0 ? 2 : 1);
+}
+
+static int buffer_op(ctx_t *c, wave_t *w, const insn_t *in) {
+  memop_t m;
+  if (!memop_of(in->op, &m)) return fail(c, E_UNIMPL, 0, "memory instruction not implemented by the execution core");
+  if (in->flags & (1u << F_LDS)) {
+    if (!m.load || m.d16 || m.bytes == 8) return fail(c, E_INVALID, 0, "this buffer instruction has no LDS form");
+    m.lds = 1;
+  }
+  if (check_s(c, w, in->src[1], 4, 0)) return 1;
+  uint32_t *rs = &w->s[in->src[1]];
+  uint64_t base = (uint64_t)rs[0] | ((uint64_t)(rs[1] & 0xFFFF) << 32);
+  uint32_t stride = (rs[1] >> 16) & 0x3FFF, swz = (rs[1] >> 31) & 1, num = rs[2];
+  uint32_t dfmt = (rs[3] >> 15) & 0xF, add_tid = (rs[3] >> 23) & 1;
+  uint32_t soff;
+  if (sval(c, w, in, in->src[2], &soff)) return 1;
+  int offen = in->flags >> F_OFFEN & 1, idxen = in->flags >> F_IDXEN & 1;
+  if (swz) return fail(c, E_UNIMPL, 0, "swizzled buffer addressing is not modelled (gfx950.md open question 5)");
+  if (add_tid) return fail(c, E_UNIMPL, 0, "ADD_TID buffer addressing is not modelled");
+  const uint32_t *vidx = NULL, *voff = NULL;
+  if (idxen) {
+    if (check_v(c, w, in->src[0] - 256, 1, 0)) return 1;
+    vidx = vrow(w, in->src[0]);
+  }
+  if (offen) {
+    if (check_v(c, w, in->src[0] - 256 + idxen, 1, 0)) return 1;
+    voff = vrow(w, in->src[0] + idxen);
+  }
+  uint64_t addr[LANES];
+  uint32_t ok[LANES];
+  int unbound = dfmt == 0; /* data_format INVALID: an unbound resource (gfx950.md 3.1) */
+  for (int l = 0; l < LANES; l++) {
+    uint32_t index = idxen ? vidx[l] : 0;
+    uint64_t offset = (offen ? (uint64_t)voff[l] : 0) + (uint32_t)in->imm;
+    addr[l] = base + soff + (uint64_t)index * stride + offset;
+    ok[l] = 0;
+    if (unbound) continue;
+    int nd = m.dwords;
+    for (int k = 0; k < nd; k++) {
+      uint64_t o = offset + 4ull * k;
+      uint64_t width = m.bytes < 4 ? (uint64_t)m.bytes : 4;
+      int in_range = (idxen && stride) ? index < num : o + width <= num; /* a straddling dword is out of range */
+      if (in_range) ok[l] |= 1u << k;
+    }
+  }
+  return vmem(c, w, in, &m, addr, ok, 0);
+}
+
+/* ---------------------------------------------------------------- wave step */
+
+static int step(ctx_t *c, wave_t *w) {
+  emu_launch *L = c->L;
+  if (w->pc < 0 || w->pc >= L->nprog) return fail(c, E_INVALID, 0, "program counter left the kernel");
+  const insn_t *in = &L->prog[w->pc];
+  int op = in->op;
+  int next = w->pc + 1;
+  L->insn_count++;
+  if (op == OP_INVALID) return fail(c, E_UNIMPL, 0, "unknown or unimplemented instruction encoding");
+
+  if (op >= OP_S_NOP && op <= OP_S_SETPRIO) { /* SOPP */
+    int taken = -1;
+    switch (op) {
+      case OP_S_NOP: case OP_S_SLEEP: case OP_S_SETPRIO: break;
+      case OP_S_ENDPGM:
+        q_retire(c, w, &w->vm, 0, 0);
+        q_retire(c, w, &w->lgkm, 0, 1);
+        w->status = W_DONE;
+        return 0;
+      case OP_S_BRANCH: taken = 1; break;
+      case OP_S_CBRANCH_SCC0: taken = w->scc == 0; break;
+      case OP_S_CBRANCH_SCC1: taken = w->scc != 0; break;
+      case OP_S_CBRANCH_VCCZ: taken = vcc_of(w) == 0; break;
+      case OP_S_CBRANCH_VCCNZ: taken = vcc_of(w) != 0; break;
+      case OP_S_CBRANCH_EXECZ: taken = exec_of(w) == 0; break;
+      case OP_S_CBRANCH_EXECNZ: taken = exec_of(w) != 0; break;
+      case OP_S_BARRIER: w->status = W_BARRIER; break;
+      case OP_S_WAITCNT: {
+        int imm = in->imm & 0xFFFF;
+        int vm = (imm & 0xF) | ((imm >> 14) & 3) << 4, lgkm = (imm >> 8) & 0xF;
+        q_retire(c, w, &w->vm, vm, 0);
+        q_retire(c, w, &w->lgkm, lgkm, 1);
+        break;
+      }
+      default: return fail(c, E_UNIMPL, 0, "program-control instruction not implemented");
+    }
+    if (taken == 1) {
+      int64_t target = (int64_t)in->pc + 4 + 4 * (int64_t)(int16_t)in->imm;
+      int64_t word = (target - (int64_t)L->code_base) / 4;
+      if (word < 0 || word >= L->code_words || L->index[word] < 0)
+        return fail(c, E_INVALID, (uint64_t)target, "branch to %#llx, which is not an instruction of the kernel",
+                    (unsigned long long)target);
+      next = L->index[word];
+    }
+    w->pc = next;
+    return 0;
+  }
+  int rc;
+  if (op < OP_S_NOP) rc = salu(c, w, in, &(int){0});
+  else if (op <= OP_S_LOAD_DWORDX16) rc = smem(c, w, in);
+  else if (op >= OP_DS_WRITE_B32 && op <= OP_DS_READ_B128) rc = ds(c, w, in);
+  else if (op >= OP_BUFFER_LOAD_UBYTE && op <= OP_BUFFER_LOAD_SHORT_D16_HI) rc = buffer_op(c, w, in);
+  else if (op >= OP_GLOBAL_LOAD_UBYTE) rc = flat_op(c, w, in);
+  else {
+    if (in->flags & (1u << F_DPP)) return fail(c, E_UNIMPL, 0, "DPP operand forms are not modelled");
+    rc = valu(c, w, in);
+  }
+  if (rc) return rc;
+  w->pc = next;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- launch */
+
+static void init_wave(ctx_t *c, wave_t *w, int wi, const uint32_t wg[3], uint32_t threads) {
+  emu_launch *L = c->L;
+  memset(w->s, 0, sizeof w->s);
+  for (size_t i = 0; i < (size_t)NV * LANES; i++) w->v[i] = POISON;
+  memset(w->vpend, 0, sizeof w->vpend);
+  memset(w->spend, 0, sizeof w->spend);
+  w->vm.n = w->lgkm.n = 0;
+  w->scc = 0;
+  w->status = W_RUN;
+  w->pc = L->entry;
+  for (uint32_t i = 0; i < L->user_sgpr_count && i < 32; i++) w->s[i] = L->user_sgprs[i];
+  uint32_t k = L->user_sgpr_count;
+  for (int d = 0; d < 3; d++)
+    if (L->wg_id_enable >> d & 1) w->s[k++] = wg[d];
+  if (L->wg_info) w->s[k++] = 0;
+  uint64_t exec = 0;
+  uint32_t bx = L->block[0], by = L->block[1];
+  for (int l = 0; l < LANES; l++) {
+    uint32_t flat = (uint32_t)wi * LANES + (uint32_t)l;
+    if (flat >= threads) {
+      w->v[l] = 0;
+      continue;
+    }
+    exec |= 1ull << l;
+    uint32_t x = flat % bx, y = (flat / bx) % by, z = flat / (bx * by);
+    uint32_t v0 = x;
+    if (L->tid_dims >= 2) v0 |= y << 10;
+    if (L->tid_dims >= 3) v0 |= z << 20;
+    w->v[l] = v0;
+  }
+  w->s[126] = (uint32_t)exec;
+  w->s[127] = (uint32_t)(exec >> 32);
+}
+
+static int run_workgroup(ctx_t *c, const uint32_t wg[3]) {
+  emu_launch *L = c->L;
+  uint32_t threads = L->block[0] * L->block[1] * L->block[2];
+  int nw = (int)((threads + LANES - 1) / LANES);
+  for (uint32_t i = 0; i < c->lds_size; i += 4) memcpy(c->lds + i, &(uint32_t){POISON}, 4);
+  if (c->lds_pend) memset(c->lds_pend, 0, c->lds_size);
+  for (int i = 0; i < nw; i++) init_wave(c, &c->waves[i], i, wg, threads);
+  c->nwaves = nw;
+  int rr = 0;
+  for (;;) {
+    int alive = 0, running = 0;
+    for (int i = 0; i < nw; i++) {
+      if (c->waves[i].status != W_DONE) alive++;
+      if (c->waves[i].status == W_RUN) running++;
+    }
+    if (!alive) return 0;
+    if (!running) { /* every live wave waits at the barrier: release them */
+      for (int i = 0; i < nw; i++)
+        if (c->waves[i].status == W_BARRIER) c->waves[i].status = W_RUN;
+      continue;
+    }
+    int pick, quantum;
+    if (L->seeded) {
+      int k = (int)(rng_next(c) % (uint64_t)running);
+      for (pick = 0; pick < nw; pick++)
+        if (c->waves[pick].status == W_RUN && k-- == 0) break;
+      quantum = 1 + (int)(rng_next(c) % 24);
+    } else {
+      while (c->waves[rr % nw].status != W_RUN) rr++;
+      pick = rr % nw;
+      rr++;
+      quantum = 1 << 30;
+    }
+    c->cur_wave = pick;
+    wave_t *w = &c->waves[pick];
+    for (int q = 0; q < quantum && w->status == W_RUN; q++) {
+      if (step(c, w)) return L->err;
+      if (L->insn_count > L->max_insns)
+        return fail(c, E_LIMIT, 0, "instruction limit of %llu wave-instructions reached (an endless loop?)",
+                    (unsigned long long)L->max_insns);
+    }
+  }
+}
+
+int emu_run(emu_launch *L) {
+  ctx_t c;
+  memset(&c, 0, sizeof c);
+  c.L = L;
+  c.last_region = -1;
+  c.rng = L->seed * 0x9E3779B97F4A7C15ull + 0x1234567ull;
+  if (!c.rng) c.rng = 1;
+  L->err = 0;
+  L->insn_count = 0;
+  uint32_t threads = L->block[0] * L->block[1] * L->block[2];
+  int nw = (int)((threads + LANES - 1) / LANES);
+  c.waves = calloc((size_t)nw, sizeof(wave_t));
+  c.lds_size = L->lds_bytes;
+  c.lds = malloc(c.lds_size + 16);
+  c.lds_pend = L->strict ? malloc(c.lds_size + 16) : NULL;
+  int ok = c.waves && c.lds && (!L->strict || c.lds_pend);
+  for (int i = 0; ok && i < nw; i++) {
+    c.waves[i].v = malloc((size_t)NV * LANES * 4);
+    if (!c.waves[i].v) ok = 0;
+  }
+  int rc = 0;
+  if (!ok) rc = fail(&c, E_INVALID, 0, "host out of memory for the emulated workgroup");
+  for (uint32_t z = 0; !rc && z < L->grid[2]; z++)
+    for (uint32_t y = 0; !rc && y < L->grid[1]; y++)
+      for (uint32_t x = 0; !rc && x < L->grid[0]; x++) {
+        uint32_t wg[3] = {x, y, z};
+        rc = run_workgroup(&c, wg);
+        if (rc) memcpy(L->err_wg, wg, sizeof wg);
+      }
+  if (rc && c.waves) L->err_insn = c.waves[c.cur_wave].pc;
+  if (c.waves)
+    for (int i = 0; i < nw; i++) free(c.waves[i].v);
+  free(c.waves);
+  free(c.lds);
+  free(c.lds_pend);
+  return rc;
+}

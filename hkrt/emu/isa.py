@@ -1,0 +1,172 @@
+"""gfx950 opcode tables: (encoding format, opcode number) -> mnemonic.
+
+Opcode numbers follow the CDNA3/CDNA4 ISA encodings and were checked against the
+toolchain's assembler (tests/test_emu_decode.py re-checks every one with llvm-mc).
+Only instructions the execution core implements are listed; anything else decodes
+as unknown and raises UnimplementedInstruction if executed.
+"""
+
+SOP2 = {
+    0: "s_add_u32", 1: "s_sub_u32", 2: "s_add_i32", 3: "s_sub_i32", 4: "s_addc_u32", 5: "s_subb_u32",
+    6: "s_min_i32", 7: "s_min_u32", 8: "s_max_i32", 9: "s_max_u32", 10: "s_cselect_b32", 11: "s_cselect_b64",
+    12: "s_and_b32", 13: "s_and_b64", 14: "s_or_b32", 15: "s_or_b64", 16: "s_xor_b32", 17: "s_xor_b64",
+    18: "s_andn2_b32", 19: "s_andn2_b64", 20: "s_orn2_b32", 21: "s_orn2_b64", 22: "s_nand_b32",
+    24: "s_nor_b32", 26: "s_xnor_b32", 28: "s_lshl_b32", 29: "s_lshl_b64", 30: "s_lshr_b32",
+    31: "s_lshr_b64", 32: "s_ashr_i32", 33: "s_ashr_i64", 34: "s_bfm_b32", 36: "s_mul_i32",
+    37: "s_bfe_u32", 38: "s_bfe_i32", 42: "s_absdiff_i32", 44: "s_mul_hi_u32", 45: "s_mul_hi_i32",
+    46: "s_lshl1_add_u32", 47: "s_lshl2_add_u32", 48: "s_lshl3_add_u32", 49: "s_lshl4_add_u32",
+    50: "s_pack_ll_b32_b16", 51: "s_pack_lh_b32_b16", 52: "s_pack_hh_b32_b16",
+}
+
+SOPK = {
+    0: "s_movk_i32", 1: "s_cmovk_i32", 2: "s_cmpk_eq_i32", 3: "s_cmpk_lg_i32", 4: "s_cmpk_gt_i32",
+    5: "s_cmpk_ge_i32", 6: "s_cmpk_lt_i32", 7: "s_cmpk_le_i32", 8: "s_cmpk_eq_u32", 9: "s_cmpk_lg_u32",
+    10: "s_cmpk_gt_u32", 11: "s_cmpk_ge_u32", 12: "s_cmpk_lt_u32", 13: "s_cmpk_le_u32", 14: "s_addk_i32",
+    15: "s_mulk_i32",
+}
+
+SOP1 = {
+    0: "s_mov_b32", 1: "s_mov_b64", 2: "s_cmov_b32", 3: "s_cmov_b64", 4: "s_not_b32", 5: "s_not_b64",
+    8: "s_brev_b32", 12: "s_bcnt1_i32_b32", 13: "s_bcnt1_i32_b64", 16: "s_ff1_i32_b32", 17: "s_ff1_i32_b64",
+    18: "s_flbit_i32_b32", 22: "s_sext_i32_i8", 23: "s_sext_i32_i16", 28: "s_getpc_b64",
+    32: "s_and_saveexec_b64", 33: "s_or_saveexec_b64", 34: "s_xor_saveexec_b64", 35: "s_andn2_saveexec_b64",
+    36: "s_orn2_saveexec_b64", 37: "s_nand_saveexec_b64", 38: "s_nor_saveexec_b64", 39: "s_xnor_saveexec_b64",
+    48: "s_abs_i32", 51: "s_andn1_saveexec_b64", 52: "s_orn1_saveexec_b64",
+}
+
+SOPC = {
+    0: "s_cmp_eq_i32", 1: "s_cmp_lg_i32", 2: "s_cmp_gt_i32", 3: "s_cmp_ge_i32", 4: "s_cmp_lt_i32",
+    5: "s_cmp_le_i32", 6: "s_cmp_eq_u32", 7: "s_cmp_lg_u32", 8: "s_cmp_gt_u32", 9: "s_cmp_ge_u32",
+    10: "s_cmp_lt_u32", 11: "s_cmp_le_u32", 12: "s_bitcmp0_b32", 13: "s_bitcmp1_b32", 18: "s_cmp_eq_u64",
+    19: "s_cmp_lg_u64",
+}
+
+SOPP = {
+    0: "s_nop", 1: "s_endpgm", 2: "s_branch", 4: "s_cbranch_scc0", 5: "s_cbranch_scc1", 6: "s_cbranch_vccz",
+    7: "s_cbranch_vccnz", 8: "s_cbranch_execz", 9: "s_cbranch_execnz", 10: "s_barrier", 12: "s_waitcnt",
+    14: "s_sleep", 15: "s_setprio",
+}
+
+SMEM = {0: "s_load_dword", 1: "s_load_dwordx2", 2: "s_load_dwordx4", 3: "s_load_dwordx8", 4: "s_load_dwordx16"}
+
+VOP1 = {
+    0: "v_nop", 1: "v_mov_b32", 2: "v_readfirstlane_b32", 5: "v_cvt_f32_i32", 6: "v_cvt_f32_u32",
+    7: "v_cvt_u32_f32", 8: "v_cvt_i32_f32", 10: "v_cvt_f16_f32", 11: "v_cvt_f32_f16", 27: "v_fract_f32",
+    28: "v_trunc_f32", 29: "v_ceil_f32", 30: "v_rndne_f32", 31: "v_floor_f32", 32: "v_exp_f32",
+    33: "v_log_f32", 34: "v_rcp_f32", 35: "v_rcp_iflag_f32", 36: "v_rsq_f32", 39: "v_sqrt_f32",
+    43: "v_not_b32", 44: "v_bfrev_b32", 45: "v_ffbh_u32", 46: "v_ffbl_b32", 82: "v_accvgpr_mov_b32",
+    91: "v_cvt_f32_bf16",
+}
+
+VOP2 = {
+    0: "v_cndmask_b32", 1: "v_add_f32", 2: "v_sub_f32", 3: "v_subrev_f32", 5: "v_mul_f32",
+    6: "v_mul_i32_i24", 7: "v_mul_hi_i32_i24", 8: "v_mul_u32_u24", 9: "v_mul_hi_u32_u24", 10: "v_min_f32",
+    11: "v_max_f32", 12: "v_min_i32", 13: "v_max_i32", 14: "v_min_u32", 15: "v_max_u32",
+    16: "v_lshrrev_b32", 17: "v_ashrrev_i32", 18: "v_lshlrev_b32", 19: "v_and_b32", 20: "v_or_b32",
+    21: "v_xor_b32", 25: "v_add_co_u32", 26: "v_sub_co_u32", 27: "v_subrev_co_u32", 28: "v_addc_co_u32",
+    29: "v_subb_co_u32", 30: "v_subbrev_co_u32", 52: "v_add_u32", 53: "v_sub_u32", 54: "v_subrev_u32",
+    59: "v_fmac_f32", 61: "v_xnor_b32",
+}
+
+# VOPC compares: opcode = base + index of the condition; the same numbers serve VOP3 (op < 256).
+_CMP_F32 = ["f", "lt", "eq", "le", "gt", "lg", "ge", "o", "u", "nge", "nlg", "ngt", "nle", "neq", "nlt", "tru"]
+_CMP_INT = ["f", "lt", "eq", "le", "gt", "ne", "ge", "t"]
+VOPC = {16: "v_cmp_class_f32", 17: "v_cmpx_class_f32"}
+# Order matters: the core derives condition and type from the position (all f32 compares, then their cmpx
+# forms; then for each integer type its eight compares followed by its eight cmpx forms).
+for _i, _c in enumerate(_CMP_F32):
+    VOPC[0x40 + _i] = f"v_cmp_{_c}_f32"
+for _i, _c in enumerate(_CMP_F32):
+    VOPC[0x50 + _i] = f"v_cmpx_{_c}_f32"
+for _base, _ty in ((0xC0, "i32"), (0xC8, "u32"), (0xE0, "i64"), (0xE8, "u64")):
+    for _i, _c in enumerate(_CMP_INT):
+        VOPC[_base + _i] = f"v_cmp_{_c}_{_ty}"
+    for _i, _c in enumerate(_CMP_INT):
+        VOPC[_base + 0x10 + _i] = f"v_cmpx_{_c}_{_ty}"
+
+# VOP3-only opcodes (VOP3 also encodes VOPC at op, VOP2 at 0x100 + op and VOP1 at 0x140 + op).
+VOP3 = {
+    450: "v_mad_i32_i24", 451: "v_mad_u32_u24", 456: "v_bfe_u32", 457: "v_bfe_i32", 458: "v_bfi_b32",
+    459: "v_fma_f32", 462: "v_alignbit_b32", 463: "v_alignbyte_b32", 464: "v_min3_f32", 465: "v_min3_i32",
+    466: "v_min3_u32", 467: "v_max3_f32", 468: "v_max3_i32", 469: "v_max3_u32", 470: "v_med3_f32",
+    471: "v_med3_i32", 472: "v_med3_u32", 488: "v_mad_u64_u32", 489: "v_mad_i64_i32", 493: "v_perm_b32",
+    509: "v_lshl_add_u32", 510: "v_add_lshl_u32", 511: "v_add3_u32", 512: "v_lshl_or_b32",
+    513: "v_and_or_b32", 514: "v_or3_b32", 520: "v_lshl_add_u64", 564: "v_bitop3_b32",
+    616: "v_cvt_pk_bf16_f32", 645: "v_mul_lo_u32", 646: "v_mul_hi_u32", 647: "v_mul_hi_i32",
+    648: "v_ldexp_f32", 649: "v_readlane_b32", 650: "v_writelane_b32", 651: "v_bcnt_u32_b32",
+    652: "v_mbcnt_lo_u32_b32", 653: "v_mbcnt_hi_u32_b32", 655: "v_lshlrev_b64", 656: "v_lshrrev_b64",
+    657: "v_ashrrev_i64", 662: "v_cvt_pkrtz_f16_f32", 672: "v_pack_b32_f16",
+}
+# VOP3 opcodes whose bits [14:8] hold an SGPR destination (carry / condition out): the VOP3B form.
+VOP3B = {"v_add_co_u32", "v_sub_co_u32", "v_subrev_co_u32", "v_addc_co_u32", "v_subb_co_u32",
+         "v_subbrev_co_u32", "v_mad_u64_u32", "v_mad_i64_i32"}
+
+# VOP3-only opcodes with two sources (their src2 field is unused).
+VOP3_TWO_SOURCES = {"v_mul_lo_u32", "v_mul_hi_u32", "v_mul_hi_i32", "v_ldexp_f32", "v_readlane_b32",
+                    "v_writelane_b32", "v_bcnt_u32_b32", "v_mbcnt_lo_u32_b32", "v_mbcnt_hi_u32_b32",
+                    "v_lshlrev_b64", "v_lshrrev_b64", "v_ashrrev_i64", "v_cvt_pkrtz_f16_f32", "v_pack_b32_f16",
+                    "v_cvt_pk_bf16_f32"}
+
+VOP3P = {
+    48: "v_pk_fma_f32", 49: "v_pk_mul_f32", 50: "v_pk_add_f32", 51: "v_pk_mov_b32",
+    88: "v_accvgpr_read_b32", 89: "v_accvgpr_write_b32",
+}
+# Matrix ops (VOP3P-MAI encoding): mnemonic -> (M, N, K, A/B registers per lane, C/D registers per lane).
+MAI = {
+    53: ("v_mfma_f32_16x16x32_bf16", 16, 16, 32, 4, 4),
+    55: ("v_mfma_f32_32x32x16_bf16", 32, 32, 16, 4, 16),
+    97: ("v_mfma_f32_16x16x16_bf16", 16, 16, 16, 2, 4),
+    96: ("v_mfma_f32_32x32x8_bf16", 32, 32, 8, 2, 16),
+}
+
+DS = {
+    13: "ds_write_b32", 14: "ds_write2_b32", 15: "ds_write2st64_b32", 30: "ds_write_b8", 31: "ds_write_b16",
+    54: "ds_read_b32", 55: "ds_read2_b32", 56: "ds_read2st64_b32", 57: "ds_read_i8", 58: "ds_read_u8",
+    59: "ds_read_i16", 60: "ds_read_u16", 77: "ds_write_b64", 78: "ds_write2_b64", 79: "ds_write2st64_b64",
+    84: "ds_write_b8_d16_hi", 85: "ds_write_b16_d16_hi", 86: "ds_read_u8_d16", 87: "ds_read_u8_d16_hi",
+    90: "ds_read_u16_d16", 91: "ds_read_u16_d16_hi", 118: "ds_read_b64", 119: "ds_read2_b64",
+    120: "ds_read2st64_b64", 222: "ds_write_b96", 223: "ds_write_b128", 227: "ds_read_b64_tr_b16",
+    254: "ds_read_b96", 255: "ds_read_b128",
+}
+
+MUBUF = {
+    16: "buffer_load_ubyte", 17: "buffer_load_sbyte", 18: "buffer_load_ushort", 19: "buffer_load_sshort",
+    20: "buffer_load_dword", 21: "buffer_load_dwordx2", 22: "buffer_load_dwordx3", 23: "buffer_load_dwordx4",
+    24: "buffer_store_byte", 26: "buffer_store_short", 27: "buffer_store_short_d16_hi",
+    28: "buffer_store_dword", 29: "buffer_store_dwordx2", 30: "buffer_store_dwordx3", 31: "buffer_store_dwordx4",
+    36: "buffer_load_short_d16", 37: "buffer_load_short_d16_hi",
+}
+
+# FLAT/GLOBAL share opcodes; the segment field picks the address space (0 flat, 2 global).
+FLAT = {
+    16: "load_ubyte", 17: "load_sbyte", 18: "load_ushort", 19: "load_sshort", 20: "load_dword",
+    21: "load_dwordx2", 22: "load_dwordx3", 23: "load_dwordx4", 24: "store_byte", 25: "store_byte_d16_hi",
+    26: "store_short", 27: "store_short_d16_hi", 28: "store_dword", 29: "store_dwordx2", 30: "store_dwordx3",
+    31: "store_dwordx4", 32: "load_ubyte_d16", 33: "load_ubyte_d16_hi", 36: "load_short_d16",
+    37: "load_short_d16_hi", 38: "load_lds_ubyte", 40: "load_lds_ushort", 42: "load_lds_dword",
+    125: "load_lds_dwordx4", 126: "load_lds_dwordx3",
+}
+
+SEG_FLAT, SEG_SCRATCH, SEG_GLOBAL = 0, 1, 2
+
+
+def all_mnemonics() -> list[str]:
+    """Every mnemonic the decoder can produce, in a stable order (the core's opcode ids)."""
+    names = ["invalid"]
+    for table in (SOP2, SOPK, SOP1, SOPC, SOPP, SMEM, VOP1, VOP2, VOPC, VOP3, VOP3P):
+        names += table.values()
+    names += [m[0] for m in MAI.values()]
+    names += DS.values()
+    names += MUBUF.values()
+    names += [f"global_{n}" for n in FLAT.values()]
+    names += [f"flat_{n}" for n in FLAT.values() if "lds" not in n]
+    seen, out = set(), []
+    for n in names:
+        if n not in seen:
+            seen.add(n)
+            out.append(n)
+    return out
+
+
+MNEMONICS = all_mnemonics()
+OPCODE_ID = {n: i for i, n in enumerate(MNEMONICS)}

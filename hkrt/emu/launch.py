@@ -1,0 +1,177 @@
+"""Run one kernel launch on the execution core: the loader's half of the emulator.
+
+Builds what the hardware and the HIP runtime prepare before the first instruction
+(gfx950.md 5.3): the code object mapped into device memory, the kernarg segment,
+the user SGPRs in their fixed order, the LDS size; then calls core.c's emu_run and
+turns a failure into an EmulationError naming kernel, instruction, PC and address.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import time
+
+from .. import codeobject
+from . import decode
+from .errors import BarrierDeadlock, EmulationError, HazardError, MemoryFault, UnimplementedInstruction
+
+# 64-bit aperture through which flat instructions reach LDS (value is ours; hardware's is not fixed).
+SHARED_APERTURE = 0x0001_0000_0000_0000
+DEFAULT_MAX_INSTRUCTIONS = 20_000_000_000
+_ERRORS = {1: MemoryFault, 2: HazardError, 3: UnimplementedInstruction, 4: BarrierDeadlock}
+
+_core = None
+
+
+def core():
+    """The compiled execution core, built on first use if `make` has not built it yet."""
+    global _core
+    if _core is None:
+        try:
+            from . import _core as mod
+        except ImportError:
+            from .build_core import build
+            build()
+            from . import _core as mod
+        _core = mod
+    return _core
+
+
+def program(module, kernel: codeobject.Kernel) -> decode.Program:
+    prog = module.decoded.get(kernel.name)
+    if prog is None:
+        prog = decode.decode(module.code.read(kernel.entry, kernel.code_size), kernel.entry, kernel.name)
+        module.decoded[kernel.name] = prog
+    return prog
+
+
+def map_image(machine, module) -> int:
+    """Place the code object's loadable segments in device memory once (s_getpc-relative data lives there)."""
+    if module.image_base is None:
+        end = max(base + len(data) for base, data in module.code.segments)
+        base = machine.memory.alloc(end)
+        for vaddr, data in module.code.segments:
+            machine.memory.view(base + vaddr, len(data))[:] = data
+        module.image_base = base
+    return module.image_base
+
+
+def _dispatch_packet(grid, block, kernel: codeobject.Kernel, lds: int, kernarg_addr: int) -> bytes:
+    """An AQL kernel dispatch packet, for kernels that ask for the dispatch pointer."""
+    dims = 3 if grid[2] > 1 or block[2] > 1 else 2 if grid[1] > 1 or block[1] > 1 else 1
+    return struct.pack("<HHHHHHIIIIIQQQ", 2 | (1 << 8), dims, block[0], block[1], block[2], 0,
+                       grid[0] * block[0], grid[1] * block[1], grid[2] * block[2],
+                       kernel.private_segment_fixed_size, lds, 0, kernarg_addr, 0)
+
+
+def _user_sgprs(machine, kernel, grid, block, lds, kernarg_addr, kernarg: bytes, temps: list[int]) -> list[int]:
+    """User SGPR values in the order the hardware fills them (gfx950.md 5.3)."""
+    kd = kernel.descriptor
+    en = kd.user_sgpr_enables
+    out: list[int] = []
+
+    def pair(addr: int) -> None:
+        out.extend([addr & 0xFFFFFFFF, addr >> 32])
+
+    if en["private_segment_buffer"]:
+        out.extend([0, 0, 0, 0])
+    if en["dispatch_ptr"]:
+        pkt = _dispatch_packet(grid, block, kernel, lds, kernarg_addr)
+        addr = machine.memory.alloc(len(pkt))
+        temps.append(addr)
+        machine.memory.view(addr, len(pkt))[:] = pkt
+        pair(addr)
+    if en["queue_ptr"]:
+        addr = machine.memory.alloc(256)
+        temps.append(addr)
+        pair(addr)
+    if en["kernarg_segment_ptr"]:
+        pair(kernarg_addr)
+    if en["dispatch_id"]:
+        pair(0)
+    if en["flat_scratch_init"]:
+        pair(0)
+    n, off = kd.kernarg_preload_length, 4 * kd.kernarg_preload_offset
+    if n:
+        padded = kernarg + bytes(max(0, off + 4 * n - len(kernarg)))
+        out.extend(struct.unpack_from(f"<{n}I", padded, off))
+    if en["private_segment_size"]:
+        out.append(0)
+    return out
+
+
+def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_lds: int, kernarg: bytes):
+    from .machine import LDS_BYTES, LaunchStats
+    mod = core()
+    ffi, lib = mod.ffi, mod.lib
+    if kernel.private_segment_fixed_size or kernel.uses_dynamic_stack:
+        raise EmulationError("the kernel needs scratch memory, which the emulator does not model", kernel=kernel.name)
+    lds = kernel.group_segment_fixed_size + dynamic_lds
+    if lds > LDS_BYTES:
+        raise EmulationError(f"the launch needs {lds} bytes of LDS, more than {LDS_BYTES}", kernel=kernel.name)
+    prog = program(module, kernel)
+    image_base = map_image(machine, module)
+    temps: list[int] = []
+    start = time.perf_counter()
+    try:
+        karg = machine.memory.alloc(max(len(kernarg), 1))
+        temps.append(karg)
+        machine.memory.view(karg, len(kernarg))[:] = kernarg
+        sgprs = _user_sgprs(machine, kernel, grid, block, lds, karg, kernarg, temps)
+        kd = kernel.descriptor
+        if len(sgprs) != kd.user_sgpr_count:
+            raise EmulationError(f"the descriptor asks for {kd.user_sgpr_count} user SGPRs but its enables fill "
+                                 f"{len(sgprs)}", kernel=kernel.name)
+
+        blocks = machine.memory.blocks()
+        regions = ffi.new("emu_region[]", max(len(blocks), 1))
+        keep = []
+        for i, (base, buf) in enumerate(blocks):
+            host = ffi.from_buffer(buf)
+            keep.append(host)
+            regions[i].base, regions[i].size, regions[i].host = base, len(buf), ffi.cast("uint8_t *", host)
+        insns = prog.insns
+        L = ffi.new("emu_launch *")
+        L.prog = ffi.cast("const insn_t *", ffi.from_buffer(insns))
+        L.nprog = len(insns)
+        index = prog.index
+        L.index = ffi.cast("const int32_t *", ffi.from_buffer(index))
+        L.code_base = prog.base
+        L.image_base = image_base
+        L.code_words = len(index)
+        L.entry = int(index[0])
+        L.regions = regions
+        L.nregions = len(blocks)
+        L.grid = list(grid)
+        L.block = list(block)
+        L.lds_bytes = (lds + 3) // 4 * 4
+        L.user_sgpr_count = kd.user_sgpr_count
+        L.wg_id_enable = sum(1 << d for d, on in enumerate(kd.enable_workgroup_id) if on)
+        L.wg_info = int(kd.enable_workgroup_info)
+        L.tid_dims = kd.workitem_id_dims
+        for i, v in enumerate(sgprs):
+            L.user_sgprs[i] = v
+        L.shared_base = SHARED_APERTURE
+        L.strict = int(machine.strict)
+        L.seeded = int(machine.seed is not None)
+        L.seed = (machine.seed or 0) & 0xFFFFFFFFFFFFFFFF
+        L.max_insns = int(os.environ.get("HKRT_EMU_MAX_INSTRUCTIONS", DEFAULT_MAX_INSTRUCTIONS))
+        rc = lib.emu_run(L)
+        if rc:
+            raise _error(L, ffi, prog, kernel)
+        return LaunchStats(wave_instructions=int(L.insn_count), workgroups=grid[0] * grid[1] * grid[2],
+                           seconds=time.perf_counter() - start)
+    finally:
+        for addr in temps:
+            machine.memory.free(addr)
+
+
+def _error(L, ffi, prog: decode.Program, kernel) -> EmulationError:
+    cls = _ERRORS.get(L.err, EmulationError)
+    i = L.err_insn
+    pc = int(prog.insns[i]["pc"]) if 0 <= i < len(prog.insns) else None
+    text = prog.text[i] if 0 <= i < len(prog.insns) else None
+    msg = ffi.string(L.err_msg).decode(errors="replace")
+    where = f"; workgroup ({L.err_wg[0]}, {L.err_wg[1]}, {L.err_wg[2]}), wave {L.err_wave}"
+    return cls(msg + where, kernel=kernel.name, pc=pc, instruction=text,
+               address=int(L.err_addr) if L.err_addr else None)
