@@ -49,6 +49,7 @@ typedef struct {
   char err_msg[256];
 } emu_launch;
 int emu_run(emu_launch *L);
+int emu_run_wave_state(emu_launch *L, uint32_t *s, uint32_t *v, int32_t *scc, uint8_t *lds);
 """
 
 

@@ -1252,7 +1252,8 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
   int op = in->op;
   if (in->flags & (1u << F_GDS)) return fail(c, E_UNIMPL, 0, "GDS is not modelled");
   if (check_v(c, w, in->src[0] - 256, 1, 0)) return 1;
-  const uint32_t *addr = vrow(w, in->src[0]);
+  uint32_t addr[LANES]; /* copied: the destination may be the address register, and it is poisoned at issue */
+  memcpy(addr, vrow(w, in->src[0]), sizeof addr);
   int is_read = 0, bytes = 4, two = 0, st64 = 0, d16 = 0, hi = 0, sext = 0;
   switch (op) {
     case OP_DS_READ_B32: is_read = 1; break;
@@ -1752,6 +1753,44 @@ int emu_run(emu_launch *L) {
     for (int i = 0; i < nw; i++) free(c.waves[i].v);
   free(c.waves);
   free(c.lds);
+  free(c.lds_pend);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- single-wave entry for unit tests */
+
+/* Run one wave (workgroup (0,0,0), EXEC from `exec`) from the given register state to s_endpgm, then copy the
+ * final state back: s[128] SGPRs (VCC, M0 and EXEC included), v[512*64] vector registers, *scc.
+ * LDS (L->lds_bytes) starts as `lds` (if non-NULL) and is copied back. */
+int emu_run_wave_state(emu_launch *L, uint32_t *s, uint32_t *v, int32_t *scc, uint8_t *lds) {
+  ctx_t c;
+  memset(&c, 0, sizeof c);
+  c.L = L;
+  c.last_region = -1;
+  c.rng = 1;
+  L->err = 0;
+  L->insn_count = 0;
+  wave_t w;
+  memset(&w, 0, sizeof w);
+  w.v = v;
+  memcpy(w.s, s, sizeof w.s);
+  w.scc = *scc;
+  w.pc = L->entry;
+  w.status = W_RUN;
+  c.waves = &w;
+  c.nwaves = 1;
+  c.lds_size = L->lds_bytes;
+  c.lds = lds;
+  c.lds_pend = L->strict && L->lds_bytes ? calloc(L->lds_bytes + 16, 1) : NULL;
+  int rc = 0;
+  while (!rc && w.status != W_DONE) {
+    if (w.status == W_BARRIER) w.status = W_RUN; /* a lone wave passes its barriers */
+    rc = step(&c, &w);
+    if (!rc && L->insn_count > L->max_insns) rc = fail(&c, E_LIMIT, 0, "instruction limit reached");
+  }
+  if (rc) L->err_insn = w.pc;
+  memcpy(s, w.s, sizeof w.s);
+  *scc = w.scc;
   free(c.lds_pend);
   return rc;
 }

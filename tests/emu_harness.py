@@ -1,0 +1,114 @@
+"""Run hand-written gfx950 assembly on one emulated wave, for instruction-level tests.
+
+The toolchain's llvm-mc assembles; the emulator's own decoder and core execute. Expected
+values in the tests are computed independently with numpy.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+
+import numpy as np
+
+from hkrt.emu import decode, launch
+from hkrt.emu.machine import Machine
+
+_ENC = re.compile(r";\s*encoding:\s*\[([^\]]*)\]")
+
+
+def assemble_many(mc: str, snippets: list[list[str]]) -> list[bytes]:
+    """Assemble several snippets in one llvm-mc run; returns the machine code of each."""
+    marker = "s_sethalt 0x7"  # a separator that no snippet uses
+    text = []
+    for lines in snippets:
+        text += lines + [marker]
+    res = subprocess.run([mc, "-arch=amdgcn", "-mcpu=gfx950", "-show-encoding"], input="\n".join(text) + "\n",
+                         capture_output=True, text=True, env={**os.environ})
+    if res.returncode != 0:
+        raise AssertionError(f"llvm-mc failed:\n{res.stderr}")
+    out, cur = [], bytearray()
+    for line in res.stdout.splitlines():
+        m = _ENC.search(line)
+        if not m:
+            continue
+        if "s_sethalt 7" in line:
+            out.append(bytes(cur))
+            cur = bytearray()
+            continue
+        cur += bytes(int(b, 16) for b in m.group(1).split(","))
+    assert len(out) == len(snippets), "snippet count mismatch"
+    return out
+
+
+@dataclass
+class WaveState:
+    s: np.ndarray        # uint32[128]: SGPRs by operand code (VCC at 106/107, M0 at 124, EXEC at 126/127)
+    v: np.ndarray        # uint32[512, 64]: v0..v255 then a0..a255
+    scc: int
+    lds: np.ndarray      # uint8[lds_bytes]
+
+    @property
+    def exec(self) -> int:
+        return int(self.s[126]) | int(self.s[127]) << 32
+
+    @property
+    def vcc(self) -> int:
+        return int(self.s[106]) | int(self.s[107]) << 32
+
+
+def new_state(lds_bytes: int = 0, exec_mask: int = (1 << 64) - 1, seed=None) -> WaveState:
+    rng = np.random.default_rng(seed)
+    st = WaveState(s=rng.integers(0, 2**32, 128, dtype=np.uint32), v=rng.integers(0, 2**32, (512, 64), dtype=np.uint32),
+                   scc=0, lds=np.zeros(lds_bytes, np.uint8))
+    st.s[102:128] = 0
+    st.s[126], st.s[127] = exec_mask & 0xFFFFFFFF, exec_mask >> 32
+    return st
+
+
+class EmuError(Exception):
+    pass
+
+
+def run(code: bytes, state: WaveState, machine: Machine | None = None, strict: bool = True) -> WaveState:
+    """Execute `code` (must end in s_endpgm) on one wave from `state`; returns the final state (a copy)."""
+    mod = launch.core()
+    ffi, lib = mod.ffi, mod.lib
+    prog = decode.decode(code, 0x1000, "snippet")
+    machine = machine or Machine(1 << 20)
+    out = WaveState(s=state.s.copy(), v=np.ascontiguousarray(state.v.copy()), scc=state.scc, lds=state.lds.copy())
+    blocks = machine.memory.blocks()
+    regions = ffi.new("emu_region[]", max(len(blocks), 1))
+    keep = []
+    for i, (base, buf) in enumerate(blocks):
+        h = ffi.from_buffer(buf)
+        keep.append(h)
+        regions[i].base, regions[i].size, regions[i].host = base, len(buf), ffi.cast("uint8_t *", h)
+    L = ffi.new("emu_launch *")
+    L.prog = ffi.cast("const insn_t *", ffi.from_buffer(prog.insns))
+    L.nprog = len(prog.insns)
+    L.index = ffi.cast("const int32_t *", ffi.from_buffer(prog.index))
+    L.code_base = prog.base
+    L.image_base = 0
+    L.code_words = len(prog.index)
+    L.entry = 0
+    L.regions = regions
+    L.nregions = len(blocks)
+    L.grid = [1, 1, 1]
+    L.block = [64, 1, 1]
+    L.lds_bytes = len(out.lds)
+    L.shared_base = launch.SHARED_APERTURE
+    L.strict = int(strict)
+    L.max_insns = 1_000_000
+    s = ffi.cast("uint32_t *", ffi.from_buffer(out.s))
+    v = ffi.cast("uint32_t *", ffi.from_buffer(out.v))
+    scc = ffi.new("int32_t *", state.scc)
+    lds = ffi.cast("uint8_t *", ffi.from_buffer(out.lds)) if len(out.lds) else ffi.NULL
+    rc = lib.emu_run_wave_state(L, s, v, scc, lds)
+    out.scc = scc[0]
+    if rc:
+        i = L.err_insn
+        raise EmuError(f"{ffi.string(L.err_msg).decode()} at `{prog.text[i] if 0 <= i < len(prog.text) else '?'}`"
+                       f" [code {rc}]")
+    return out
