@@ -1,2 +1,18 @@
-"""hkrt: ahead-of-time compiled HipKittens-style bf16 GEMM kernels for AMD gfx950, driven from numpy."""
+"""hkrt: ahead-of-time compiled HipKittens-style bf16 GEMM kernels for AMD gfx950, driven from numpy.
+
+    import hkrt
+    c = hkrt.gemm(a, b)          # numpy in, numpy out; a real gfx950 GPU, else the emulator
+
+See README.md for devices (HKRT_DEVICE), weights kept on the device (hkrt.Weight) and device arrays.
+"""
+from .array import DeviceArray, Event, Stream, asarray, bfloat16, empty
+from .devices import Device, devices, get_device
+from .errors import (DeviceMemoryError, DeviceNotFoundError, HipError, HkrtError, KernelNotFoundError,
+                     LaunchConfigError)
+from .gemm import Weight, gemm
+
 __version__ = "0.1.0"
+
+__all__ = ["gemm", "Weight", "DeviceArray", "asarray", "empty", "Stream", "Event", "bfloat16", "Device",
+           "devices", "get_device", "HkrtError", "HipError", "DeviceNotFoundError", "KernelNotFoundError",
+           "LaunchConfigError", "DeviceMemoryError"]

@@ -1,0 +1,222 @@
+"""Device arrays, streams and events.
+
+Work on device arrays is asynchronous (ordered on a stream); `.numpy()` waits for it. Arrays own
+their memory through the caching allocator and give it back when garbage collected or `.free()`d.
+"""
+from __future__ import annotations
+
+import weakref
+
+import ml_dtypes
+import numpy as np
+
+from .devices import Device, get_device
+
+bfloat16 = np.dtype(ml_dtypes.bfloat16)
+SUPPORTED = {np.dtype(np.float32), np.dtype(np.float16), bfloat16}
+
+
+class Stream:
+    """A HIP stream on one device. `Stream.null(device)` is the device's default stream."""
+
+    def __init__(self, device: Device | str | None = None, *, _handle=None, _owned=True):
+        self.device = get_device(device)
+        self.device.activate()
+        self.handle = self.device.driver.stream_create() if _owned else _handle
+        if _owned:
+            weakref.finalize(self, _destroy_stream, self.device, self.handle)
+
+    @classmethod
+    def null(cls, device: Device | str | None = None) -> "Stream":
+        return cls(device, _handle=None, _owned=False)
+
+    def synchronize(self) -> None:
+        self.device.activate()
+        self.device.driver.stream_synchronize(self.handle)
+
+    def record(self) -> "Event":
+        ev = Event(self.device)
+        ev.record(self)
+        return ev
+
+
+def _destroy_stream(device, handle) -> None:
+    try:
+        device.activate()
+        device.driver.stream_synchronize(handle)
+        device.driver.stream_destroy(handle)
+    except Exception:  # interpreter shutdown: the runtime may already be gone
+        pass
+
+
+class Event:
+    def __init__(self, device: Device | str | None = None):
+        self.device = get_device(device)
+        self.device.activate()
+        self.handle = self.device.driver.event_create()
+        weakref.finalize(self, _destroy_event, self.device, self.handle)
+
+    def record(self, stream: Stream | None = None) -> "Event":
+        self.device.activate()
+        self.device.driver.event_record(self.handle, stream.handle if stream else None)
+        return self
+
+    def synchronize(self) -> None:
+        self.device.driver.event_synchronize(self.handle)
+
+    def query(self) -> bool:
+        return self.device.driver.event_query(self.handle)
+
+    def elapsed_ms(self, end: "Event") -> float:
+        return self.device.driver.event_elapsed_ms(self.handle, end.handle)
+
+
+def _destroy_event(device, handle) -> None:
+    try:
+        device.driver.event_destroy(handle)
+    except Exception:
+        pass
+
+
+def _handle(stream: Stream | None):
+    return stream.handle if stream is not None else None
+
+
+class DeviceArray:
+    """An array in device memory: shape, dtype and strides (in bytes), like numpy's."""
+
+    def __init__(self, shape, dtype, *, device: Device | str | None = None, stream: Stream | None = None,
+                 strides=None, _block=None, _ptr=None, _base=None):
+        self.device = get_device(device)
+        self.shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in self.shape):
+            raise ValueError(f"negative dimension in shape {self.shape}")
+        self.dtype = np.dtype(dtype)
+        self.strides = tuple(strides) if strides is not None else _contiguous_strides(self.shape, self.dtype.itemsize)
+        self.stream = stream
+        self._base = _base
+        if _ptr is not None:
+            self._block, self.ptr = _block, _ptr
+        else:
+            self._block = self.device.allocator.malloc(self.nbytes, _handle(stream))
+            self.ptr = self._block.ptr
+            weakref.finalize(self, _give_back, self._block)
+
+    # -- numpy-like attributes
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def is_contiguous(self) -> bool:
+        return self.strides == _contiguous_strides(self.shape, self.dtype.itemsize)
+
+    @property
+    def T(self) -> "DeviceArray":
+        """The transposed view of a 2-D array (no copy)."""
+        if self.ndim != 2:
+            raise ValueError(f".T needs a 2-D array, not {self.ndim}-D")
+        return DeviceArray(self.shape[::-1], self.dtype, device=self.device, stream=self.stream,
+                           strides=self.strides[::-1], _block=self._block, _ptr=self.ptr, _base=self._owner)
+
+    def __getitem__(self, i: int) -> "DeviceArray":
+        """Index the leading dimension (a view)."""
+        if not isinstance(i, (int, np.integer)):
+            raise TypeError("device arrays support integer indexing of the leading dimension only")
+        n = self.shape[0]
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for leading dimension {n}")
+        i %= n
+        return DeviceArray(self.shape[1:], self.dtype, device=self.device, stream=self.stream,
+                           strides=self.strides[1:], _block=self._block, _ptr=self.ptr + i * self.strides[0],
+                           _base=self._owner)
+
+    @property
+    def _owner(self) -> "DeviceArray":
+        return self._base if self._base is not None else self
+
+    def __repr__(self) -> str:
+        return f"DeviceArray(shape={self.shape}, dtype={self.dtype}, device={self.device})"
+
+    # -- transfers
+    def numpy(self) -> np.ndarray:
+        """Copy to a new numpy array, waiting for the work that produces it."""
+        if not self.is_contiguous:
+            raise ValueError("copy a non-contiguous device array back through a contiguous one")
+        out = np.empty(self.shape, self.dtype)
+        if self.nbytes:
+            self.device.activate()
+            self.device.driver.memcpy_dtoh(out, self.ptr, self.nbytes, _handle(self.stream))
+            if self.stream is not None:
+                self.stream.synchronize()
+            else:
+                self.device.synchronize()
+        return out
+
+    def copy_from(self, host: np.ndarray) -> "DeviceArray":
+        host = np.ascontiguousarray(host, dtype=self.dtype)
+        if host.shape != self.shape:
+            raise ValueError(f"shape {host.shape} does not match the device array's {self.shape}")
+        if self.nbytes:
+            self.device.activate()
+            self.device.driver.memcpy_htod(self.ptr, host, self.nbytes, _handle(self.stream))
+            # the copy reads `host` asynchronously: keep it alive until the stream passes this point
+            (self.stream.synchronize() if self.stream is not None else self.device.synchronize())
+        return self
+
+    def free(self) -> None:
+        """Give the memory back now (the array must not be used afterwards)."""
+        if self._base is None and self._block is not None:
+            blk, self._block = self._block, None
+            _give_back(blk)
+
+
+def _give_back(block) -> None:
+    try:
+        if block is not None and not getattr(block, "_freed", False):
+            block._freed = True
+            block.free()
+    except Exception:
+        pass
+
+
+def _contiguous_strides(shape, itemsize) -> tuple[int, ...]:
+    strides, acc = [], itemsize
+    for s in reversed(shape):
+        strides.append(acc)
+        acc *= max(s, 1)
+    return tuple(reversed(strides))
+
+
+def empty(shape, dtype=bfloat16, *, device=None, stream: Stream | None = None) -> DeviceArray:
+    """An uninitialised device array."""
+    dtype = np.dtype(dtype)
+    if dtype not in SUPPORTED:
+        raise TypeError(f"unsupported dtype {dtype}; use bfloat16, float16 or float32")
+    if isinstance(shape, int):
+        shape = (shape,)
+    return DeviceArray(shape, dtype, device=device, stream=stream)
+
+
+def asarray(obj, dtype=None, *, device=None, stream: Stream | None = None) -> DeviceArray:
+    """A device copy of a numpy array (a DeviceArray passes through unchanged)."""
+    if isinstance(obj, DeviceArray):
+        if dtype is not None and np.dtype(dtype) != obj.dtype:
+            raise TypeError(f"device array has dtype {obj.dtype}; converting on the device is not supported")
+        return obj
+    host = np.asarray(obj)
+    if host.dtype == object:
+        raise TypeError("object arrays cannot go to the device")
+    target = np.dtype(dtype) if dtype is not None else host.dtype
+    if target not in SUPPORTED:
+        raise TypeError(f"unsupported dtype {target}; use bfloat16, float16 or float32")
+    arr = DeviceArray(host.shape, target, device=device, stream=stream)
+    return arr.copy_from(host.astype(target, copy=False))

@@ -1,0 +1,81 @@
+"""The driver interface: modules, functions, memory, streams, events, launches.
+
+Handles are opaque to the runtime. Every method raises hkrt.errors.HipError (or its counterpart in
+another driver) on failure; none returns a status code. Kept narrow so that a CUDA driver fits beside HIP.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    index: int
+    name: str
+    arch: str                  # e.g. "gfx950"
+    total_memory: int
+    compute_units: int
+    max_lds_per_block: int
+    max_threads_per_block: int
+    wave_size: int
+
+
+class Driver(ABC):
+    name: str          # e.g. "hip"
+    runtime: str       # which runtime library serves it, in words
+
+    @abstractmethod
+    def device_count(self) -> int: ...
+    @abstractmethod
+    def device_info(self, index: int) -> DeviceInfo: ...
+    @abstractmethod
+    def set_device(self, index: int) -> None: ...
+    @abstractmethod
+    def synchronize(self) -> None: ...
+    @abstractmethod
+    def mem_info(self) -> tuple[int, int]:
+        """(free, total) bytes on the current device."""
+    @abstractmethod
+    def malloc(self, nbytes: int) -> int: ...
+    @abstractmethod
+    def free(self, ptr: int) -> None: ...
+    @abstractmethod
+    def memcpy_htod(self, dst: int, src, nbytes: int, stream) -> None: ...
+    @abstractmethod
+    def memcpy_dtoh(self, dst, src: int, nbytes: int, stream) -> None: ...
+    @abstractmethod
+    def memcpy_dtod(self, dst: int, src: int, nbytes: int, stream) -> None: ...
+    @abstractmethod
+    def memset(self, dst: int, value: int, nbytes: int, stream) -> None: ...
+    @abstractmethod
+    def stream_create(self): ...
+    @abstractmethod
+    def stream_synchronize(self, stream) -> None: ...
+    @abstractmethod
+    def stream_destroy(self, stream) -> None: ...
+    @abstractmethod
+    def event_create(self): ...
+    @abstractmethod
+    def event_record(self, event, stream) -> None: ...
+    @abstractmethod
+    def event_synchronize(self, event) -> None: ...
+    @abstractmethod
+    def event_query(self, event) -> bool:
+        """True when the work before the event has completed."""
+    @abstractmethod
+    def event_elapsed_ms(self, start, end) -> float: ...
+    @abstractmethod
+    def event_destroy(self, event) -> None: ...
+    @abstractmethod
+    def module_load(self, image: bytes): ...
+    @abstractmethod
+    def module_unload(self, module) -> None: ...
+    @abstractmethod
+    def module_function(self, module, name: str): ...
+    @abstractmethod
+    def set_max_dynamic_lds(self, function, nbytes: int) -> None: ...
+    @abstractmethod
+    def launch(self, function, grid: tuple[int, int, int], block: tuple[int, int, int], dynamic_lds: int,
+               stream, kernarg: bytes) -> None:
+        """Launch with the kernarg segment given as bytes laid out per the kernel's metadata."""

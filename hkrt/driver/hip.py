@@ -1,0 +1,154 @@
+"""The HIP driver on hip-python: on a real gfx950 GPU, or on the emulator once hkrt.emu.activate() ran.
+
+Every HIP status is checked; a failure raises HipError naming the call and HIP's error, after
+clearing HIP's sticky last-error state so that one failed call does not poison the next.
+"""
+from __future__ import annotations
+
+import ctypes
+
+from ..errors import HipError
+from .base import DeviceInfo, Driver
+
+# hipModuleLaunchKernel's `extra` protocol (hip_runtime_api.h)
+_LAUNCH_PARAM_BUFFER_POINTER, _LAUNCH_PARAM_BUFFER_SIZE, _LAUNCH_PARAM_END = 1, 2, 3
+
+
+class HipDriver(Driver):
+    name = "hip"
+
+    def __init__(self, emulated: bool):
+        from hip import hip  # imported here: on the emulator, activation must come first
+        self.hip = hip
+        self.emulated = emulated
+        self.runtime = ("hkrt gfx950 emulator (emulated libamdhip64 behind hip-python)" if emulated
+                        else "ROCm HIP runtime (libamdhip64 through hip-python)")
+        self._call("hipInit", hip.hipInit(0))
+
+    # -- status handling
+    def _call(self, name: str, result):
+        err, rest = result[0], result[1:]
+        code = int(getattr(err, "value", err))
+        if code != 0:
+            self.hip.hipGetLastError()  # clear the sticky error
+            detail = None
+            if self.emulated:
+                from .. import emu
+                exc = emu.last_error()
+                detail = str(exc) if exc is not None and code in (700, 719) else None
+            raise HipError(name, code, getattr(err, "name", f"hipError {code}"), detail)
+        if not rest:
+            return None
+        return rest[0] if len(rest) == 1 else rest
+
+    # -- devices
+    def device_count(self) -> int:
+        try:
+            return int(self._call("hipGetDeviceCount", self.hip.hipGetDeviceCount()))
+        except HipError as exc:
+            if exc.name == "hipErrorNoDevice":
+                return 0
+            raise
+
+    def device_info(self, index: int) -> DeviceInfo:
+        p = self.hip.hipDeviceProp_t()
+        self._call("hipGetDeviceProperties", self.hip.hipGetDeviceProperties(p, index))
+        arch = _text(p.gcnArchName).split(":", 1)[0]
+        return DeviceInfo(index=index, name=_text(p.name), arch=arch, total_memory=int(p.totalGlobalMem),
+                          compute_units=int(p.multiProcessorCount), max_lds_per_block=int(p.sharedMemPerBlock),
+                          max_threads_per_block=int(p.maxThreadsPerBlock), wave_size=int(p.warpSize))
+
+    def set_device(self, index: int) -> None:
+        self._call("hipSetDevice", self.hip.hipSetDevice(index))
+
+    def synchronize(self) -> None:
+        self._call("hipDeviceSynchronize", self.hip.hipDeviceSynchronize())
+
+    # -- memory
+    def mem_info(self) -> tuple[int, int]:
+        free, total = self._call("hipMemGetInfo", self.hip.hipMemGetInfo())
+        return int(free), int(total)
+
+    def malloc(self, nbytes: int) -> int:
+        return int(self._call("hipMalloc", self.hip.hipMalloc(max(nbytes, 1))))
+
+    def free(self, ptr: int) -> None:
+        self._call("hipFree", self.hip.hipFree(ptr))
+
+    def memcpy_htod(self, dst: int, src, nbytes: int, stream) -> None:
+        kind = self.hip.hipMemcpyKind.hipMemcpyHostToDevice
+        self._call("hipMemcpyAsync", self.hip.hipMemcpyAsync(dst, src, nbytes, kind, stream))
+
+    def memcpy_dtoh(self, dst, src: int, nbytes: int, stream) -> None:
+        kind = self.hip.hipMemcpyKind.hipMemcpyDeviceToHost
+        self._call("hipMemcpyAsync", self.hip.hipMemcpyAsync(dst, src, nbytes, kind, stream))
+
+    def memcpy_dtod(self, dst: int, src: int, nbytes: int, stream) -> None:
+        kind = self.hip.hipMemcpyKind.hipMemcpyDeviceToDevice
+        self._call("hipMemcpyAsync", self.hip.hipMemcpyAsync(dst, src, nbytes, kind, stream))
+
+    def memset(self, dst: int, value: int, nbytes: int, stream) -> None:
+        self._call("hipMemsetAsync", self.hip.hipMemsetAsync(dst, value, nbytes, stream))
+
+    # -- streams and events
+    def stream_create(self):
+        return self._call("hipStreamCreate", self.hip.hipStreamCreate())
+
+    def stream_synchronize(self, stream) -> None:
+        self._call("hipStreamSynchronize", self.hip.hipStreamSynchronize(stream))
+
+    def stream_destroy(self, stream) -> None:
+        self._call("hipStreamDestroy", self.hip.hipStreamDestroy(stream))
+
+    def event_create(self):
+        return self._call("hipEventCreate", self.hip.hipEventCreate())
+
+    def event_record(self, event, stream) -> None:
+        self._call("hipEventRecord", self.hip.hipEventRecord(event, stream))
+
+    def event_synchronize(self, event) -> None:
+        self._call("hipEventSynchronize", self.hip.hipEventSynchronize(event))
+
+    def event_query(self, event) -> bool:
+        err = self.hip.hipEventQuery(event)[0]
+        code = int(getattr(err, "value", err))
+        if code == 600:  # hipErrorNotReady
+            self.hip.hipGetLastError()
+            return False
+        self._call("hipEventQuery", (err,))
+        return True
+
+    def event_elapsed_ms(self, start, end) -> float:
+        return float(self._call("hipEventElapsedTime", self.hip.hipEventElapsedTime(start, end)))
+
+    def event_destroy(self, event) -> None:
+        self._call("hipEventDestroy", self.hip.hipEventDestroy(event))
+
+    # -- modules and launches
+    def module_load(self, image: bytes):
+        return self._call("hipModuleLoadData", self.hip.hipModuleLoadData(image))
+
+    def module_unload(self, module) -> None:
+        self._call("hipModuleUnload", self.hip.hipModuleUnload(module))
+
+    def module_function(self, module, name: str):
+        return self._call("hipModuleGetFunction", self.hip.hipModuleGetFunction(module, name.encode()))
+
+    def set_max_dynamic_lds(self, function, nbytes: int) -> None:
+        attr = self.hip.hipFuncAttribute.hipFuncAttributeMaxDynamicSharedMemorySize
+        self._call("hipFuncSetAttribute", self.hip.hipFuncSetAttribute(int(function), attr, nbytes))
+
+    def launch(self, function, grid, block, dynamic_lds, stream, kernarg: bytes) -> None:
+        # The `extra` form hands HIP our own buffer, laid out from the metadata's offsets.
+        buf = ctypes.create_string_buffer(bytes(kernarg), max(len(kernarg), 8))
+        size = ctypes.c_size_t(len(kernarg))
+        extra = (ctypes.c_void_p * 5)(_LAUNCH_PARAM_BUFFER_POINTER, ctypes.addressof(buf),
+                                      _LAUNCH_PARAM_BUFFER_SIZE, ctypes.addressof(size), _LAUNCH_PARAM_END)
+        self._call("hipModuleLaunchKernel",
+                   self.hip.hipModuleLaunchKernel(function, *grid, *block, dynamic_lds, stream, None, extra))
+
+
+def _text(value) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).split(b"\0", 1)[0].decode(errors="replace")
+    return str(value)

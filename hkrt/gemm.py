@@ -1,0 +1,223 @@
+"""hkrt.gemm: C = act(alpha * A @ B + beta * C0 + bias) on the device, from numpy or device arrays.
+
+Inputs in float32 or float16 are rounded to bfloat16 (round-to-nearest-even, ml_dtypes) before the
+product; products accumulate in fp32; the result is bf16 by default or fp32 on request. Numpy in,
+numpy out (synchronously); device arrays in, a device array out (asynchronously, on `stream`).
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import registry, strategy as strategies
+from .array import SUPPORTED, DeviceArray, Stream, asarray, bfloat16
+from .devices import Device, get_device
+
+ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "gelu": 2, "silu": 3}
+OUT_DTYPES = {bfloat16: "bf16", np.dtype(np.float32): "f32"}
+FLOAT32 = np.dtype(np.float32)
+
+
+class Weight:
+    """A B operand kept on the device in bf16: prepared once, reused by every gemm that gets it.
+
+    `b` is K x N (as numpy holds a weight for x @ W), or N x K with nk=True. The data is copied at
+    construction; later changes to the numpy array do not reach the device copy.
+    """
+
+    def __init__(self, b, *, nk: bool = False, device=None):
+        host = _host_operand(b, "b")
+        if host.ndim != 2:
+            raise ValueError(f"a Weight is 2-D (K x N or N x K), got shape {host.shape}")
+        self.layout = "nk" if nk else "kn"
+        self.k, self.n = (host.shape[1], host.shape[0]) if nk else host.shape
+        self.data = asarray(np.ascontiguousarray(host.astype(bfloat16)), device=device)
+
+    @property
+    def device(self) -> Device:
+        return self.data.device
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.k, self.n)
+
+    def __repr__(self) -> str:
+        return f"Weight(K={self.k}, N={self.n}, layout={self.layout}, device={self.device})"
+
+
+def _host_operand(x, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype == object:
+        raise TypeError(f"{name} is an object array; gemm takes bfloat16, float16 or float32 numbers")
+    if arr.dtype not in SUPPORTED:
+        raise TypeError(f"{name} has dtype {arr.dtype}; gemm takes bfloat16, float16 or float32")
+    return arr
+
+
+def _check_device_operand(x: DeviceArray, name: str) -> None:
+    if x.dtype != bfloat16:
+        raise TypeError(f"device array {name} has dtype {x.dtype}; device operands must be bfloat16 "
+                        f"(convert on the host, or pass the numpy array)")
+
+
+class _Operand:
+    """A 2-D or batched operand on the device: pointer per batch, row stride in elements, layout."""
+
+    def __init__(self, arr: DeviceArray, layout: str, ld: int, batch_stride: int, keep=None):
+        self.arr, self.layout, self.ld, self.batch_stride, self.keep = arr, layout, ld, batch_stride, keep
+
+    def ptr(self, i: int) -> int:
+        return self.arr.ptr + i * self.batch_stride
+
+
+def _device_a(a, device, stream) -> _Operand:
+    if isinstance(a, DeviceArray):
+        _check_device_operand(a, "a")
+        if a.strides[-1] != a.dtype.itemsize:
+            raise ValueError("device array a needs unit stride along K")
+        return _Operand(a, "mk", a.strides[-2] // 2, a.strides[0] if a.ndim == 3 else 0)
+    d = asarray(np.ascontiguousarray(a.astype(bfloat16, copy=False)), device=device, stream=stream)
+    return _Operand(d, "mk", d.shape[-1], d.strides[0] if d.ndim == 3 else 0)
+
+
+def _device_b(b, device, stream) -> _Operand:
+    if isinstance(b, Weight):
+        ld = b.n if b.layout == "kn" else b.k
+        return _Operand(b.data, b.layout, ld, 0, keep=b)
+    if isinstance(b, DeviceArray):
+        _check_device_operand(b, "b")
+        item = b.dtype.itemsize
+        bs = b.strides[0] if b.ndim == 3 else 0
+        if b.strides[-1] == item:
+            return _Operand(b, "kn", b.strides[-2] // item, bs)
+        if b.strides[-2] == item:  # a transposed view of an N x K array
+            return _Operand(b, "nk", b.strides[-1] // item, bs)
+        raise ValueError("device array b needs unit stride along N (K x N) or along K (a transposed N x K view)")
+    if b.ndim == 2 and b.flags.f_contiguous and not b.flags.c_contiguous:
+        # b is the transpose of a contiguous N x K array: use it as N x K without a transposing copy
+        nk = np.ascontiguousarray(b.T.astype(bfloat16, copy=False))
+        d = asarray(nk, device=device, stream=stream)
+        return _Operand(d, "nk", d.shape[-1], 0)
+    d = asarray(np.ascontiguousarray(b.astype(bfloat16, copy=False)), device=device, stream=stream)
+    return _Operand(d, "kn", d.shape[-1], d.strides[0] if d.ndim == 3 else 0)
+
+
+def _float_vector(x, name: str, length: int, device, stream) -> DeviceArray:
+    if isinstance(x, DeviceArray):
+        if x.dtype != FLOAT32 or x.shape != (length,) or not x.is_contiguous:
+            raise ValueError(f"device {name} must be a contiguous float32 vector of length {length}")
+        return x
+    arr = _host_operand(x, name)
+    if arr.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},), got {arr.shape}")
+    return asarray(arr.astype(np.float32), device=device, stream=stream)
+
+
+def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_dtype=None, out=None,
+         stream: Stream | None = None, strategy: str | None = None, device=None):
+    """act(alpha * a @ b + beta * c + bias).
+
+    a: M x K, or batch x M x K. b: K x N (batch x K x N, or shared 2-D), or a Weight.
+    bias: length N. activation: None, "relu", "gelu" (tanh form) or "silu". c: M x N (per batch
+    if batched), needed when beta != 0. out_dtype: bfloat16 (default) or float32. out: an array
+    of the result's shape and dtype to write into. stream: a Stream for device arrays. strategy:
+    a kernel family or variant name that overrides the strategy table.
+    """
+    host_call = not isinstance(a, DeviceArray)
+    # ---- validate everything before touching the device
+    a_host = _host_operand(a, "a") if host_call else None
+    a_shape = a.shape if not host_call else a_host.shape
+    if len(a_shape) not in (2, 3):
+        raise ValueError(f"a must be 2-D (M x K) or 3-D (batch x M x K), got {len(a_shape)}-D shape {a_shape}")
+    if isinstance(b, Weight):
+        b_shape = b.shape
+    elif isinstance(b, DeviceArray):
+        b_shape = b.shape
+    else:
+        b = _host_operand(b, "b")
+        b_shape = b.shape
+    if len(b_shape) not in (2, 3):
+        raise ValueError(f"b must be 2-D (K x N) or 3-D (batch x K x N), got {len(b_shape)}-D shape {b_shape}")
+    m, k = a_shape[-2:]
+    k2, n = b_shape[-2:]
+    if k != k2:
+        raise ValueError(f"inner dimensions differ: a is {m} x {k} but b is {k2} x {n}")
+    batch = a_shape[0] if len(a_shape) == 3 else None
+    if len(b_shape) == 3:
+        if batch is None or b_shape[0] != batch:
+            raise ValueError(f"batched b {b_shape} needs a batched a with the same batch size, got a {a_shape}")
+    result_shape = (m, n) if batch is None else (batch, m, n)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; use one of None, 'relu', 'gelu', 'silu'")
+    for name, v in (("alpha", alpha), ("beta", beta)):
+        if not isinstance(v, numbers.Real) or isinstance(v, bool):
+            raise TypeError(f"{name} must be a real number, not {type(v).__name__}")
+    alpha, beta = float(alpha), float(beta)
+    if beta != 0.0 and c is None:
+        raise ValueError("beta is non-zero but no c was given")
+    if c is not None and tuple(c.shape) != result_shape:
+        raise ValueError(f"c must have the result's shape {result_shape}, got {tuple(c.shape)}")
+    if out_dtype is None:
+        out_dtype = out.dtype if out is not None and np.dtype(out.dtype) in OUT_DTYPES else bfloat16
+    out_dtype = np.dtype(out_dtype)
+    if out_dtype not in OUT_DTYPES:
+        raise TypeError(f"out_dtype must be bfloat16 or float32, not {out_dtype}")
+    if out is not None:
+        if tuple(out.shape) != result_shape:
+            raise ValueError(f"out must have shape {result_shape}, got {tuple(out.shape)}")
+        if np.dtype(out.dtype) != out_dtype:
+            raise ValueError(f"out has dtype {out.dtype} but the result is {out_dtype}")
+        if isinstance(out, np.ndarray) and not (out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError("out must be a writeable, C-contiguous numpy array")
+        if isinstance(out, DeviceArray) and not out.is_contiguous:
+            raise ValueError("out must be a contiguous device array")
+    # ---- device side
+    dev = get_device(device if device is not None else
+                     (a.device if not host_call else b.device if isinstance(b, (Weight, DeviceArray)) else None))
+    for name, x in (("b", b), ("out", out), ("c", c), ("bias", bias)):
+        xd = getattr(x, "device", None)
+        if isinstance(x, (DeviceArray, Weight)) and xd is not dev:
+            raise ValueError(f"{name} lives on {xd}, but the GEMM runs on {dev}")
+    result = out if isinstance(out, DeviceArray) else DeviceArray(result_shape, out_dtype, device=dev, stream=stream)
+    if m and n:
+        A = _device_a(a if not host_call else a_host, dev, stream)
+        B = _device_b(b, dev, stream)
+        fused_needed = bias is not None or ACTIVATIONS[activation] != 0 or alpha != 1.0 or beta != 0.0
+        plan = strategies.plan(dev.arch, m, n, k, b_layout=B.layout, out=OUT_DTYPES[out_dtype],
+                               epilogue=fused_needed, strategy=strategy)
+        bias_d = _float_vector(bias, "bias", n, dev, stream) if bias is not None else None
+        c_d = None
+        if c is not None and beta != 0.0:
+            c_d = c if isinstance(c, DeviceArray) else asarray(_host_operand(c, "c").astype(np.float32),
+                                                                  device=dev, stream=stream)
+            if c_d.dtype != FLOAT32 or not c_d.is_contiguous:
+                raise ValueError("device c must be a contiguous float32 array")
+        _run(dev, plan, A, B, result, c_d, bias_d, m, n, k, batch, alpha, beta, ACTIVATIONS[activation], stream)
+    if not host_call:
+        return result
+    host = result.numpy()
+    if isinstance(out, np.ndarray):
+        out[...] = host
+        return out
+    return host
+
+
+def _run(dev, plan, A, B, result, c_d, bias_d, m, n, k, batch, alpha, beta, act, stream) -> None:
+    g = registry.kernel(dev, plan.gemm)
+    tile = g.entry["launch"]["tile"]
+    grid = (-(-n // tile["n"]), -(-m // tile["m"]))
+    out_item = result.dtype.itemsize
+    acc = DeviceArray((m, n), FLOAT32, device=dev, stream=stream) if plan.epilogue else None
+    ep = registry.kernel(dev, plan.epilogue) if plan.epilogue else None
+    for i in range(batch or 1):
+        out_ptr = result.ptr + i * m * n * out_item
+        target = acc.ptr if acc is not None else out_ptr
+        g.launch(grid, [A.ptr(i), B.ptr(i), target, m, n, k, A.ld, B.ld, n], stream=stream)
+        if ep is not None:
+            c_ptr = c_d.ptr + i * m * n * 4 if c_d is not None else 0
+            ep.launch((-(-n // 256), min(m, 65535)),
+                      [acc.ptr, c_ptr, bias_d.ptr if bias_d is not None else 0, out_ptr, m, n, n, n, n,
+                       alpha, beta, act], stream=stream)
+    if acc is not None:  # stream order keeps the block busy until the epilogue has read it
+        acc.free()
