@@ -196,8 +196,8 @@ class CodeObject:
 
 
 def _arch_of_target(target: str) -> str:
-    # "amdgcn-amd-amdhsa--gfx950:sramecc+:xnack-" -> "gfx950"
-    return target.rsplit("-", 1)[-1].split(":", 1)[0]
+    # "amdgcn-amd-amdhsa--gfx950:sramecc+:xnack-" -> "gfx950" (feature suffixes may end in '-')
+    return target.rsplit("--", 1)[-1].split(":", 1)[0]
 
 
 def _decode(obj):

@@ -1,0 +1,63 @@
+"""The gfx950 emulator, and the switch that puts hip-python on it.
+
+activate() loads the emulated libamdhip64.so before hip-python opens one, so every `from hip import hip`
+call in this process then runs on emulated gfx950 devices. HKRT_EMULATE=1 activates on import of
+this package; `LD_PRELOAD=$(python -m hkrt.emu libpath)` does the same for any hip-python program.
+Options: HKRT_EMU_DEVICES (device count, default 1), HKRT_EMU_STRICT, HKRT_EMU_SEED, HKRT_EMU_MEMORY.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+
+
+def _mapped_hip_libraries() -> set[str]:
+    """Real paths of every libamdhip64 mapped into this process."""
+    with open("/proc/self/maps") as maps:
+        fields = [line.split(None, 5) for line in maps]
+    paths = {f[5].strip().removesuffix(" (deleted)") for f in fields if len(f) == 6}
+    return {os.path.realpath(p) for p in paths if os.path.basename(p).startswith("libamdhip64.so")}
+
+
+def activate(devices: int | None = None, *, strict: bool | None = None, seed: int | None = None) -> str:
+    """Make hip-python use emulated gfx950 devices in this process; returns the library's path.
+
+    Idempotent. devices, strict and seed apply to every emulated device (see machine.Machine) and must
+    be given before the first HIP call; repeating the same values later is fine.
+    """
+    global _library
+    from .hip import build, runtime
+
+    with _lock:
+        runtime.configure(devices=devices, strict=strict, seed=seed)
+        if _library is None:
+            path = build.build()
+            foreign = _mapped_hip_libraries() - {os.path.realpath(path)}
+            if foreign:
+                raise RuntimeError(f"a real HIP runtime ({', '.join(sorted(foreign))}) is already loaded in this "
+                                   f"process; call hkrt.emu.activate() (or set HKRT_EMULATE=1) before the "
+                                   f"first HIP call")
+            _library = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+        return _library._name
+
+
+def is_active() -> bool:
+    """Whether HIP calls in this process go to the emulator (through activate() or LD_PRELOAD)."""
+    if _library is not None:
+        return True
+    from .hip import build
+    return os.path.realpath(build.LIBRARY) in _mapped_hip_libraries()
+
+
+def last_error() -> BaseException | None:
+    """The exception behind the latest kernel fault (its message names kernel, PC and address), or None."""
+    from .hip import runtime
+    return runtime.last_exception()
+
+
+if os.environ.get("HKRT_EMULATE", "") not in ("", "0"):
+    activate()

@@ -21,8 +21,9 @@ COMPUTE_UNITS = 256
 WAVE_SIZE = 64
 MAX_WORKGROUP_SIZE = 1024
 LDS_BYTES = 160 * 1024
-# Device addresses start high and away from zero so that null and small integers never alias memory.
-HEAP_BASE = 0x7F00_0000_0000
+# Device addresses sit above x86-64's 47-bit user space, so no host pointer can alias one, and below
+# 2^48, so that they fit a buffer descriptor's 48-bit base. Null and small integers never alias either.
+HEAP_BASE = 0x8000_0000_0000
 ALIGN = 256
 DEFAULT_MEMORY = 16 << 30
 
@@ -39,10 +40,10 @@ class DeviceMemory:
     silently reaching a newer allocation.
     """
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, base: int = HEAP_BASE):
         self.capacity = capacity
         self.used = 0
-        self._next = HEAP_BASE
+        self._next = base
         self._bases: list[int] = []            # sorted
         self._blocks: dict[int, bytearray] = {}
         self._lock = threading.Lock()
@@ -147,8 +148,9 @@ class Machine:
         interleaving of the waves of each workgroup.
     """
 
-    def __init__(self, memory_bytes: int | None = None, *, strict: bool | None = None, seed: int | None = None):
-        self.memory = DeviceMemory(memory_bytes or default_memory_bytes())
+    def __init__(self, memory_bytes: int | None = None, *, strict: bool | None = None, seed: int | None = None,
+                 address_base: int = HEAP_BASE):
+        self.memory = DeviceMemory(memory_bytes or default_memory_bytes(), address_base)
         if strict is None:
             strict = os.environ.get("HKRT_EMU_STRICT", "0") not in ("", "0")
         if seed is None and os.environ.get("HKRT_EMU_SEED"):

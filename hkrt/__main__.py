@@ -1,0 +1,155 @@
+"""python -m hkrt info | demo | bench  (add --help to any of them)."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+
+import numpy as np
+
+
+def cmd_info(args) -> int:
+    from . import manifest as mf
+    from .devices import backend, get_device, parse_spec
+    kind, _ = parse_spec(args.device)
+    _, driver = backend(kind)
+    print(f"runtime:   {driver.runtime}")
+    count = driver.device_count()
+    for i in range(count):
+        d = get_device(f"{'emu' if driver.emulated else 'gpu'}:{i}")
+        info = d.info
+        print(f"device {i}:  {info.name} [{info.arch}], {info.compute_units} CUs, "
+              f"{info.total_memory / 2**30:.0f} GiB, {info.max_lds_per_block // 1024} KiB LDS per block")
+    try:
+        m = mf.load()
+    except mf.ManifestMissingError as exc:
+        print(f"kernels:   none ({exc})")
+        return 0
+    print(f"toolchain: {m['compiler']} ({m['toolchain']})")
+    print(f"kernels:   {len(m['kernels'])} built for {m['arch']} in {mf.arch_dir()}")
+    print(f"  {'variant':<24} {'strategy':<12} {'B':<4} {'out':<5} {'threads':>7} {'LDS':>7} {'VGPR':>5} "
+          f"{'AGPR':>5} {'SGPR':>5}")
+    for name, e in m["kernels"].items():
+        la = e["launch"]
+        print(f"  {name:<24} {la['strategy']:<12} {la['b_layout']:<4} {la['dtypes']['c']:<5} {la['threads']:>7} "
+              f"{e['static_lds'] + la['dynamic_lds']:>7} {e['arch_vgpr']:>5} {e['agpr']:>5} {e['sgpr']:>5}")
+    return 0
+
+
+def _reference(a, b):
+    from .array import bfloat16
+    return a.astype(bfloat16).astype(np.float64) @ b.astype(bfloat16).astype(np.float64)
+
+
+def cmd_demo(args) -> int:
+    from . import gemm, get_device
+    start = time.perf_counter()
+    dev = get_device(args.device)
+    m, n, k = args.shape
+    rng = np.random.default_rng(args.seed)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    print(f"hkrt demo: C = A @ B with A {m}x{k}, B {k}x{n} (float32 rounded to bf16), bf16 out, on {dev}")
+    t0 = time.perf_counter()
+    c = gemm(a, b)
+    t1 = time.perf_counter()
+    ref = _reference(a, b)
+    err = np.abs(c.astype(np.float64) - ref)
+    rel = float(err.max() / max(np.abs(ref).max(), 1e-30))
+    # bf16 output: one rounding of 2^-8 relative, plus fp32 accumulation error (far smaller)
+    ok = bool(np.all(err <= 2.0**-8 * np.abs(ref) * 2 + 1e-6 * math.sqrt(k)))
+    print(f"max |C - numpy(float64)| = {err.max():.4g} (relative to max |C|: {rel:.3g}); "
+          f"{'within' if ok else 'OUTSIDE'} the bf16 rounding bound")
+    print(f"gemm call: {(t1 - t0) * 1e3:.1f} ms ({2 * m * n * k / (t1 - t0) / 1e9:.2f} GFLOP/s, "
+          f"{'emulated' if dev.kind == 'emu' else 'on the GPU'}); first result "
+          f"{(t1 - start) * 1e3:.0f} ms after the demo started")
+    return 0 if ok else 1
+
+
+DEFAULT_BENCH = ["256x256x256", "512x512x512", "1x512x512", "128x1024x256"]
+
+
+def _parse_shape(s: str) -> tuple[int, int, int]:
+    try:
+        m, n, k = (int(x) for x in s.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape {s!r} is not MxNxK") from None
+    return m, n, k
+
+
+def cmd_bench(args) -> int:
+    from . import Weight, asarray, gemm, get_device
+    dev = get_device(args.device)
+    shapes = args.shapes or [_parse_shape(s) for s in DEFAULT_BENCH]
+    rows = []
+    print(f"hkrt bench on {dev} ({args.repeat} timed calls per shape after one warm-up)", file=sys.stderr)
+    for i, (m, n, k) in enumerate(shapes, 1):
+        rng = np.random.default_rng(i)
+        a = asarray(rng.standard_normal((m, k), dtype=np.float32).astype("bfloat16"), device=dev)
+        w = Weight(rng.standard_normal((k, n), dtype=np.float32), device=dev)
+        gemm(a, w).numpy()
+        t0 = time.perf_counter()
+        for _ in range(args.repeat):
+            c = gemm(a, w)
+        c.numpy()
+        secs = (time.perf_counter() - t0) / args.repeat
+        # host overhead: a call whose device work is empty (M = 0) runs the same Python path
+        empty_a = asarray(np.zeros((0, k), dtype="bfloat16"), device=dev)
+        t0 = time.perf_counter()
+        for _ in range(args.repeat):
+            gemm(empty_a, w)
+        overhead = (time.perf_counter() - t0) / args.repeat
+        row = {"m": m, "n": n, "k": k, "seconds": secs, "tflops": 2 * m * n * k / secs / 1e12,
+               "host_overhead_us": overhead * 1e6, "device": str(dev)}
+        rows.append(row)
+        print(f"[{i}/{len(shapes)}] {m}x{n}x{k}: {secs * 1e3:.2f} ms, {row['tflops']:.4f} TFLOP/s, "
+              f"host overhead {row['host_overhead_us']:.0f} us", file=sys.stderr)
+    if args.format == "json":
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+    else:
+        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    if args.plot:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            print("matplotlib is not installed; no plot written", file=sys.stderr)
+            return 0
+        labels = [f"{r['m']}x{r['n']}x{r['k']}" for r in rows]
+        fig, ax = plt.subplots(figsize=(max(4, len(rows)), 3))
+        ax.bar(labels, [r["tflops"] for r in rows])
+        ax.set_ylabel("TFLOP/s")
+        ax.set_title(f"hkrt.gemm on {dev}")
+        fig.autofmt_xdate()
+        fig.tight_layout()
+        fig.savefig(args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hkrt", description="hkrt: bf16 GEMM on gfx950 from numpy")
+    ap.add_argument("--device", default=None, help="auto (default, or $HKRT_DEVICE), gpu[:N] or emu[:N]")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("info", help="devices, HIP runtime, toolchain and built kernels")
+    d = sub.add_parser("demo", help="one GEMM on the selected device, checked against numpy")
+    d.add_argument("--shape", type=_parse_shape, default=(256, 256, 256), help="MxNxK (default 256x256x256)")
+    d.add_argument("--seed", type=int, default=None)
+    b = sub.add_parser("bench", help="TFLOP/s and host overhead per call over a set of shapes")
+    b.add_argument("shapes", nargs="*", type=_parse_shape, help=f"MxNxK shapes (default: {' '.join(DEFAULT_BENCH)})")
+    b.add_argument("--repeat", type=int, default=3)
+    b.add_argument("--format", choices=["csv", "json"], default="csv")
+    b.add_argument("--plot", default=None, help="write a PNG bar chart here (needs matplotlib)")
+    args = ap.parse_args(argv)
+    return {"info": cmd_info, "demo": cmd_demo, "bench": cmd_bench}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

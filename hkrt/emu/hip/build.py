@@ -1,0 +1,96 @@
+"""Build the emulated libamdhip64.so: `python -m hkrt.emu.hip.build [--force]`.
+
+cffi's embedding mode turns the declarations in hip_types.h and hip_exports.h into a shared library
+whose exported C functions run Python (capi.py) in the calling process's interpreter. Its soname is
+libamdhip64.so, so once it is loaded, hip-python's dlopen("libamdhip64.so") gets it instead of
+searching for ROCm's. Rebuilt only when older than one of its sources; compiled in a temporary
+directory and moved into place atomically, under a lock so concurrent builds do not collide.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LIBRARY = HERE / "libamdhip64.so"
+SONAME = "libamdhip64.so"
+TYPES = HERE / "hip_types.h"
+EXPORTS = HERE / "hip_exports.h"
+SOURCES = (Path(__file__).resolve(), TYPES, EXPORTS)
+MODULE = "_hkrt_emu_hip"
+
+# Runs in the host process at the first HIP call. If the Python side cannot start, every entry
+# point still answers (hipErrorNotInitialized / NULL) instead of cffi's default of 0 = hipSuccess.
+INIT_CODE = """\
+from {module} import ffi
+try:
+    from hkrt.emu.hip import capi
+    capi.bind(ffi)
+except Exception:
+    import sys, traceback
+    traceback.print_exc()
+    sys.stderr.write("hkrt: the emulated libamdhip64 failed to start; HIP calls return hipErrorNotInitialized\\n")
+    for _name in {codes!r}:
+        ffi.def_extern(name=_name)(lambda *args: 3)
+    for _name in {strings!r}:
+        ffi.def_extern(name=_name)(lambda *args: ffi.NULL)
+"""
+
+
+def _declarations(path: Path) -> str:
+    return "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("//"))
+
+
+def exported_functions() -> dict[str, str]:
+    """Exported function name -> its C return type."""
+    return {m[2]: m[1].strip() for m in re.finditer(r"^(.*?)(\w+)\(", _declarations(EXPORTS), re.M)}
+
+
+def up_to_date() -> bool:
+    return LIBRARY.exists() and LIBRARY.stat().st_mtime >= max(p.stat().st_mtime for p in SOURCES)
+
+
+def _compile(tmp: str) -> Path:
+    import cffi
+
+    exports = exported_functions()
+    ffi = cffi.FFI()
+    types = _declarations(TYPES)
+    ffi.cdef(types)
+    ffi.embedding_api(_declarations(EXPORTS))
+    link = [f"-Wl,-soname,{SONAME}"]
+    if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        # find this interpreter's libpython even when loaded by LD_PRELOAD before the interpreter
+        link.append(f"-Wl,-rpath,{sysconfig.get_config_var('LIBDIR')}")
+    ffi.set_source(MODULE, types, extra_link_args=link)
+    ffi.embedding_init_code(INIT_CODE.format(
+        module=MODULE,
+        codes=sorted(n for n, ret in exports.items() if ret == "hipError_t"),
+        strings=sorted(n for n, ret in exports.items() if ret != "hipError_t")))
+    return Path(ffi.compile(tmpdir=tmp, target=SONAME))
+
+
+def build(force: bool = False) -> Path:
+    """The library's path, (re)building it first if needed."""
+    if not force and up_to_date():
+        return LIBRARY
+    lock = Path(tempfile.gettempdir()) / f"hkrt-emu-hip-build-{os.getuid()}.lock"
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not force and up_to_date():  # another process built it while we waited
+            return LIBRARY
+        with tempfile.TemporaryDirectory(prefix="hkrt-emu-hip-") as tmp:
+            staged = LIBRARY.with_name(f".{SONAME}.{os.getpid()}")  # same file system: atomic replace
+            shutil.copy(_compile(tmp), staged)
+            os.replace(staged, LIBRARY)
+    return LIBRARY
+
+
+if __name__ == "__main__":
+    print(build(force="--force" in sys.argv[1:]))
