@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 
-.PHONY: deps toolchain kernels test demo clean
+.PHONY: deps toolchain kernels native test demo clean
 
 deps: $(VENV)/.installed
 
@@ -21,11 +21,16 @@ toolchain:
 kernels: deps toolchain
 	$(VPY) build.py
 
-test: kernels
+# The emulator's C execution core and its emulated libamdhip64 (both built with cffi and gcc).
+native: deps
+	$(VPY) -m hkrt.emu.build_core
+	$(VPY) -m hkrt.emu.hip.build
+
+test: kernels native
 	$(VPY) -m pytest -q
 
-demo: kernels
+demo: kernels native
 	$(VPY) -m hkrt demo
 
 clean:
-	rm -rf hkrt/_kernels build *.egg-info
+	rm -rf hkrt/_kernels build *.egg-info hkrt/emu/_core*.so hkrt/emu/_core.stamp hkrt/emu/hip/libamdhip64.so
