@@ -218,6 +218,6 @@ def _run(dev, plan, A, B, result, c_d, bias_d, m, n, k, batch, alpha, beta, act,
             c_ptr = c_d.ptr + i * m * n * 4 if c_d is not None else 0
             ep.launch((-(-n // 256), min(m, 65535)),
                       [acc.ptr, c_ptr, bias_d.ptr if bias_d is not None else 0, out_ptr, m, n, n, n, n,
-                       alpha, beta, act], stream=stream)
+                       alpha, beta, act, 1, 0], stream=stream)
     if acc is not None:  # stream order keeps the block busy until the epilogue has read it
         acc.free()

@@ -13,7 +13,8 @@ typedef float f32x16 __attribute__((ext_vector_type(16)));   // one 32x32 accumu
 constexpr int kWave = 64;
 
 __device__ inline int lane_id() { return threadIdx.x % kWave; }
-__device__ inline int wave_id() { return threadIdx.x / kWave; }
+// Wave-uniform, so addresses built from it stay in scalar registers.
+__device__ inline int wave_id() { return __builtin_amdgcn_readfirstlane(threadIdx.x / kWave); }
 
 // fp32 -> bf16 with round-to-nearest-even (hardware v_cvt_pk_bf16_f32 on gfx950).
 __device__ inline bf16 to_bf16(float x) { return static_cast<bf16>(x); }
