@@ -1,0 +1,197 @@
+// The K loop of a block-tiled bf16 GEMM (C = A * B^T, A and B K-contiguous), shared by the kernels.
+//
+// A block computes a BM x BN tile with WAVES_M x WAVES_N waves, each owning a (BM/WAVES_M) x
+// (BN/WAVES_N) sub-tile of MFMA 16x16x32 accumulators. K advances 64 at a time through two LDS
+// stages filled by direct-to-LDS loads (tile.hpp layout). Per K tile every wave prefetches its share
+// of the next tile into the other stage, computes the current one, then waits for its own loads
+// *before* the barrier that publishes them (s_barrier does not wait for direct-to-LDS loads). With
+// INTERLEAVE the prefetch is spread between the MFMAs instead of issued before them.
+//
+// Edges: rows past M or N read zeros through the buffer range check; K must be a multiple of 8, and
+// 16-byte chunks past K are pushed out of range. The caller guarantees 16-byte aligned A and B,
+// lda and ldb multiples of 8, and buffers under 2 GiB.
+#pragma once
+#include <type_traits>
+
+#include "hkrt/buffer.hpp"
+#include "hkrt/epilogue.hpp"
+#include "hkrt/sync.hpp"
+#include "hkrt/tile.hpp"
+
+namespace hkrt {
+
+template <int BM_, int BN_, int WAVES_M, int WAVES_N, bool INTERLEAVE = false>
+struct TileGemm {
+  static constexpr int BM = BM_, BN = BN_, WAVES = WAVES_M * WAVES_N, THREADS = WAVES * kWave;
+  static constexpr int WM = BM / WAVES_M, WN = BN / WAVES_N, TM = WM / 16, TN = WN / 16;
+  using ATile = SliceTile<BM>;
+  using BTile = SliceTile<BN>;
+  static constexpr int A_LOADS = ATile::kLoads / WAVES, B_LOADS = BTile::kLoads / WAVES;
+  static_assert(A_LOADS * WAVES == ATile::kLoads && B_LOADS * WAVES == BTile::kLoads, "loads must split evenly");
+  static constexpr int FRAG_STRIDE = 16 * kRowBytes;  // bytes between 16-row fragments
+  // With INTERLEAVE one load of the next tile goes out after every MFMA_PER_LOAD MFMAs.
+  static constexpr int MFMA_PER_LOAD = 2 * TM * TN / (A_LOADS + B_LOADS);
+
+  // Two stages of each operand, as separate objects so the compiler can tell them apart.
+  struct Stages {
+    bf16 *a0, *a1, *b0, *b1;
+  };
+
+  rsrc_t a_buf, b_buf;
+  uint32_t a_off[A_LOADS], b_off[B_LOADS], a_frag[2], b_frag[2];
+  int lane, wave, wm, wn, chunk_k, K, full_k;
+  f32x4 acc[TM][TN];
+
+  __device__ TileGemm(const bf16* A, const bf16* B, int M, int N, int K_, int lda, int ldb, int m0, int n0)
+      : K(K_), full_k(K_ / kSliceK) {
+    lane = lane_id();
+    wave = wave_id();
+    wm = wave / WAVES_N;
+    wn = wave % WAVES_N;
+    a_buf = make_buffer(A, static_cast<uint32_t>(M) * lda * 2);
+    b_buf = make_buffer(B, static_cast<uint32_t>(N) * ldb * 2);
+    chunk_k = 8 * ((lane % 8) ^ (lane / 8));
+    // Lane offsets are fixed for the whole loop; the K position travels in the scalar offset.
+    for (int i = 0; i < A_LOADS; ++i)
+      a_off[i] = static_cast<uint32_t>(m0 + (A_LOADS * wave + i) * kRowsPerLoad + ATile::fill_row(lane)) * lda * 2 +
+                 ATile::fill_chunk_offset(lane);
+    for (int i = 0; i < B_LOADS; ++i)
+      b_off[i] = static_cast<uint32_t>(n0 + (B_LOADS * wave + i) * kRowsPerLoad + BTile::fill_row(lane)) * ldb * 2 +
+                 BTile::fill_chunk_offset(lane);
+    for (int ks = 0; ks < 2; ++ks) {
+      a_frag[ks] = ATile::fragment_offset(wm * WM, ks, lane);
+      b_frag[ks] = BTile::fragment_offset(wn * WN, ks, lane);
+    }
+    for (int i = 0; i < TM; ++i)
+      for (int j = 0; j < TN; ++j) acc[i][j] = f32x4{};
+  }
+
+  __device__ void load_a(int q, bf16* as, uint32_t soff) {
+    load_lds_b128(a_buf, as + (A_LOADS * wave + q) * kRowsPerLoad * kSliceK, a_off[q], soff);
+  }
+  __device__ void load_b(int q, bf16* bs, uint32_t soff) {
+    load_lds_b128(b_buf, bs + (B_LOADS * wave + q) * kRowsPerLoad * kSliceK, b_off[q], soff);
+  }
+
+  // Before the K tail is loaded: lanes whose chunk lies past K switch to an out-of-range offset
+  // (zeros). Done once, so the loop itself has a single fill path with no per-lane selects.
+  __device__ void enter_tail() {
+    const bool past = full_k * kSliceK + chunk_k >= K;
+    for (int i = 0; i < A_LOADS; ++i) a_off[i] = past ? kOutOfRange : a_off[i];
+    for (int i = 0; i < B_LOADS; ++i) b_off[i] = past ? kOutOfRange : b_off[i];
+  }
+
+  // Past the last tile every load reads zeros, into a stage no one reads again: the final step then
+  // needs no branch of its own.
+  __device__ void enter_end() {
+    for (int i = 0; i < A_LOADS; ++i) a_off[i] = kOutOfRange;
+    for (int i = 0; i < B_LOADS; ++i) b_off[i] = kOutOfRange;
+  }
+
+  // Make the offsets right for loading tile kt (uniform branches, each taken at most once).
+  __device__ void prepare(int kt, int kt_end) {
+    if (kt == full_k) enter_tail();
+    if (kt == kt_end) enter_end();
+  }
+
+  // This wave's share of K tile kt, into one stage.
+  __device__ void fill(bf16* as, bf16* bs, int kt) {
+    const uint32_t soff = static_cast<uint32_t>(kt) * kRowBytes;
+    for (int i = 0; i < A_LOADS; ++i) load_a(i, as, soff);
+    for (int i = 0; i < B_LOADS; ++i) load_b(i, bs, soff);
+  }
+
+  // The MFMAs of one tile from one stage; with LOADS, the next tile's loads are interleaved with them.
+  template <bool LOADS>
+  __device__ void compute(const bf16* as, const bf16* bs, bf16* next_as, bf16* next_bs, int next_kt) {
+    const uint32_t soff = static_cast<uint32_t>(next_kt) * kRowBytes;
+    for (int ks = 0; ks < 2; ++ks) {
+      bf16x8 a[TM], b[TN];
+      for (int i = 0; i < TM; ++i) a[i] = lds_read_b128(as, a_frag[ks] + i * FRAG_STRIDE);
+      for (int j = 0; j < TN; ++j) b[j] = lds_read_b128(bs, b_frag[ks] + j * FRAG_STRIDE);
+      setprio<1>();
+      for (int i = 0; i < TM; ++i)
+        for (int j = 0; j < TN; ++j) {
+          acc[i][j] = mma_16x16x32(a[i], b[j], acc[i][j]);
+          if constexpr (LOADS) {
+            const int n = ks * TM * TN + i * TN + j + 1;
+            if (n % MFMA_PER_LOAD == 0) {
+              const int q = n / MFMA_PER_LOAD - 1;
+              if (q < A_LOADS) load_a(q, next_as, soff);
+              else load_b(q - A_LOADS, next_bs, soff);
+              __builtin_amdgcn_sched_group_barrier(0x008, MFMA_PER_LOAD, 0);  // these MFMAs, then
+              __builtin_amdgcn_sched_group_barrier(0x020, 1, 0);              // one vector-memory load
+            }
+          }
+        }
+      setprio<0>();
+    }
+  }
+
+  // One K tile: prefetch the next into the other stage (or, after the last, nothing real), compute this
+  // one, then publish the prefetch.
+  __device__ void step(int kt, int kt_end, const bf16* as, const bf16* bs, bf16* next_as, bf16* next_bs) {
+    prepare(kt + 1, kt_end);
+    if constexpr (!INTERLEAVE) fill(next_as, next_bs, kt + 1);
+    compute<INTERLEAVE>(as, bs, next_as, next_bs, kt + 1);
+    wait_vmcnt<0>();
+    barrier();
+  }
+
+  // Accumulate K tiles [kt_begin, kt_end) into acc.
+  __device__ void run(Stages s, int kt_begin, int kt_end) {
+    prepare(kt_begin, kt_end);
+    fill(s.a0, s.b0, kt_begin);
+    wait_vmcnt<0>();
+    barrier();
+    for (int kt = kt_begin; kt < kt_end; kt += 2) {  // unrolled by two so each stage is a constant address
+      step(kt, kt_end, s.a0, s.b0, s.a1, s.b1);
+      if (kt + 1 < kt_end) step(kt + 1, kt_end, s.a1, s.b1, s.a0, s.b0);
+    }
+  }
+
+  // Calls f(lane_row, col, urow, value) for every accumulator element of this wave: the element sits at
+  // row lane_row + urow, column col of the block tile. lane_row and col depend on the lane; urow is the
+  // same for the whole wave, so a store offset built as lane part + uniform part keeps the per-row
+  // arithmetic in scalar registers. A lane holds rows 4*(lane/16)..+3 of column lane%16 of each 16x16 tile.
+  template <class F>
+  __device__ void for_each_output(F&& f) const {
+    const int lane_row = wm * WM + 4 * (lane / 16);
+    for (int j = 0; j < TN; ++j)
+      for (int i = 0; i < TM; ++i)
+        for (int r = 0; r < 4; ++r) f(lane_row, wn * WN + 16 * j + lane % 16, 16 * i + r, acc[i][j][r]);
+  }
+};
+
+// Stores act(alpha * v + beta * Cin + bias) (FUSED) or v, converted to out_t. Rows past M fall outside
+// the buffer (dropped by the range check); lanes whose column is past N do not store.
+template <class out_t, bool FUSED>
+struct TileStore {
+  rsrc_t c_buf, cin_buf, bias_buf;
+  int N, ldc, ld_cin, act;
+  float alpha, beta;
+
+  __device__ TileStore(out_t* C, int M, int N_, int ldc_, const float* Cin = nullptr, int ld_cin_ = 0,
+                       const float* bias = nullptr, float alpha_ = 1.0f, float beta_ = 0.0f, int act_ = 0)
+      : N(N_), ldc(ldc_), ld_cin(ld_cin_), act(act_), alpha(alpha_), beta(beta_) {
+    c_buf = make_buffer(C, static_cast<uint32_t>(M) * ldc * sizeof(out_t));
+    // A null pointer gives a zero-sized buffer, which reads zeros: no branches needed.
+    cin_buf = make_buffer(Cin, Cin ? static_cast<uint32_t>(M) * ld_cin * 4 : 0);
+    bias_buf = make_buffer(bias, bias ? static_cast<uint32_t>(N) * 4 : 0);
+  }
+
+  // Element (row + urow, col) of C; urow is wave-uniform.
+  __device__ void operator()(int row, int col, int urow, float v) const {
+    if (col >= N) return;
+    if constexpr (FUSED) {
+      const float b = load_f32(bias_buf, static_cast<uint32_t>(col) * 4);
+      const float c = load_f32(cin_buf, (static_cast<uint32_t>(row) * ld_cin + col) * 4 +
+                                            static_cast<uint32_t>(urow * ld_cin) * 4);
+      v = activate(alpha * v + beta * c + b, act);
+    }
+    store(c_buf, (static_cast<uint32_t>(row) * ldc + col) * sizeof(out_t) +
+                     static_cast<uint32_t>(urow * ldc) * sizeof(out_t), to_out(v, out_t{}));
+  }
+};
+
+}  // namespace hkrt
