@@ -42,10 +42,12 @@ struct TileGemm {
   int lane, wave, wm, wn, chunk_k, K, full_k;
   f32x4 acc[TM][TN];
 
-  __device__ TileGemm(const bf16* A, const bf16* B, int M, int N, int K_, int lda, int ldb, int m0, int n0)
+  // wave_: this wave's index among the WAVES that share the work (default: its index in the block).
+  __device__ TileGemm(const bf16* A, const bf16* B, int M, int N, int K_, int lda, int ldb, int m0, int n0,
+                      int wave_ = -1)
       : K(K_), full_k(K_ / kSliceK) {
     lane = lane_id();
-    wave = wave_id();
+    wave = wave_ < 0 ? wave_id() : wave_;
     wm = wave / WAVES_N;
     wn = wave % WAVES_N;
     a_buf = make_buffer(A, static_cast<uint32_t>(M) * lda * 2);
