@@ -18,6 +18,7 @@ from .errors import BarrierDeadlock, EmulationError, HazardError, MemoryFault, U
 # 64-bit aperture through which flat instructions reach LDS (value is ours; hardware's is not fixed).
 SHARED_APERTURE = 0x0001_0000_0000_0000
 DEFAULT_MAX_INSTRUCTIONS = 20_000_000_000
+KERNARG_CHUNK = 256
 _ERRORS = {1: MemoryFault, 2: HazardError, 3: UnimplementedInstruction, 4: BarrierDeadlock}
 
 _core = None
@@ -114,7 +115,9 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
     temps: list[int] = []
     start = time.perf_counter()
     try:
-        karg = machine.memory.alloc(max(len(kernarg), 1))
+        # HIP hands out kernarg segments in aligned chunks, and compiled code may fetch its arguments
+        # with wide scalar loads that run past the last one; pad as the runtime does.
+        karg = machine.memory.alloc(-(-max(len(kernarg), 1) // KERNARG_CHUNK) * KERNARG_CHUNK)
         temps.append(karg)
         machine.memory.view(karg, len(kernarg))[:] = kernarg
         sgprs = _user_sgprs(machine, kernel, grid, block, lds, karg, kernarg, temps)
