@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 
-.PHONY: deps toolchain kernels native test demo clean
+.PHONY: deps toolchain kernels native test demo kernel-report clean
 
 deps: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ test: kernels native
 
 demo: kernels native
 	$(VPY) -m hkrt demo
+
+# Regenerate the per-variant table in docs/kernels.md from the built kernels.
+kernel-report: kernels
+	$(VPY) -m hkrt.kernel_report --markdown docs/kernels.md
 
 clean:
 	rm -rf hkrt/_kernels build *.egg-info hkrt/emu/_core*.so hkrt/emu/_core.stamp hkrt/emu/hip/libamdhip64.so

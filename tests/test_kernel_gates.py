@@ -1,0 +1,54 @@
+"""Static quality gates on the built kernels, from the manifest and the disassembly."""
+from pathlib import Path
+
+import pytest
+
+from hkrt import kernel_report
+from hkrt import manifest as mf
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = {r["variant"]: r for r in kernel_report.rows()}
+MAIN_GEMMS = [n for n, r in TABLE.items() if r["strategy"] in ("pingpong", "interleave")]
+
+
+def test_there_are_fast_kernels():
+    assert MAIN_GEMMS, "no pingpong/interleave variant is built"
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_no_spills_no_scratch_lds_fits(name):
+    r = TABLE[name]
+    assert r["spills"] == 0 and r["scratch"] == 0
+    assert r["lds"] <= 160 * 1024
+
+
+@pytest.mark.parametrize("name", MAIN_GEMMS)
+def test_pingpong_registers_allow_two_waves_per_simd(name):
+    r = TABLE[name]
+    assert r["unified"] <= 256
+    assert r["waves_per_simd"] >= 2
+
+
+@pytest.mark.parametrize("name", MAIN_GEMMS)
+def test_main_loop_is_at_least_40_percent_mfma(name):
+    loop = TABLE[name]["loop"]
+    assert loop is not None and loop.mfma > 0
+    assert loop.mfma_fraction >= 0.40, f"{loop.mfma} MFMA of {loop.instructions} instructions"
+
+
+def test_producer_consumer_and_small_loops_are_mfma_dense():
+    for name, r in TABLE.items():
+        if r["strategy"] == "producer_consumer":
+            assert r["loop"].mfma_fraction >= 0.40
+
+
+def test_document_table_matches_the_built_kernels():
+    doc = (ROOT / "docs" / "kernels.md").read_text()
+    begin, end = "<!-- kernel-report:begin -->", "<!-- kernel-report:end -->"
+    current = doc[doc.index(begin) + len(begin):doc.index(end)].strip()
+    assert current == kernel_report.markdown(list(TABLE.values())).strip(), \
+        "docs/kernels.md is stale: run `make kernel-report`"
+
+
+def test_every_variant_is_in_the_report():
+    assert set(TABLE) == set(mf.load()["kernels"])
