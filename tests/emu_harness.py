@@ -42,6 +42,21 @@ def assemble_many(mc: str, snippets: list[list[str]]) -> list[bytes]:
     return out
 
 
+def assemble_listing(mc: str, lines: list[str]) -> list[tuple[str, bytes]]:
+    """Assemble one instruction per line in one llvm-mc run; returns (llvm's canonical text, encoding) per line."""
+    res = subprocess.run([mc, "-arch=amdgcn", "-mcpu=gfx950", "-show-encoding"], input="\n".join(lines) + "\n",
+                         capture_output=True, text=True, env={**os.environ})
+    if res.returncode != 0:
+        raise AssertionError(f"llvm-mc failed:\n{res.stderr}")
+    out = []
+    for line in res.stdout.splitlines():
+        m = _ENC.search(line)
+        if m:
+            out.append((line[:m.start()].strip(), bytes(int(b, 16) for b in m.group(1).split(","))))
+    assert len(out) == len(lines), "one instruction per line expected"
+    return out
+
+
 @dataclass
 class WaveState:
     s: np.ndarray        # uint32[128]: SGPRs by operand code (VCC at 106/107, M0 at 124, EXEC at 126/127)

@@ -141,6 +141,51 @@ static inline uint32_t bf16_rne(float f) {
 static inline uint16_t f16_bits(_Float16 h) { uint16_t u; memcpy(&u, &h, 2); return u; }
 static inline _Float16 f16_of(uint16_t u) { _Float16 h; memcpy(&h, &u, 2); return h; }
 
+/* fp32 -> fp16 rounding toward zero: finite values never round up in magnitude (so they saturate at 65504). */
+static inline uint16_t f16_rtz(float f) {
+  uint16_t sign = (uint16_t)((u32f(f) >> 16) & 0x8000u);
+  float a = fabsf(f);
+  if (a != a) return sign | 0x7E00u;
+  if (isinf(a)) return sign | 0x7C00u;
+  uint16_t h = f16_bits((_Float16)a); /* nearest; if that rounded up, step one fp16 ulp back towards zero */
+  if ((float)f16_of(h) > a) h--;
+  return sign | h;
+}
+
+/* V_MIN_F32 / V_MAX_F32 with MODE.IEEE = 1 (CDNA4 ISA pseudocode): a signaling NaN becomes quiet, a quiet NaN
+ * yields the other operand, -0 orders below +0, and max picks S0 on a tie. */
+static inline int is_snan32(uint32_t u) {
+  return (u & 0x7F800000u) == 0x7F800000u && (u & 0x7FFFFFu) && !(u & 0x400000u);
+}
+
+static inline float ieee_min(float a, float b) {
+  uint32_t ua = u32f(a), ub = u32f(b);
+  if (is_snan32(ua)) return f32(ua | 0x400000u);
+  if (is_snan32(ub)) return f32(ub | 0x400000u);
+  if (a != a) return b;
+  if (b != b) return a;
+  if (a == 0.0f && b == 0.0f) return (ua >> 31) ? a : b;
+  return a < b ? a : b;
+}
+
+static inline float ieee_max(float a, float b) {
+  uint32_t ua = u32f(a), ub = u32f(b);
+  if (is_snan32(ua)) return f32(ua | 0x400000u);
+  if (is_snan32(ub)) return f32(ub | 0x400000u);
+  if (a != a) return b;
+  if (b != b) return a;
+  if (a == 0.0f && b == 0.0f) return (ua >> 31) ? b : a;
+  return a >= b ? a : b;
+}
+
+static inline float ieee_med3(float a, float b, float c) {
+  if (a != a || b != b || c != c) return ieee_min(ieee_min(a, b), c);
+  float m = ieee_max(ieee_max(a, b), c);
+  if (m == a) return ieee_max(b, c);
+  if (m == b) return ieee_max(a, c);
+  return ieee_max(a, b);
+}
+
 /* ---------------------------------------------------------------- memory */
 
 static uint8_t *translate(ctx_t *c, uint64_t addr, uint32_t n) {
@@ -208,6 +253,11 @@ static inline uint64_t sget64(wave_t *w, int r) { return (uint64_t)w->s[r] | ((u
 
 static const uint32_t INLINE_F32[9] = {0x3F000000u, 0xBF000000u, 0x3F800000u, 0xBF800000u, 0x40000000u,
                                        0xC0000000u, 0x40800000u, 0xC0800000u, 0x3E22F983u};
+/* The same constants for 64-bit operands are fp64 patterns (llvm-mc encodes s_mov_b64 s[0:1],
+ * 0x3ff0000000000000 as the inline constant 1.0). */
+static const uint64_t INLINE_F64[9] = {0x3FE0000000000000ull, 0xBFE0000000000000ull, 0x3FF0000000000000ull,
+                                       0xBFF0000000000000ull, 0x4000000000000000ull, 0xC000000000000000ull,
+                                       0x4010000000000000ull, 0xC010000000000000ull, 0x3FC45F306DC9C882ull};
 
 /* 32-bit scalar-side operand (SGPR, special register or constant). */
 static int sval(ctx_t *c, wave_t *w, const insn_t *in, int code, uint32_t *out) {
@@ -237,7 +287,8 @@ static int sval64(ctx_t *c, wave_t *w, const insn_t *in, int code, uint64_t *out
     uint32_t v;
     if (sval(c, w, in, code, &v)) return 1;
     *out = (uint64_t)(int64_t)(int32_t)v; /* inline integers sign-extend */
-  } else if (code == 235) *out = c->L->shared_base;
+  } else if (code >= 240 && code <= 248) *out = INLINE_F64[code - 240];
+  else if (code == 235) *out = c->L->shared_base;
   else if (code == 255) *out = in->literal; /* 32-bit literal, zero-extended */
   else {
     uint32_t v;
@@ -666,6 +717,17 @@ static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
       if (vsrcs(c, w, in, 1, t, s) || vdst_check(c, w, in->dst, 1)) return 1;
       vwrite(w, in, in->dst, s[0], exec);
       return 0;
+    case OP_V_MOV_B64: {
+      uint32_t tl[LANES], th[LANES];
+      const uint32_t *lo, *hi;
+      if (vsrc64(c, w, in, in->src[0], tl, th, &lo, &hi) || vdst_check(c, w, in->dst, 2)) return 1;
+      uint32_t rl[LANES], rh[LANES]; /* copied first: the destination pair may be the source pair */
+      memcpy(rl, lo, sizeof rl);
+      memcpy(rh, hi, sizeof rh);
+      vwrite(w, in, in->dst, rl, exec);
+      vwrite(w, in, in->dst + 1, rh, exec);
+      return 0;
+    }
     case OP_V_MFMA_F32_16X16X32_BF16: return mfma(c, w, in, 16, 16, 32, 4, 4);
     case OP_V_MFMA_F32_32X32X16_BF16: return mfma(c, w, in, 32, 32, 16, 4, 16);
     case OP_V_MFMA_F32_16X16X16_BF16: return mfma(c, w, in, 16, 16, 16, 2, 4);
@@ -696,7 +758,11 @@ static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
         case OP_V_LSHLREV_B64: r = x << (s[0][l] & 63); break;
         case OP_V_LSHRREV_B64: r = x >> (s[0][l] & 63); break;
         case OP_V_ASHRREV_I64: r = (uint64_t)((int64_t)x >> (s[0][l] & 63)); break;
-        case OP_V_LSHL_ADD_U64: r = (x << (s[1][l] & 63)) + ((uint64_t)lo2[l] | ((uint64_t)hi2[l] << 32)); break;
+        case OP_V_LSHL_ADD_U64: { /* shift = S1[2:0]; the ISA treats unsupported counts 5..7 as 0 */
+          uint32_t sh = s[1][l] & 7;
+          r = (x << (sh > 4 ? 0 : sh)) + ((uint64_t)lo2[l] | ((uint64_t)hi2[l] << 32));
+          break;
+        }
         case OP_V_MAD_U64_U32: {
           unsigned __int128 p = (unsigned __int128)s[0][l] * s[1][l] + x;
           r = (uint64_t)p;
@@ -841,24 +907,24 @@ static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
       case OP_V_SUB_F32: FR(FA - FB); break;
       case OP_V_SUBREV_F32: FR(FB - FA); break;
       case OP_V_MUL_F32: FR(FA * FB); break;
-      case OP_V_MIN_F32: FR(fminf(FA, FB)); break;
-      case OP_V_MAX_F32: FR(fmaxf(FA, FB)); break;
+      case OP_V_MIN_F32: FR(ieee_min(FA, FB)); break;
+      case OP_V_MAX_F32: FR(ieee_max(FA, FB)); break;
       case OP_V_FMA_F32: FR(fmaf(FA, FB, FC)); break;
       case OP_V_FMAC_F32: FR(fmaf(FA, FB, f32(z))); break;
-      case OP_V_MIN3_F32: FR(fminf(fminf(FA, FB), FC)); break;
-      case OP_V_MAX3_F32: FR(fmaxf(fmaxf(FA, FB), FC)); break;
-      case OP_V_MED3_F32: {
-        float p = FA, q = FB, u = FC;
-        FR(fmaxf(fminf(p, q), fminf(fmaxf(p, q), u)));
-        break;
-      }
+      case OP_V_MIN3_F32: FR(ieee_min(ieee_min(FA, FB), FC)); break;
+      case OP_V_MAX3_F32: FR(ieee_max(ieee_max(FA, FB), FC)); break;
+      case OP_V_MED3_F32: FR(ieee_med3(FA, FB, FC)); break;
       case OP_V_LDEXP_F32: FR(ldexpf(FA, (int32_t)y)); break;
       case OP_V_EXP_F32: FR(exp2f(FA)); break;
       case OP_V_LOG_F32: FR(log2f(FA)); break;
       case OP_V_RCP_F32: case OP_V_RCP_IFLAG_F32: FR(1.0f / FA); break;
       case OP_V_RSQ_F32: FR(1.0f / sqrtf(FA)); break;
       case OP_V_SQRT_F32: FR(sqrtf(FA)); break;
-      case OP_V_FRACT_F32: { float p = FA; FR(isinf(p) ? 0.0f : fminf(p - floorf(p), 0x1.fffffep-1f)); break; }
+      case OP_V_FRACT_F32: { /* S0 - floor(S0), at most 0x3f7fffff; NaN (and inf - inf) propagate */
+        float p = FA, fr = p - floorf(p);
+        FR(fr > 0x1.fffffep-1f ? 0x1.fffffep-1f : fr);
+        break;
+      }
       case OP_V_TRUNC_F32: FR(truncf(FA)); break;
       case OP_V_CEIL_F32: FR(ceilf(FA)); break;
       case OP_V_RNDNE_F32: FR(nearbyintf(FA)); break;
@@ -879,14 +945,7 @@ static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
       }
       case OP_V_CVT_F16_F32: r = f16_bits((_Float16)FA); break;
       case OP_V_CVT_PK_BF16_F32: r = bf16_rne(FA) | (bf16_rne(FB) << 16); break;
-      case OP_V_CVT_PKRTZ_F16_F32: {
-        float p = FA, q = FB;
-        _Float16 hp = (_Float16)p, hq = (_Float16)q;
-        if (fabsf((float)hp) > fabsf(p) && !isinf(p)) hp = (_Float16)nextafterf((float)hp, 0.0f);
-        if (fabsf((float)hq) > fabsf(q) && !isinf(q)) hq = (_Float16)nextafterf((float)hq, 0.0f);
-        r = f16_bits(hp) | ((uint32_t)f16_bits(hq) << 16);
-        break;
-      }
+      case OP_V_CVT_PKRTZ_F16_F32: r = f16_rtz(FA) | ((uint32_t)f16_rtz(FB) << 16); break;
       case OP_V_PACK_B32_F16: {
         int os = (in->flags >> F_OPSEL) & 3;
         uint32_t lo = (os & 1) ? x >> 16 : x & 0xFFFF, hi = (os & 2) ? y >> 16 : y & 0xFFFF;
@@ -1031,8 +1090,8 @@ static int salu(ctx_t *c, wave_t *w, const insn_t *in, int *branched) {
         case OP_S_SUBB_U32: r = a - b - (uint32_t)w->scc; scc = (uint64_t)b + (uint64_t)w->scc > a; break;
         case OP_S_MIN_I32: scc = (int32_t)a < (int32_t)b; r = scc ? a : b; break;
         case OP_S_MIN_U32: scc = a < b; r = scc ? a : b; break;
-        case OP_S_MAX_I32: scc = (int32_t)a > (int32_t)b; r = scc ? a : b; break;
-        case OP_S_MAX_U32: scc = a > b; r = scc ? a : b; break;
+        case OP_S_MAX_I32: scc = (int32_t)a >= (int32_t)b; r = scc ? a : b; break; /* ISA: SCC = S0 >= S1 */
+        case OP_S_MAX_U32: scc = a >= b; r = scc ? a : b; break;
         case OP_S_CSELECT_B32: r = w->scc ? a : b; break;
         case OP_S_AND_B32: r = a & b; scc = r != 0; break;
         case OP_S_OR_B32: r = a | b; scc = r != 0; break;
@@ -1064,7 +1123,11 @@ static int salu(ctx_t *c, wave_t *w, const insn_t *in, int *branched) {
           scc = r != 0;
           break;
         }
-        case OP_S_ABSDIFF_I32: sq = (int64_t)(int32_t)a - (int32_t)b; r = (uint32_t)(sq < 0 ? -sq : sq); scc = r != 0; break;
+        case OP_S_ABSDIFF_I32: /* the difference wraps to 32 bits before the sign test (ISA examples) */
+          r = a - b;
+          if ((int32_t)r < 0) r = 0u - r;
+          scc = r != 0;
+          break;
         case OP_S_MUL_HI_U32: r = (uint32_t)(((uint64_t)a * b) >> 32); break;
         case OP_S_MUL_HI_I32: r = (uint32_t)(((int64_t)(int32_t)a * (int32_t)b) >> 32); break;
         case OP_S_LSHL1_ADD_U32: case OP_S_LSHL2_ADD_U32: case OP_S_LSHL3_ADD_U32: case OP_S_LSHL4_ADD_U32: {

@@ -369,11 +369,11 @@ def decode(code: bytes, base: int = 0, name: str = "?") -> Program:
             r = decode_one(words, i)
         except ValueError:
             r = _Rec("invalid", 4)
-        if r.op == 0:
-            r.literal = words[i]  # keep the raw word for the error message
-            r.imm2 = words[i + 1] if i + 1 < n else 0
         if i + r.size // 4 > n:
             r = _Rec("invalid", 4)
+        if r.op == 0:
+            r.literal = words[i]  # keep the raw words for the error message (imm2 is a signed field)
+            r.imm2 = _sext(words[i + 1], 32) if i + 1 < n else 0
         index[i] = len(recs)
         recs.append((r, base + 4 * i))
         texts.append(_text(r) if r.op else f"<unknown encoding {words[i]:#010x}"

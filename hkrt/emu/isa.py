@@ -54,7 +54,7 @@ VOP1 = {
     7: "v_cvt_u32_f32", 8: "v_cvt_i32_f32", 10: "v_cvt_f16_f32", 11: "v_cvt_f32_f16", 27: "v_fract_f32",
     28: "v_trunc_f32", 29: "v_ceil_f32", 30: "v_rndne_f32", 31: "v_floor_f32", 32: "v_exp_f32",
     33: "v_log_f32", 34: "v_rcp_f32", 35: "v_rcp_iflag_f32", 36: "v_rsq_f32", 39: "v_sqrt_f32",
-    43: "v_not_b32", 44: "v_bfrev_b32", 45: "v_ffbh_u32", 46: "v_ffbl_b32", 82: "v_accvgpr_mov_b32",
+    43: "v_not_b32", 44: "v_bfrev_b32", 45: "v_ffbh_u32", 46: "v_ffbl_b32", 56: "v_mov_b64", 82: "v_accvgpr_mov_b32",
     91: "v_cvt_f32_bf16",
 }
 

@@ -1,0 +1,569 @@
+"""The emulator's decoder against the toolchain: llvm-mc encodes, hkrt.emu.decode decodes, fields must agree.
+
+(a) every mnemonic of isa.MNEMONICS, in every encoding form it has (e32/e64/SDWA, literal and inline constants,
+    AGPR operands, buffer lds/offen/idxen, global saddr and negative offsets): mnemonic, size and operand fields
+    are compared with what the assembly text says;
+(b) every kernel we build decodes to the same instruction stream (address and mnemonic) as llvm-objdump;
+(c) unknown encodings become "invalid" records, and executing one is an error that names the encoding.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from emu_harness import EmuError, assemble_listing, assemble_many, new_state, run  # noqa: E402
+
+from hkrt import codeobject  # noqa: E402
+from hkrt.emu import decode, isa  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+KERNEL_DIR = ROOT / "hkrt" / "_kernels" / "gfx950"
+NONE = decode.NONE
+
+# ------------------------------------------------------------------------------------------------ test lines
+
+
+def _width(name: str) -> int:
+    """Registers per lane that the data operand of a memory op spans."""
+    if "tr_b16" in name:
+        return 2
+    if "2st64" in name or "read2" in name or "write2" in name:
+        return 4 if name.endswith("b64") else 2  # read2 returns both elements; write2 data is per element
+    for tag, n in (("x16", 16), ("x8", 8), ("x4", 4), ("x3", 3), ("x2", 2), ("b128", 4), ("b96", 3), ("b64", 2)):
+        if name.endswith(tag) or f"{tag}_" in name:
+            return n
+    return 1
+
+
+def _regs(kind: str, first: int, n: int) -> str:
+    return f"{kind}{first}" if n == 1 else f"{kind}[{first}:{first + n - 1}]"
+
+
+def scalar_lines() -> list[str]:
+    out = []
+    for m in isa.SOP2.values():
+        if m in ("s_lshl_b64", "s_lshr_b64", "s_ashr_i64"):
+            out += [f"{m} s[4:5], s[6:7], s9", f"{m} s[98:99], -1, 63"]
+        elif m.endswith(("_b64", "_i64")):
+            out += [f"{m} s[4:5], s[6:7], s[8:9]", f"{m} s[10:11], exec, 0x12345678"]
+        else:
+            out += [f"{m} s5, s7, s9", f"{m} s101, 0x89abcdef, -16"]
+    out += ["s_or_b64 exec, exec, vcc", "s_add_u32 m0, 64, vcc_hi", "s_and_b32 vcc_lo, 0.5, -4.0"]
+    for m in isa.SOPK.values():
+        out += [f"{m} s9, 0x7fff", f"{m} s100, 0x8001"]
+    for m in isa.SOP1.values():
+        if m == "s_getpc_b64":
+            out.append(f"{m} s[20:21]")
+        elif m in ("s_bcnt1_i32_b64", "s_ff1_i32_b64"):
+            out.append(f"{m} s5, s[6:7]")
+        elif m.endswith("_b64"):
+            out += [f"{m} s[4:5], s[6:7]", f"{m} s[100:101], 0xfffff"]
+        else:
+            out += [f"{m} s5, s7", f"{m} s0, -7"]
+    out += ["s_mov_b64 s[4:5], src_shared_base", "s_mov_b32 s2, src_shared_base", "s_mov_b32 m0, 0x1000"]
+    for m in isa.SOPC.values():
+        if m.endswith("_u64"):
+            out.append(f"{m} s[4:5], s[6:7]")
+        else:
+            out += [f"{m} s5, s7", f"{m} 0xabcd1234, s101"]
+    out += ["s_nop 0", "s_nop 15", "s_endpgm", "s_barrier", "s_sleep 3", "s_setprio 2", "s_branch 5",
+            "s_branch -1", "s_cbranch_scc0 -32768", "s_cbranch_scc1 32767", "s_cbranch_vccz 7", "s_cbranch_vccnz -9",
+            "s_cbranch_execz 0", "s_cbranch_execnz 12",
+            "s_waitcnt vmcnt(0)", "s_waitcnt lgkmcnt(0)", "s_waitcnt vmcnt(17) lgkmcnt(3)", "s_waitcnt vmcnt(63)",
+            "s_waitcnt expcnt(2)", "s_waitcnt 0"]
+    for i, m in enumerate(isa.SMEM.values()):
+        n = [1, 2, 4, 8, 16][i]
+        out += [f"{m} {_regs('s', 16, n)}, s[2:3], 0x{4 * i + 4:x}", f"{m} {_regs('s', 32, n)}, s[98:99], s7",
+                f"{m} {_regs('s', 48, n)}, s[0:1], 0xffffc"]
+    return out
+
+
+# VOP1/VOP2/VOPC ops that have no _e64 form in llvm-mc, or whose e32 form needs special operands.
+_NO_E64 = {"v_nop", "v_readfirstlane_b32", "v_accvgpr_mov_b32"}
+_CARRY_OUT = {"v_add_co_u32", "v_sub_co_u32", "v_subrev_co_u32", "v_addc_co_u32", "v_subb_co_u32", "v_subbrev_co_u32"}
+_CARRY_IN = {"v_addc_co_u32", "v_subb_co_u32", "v_subbrev_co_u32", "v_cndmask_b32"}
+
+
+def vector_alu_lines() -> list[str]:
+    out = []
+    for m in isa.VOP1.values():
+        if m == "v_nop":
+            out += ["v_nop", "v_nop_e64"]
+        elif m == "v_readfirstlane_b32":
+            out += ["v_readfirstlane_b32 s5, v7", "v_readfirstlane_b32 vcc_lo, v255"]
+        elif m == "v_accvgpr_mov_b32":
+            out += ["v_accvgpr_mov_b32 a5, a7", "v_accvgpr_mov_b32 a255, a0"]
+        elif m == "v_mov_b64":
+            out += ["v_mov_b64 v[4:5], v[6:7]", "v_mov_b64 v[254:255], s[100:101]", "v_mov_b64 v[4:5], 1.0",
+                    "v_mov_b64 v[4:5], -4", "v_mov_b64 v[4:5], 0x12345678", "v_mov_b64_e64 v[8:9], v[2:3]"]
+        else:
+            lit = "0x1234" if "16" in m else "0x3fc00000"  # 16-bit sources take 16-bit literals
+            out += [f"{m} v5, v7", f"{m} v255, s101", f"{m} v6, {lit}", f"{m} v8, -16",
+                    f"{m}_e64 v5, s7", f"{m}_e64 v200, v17"]
+    out += ["v_fract_f32_e64 v5, -|v7| clamp div:2", "v_rcp_f32_e64 v5, |s7| mul:4", "v_sqrt_f32_e64 v5, -v7 mul:2"]
+    for m in isa.VOP2.values():
+        if m in _CARRY_OUT:
+            cin = ", vcc" if m in _CARRY_IN else ""
+            cin64 = ", s[12:13]" if m in _CARRY_IN else ""
+            # one constant-bus read per instruction: a literal or SGPR source only without a carry-in SGPR
+            out += [f"{m} v5, vcc, v7, v9{cin}", f"{m} v5, vcc, {'5' if cin else '0x1234'}, v9{cin}",
+                    f"{m}_e64 v5, s[10:11], {'v7' if cin else 's7'}, v9{cin64}", f"{m}_e64 v6, vcc, v7, 1{cin64}"]
+        elif m == "v_cndmask_b32":
+            out += ["v_cndmask_b32 v5, v7, v9, vcc", "v_cndmask_b32 v5, -7, v9, vcc",
+                    "v_cndmask_b32_e64 v5, v7, v9, s[10:11]", "v_cndmask_b32_e64 v5, -v7, |v9|, vcc"]
+        else:
+            out += [f"{m} v5, v7, v9", f"{m} v250, s7, v255", f"{m} v6, 0x12345678, v9", f"{m} v6, 64, v9",
+                    f"{m} v6, -4.0, v9", f"{m}_e64 v5, v7, s9", f"{m}_e64 v5, 2.0, v9"]
+    out += ["v_add_f32_e64 v5, -|v7|, s9 clamp mul:2", "v_mul_f32_e64 v5, v7, -v9 div:2",
+            "v_max_f32_e64 v5, |v7|, |v9| clamp"]
+    for m in isa.VOPC.values():
+        if m.endswith(("_i64", "_u64")):
+            out += [f"{m} vcc, v[6:7], v[8:9]", f"{m} vcc, s[6:7], v[8:9]", f"{m}_e64 s[10:11], v[6:7], s[8:9]"]
+        else:
+            out += [f"{m} vcc, v7, v9", f"{m} vcc, 0x3f000001, v9", f"{m} vcc, s101, v9",
+                    f"{m}_e64 s[10:11], v7, s9", f"{m}_e64 vcc, -1, v9"]
+    out += ["v_cmp_lt_f32_e64 s[4:5], -|v7|, |v9|"]
+    # SDWA forms (VOP1/VOP2/VOPC): operand selects and destination selects
+    out += [
+        "v_mov_b32_sdwa v5, v7 dst_sel:WORD_1 dst_unused:UNUSED_PRESERVE src0_sel:BYTE_2",
+        "v_add_u32_sdwa v5, v7, v9 dst_sel:BYTE_0 dst_unused:UNUSED_SEXT src0_sel:WORD_1 src1_sel:BYTE_3",
+        "v_add_f32_sdwa v5, -v7, |v9| dst_sel:DWORD dst_unused:UNUSED_PAD src0_sel:WORD_0 src1_sel:DWORD",
+        "v_and_b32_sdwa v5, sext(v7), v9 dst_sel:WORD_0 dst_unused:UNUSED_PAD src0_sel:BYTE_1 src1_sel:WORD_1",
+        "v_cvt_f32_u32_sdwa v5, v7 dst_sel:DWORD dst_unused:UNUSED_PAD src0_sel:BYTE_0",
+        "v_cmp_eq_u32_sdwa vcc, v7, v9 src0_sel:WORD_0 src1_sel:DWORD",
+        "v_cmp_gt_i32_sdwa s[10:11], sext(v7), v9 src0_sel:BYTE_1 src1_sel:WORD_1",
+        "v_mov_b32_dpp v5, v7 quad_perm:[1,0,3,2] row_mask:0xf bank_mask:0xf",
+    ]
+    for m in isa.VOP3.values():
+        if m in isa.VOP3B:  # v_mad_u64_u32 / v_mad_i64_i32
+            out += [f"{m} v[4:5], s[10:11], v7, v9, v[12:13]", f"{m} v[200:201], vcc, v7, 5, s[12:13]"]
+        elif m == "v_readlane_b32":
+            out += ["v_readlane_b32 s5, v7, s9", "v_readlane_b32 s101, v255, 63"]
+        elif m == "v_writelane_b32":
+            out += ["v_writelane_b32 v5, s7, 9", "v_writelane_b32 v255, 17, s9", "v_writelane_b32 v4, s7, m0"]
+        elif m in ("v_lshlrev_b64", "v_lshrrev_b64", "v_ashrrev_i64"):
+            out += [f"{m} v[4:5], v7, v[8:9]", f"{m} v[4:5], 33, s[8:9]"]
+        elif m == "v_lshl_add_u64":
+            out += [f"{m} v[4:5], v[6:7], 2, v[8:9]", f"{m} v[4:5], s[6:7], v9, 0"]
+        elif m == "v_bitop3_b32":
+            out += [f"{m} v5, v7, v9, v11 bitop3:0x6c", f"{m} v5, s7, v9, 3 bitop3:0xff", f"{m} v5, v7, v9, v11"]
+        elif m in isa.VOP3_TWO_SOURCES:
+            out += [f"{m} v5, v7, v9", f"{m} v255, s7, -5"]
+        else:
+            out += [f"{m} v5, v7, v9, v11", f"{m} v250, s7, 64, v11", f"{m} v5, v7, 0.5, s101"]
+    out += ["v_fma_f32 v5, -|v7|, v9, |v11| clamp mul:4", "v_med3_f32 v5, v7, -v9, -|s11| div:2",
+            "v_pack_b32_f16 v5, v7, v9 op_sel:[1,0,0]", "v_cvt_pk_bf16_f32 v5, -v7, |v9|"]
+    return out
+
+
+def vop3p_lines() -> list[str]:
+    out = []
+    for m in isa.VOP3P.values():
+        if m == "v_pk_fma_f32":
+            out += [f"{m} v[4:5], v[6:7], v[8:9], v[10:11]", f"{m} v[4:5], s[6:7], v[8:9], v[10:11] op_sel:[1,0,0]"]
+        elif m == "v_pk_mov_b32":
+            out += [f"{m} v[4:5], v[6:7], v[8:9] op_sel:[1,0]", f"{m} v[4:5], s[6:7], v[8:9] op_sel:[0,1]"]
+        elif m == "v_accvgpr_read_b32":
+            out += [f"{m} v5, a7", f"{m} v255, a255"]
+        elif m == "v_accvgpr_write_b32":
+            out += [f"{m} a5, v7", f"{m} a255, -16", f"{m} a0, 64"]
+        else:
+            out += [f"{m} v[4:5], v[6:7], v[8:9]", f"{m} v[4:5], v[6:7], v[8:9] op_sel_hi:[0,1] neg_lo:[1,0]"]
+    for mn, m, n, k, nab, ncd in isa.MAI.values():
+        ab = _regs("v", 0, nab), _regs("v", 4, nab)
+        out += [f"{mn} {_regs('a', 0, ncd)}, {ab[0]}, {ab[1]}, {_regs('a', 0, ncd)}",
+                f"{mn} {_regs('v', 16, ncd)}, {_regs('a', 8, nab)}, {_regs('v', 6, nab)}, 0",
+                f"{mn} {_regs('v', 32, ncd)}, {_regs('v', 10, nab)}, {_regs('a', 12, nab)}, {_regs('v', 32, ncd)}",
+                f"{mn} {_regs('a', 64, ncd)}, {_regs('a', 2, nab)}, {_regs('a', 6, nab)}, {_regs('a', 80, ncd)} "
+                f"cbsz:1 abid:1 blgp:3",
+                f"{mn} {_regs('a', 64, ncd)}, {ab[0]}, {ab[1]}, 1.0 blgp:7",
+                f"{mn} {_regs('v', 64, ncd)}, {ab[0]}, {ab[1]}, {_regs('v', 64, ncd)} cbsz:4 abid:15 blgp:5"]
+    return out
+
+
+def memory_lines() -> list[str]:
+    out = []
+    for m in isa.DS.values():
+        n = _width(m)
+        if m.startswith("ds_read2"):
+            out += [f"{m} {_regs('v', 4, n)}, v9 offset0:3 offset1:255", f"{m} {_regs('a', 4, n)}, v255"]
+        elif m.startswith("ds_write2"):
+            out += [f"{m} v9, {_regs('v', 4, n // 2 if 'b64' not in m else 2)}, "
+                    f"{_regs('v', 10, n // 2 if 'b64' not in m else 2)} offset0:1 offset1:200"]
+        elif m.startswith("ds_read"):
+            out += [f"{m} {_regs('v', 4, n)}, v9 offset:65528", f"{m} {_regs('v', 200, n)}, v255",
+                    f"{m} {_regs('a', 8, n)}, v3 offset:16"]
+        else:
+            out += [f"{m} v9, {_regs('v', 4, n)} offset:65528", f"{m} v255, {_regs('a', 200, n)}"]
+    for m in isa.MUBUF.values():
+        n = _width(m)
+        out += [f"{m} {_regs('v', 4, n)}, v9, s[8:11], s13 offen offset:4095",
+                f"{m} {_regs('v', 4, n)}, v9, s[96:99], 0 idxen offset:12",
+                f"{m} {_regs('v', 4, n)}, off, s[8:11], s101",
+                f"{m} {_regs('a', 4, n)}, v[8:9], s[8:11], -1 idxen offen"]
+        if m.startswith("buffer_load") and "d16" not in m and "x2" not in m:
+            out += [f"{m} v9, s[8:11], 0 offen lds", f"{m} off, s[8:11], s13 offset:64 lds"]
+    for m in isa.FLAT.values():
+        n = _width(m)
+        g = f"global_{m}"
+        if "lds" in m:
+            out += [f"{g} v[6:7], off offset:-16", f"{g} v6, s[10:11] offset:4095", f"{g} v6, s[10:11]"]
+            continue
+        if m.startswith("load"):
+            out += [f"{g} {_regs('v', 4, n)}, v[6:7], off offset:-64",
+                    f"{g} {_regs('v', 4, n)}, v9, s[10:11] offset:-4096",
+                    f"{g} {_regs('a', 4, n)}, v[6:7], off offset:4095",
+                    f"flat_{m} {_regs('v', 4, n)}, v[6:7] offset:16", f"flat_{m} {_regs('a', 4, n)}, v[254:255]"]
+        else:
+            out += [f"{g} v[6:7], {_regs('v', 4, n)}, off offset:-1",
+                    f"{g} v9, {_regs('v', 4, n)}, s[10:11] offset:2048",
+                    f"{g} v[6:7], {_regs('a', 4, n)}, off",
+                    f"flat_{m} v[6:7], {_regs('v', 4, n)} offset:4095", f"flat_{m} v[6:7], {_regs('a', 4, n)}"]
+    return out
+
+
+def all_lines() -> list[str]:
+    return scalar_lines() + vector_alu_lines() + vop3p_lines() + memory_lines()
+
+
+# ------------------------------------------------------------------------------------------------ text -> fields
+
+_SPECIAL = {"vcc": 106, "vcc_lo": 106, "vcc_hi": 107, "m0": 124, "exec": 126, "exec_lo": 126, "exec_hi": 127,
+            "src_shared_base": 235, "src_shared_limit": 236, "src_private_base": 237, "src_private_limit": 238,
+            "scc": 253, "off": NONE}
+_FLOATS = {0.5: 240, -0.5: 241, 1.0: 242, -1.0: 243, 2.0: 244, -2.0: 245, 4.0: 246, -4.0: 247}
+_REG = re.compile(r"^([vsa])(?:\[(\d+):\d+\]|(\d+))$")
+
+
+def operand(tok: str) -> tuple[int, int | None, int, int]:
+    """(operand code, literal value or None, abs, neg) of one assembly operand."""
+    ab = neg = 0
+    tok = tok.strip()
+    if tok.startswith("sext(") and tok.endswith(")"):
+        tok = tok[5:-1]
+    if tok.startswith("-") and not re.match(r"^-[\d.]", tok):
+        neg, tok = 1, tok[1:]
+    if tok.startswith("|") and tok.endswith("|"):
+        ab, tok = 1, tok[1:-1]
+    m = _REG.match(tok)
+    if m:
+        n = int(m.group(2) or m.group(3))
+        return {"v": decode.VGPR, "a": decode.AGPR, "s": 0}[m.group(1)] + n, None, ab, neg
+    if tok in _SPECIAL:
+        return _SPECIAL[tok], None, ab, neg
+    if re.match(r"^-?\d+\.\d+$", tok):
+        return _FLOATS[float(tok)], None, ab, neg
+    v = int(tok, 0)
+    if -16 <= v <= 64:
+        return (128 + v if v >= 0 else 192 - v), None, ab, neg
+    return decode.LITERAL, v & 0xFFFFFFFF, ab, neg
+
+
+def split(text: str) -> tuple[str, list[str], dict[str, str], set[str]]:
+    """Mnemonic, operands, key:value modifiers and bare flag words of one llvm-mc output line."""
+    parts = text.split(None, 1)
+    mn, rest = parts[0], parts[1] if len(parts) > 1 else ""
+    rest = re.sub(r"\[([^\]]*)\]", lambda m: "[" + m.group(1).replace(",", ";") + "]", rest)  # protect lists
+    fields = [f.strip() for f in rest.split(",") if f.strip()]
+    ops, mods, words = [], {}, set()
+    for i, f in enumerate(fields):
+        toks = f.split()
+        if i < len(fields) - 1 or not toks:
+            ops.append(f)
+            continue
+        # the last field carries the trailing modifiers: "v9 offen offset:12 lds"
+        first_mod = next((j for j, t in enumerate(toks) if ":" in t and not t.startswith(("s[", "v[", "a["))
+                          or t in ("offen", "idxen", "lds", "clamp", "glc", "sc0", "sc1", "nt")), len(toks))
+        if first_mod > 0:
+            ops.append(" ".join(toks[:first_mod]))
+        for t in toks[first_mod:]:
+            if ":" in t:
+                k, v = t.split(":", 1)
+                mods[k] = v.replace(";", ",")
+            else:
+                words.add(t)
+    return mn, ops, mods, words
+
+
+def base_mnemonic(mn: str) -> str:
+    return re.sub(r"_(e32|e64|sdwa|dpp)$", "", mn)
+
+
+def _waitcnt_imm(text: str) -> int:
+    """SIMM16 of an s_waitcnt from its counters (gfx950.md 4): unspecified counters are 'no wait'."""
+    vm, exp, lgkm = 63, 7, 15
+    raw = re.match(r"^s_waitcnt\s+(\d+)$", text)
+    if raw:
+        return int(raw.group(1))
+    for name, val in re.findall(r"(vmcnt|expcnt|lgkmcnt)\((\d+)\)", text):
+        vm, exp, lgkm = (int(val), exp, lgkm) if name == "vmcnt" else (vm, int(val), lgkm) if name == "expcnt" \
+            else (vm, exp, int(val))
+    return (vm & 15) | (exp << 4) | (lgkm << 8) | ((vm >> 4) << 14)
+
+
+def expected_fields(text: str) -> dict:
+    """What the decoded record must hold, derived from the assembly text alone."""
+    mn, ops, mods, words = split(text)
+    name = base_mnemonic(mn)
+    exp: dict = {}
+    codes = [operand(o) for o in ops] if not name.startswith(("s_waitcnt",)) else []
+    lits = [lit for _, lit, _, _ in codes if lit is not None]
+    if lits:
+        exp["literal"] = lits[0]
+    c = [x[0] for x in codes]
+
+    def put(*keys):
+        for k, v in zip(keys, c):
+            if k:
+                exp[k] = v
+
+    if name in isa.SOP2.values():
+        put("dst", "src0", "src1")
+    elif name in isa.SOPK.values():
+        exp["dst"] = exp["src0"] = c[0]
+        exp["imm"] = int(ops[1], 0) & 0xFFFF
+        exp.pop("literal", None)
+    elif name in isa.SOP1.values():
+        put("dst", "src0")
+    elif name in isa.SOPC.values():
+        put("src0", "src1")
+    elif name in isa.SOPP.values():
+        exp.pop("literal", None)
+        imm = _waitcnt_imm(text) if name == "s_waitcnt" else int(ops[0], 0) if ops else 0
+        exp["imm"] = imm - 0x10000 if imm >= 0x8000 else imm  # SIMM16 is kept sign-extended
+    elif name in isa.SMEM.values():
+        exp["dst"], exp["src0"] = c[0], c[1]
+        if ops[2].startswith("s"):
+            exp["src1"] = c[2]
+        else:
+            exp["imm"] = int(ops[2], 0)
+            exp.pop("literal", None)
+    elif name in isa.VOP1.values():
+        if name != "v_nop":
+            put("dst", "src0")
+    elif name in isa.VOP2.values():
+        if name in _CARRY_OUT:
+            put("dst", "sdst", "src0", "src1", "src2")
+        else:
+            put("dst", "src0", "src1", "src2")
+        if name == "v_fmac_f32":
+            exp["src2"] = exp["dst"]
+    elif name in isa.VOPC.values():
+        put("dst", "src0", "src1")
+    elif name in isa.VOP3.values():
+        if name in isa.VOP3B:
+            put("dst", "sdst", "src0", "src1", "src2")
+        else:
+            put("dst", "src0", "src1", "src2")
+            exp.setdefault("src2", NONE)
+        if name == "v_bitop3_b32":
+            exp["bitop3"] = int(mods.get("bitop3", "0"), 0)
+    elif name in isa.VOP3P.values():
+        put("dst", "src0", "src1", "src2")
+    elif name in [m[0] for m in isa.MAI.values()]:
+        put("dst", "src0", "src1", "src2")
+        exp["imm"] = int(mods.get("cbsz", 0)) | int(mods.get("abid", 0)) << 4 | int(mods.get("blgp", 0)) << 8
+    elif name.startswith("ds_"):
+        if name.startswith("ds_read"):
+            put("dst", "src0")
+        else:
+            put("src0", "src1", "src2")
+        if name.startswith(("ds_read2", "ds_write2")):
+            exp["imm"], exp["imm2"] = int(mods.get("offset0", 0)), int(mods.get("offset1", 0))
+        else:
+            exp["imm"] = int(mods.get("offset", 0))
+    elif name.startswith("buffer_"):
+        if "lds" in words:
+            put("src0", "src1", "src2")
+        else:
+            put("dst", "src0", "src1", "src2")
+        if exp.get("src0") == NONE:
+            del exp["src0"]  # "off": no address VGPR, the field is don't-care
+        exp["imm"] = int(mods.get("offset", 0))
+        exp["flags"] = {f: int(f.lower() in words) for f in ("OFFEN", "IDXEN", "LDS")}
+    elif name.startswith(("global_", "flat_")):
+        if "_lds_" in name:
+            put("src0", "src2")
+        elif "_load_" in name:
+            put("dst", "src0", "src2")
+        else:
+            put("src0", "src1", "src2")
+        if name.startswith("flat_"):
+            exp["src2"] = NONE
+        exp.setdefault("src2", NONE)
+        exp["imm"] = int(mods.get("offset", 0))
+        exp["imm2"] = isa.SEG_GLOBAL if name.startswith("global_") else isa.SEG_FLAT
+    else:
+        raise AssertionError(f"no field rules for {name}")
+
+    # VOP3 source modifiers and output modifiers (the VOP3B form has an SGPR destination in the abs bits)
+    vop3 = mn.endswith("_e64") or name in isa.VOP3.values()
+    if vop3 and name not in isa.VOP3B and name not in _CARRY_OUT and name != "v_bitop3_b32":
+        srcs = codes[1:]
+        exp["abs"] = sum(ab << i for i, (_, _, ab, _) in enumerate(srcs))
+        exp["neg"] = sum(ng << i for i, (_, _, _, ng) in enumerate(srcs))
+        omod = [f"{k}:{v}" for k, v in mods.items() if k in ("mul", "div")]
+        exp["omod"] = {"mul:2": 1, "mul:4": 2, "div:2": 3}[omod[0]] if omod else 0
+        exp["clamp"] = int("clamp" in words)
+    if mn.endswith("_sdwa"):
+        sel = {"BYTE_0": 0, "BYTE_1": 1, "BYTE_2": 2, "BYTE_3": 3, "WORD_0": 4, "WORD_1": 5, "DWORD": 6}
+        exp["sdwa"] = {"SRC0_SEL": sel[mods.get("src0_sel", "DWORD")],
+                       "SRC0_SEXT": int(ops[1].startswith("sext("))}
+        if "src1_sel" in mods:
+            exp["sdwa"]["SRC1_SEL"] = sel[mods["src1_sel"]]
+        if name not in isa.VOPC.values():
+            exp["sdwa"]["DST_SEL"] = sel[mods.get("dst_sel", "DWORD")]
+            exp["sdwa"]["DST_UNUSED"] = {"UNUSED_PAD": 0, "UNUSED_SEXT": 1, "UNUSED_PRESERVE": 2}[
+                mods.get("dst_unused", "UNUSED_PAD")]
+    return exp
+
+
+def record_fields(rec) -> dict:
+    f = int(rec["flags"])
+    out = {k: int(rec[k]) for k in ("dst", "sdst", "literal", "imm", "imm2")}
+    for i in range(3):
+        out[f"src{i}"] = int(rec["src"][i])
+    out["abs"] = (f >> decode.FLAGS["ABS"]) & 7
+    out["neg"] = (f >> decode.FLAGS["NEG"]) & 7
+    out["omod"] = (f >> decode.FLAGS["OMOD"]) & 3
+    out["clamp"] = (f >> decode.FLAGS["CLAMP"]) & 1
+    out["flags"] = {k: (f >> decode.FLAGS[k]) & 1 for k in ("OFFEN", "IDXEN", "LDS")}
+    out["bitop3"] = out["neg"] | out["abs"] << 3 | out["omod"] << 6  # bitop3 reuses the modifier bits
+    f2 = int(rec["flags2"])
+    widths = {"DST_SEL": 3, "DST_UNUSED": 2, "SRC0_SEL": 3, "SRC0_SEXT": 1, "SRC1_SEL": 3}
+    out["sdwa"] = {k: (f2 >> decode.SDWA_FIELDS[k]) & ((1 << w) - 1) for k, w in widths.items()}
+    return out
+
+
+# the record's src[] array is exposed as src0..src3 columns in INSN_DTYPE
+def _rec_view(prog, i):
+    r = prog.insns[i]
+    return {"dst": r["dst"], "sdst": r["sdst"], "literal": r["literal"], "imm": r["imm"], "imm2": r["imm2"],
+            "flags": r["flags"], "flags2": r["flags2"], "src": [r["src0"], r["src1"], r["src2"], r["src3"]]}
+
+
+# ------------------------------------------------------------------------------------------------ tests (a)
+
+@pytest.fixture(scope="module")
+def listing(tc):
+    lines = all_lines()
+    return list(zip(lines, assemble_listing(tc.mc, lines)))
+
+
+def test_every_line_decodes_to_its_text(listing):
+    problems = []
+    for src, (text, enc) in listing:
+        prog = decode.decode(enc, 0, "t")
+        if len(prog.insns) != 1:
+            problems.append(f"{text}: decoded into {len(prog.insns)} records ({prog.text})")
+            continue
+        mn = split(text)[0]
+        name = isa.MNEMONICS[int(prog.insns[0]["op"])]
+        if name != base_mnemonic(mn):
+            problems.append(f"{text}: decoded as {name}")
+            continue
+        if int(prog.insns[0]["size"]) != len(enc):
+            problems.append(f"{text}: size {int(prog.insns[0]['size'])}, encoding has {len(enc)} bytes")
+        got = record_fields(_rec_view(prog, 0))
+        for key, want in expected_fields(text).items():
+            have = got[key]
+            if isinstance(want, dict):
+                have = {k: have[k] for k in want}
+            if have != want:
+                problems.append(f"{text}: {key} = {have}, expected {want}   [{enc.hex()}]")
+    assert not problems, f"{len(problems)} decode mismatches:\n" + "\n".join(problems[:60])
+
+
+def test_every_mnemonic_is_covered(listing):
+    covered = {base_mnemonic(split(text)[0]) for _, (text, _) in listing}
+    assert covered == set(isa.MNEMONICS) - {"invalid"}, (
+        f"missing: {sorted(set(isa.MNEMONICS) - covered - {'invalid'})}, extra: {sorted(covered - set(isa.MNEMONICS))}")
+
+
+def test_forms_are_exercised(listing):
+    """The line set really contains the encoding variants the brief lists (guards against a thinned table)."""
+    texts = [text for _, (text, _) in listing]
+    sizes = {len(enc) for _, (_, enc) in listing}
+    assert sizes == {4, 8}
+    for needle in ("_e64", "_sdwa", "_e32", " lds", " offen", " idxen", "offset:-", "cbsz:1", "blgp:7", ", a[",
+                   "s[10:11] offset", "0x12345678", "src_shared_base"):
+        assert any(needle in t for t in texts), needle
+
+
+def test_program_index_and_text():
+    """decode() keeps a byte-offset index, one text line per record, and a literal extends the instruction."""
+    code = bytes.fromhex("ff060202" "0000c03f" "000081bf")  # v_add_f32 v1, 0x3fc00000, v3 ; s_endpgm
+    prog = decode.decode(code, 0x100, "k")
+    assert [isa.MNEMONICS[o] for o in prog.insns["op"]] == ["v_add_f32", "s_endpgm"]
+    assert list(prog.insns["pc"]) == [0x100, 0x108] and list(prog.index) == [0, -1, 1]
+    assert prog.insns[0]["literal"] == 0x3FC00000 and prog.insns[0]["size"] == 8
+    assert prog.at(0x108).startswith("s_endpgm") and "0x3fc00000" in prog.text[0]
+
+
+# ------------------------------------------------------------------------------------------------ tests (b)
+
+def _code_objects() -> list[Path]:
+    objs = sorted(KERNEL_DIR.glob("*.co"))
+    if not objs:
+        subprocess.run([sys.executable, str(ROOT / "build.py")], cwd=ROOT, check=True)
+        objs = sorted(KERNEL_DIR.glob("*.co"))
+    return objs
+
+
+_OBJDUMP_LINE = re.compile(r"^\s+([a-z_0-9]+)\b.*//\s*([0-9A-Fa-f]+):")
+
+
+def test_kernels_decode_like_objdump(tc):
+    objs = _code_objects()
+    assert objs, "no code objects built"
+    for path in objs:
+        res = subprocess.run([tc.objdump, "-d", "--mcpu=gfx950", str(path)], capture_output=True, text=True,
+                             env=dict(os.environ, HKRT_MOUNT=str(path.parent)))
+        assert res.returncode == 0, res.stderr
+        oracle = {}
+        for line in res.stdout.splitlines():
+            m = _OBJDUMP_LINE.match(line)
+            if m:
+                oracle[int(m.group(2), 16)] = base_mnemonic(m.group(1))
+        co = codeobject.parse(path)
+        assert co.kernels
+        for k in co.kernels.values():
+            prog = decode.decode(co.read(k.entry, k.code_size), k.entry, k.name)
+            ours = [(int(r["pc"]), isa.MNEMONICS[int(r["op"])]) for r in prog.insns]
+            theirs = sorted((a, m) for a, m in oracle.items() if k.entry <= a < k.entry + k.code_size)
+            assert len(ours) > 10
+            by_pc = dict(theirs)
+            bad = [(hex(a), m, by_pc.get(a)) for a, m in ours if by_pc.get(a) != m]
+            assert not bad, f"{path.name}:{k.name}: first mismatches (pc, ours, objdump): {bad[:10]}"
+            assert ours == theirs, f"{path.name}:{k.name}: instruction boundaries differ"
+
+
+# ------------------------------------------------------------------------------------------------ tests (c)
+
+UNKNOWN = ["v_sin_f32 v1, v2", "s_getreg_b32 s1, hwreg(HW_REG_MODE)", "ds_add_u32 v1, v2",
+           "v_mfma_f32_4x4x4_16b_f16 a[0:3], v[0:1], v[2:3], a[0:3]", "buffer_atomic_add v1, v2, s[4:7], 0 offen",
+           "global_atomic_add v[2:3], v4, off", "scratch_load_dword v1, off, s2", "v_add_f16 v1, v2, v3",
+           "s_memtime s[2:3]", "v_dot2_f32_f16 v1, v2, v3, v4", "s_trap 2"]
+
+
+def test_unknown_encodings_decode_as_invalid(tc):
+    for text, enc in assemble_listing(tc.mc, UNKNOWN):
+        prog = decode.decode(enc, 0, "t")
+        assert isa.MNEMONICS[int(prog.insns[0]["op"])] == "invalid", text
+        assert prog.text[0].startswith("<unknown encoding"), prog.text[0]
+        assert f"{int.from_bytes(enc[:4], 'little'):#010x}" in prog.text[0]
+    # a record never runs past the end of the code: a truncated 64-bit instruction is invalid too
+    prog = decode.decode(bytes.fromhex("0000b5d3"), 0, "t")
+    assert len(prog.insns) == 1 and prog.insns[0]["op"] == 0
+
+
+def test_executing_an_unknown_encoding_raises(tc):
+    code, = assemble_many(tc.mc, [["v_mov_b32 v1, v2", "v_sin_f32 v1, v2", "s_endpgm"]])
+    with pytest.raises(EmuError, match=r"unknown or unimplemented instruction encoding.*<unknown encoding 0x7e025302"):
+        run(code, new_state())
