@@ -97,10 +97,12 @@ class DeviceArray:
         self._base = _base
         if _ptr is not None:
             self._block, self.ptr = _block, _ptr
+            self._release = None
         else:
-            self._block = self.device.allocator.malloc(self.nbytes, _handle(stream))
+            self._block = self.device.allocator.malloc(self.nbytes, stream)
             self.ptr = self._block.ptr
-            weakref.finalize(self, _give_back, self._block)
+            # runs once: at free() or when the array is collected, whichever comes first
+            self._release = weakref.finalize(self, _give_back, self._block)
 
     # -- numpy-like attributes
     @property
@@ -174,16 +176,14 @@ class DeviceArray:
 
     def free(self) -> None:
         """Give the memory back now (the array must not be used afterwards)."""
-        if self._base is None and self._block is not None:
-            blk, self._block = self._block, None
-            _give_back(blk)
+        if self._release is not None:
+            self._block = None
+            self._release()
 
 
 def _give_back(block) -> None:
     try:
-        if block is not None and not getattr(block, "_freed", False):
-            block._freed = True
-            block.free()
+        block.free()
     except Exception:
         pass
 

@@ -78,8 +78,8 @@ def backend(kind: str = "auto") -> tuple[str, Driver]:
         else:
             from . import emu
             emu.activate()
-            if kind == "auto":
-                print("hkrt: no gfx950 GPU found; running on the gfx950 emulator", file=sys.stderr)
+            print("hkrt: no gfx950 GPU found; running on the gfx950 emulator" if kind == "auto" else
+                  "hkrt: running on the gfx950 emulator, as requested", file=sys.stderr)
             _backend = ("emu", HipDriver(emulated=True))
         return _backend
 

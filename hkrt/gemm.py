@@ -148,7 +148,7 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
         if batch is None or b_shape[0] != batch:
             raise ValueError(f"batched b {b_shape} needs a batched a with the same batch size, got a {a_shape}")
     result_shape = (m, n) if batch is None else (batch, m, n)
-    if activation not in ACTIVATIONS:
+    if not (activation is None or isinstance(activation, str)) or activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; use one of None, 'relu', 'gelu', 'silu'")
     for name, v in (("alpha", alpha), ("beta", beta)):
         if not isinstance(v, numbers.Real) or isinstance(v, bool):
@@ -156,11 +156,27 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
     alpha, beta = float(alpha), float(beta)
     if beta != 0.0 and c is None:
         raise ValueError("beta is non-zero but no c was given")
+    if c is not None and not isinstance(c, DeviceArray):
+        c = _host_operand(c, "c")
     if c is not None and tuple(c.shape) != result_shape:
         raise ValueError(f"c must have the result's shape {result_shape}, got {tuple(c.shape)}")
+    if isinstance(c, DeviceArray) and beta != 0.0 and (c.dtype != FLOAT32 or not c.is_contiguous):
+        raise ValueError("device c must be a contiguous float32 array")
+    if bias is not None:
+        if not isinstance(bias, DeviceArray):
+            bias = _host_operand(bias, "bias")
+        if tuple(bias.shape) != (n,):
+            raise ValueError(f"bias must have shape ({n},), got {tuple(bias.shape)}")
+        if isinstance(bias, DeviceArray) and (bias.dtype != FLOAT32 or not bias.is_contiguous):
+            raise ValueError(f"device bias must be a contiguous float32 vector of length {n}")
+    if out is not None and not isinstance(out, (np.ndarray, DeviceArray)):
+        raise TypeError(f"out must be a numpy array or a DeviceArray, not {type(out).__name__}")
     if out_dtype is None:
         out_dtype = out.dtype if out is not None and np.dtype(out.dtype) in OUT_DTYPES else bfloat16
-    out_dtype = np.dtype(out_dtype)
+    try:
+        out_dtype = np.dtype(out_dtype)
+    except TypeError:
+        raise TypeError(f"out_dtype must be bfloat16 or float32, not {out_dtype!r}") from None
     if out_dtype not in OUT_DTYPES:
         raise TypeError(f"out_dtype must be bfloat16 or float32, not {out_dtype}")
     if out is not None:
@@ -172,27 +188,31 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
             raise ValueError("out must be a writeable, C-contiguous numpy array")
         if isinstance(out, DeviceArray) and not out.is_contiguous:
             raise ValueError("out must be a contiguous device array")
+        if isinstance(out, np.ndarray) and not host_call:
+            raise ValueError("out must be a DeviceArray when a is one (the result stays on the device)")
     # ---- device side
     dev = get_device(device if device is not None else
                      (a.device if not host_call else b.device if isinstance(b, (Weight, DeviceArray)) else None))
-    for name, x in (("b", b), ("out", out), ("c", c), ("bias", bias)):
+    for name, x in (("a", a), ("b", b), ("out", out), ("c", c), ("bias", bias)):
         xd = getattr(x, "device", None)
         if isinstance(x, (DeviceArray, Weight)) and xd is not dev:
             raise ValueError(f"{name} lives on {xd}, but the GEMM runs on {dev}")
     result = out if isinstance(out, DeviceArray) else DeviceArray(result_shape, out_dtype, device=dev, stream=stream)
-    if m and n:
+    if m and n and batch != 0:
         A = _device_a(a if not host_call else a_host, dev, stream)
         B = _device_b(b, dev, stream)
         fused_needed = bias is not None or ACTIVATIONS[activation] != 0 or alpha != 1.0 or beta != 0.0
+        # This runtime drives the basic kernels (and the epilogue kernel) only: the fast families need
+        # B repacked to N x K, fused epilogues and split-K, which _run does not do yet.
         plan = strategies.plan(dev.arch, m, n, k, b_layout=B.layout, out=OUT_DTYPES[out_dtype],
-                               epilogue=fused_needed, strategy=strategy)
+                               epilogue=fused_needed, fast_ok=False,
+                               why_not_fast="the runtime does not drive the fast kernels yet", strategy=strategy)
+        if plan.b_layout != B.layout:
+            raise ValueError(f"kernel {plan.gemm} takes B as {plan.b_layout}, but b is held as {B.layout}")
         bias_d = _float_vector(bias, "bias", n, dev, stream) if bias is not None else None
         c_d = None
         if c is not None and beta != 0.0:
-            c_d = c if isinstance(c, DeviceArray) else asarray(_host_operand(c, "c").astype(np.float32),
-                                                                  device=dev, stream=stream)
-            if c_d.dtype != FLOAT32 or not c_d.is_contiguous:
-                raise ValueError("device c must be a contiguous float32 array")
+            c_d = c if isinstance(c, DeviceArray) else asarray(c.astype(np.float32), device=dev, stream=stream)
         _run(dev, plan, A, B, result, c_d, bias_d, m, n, k, batch, alpha, beta, ACTIVATIONS[activation], stream)
     if not host_call:
         return result

@@ -4,11 +4,15 @@ Freed blocks go back to a pool keyed by size class. A block is reused at once by
 the stream that freed it (stream order makes that safe); another stream may take it only after an
 event recorded at the free has completed. When the device runs out of memory the pool is emptied
 and the allocation retried once before DeviceMemoryError reports the bytes requested and free.
+
+A free only queues the block: it runs from garbage-collection finalizers, which may fire at any
+allocation, including one the allocator makes under its own lock, so it takes no lock and calls
+no HIP. The queue goes back to the pool at the next malloc, empty_cache or read of the counters.
 """
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from .errors import DeviceMemoryError, HipError
@@ -25,8 +29,14 @@ def size_class(nbytes: int) -> int:
     return max(step, -(-nbytes // step) * step)
 
 
+def stream_handle(stream):
+    """The HIP handle of a Stream (or of a raw handle); None for the null stream."""
+    return getattr(stream, "handle", stream)
+
+
 def stream_key(stream) -> int:
-    return int(stream) if stream is not None else 0
+    handle = stream_handle(stream)
+    return int(handle) if handle is not None else 0
 
 
 @dataclass(eq=False)
@@ -34,8 +44,9 @@ class Block:
     ptr: int
     size: int
     allocator: "CachingAllocator" = field(repr=False)
-    stream: object = None
+    stream: object = None  # the Stream it was allocated on: held, so that its handle stays valid
     event: object = None
+    live: bool = False     # handed out and not yet given back
 
     def free(self) -> None:
         self.allocator.free(self)
@@ -46,17 +57,35 @@ class CachingAllocator:
         self.device = device
         self._pool: dict[int, list[Block]] = defaultdict(list)
         self._lock = threading.Lock()
-        self.in_use = 0    # bytes handed out (by size class)
-        self.cached = 0    # bytes held in the pool
+        self._freed: deque[Block] = deque()   # given back, not yet in the pool (see free)
+        self._in_use = 0
+        self._cached = 0
+
+    @property
+    def in_use(self) -> int:
+        """Bytes handed out (by size class)."""
+        with self._lock:
+            self._take_freed()
+            return self._in_use
+
+    @property
+    def cached(self) -> int:
+        """Bytes held in the pool."""
+        with self._lock:
+            self._take_freed()
+            return self._cached
 
     def malloc(self, nbytes: int, stream=None) -> Block:
+        """A block of at least nbytes for work on `stream` (a Stream, or None for the null stream)."""
         size = size_class(nbytes)
         with self._lock:
+            self._take_freed()
             blk = self._reuse(size, stream)
             if blk is None:
                 blk = Block(self._device_malloc(nbytes, size), size, self)
             blk.stream = stream
-            self.in_use += size
+            blk.live = True
+            self._in_use += size
             return blk
 
     def _reuse(self, size: int, stream) -> Block | None:
@@ -67,7 +96,7 @@ class CachingAllocator:
         for i, blk in enumerate(pool):
             if stream_key(blk.stream) == key or blk.event is None or self.device.driver.event_query(blk.event):
                 pool.pop(i)
-                self.cached -= blk.size
+                self._cached -= blk.size
                 self._drop_event(blk)
                 return blk
         return None
@@ -90,14 +119,23 @@ class CachingAllocator:
                                     f"({size} with rounding), {free} of {total} bytes free") from None
 
     def free(self, blk: Block) -> None:
-        with self._lock:
-            self.device.activate()
+        """Give a block back. Only queues it: no lock, no HIP call (safe inside a finalizer)."""
+        self._freed.append(blk)
+
+    def _take_freed(self) -> None:
+        """Move the queued blocks into the pool (lock held), each with an event on its stream."""
+        while self._freed:
+            blk = self._freed.popleft()
+            if not blk.live:
+                continue  # given back twice
+            blk.live = False
             if stream_key(blk.stream) != 0:
+                self.device.activate()
                 blk.event = self.device.driver.event_create()
-                self.device.driver.event_record(blk.event, blk.stream)
+                self.device.driver.event_record(blk.event, stream_handle(blk.stream))
             self._pool[blk.size].append(blk)
-            self.in_use -= blk.size
-            self.cached += blk.size
+            self._in_use -= blk.size
+            self._cached += blk.size
 
     def _drop_event(self, blk: Block) -> None:
         if blk.event is not None:
@@ -105,6 +143,7 @@ class CachingAllocator:
             blk.event = None
 
     def _empty_locked(self) -> None:
+        self._take_freed()
         self.device.activate()
         self.device.driver.synchronize()
         for blocks in self._pool.values():
@@ -112,7 +151,7 @@ class CachingAllocator:
                 self._drop_event(blk)
                 self.device.driver.free(blk.ptr)
         self._pool.clear()
-        self.cached = 0
+        self._cached = 0
 
     def empty_cache(self) -> None:
         """Give every cached block back to the device."""

@@ -28,7 +28,10 @@ def manifest(arch: str) -> dict:
 
 
 def spec(arch: str, name: str) -> dict:
-    kernels = manifest(arch)["kernels"]
+    try:
+        kernels = manifest(arch)["kernels"]
+    except KernelNotFoundError as exc:
+        raise KernelNotFoundError(f"kernel {name}: {exc}") from None
     if name not in kernels:
         raise KernelNotFoundError(f"no kernel {name!r} is built for {arch} (built: {', '.join(sorted(kernels))}); "
                                   f"add it to kernels/variants.toml and run `make kernels`")
