@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from . import registry, strategy as strategies
+from . import execute, strategy as strategies
 from .array import SUPPORTED, DeviceArray, Stream, asarray, bfloat16
 from .devices import Device, get_device
 
@@ -22,8 +22,10 @@ FLOAT32 = np.dtype(np.float32)
 class Weight:
     """A B operand kept on the device in bf16: prepared once, reused by every gemm that gets it.
 
-    `b` is K x N (as numpy holds a weight for x @ W), or N x K with nk=True. The data is copied at
-    construction; later changes to the numpy array do not reach the device copy.
+    `b` is K x N (as numpy holds a weight for x @ W), or N x K with nk=True (`layout` says which was
+    given). It is stored the way the fast kernels read it, N x K with K zero-padded to a multiple of 8
+    (transposed on the host during the bf16 conversion, padded on the device), so calls repack nothing.
+    The data is copied at construction; later changes to the numpy array do not reach the device copy.
     """
 
     def __init__(self, b, *, nk: bool = False, device=None):
@@ -32,7 +34,14 @@ class Weight:
             raise ValueError(f"a Weight is 2-D (K x N or N x K), got shape {host.shape}")
         self.layout = "nk" if nk else "kn"
         self.k, self.n = (host.shape[1], host.shape[0]) if nk else host.shape
-        self.data = asarray(np.ascontiguousarray(host.astype(bfloat16)), device=device)
+        stored = np.ascontiguousarray((host if nk else host.T).astype(bfloat16))
+        data = asarray(stored, device=device)
+        op = execute.Operand(data, "nk", self.n, self.k, self.k)
+        k8 = execute.padded_k(self.k)
+        if self.k and self.n and not op.fast_ready(k8):
+            op = execute.repack(data.device, op, 1, transpose=False, cols_to=k8, stream=None)
+        self.operand = op
+        self.data = op.arr
 
     @property
     def device(self) -> Device:
@@ -43,7 +52,7 @@ class Weight:
         return (self.k, self.n)
 
     def __repr__(self) -> str:
-        return f"Weight(K={self.k}, N={self.n}, layout={self.layout}, device={self.device})"
+        return f"Weight(K={self.k}, N={self.n}, given {self.layout}, device={self.device})"
 
 
 def _host_operand(x, name: str) -> np.ndarray:
@@ -61,46 +70,35 @@ def _check_device_operand(x: DeviceArray, name: str) -> None:
                         f"(convert on the host, or pass the numpy array)")
 
 
-class _Operand:
-    """A 2-D or batched operand on the device: pointer per batch, row stride in elements, layout."""
-
-    def __init__(self, arr: DeviceArray, layout: str, ld: int, batch_stride: int, keep=None):
-        self.arr, self.layout, self.ld, self.batch_stride, self.keep = arr, layout, ld, batch_stride, keep
-
-    def ptr(self, i: int) -> int:
-        return self.arr.ptr + i * self.batch_stride
-
-
-def _device_a(a, device, stream) -> _Operand:
+def _device_a(a, device, stream) -> execute.Operand:
+    m, k = a.shape[-2:]
     if isinstance(a, DeviceArray):
         _check_device_operand(a, "a")
         if a.strides[-1] != a.dtype.itemsize:
             raise ValueError("device array a needs unit stride along K")
-        return _Operand(a, "mk", a.strides[-2] // 2, a.strides[0] if a.ndim == 3 else 0)
+        return execute.Operand(a, "mk", m, k, a.strides[-2] // 2, a.strides[0] if a.ndim == 3 else 0, base=a.ptr)
     d = asarray(np.ascontiguousarray(a.astype(bfloat16, copy=False)), device=device, stream=stream)
-    return _Operand(d, "mk", d.shape[-1], d.strides[0] if d.ndim == 3 else 0)
+    return execute.Operand(d, "mk", m, k, k, d.strides[0] if d.ndim == 3 else 0)
 
 
-def _device_b(b, device, stream) -> _Operand:
+def _device_b(b, device, stream) -> execute.Operand:
     if isinstance(b, Weight):
-        ld = b.n if b.layout == "kn" else b.k
-        return _Operand(b.data, b.layout, ld, 0, keep=b)
+        return b.operand
+    k, n = b.shape[-2:]
     if isinstance(b, DeviceArray):
         _check_device_operand(b, "b")
         item = b.dtype.itemsize
         bs = b.strides[0] if b.ndim == 3 else 0
         if b.strides[-1] == item:
-            return _Operand(b, "kn", b.strides[-2] // item, bs)
+            return execute.Operand(b, "kn", k, n, b.strides[-2] // item, bs, base=b.ptr)
         if b.strides[-2] == item:  # a transposed view of an N x K array
-            return _Operand(b, "nk", b.strides[-1] // item, bs)
+            return execute.Operand(b, "nk", n, k, b.strides[-1] // item, bs, base=b.ptr)
         raise ValueError("device array b needs unit stride along N (K x N) or along K (a transposed N x K view)")
-    if b.ndim == 2 and b.flags.f_contiguous and not b.flags.c_contiguous:
-        # b is the transpose of a contiguous N x K array: use it as N x K without a transposing copy
-        nk = np.ascontiguousarray(b.T.astype(bfloat16, copy=False))
-        d = asarray(nk, device=device, stream=stream)
-        return _Operand(d, "nk", d.shape[-1], 0)
-    d = asarray(np.ascontiguousarray(b.astype(bfloat16, copy=False)), device=device, stream=stream)
-    return _Operand(d, "kn", d.shape[-1], d.strides[0] if d.ndim == 3 else 0)
+    # Numpy B goes up as N x K, the form every kernel family reads: the transpose rides on the bf16
+    # conversion copy, which happens anyway.
+    nk = np.ascontiguousarray(np.swapaxes(b, -1, -2).astype(bfloat16, copy=False))
+    d = asarray(nk, device=device, stream=stream)
+    return execute.Operand(d, "nk", n, k, k, d.strides[0] if d.ndim == 3 else 0)
 
 
 def _float_vector(x, name: str, length: int, device, stream) -> DeviceArray:
@@ -202,18 +200,15 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
         A = _device_a(a if not host_call else a_host, dev, stream)
         B = _device_b(b, dev, stream)
         fused_needed = bias is not None or ACTIVATIONS[activation] != 0 or alpha != 1.0 or beta != 0.0
-        # This runtime drives the basic kernels (and the epilogue kernel) only: the fast families need
-        # B repacked to N x K, fused epilogues and split-K, which _run does not do yet.
+        fast_ok, why = execute.fits_fast(m, n, k, out_dtype.itemsize, batch)
         plan = strategies.plan(dev.arch, m, n, k, b_layout=B.layout, out=OUT_DTYPES[out_dtype],
-                               epilogue=fused_needed, fast_ok=False,
-                               why_not_fast="the runtime does not drive the fast kernels yet", strategy=strategy)
-        if plan.b_layout != B.layout:
-            raise ValueError(f"kernel {plan.gemm} takes B as {plan.b_layout}, but b is held as {B.layout}")
+                               epilogue=fused_needed, fast_ok=fast_ok, why_not_fast=why, strategy=strategy)
         bias_d = _float_vector(bias, "bias", n, dev, stream) if bias is not None else None
         c_d = None
         if c is not None and beta != 0.0:
             c_d = c if isinstance(c, DeviceArray) else asarray(c.astype(np.float32), device=dev, stream=stream)
-        _run(dev, plan, A, B, result, c_d, bias_d, m, n, k, batch, alpha, beta, ACTIVATIONS[activation], stream)
+        execute.run(dev, plan, A, B, result, c_d, bias_d, m, n, k, batch, alpha, beta, ACTIVATIONS[activation],
+                    stream)
     if not host_call:
         return result
     host = result.numpy()
@@ -221,23 +216,3 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
         out[...] = host
         return out
     return host
-
-
-def _run(dev, plan, A, B, result, c_d, bias_d, m, n, k, batch, alpha, beta, act, stream) -> None:
-    g = registry.kernel(dev, plan.gemm)
-    tile = g.entry["launch"]["tile"]
-    grid = (-(-n // tile["n"]), -(-m // tile["m"]))
-    out_item = result.dtype.itemsize
-    acc = DeviceArray((m, n), FLOAT32, device=dev, stream=stream) if plan.epilogue else None
-    ep = registry.kernel(dev, plan.epilogue) if plan.epilogue else None
-    for i in range(batch or 1):
-        out_ptr = result.ptr + i * m * n * out_item
-        target = acc.ptr if acc is not None else out_ptr
-        g.launch(grid, [A.ptr(i), B.ptr(i), target, m, n, k, A.ld, B.ld, n], stream=stream)
-        if ep is not None:
-            c_ptr = c_d.ptr + i * m * n * 4 if c_d is not None else 0
-            ep.launch((-(-n // 256), min(m, 65535)),
-                      [acc.ptr, c_ptr, bias_d.ptr if bias_d is not None else 0, out_ptr, m, n, n, n, n,
-                       alpha, beta, act, 1, 0], stream=stream)
-    if acc is not None:  # stream order keeps the block busy until the epilogue has read it
-        acc.free()

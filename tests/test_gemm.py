@@ -721,25 +721,25 @@ def test_strategy_by_family_and_variant(rng, launched):
     check(got, a, b)
     assert all(registry.spec(hkrt.get_device().arch, x)["launch"]["strategy"] in ("basic", "epilogue")
                for x in launched)
+    # numpy b goes to the device as N x K; a K x N variant gets it transposed back on the device
     variant = _variant(strategy="basic", b_layout="kn", c="f32")
     launched.clear()
     got = hkrt.gemm(a, b, strategy=variant, out_dtype=np.float32)
     check(got, a, b, out_dtype=np.float32)
-    assert launched == [variant]
+    assert launched == ["repack_bf16", variant]
     # the f32 variant asked for a bf16 result: it feeds the epilogue
     launched.clear()
     got = hkrt.gemm(a, b, strategy=variant)
     check(got, a, b)
-    assert launched[0] == variant and len(launched) == 2
-    # an N x K variant for a transposed b
+    assert launched[1] == variant and launched[2].startswith("gemm_epilogue") and len(launched) == 3
+    # an N x K variant takes numpy b, K x N or a transposed view, as uploaded
     nk = _variant(strategy="basic", b_layout="nk", c="bf16")
-    launched.clear()
     bt = normal(rng, (n, k))
-    got = hkrt.gemm(a, bt.T, strategy=nk)
-    check(got, a, bt.T)
-    assert launched == [nk]
-    with pytest.raises(ValueError, match=nk):
-        hkrt.gemm(a, b, strategy=nk)  # b is K x N, the variant takes N x K
+    for bb in (b, bt.T):
+        launched.clear()
+        got = hkrt.gemm(a, bb, strategy=nk)
+        check(got, a, bb)
+        assert launched == [nk]
 
 
 def test_missing_strategy(rng):
@@ -815,8 +815,8 @@ def _bad_cases():
         ("out_dtype f16", TypeError, r"out_dtype.*float16", lambda: hkrt.gemm(a, b, out_dtype=np.float16)),
         ("out_dtype f64", TypeError, r"out_dtype.*float64", lambda: hkrt.gemm(a, b, out_dtype=np.float64)),
         ("out_dtype nonsense", TypeError, r"out_dtype.*nonsense", lambda: hkrt.gemm(a, b, out_dtype="nonsense")),
-        ("variant of the wrong layout", ValueError, r"N x K|nk|layout",
-         lambda: hkrt.gemm(a, b, strategy=_variant(strategy="basic", b_layout="nk", c="bf16"))),
+        ("a non-GEMM kernel as strategy", ValueError, r"repack_bf16 is not a GEMM kernel",
+         lambda: hkrt.gemm(a, b, strategy="repack_bf16")),
     ]
 
 

@@ -1,0 +1,131 @@
+"""Every kernel family through hkrt.gemm, including the operands the fast kernels cannot read directly
+(K not a multiple of 8, B as K x N on the device, misaligned batches), which the runtime repacks on
+the device. Results against float64 numpy; the bound is the one derived in test_kernels.py plus the
+epilogue's own rounding (the fp32 sum of split-K partials and of alpha/beta/bias: a few 2^-24 relative).
+"""
+import math
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import hkrt
+from hkrt import registry
+from hkrt import strategy as strategies
+
+BF16 = ml_dtypes.bfloat16
+FAMILIES = ["basic", "small", "pingpong", "interleave", "producer_consumer"]
+
+
+def rounded(x):
+    return np.asarray(x).astype(BF16).astype(np.float64)
+
+
+def check(got, a, b, *, bias=None, alpha=1.0, beta=0.0, c=None, bf16_out=True):
+    a64, b64 = rounded(a), rounded(b)
+    ref = alpha * (a64 @ b64)
+    absum = abs(alpha) * (np.abs(a64) @ np.abs(b64))
+    if c is not None:
+        ref = ref + beta * np.asarray(c, np.float64)
+    if bias is not None:
+        ref = ref + np.asarray(bias, np.float64)
+    k = a.shape[-1]
+    tol = 2 * ((math.ceil(max(k, 1) / 32) + 4) * 2.0**-24 * (absum + np.abs(ref))
+               + (2.0**-8 * np.abs(ref) if bf16_out else 0)) + 1e-30
+    got = np.asarray(got).astype(np.float64)
+    assert got.shape == ref.shape
+    bad = ~(np.abs(got - ref) <= tol)
+    assert not bad.any(), f"{bad.sum()} of {got.size} off; worst {np.nanmax(np.abs(got - ref)):.3g}"
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    names = []
+    real = registry.kernel
+
+    def spy(device, name):
+        names.append(name)
+        return real(device, name)
+    monkeypatch.setattr(registry, "kernel", spy)
+    return names
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (37, 53, 131), (130, 70, 64), (3, 300, 17)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_every_family_any_shape(family, shape, launched):
+    m, n, k = shape
+    rng = np.random.default_rng()
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    if family == "producer_consumer":  # takes the epilogue it fuses
+        bias = rng.standard_normal(n).astype(np.float32)
+        got = hkrt.gemm(a, b, bias=bias, alpha=0.5, strategy=family)
+        check(got, a, b, bias=bias, alpha=0.5)
+    else:
+        check(hkrt.gemm(a, b, strategy=family), a, b)
+    fams = {registry.spec(hkrt.get_device().arch, x)["launch"]["strategy"] for x in launched}
+    assert family in fams
+    if family != "basic" and k % 8:
+        assert "repack_bf16" in launched, "K % 8 != 0 must be repacked for the fast kernels"
+
+
+@pytest.mark.parametrize("family", ["pingpong", "small", "producer_consumer"])
+def test_device_b_as_k_by_n_is_transposed_on_the_device(family, launched):
+    m, n, k = 70, 90, 72
+    rng = np.random.default_rng()
+    a = rng.standard_normal((m, k), np.float32)
+    b = rng.standard_normal((k, n), np.float32)
+    got = hkrt.gemm(hkrt.asarray(a.astype(BF16)), hkrt.asarray(b.astype(BF16)), strategy=family,
+                    out_dtype=np.float32)
+    check(got.numpy(), a, b, bf16_out=False)
+    assert "repack_bf16" in launched
+
+
+def test_batched_with_unaligned_batches(launched):
+    """Batches of 5 x 7 bf16 are 70 bytes apart: not 16-byte aligned, so A is repacked per batch."""
+    rng = np.random.default_rng()
+    a, b = rng.standard_normal((3, 5, 7), np.float32), rng.standard_normal((3, 7, 9), np.float32)
+    got = hkrt.gemm(a, b, strategy="pingpong")
+    for i in range(3):
+        check(got[i], a[i], b[i])
+    assert "repack_bf16" in launched
+
+
+def test_weight_with_odd_k_is_padded_once(launched):
+    rng = np.random.default_rng()
+    b = rng.standard_normal((45, 33), np.float32)
+    w = hkrt.Weight(b)
+    assert w.operand.cols == 48 and w.operand.layout == "nk"
+    launched.clear()
+    for _ in range(2):
+        a = rng.standard_normal((20, 45), np.float32)
+        check(hkrt.gemm(a, w, strategy="pingpong"), a, b)
+    # one repack per call: a's K is padded; the prepared weight is not touched again
+    assert launched.count("repack_bf16") == 2, launched
+
+
+def test_split_k_sums_partials_with_epilogue():
+    rng = np.random.default_rng()
+    m, n, k = 4, 130, 1000
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    c = rng.standard_normal((m, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    p = strategies.plan(hkrt.get_device().arch, m, n, k, b_layout="nk", out="f32", epilogue=True, fast_ok=True,
+                        strategy="small")
+    assert p.splits > 1
+    got = hkrt.gemm(a, b, c=c, beta=-1.0, bias=bias, strategy="small", out_dtype=np.float32)
+    check(got, a, b, c=c, beta=-1.0, bias=bias, bf16_out=False)
+
+
+def test_default_table_reaches_the_fast_families():
+    arch = hkrt.get_device().arch
+    plan = strategies.plan
+
+    def family(*args, **kw):
+        return plan(arch, *args, b_layout="nk", out="bf16", fast_ok=True, **kw).family
+    assert family(8192, 8192, 8192, epilogue=False) == "interleave"
+    assert family(4096, 8192, 1024, epilogue=False) == "pingpong"
+    assert family(64, 4096, 4096, epilogue=False) == "small"
+    assert family(4096, 4096, 4096, epilogue=True) == "producer_consumer"
+    assert plan(arch, 100, 100, 100, b_layout="kn", out="bf16", epilogue=False, fast_ok=False,
+                why_not_fast="too big").family == "basic"
