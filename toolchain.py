@@ -283,7 +283,7 @@ def provision() -> Toolchain:
         inner = ("export DEBIAN_FRONTEND=noninteractive; apt-get update -q && "
                  f"apt-get install -y -q --no-install-recommends {' '.join(PACKAGES)} && apt-get clean")
         _check_call(["unshare", "--mount", "--", "sh", "-ec",
-                     f'mount --rbind /proc "$0/proc"; mount --rbind /dev "$0/dev"; exec chroot "$0" sh -c "$1"',
+                     'mount --rbind /proc "$0/proc"; mount --rbind /dev "$0/dev"; exec chroot "$0" sh -c "$1"',
                      str(partial), inner], "apt-get install hipcc inside the root", log)
         partial.rename(root)
         _write_wrappers(root, d / "bin")

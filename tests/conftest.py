@@ -40,3 +40,17 @@ def compile_hip(tc, tmp_path):
         return out
 
     return _compile
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    """Names of the kernels the runtime looks up (one per launch site), in order."""
+    from hkrt import registry
+    names = []
+    real = registry.kernel
+
+    def spy(device, name):
+        names.append(name)
+        return real(device, name)
+    monkeypatch.setattr(registry, "kernel", spy)
+    return names

@@ -93,13 +93,7 @@ def run(code: bytes, state: WaveState, machine: Machine | None = None, strict: b
     prog = decode.decode(code, 0x1000, "snippet")
     machine = machine or Machine(1 << 20)
     out = WaveState(s=state.s.copy(), v=np.ascontiguousarray(state.v.copy()), scc=state.scc, lds=state.lds.copy())
-    blocks = machine.memory.blocks()
-    regions = ffi.new("emu_region[]", max(len(blocks), 1))
-    keep = []
-    for i, (base, buf) in enumerate(blocks):
-        h = ffi.from_buffer(buf)
-        keep.append(h)
-        regions[i].base, regions[i].size, regions[i].host = base, len(buf), ffi.cast("uint8_t *", h)
+    regions, nregions, keep = launch.region_table(ffi, machine.memory)  # noqa: F841
     L = ffi.new("emu_launch *")
     L.prog = ffi.cast("const insn_t *", ffi.from_buffer(prog.insns))
     L.nprog = len(prog.insns)
@@ -109,7 +103,7 @@ def run(code: bytes, state: WaveState, machine: Machine | None = None, strict: b
     L.code_words = len(prog.index)
     L.entry = 0
     L.regions = regions
-    L.nregions = len(blocks)
+    L.nregions = nregions
     L.grid = [1, 1, 1]
     L.block = [64, 1, 1]
     L.lds_bytes = len(out.lds)

@@ -8,7 +8,6 @@ written independently of hkrt/emu/core.c. Inputs are random and fresh each run; 
 from __future__ import annotations
 
 import os
-import struct
 import sys
 import zlib
 from fractions import Fraction
@@ -983,7 +982,7 @@ for _m in isa.VOPC.values():
     snippet(f"vopc64:{_m}", [f"{_m}_e64 s[20:21], {_va}, {_vb}"])
     if not _w64:  # a constant first operand (literal in VOPC, inline in VOP3)
         _kk = [(t, v) for t, v in const_operands(6)][:2]
-        snippet(f"vopc:{_m}:k", [f"{_m}_e32 vcc, {_kk[0][0]}, {_vb}", f"v_cndmask_b32 v10, 0, 1, vcc"],
+        snippet(f"vopc:{_m}:k", [f"{_m}_e32 vcc, {_kk[0][0]}, {_vb}", "v_cndmask_b32 v10, 0, 1, vcc"],
                 meta=_kk[0][1])
 
 

@@ -702,18 +702,6 @@ def _variant(**want) -> str:
     raise AssertionError(f"no variant {want} in the manifest")
 
 
-@pytest.fixture
-def launched(monkeypatch):
-    names = []
-    real = registry.kernel
-
-    def spy(device, name):
-        names.append(name)
-        return real(device, name)
-    monkeypatch.setattr(registry, "kernel", spy)
-    return names
-
-
 def test_strategy_by_family_and_variant(rng, launched):
     m, n, k = 30, 40, 50
     a, b = normal(rng, (m, k)), normal(rng, (k, n))

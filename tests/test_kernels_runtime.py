@@ -38,18 +38,6 @@ def check(got, a, b, *, bias=None, alpha=1.0, beta=0.0, c=None, bf16_out=True):
     assert not bad.any(), f"{bad.sum()} of {got.size} off; worst {np.nanmax(np.abs(got - ref)):.3g}"
 
 
-@pytest.fixture
-def launched(monkeypatch):
-    names = []
-    real = registry.kernel
-
-    def spy(device, name):
-        names.append(name)
-        return real(device, name)
-    monkeypatch.setattr(registry, "kernel", spy)
-    return names
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("shape", [(1, 1, 1), (37, 53, 131), (130, 70, 64), (3, 300, 17)],
                          ids=lambda s: "x".join(map(str, s)))

@@ -38,6 +38,18 @@ def core():
     return _core
 
 
+def region_table(ffi, memory):
+    """The device allocations as the core's region array: (array, count, cdata that must stay alive)."""
+    blocks = memory.blocks()
+    regions = ffi.new("emu_region[]", max(len(blocks), 1))
+    keep = []
+    for i, (base, buf) in enumerate(blocks):
+        host = ffi.from_buffer(buf)
+        keep.append(host)
+        regions[i].base, regions[i].size, regions[i].host = base, len(buf), ffi.cast("uint8_t *", host)
+    return regions, len(blocks), keep
+
+
 def program(module, kernel: codeobject.Kernel) -> decode.Program:
     prog = module.decoded.get(kernel.name)
     if prog is None:
@@ -126,13 +138,7 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
             raise EmulationError(f"the descriptor asks for {kd.user_sgpr_count} user SGPRs but its enables fill "
                                  f"{len(sgprs)}", kernel=kernel.name)
 
-        blocks = machine.memory.blocks()
-        regions = ffi.new("emu_region[]", max(len(blocks), 1))
-        keep = []
-        for i, (base, buf) in enumerate(blocks):
-            host = ffi.from_buffer(buf)
-            keep.append(host)
-            regions[i].base, regions[i].size, regions[i].host = base, len(buf), ffi.cast("uint8_t *", host)
+        regions, nregions, keep = region_table(ffi, machine.memory)  # noqa: F841 (keep holds the buffers)
         insns = prog.insns
         L = ffi.new("emu_launch *")
         L.prog = ffi.cast("const insn_t *", ffi.from_buffer(insns))
@@ -144,7 +150,7 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
         L.code_words = len(index)
         L.entry = int(index[0])
         L.regions = regions
-        L.nregions = len(blocks)
+        L.nregions = nregions
         L.grid = list(grid)
         L.block = list(block)
         L.lds_bytes = (lds + 3) // 4 * 4
