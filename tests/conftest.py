@@ -1,7 +1,12 @@
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# Every kernel the tests run through HIP runs in the emulator's strict hazard mode: a register read
+# before its load is retired, or LDS read before its direct-to-LDS data arrived, fails the test.
+os.environ.setdefault("HKRT_EMU_STRICT", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # toolchain.py and build.py live at the top of the tree
