@@ -50,8 +50,8 @@ def rne_bf16_bits(x) -> np.ndarray:
 
 def activate64(x: np.ndarray, activation) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
-        if activation == "relu":
-            return np.where(x > 0, x, 0.0)
+        if activation == "relu":  # NaN stays NaN, as numpy's maximum does
+            return np.where(x < 0, 0.0, x)
         if activation == "gelu":  # the tanh form
             return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
         if activation == "silu":
@@ -507,7 +507,7 @@ def _assert_same_specials(got, ref, what):
     np.testing.assert_array_equal(np.isneginf(g), np.isneginf(ref), err_msg=f"{what}: -Inf positions differ")
 
 
-@pytest.mark.parametrize("activation", [None, "gelu", "silu"])
+@pytest.mark.parametrize("activation", [None, "relu", "gelu", "silu"])
 def test_nan_inf_propagate(rng, activation):
     m, n, k = 37, 41, 70
     a, b = normal(rng, (m, k)), normal(rng, (k, n))

@@ -74,7 +74,7 @@ class Module:
         self.elf = elf
         self.kernels = loaded.kernels
         self._loaded = {device.index: loaded}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: see Runtime._lock
         self.functions: dict[str, int] = {}           # kernel name -> function handle
 
     def on(self, device: Device) -> m.EmuModule:
@@ -112,7 +112,10 @@ class Runtime:
             machine = m.Machine(strict=strict, seed=seed, address_base=base)
             self.devices.append(Device(i, machine, base, base + span))
         self._tls = threading.local()
-        self._lock = threading.Lock()
+        # Reentrant: this runtime is Python, so a garbage collection inside one HIP call can run a
+        # finalizer (hip-python users destroy streams and events in them) that makes another HIP call
+        # on the same thread. The re-entered call touches other handles, so letting it in is safe.
+        self._lock = threading.RLock()
         self._handles: dict[int, object] = {}
         self._next_handle = itertools.count(HANDLE_BASE, 16)
 

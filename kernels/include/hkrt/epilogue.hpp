@@ -10,7 +10,7 @@ enum Activation { kNone = 0, kRelu = 1, kGelu = 2, kSilu = 3 };
 // gelu and silu use the hardware exp and reciprocal (about 1 ulp each).
 __device__ inline float activate(float x, int act) {
   switch (act) {
-    case kRelu: return x > 0.0f ? x : 0.0f;
+    case kRelu: return x < 0.0f ? 0.0f : x;  // NaN stays NaN (numpy's maximum; IEEE 754-2019 maximum)
     case kGelu: {
       const float u = 0.7978845608f * (x + 0.044715f * x * x * x);
       return 0.5f * x * (2.0f - 2.0f * __builtin_amdgcn_rcpf(__expf(2.0f * u) + 1.0f));
