@@ -572,7 +572,7 @@ def test_cli_demo():
     assert "A 33x17, B 17x65" in ok(res)
 
 
-BENCH_FIELDS = ["m", "n", "k", "seconds", "tflops", "host_overhead_us", "device"]
+BENCH_FIELDS = ["m", "n", "k", "seconds", "tflops", "host_overhead_us", "device", "emulated"]
 
 
 def _check_bench_row(row, shape):

@@ -7,6 +7,7 @@ Options: HKRT_EMU_DEVICES (device count, default 1), HKRT_EMU_STRICT, HKRT_EMU_S
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -57,6 +58,22 @@ def last_error() -> BaseException | None:
     """The exception behind the latest kernel fault (its message names kernel, PC and address), or None."""
     from .hip import runtime
     return runtime.last_exception()
+
+
+@contextlib.contextmanager
+def skip_kernels():
+    """Inside this block emulated launches do all their host-side work but do not execute the kernel
+    (results are not computed): for timing the host path of a call, which on the emulator otherwise
+    includes the kernel's emulation."""
+    from . import launch, machine
+
+    def no_kernel(machine_, module, kernel, grid, block, dynamic_lds, kernarg):
+        return machine.LaunchStats(0, 0, 0.0)
+    real, launch.run_kernel = launch.run_kernel, no_kernel
+    try:
+        yield
+    finally:
+        launch.run_kernel = real
 
 
 if os.environ.get("HKRT_EMULATE", "") not in ("", "0"):
