@@ -6,6 +6,7 @@ import struct
 import threading
 from dataclasses import dataclass, field
 
+from . import codeobject
 from . import manifest as mf
 from .devices import Device
 from .errors import KernelNotFoundError, LaunchConfigError
@@ -106,6 +107,14 @@ def kernel(device: Device, name: str) -> LoadedKernel:
             except FileNotFoundError:
                 raise KernelNotFoundError(f"code object {path} for kernel {name} ({device.arch}) is missing; "
                                           f"run `make kernels`") from None
+            # Check before HIP sees it: HIP's own refusal names neither the kernel nor the architectures.
+            try:
+                built_for = codeobject.parse(image, source=str(path), expect_arch=None).arch
+            except codeobject.CodeObjectError as exc:
+                raise KernelNotFoundError(f"kernel {name}: {exc}; run `make kernels` to rebuild it") from None
+            if built_for != device.arch:
+                raise KernelNotFoundError(f"kernel {name}: {path} is built for {built_for}, but {device} is "
+                                          f"{device.arch}; run `make kernels` to build it for {device.arch}")
             device.activate()
             module = device.driver.module_load(image)
             function = device.driver.module_function(module, entry["symbol"])

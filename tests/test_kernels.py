@@ -179,14 +179,50 @@ def test_repack_transposes_and_zero_pads(shape, transpose):
     np.testing.assert_array_equal(dev.get(dd, (dst_rows, dst_cols), BF16), expect)
 
 
-def test_pingpong_under_random_wave_interleavings():
-    m, n, k = 100, 300, 200
+def launch_family(dev, variant, a, b, m, n, k, dt):
+    """Launch any GEMM variant of a fast family with a poisoned output; returns (output, partial-sum count)."""
+    la = mf.load()["kernels"][variant]["launch"]
+    tiles = -(-m // la["tile"]["m"]) * -(-n // la["tile"]["n"])
+    if la["strategy"] == "small":
+        splits = 3
+        dw = dev.put(np.full((splits, m, n), np.nan, np.float32))
+        dev.launch(variant, (tiles, 1, splits), "<QQQiiiii", dev.put(a), dev.put(b), dw, m, n, k, k, k)
+        return dev.get(dw, (splits, m, n), np.float32).astype(np.float64).sum(axis=0), splits
+    dc = dev.put(np.full((m, n), np.nan, dt))
+    if la["epilogue"] == "alpha_beta_bias_act":  # identity epilogue
+        dev.launch(variant, (tiles, 1, 1), "<QQQiiiiiiQQffii", dev.put(a), dev.put(b), dc, m, n, k, k, k, n, 0, 0,
+                   1.0, 0.0, 0, n)
+    else:
+        dev.launch(variant, (tiles, 1, 1), "<QQQiiiiii", dev.put(a), dev.put(b), dc, m, n, k, k, k, n)
+    return dev.get(dc, (m, n), dt), 1
+
+
+FAST = ["pingpong", "interleave", "producer_consumer", "small"]
+
+
+@pytest.mark.parametrize("family", FAST)
+def test_random_wave_interleavings(family):
+    """Seeded interleavings run waves in random order and random quanta: a stage refilled before every
+    wave finished reading it, or read before its loads landed, shows up as wrong results."""
+    m, n, k = 100, 300, 200  # four K tiles: both stages are filled and reused
     a, b = operands(m, n, k)
     ref, absum = product(a, b)
-    variant = variants("pingpong")[0]
+    variant = variants(family)[0]
     dt = out_dtype(variant)
-    for seed in (1, 2):
-        dev = Emu(seed=seed)
-        dc = dev.put(np.full((m, n), np.nan, dt))
-        dev.launch(variant, (2, 1, 1), "<QQQiiiiii", dev.put(a), dev.put(b), dc, m, n, k, k, k, n)
-        check(dev.get(dc, (m, n), dt), ref, absum, k, dt is BF16)
+    for seed in (1, 2, 3):
+        got, parts = launch_family(Emu(seed=seed), variant, a, b, m, n, k, dt)
+        check(got, ref, absum, k + 32 * parts, dt is BF16)
+
+
+@pytest.mark.parametrize("family", ["pingpong", "producer_consumer"])
+def test_large_grids_cover_every_tile_once(family):
+    """27 tiles: xcd_remap spreads them over 8 XCDs and grouped_tile walks groups of 8 tile-rows; a tile
+    computed twice or never shows up (poisoned NaN or wrong values)."""
+    variant = variants(family)[0]
+    la = mf.load()["kernels"][variant]["launch"]["tile"]
+    m, n, k = 9 * la["m"] - 5, 3 * la["n"] - 7, 8
+    a, b = operands(m, n, k)
+    dt = out_dtype(variant)
+    got, _ = launch_family(Emu(), variant, a, b, m, n, k, dt)
+    ref, absum = product(a, b)
+    check(got, ref, absum, k, dt is BF16)

@@ -551,6 +551,28 @@ def test_code_object_missing(private_registry, monkeypatch):
     assert (hkrt.gemm(np.ones((4, 3), np.float32), np.ones((3, 5), np.float32), out_dtype=np.float32) == 3).all()
 
 
+def test_code_object_for_another_architecture(private_registry, monkeypatch, compile_hip):
+    """A code object built for gfx942 in gfx950's place: an error naming kernel, both architectures, the fix."""
+    dev = hkrt.get_device()
+    arch = dev.arch
+    (private_registry / arch).mkdir()
+    shutil.copy(mf.manifest_path(arch, root=REAL_KERNELS_DIR), private_registry / arch / mf.MANIFEST_NAME)
+    name = "gemm_basic_kn_bf16"
+    entry = registry.manifest(arch)["kernels"][name]
+    other = compile_hip('#include <hip/hip_runtime.h>\nextern "C" __global__ void gemm_basic(float* x) { x[0] = 1; }\n',
+                        arch="gfx942", name="other_arch")
+    shutil.copy(other, private_registry / arch / entry["code_object"])
+    with pytest.raises(hkrt.KernelNotFoundError) as exc:
+        registry.kernel(dev, name)
+    msg = str(exc.value)
+    assert name in msg and "gfx942" in msg and arch in msg and "make kernels" in msg, msg
+    # a file that is not a code object at all
+    (private_registry / arch / entry["code_object"]).write_bytes(b"not an ELF file")
+    with pytest.raises(hkrt.KernelNotFoundError) as exc:
+        registry.kernel(dev, name)
+    assert name in str(exc.value) and "not an ELF" in str(exc.value) and "make kernels" in str(exc.value)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the CLI
 
