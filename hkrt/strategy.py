@@ -21,13 +21,14 @@ def _tiles(x: int, t: int) -> int:
     return -(-x // t)
 
 
-# (family, when, predicate over (m, n, k, epilogue))
+# (family, when, predicate over (m, n, k, epilogue)). Small and skinny shapes come first so that no big
+# kernel is forced onto a shape it would waste; their epilogue runs in the kernel that sums split-K.
 RULES = [
+    ("small", "M <= 128, or fewer 256x256 tiles than CUs", lambda m, n, k, ep: m <= 128 or
+     _tiles(m, 256) * _tiles(n, 256) < CUS),
     ("producer_consumer", "a fused epilogue (bias, activation, alpha, beta) is requested",
      lambda m, n, k, ep: ep),
     ("interleave", "min(M, N) >= 4096 and K >= 4096", lambda m, n, k, ep: min(m, n) >= 4096 and k >= 4096),
-    ("small", "M <= 128, or fewer 256x256 tiles than CUs", lambda m, n, k, ep: m <= 128 or
-     _tiles(m, 256) * _tiles(n, 256) < CUS),
     ("pingpong", "everything else", lambda m, n, k, ep: True),
 ]
 NON_GEMM = {"epilogue", "repack"}

@@ -584,3 +584,48 @@ def test_two_devices():
             ok(hip.hipFree(p))                    # hipFree finds the device from the pointer
         print("ok")
     """, HKRT_EMU_DEVICES="2")
+
+
+# ---- planted bugs, caught through plain hip-python calls (this process runs the emulator strict)
+
+def _planted(compile_hip, source, name, fixed):
+    from test_emu_kernels import DMA_RACE, MISSING_BARRIER, MISSING_WAIT  # the kernels, shared
+    src = {"wait": MISSING_WAIT, "barrier": MISSING_BARRIER, "dma": DMA_RACE}[source]
+    co = compile_hip(src, name=f"hip_{name}{fixed}", extra=[f"-DFIXED={fixed}"])
+    module = ok(hip.hipModuleLoadData(co.read_bytes()))
+    return ok(hip.hipModuleGetFunction(module, b"k"))
+
+
+def _run_planted(f, threads):
+    x = rng.standard_normal(threads).astype(np.float32)
+    d_in, d_out = ok(hip.hipMalloc(x.nbytes)), ok(hip.hipMalloc(x.nbytes))
+    ok(hip.hipMemcpy(d_in, x, x.nbytes, H2D))
+    ok(hip.hipMemset(d_out, 0xFF, x.nbytes))
+    args = [ctypes.c_void_p(addr(d_in)), ctypes.c_void_p(addr(d_out))]
+    ok(hip.hipModuleLaunchKernel(f, 1, 1, 1, threads, 1, 1, 0, None, None, args))
+    status = hip.hipDeviceSynchronize()[0]
+    out = np.zeros_like(x)
+    if status == E.hipSuccess:
+        ok(hip.hipMemcpy(out, d_out, x.nbytes, D2H))
+    ok(hip.hipFree(d_in)), ok(hip.hipFree(d_out))
+    return status, x, out
+
+
+@pytest.mark.parametrize("bug,threads,expect", [("wait", 64, lambda x: 2 * x), ("dma", 128, lambda x: np.roll(x, -64))])
+def test_planted_hazards_fail_the_launch(compile_hip, bug, threads, expect):
+    assert machine.Machine().strict, "this test needs the strict mode conftest sets"
+    status, _, _ = _run_planted(_planted(compile_hip, bug, bug, 0), threads)
+    assert status == E.hipErrorLaunchFailure
+    fault = hkrt.emu.last_error()
+    assert isinstance(fault, errors.HazardError) and fault.pc is not None and "kernel k" in str(fault)
+    status, x, out = _run_planted(_planted(compile_hip, bug, bug, 1), threads)
+    assert status == E.hipSuccess
+    np.testing.assert_array_equal(out, expect(x))
+
+
+def test_planted_missing_barrier_gives_wrong_results(compile_hip):
+    status, x, out = _run_planted(_planted(compile_hip, "barrier", "barrier", 0), 128)
+    assert status == E.hipSuccess and not np.array_equal(out, np.roll(x, -64))
+    status, x, out = _run_planted(_planted(compile_hip, "barrier", "barrier", 1), 128)
+    assert status == E.hipSuccess
+    np.testing.assert_array_equal(out, np.roll(x, -64))

@@ -115,5 +115,8 @@ def test_default_table_reaches_the_fast_families():
     assert family(4096, 8192, 1024, epilogue=False) == "pingpong"
     assert family(64, 4096, 4096, epilogue=False) == "small"
     assert family(4096, 4096, 4096, epilogue=True) == "producer_consumer"
+    assert family(8192, 8192, 8192, epilogue=True) == "producer_consumer"
+    assert family(1, 4096, 4096, epilogue=True) == "small"  # not forced onto 128 x 256 tiles
+    assert family(16, 16, 100000, epilogue=True) == "small"
     assert plan(arch, 100, 100, 100, b_layout="kn", out="bf16", epilogue=False, fast_ok=False,
                 why_not_fast="too big").family == "basic"
