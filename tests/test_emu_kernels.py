@@ -215,3 +215,16 @@ def test_out_of_bounds_store_is_a_memory_fault(compile_hip):
     assert err.value.address is not None and err.value.address >= dout + (1 << 22)
     assert "global_store" in str(err.value)
     assert not dev.get(neighbour, (64,), np.float32).any()
+
+
+@pytest.mark.parametrize("past_end", [4, 512, 64 * 1024])
+def test_short_overruns_never_reach_the_next_allocation(compile_hip, past_end):
+    """Allocations are separated by unmapped guard space: a store just past one faults, and the
+    allocation after it is untouched."""
+    co = compile_hip(OOB_STORE, name="oob_short")
+    dev = Device()
+    dout = dev.put(np.zeros(64, np.float32))           # 256 bytes
+    neighbour = dev.put(np.zeros(64, np.float32))
+    with pytest.raises(MemoryFault):
+        _launch_simple(dev, co, 64, dout, (256 + past_end) // 4 - 63, fmt="<Qi")
+    assert not dev.get(neighbour, (64,), np.float32).any()

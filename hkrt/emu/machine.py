@@ -25,6 +25,10 @@ LDS_BYTES = 160 * 1024
 # 2^48, so that they fit a buffer descriptor's 48-bit base. Null and small integers never alias either.
 HEAP_BASE = 0x8000_0000_0000
 ALIGN = 256
+# Unmapped bytes after each allocation: an overrun shorter than this faults instead of reaching the next
+# allocation (addresses are plentiful: the devices share 2^47 bytes of address space).
+GUARD = 1 << 20
+ADDRESS_SPACE = 1 << 47  # [HEAP_BASE, HEAP_BASE + ADDRESS_SPACE) stays below 2^48
 DEFAULT_MEMORY = 16 << 30
 
 
@@ -40,10 +44,11 @@ class DeviceMemory:
     silently reaching a newer allocation.
     """
 
-    def __init__(self, capacity: int, base: int = HEAP_BASE):
+    def __init__(self, capacity: int, base: int = HEAP_BASE, limit: int = HEAP_BASE + ADDRESS_SPACE):
         self.capacity = capacity
         self.used = 0
         self._next = base
+        self._limit = limit
         self._bases: list[int] = []            # sorted
         self._blocks: dict[int, bytearray] = {}
         self._lock = threading.Lock()
@@ -57,7 +62,10 @@ class DeviceMemory:
                 raise MemoryError(f"out of device memory: {nbytes} bytes requested, "
                                   f"{self.capacity - self.used} of {self.capacity} free")
             base = self._next
-            self._next += (size + ALIGN - 1) // ALIGN * ALIGN + ALIGN  # a gap catches small overruns
+            if base + size + GUARD > self._limit:
+                raise MemoryError(f"out of device address space: {nbytes} bytes requested; addresses are "
+                                  f"not reused, and {self._limit - base} remain")
+            self._next += (size + ALIGN - 1) // ALIGN * ALIGN + GUARD
             self._blocks[base] = bytearray(size)
             bisect.insort(self._bases, base)
             self.used += size
@@ -149,8 +157,8 @@ class Machine:
     """
 
     def __init__(self, memory_bytes: int | None = None, *, strict: bool | None = None, seed: int | None = None,
-                 address_base: int = HEAP_BASE):
-        self.memory = DeviceMemory(memory_bytes or default_memory_bytes(), address_base)
+                 address_base: int = HEAP_BASE, address_limit: int = HEAP_BASE + ADDRESS_SPACE):
+        self.memory = DeviceMemory(memory_bytes or default_memory_bytes(), address_base, address_limit)
         if strict is None:
             strict = os.environ.get("HKRT_EMU_STRICT", "0") not in ("", "0")
         if seed is None and os.environ.get("HKRT_EMU_SEED"):

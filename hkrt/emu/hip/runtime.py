@@ -28,7 +28,7 @@ from . import codes as c
 from . import image, props
 from .codes import HipError
 
-ADDRESS_SPACE = 1 << 40        # [HEAP_BASE, HEAP_BASE + this) is split evenly between the devices
+ADDRESS_SPACE = m.ADDRESS_SPACE  # [HEAP_BASE, HEAP_BASE + this) is split evenly between the devices
 HANDLE_BASE = 0x10_0000_0000    # streams, events, modules, functions: opaque, never dereferenced
 INT_MAX = 2**31 - 1
 MAX_DEVICES = 64
@@ -109,7 +109,7 @@ class Runtime:
         for i in range(devices):
             base = m.HEAP_BASE + i * span
             # Each device allocates in its own slice so a pointer names its device (unified addressing).
-            machine = m.Machine(strict=strict, seed=seed, address_base=base)
+            machine = m.Machine(strict=strict, seed=seed, address_base=base, address_limit=base + span)
             self.devices.append(Device(i, machine, base, base + span))
         self._tls = threading.local()
         # Reentrant: this runtime is Python, so a garbage collection inside one HIP call can run a
