@@ -23,6 +23,7 @@ import fcntl
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -193,12 +194,14 @@ def find(verbose: bool = True) -> Toolchain | None:
 # ---------------------------------------------------------------------------
 # Provisioning
 
-def debian_mirror() -> str:
-    """The Debian archive URI from this machine's apt configuration."""
+def debian_mirror(paths: list[str] | None = None) -> str:
+    """The Debian archive URI from this machine's apt configuration (or the given source files)."""
     if os.environ.get("HKRT_DEBIAN_MIRROR"):
         return os.environ["HKRT_DEBIAN_MIRROR"]
     uris: list[str] = []
-    for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*"))]:
+    if paths is None:
+        paths = ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*"))]
+    for path in paths:
         try:
             text = Path(path).read_text()
         except OSError:
@@ -207,15 +210,15 @@ def debian_mirror() -> str:
             for line in text.splitlines():
                 if line.strip().lower().startswith("uris:"):
                     uris += line.split(":", 1)[1].split()
-        elif path.endswith(".list") or path == "/etc/apt/sources.list":
+        elif path.endswith(".list"):
             for line in text.splitlines():
                 words = line.split("#", 1)[0].split()
                 if words[:1] == ["deb"]:
                     words = [w for w in words[1:] if not w.startswith("[")]
                     if words:
                         uris.append(words[0])
-    for uri in uris:
-        if uri.startswith(("http://", "https://")) and "security" not in uri and uri.rstrip("/").endswith("/debian"):
+    for uri in uris:  # the archive itself, or a snapshot of it (.../archive/debian/<timestamp>)
+        if uri.startswith(("http://", "https://")) and re.search(r"/debian(/[0-9TZ]+)?/?$", uri):
             return uri
     raise ToolchainError("could not find a Debian mirror in /etc/apt/sources.list{,.d}; "
                          "set HKRT_DEBIAN_MIRROR to the archive URI")

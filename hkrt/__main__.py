@@ -72,6 +72,16 @@ def cmd_demo(args) -> int:
 DEFAULT_BENCH = ["256x256x256", "512x512x512", "1x512x512", "128x1024x256"]
 
 
+def _positive(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a positive integer")
+    return v
+
+
 def _parse_shape(s: str) -> tuple[int, int, int]:
     try:
         m, n, k = (int(x) for x in s.lower().split("x"))
@@ -159,11 +169,16 @@ def main(argv=None) -> int:
                        "the asynchronous call on a GPU, the call with kernel execution skipped on the "
                        "emulator); device; emulated. Progress goes to stderr, the table to stdout.")
     b.add_argument("shapes", nargs="*", type=_parse_shape, help=f"MxNxK shapes (default: {' '.join(DEFAULT_BENCH)})")
-    b.add_argument("--repeat", type=int, default=3)
+    b.add_argument("--repeat", type=_positive, default=3, help="timed calls per shape (default 3)")
     b.add_argument("--format", choices=["csv", "json"], default="csv")
     b.add_argument("--plot", default=None, help="write a PNG bar chart here (needs matplotlib)")
     args = ap.parse_args(argv)
-    return {"info": cmd_info, "demo": cmd_demo, "bench": cmd_bench}[args.cmd](args)
+    from .errors import HkrtError
+    try:
+        return {"info": cmd_info, "demo": cmd_demo, "bench": cmd_bench}[args.cmd](args)
+    except (HkrtError, ValueError, TypeError) as exc:  # a one-line error, not a traceback
+        print(f"hkrt: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -231,8 +231,10 @@ def parse(data: bytes | bytearray | memoryview | str | os.PathLike, *, source: s
         return _parse_elf(data, source, expect_arch)
     except CodeObjectError:
         raise
+    # A corrupt header can make the ELF reader chase absurd sizes or offsets (MemoryError, OverflowError)
     except (ELFError, struct.error, msgpack.exceptions.ExtraData, msgpack.exceptions.UnpackException,
-            ValueError, IndexError, KeyError, TypeError, AssertionError) as exc:
+            ValueError, IndexError, KeyError, TypeError, AssertionError, AttributeError, MemoryError,
+            OverflowError) as exc:
         raise CodeObjectError(source, f"truncated or corrupt code object ({type(exc).__name__}: {exc})") from None
 
 

@@ -20,7 +20,7 @@ FLOAT32 = np.dtype(np.float32)
 class Operand:
     """A bf16 matrix (or a batch of them) on the device as a kernel reads it.
 
-    layout "mk"/"nk": rows x K, K contiguous; "kn": K x N, N contiguous. ld is the row stride in
+    layout "mk"/"nk": rows x K, K contiguous; "kn": K x N, N contiguous; "km": K x M (a transposed A). ld is the row stride in
     elements; batch_stride is in bytes (0: one matrix shared by every batch).
     """
     arr: DeviceArray
@@ -66,12 +66,15 @@ def repack(dev, op: Operand, batches: int, *, transpose: bool, cols_to: int, str
         k.launch((-(-cols_to // 64), -(-rows_out // 64)),
                  [op.ptr(i), out.ptr + i * step, op.rows, op.cols, op.ld, rows_out, cols_to, cols_to,
                   int(transpose)], stream=stream)
-    layout = {"kn": "nk", "nk": "kn"}[op.layout] if transpose else op.layout
+    layout = {"kn": "nk", "nk": "kn", "km": "mk"}[op.layout] if transpose else op.layout
     return Operand(out, layout, rows_out, cols_to, cols_to, step if op.batch_stride else 0)
 
 
 def prepare(dev, plan, A: Operand, B: Operand, k: int, batches: int, stream) -> tuple[Operand, Operand, int]:
     """Operands in the form the plan's kernel reads, and the K to pass it."""
+    if A.layout == "km":  # every kernel reads A with K contiguous
+        A = repack(dev, A, batches, transpose=True, cols_to=padded_k(k) if plan.family != "basic" else k,
+                   stream=stream)
     if plan.family == "basic":
         if plan.b_layout != B.layout:  # basic takes either layout; convert only if a variant was forced
             B = repack(dev, B, batches, transpose=True, cols_to=B.rows, stream=stream)

@@ -74,9 +74,13 @@ def _device_a(a, device, stream) -> execute.Operand:
     m, k = a.shape[-2:]
     if isinstance(a, DeviceArray):
         _check_device_operand(a, "a")
-        if a.strides[-1] != a.dtype.itemsize:
-            raise ValueError("device array a needs unit stride along K")
-        return execute.Operand(a, "mk", m, k, a.strides[-2] // 2, a.strides[0] if a.ndim == 3 else 0, base=a.ptr)
+        item = a.dtype.itemsize
+        bs = a.strides[0] if a.ndim == 3 else 0
+        if a.strides[-1] == item:
+            return execute.Operand(a, "mk", m, k, a.strides[-2] // item, bs, base=a.ptr)
+        if a.strides[-2] == item:  # a transposed view of a K x M array: repacked on the device
+            return execute.Operand(a, "km", k, m, a.strides[-1] // item, bs, base=a.ptr)
+        raise ValueError("device array a needs unit stride along K (M x K) or along M (a transposed K x M view)")
     d = asarray(np.ascontiguousarray(a.astype(bfloat16, copy=False)), device=device, stream=stream)
     return execute.Operand(d, "mk", m, k, k, d.strides[0] if d.ndim == 3 else 0)
 
@@ -122,6 +126,10 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
     of the result's shape and dtype to write into. stream: a Stream for device arrays. strategy:
     a kernel family or variant name that overrides the strategy table.
     """
+    if stream is not None and not isinstance(stream, Stream):
+        raise TypeError(f"stream must be an hkrt.Stream or None, not {type(stream).__name__}")
+    if strategy is not None and not isinstance(strategy, str):
+        raise TypeError(f"strategy must be a kernel family or variant name (str), not {type(strategy).__name__}")
     host_call = not isinstance(a, DeviceArray)
     # ---- validate everything before touching the device
     a_host = _host_operand(a, "a") if host_call else None

@@ -6,12 +6,14 @@
 // alpha/beta/bias/activation and the output type. C = A * B^T, A M x K and B N x K K-contiguous;
 // edge rules as in hkrt/gemm_tile.hpp.
 #include "hkrt/gemm_tile.hpp"
+#include "hkrt/schedule.hpp"
 
 using namespace hkrt;
 
 namespace {
 using Gemm = TileGemm<64, 128, 1, 4>;
-}
+constexpr int GROUP_M = 8;
+}  // namespace
 
 extern "C" __global__ __launch_bounds__(Gemm::THREADS) void gemm_small(
     const bf16* __restrict__ A, const bf16* __restrict__ B, float* __restrict__ W, int M, int N, int K,
@@ -19,8 +21,10 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS) void gemm_small(
   __shared__ __attribute__((aligned(1024))) bf16 As0[Gemm::ATile::kBytes / 2], As1[Gemm::ATile::kBytes / 2];
   __shared__ __attribute__((aligned(1024))) bf16 Bs0[Gemm::BTile::kBytes / 2], Bs1[Gemm::BTile::kBytes / 2];
 
-  const int tiles_n = (N + Gemm::BN - 1) / Gemm::BN;
-  const int m0 = (blockIdx.x / tiles_n) * Gemm::BM, n0 = (blockIdx.x % tiles_n) * Gemm::BN;
+  const int tiles_m = (M + Gemm::BM - 1) / Gemm::BM, tiles_n = (N + Gemm::BN - 1) / Gemm::BN;
+  int tm, tn;
+  grouped_tile<GROUP_M>(xcd_remap(blockIdx.x, tiles_m * tiles_n), tiles_m, tiles_n, tm, tn);
+  const int m0 = tm * Gemm::BM, n0 = tn * Gemm::BN;
   const int tiles_k = (K + kSliceK - 1) / kSliceK, per_split = (tiles_k + gridDim.z - 1) / gridDim.z;
   const int kt_begin = min(tiles_k, static_cast<int>(blockIdx.z) * per_split);
   const int kt_end = min(tiles_k, kt_begin + per_split);

@@ -98,3 +98,18 @@ def test_bad_table_entries_are_named(tmp_path):
     bad.write_text('[[variant]]\nname = "half"\nsource = "x.hip"\n')
     with pytest.raises(build.BuildError, match="half"):
         build.read_table(bad)
+
+
+def test_debian_mirror_from_apt_sources(tmp_path):
+    """The archive URI comes from apt's configuration, in one-line or deb822 form, snapshots included."""
+    import toolchain
+    one = tmp_path / "a.list"
+    one.write_text("# comment\ndeb [arch=amd64] http://mirror.example/debian bookworm main\n")
+    snap = tmp_path / "b.sources"
+    snap.write_text("Types: deb\nURIs: http://snapshot.example/archive/debian/20250520T000000Z/\nSuites: bookworm\n")
+    sec = tmp_path / "c.sources"
+    sec.write_text("Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n")
+    assert toolchain.debian_mirror([str(sec), str(one)]) == "http://mirror.example/debian"
+    assert toolchain.debian_mirror([str(sec), str(snap)]) == "http://snapshot.example/archive/debian/20250520T000000Z/"
+    with pytest.raises(toolchain.ToolchainError, match="HKRT_DEBIAN_MIRROR"):
+        toolchain.debian_mirror([str(sec)])

@@ -120,3 +120,34 @@ def test_default_table_reaches_the_fast_families():
     assert family(16, 16, 100000, epilogue=True) == "small"
     assert plan(arch, 100, 100, 100, b_layout="kn", out="bf16", epilogue=False, fast_ok=False,
                 why_not_fast="too big").family == "basic"
+
+
+@pytest.mark.parametrize("family", ["basic", "pingpong", "small"])
+def test_transposed_device_a(family, launched):
+    """A device A held as K x M (a transposed view) is repacked to M x K on the device."""
+    rng = np.random.default_rng()
+    m, n, k = 45, 38, 29
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    da = hkrt.asarray(np.ascontiguousarray(a.T).astype(BF16)).T
+    got = hkrt.gemm(da, hkrt.asarray(b.astype(BF16)), strategy=family, out_dtype=np.float32)
+    check(got.numpy(), a, b, bf16_out=False)
+    assert launched[0] == "repack_bf16"
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "silu"])
+@pytest.mark.parametrize("family", ["small", "pingpong"])
+def test_epilogue_kernel_activations(family, activation):
+    """Families without a fused epilogue finish in the epilogue kernel: every activation, both dtypes."""
+    rng = np.random.default_rng()
+    m, n, k = 33, 70, 40
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    ref = rounded(a) @ rounded(b) + bias
+    act = {"relu": lambda x: np.where(x < 0, 0, x),
+           "gelu": lambda x: 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3))),
+           "silu": lambda x: x / (1 + np.exp(-x))}[activation]
+    for out_dtype, rel in ((np.float32, 2.0**-18), (BF16, 2.0**-7)):
+        got = hkrt.gemm(a, b, bias=bias, activation=activation, out_dtype=out_dtype, strategy=family)
+        expect = act(ref)
+        err = np.abs(got.astype(np.float64) - expect)
+        assert (err <= rel * (np.abs(expect) + np.abs(ref) + 1)).all(), err.max()

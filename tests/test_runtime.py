@@ -36,9 +36,11 @@ REAL_KERNELS_DIR = mf.KERNELS_DIR
 def run_python(code: str, env: dict | None = None, args=("-c",), timeout: float = 120):
     """Run code (or `python -m ...` with args) in a fresh interpreter at the repository root.
 
-    The HKRT_* variables of this process are dropped first so that each test states its own.
+    The HKRT_* variables of this process are dropped first so that each test states its own; the
+    emulator runs strict there too unless a test says otherwise.
     """
     e = {k: v for k, v in os.environ.items() if not k.startswith("HKRT_")}
+    e["HKRT_EMU_STRICT"] = "1"
     e["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(TESTS)])
     e.update(env or {})
     cmd = [sys.executable, *args] + ([textwrap.dedent(code)] if code is not None else [])

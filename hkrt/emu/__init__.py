@@ -64,7 +64,7 @@ def last_error() -> BaseException | None:
 def skip_kernels():
     """Inside this block emulated launches do all their host-side work but do not execute the kernel
     (results are not computed): for timing the host path of a call, which on the emulator otherwise
-    includes the kernel's emulation."""
+    includes the kernel's emulation. Process-wide: no other thread should launch work meanwhile."""
     from . import launch, machine
 
     def no_kernel(machine_, module, kernel, grid, block, dynamic_lds, kernarg):

@@ -377,7 +377,7 @@ def decode(code: bytes, base: int = 0, name: str = "?") -> Program:
         index[i] = len(recs)
         recs.append((r, base + 4 * i))
         texts.append(_text(r) if r.op else f"<unknown encoding {words[i]:#010x}"
-                     f"{f' {words[i + 1]:#010x}' if i + 1 < n else ''}>")
+                     f"{f' (next word {words[i + 1]:#010x})' if i + 1 < n else ''}>")
         i += r.size // 4
     arr = np.zeros(len(recs), dtype=INSN_DTYPE)
     for k, (r, pc) in enumerate(recs):
