@@ -458,6 +458,10 @@ static pending_t *issue_vload(ctx_t *c, wave_t *w, queue_t *q, int lgkm, int dst
 static int mfma(ctx_t *c, wave_t *w, const insn_t *in, int M, int N, int K, int nab, int ncd) {
   int KL = K / (64 / M), MI = 64 / N;
   int cbsz = in->imm & 7, abid = (in->imm >> 4) & 15, blgp = (in->imm >> 8) & 7;
+  /* CBSZ/ABID broadcast one of several A blocks; these bf16 MFMAs have a single block, for which the ISA
+   * leaves nonzero values undefined (gfx950.md 1.7): refuse rather than invent a result. */
+  if (cbsz || abid)
+    return fail(c, E_INVALID, 0, "MFMA with CBSZ %d / ABID %d: undefined for a single-block MFMA", cbsz, abid);
   if (in->src[0] < 256 || in->src[1] < 256)
     return fail(c, E_INVALID, 0, "MFMA A and B operands must be vector registers");
   int ra = in->src[0] - 256, rb = in->src[1] - 256;
