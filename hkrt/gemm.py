@@ -70,17 +70,24 @@ def _check_device_operand(x: DeviceArray, name: str) -> None:
                         f"(convert on the host, or pass the numpy array)")
 
 
+def _device_view(x: DeviceArray, name: str, row_major: str, transposed: str) -> execute.Operand:
+    """A bf16 device operand as it lies: row-major (layout row_major, e.g. "mk"), or the transposed view of
+    a row-major array (layout transposed, e.g. "km"); the executor repacks what a kernel cannot read."""
+    _check_device_operand(x, name)
+    rows, cols = x.shape[-2:]
+    item = x.dtype.itemsize
+    batch_stride = x.strides[0] if x.ndim == 3 else 0
+    if x.strides[-1] == item:
+        return execute.Operand(x, row_major, rows, cols, x.strides[-2] // item, batch_stride, base=x.ptr)
+    if x.strides[-2] == item:
+        return execute.Operand(x, transposed, cols, rows, x.strides[-1] // item, batch_stride, base=x.ptr)
+    raise ValueError(f"device array {name} needs unit stride along one of its last two dimensions")
+
+
 def _device_a(a, device, stream) -> execute.Operand:
-    m, k = a.shape[-2:]
     if isinstance(a, DeviceArray):
-        _check_device_operand(a, "a")
-        item = a.dtype.itemsize
-        bs = a.strides[0] if a.ndim == 3 else 0
-        if a.strides[-1] == item:
-            return execute.Operand(a, "mk", m, k, a.strides[-2] // item, bs, base=a.ptr)
-        if a.strides[-2] == item:  # a transposed view of a K x M array: repacked on the device
-            return execute.Operand(a, "km", k, m, a.strides[-1] // item, bs, base=a.ptr)
-        raise ValueError("device array a needs unit stride along K (M x K) or along M (a transposed K x M view)")
+        return _device_view(a, "a", "mk", "km")
+    m, k = a.shape[-2:]
     d = asarray(np.ascontiguousarray(a.astype(bfloat16, copy=False)), device=device, stream=stream)
     return execute.Operand(d, "mk", m, k, k, d.strides[0] if d.ndim == 3 else 0)
 
@@ -88,16 +95,9 @@ def _device_a(a, device, stream) -> execute.Operand:
 def _device_b(b, device, stream) -> execute.Operand:
     if isinstance(b, Weight):
         return b.operand
-    k, n = b.shape[-2:]
     if isinstance(b, DeviceArray):
-        _check_device_operand(b, "b")
-        item = b.dtype.itemsize
-        bs = b.strides[0] if b.ndim == 3 else 0
-        if b.strides[-1] == item:
-            return execute.Operand(b, "kn", k, n, b.strides[-2] // item, bs, base=b.ptr)
-        if b.strides[-2] == item:  # a transposed view of an N x K array
-            return execute.Operand(b, "nk", n, k, b.strides[-1] // item, bs, base=b.ptr)
-        raise ValueError("device array b needs unit stride along N (K x N) or along K (a transposed N x K view)")
+        return _device_view(b, "b", "kn", "nk")
+    k, n = b.shape[-2:]
     # Numpy B goes up as N x K, the form every kernel family reads: the transpose rides on the bf16
     # conversion copy, which happens anyway.
     nk = np.ascontiguousarray(np.swapaxes(b, -1, -2).astype(bfloat16, copy=False))
