@@ -6,9 +6,11 @@
 // HKRT_FUSED the epilogue act(alpha * acc + beta * Cin + bias) is applied before the store.
 //
 // The 8 waves form 2 x 4, each owning a 128 x 64 sub-tile (8 x 4 MFMA 16x16x32 tiles, 64 MFMAs per K
-// tile in clusters at raised priority). Ping-pong issues the next tile's direct-to-LDS loads before the
-// cluster; interleave spreads them, one after every 8 MFMAs. See hkrt/gemm_tile.hpp for the loop and
-// the edge rules (K % 8 == 0, aligned operands, buffers under 2 GiB; the runtime checks them).
+// tile in clusters at raised priority). Ping-pong: the two wave rows alternate, one issuing the next
+// tile's direct-to-LDS loads and its LDS reads while the other runs its MFMA cluster, one barrier apart.
+// Interleave: every wave spreads its loads between its MFMAs, one after every 8. See hkrt/gemm_tile.hpp
+// for the loops and the edge rules (K % 8 == 0, aligned operands, buffers under 2 GiB; the runtime
+// repacks operands that miss them).
 #include "hkrt/gemm_tile.hpp"
 #include "hkrt/schedule.hpp"
 
@@ -31,7 +33,7 @@ using out_t = bf16;
 #endif
 
 namespace {
-using Gemm = TileGemm<256, 256, 2, 4, HKRT_INTERLEAVE>;
+using Gemm = TileGemm<256, 256, 2, 4, HKRT_INTERLEAVE, !HKRT_INTERLEAVE>;
 constexpr int GROUP_M = 8;
 }  // namespace
 

@@ -20,7 +20,12 @@
 
 namespace hkrt {
 
-template <int BM_, int BN_, int WAVES_M, int WAVES_N, bool INTERLEAVE = false>
+// PINGPONG (needs WAVES_M == 2): the two wave rows take turns. Each K tile is four phases per wave,
+// separated by barriers: [prefetch the next tile and read this half's operands | MFMAs | read the second
+// half's operands | MFMAs], and row 1 starts one barrier late, so in every phase one row issues memory
+// while the other runs MFMAs. A stage is refilled only after every read of its old tile (two phases
+// earlier at least), and read only after both rows waited for their loads of it.
+template <int BM_, int BN_, int WAVES_M, int WAVES_N, bool INTERLEAVE = false, bool PINGPONG = false>
 struct TileGemm {
   static constexpr int BM = BM_, BN = BN_, WAVES = WAVES_M * WAVES_N, THREADS = WAVES * kWave;
   static constexpr int WM = BM / WAVES_M, WN = BN / WAVES_N, TM = WM / 16, TN = WN / 16;
@@ -28,6 +33,7 @@ struct TileGemm {
   using BTile = SliceTile<BN>;
   static constexpr int A_LOADS = ATile::kLoads / WAVES, B_LOADS = BTile::kLoads / WAVES;
   static_assert(A_LOADS * WAVES == ATile::kLoads && B_LOADS * WAVES == BTile::kLoads, "loads must split evenly");
+  static_assert(!PINGPONG || (WAVES_M == 2 && !INTERLEAVE), "ping-pong alternates two wave rows");
   static constexpr int FRAG_STRIDE = 16 * kRowBytes;  // bytes between 16-row fragments
   // With INTERLEAVE one load of the next tile goes out after every MFMA_PER_LOAD MFMAs.
   static constexpr int MFMA_PER_LOAD = 2 * TM * TN / (A_LOADS + B_LOADS);
@@ -130,9 +136,43 @@ struct TileGemm {
     }
   }
 
+  __device__ void read_half(const bf16* as, const bf16* bs, int ks, bf16x8 (&a)[TM], bf16x8 (&b)[TN]) const {
+    for (int i = 0; i < TM; ++i) a[i] = lds_read_b128(as, a_frag[ks] + i * FRAG_STRIDE);
+    for (int j = 0; j < TN; ++j) b[j] = lds_read_b128(bs, b_frag[ks] + j * FRAG_STRIDE);
+  }
+
+  __device__ void mma_half(const bf16x8 (&a)[TM], const bf16x8 (&b)[TN]) {
+    setprio<1>();
+    for (int i = 0; i < TM; ++i)
+      for (int j = 0; j < TN; ++j) acc[i][j] = mma_16x16x32(a[i], b[j], acc[i][j]);
+    setprio<0>();
+  }
+
+  // One K tile in the ping-pong schedule (see PINGPONG above).
+  __device__ void step_pingpong(int kt, int kt_end, const bf16* as, const bf16* bs, bf16* next_as,
+                                bf16* next_bs) {
+    prepare(kt + 1, kt_end);
+    fill(next_as, next_bs, kt + 1);
+    for (int ks = 0; ks < 2; ++ks) {
+      bf16x8 a[TM], b[TN];
+      read_half(as, bs, ks, a, b);
+      if (ks == 0) wait_vmcnt<0>();  // this wave's share of the next tile has landed
+      wait_lgkmcnt<0>();              // and its reads of this stage are done
+      barrier();
+      sched_fence();
+      mma_half(a, b);
+      sched_fence();
+      barrier();
+    }
+  }
+
   // One K tile: prefetch the next into the other stage (or, after the last, nothing real), compute this
   // one, then publish the prefetch.
   __device__ void step(int kt, int kt_end, const bf16* as, const bf16* bs, bf16* next_as, bf16* next_bs) {
+    if constexpr (PINGPONG) {
+      step_pingpong(kt, kt_end, as, bs, next_as, next_bs);
+      return;
+    }
     prepare(kt + 1, kt_end);
     if constexpr (!INTERLEAVE) fill(next_as, next_bs, kt + 1);
     compute<INTERLEAVE>(as, bs, next_as, next_bs, kt + 1);
@@ -146,10 +186,12 @@ struct TileGemm {
     fill(s.a0, s.b0, kt_begin);
     wait_vmcnt<0>();
     barrier();
+    if (PINGPONG && wm == 1) barrier();  // row 1 runs one phase behind row 0
     for (int kt = kt_begin; kt < kt_end; kt += 2) {  // unrolled by two so each stage is a constant address
       step(kt, kt_end, s.a0, s.b0, s.a1, s.b1);
       if (kt + 1 < kt_end) step(kt + 1, kt_end, s.a1, s.b1, s.a0, s.b0);
     }
+    if (PINGPONG && wm == 0) barrier();  // and row 0 meets row 1's last barrier
   }
 
   // Calls f(lane_row, col, urow, value) for every accumulator element of this wave: the element sits at
