@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import struct
 import threading
 from dataclasses import dataclass, field
 
@@ -189,7 +188,3 @@ class Machine:
             stats = run_kernel(self, module, kernel, tuple(grid), tuple(block), dynamic_lds, kernarg)
             self.stats_total += stats.wave_instructions
         return stats
-
-
-def unpack_u64(b: bytes, off: int = 0) -> int:
-    return struct.unpack_from("<Q", b, off)[0]

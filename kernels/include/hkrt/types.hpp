@@ -19,6 +19,4 @@ __device__ inline int wave_id() { return __builtin_amdgcn_readfirstlane(threadId
 // fp32 -> bf16 with round-to-nearest-even (hardware v_cvt_pk_bf16_f32 on gfx950).
 __device__ inline bf16 to_bf16(float x) { return static_cast<bf16>(x); }
 
-__device__ inline float to_f32(bf16 x) { return static_cast<float>(x); }
-
 }  // namespace hkrt
