@@ -59,10 +59,11 @@ def repack(dev, op: Operand, batches: int, *, transpose: bool, cols_to: int, str
     rows_out = op.cols if transpose else op.rows
     src_cols = op.rows if transpose else op.cols
     assert cols_to >= src_cols
-    out = DeviceArray((max(batches, 1), rows_out, cols_to), bfloat16, device=dev, stream=stream)
+    copies = max(batches, 1) if op.batch_stride else 1  # one matrix shared by every batch stays one
+    out = DeviceArray((copies, rows_out, cols_to), bfloat16, device=dev, stream=stream)
     k = registry.kernel(dev, "repack_bf16")
     step = rows_out * cols_to * 2
-    for i in range(max(batches, 1) if op.batch_stride else 1):
+    for i in range(copies):
         k.launch((-(-cols_to // 64), -(-rows_out // 64)),
                  [op.ptr(i), out.ptr + i * step, op.rows, op.cols, op.ld, rows_out, cols_to, cols_to,
                   int(transpose)], stream=stream)

@@ -38,16 +38,28 @@ def core():
     return _core
 
 
-def region_table(ffi, memory):
-    """The device allocations as the core's region array: (array, count, cdata that must stay alive)."""
+def new_launch(ffi, prog: decode.Program, memory, image_base: int = 0):
+    """An emu_launch for `prog` over the device allocations in `memory`, with the program, entry point and
+    region table filled in; returns (launch, cdata that must stay alive while it runs)."""
     blocks = memory.blocks()
     regions = ffi.new("emu_region[]", max(len(blocks), 1))
-    keep = []
+    keep = [regions]
     for i, (base, buf) in enumerate(blocks):
         host = ffi.from_buffer(buf)
         keep.append(host)
         regions[i].base, regions[i].size, regions[i].host = base, len(buf), ffi.cast("uint8_t *", host)
-    return regions, len(blocks), keep
+    L = ffi.new("emu_launch *")
+    L.prog = ffi.cast("const insn_t *", ffi.from_buffer(prog.insns))
+    L.nprog = len(prog.insns)
+    L.index = ffi.cast("const int32_t *", ffi.from_buffer(prog.index))
+    L.code_base = prog.base
+    L.image_base = image_base
+    L.code_words = len(prog.index)
+    L.entry = int(prog.index[0])
+    L.regions = regions
+    L.nregions = len(blocks)
+    L.shared_base = SHARED_APERTURE
+    return L, keep
 
 
 def program(module, kernel: codeobject.Kernel) -> decode.Program:
@@ -138,19 +150,7 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
             raise EmulationError(f"the descriptor asks for {kd.user_sgpr_count} user SGPRs but its enables fill "
                                  f"{len(sgprs)}", kernel=kernel.name)
 
-        regions, nregions, keep = region_table(ffi, machine.memory)  # noqa: F841 (keep holds the buffers)
-        insns = prog.insns
-        L = ffi.new("emu_launch *")
-        L.prog = ffi.cast("const insn_t *", ffi.from_buffer(insns))
-        L.nprog = len(insns)
-        index = prog.index
-        L.index = ffi.cast("const int32_t *", ffi.from_buffer(index))
-        L.code_base = prog.base
-        L.image_base = image_base
-        L.code_words = len(index)
-        L.entry = int(index[0])
-        L.regions = regions
-        L.nregions = nregions
+        L, keep = new_launch(ffi, prog, machine.memory, image_base)  # noqa: F841 (keep holds the buffers)
         L.grid = list(grid)
         L.block = list(block)
         L.lds_bytes = (lds + 3) // 4 * 4
@@ -160,7 +160,6 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
         L.tid_dims = kd.workitem_id_dims
         for i, v in enumerate(sgprs):
             L.user_sgprs[i] = v
-        L.shared_base = SHARED_APERTURE
         L.strict = int(machine.strict)
         L.seeded = int(machine.seed is not None)
         L.seed = (machine.seed or 0) & 0xFFFFFFFFFFFFFFFF
