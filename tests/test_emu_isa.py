@@ -2364,6 +2364,166 @@ def test_lds_dma_lands_only_after_vmcnt(code, rng):
     expect_error(code["dma:early_global"], st, "direct-to-LDS load has not been delivered", machine=mem.m)
 
 
+# ------------------------------------------------------------------------------------------------ swizzle, ADD_TID
+# Swizzled addressing (CDNA3/CDNA4 ISA "Swizzled Buffer Addressing"; the gfx9 family has no ELEMENT_SIZE field,
+# the element is 4 bytes): index = (IDXEN ? vgpr : 0) + (ADD_TID ? lane : 0), offset = (OFFEN ? vgpr : 0) + imm,
+# byte offset = (index/IS * stride + offset/4 * 4) * IS + index%IS * 4 + offset%4 with IS = 8 << word3[22:21].
+# A swizzled structured lane is out of range iff index >= num_records. ADD_TID without IDXEN (scratch) is never
+# range checked, and its data_format field is stride bits 17:14. An access with neither IDXEN nor ADD_TID is
+# linear and raw-checked even with SWIZZLE_ENABLE set (HipKittens' direct-to-LDS descriptor, gfx950.md OQ 5).
+SW_STRIDE = 48
+for _s in ("ubyte", "ushort", "dword"):
+    _wd = _LOADS[_s][0]
+    _imm = int(_GEN.integers(0, 4 // _wd)) * _wd
+    snippet(f"swz:{_s}", [f"buffer_load_{_s} v10, v[4:5], s[16:19], s12 idxen offen offset:{_imm}",
+                          f"buffer_load_{_s} v11, v4, s[16:19], 0 idxen", "s_waitcnt vmcnt(0)"], meta=_imm)
+snippet("swz:dma", ["s_mov_b32 m0, s13", "buffer_load_dword v4, s[16:19], s12 idxen lds", "s_waitcnt vmcnt(0)"])
+snippet("swz:wide", ["buffer_load_dwordx2 v[10:11], v4, s[16:19], 0 idxen", "s_waitcnt vmcnt(0)"])
+snippet("tid:swz", ["buffer_load_dword v10, v1, s[20:23], s12 offen offset:12",
+                    "buffer_store_dword v11, v2, s[20:23], s12 offen", "buffer_store_byte v12, v3, s[20:23], s12 offen",
+                    "s_waitcnt vmcnt(0)"])
+snippet("tid:linear", ["buffer_load_dwordx4 v[10:13], v1, s[20:23], s12 offen offset:16",
+                       "buffer_store_dwordx2 v[14:15], v1, s[20:23], s12 offen", "s_waitcnt vmcnt(0)"])
+snippet("tid:idxen", ["buffer_load_dword v10, v4, s[20:23], 0 idxen", "s_waitcnt vmcnt(0)"])
+snippet("hk:load", ["buffer_load_dwordx4 v[10:13], v1, s[8:11], s12 offen", "s_mov_b32 m0, s13",
+                    "buffer_load_dwordx4 v1, s[8:11], s12 offen lds", "s_waitcnt vmcnt(0)"])
+
+
+def _swizzled(index, offset, stride, istride, es=4):
+    index, offset = np.asarray(index, np.int64), np.asarray(offset, np.int64)
+    return ((index // istride) * stride + (offset // es) * es) * istride + (index % istride) * es + offset % es
+
+
+def _swz_state(rng, mem, e, nrec, soffset, is_code):
+    st = new_state(LDS_BYTES, e, seed=int(rng.integers(1 << 62)))
+    base = mem.bases[0]
+    st.s[16:20] = [base & M32, (base >> 32) | SW_STRIDE << 16 | 1 << 31, nrec, WORD3 | is_code << 21]
+    st.s[12] = soffset
+    return st
+
+
+@pytest.mark.parametrize("is_code", range(4))
+@pytest.mark.parametrize("suffix", ["ubyte", "ushort", "dword"])
+def test_buffer_swizzled_loads(code, rng, suffix, is_code):
+    width, _, how = _LOADS[suffix]
+    imm = META[f"swz:{suffix}"]
+    mem = Mem(rng, 16384)
+    img = mem.bytes()
+    e = rand_exec(rng)
+    nrec = int(rng.integers(40, 100))
+    soffset = int(rng.integers(0, 256)) * 4
+    st = _swz_state(rng, mem, e, nrec, soffset, is_code)
+    index = rng.integers(0, nrec + 20, 64).astype(np.uint32)  # some lanes out of range
+    # offsets inside the record, the access inside one 4-byte element
+    voff = (4 * rng.integers(0, SW_STRIDE // 4, 64) + rng.integers(0, (4 - imm) // width, 64) * width).astype(np.uint32)
+    st.v[4], st.v[5] = index, voff
+    out = run(code[f"swz:{suffix}"], st, machine=mem.m)
+    istride = 8 << is_code
+    for reg, off, soff in ((10, voff.astype(np.int64) + imm, soffset), (11, np.zeros(64, np.int64), 0)):
+        at = soff + _swizzled(index, off, SW_STRIDE, istride)
+        chunks = np.stack([img[a:a + width] if i < nrec else np.zeros(width, np.uint8) for a, i in zip(at, index)])
+        want = load_rows(chunks, how, st.v[reg])[0]
+        check_rows(out.v[reg], want, e, st.v[reg], f"swizzled buffer_load_{suffix} IS={istride} v{reg}")
+
+
+def test_buffer_swizzled_lds_dma(code, rng):
+    mem = Mem(rng, 16384)
+    img = mem.bytes()
+    e = rand_exec(rng)
+    nrec = 60
+    st = _swz_state(rng, mem, e, nrec, int(rng.integers(0, 64)) * 4, 1)
+    st.s[13] = int(rng.integers(0, 64)) * 64
+    st.v[4] = rng.integers(0, nrec + 10, 64).astype(np.uint32)
+    st.lds[:] = rng.integers(0, 256, LDS_BYTES, dtype=np.uint8)
+    out = run(code["swz:dma"], st, machine=mem.m)
+    at = int(st.s[12]) + _swizzled(st.v[4], np.zeros(64), SW_STRIDE, 16)
+    chunks = np.stack([img[a:a + 4] if i < nrec else np.zeros(4, np.uint8) for a, i in zip(at, st.v[4])])
+    _check_dma(out.lds, st.lds, int(st.s[13]), chunks, e, 4, "swizzled buffer_load_dword lds")
+
+
+def test_buffer_swizzled_undefined_raises(code, rng):
+    """A swizzled access wider than the 4-byte element, and ADD_TID with IDXEN, are refused."""
+    mem = Mem(rng, 16384)
+    st = _swz_state(rng, mem, ALL, 60, 0, 0)
+    st.v[4] = rng.integers(0, 60, 64).astype(np.uint32)
+    expect_error(code["swz:wide"], st, "larger than its 4-byte element", machine=mem.m)
+    st.s[20:24] = st.s[16:20]
+    st.s[23] |= 1 << 23
+    expect_error(code["tid:idxen"], st, "ADD_TID with IDXEN", machine=mem.m)
+
+
+def test_buffer_add_tid_swizzled(code, rng):
+    """Scratch style (LLVM's private-memory V#): swizzle on, index stride 64, stride 0, data_format 0, ADD_TID."""
+    mem = Mem(rng, 65536)
+    img = mem.bytes()
+    e = rand_exec(rng)
+    st = new_state(LDS_BYTES, e, seed=int(rng.integers(1 << 62)))
+    base = mem.bases[0]
+    st.s[20:24] = [base & M32, (base >> 32) | 1 << 31, 16, 3 << 21 | 1 << 23]  # num_records 16: never checked
+    st.s[12] = soffset = int(rng.integers(0, 64)) * 4
+    st.v[1] = 4 * rng.integers(0, 32, 64).astype(np.uint32)
+    st.v[2] = 4 * rng.integers(0, 64, 64).astype(np.uint32)  # each lane owns a 4-byte column: no two collide
+    st.v[3] = rng.integers(0, 256, 64).astype(np.uint32)
+    st.v[11], st.v[12] = rand_u32(rng), rand_u32(rng)
+    out = run(code["tid:swz"], st, machine=mem.m)
+    lane = np.arange(64)
+    at = soffset + _swizzled(lane, st.v[1].astype(np.int64) + 12, 0, 64)
+    want = np.array([img[a:a + 4].view("<u4")[0] for a in at], np.uint32)
+    check_rows(out.v[10], want, e, st.v[10], "ADD_TID swizzled buffer_load_dword")
+    for l in np.nonzero(lanes(e))[0]:
+        a = soffset + int(_swizzled(l, int(st.v[2][l]), 0, 64))
+        img[a:a + 4] = np.array([st.v[11][l]], "<u4").view(np.uint8)
+        a = soffset + int(_swizzled(l, int(st.v[3][l]), 0, 64))
+        img[a] = st.v[12][l] & 0xFF
+    assert (mem.bytes() == img).all(), "ADD_TID swizzled stores: memory differs"
+
+
+def test_buffer_add_tid_linear(code, rng):
+    """ADD_TID without swizzle: lane * stride + offset, with data_format supplying stride bits 17:14."""
+    stride = 16 + (1 << 14)  # word1 stride 16, data_format 1
+    mem = Mem(rng, 64 * stride + 4096)
+    img = mem.bytes()
+    e = rand_exec(rng)
+    st = new_state(LDS_BYTES, e, seed=int(rng.integers(1 << 62)))
+    base = mem.bases[0]
+    st.s[20:24] = [base & M32, (base >> 32) | 16 << 16, 8, 1 << 15 | 1 << 23]
+    st.s[12] = soffset = int(rng.integers(0, 64)) * 4
+    st.v[1] = 16 * rng.integers(0, 200, 64).astype(np.uint32)
+    st.v[14], st.v[15] = rand_u32(rng), rand_u32(rng)
+    out = run(code["tid:linear"], st, machine=mem.m)
+    at = soffset + np.arange(64) * stride + st.v[1].astype(np.int64)
+    rows = np.stack([img[a + 16:a + 32] for a in at]).view("<u4").T
+    for r in range(4):
+        check_rows(out.v[10 + r], rows[r], e, st.v[10 + r], f"ADD_TID buffer_load_dwordx4 v{10 + r}")
+    for l in np.nonzero(lanes(e))[0]:
+        img[at[l]:at[l] + 8] = np.array([st.v[14][l], st.v[15][l]], "<u4").view(np.uint8)
+    assert (mem.bytes() == img).all(), "ADD_TID buffer_store_dwordx2: memory differs"
+
+
+def test_buffer_hipkittens_descriptor(code, rng):
+    """HipKittens' make_srsrc V# (word3 0x00110000, row stride in bits 61:48, bits 62 and 63 set) with IDXEN = 0:
+    linear addresses and the raw range check, both for a register load and the direct-to-LDS load it uses."""
+    row_stride, rows = 512, 24
+    mem = Mem(rng, row_stride * rows + 1024)
+    img = mem.bytes()
+    e = rand_exec(rng)
+    num = row_stride * rows // 2  # the tile at soffset: half of the rows are in range
+    st = new_state(LDS_BYTES, e, seed=int(rng.integers(1 << 62)))
+    base = mem.bases[0]
+    st.s[8:12] = [base & M32, (base >> 32) | (row_stride | 0xC000) << 16, num, 0x00110000]
+    st.s[12] = soffset = row_stride * int(rng.integers(0, 4))
+    st.s[13] = int(rng.integers(0, 32)) * 1024
+    voff = (rng.integers(0, rows - 4, 64) * row_stride + rng.integers(0, row_stride // 16, 64) * 16).astype(np.uint32)
+    st.v[1] = voff
+    st.lds[:] = rng.integers(0, 256, LDS_BYTES, dtype=np.uint8)
+    out = run(code["hk:load"], st, machine=mem.m)
+    chunks = _raw_chunks(img, voff, 0, soffset, num, 16)
+    rows_want = load_rows(chunks, "raw", None)
+    for r in range(4):
+        check_rows(out.v[10 + r], rows_want[r], e, st.v[10 + r], f"HipKittens V# buffer_load_dwordx4 v{10 + r}")
+    _check_dma(out.lds, st.lds, int(st.s[13]), chunks, e, 16, "HipKittens V# buffer_load_dwordx4 lds")
+
+
 # ================================================================================================ coverage
 
 def test_every_mnemonic_has_a_semantics_test():

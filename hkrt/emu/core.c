@@ -1560,6 +1560,75 @@ static int flat_op(ctx_t *c, wave_t *w, const insn_t *in) {
   return vmem(c, w, in, &m, addr, NULL, seg == 0 ? 2 : 1);
 }
 
+/* The addressing mode one MUBUF instruction uses, from its V# (gfx950.md 3.1) and IDXEN/OFFEN/ADD_TID.
+   CDNA3/CDNA4 (gfx9 family) V#: stride word1[29:16], SWIZZLE_ENABLE word1[31] (one bit; word1[30] is the
+   cache-swizzle hint, which does not change addresses), INDEX_STRIDE word3[22:21] = 8/16/32/64, ADD_TID_ENABLE
+   word3[23]. gfx9 has no ELEMENT_SIZE field: the swizzle element is 4 bytes. With ADD_TID, DATA_FORMAT
+   (word3[18:15]) holds stride bits 17:14 instead of a format, so it does not mark the resource unbound. */
+typedef struct {
+  uint32_t stride, num, index_stride;
+  int idxen, add_tid, swizzled, unbound;
+} bufmode_t;
+
+enum { SWIZZLE_ELEMENT = 4 };
+
+static int buffer_mode(ctx_t *c, const uint32_t *rs, int idxen, const memop_t *m, bufmode_t *b) {
+  uint32_t dfmt = (rs[3] >> 15) & 0xF;
+  b->idxen = idxen;
+  b->add_tid = (rs[3] >> 23) & 1;
+  b->num = rs[2];
+  b->stride = (rs[1] >> 16) & 0x3FFF;
+  if (b->add_tid) b->stride |= dfmt << 14;
+  b->unbound = !b->add_tid && dfmt == 0; /* data_format INVALID: an unbound resource (gfx950.md 3.1) */
+  b->index_stride = 8u << ((rs[3] >> 21) & 3);
+  /* Swizzling reorders records by index; an access with no index (IDXEN = 0, ADD_TID = 0) through a
+     swizzle-enabled V# is addressed and range checked as a raw buffer. The ISA's formula would spread such
+     offsets by index_stride, but HipKittens' direct-to-LDS loads (bits 62 and 63 set, IDXEN = 0, linear
+     offsets, 16-byte accesses) are correct on MI355X, so that is not what gfx950 does. */
+  b->swizzled = (rs[1] >> 31) && (idxen || b->add_tid);
+  if (b->add_tid && idxen)
+    return fail(c, E_UNIMPL, 0, "ADD_TID with IDXEN: the ISA documents no range check for this buffer type");
+  if (!b->swizzled) return 0;
+  if (m->bytes > SWIZZLE_ELEMENT)
+    return fail(c, E_INVALID, 0, "%d-byte access through a swizzled buffer: larger than its %d-byte element",
+                m->bytes, SWIZZLE_ELEMENT);
+  if (b->stride % SWIZZLE_ELEMENT || (idxen && b->stride == 0))
+    return fail(c, E_INVALID, 0, "swizzled buffer with stride %u: not a nonzero multiple of the element size",
+                b->stride);
+  return 0;
+}
+
+/* One lane: the byte offset from base + soffset, and the bitmask of its in-range dwords (gfx950.md 3.2/3.3;
+   swizzled addressing per the CDNA3/CDNA4 ISA, "Swizzled Buffer Addressing"). */
+static int buffer_lane(ctx_t *c, const bufmode_t *b, uint32_t index, uint64_t offset, const memop_t *m,
+                       uint64_t *boff, uint32_t *ok) {
+  uint64_t width = m->bytes < 4 ? (uint64_t)m->bytes : 4;
+  *ok = 0;
+  if (!b->swizzled) {
+    *boff = (uint64_t)index * b->stride + offset;
+    if (b->unbound) return 0;
+    for (int k = 0; k < m->dwords; k++) {
+      int in_range = b->add_tid ? 1                    /* scratch (ADD_TID, no IDXEN): never range checked */
+                   : (b->idxen && b->stride) ? index < b->num
+                   : offset + 4ull * k + width <= b->num; /* raw; a straddling dword is out of range */
+      if (in_range) *ok |= 1u << k;
+    }
+    return 0;
+  }
+  uint64_t is = b->index_stride, es = SWIZZLE_ELEMENT;
+  if (offset % es + width > es)
+    return fail(c, E_INVALID, 0, "access at offset %llu crosses a %llu-byte swizzle element",
+                (unsigned long long)offset, (unsigned long long)es);
+  *boff = ((index / is) * b->stride + (offset / es) * es) * is + (index % is) * es + offset % es;
+  if (b->unbound) return 0;
+  if (b->add_tid) { *ok = 1; return 0; }
+  if (offset + width > b->stride)
+    return fail(c, E_UNIMPL, 0, "swizzled access at offset %llu beyond the %u-byte stride: range check undocumented",
+                (unsigned long long)offset, b->stride);
+  *ok = index < b->num; /* structured: only the index is checked */
+  return 0;
+}
+
 static int buffer_op(ctx_t *c, wave_t *w, const insn_t *in) {
   memop_t m;
   if (!memop_of(in->op, &m)) return fail(c, E_UNIMPL, 0, "memory instruction not implemented by the execution core");
@@ -1570,13 +1639,11 @@ static int buffer_op(ctx_t *c, wave_t *w, const insn_t *in) {
   if (check_s(c, w, in->src[1], 4, 0)) return 1;
   uint32_t *rs = &w->s[in->src[1]];
   uint64_t base = (uint64_t)rs[0] | ((uint64_t)(rs[1] & 0xFFFF) << 32);
-  uint32_t stride = (rs[1] >> 16) & 0x3FFF, swz = (rs[1] >> 31) & 1, num = rs[2];
-  uint32_t dfmt = (rs[3] >> 15) & 0xF, add_tid = (rs[3] >> 23) & 1;
   uint32_t soff;
   if (sval(c, w, in, in->src[2], &soff)) return 1;
   int offen = in->flags >> F_OFFEN & 1, idxen = in->flags >> F_IDXEN & 1;
-  if (swz) return fail(c, E_UNIMPL, 0, "swizzled buffer addressing is not modelled (gfx950.md open question 5)");
-  if (add_tid) return fail(c, E_UNIMPL, 0, "ADD_TID buffer addressing is not modelled");
+  bufmode_t b;
+  if (buffer_mode(c, rs, idxen, &m, &b)) return 1;
   const uint32_t *vidx = NULL, *voff = NULL;
   if (idxen) {
     if (check_v(c, w, in->src[0] - 256, 1, 0)) return 1;
@@ -1586,22 +1653,17 @@ static int buffer_op(ctx_t *c, wave_t *w, const insn_t *in) {
     if (check_v(c, w, in->src[0] - 256 + idxen, 1, 0)) return 1;
     voff = vrow(w, in->src[0] + idxen);
   }
-  uint64_t addr[LANES];
+  uint64_t addr[LANES], exec = exec_of(w);
   uint32_t ok[LANES];
-  int unbound = dfmt == 0; /* data_format INVALID: an unbound resource (gfx950.md 3.1) */
   for (int l = 0; l < LANES; l++) {
-    uint32_t index = idxen ? vidx[l] : 0;
-    uint64_t offset = (offen ? (uint64_t)voff[l] : 0) + (uint32_t)in->imm;
-    addr[l] = base + soff + (uint64_t)index * stride + offset;
+    addr[l] = base + soff;
     ok[l] = 0;
-    if (unbound) continue;
-    int nd = m.dwords;
-    for (int k = 0; k < nd; k++) {
-      uint64_t o = offset + 4ull * k;
-      uint64_t width = m.bytes < 4 ? (uint64_t)m.bytes : 4;
-      int in_range = (idxen && stride) ? index < num : o + width <= num; /* a straddling dword is out of range */
-      if (in_range) ok[l] |= 1u << k;
-    }
+    if (!(exec >> l & 1)) continue;
+    uint32_t index = (idxen ? vidx[l] : 0) + (b.add_tid ? (uint32_t)l : 0);
+    uint64_t offset = (offen ? (uint64_t)voff[l] : 0) + (uint32_t)in->imm;
+    uint64_t boff = 0;
+    if (buffer_lane(c, &b, index, offset, &m, &boff, &ok[l])) return 1;
+    addr[l] += boff;
   }
   return vmem(c, w, in, &m, addr, ok, 0);
 }
