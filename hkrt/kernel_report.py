@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from . import codeobject
 from . import manifest as mf
 from .emu import decode
+from .emu.timing import occupancy
 
-LDS_PER_CU, LDS_GRANULE, SIMDS, MAX_WAVES_PER_SIMD = 160 * 1024, 1280, 4, 8
 BRANCHES = ("s_branch", "s_cbranch_scc0", "s_cbranch_scc1", "s_cbranch_vccz", "s_cbranch_vccnz",
             "s_cbranch_execz", "s_cbranch_execnz")
 
@@ -52,15 +52,6 @@ def main_loop(prog: decode.Program) -> LoopStats | None:
         if best is None or stats.mfma > best.mfma:
             best = stats
     return best
-
-
-def occupancy(vgpr_alloc: int, lds: int, waves_per_group: int) -> tuple[int, int]:
-    """(waves per SIMD, workgroups per CU)."""
-    per_simd = min(MAX_WAVES_PER_SIMD, 512 // max(vgpr_alloc, 1))
-    by_waves = (per_simd * SIMDS) // waves_per_group
-    lds_alloc = -(-lds // LDS_GRANULE) * LDS_GRANULE
-    by_lds = LDS_PER_CU // lds_alloc if lds_alloc else by_waves
-    return per_simd, min(by_waves, by_lds)
 
 
 def rows() -> list[dict]:

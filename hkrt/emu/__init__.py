@@ -3,7 +3,9 @@
 activate() loads the emulated libamdhip64.so before hip-python opens one, so every `from hip import hip`
 call in this process then runs on emulated gfx950 devices. HKRT_EMULATE=1 activates on import of
 this package; `LD_PRELOAD=$(python -m hkrt.emu libpath)` does the same for any hip-python program.
-Options: HKRT_EMU_DEVICES (device count, default 1), HKRT_EMU_STRICT, HKRT_EMU_SEED, HKRT_EMU_MEMORY.
+Options: HKRT_EMU_DEVICES (device count, default 1), HKRT_EMU_STRICT, HKRT_EMU_SEED, HKRT_EMU_MEMORY,
+HKRT_EMU_MODEL (a timing model: mi355x or mi350x; then HIP events measure modelled device time) and
+HKRT_EMU_SAMPLE (with a model: run a representative subset of each large launch's workgroups).
 """
 from __future__ import annotations
 
@@ -24,17 +26,20 @@ def _mapped_hip_libraries() -> set[str]:
     return {os.path.realpath(p) for p in paths if os.path.basename(p).startswith("libamdhip64.so")}
 
 
-def activate(devices: int | None = None, *, strict: bool | None = None, seed: int | None = None) -> str:
+def activate(devices: int | None = None, *, strict: bool | None = None, seed: int | None = None,
+             model: str | None = None, sample: bool | None = None) -> str:
     """Make hip-python use emulated gfx950 devices in this process; returns the library's path.
 
-    Idempotent. devices, strict and seed apply to every emulated device (see machine.Machine) and must
-    be given before the first HIP call; repeating the same values later is fine.
+    Idempotent. devices, strict, seed, model ("mi355x", "mi350x": time every launch on that GPU's timing
+    model) and sample (time a representative subset of each large launch) apply to every emulated device
+    (see machine.Machine) and must be given before the first HIP call; repeating the same values later is
+    fine.
     """
     global _library
     from .hip import build, runtime
 
     with _lock:
-        runtime.configure(devices=devices, strict=strict, seed=seed)
+        runtime.configure(devices=devices, strict=strict, seed=seed, model=model, sample=sample)
         if _library is None:
             path = build.build()
             foreign = _mapped_hip_libraries() - {os.path.realpath(path)}
@@ -58,6 +63,28 @@ def last_error() -> BaseException | None:
     """The exception behind the latest kernel fault (its message names kernel, PC and address), or None."""
     from .hip import runtime
     return runtime.last_exception()
+
+
+def last_report():
+    """The timing model's report (hkrt.emu.timing.LaunchReport) of this thread's latest emulated launch,
+    or None when no model is on or nothing was launched."""
+    from .hip import runtime
+    reports = runtime.get().reports()
+    return reports[-1] if reports else None
+
+
+@contextlib.contextmanager
+def collect_reports():
+    """Collect the timing model's reports of the launches this thread makes inside the block:
+    `with hkrt.emu.collect_reports() as reports: hkrt.gemm(...)`."""
+    from .hip import runtime
+    sinks = runtime.get().collectors()
+    out: list = []
+    sinks.append(out)
+    try:
+        yield out
+    finally:
+        sinks.remove(out)
 
 
 @contextlib.contextmanager

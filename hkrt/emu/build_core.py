@@ -27,7 +27,8 @@ def cdef() -> str:
 def _fingerprint() -> str:
     from . import decode
     h = hashlib.sha256()
-    for part in ((HERE / "core.c").read_bytes(), decode.c_header().encode(), API.read_bytes(),
+    for part in ((HERE / "core.c").read_bytes(), (HERE / "timing_model.c").read_bytes(),
+                 decode.c_header().encode(), API.read_bytes(),
                  Path(__file__).read_bytes(), sys.version.encode()):
         h.update(part)
     return h.hexdigest()

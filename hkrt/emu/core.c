@@ -32,6 +32,7 @@ typedef struct {
   uint16_t reg;
   uint64_t mask;
   uint32_t lds_base, slot;
+  int64_t done; /* timing model: cycle at which the data has arrived (or the store is acknowledged) */
   uint32_t data[LANES * 4];
 } pending_t;
 
@@ -49,6 +50,12 @@ typedef struct {
   queue_t vm, lgkm;
   uint8_t vpend[NV];
   uint8_t spend[128];
+  /* timing model only (see timing_model.c) */
+  int simd, prio, reason, slot;
+  uint64_t age;
+  int64_t next_issue, last_issue;
+  int64_t *vready;  /* NV: cycle at which each vector register's pending ALU/MFMA result is ready */
+  uint8_t *vmfma;   /* NV: 1 if that result comes from an MFMA (same-shape accumulation chains bypass it) */
 } wave_t;
 
 enum { W_RUN = 0, W_BARRIER = 1, W_DONE = 2 };
@@ -63,7 +70,16 @@ typedef struct {
   int cur_wave;
   int last_region;
   uint64_t rng;
+  struct tm_s *tm; /* timing model state, NULL when off */
+  int64_t now;     /* timing model: the current cycle of the CU being stepped */
 } ctx_t;
+
+/* timing-model hooks, defined in timing_model.c */
+static void tm_lds(ctx_t *c, wave_t *w, pending_t *p, const uint32_t *addr0, const uint32_t *addr1, int bytes,
+                   uint64_t exec, int write);
+static void tm_vmem(ctx_t *c, wave_t *w, pending_t *p, const uint64_t *lane_addr, int bytes, uint64_t exec,
+                    int store, int lds_dma);
+static void tm_smem(ctx_t *c, wave_t *w, pending_t *p);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -1256,6 +1272,7 @@ static int smem(ctx_t *c, wave_t *w, const insn_t *in) {
     w->s[in->dst + r] = POISON;
     w->spend[in->dst + r]++;
   }
+  if (c->tm) tm_smem(c, w, p);
   return 0;
 }
 
@@ -1318,6 +1335,12 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
     default: return fail(c, E_UNIMPL, 0, "LDS instruction not implemented by the execution core");
   }
   uint32_t stride = (uint32_t)bytes * (st64 ? 64 : 1);
+  uint32_t eff0[LANES], eff1[LANES]; /* each lane's byte address(es), for the timing model's bank model */
+  if (c->tm)
+    for (int l = 0; l < LANES; l++) {
+      eff0[l] = addr[l] + (uint32_t)in->imm * (two ? stride : 1);
+      eff1[l] = addr[l] + (uint32_t)in->imm2 * stride;
+    }
   if (is_read == 2) { /* ds_read_b64_tr_b16: gfx950.md 1.11 (inferred lane semantics) */
     if (exec != ~0ull) return fail(c, E_INVALID, 0, "ds_read_b64_tr_b16 requires EXEC to be all ones");
     if (vdst_check(c, w, in->dst, 2)) return 1;
@@ -1336,6 +1359,7 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
       p->data[0 * LANES + l] = e[0] | ((uint32_t)e[1] << 16);
       p->data[1 * LANES + l] = e[2] | ((uint32_t)e[3] << 16);
     }
+    if (c->tm) tm_lds(c, w, p, eff0, NULL, bytes, exec, 0);
     return 0;
   }
   if (is_read) {
@@ -1366,6 +1390,7 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
       }
       for (int r = 0; r < (d16 ? 1 : words); r++) p->data[r * LANES + l] = buf[r];
     }
+    if (c->tm) tm_lds(c, w, p, eff0, two ? eff1 : NULL, bytes, exec, 0);
     return 0;
   }
   /* writes: data from src1 (and src2 for write2) */
@@ -1393,6 +1418,7 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
       lds_write_bytes(c, a, buf, bytes);
     }
   }
+  if (c->tm) tm_lds(c, w, p, eff0, two ? eff1 : NULL, bytes, exec, 1);
   return 0;
 }
 
@@ -1479,6 +1505,7 @@ static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const u
         }
       }
     }
+    if (c->tm) tm_vmem(c, w, p, lane_addr, m->bytes, exec, 0, 1);
     return 0;
   }
   if (m->load) {
@@ -1508,6 +1535,7 @@ static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const u
       if (m->bytes < 4) buf[0] = load_extend(m, buf[0], m->d16 ? old[l] : 0);
       for (int k = 0; k < m->dwords; k++) p->data[k * LANES + l] = buf[k];
     }
+    if (c->tm) tm_vmem(c, w, p, lane_addr, m->bytes, exec, 0, 0);
     return 0;
   }
   /* store: data register is in src1 for FLAT, dst (VDATA) for MUBUF */
@@ -1537,6 +1565,7 @@ static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const u
         }
     }
   }
+  if (c->tm) tm_vmem(c, w, p, lane_addr, m->bytes, exec, 1, 0);
   return 0;
 }
 
@@ -1682,7 +1711,8 @@ static int step(ctx_t *c, wave_t *w) {
   if (op >= OP_S_NOP && op <= OP_S_SETPRIO) { /* SOPP */
     int taken = -1;
     switch (op) {
-      case OP_S_NOP: case OP_S_SLEEP: case OP_S_SETPRIO: break;
+      case OP_S_NOP: case OP_S_SLEEP: break;
+      case OP_S_SETPRIO: w->prio = in->imm & 3; break;
       case OP_S_ENDPGM:
         q_retire(c, w, &w->vm, 0, 0);
         q_retire(c, w, &w->lgkm, 0, 1);
@@ -1732,6 +1762,9 @@ static int step(ctx_t *c, wave_t *w) {
 }
 
 /* ---------------------------------------------------------------- launch */
+
+static void init_wave(ctx_t *c, wave_t *w, int wi, const uint32_t wg[3], uint32_t threads);
+#include "timing_model.c"
 
 static void init_wave(ctx_t *c, wave_t *w, int wi, const uint32_t wg[3], uint32_t threads) {
   emu_launch *L = c->L;
@@ -1820,10 +1853,11 @@ int emu_run(emu_launch *L) {
   if (!c.rng) c.rng = 1;
   L->err = 0;
   L->insn_count = 0;
+  c.lds_size = L->lds_bytes;
+  if (L->model) return tm_run(&c);
   uint32_t threads = L->block[0] * L->block[1] * L->block[2];
   int nw = (int)((threads + LANES - 1) / LANES);
   c.waves = calloc((size_t)nw, sizeof(wave_t));
-  c.lds_size = L->lds_bytes;
   c.lds = malloc(c.lds_size + 16);
   c.lds_pend = L->strict ? malloc(c.lds_size + 16) : NULL;
   int ok = c.waves && c.lds && (!L->strict || c.lds_pend);

@@ -395,4 +395,11 @@ def c_header() -> str:
         lines.append(f"#define F_{k} {v}")
     for k, v in SDWA_FIELDS.items():
         lines.append(f"#define SDWA_{k} {v}")
+    for i, cls in enumerate(isa.TIMING_CLASSES):
+        lines.append(f"#define TC_{cls.upper()} {i}")
+    timing = [isa.timing_class(n) for n in isa.MNEMONICS]
+    lines.append("static const unsigned char OP_TCLASS[OP_COUNT] = {" + ",".join(
+        str(isa.TIMING_CLASSES.index(cls)) for cls, _ in timing) + "};")
+    lines.append("static const unsigned char OP_XDL_CYCLES[OP_COUNT] = {" + ",".join(
+        str(cyc) for _, cyc in timing) + "};")
     return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ import struct
 import time
 
 from .. import codeobject
-from . import decode
+from . import decode, timing
 from .errors import BarrierDeadlock, EmulationError, HazardError, MemoryFault, UnimplementedInstruction
 
 # 64-bit aperture through which flat instructions reach LDS (value is ours; hardware's is not fixed).
@@ -164,11 +164,17 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
         L.seeded = int(machine.seed is not None)
         L.seed = (machine.seed or 0) & 0xFFFFFFFFFFFFFFFF
         L.max_insns = int(os.environ.get("HKRT_EMU_MAX_INSTRUCTIONS", DEFAULT_MAX_INSTRUCTIONS))
+        model = machine.model
+        if model is not None:
+            slots = timing.workgroups_per_cu(kernel, block, dynamic_lds)
+            P = timing.fill(ffi, model, slots, machine.sample)
+            L.model = P
         rc = lib.emu_run(L)
         if rc:
             raise _error(L, ffi, prog, kernel)
+        report = timing.report(P, model, kernel.name, grid, block, slots) if model is not None else None
         return LaunchStats(wave_instructions=int(L.insn_count), workgroups=grid[0] * grid[1] * grid[2],
-                           seconds=time.perf_counter() - start)
+                           seconds=time.perf_counter() - start, report=report)
     finally:
         for addr in temps:
             machine.memory.free(addr)

@@ -11,7 +11,10 @@ import os
 import threading
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .. import codeobject
+from . import timing
 from .errors import EmulationError, MemoryFault  # noqa: F401  (re-exported for the HIP layer)
 
 ARCH = "gfx950"
@@ -29,6 +32,7 @@ ALIGN = 256
 GUARD = 1 << 20
 ADDRESS_SPACE = 1 << 47  # [HEAP_BASE, HEAP_BASE + ADDRESS_SPACE) stays below 2^48
 DEFAULT_MEMORY = 16 << 30
+POISON = 0x7FC17FC1  # a NaN as fp32 and as two bf16 halves: what the core also fills undelivered data with
 
 
 def default_memory_bytes() -> int:
@@ -43,8 +47,10 @@ class DeviceMemory:
     silently reaching a newer allocation.
     """
 
-    def __init__(self, capacity: int, base: int = HEAP_BASE, limit: int = HEAP_BASE + ADDRESS_SPACE):
+    def __init__(self, capacity: int, base: int = HEAP_BASE, limit: int = HEAP_BASE + ADDRESS_SPACE,
+                 poison: bool = False):
         self.capacity = capacity
+        self.poison = poison
         self.used = 0
         self._next = base
         self._limit = limit
@@ -65,7 +71,11 @@ class DeviceMemory:
                 raise MemoryError(f"out of device address space: {nbytes} bytes requested; addresses are "
                                   f"not reused, and {self._limit - base} remain")
             self._next += (size + ALIGN - 1) // ALIGN * ALIGN + GUARD
-            self._blocks[base] = bytearray(size)
+            block = bytearray(size)
+            if self.poison:
+                whole = size // 4 * 4
+                np.frombuffer(block, np.uint32, whole // 4)[:] = POISON
+            self._blocks[base] = block
             bisect.insort(self._bases, base)
             self.used += size
             return base
@@ -117,7 +127,8 @@ class EmuModule:
 class LaunchStats:
     wave_instructions: int
     workgroups: int
-    seconds: float
+    seconds: float                       # host time the emulation took
+    report: "timing.LaunchReport | None" = None  # the timing model's, when a model is on
 
 
 def hidden_kernarg_values(grid, block, dynamic_lds: int) -> dict[str, tuple[int, int]]:
@@ -156,8 +167,19 @@ class Machine:
     """
 
     def __init__(self, memory_bytes: int | None = None, *, strict: bool | None = None, seed: int | None = None,
+                 model: str | timing.ChipModel | None = None, sample: bool | None = None,
                  address_base: int = HEAP_BASE, address_limit: int = HEAP_BASE + ADDRESS_SPACE):
-        self.memory = DeviceMemory(memory_bytes or default_memory_bytes(), address_base, address_limit)
+        if model is None:
+            model = os.environ.get("HKRT_EMU_MODEL") or None
+        self.model = timing.get_model(model) if model else None
+        if sample is None:
+            sample = os.environ.get("HKRT_EMU_SAMPLE", "0") not in ("", "0")
+        self.sample = bool(sample)
+        # Sampled launches leave the skipped workgroups' output untouched: poison fresh memory so that it
+        # cannot be mistaken for a result.
+        self.memory = DeviceMemory(memory_bytes or default_memory_bytes(), address_base, address_limit,
+                                   poison=self.sample)
+        self.last_report: timing.LaunchReport | None = None
         if strict is None:
             strict = os.environ.get("HKRT_EMU_STRICT", "0") not in ("", "0")
         if seed is None and os.environ.get("HKRT_EMU_SEED"):
@@ -187,4 +209,6 @@ class Machine:
         with self._lock:
             stats = run_kernel(self, module, kernel, tuple(grid), tuple(block), dynamic_lds, kernarg)
             self.stats_total += stats.wave_instructions
+            if stats.report is not None:
+                self.last_report = stats.report
         return stats

@@ -4,9 +4,11 @@ Entry points take and return plain ints (addresses, handles) and raise HipError;
 to the C ABI. Host memory is reached through ctypes at the addresses the caller passes.
 
 Work runs synchronously inside the call that submits it. So streams never hold pending work, queries
-always find it complete, and an event records the host time at which it is reached:
-hipEventElapsedTime is host wall time between two records, which includes the emulation time of the
-work recorded between them. A kernel that faults still returns hipSuccess from its launch, as on
+always find it complete, and an event records the time at which it is reached: without a timing model,
+host wall time (hipEventElapsedTime then includes the emulation time of the work between two records);
+with one (HKRT_EMU_MODEL), the device's modelled clock, which every launch advances by its modelled
+duration, so elapsed times are predicted device times. Work runs on a device in submission order, so one
+clock per device serves all its streams. A kernel that faults still returns hipSuccess from its launch, as on
 hardware; the fault (hipErrorIllegalAddress for a MemoryFault, hipErrorLaunchFailure otherwise) is
 returned by the next synchronizing call on its device and set as the launching thread's last error.
 last_exception() keeps the emulator's exception, which names kernel, PC and address.
@@ -23,6 +25,7 @@ import numpy as np
 
 from ... import codeobject
 from .. import machine as m
+from .. import timing
 from ..errors import EmulationError, MemoryFault
 from . import codes as c
 from . import image, props
@@ -32,6 +35,7 @@ ADDRESS_SPACE = m.ADDRESS_SPACE  # [HEAP_BASE, HEAP_BASE + this) is split evenly
 HANDLE_BASE = 0x10_0000_0000    # streams, events, modules, functions: opaque, never dereferenced
 INT_MAX = 2**31 - 1
 MAX_DEVICES = 64
+MAX_REPORTS = 64
 
 _last_exception: BaseException | None = None
 
@@ -52,6 +56,7 @@ class Device:
         self.base, self.limit = base, limit           # this device's slice of the address space
         self.lock = threading.RLock()                 # memory and launches of this device
         self.fault = c.SUCCESS                        # a kernel fault no synchronizing call has reported yet
+        self.clock = 0.0                              # modelled device seconds (timing model on)
         self.props = props.properties(index, machine)
         self.null_stream = Stream(self, 0)
 
@@ -101,7 +106,8 @@ def _read_pointer(addr: int) -> int:
 
 
 class Runtime:
-    def __init__(self, devices: int = 1, *, strict: bool | None = None, seed: int | None = None):
+    def __init__(self, devices: int = 1, *, strict: bool | None = None, seed: int | None = None,
+                 model: str | None = None, sample: bool | None = None):
         if not 1 <= devices <= MAX_DEVICES:
             raise ValueError(f"the emulator offers 1 to {MAX_DEVICES} devices, not {devices}")
         span = ADDRESS_SPACE // devices // m.ALIGN * m.ALIGN
@@ -109,7 +115,8 @@ class Runtime:
         for i in range(devices):
             base = m.HEAP_BASE + i * span
             # Each device allocates in its own slice so a pointer names its device (unified addressing).
-            machine = m.Machine(strict=strict, seed=seed, address_base=base, address_limit=base + span)
+            machine = m.Machine(strict=strict, seed=seed, model=model, sample=sample, address_base=base,
+                                address_limit=base + span)
             self.devices.append(Device(i, machine, base, base + span))
         self._tls = threading.local()
         # Reentrant: this runtime is Python, so a garbage collection inside one HIP call can run a
@@ -123,8 +130,16 @@ class Runtime:
     def _thread(self):
         t = self._tls
         if not hasattr(t, "device"):
-            t.device, t.error = 0, c.SUCCESS
+            t.device, t.error, t.reports, t.collectors = 0, c.SUCCESS, [], []
         return t
+
+    def collectors(self) -> list:
+        """Lists that receive every report of this thread's launches (hkrt.emu.collect_reports)."""
+        return self._thread().collectors
+
+    def reports(self) -> list:
+        """The timing model's reports of this thread's latest launches (at most MAX_REPORTS), oldest first."""
+        return self._thread().reports
 
     def set_error(self, code: int) -> None:
         self._thread().error = code
@@ -318,7 +333,7 @@ class Runtime:
         ev, st = self.event(e), self.stream(s)
         if ev.device is not st.device:
             raise HipError(c.INVALID_HANDLE, "event and stream belong to different devices")
-        ev.time = time.perf_counter()
+        ev.time = st.device.clock if st.device.machine.model else time.perf_counter()
 
     def event_synchronize(self, e: int) -> None:
         ev = self.event(e)
@@ -444,7 +459,14 @@ class Runtime:
         loaded = f.module.on(d)
         with d.lock:
             try:
-                d.machine.launch(loaded, k.name, grid, block, dynamic_lds, kernarg)
+                stats = d.machine.launch(loaded, k.name, grid, block, dynamic_lds, kernarg)
+                if stats.report is not None:
+                    d.clock += stats.report.seconds
+                    t = self._thread()
+                    t.reports.append(stats.report)
+                    del t.reports[:-MAX_REPORTS]
+                    for sink in t.collectors:
+                        sink.append(stats.report)
             except EmulationError as e:
                 note_exception(e)
                 d.fault = c.ILLEGAL_ADDRESS if isinstance(e, MemoryFault) else c.LAUNCH_FAILURE
@@ -487,13 +509,18 @@ _config: dict = {}
 _config_lock = threading.Lock()
 
 
-def configure(devices: int | None = None, strict: bool | None = None, seed: int | None = None) -> None:
+def configure(devices: int | None = None, strict: bool | None = None, seed: int | None = None,
+              model: str | None = None, sample: bool | None = None) -> None:
     """Set options before the first HIP call; repeating the same options later is fine."""
-    asked = {k: v for k, v in (("devices", devices), ("strict", strict), ("seed", seed)) if v is not None}
+    if model is not None:
+        model = timing.get_model(model).name  # an unknown name fails here, listing the known ones
+    asked = {k: v for k, v in (("devices", devices), ("strict", strict), ("seed", seed), ("model", model),
+                               ("sample", sample)) if v is not None}
     with _config_lock:
         if _runtime is not None:
-            have = {"devices": len(_runtime.devices), "strict": _runtime.devices[0].machine.strict,
-                    "seed": _runtime.devices[0].machine.seed}
+            m0 = _runtime.devices[0].machine
+            have = {"devices": len(_runtime.devices), "strict": m0.strict, "seed": m0.seed,
+                    "model": m0.model.name if m0.model else None, "sample": m0.sample}
             clash = {k: v for k, v in asked.items() if have[k] != v}
             if clash:
                 raise RuntimeError(f"the emulated HIP runtime is already running with {have}; "
@@ -507,5 +534,6 @@ def get() -> Runtime:
         with _config_lock:
             if _runtime is None:
                 devices = _config.get("devices") or int(os.environ.get("HKRT_EMU_DEVICES") or 1)
-                _runtime = Runtime(devices, strict=_config.get("strict"), seed=_config.get("seed"))
+                _runtime = Runtime(devices, strict=_config.get("strict"), seed=_config.get("seed"),
+                                   model=_config.get("model"), sample=_config.get("sample"))
     return _runtime
