@@ -110,3 +110,17 @@ def run(code: bytes, state: WaveState, machine: Machine | None = None, strict: b
         raise EmuError(f"{ffi.string(L.err_msg).decode()} at `{prog.text[i] if 0 <= i < len(prog.text) else '?'}`"
                        f" [code {rc}]")
     return out
+
+
+def assemble_with_labels(mc: str, lines: list[str], workdir) -> bytes:
+    """Assemble a snippet that may branch to labels (llvm-mc resolves them only when it writes an object);
+    returns the .text bytes."""
+    from elftools.elf.elffile import ELFFile
+    out = os.path.join(str(workdir), "snippet.o")
+    res = subprocess.run([mc, "-arch=amdgcn", "-mcpu=gfx950", "-filetype=obj", "-o", out],
+                         input="\n".join(lines) + "\n", capture_output=True, text=True,
+                         env={**os.environ, "HKRT_MOUNT": str(workdir)})
+    if res.returncode != 0:
+        raise AssertionError(f"llvm-mc failed:\n{res.stderr}")
+    with open(out, "rb") as fh:
+        return ELFFile(fh).get_section_by_name(".text").data()

@@ -49,7 +49,7 @@ typedef struct {
   uint32_t id;
   uint8_t *lds, *lds_pend;
   int64_t start, mem_done;
-  int round0; /* 1 if this workgroup belongs to the CU's first round (sampling) */
+  int round; /* which of the CU's rounds (by queue position, 0, 1, 2...) it belongs to (sampling) */
 } group_t;
 
 typedef struct {
@@ -57,7 +57,7 @@ typedef struct {
   group_t slots[MAX_SLOTS];
   uint32_t *queue;
   int qn, qpos;
-  int64_t now, end, round0_end, next_due, idle_wake;
+  int64_t now, end, round_end[3], next_due, idle_wake;
   int idle, waves_placed, done;
   int64_t xdl_free[4], valu_free[4];
   double ta_free, lds_free;
@@ -170,12 +170,12 @@ static void lds_take_dma(emu_model *P, cu_t *u, double t) {
 
 /* Bank-conflict cycles of one LDS instruction. The lanes are split into phases, measured on an MI355X for
  * ds_read_b128/b96/b64 and ds_write_b64; other widths move one bank-width of data per phase (lanes in
- * order). A phase costs the largest number of distinct dwords that fall into one bank. Reads of 8 and 16
- * bytes see 64 banks, the other forms 32 (as measured). */
+ * order). A phase costs the largest number of distinct dwords that fall into one bank. Reads see 64 banks,
+ * except ds_read_b96, which was measured to see 32, as ds_write_b64 does; writes are taken to see 32. */
 static int lds_cycles(emu_model *P, const uint32_t *a0, const uint32_t *a1, int bytes, uint64_t exec,
                       int write, int *ideal) {
   int per_lane = bytes * (a1 ? 2 : 1);
-  int banks = (!write && (per_lane == 8 || per_lane == 16)) ? 64 : 32;
+  int banks = (!write && per_lane != 12) ? 64 : 32;
   int32_t seq[64];
   const int32_t *phase_of = seq;
   int nphase;
@@ -569,7 +569,7 @@ static int issue_one(ctx_t *c, tm_t *T, cu_t *u, group_t *g, int wi, int64_t t) 
       int64_t end = max64(t, g->mem_done) + P->end_cycles;
       g->active = 0;
       g->start = end; /* the slot is free from then on */
-      if (g->round0 && end > u->round0_end) u->round0_end = end;
+      if (g->round < 3 && end > u->round_end[g->round]) u->round_end[g->round] = end;
       if (end > u->end) u->end = end;
       P->wg_run++;
     }
@@ -589,7 +589,7 @@ static int cu_cycle(ctx_t *c, tm_t *T, cu_t *u, int64_t *wake) {
       if (at <= t) {
         if (!g->waves && !group_alloc(c, T, g))
           return fail(c, E_INVALID, 0, "host out of memory for the timing model");
-        g->round0 = u->qpos < P->wg_slots;
+        g->round = u->qpos / P->wg_slots;
         group_start(c, T, u, g, u->queue[u->qpos++], t);
       } else if (at < *wake) {
         *wake = at;
@@ -727,29 +727,32 @@ static int tm_run(ctx_t *c) {
     uint64_t rounds = (count + P->wg_slots - 1) / P->wg_slots;
     if (rounds > rounds_total) rounds_total = rounds;
     uint64_t keep = count;
-    if (sample && rounds > 2) keep = P->wg_slots + (count - (uint64_t)P->wg_slots * (rounds - 1));
+    /* sampling keeps the first two rounds (the start, then one in steady state) and the last one */
+    if (sample && rounds > 3) keep = 2 * P->wg_slots + (count - (uint64_t)P->wg_slots * (rounds - 1));
     u->queue = malloc((keep ? keep : 1) * sizeof(uint32_t));
     if (!u->queue) { ok = 0; break; }
     for (uint64_t q = 0; q < keep; q++) {
-      uint64_t idx = q < (uint64_t)P->wg_slots || keep == count ? q : count - (keep - q);
+      uint64_t idx = q < 2 * (uint64_t)P->wg_slots || keep == count ? q : count - (keep - q);
       u->queue[q] = (uint32_t)(first + idx * ncu_chip);
     }
     u->qn = (int)keep;
     u->done = keep == 0;
   }
   if (!ok) rc = fail(c, E_INVALID, 0, "host out of memory for the timing model");
-  for (int64_t until = WINDOW; !rc; until += WINDOW) {
+  /* each window starts at another CU, so that no CU always meets the shared servers last */
+  for (int64_t until = WINDOW, first = 0; !rc; until += WINDOW, first = (first + 1) % (T.ncu ? T.ncu : 1)) {
     int alive = 0;
-    for (int k = 0; k < T.ncu && !rc; k++) {
-      if (T.cus[k].done) continue;
-      rc = cu_advance(c, &T, &T.cus[k], until);
-      alive += !T.cus[k].done;
+    for (int i = 0; i < T.ncu && !rc; i++) {
+      cu_t *u = &T.cus[(first + i) % T.ncu];
+      if (u->done) continue;
+      rc = cu_advance(c, &T, u, until);
+      alive += !u->done;
     }
     if (!alive) break;
   }
   if (rc && c->waves) L->err_insn = c->waves[c->cur_wave].pc;
   if (!rc) {
-    /* the kernel ends with its slowest CU; with sampling, the skipped middle rounds are as long as the first */
+    /* the kernel ends with its slowest CU; with sampling, each skipped round is as long as the second */
     uint64_t worst = 0, round = 0, tail = 0;
     for (int k = 0; k < T.ncu; k++) {
       cu_t *u = &T.cus[k];
@@ -757,10 +760,12 @@ static int tm_run(ctx_t *c) {
       uint64_t count = first < nwg ? (nwg - first + ncu_chip - 1) / ncu_chip : 0;
       uint64_t rounds = (count + P->wg_slots - 1) / P->wg_slots;
       uint64_t end = (uint64_t)u->end;
-      if (sample && rounds > 2) end += (rounds - 2) * (uint64_t)u->round0_end;
+      uint64_t steady = (uint64_t)(rounds > 1 ? u->round_end[1] - u->round_end[0] : u->round_end[0]);
+      if (sample && rounds > 3) end += (rounds - 3) * steady;
       if (end > worst) worst = end;
-      if ((uint64_t)u->round0_end > round) round = (uint64_t)u->round0_end;
-      if ((uint64_t)(u->end - u->round0_end) > tail) tail = (uint64_t)(u->end - u->round0_end);
+      if (steady > round) round = steady;
+      int last = rounds > 3 && sample ? 2 : (int)(rounds < 3 ? rounds : 3) - 1;
+      if (last > 0 && (uint64_t)(u->end - u->round_end[last - 1]) > tail) tail = (uint64_t)(u->end - u->round_end[last - 1]);
       P->cu_cycles += (uint64_t)u->end;
       P->cus_run += u->qn > 0;
     }

@@ -1,0 +1,193 @@
+"""The timing model on micro-kernels whose cycle counts follow by hand from its documented rules
+(hkrt/emu/timing_model.c, docs/perf-model.md), and its properties on real launches.
+
+Each micro-kernel is hand-written assembly run as one launch on the execution core with the model on.
+Differences between two lengths of the same kernel cancel the fixed costs (workgroup launch, end), so
+the expected figures are the rule's cycles alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hkrt.emu import decode, launch, timing
+from hkrt.emu.machine import Machine
+from tests.emu_harness import assemble_with_labels
+
+MODEL = timing.get_model("mi355x")
+MFMA = "v_mfma_f32_16x16x32_bf16"
+
+
+@pytest.fixture
+def tc(tc, tmp_path):
+    """The toolchain, with an assembler for snippets with labels."""
+    return _Asm(tc.mc, tmp_path)
+
+
+@dataclasses.dataclass
+class _Asm:
+    mc: str
+    tmp: object
+
+    def code(self, lines):
+        return assemble_with_labels(self.mc, lines + ["s_endpgm"], self.tmp)
+
+
+def run(tc, lines: list[str], threads: int = 64, grid=(1, 1, 1), slots: int = 1, sample: bool = False,
+        model: timing.ChipModel = MODEL, machine: Machine | None = None, lds: int = 0, user_sgprs=()):
+    """Run assembly (s_endpgm appended) as one timed launch; returns the core's emu_model results."""
+    prog = decode.decode(tc.code(lines), 0, "timed")
+    mod = launch.core()
+    ffi, lib = mod.ffi, mod.lib
+    machine = machine or Machine(1 << 24)
+    L, keep = launch.new_launch(ffi, prog, machine.memory)  # noqa: F841
+    L.grid = list(grid)
+    L.block = [threads, 1, 1]
+    L.lds_bytes = lds
+    L.max_insns = 10_000_000
+    L.user_sgpr_count = len(user_sgprs)
+    for i, v in enumerate(user_sgprs):
+        L.user_sgprs[i] = v
+    P = timing.fill(ffi, model, slots, sample)
+    L.model = P
+    rc = lib.emu_run(L)
+    assert rc == 0, ffi.string(L.err_msg).decode()
+    return P
+
+
+def test_dependent_mfma_chain_runs_back_to_back(tc):
+    """An accumulation chain issues one MFMA per 16 cycles: the pipe's 4 passes, no write-back wait."""
+    def chain(n):
+        return [f"{MFMA} v[0:3], v[4:7], v[8:11], v[0:3]"] * n
+    a, b = run(tc, chain(8)), run(tc, chain(24))
+    assert b.cycles - a.cycles == 16 * 16
+
+
+def test_independent_mfmas_share_the_pipe_of_their_simd(tc):
+    body = [f"{MFMA} v[{16 * (i % 4)}:{16 * (i % 4) + 3}], v[64:67], v[68:71], 0" for i in range(32)]
+    one = run(tc, body, threads=64)
+    # waves 0 and 4 of 5 share SIMD 0: their 64 MFMAs queue on one pipe
+    two_same = run(tc, body, threads=5 * 64)
+    # waves 0 and 1 sit on SIMDs 0 and 1: their pipes run in parallel
+    two_apart = run(tc, body, threads=2 * 64)
+    assert abs(two_apart.cycles - one.cycles) <= 4
+    assert two_same.cycles - one.cycles == pytest.approx(32 * 16, abs=8)
+    assert two_same.xdl_busy == 5 * 32 * 16
+
+
+def test_lds_reads_with_an_8_way_bank_conflict(tc):
+    """ds_read_b32 at lane * 32 bytes: 64 lanes fall into 8 of the 64 banks, 8 dwords each, so every read
+    holds the LDS for 8 cycles instead of 1; back to back, the LDS and not the issue rate bounds them."""
+    def reads(n, stride):
+        return [f"v_lshlrev_b32 v1, {stride.bit_length() - 1}, v0"] + \
+               [f"ds_read_b32 v{2 + i % 8}, v1" for i in range(n)] + ["s_waitcnt lgkmcnt(0)"]
+    a, b = run(tc, reads(8, 32), lds=4096), run(tc, reads(24, 32), lds=4096)
+    assert b.lds_conflict_cycles == 24 * 7
+    assert b.cycles - a.cycles == 16 * 8
+    free_a, free_b = run(tc, reads(8, 4), lds=4096), run(tc, reads(24, 4), lds=4096)
+    assert free_b.lds_conflict_cycles == 0
+    assert free_b.cycles - free_a.cycles == 16 * 4  # one issue per SIMD round: the LDS waits on issue
+
+
+def test_barrier_waits_for_the_slowest_wave(tc):
+    """Wave 0 runs extra dependent transcendental ops before the barrier; the others wait for it."""
+    def kernel(n):
+        return ["v_readfirstlane_b32 s0, v0", "s_cmp_eq_u32 s0, 0", "s_cbranch_scc0 .Lwait"] + \
+               ["v_exp_f32 v1, v1"] * n + [".Lwait:", "s_barrier"]
+    a, b = run(tc, kernel(4), threads=4 * 64), run(tc, kernel(12), threads=4 * 64)
+    assert b.cycles - a.cycles == 8 * MODEL.trans_latency
+    assert b.stall_barrier > a.stall_barrier
+
+
+def test_wait_on_a_load_from_hbm(tc):
+    """A global load of 4 bytes per lane (two 128-byte lines) misses every cache: s_waitcnt waits for the
+    HBM's latency plus the lines' transfer through the memory levels."""
+    machine = Machine(1 << 24)
+    addr = machine.memory.alloc(4096)
+    pre = ["v_lshlrev_b32 v2, 2, v0", "v_mov_b32 v3, 0", f"s_mov_b32 s2, {addr & 0xFFFFFFFF}",
+           f"s_mov_b32 s3, {addr >> 32}"]
+    load = ["global_load_dword v1, v2, s[2:3]", "s_waitcnt vmcnt(0)"]
+    base = run(tc, pre, machine=machine)
+    loaded = run(tc, pre + load, machine=machine)
+    extra = loaded.cycles - base.cycles
+    assert MODEL.hbm_latency <= extra <= MODEL.hbm_latency + 40
+    assert loaded.stall_waitcnt >= MODEL.hbm_latency - 8
+    assert loaded.bytes_hbm == 256
+
+
+def test_setprio_lets_one_wave_s_mfmas_run_first(tc):
+    """Waves 0 and 4 share SIMD 0 and each issue 16 MFMAs; wave 4 then runs a 16-op transcendental chain.
+    If wave 4 raises its priority, its MFMAs go first and its chain overlaps wave 0's MFMAs (16 + 16 MFMA
+    slots in all); by age alone, wave 0 goes first and wave 4's chain comes after both (16 + 16 + chain)."""
+    def kernel(prio):
+        mfmas = [f"{MFMA} v[{16 * (i % 4)}:{16 * (i % 4) + 3}], v[64:67], v[68:71], 0" for i in range(16)]
+        return ["v_readfirstlane_b32 s0, v0", "s_cmp_eq_u32 s0, 256", "s_cbranch_scc1 .Lfour",
+                "s_cmp_eq_u32 s0, 0", "s_cbranch_scc0 .Lend"] + mfmas + ["s_branch .Lend", ".Lfour:",
+                f"s_setprio {prio}"] + mfmas + ["v_exp_f32 v100, v100"] * 16 + [".Lend:"]
+    low, high = run(tc, kernel(0), threads=5 * 64), run(tc, kernel(3), threads=5 * 64)
+    chain = 16 * MODEL.trans_latency
+    # wave 0 reaches its MFMAs a few cycles before wave 4 has raised its priority: up to 3 of them go first
+    assert chain - 3 * 16 <= low.cycles - high.cycles <= chain + 16
+
+
+def test_sampling_predicts_within_two_percent_of_the_full_run(tc):
+    """Launches of 4 rounds of workgroups on every CU, and of 4 rounds and a partial one: the sampled
+    prediction (one XCD; the first, second and last rounds) stays within 2% of running every workgroup.
+    (Kernels whose rounds are short bursts of memory traffic sample worse: up to 4% in the notes.)"""
+    machine = Machine(1 << 26)
+    buf = machine.memory.alloc(1 << 23)
+    body = ["s_lshl_b32 s4, s2, 10", "v_lshlrev_b32 v2, 4, v0", "v_add_u32 v2, s4, v2",
+            f"s_mov_b32 s6, {buf & 0xFFFFFFFF}", f"s_mov_b32 s7, {buf >> 32}",
+            "global_load_dwordx4 v[4:7], v2, s[6:7]", "s_waitcnt vmcnt(0)"] + \
+           [f"{MFMA} v[8:11], v[12:15], v[16:19], v[8:11]"] * 96 + ["global_store_dwordx4 v2, v[8:11], s[6:7]"]
+    for groups in (4096, 4096 + 300):  # s2 = workgroup id x (wg_id_enable)
+        full = run_wg(tc, body, grid=(groups, 1, 1), machine=machine, sample=False)
+        sampled = run_wg(tc, body, grid=(groups, 1, 1), machine=machine, sample=True)
+        assert sampled.wg_run < full.wg_run == groups
+        assert sampled.cycles == pytest.approx(full.cycles, rel=0.02)
+
+
+def run_wg(tc, lines, grid, machine, sample):
+    prog = decode.decode(tc.code(lines), 0, "timed")
+    mod = launch.core()
+    ffi, lib = mod.ffi, mod.lib
+    L, keep = launch.new_launch(ffi, prog, machine.memory)  # noqa: F841
+    L.grid = list(grid)
+    L.block = [64, 1, 1]
+    L.max_insns = 100_000_000
+    L.user_sgpr_count = 2
+    L.wg_id_enable = 1
+    P = timing.fill(ffi, MODEL, 4, sample)
+    L.model = P
+    assert lib.emu_run(L) == 0, ffi.string(L.err_msg).decode()
+    return P
+
+
+def test_same_launch_same_time_and_more_k_never_faster():
+    import hkrt
+    from hkrt.emu.hip import runtime as emulated
+    machine = emulated.get().devices[hkrt.get_device("emu").index].machine
+    old = machine.model
+    machine.model = MODEL
+    try:
+        rng = np.random.default_rng()
+        times = []
+        for k in (64, 128, 256, 512):
+            a = rng.standard_normal((256, k), np.float32)
+            b = rng.standard_normal((k, 256), np.float32)
+            hkrt.gemm(a, b, strategy="pingpong")
+            first = machine.last_report
+            hkrt.gemm(a, b, strategy="pingpong")
+            assert machine.last_report.cycles == first.cycles
+            times.append(first.seconds)
+        assert times == sorted(times) and times[0] < times[-1]
+    finally:
+        machine.model = old
+
+
+def test_unknown_model_names_the_known_ones():
+    with pytest.raises(ValueError, match="mi350x, mi355x"):
+        timing.get_model("mi300x")
+    assert dataclasses.replace(MODEL, clock_hz=1e9).clock_hz == 1e9
