@@ -70,6 +70,7 @@ def cmd_demo(args) -> int:
 
 
 DEFAULT_BENCH = ["256x256x256", "512x512x512", "1x512x512", "128x1024x256"]
+PREDICT_BENCH = ["1024x1024x1024", "2048x2048x2048", "1x4096x4096", "128x4096x4096"]
 
 
 def _positive(s: str) -> int:
@@ -106,10 +107,62 @@ def _host_overhead(dev, call, repeat: int) -> float:
     return secs
 
 
+def _predicted(args, dev, shapes) -> list[dict]:
+    """Predicted time per shape and kernel family on the emulator's timing model (every launch of the call:
+    repacks, split-K and epilogue kernels included), with the model's limits and the main kernel's breakdown."""
+    from . import Weight, asarray, emu, gemm
+    from .strategy import families
+    from .emu import timing
+    model = timing.get_model(args.model)
+    peak = model.cus * model.simds * 1024 * model.clock_hz  # dense bf16 at the model's effective clock
+    rows = []
+    fams = args.strategy or [None]
+    for i, (m, n, k) in enumerate(shapes, 1):
+        rng = np.random.default_rng(i)
+        a = asarray(rng.standard_normal((m, k), dtype=np.float32).astype("bfloat16"), device=dev)
+        w = Weight(rng.standard_normal((k, n), dtype=np.float32), device=dev)
+        flops = 2 * m * n * k
+        hbm_s = 2 * (m * k + k * n + m * n) / model.hbm_bytes_per_second
+        for fam in fams:
+            if fam is not None and fam not in families(dev.arch):
+                raise ValueError(f"unknown --strategy {fam!r}; known: {', '.join(families(dev.arch))}")
+            t0 = time.perf_counter()
+            with emu.collect_reports() as reps:
+                gemm(a, w, strategy=fam).numpy()
+            secs = sum(r.seconds for r in reps)
+            main = max(reps, key=lambda r: r.seconds)
+            row = {"m": m, "n": n, "k": k, "strategy": fam or "auto", "kernel": main.kernel,
+                   "launches": len(reps), "seconds": secs, "tflops": flops / secs / 1e12,
+                   "peak_tflops": peak / 1e12, "roofline_tflops": flops / max(flops / peak, hbm_s) / 1e12,
+                   "model": model.name, "clock_ghz": model.clock_hz / 1e9, "sampled": any(r.sampled for r in reps),
+                   "matrix_busy": main.matrix_busy, "lds_busy": main.lds_busy, "vmem_busy": main.vmem_busy,
+                   "stall_waitcnt": main.stalls.waitcnt, "stall_barrier": main.stalls.barrier,
+                   "stall_issue": main.stalls.issue, "stall_dependency": main.stalls.dependency,
+                   "stall_unit": main.stalls.unit, "lds_conflict_cycles": main.lds_conflict_cycles,
+                   "l2_bytes": main.traffic.l2, "mall_bytes": main.traffic.mall, "hbm_bytes": main.traffic.hbm,
+                   "emulation_seconds": time.perf_counter() - t0}
+            rows.append(row)
+            print(f"[{i}/{len(shapes)}] {m}x{n}x{k} {row['strategy']}: predicted {secs * 1e3:.4f} ms, "
+                  f"{row['tflops']:.1f} TFLOP/s (peak {row['peak_tflops']:.0f}, roofline "
+                  f"{row['roofline_tflops']:.0f}); {main.kernel}: matrix {main.matrix_busy:.0%}, LDS "
+                  f"{main.lds_busy:.0%}, vmem {main.vmem_busy:.0%} busy ({row['emulation_seconds']:.1f} s to "
+                  f"emulate)", file=sys.stderr)
+    return rows
+
+
 def cmd_bench(args) -> int:
     from . import Weight, asarray, gemm, get_device
+    if args.model:
+        from . import emu
+        emu.activate(model=args.model, sample=args.sample)
     dev = get_device(args.device)
-    shapes = args.shapes or [_parse_shape(s) for s in DEFAULT_BENCH]
+    if args.model and dev.kind != "emu":
+        raise ValueError(f"--model predicts on the emulator; {dev} is not emulated")
+    shapes = args.shapes or [_parse_shape(s) for s in (PREDICT_BENCH if args.model else DEFAULT_BENCH)]
+    if args.model:
+        print(f"hkrt bench: predicted on the {args.model} timing model", file=sys.stderr)
+        rows = _predicted(args, dev, shapes)
+        return _emit(args, rows, dev, "predicted TFLOP/s")
     rows = []
     print(f"hkrt bench on {dev} ({args.repeat} timed calls per shape after one warm-up)", file=sys.stderr)
     for i, (m, n, k) in enumerate(shapes, 1):
@@ -128,6 +181,10 @@ def cmd_bench(args) -> int:
         rows.append(row)
         print(f"[{i}/{len(shapes)}] {m}x{n}x{k}: {secs * 1e3:.2f} ms, {row['tflops']:.4f} TFLOP/s, "
               f"host overhead {row['host_overhead_us']:.0f} us", file=sys.stderr)
+    return _emit(args, rows, dev, "TFLOP/s")
+
+
+def _emit(args, rows, dev, ylabel: str) -> int:
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=1)
         print()
@@ -143,10 +200,10 @@ def cmd_bench(args) -> int:
         except ImportError:
             print("matplotlib is not installed; no plot written", file=sys.stderr)
             return 0
-        labels = [f"{r['m']}x{r['n']}x{r['k']}" for r in rows]
+        labels = [f"{r['m']}x{r['n']}x{r['k']}" + (f" {r['strategy']}" if "strategy" in r else "") for r in rows]
         fig, ax = plt.subplots(figsize=(max(4, len(rows)), 3))
         ax.bar(labels, [r["tflops"] for r in rows])
-        ax.set_ylabel("TFLOP/s")
+        ax.set_ylabel(ylabel)
         ax.set_title(f"hkrt.gemm, {dev.kind}:{dev.index} ({dev.arch}{', emulated' if dev.kind == 'emu' else ''})")
         fig.autofmt_xdate()
         fig.tight_layout()
@@ -172,6 +229,11 @@ def main(argv=None) -> int:
     b.add_argument("--repeat", type=_positive, default=3, help="timed calls per shape (default 3)")
     b.add_argument("--format", choices=["csv", "json"], default="csv")
     b.add_argument("--plot", default=None, help="write a PNG bar chart here (needs matplotlib)")
+    b.add_argument("--model", default=None, help="predict on the emulator's timing model (mi355x, mi350x): "
+                   "predicted TFLOP/s per shape and family beside the peak and HBM roofline, with the breakdown")
+    b.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --model: time a representative subset of each large launch (default on)")
+    b.add_argument("--strategy", nargs="+", default=None, help="with --model: kernel families to compare")
     args = ap.parse_args(argv)
     from .errors import HkrtError
     try:

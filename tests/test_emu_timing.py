@@ -191,3 +191,59 @@ def test_unknown_model_names_the_known_ones():
     with pytest.raises(ValueError, match="mi350x, mi355x"):
         timing.get_model("mi300x")
     assert dataclasses.replace(MODEL, clock_hz=1e9).clock_hz == 1e9
+
+
+def test_hip_events_read_modelled_time_through_plain_hip_python(manifest):
+    """A hip-python program with HKRT_EMU_MODEL set: the elapsed time between two events around a launch is
+    the launch's modelled duration (not the seconds its emulation took), and sleeping between events adds
+    nothing."""
+    from tests.test_emu_hip import run_python
+    from hkrt import manifest as mf
+    entry = manifest["kernels"]["repack_bf16"]
+    out = run_python(f"""
+        import ctypes, time
+        import hkrt.emu
+        from hip import hip
+        def ok(r):
+            r = r if isinstance(r, tuple) else (r,)
+            assert r[0] == hip.hipError_t.hipSuccess, r
+            return r[1] if len(r) == 2 else r[1:]
+        data = open({str(mf.arch_dir() / entry["code_object"])!r}, "rb").read()
+        mod = ok(hip.hipModuleLoadData(data))
+        f = ok(hip.hipModuleGetFunction(mod, {entry["symbol"].encode()!r}))
+        buf = ok(hip.hipMalloc(1 << 20))
+        args = bytearray({entry["kernarg_size"]})
+        start, stop = ok(hip.hipEventCreate()), ok(hip.hipEventCreate())
+        ok(hip.hipEventRecord(start, None))
+        time.sleep(0.2)
+        ok(hip.hipEventRecord(stop, None))
+        idle = ok(hip.hipEventElapsedTime(start, stop))
+        ok(hip.hipEventRecord(start, None))
+        buf_args = (ctypes.c_char * len(args)).from_buffer(args)
+        size = ctypes.c_size_t(len(args))
+        extra = (ctypes.c_void_p * 5)(1, ctypes.addressof(buf_args), 2, ctypes.addressof(size), 3)
+        ok(hip.hipModuleLaunchKernel(f, 1, 1, 1, 256, 1, 1, 0, None, None, extra))
+        ok(hip.hipEventRecord(stop, None))
+        ok(hip.hipEventSynchronize(stop))
+        busy = ok(hip.hipEventElapsedTime(start, stop))
+        r = hkrt.emu.last_report()
+        print(idle, busy, r.seconds * 1e3, r.model)
+    """, HKRT_EMULATE="1", HKRT_EMU_MODEL="mi355x", HKRT_EMU_STRICT="0")
+    idle, busy, modelled, name = out.split()
+    assert float(idle) == 0.0 and name == "mi355x"
+    assert float(busy) == pytest.approx(float(modelled), rel=1e-6) and 0.004 < float(busy) < 1.0
+
+
+def test_cli_bench_predicts_and_names_unknown_models():
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, "-m", "hkrt", "bench", "--model", "mi355x", "--format", "json",
+                          "256x256x256", "--strategy", "pingpong"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    import json
+    (row,) = json.loads(res.stdout)
+    assert row["strategy"] == "pingpong" and 0 < row["tflops"] < row["peak_tflops"]
+    assert 0 < row["matrix_busy"] <= 1 and row["kernel"] == "gemm_pingpong"
+    bad = subprocess.run([sys.executable, "-m", "hkrt", "bench", "--model", "h100"], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "known models: mi350x, mi355x" in bad.stderr

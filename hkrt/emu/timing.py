@@ -61,7 +61,7 @@ class ChipModel:
     simds: int = 4                    # D: CDNA4 ISA, 4 SIMDs per CU
     valu_cycles: int = 4              # D: a wave64 VALU op occupies a 16-lane SIMD for 4 cycles
     trans_cycles: int = 16            # D: transcendentals at quarter rate
-    valu64_cycles: int = 8            # A: 64-bit integer ops at half rate
+    valu64_cycles: int = 4            # D: SISchedule.td gfx950 override: Write64Bit 1 unit (full rate)
     valu_latency: int = 4             # D: SISchedule.td gfx950: VALU latency 1 unit (= 4 clocks)
     trans_latency: int = 16           # D: SISchedule.td: WriteTrans32 4 units
     salu_latency: int = 4             # D: SISchedule.td: WriteSALU 1 unit
@@ -108,7 +108,7 @@ class ChipModel:
 
 
 # The one fitted figure: the effective clock, from HipKittens' 8192^3 GEMM (docs/perf-model.md, calibration).
-MI355X_CLOCK_HZ = 2.0e9
+MI355X_CLOCK_HZ = 1.6945e9
 MODELS = {
     "mi355x": ChipModel("mi355x", peak_clock_hz=2.4e9, clock_hz=MI355X_CLOCK_HZ, launch_seconds=4.04e-6),
     "mi350x": ChipModel("mi350x", peak_clock_hz=2.2e9, clock_hz=MI355X_CLOCK_HZ * 2.2 / 2.4, launch_seconds=4.04e-6),
