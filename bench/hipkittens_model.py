@@ -10,7 +10,7 @@ mi355x_bf16_gemm.json there. This script compiles those sources from the user's 
 gfx950, into a cache outside this repository: $HKRT_HIPKITTENS_CACHE or ~/.cache/hkrt/hipkittens/<hash>),
 launches each code object through plain hip-python on the emulator, and prints published vs predicted
 kernel time. With a timing model (`--model`), hipEventElapsedTime is modeled device time; without one
-(an emulator that has no model yet, or `--model none`) it is host wall time and the error column is
+(`--model none`) it is host wall time and the error column is
 meaningless. HipKittens' code stays in its checkout: nothing of it is copied here.
 
 The kernels (as their sources and code objects show): C = A @ B^T, A M x K and B N x K row-major bf16,
@@ -30,14 +30,13 @@ from __future__ import annotations
 import argparse
 import ctypes
 import hashlib
-import inspect
 import json
 import os
 import struct
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -249,19 +248,12 @@ class Hip:
 
 
 def activate(model: str | None, sample: bool) -> tuple[bool, list[str]]:
-    """Put hip-python on the emulator, with the timing model if this emulator has one."""
-    params = inspect.signature(emu.activate).parameters
-    kw: dict = {}
-    notes: list[str] = []
+    """Put hip-python on the emulator, with the timing model unless `model` is None."""
     if model:
-        if "model" in params:
-            kw["model"] = model
-            if "sample" in params:
-                kw["sample"] = sample
-        else:
-            notes.append("this emulator has no timing model: times are host wall time")
-    emu.activate(**kw)
-    return "model" in kw, notes
+        emu.activate(model=model, sample=sample)
+        return True, []
+    emu.activate()
+    return False, ["no timing model: times are host wall time"]
 
 
 def run(hip: Hip, built: Built, size: int, rng: np.random.Generator, workgroups: int | None,
@@ -322,14 +314,11 @@ def compare(a: np.ndarray, b: np.ndarray, c_bits: np.ndarray, t: int) -> CheckRe
 
 def report_fields(modeled: bool) -> dict:
     """The Result fields taken from the emulator's last launch report, when it has one."""
-    get = getattr(emu, "last_report", None)
-    rep = get() if (modeled and get) else None
+    rep = emu.last_report() if modeled else None
     if rep is None:
         return {}
-    return {"report": rep.summary() if callable(getattr(rep, "summary", None)) else None,
-            "report_seconds": getattr(rep, "seconds", None), "sampled": getattr(rep, "sampled", None),
-            "workgroups_run": getattr(rep, "workgroups_run", None),
-            "report_data": asdict(rep) if is_dataclass(rep) else None}
+    return {"report": rep.summary(), "report_seconds": rep.seconds, "sampled": rep.sampled,
+            "workgroups_run": rep.workgroups_run, "report_data": asdict(rep)}
 
 
 def published_ms(hk: Path) -> dict[int, float]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import sys
@@ -114,7 +115,7 @@ def _predicted(args, dev, shapes) -> list[dict]:
     from .strategy import families
     from .emu import timing
     model = timing.get_model(args.model)
-    peak = model.cus * model.simds * 1024 * model.clock_hz  # dense bf16 at the model's effective clock
+    peak = model.bf16_flops_per_cycle * model.clock_hz  # at the model's effective clock
     rows = []
     fams = args.strategy or [None]
     for i, (m, n, k) in enumerate(shapes, 1):
@@ -136,9 +137,8 @@ def _predicted(args, dev, shapes) -> list[dict]:
                    "peak_tflops": peak / 1e12, "roofline_tflops": flops / max(flops / peak, hbm_s) / 1e12,
                    "model": model.name, "clock_ghz": model.clock_hz / 1e9, "sampled": any(r.sampled for r in reps),
                    "matrix_busy": main.matrix_busy, "lds_busy": main.lds_busy, "vmem_busy": main.vmem_busy,
-                   "stall_waitcnt": main.stalls.waitcnt, "stall_barrier": main.stalls.barrier,
-                   "stall_issue": main.stalls.issue, "stall_dependency": main.stalls.dependency,
-                   "stall_unit": main.stalls.unit, "lds_conflict_cycles": main.lds_conflict_cycles,
+                   **{f"stall_{cause}": v for cause, v in dataclasses.asdict(main.stalls).items()},
+                   "lds_conflict_cycles": main.lds_conflict_cycles,
                    "l2_bytes": main.traffic.l2, "mall_bytes": main.traffic.mall, "hbm_bytes": main.traffic.hbm,
                    "emulation_seconds": time.perf_counter() - t0}
             rows.append(row)

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from . import codeobject
 from . import manifest as mf
 from .emu import decode
+from .emu.isa import BRANCHES
 from .emu.timing import occupancy
-
-BRANCHES = ("s_branch", "s_cbranch_scc0", "s_cbranch_scc1", "s_cbranch_vccz", "s_cbranch_vccnz",
-            "s_cbranch_execz", "s_cbranch_execnz")
 
 
 @dataclass

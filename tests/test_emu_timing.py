@@ -36,8 +36,10 @@ class _Asm:
 
 
 def run(tc, lines: list[str], threads: int = 64, grid=(1, 1, 1), slots: int = 1, sample: bool = False,
-        model: timing.ChipModel = MODEL, machine: Machine | None = None, lds: int = 0, user_sgprs=()):
-    """Run assembly (s_endpgm appended) as one timed launch; returns the core's emu_model results."""
+        model: timing.ChipModel = MODEL, machine: Machine | None = None, lds: int = 0, user_sgprs=(),
+        wg_id: bool = False):
+    """Run assembly (s_endpgm appended) as one timed launch; returns the core's emu_model results.
+    wg_id: the workgroup id x follows the user SGPRs."""
     prog = decode.decode(tc.code(lines), 0, "timed")
     mod = launch.core()
     ffi, lib = mod.ffi, mod.lib
@@ -46,7 +48,8 @@ def run(tc, lines: list[str], threads: int = 64, grid=(1, 1, 1), slots: int = 1,
     L.grid = list(grid)
     L.block = [threads, 1, 1]
     L.lds_bytes = lds
-    L.max_insns = 10_000_000
+    L.max_insns = 100_000_000
+    L.wg_id_enable = int(wg_id)
     L.user_sgpr_count = len(user_sgprs)
     for i, v in enumerate(user_sgprs):
         L.user_sgprs[i] = v
@@ -143,26 +146,11 @@ def test_sampling_predicts_within_two_percent_of_the_full_run(tc):
             "global_load_dwordx4 v[4:7], v2, s[6:7]", "s_waitcnt vmcnt(0)"] + \
            [f"{MFMA} v[8:11], v[12:15], v[16:19], v[8:11]"] * 96 + ["global_store_dwordx4 v2, v[8:11], s[6:7]"]
     for groups in (4096, 4096 + 300):  # s2 = workgroup id x (wg_id_enable)
-        full = run_wg(tc, body, grid=(groups, 1, 1), machine=machine, sample=False)
-        sampled = run_wg(tc, body, grid=(groups, 1, 1), machine=machine, sample=True)
+        full = run(tc, body, grid=(groups, 1, 1), slots=4, machine=machine, user_sgprs=(0, 0), wg_id=True)
+        sampled = run(tc, body, grid=(groups, 1, 1), slots=4, machine=machine, user_sgprs=(0, 0), wg_id=True,
+                      sample=True)
         assert sampled.wg_run < full.wg_run == groups
         assert sampled.cycles == pytest.approx(full.cycles, rel=0.02)
-
-
-def run_wg(tc, lines, grid, machine, sample):
-    prog = decode.decode(tc.code(lines), 0, "timed")
-    mod = launch.core()
-    ffi, lib = mod.ffi, mod.lib
-    L, keep = launch.new_launch(ffi, prog, machine.memory)  # noqa: F841
-    L.grid = list(grid)
-    L.block = [64, 1, 1]
-    L.max_insns = 100_000_000
-    L.user_sgpr_count = 2
-    L.wg_id_enable = 1
-    P = timing.fill(ffi, MODEL, 4, sample)
-    L.model = P
-    assert lib.emu_run(L) == 0, ffi.string(L.err_msg).decode()
-    return P
 
 
 def test_same_launch_same_time_and_more_k_never_faster():
@@ -178,9 +166,9 @@ def test_same_launch_same_time_and_more_k_never_faster():
             a = rng.standard_normal((256, k), np.float32)
             b = rng.standard_normal((k, 256), np.float32)
             hkrt.gemm(a, b, strategy="pingpong")
-            first = machine.last_report
+            first = hkrt.emu.last_report()
             hkrt.gemm(a, b, strategy="pingpong")
-            assert machine.last_report.cycles == first.cycles
+            assert hkrt.emu.last_report().cycles == first.cycles
             times.append(first.seconds)
         assert times == sorted(times) and times[0] < times[-1]
     finally:

@@ -69,8 +69,7 @@ def last_report():
     """The timing model's report (hkrt.emu.timing.LaunchReport) of this thread's latest emulated launch,
     or None when no model is on or nothing was launched."""
     from .hip import runtime
-    reports = runtime.get().reports()
-    return reports[-1] if reports else None
+    return runtime.get().last_report()
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ typedef struct {
   int32_t sample;                                    /* 1: run one XCD's share of representative rounds */
   int32_t valu_cycles, trans_cycles, valu64_cycles;  /* VALU occupancy of a wave64 instruction */
   int32_t valu_latency, trans_latency, salu_latency, branch_cycles, smem_latency;
-  int32_t mfma_writeback, barrier_latency, wg_launch_cycles, end_cycles;
+  int32_t mfma_writeback, barrier_latency, wg_launch_cycles;
   int32_t lds_latency, lds_phase_b128[64], lds_phase_b96[64], lds_phase_b64[64], lds_phase_w64[64];
   int32_t l1_latency, l2_latency, mall_latency, hbm_latency, store_latency;
   int32_t line_bytes, l1_lines, l1_ways, l2_lines, l2_ways, mall_lines, mall_ways;
@@ -30,11 +30,11 @@ typedef struct {
     hbm_bytes_per_cycle;
   /* results */
   uint64_t cycles, round_cycles, tail_cycles;
-  uint64_t wg_run, cus_run;
+  uint64_t wg_run;
   uint64_t cu_cycles;                                /* sum over simulated CUs of their busy span */
   uint64_t xdl_busy, valu_busy, lds_busy, ta_busy;   /* unit-cycles, summed over simulated units */
   uint64_t stall_waitcnt, stall_barrier, stall_issue, stall_dependency, stall_unit;  /* wave-cycles */
-  uint64_t lds_conflict_cycles, lds_ops, mfma_ops, insns;
+  uint64_t lds_conflict_cycles, mfma_ops;
   uint64_t bytes_l1, bytes_l2, bytes_mall, bytes_hbm, bytes_stored;
 } emu_model;
 
@@ -65,5 +65,4 @@ typedef struct {
 } emu_launch;
 
 int emu_run(emu_launch *L);
-
 int emu_run_wave_state(emu_launch *L, uint32_t *s, uint32_t *v, int32_t *scc, uint8_t *lds);

@@ -402,4 +402,9 @@ def c_header() -> str:
         str(isa.TIMING_CLASSES.index(cls)) for cls, _ in timing) + "};")
     lines.append("static const unsigned char OP_XDL_CYCLES[OP_COUNT] = {" + ",".join(
         str(cyc) for _, cyc in timing) + "};")
+    # registers per lane of an MFMA's A/B and C/D operands (isa.MAI), 0 for other ops
+    mai = {m[0]: m[4:] for m in isa.MAI.values()}
+    for name, k in (("OP_MFMA_AB_REGS", 0), ("OP_MFMA_CD_REGS", 1)):
+        lines.append(f"static const unsigned char {name}[OP_COUNT] = {{" + ",".join(
+            str(mai[n][k] if n in mai else 0) for n in isa.MNEMONICS) + "};")
     return "\n".join(lines) + "\n"

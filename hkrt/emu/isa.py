@@ -178,8 +178,8 @@ TIMING_CLASSES = ("salu", "smem", "branch", "internal", "valu", "trans", "valu64
 _TRANS = {"v_exp_f32", "v_log_f32", "v_rcp_f32", "v_rcp_iflag_f32", "v_rsq_f32", "v_sqrt_f32"}
 _VALU64 = {"v_mov_b64", "v_lshlrev_b64", "v_lshrrev_b64", "v_ashrrev_i64", "v_mad_u64_u32", "v_mad_i64_i32",
            "v_lshl_add_u64", "v_mul_lo_u32", "v_mul_hi_u32", "v_mul_hi_i32"}
-_SOPP_BRANCH = {"s_branch", "s_cbranch_scc0", "s_cbranch_scc1", "s_cbranch_vccz", "s_cbranch_vccnz",
-                "s_cbranch_execz", "s_cbranch_execnz"}
+BRANCHES = ("s_branch", "s_cbranch_scc0", "s_cbranch_scc1", "s_cbranch_vccz", "s_cbranch_vccnz",
+            "s_cbranch_execz", "s_cbranch_execnz")
 # MFMA cycles on the matrix pipe, 4 per pass (LLVM SISchedule.td, gfx950 model; CDNA4 ISA MFMA table):
 # the gfx950 double-rate bf16 shapes take as many passes as the CDNA3 shapes of half their K.
 MFMA_CYCLES = {"v_mfma_f32_16x16x32_bf16": 16, "v_mfma_f32_32x32x16_bf16": 32,
@@ -196,7 +196,7 @@ def timing_class(name: str) -> tuple[str, int]:
         return "vmem", 0
     if name.startswith("s_load"):
         return "smem", 0
-    if name in _SOPP_BRANCH:
+    if name in BRANCHES:
         return "branch", 0
     if name in SOPP.values():
         return "internal", 0

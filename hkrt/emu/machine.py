@@ -179,7 +179,6 @@ class Machine:
         # cannot be mistaken for a result.
         self.memory = DeviceMemory(memory_bytes or default_memory_bytes(), address_base, address_limit,
                                    poison=self.sample)
-        self.last_report: timing.LaunchReport | None = None
         if strict is None:
             strict = os.environ.get("HKRT_EMU_STRICT", "0") not in ("", "0")
         if seed is None and os.environ.get("HKRT_EMU_SEED"):
@@ -209,6 +208,4 @@ class Machine:
         with self._lock:
             stats = run_kernel(self, module, kernel, tuple(grid), tuple(block), dynamic_lds, kernarg)
             self.stats_total += stats.wave_instructions
-            if stats.report is not None:
-                self.last_report = stats.report
         return stats

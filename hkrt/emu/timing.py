@@ -70,7 +70,6 @@ class ChipModel:
     mfma_writeback: int = 8           # A: result to VALU beyond the pipe's cycles (ISA 7.6 wait states)
     barrier_latency: int = 8          # D: TensileLite's cycle model: s_barrier 2 units
     wg_launch_cycles: int = 400       # A: start of a workgroup in a freed slot
-    end_cycles: int = 0
     lds_latency: int = 56             # D: TensileLite/Formocast gfx950 local read base 14 units
     l1_latency: int = 120             # A: vector L1 hit
     l2_latency: int = 320             # D: SISchedule.td: WriteVMEM 80 units
@@ -99,12 +98,9 @@ class ChipModel:
         return self.xcds * self.cus_per_xcd
 
     @property
-    def peak_bf16_flops(self) -> float:
-        """Dense bf16 MFMA peak at the peak clock: 1024 FLOP per cycle per SIMD."""
-        return self.cus * self.simds * 1024 * self.peak_clock_hz
-
-    def with_clock(self, clock_hz: float) -> "ChipModel":
-        return dataclasses.replace(self, clock_hz=clock_hz)
+    def bf16_flops_per_cycle(self) -> int:
+        """Dense bf16 MFMA rate of the chip: 1024 FLOP per cycle per SIMD (16x16x32 in 16 cycles)."""
+        return self.cus * self.simds * 1024
 
 
 # The one fitted figure: the effective clock, from HipKittens' 8192^3 GEMM (docs/perf-model.md, calibration).
@@ -194,12 +190,14 @@ def fill(ffi, model: ChipModel, wg_slots: int, sample: bool):
     """The core's emu_model record for one launch."""
     P = ffi.new("emu_model *")
     hz = model.clock_hz
-    for f in ("xcds", "cus_per_xcd", "simds", "valu_cycles", "trans_cycles", "valu64_cycles", "valu_latency",
-              "trans_latency", "salu_latency", "branch_cycles", "smem_latency", "mfma_writeback",
-              "barrier_latency", "wg_launch_cycles", "end_cycles", "lds_latency", "l1_latency", "l2_latency",
-              "mall_latency", "hbm_latency", "store_latency", "line_bytes", "l1_ways", "l2_ways", "mall_ways",
-              "ta_bytes_per_cycle", "lds_dma_bytes_per_cycle", "l2_bytes_per_cycle"):
-        setattr(P, f, getattr(model, f))
+    fields = set(dir(P))
+    for f in dataclasses.fields(model):  # the record's fields of the same name, as they are
+        if f.name in fields:
+            value = getattr(model, f.name)
+            if isinstance(value, tuple):
+                getattr(P, f.name)[0:len(value)] = value
+            else:
+                setattr(P, f.name, value)
     P.l1_lines = model.l1_bytes // model.line_bytes
     P.l2_lines = model.l2_bytes // model.line_bytes
     P.mall_lines = model.mall_bytes // model.line_bytes
@@ -207,10 +205,6 @@ def fill(ffi, model: ChipModel, wg_slots: int, sample: bool):
     P.hbm_bytes_per_cycle = model.hbm_bytes_per_second / hz
     P.wg_slots = wg_slots
     P.sample = int(sample)
-    for name in ("lds_phase_b128", "lds_phase_b96", "lds_phase_b64", "lds_phase_w64"):
-        arr = getattr(P, name)
-        for i, v in enumerate(getattr(model, name)):
-            arr[i] = v
     return P
 
 

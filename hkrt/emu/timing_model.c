@@ -48,12 +48,13 @@ typedef struct {
   uint32_t wg[3];
   uint32_t id;
   uint8_t *lds, *lds_pend;
-  int64_t start, mem_done;
+  int64_t start; /* when it started; once it ended, when its slot was freed */
   int round; /* which of the CU's rounds (by queue position, 0, 1, 2...) it belongs to (sampling) */
 } group_t;
 
 typedef struct {
   int id, xcd;
+  uint64_t rounds; /* of its whole queue, before sampling trims it */
   group_t slots[MAX_SLOTS];
   uint32_t *queue;
   int qn, qpos;
@@ -230,7 +231,6 @@ static void tm_lds(ctx_t *c, wave_t *w, pending_t *p, const uint32_t *addr0, con
   u->lds_free = start + cyc;
   P->lds_busy += (uint64_t)cyc;
   P->lds_conflict_cycles += (uint64_t)(cyc > ideal ? cyc - ideal : 0);
-  P->lds_ops++;
   p->done = ceil64(start) + cyc + P->lds_latency;
   note_due(u, p->done);
   (void)w;
@@ -255,14 +255,9 @@ static void tm_vmem(ctx_t *c, wave_t *w, pending_t *p, const uint64_t *lane_addr
     active++;
     uint64_t first = lane_addr[l] / lb, last = (lane_addr[l] + (uint64_t)bytes - 1) / lb;
     for (uint64_t x = first; x <= last && x < first + 2; x++) {
-      int dup = 0;
-      for (int i = nl - 1; i >= 0 && i >= nl - 8; i--) /* neighbouring lanes share lines */
-        if (lines[i] == x) { dup = 1; break; }
-      if (!dup) {
-        for (int i = 0; i < nl - 8; i++)
-          if (lines[i] == x) { dup = 1; break; }
-      }
-      if (!dup) lines[nl++] = x;
+      int i = nl - 1;
+      while (i >= 0 && lines[i] != x) i--; /* newest first: neighbouring lanes share lines */
+      if (i < 0) lines[nl++] = x;
     }
   }
   double data = (double)active * bytes;
@@ -302,10 +297,6 @@ static void tm_vmem(ctx_t *c, wave_t *w, pending_t *p, const uint64_t *lane_addr
   if (w->vm.n >= 2 && &w->vm.e[w->vm.n - 1] == p && w->vm.e[w->vm.n - 2].done > done) done = w->vm.e[w->vm.n - 2].done;
   p->done = done;
   note_due(u, done);
-  if (done > c->now + 0 && w->slot >= 0) {
-    group_t *g = &u->slots[w->slot];
-    if (done > g->mem_done) g->mem_done = done;
-  }
 }
 
 /* ---------------------------------------------------------------- waves, groups, CUs */
@@ -395,15 +386,10 @@ static int64_t ready_at(ctx_t *c, cu_t *u, wave_t *w, int64_t t, int *reason) {
   }
   /* register dependencies on earlier ALU/MFMA results */
   int mfma = cls == TC_MFMA;
-  int nab = 4, ncd = 4;
-  if (mfma) {
-    if (op == OP_V_MFMA_F32_32X32X16_BF16 || op == OP_V_MFMA_F32_32X32X8_BF16) ncd = 16;
-    if (op == OP_V_MFMA_F32_16X16X16_BF16 || op == OP_V_MFMA_F32_32X32X8_BF16) nab = 2;
-  }
   for (int s = 0; s < 4; s++) {
     int code = in->src[s];
     if (code < 256 || code >= 256 + NV) continue;
-    int r0 = code - 256, n = mfma ? (s == 2 ? ncd : nab) : 1;
+    int r0 = code - 256, n = mfma ? (s == 2 ? OP_MFMA_CD_REGS[op] : OP_MFMA_AB_REGS[op]) : 1;
     for (int r = r0; r < r0 + n && r < NV; r++) {
       int64_t rd = w->vready[r];
       if (mfma && s == 2 && w->vmfma[r]) rd -= P->mfma_writeback; /* accumulation chain */
@@ -445,7 +431,6 @@ static void group_start(ctx_t *c, tm_t *T, cu_t *u, group_t *g, uint32_t id, int
   g->live = g->nw;
   g->arrived = 0;
   g->start = t;
-  g->mem_done = t;
 }
 
 static int group_alloc(ctx_t *c, tm_t *T, group_t *g) {
@@ -505,7 +490,6 @@ static int issue_one(ctx_t *c, tm_t *T, cu_t *u, group_t *g, int wi, int64_t t) 
   c->now = t;
   bind(c, u, g, wi);
   if (step(c, w)) return 1;
-  P->insns++;
   w->next_issue = t + 1;
   int simd = w->simd;
   switch (cls) {
@@ -514,9 +498,8 @@ static int issue_one(ctx_t *c, tm_t *T, cu_t *u, group_t *g, int wi, int64_t t) 
       u->xdl_free[simd] = t + cyc;
       P->xdl_busy += (uint64_t)cyc;
       P->mfma_ops++;
-      int ncd = (op == OP_V_MFMA_F32_32X32X16_BF16 || op == OP_V_MFMA_F32_32X32X8_BF16) ? 16 : 4;
       if (in->dst >= 256)
-        for (int r = in->dst - 256; r < in->dst - 256 + ncd && r < NV; r++) {
+        for (int r = in->dst - 256; r < in->dst - 256 + OP_MFMA_CD_REGS[op] && r < NV; r++) {
           w->vready[r] = t + cyc + P->mfma_writeback;
           w->vmfma[r] = 1;
         }
@@ -566,7 +549,7 @@ static int issue_one(ctx_t *c, tm_t *T, cu_t *u, group_t *g, int wi, int64_t t) 
       g->arrived = 0;
     }
     if (!g->live) {
-      int64_t end = max64(t, g->mem_done) + P->end_cycles;
+      int64_t end = t; /* its waves ended only once their loads and stores were done (ready_at) */
       g->active = 0;
       g->start = end; /* the slot is free from then on */
       if (g->round < 3 && end > u->round_end[g->round]) u->round_end[g->round] = end;
@@ -724,7 +707,7 @@ static int tm_run(ctx_t *c) {
      * (i / xcds) % cus_per_xcd, so CU (x, j) gets i = x + xcds * j (mod the CU count) */
     uint64_t first = (uint64_t)xcd + (uint64_t)P->xcds * j;
     uint64_t count = first < nwg ? (nwg - first + ncu_chip - 1) / ncu_chip : 0;
-    uint64_t rounds = (count + P->wg_slots - 1) / P->wg_slots;
+    uint64_t rounds = u->rounds = (count + P->wg_slots - 1) / P->wg_slots;
     if (rounds > rounds_total) rounds_total = rounds;
     uint64_t keep = count;
     /* sampling keeps the first two rounds (the start, then one in steady state) and the last one */
@@ -756,10 +739,7 @@ static int tm_run(ctx_t *c) {
     uint64_t worst = 0, round = 0, tail = 0;
     for (int k = 0; k < T.ncu; k++) {
       cu_t *u = &T.cus[k];
-      uint64_t first = (uint64_t)u->xcd + (uint64_t)P->xcds * (uint64_t)(u->id % P->cus_per_xcd);
-      uint64_t count = first < nwg ? (nwg - first + ncu_chip - 1) / ncu_chip : 0;
-      uint64_t rounds = (count + P->wg_slots - 1) / P->wg_slots;
-      uint64_t end = (uint64_t)u->end;
+      uint64_t rounds = u->rounds, end = (uint64_t)u->end;
       uint64_t steady = (uint64_t)(rounds > 1 ? u->round_end[1] - u->round_end[0] : u->round_end[0]);
       if (sample && rounds > 3) end += (rounds - 3) * steady;
       if (end > worst) worst = end;
@@ -767,7 +747,6 @@ static int tm_run(ctx_t *c) {
       int last = rounds > 3 && sample ? 2 : (int)(rounds < 3 ? rounds : 3) - 1;
       if (last > 0 && (uint64_t)(u->end - u->round_end[last - 1]) > tail) tail = (uint64_t)(u->end - u->round_end[last - 1]);
       P->cu_cycles += (uint64_t)u->end;
-      P->cus_run += u->qn > 0;
     }
     P->cycles = worst;
     P->round_cycles = round;

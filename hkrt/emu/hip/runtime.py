@@ -8,8 +8,8 @@ always find it complete, and an event records the time at which it is reached: w
 host wall time (hipEventElapsedTime then includes the emulation time of the work between two records);
 with one (HKRT_EMU_MODEL), the device's modelled clock, which every launch advances by its modelled
 duration, so elapsed times are predicted device times. Work runs on a device in submission order, so one
-clock per device serves all its streams. A kernel that faults still returns hipSuccess from its launch, as on
-hardware; the fault (hipErrorIllegalAddress for a MemoryFault, hipErrorLaunchFailure otherwise) is
+clock per device serves all its streams. A kernel that faults still returns hipSuccess from its launch,
+as on hardware; the fault (hipErrorIllegalAddress for a MemoryFault, hipErrorLaunchFailure otherwise) is
 returned by the next synchronizing call on its device and set as the launching thread's last error.
 last_exception() keeps the emulator's exception, which names kernel, PC and address.
 """
@@ -35,7 +35,6 @@ ADDRESS_SPACE = m.ADDRESS_SPACE  # [HEAP_BASE, HEAP_BASE + this) is split evenly
 HANDLE_BASE = 0x10_0000_0000    # streams, events, modules, functions: opaque, never dereferenced
 INT_MAX = 2**31 - 1
 MAX_DEVICES = 64
-MAX_REPORTS = 64
 
 _last_exception: BaseException | None = None
 
@@ -130,16 +129,16 @@ class Runtime:
     def _thread(self):
         t = self._tls
         if not hasattr(t, "device"):
-            t.device, t.error, t.reports, t.collectors = 0, c.SUCCESS, [], []
+            t.device, t.error, t.last_report, t.collectors = 0, c.SUCCESS, None, []
         return t
 
     def collectors(self) -> list:
         """Lists that receive every report of this thread's launches (hkrt.emu.collect_reports)."""
         return self._thread().collectors
 
-    def reports(self) -> list:
-        """The timing model's reports of this thread's latest launches (at most MAX_REPORTS), oldest first."""
-        return self._thread().reports
+    def last_report(self):
+        """The timing model's report of this thread's latest launch, or None."""
+        return self._thread().last_report
 
     def set_error(self, code: int) -> None:
         self._thread().error = code
@@ -463,8 +462,7 @@ class Runtime:
                 if stats.report is not None:
                     d.clock += stats.report.seconds
                     t = self._thread()
-                    t.reports.append(stats.report)
-                    del t.reports[:-MAX_REPORTS]
+                    t.last_report = stats.report
                     for sink in t.collectors:
                         sink.append(stats.report)
             except EmulationError as e:
