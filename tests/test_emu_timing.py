@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hkrt.emu import decode, launch, timing
+from hkrt.emu import decode, isa, launch, timing
 from hkrt.emu.machine import Machine
 from tests.emu_harness import assemble_with_labels
 
@@ -37,9 +37,10 @@ class _Asm:
 
 def run(tc, lines: list[str], threads: int = 64, grid=(1, 1, 1), slots: int = 1, sample: bool = False,
         model: timing.ChipModel = MODEL, machine: Machine | None = None, lds: int = 0, user_sgprs=(),
-        wg_id: bool = False):
+        wg_id: bool = False, trace: list | None = None):
     """Run assembly (s_endpgm appended) as one timed launch; returns the core's emu_model results.
-    wg_id: the workgroup id x follows the user SGPRs."""
+    wg_id: the workgroup id x follows the user SGPRs. trace: a list that receives the first workgroup's
+    trace."""
     prog = decode.decode(tc.code(lines), 0, "timed")
     mod = launch.core()
     ffi, lib = mod.ffi, mod.lib
@@ -54,9 +55,12 @@ def run(tc, lines: list[str], threads: int = 64, grid=(1, 1, 1), slots: int = 1,
     for i, v in enumerate(user_sgprs):
         L.user_sgprs[i] = v
     P = timing.fill(ffi, model, slots, sample)
+    buf = timing.attach_trace(ffi, P, 1, 4096) if trace is not None else None
     L.model = P
     rc = lib.emu_run(L)
     assert rc == 0, ffi.string(L.err_msg).decode()
+    if trace is not None:
+        trace.append(buf[:P.trace_n])
     return P
 
 
@@ -66,6 +70,22 @@ def test_dependent_mfma_chain_runs_back_to_back(tc):
         return [f"{MFMA} v[0:3], v[4:7], v[8:11], v[0:3]"] * n
     a, b = run(tc, chain(8)), run(tc, chain(24))
     assert b.cycles - a.cycles == 16 * 16
+
+
+def test_trace_shows_each_issue_and_when_its_result_is_ready(tc):
+    """The same chain, traced: one MFMA every 16 cycles, each ready 16 cycles (the pipe) plus the
+    write-back after it issued, and each after waiting on the one before."""
+    got = []
+    run(tc, [f"{MFMA} v[0:3], v[4:7], v[8:11], v[0:3]"] * 8, trace=got)
+    (trace,) = got
+    mfma = trace[trace["op"] == isa.MNEMONICS.index(MFMA)]
+    assert len(trace) == 9 and len(mfma) == 8 and (trace["wg"] == 0).all()
+    assert (np.diff(mfma["cycle"]) == 16).all()
+    assert (mfma["done"] - mfma["cycle"] == 16 + MODEL.mfma_writeback).all()
+    assert (mfma["waited"][1:] == 16).all()
+    assert {timing.STALL_REASONS[r] for r in mfma["reason"][1:]} <= {"dependency", "unit"}
+    lines = timing.format_trace(trace)
+    assert len(lines) == 10 and MFMA in lines[1] and "s_endpgm" in lines[-1]
 
 
 def test_independent_mfmas_share_the_pipe_of_their_simd(tc):
@@ -118,6 +138,54 @@ def test_wait_on_a_load_from_hbm(tc):
     assert MODEL.hbm_latency <= extra <= MODEL.hbm_latency + 40
     assert loaded.stall_waitcnt >= MODEL.hbm_latency - 8
     assert loaded.bytes_hbm == 256
+
+
+def _late_reader(tc, others: str):
+    """Every CU but the first moves 64 KiB of its own lines (`others`: "load", "store" or "none") at once;
+    the first CU sleeps until that traffic is queued, then makes 20 dependent one-line loads from HBM.
+    The launch ends with the reader, so its cycles are the reader's."""
+    machine = Machine(1 << 25)
+    buf = machine.memory.alloc(17 << 20)
+    op = {"load": "global_load_dwordx4 v[4:7], v2, s[6:7]", "store": "global_store_dwordx4 v2, v[4:7], s[6:7]"}
+    body = [f"s_mov_b32 s6, {buf & 0xFFFFFFFF}", f"s_mov_b32 s7, {buf >> 32}", "v_lshlrev_b32 v2, 4, v0",
+            "s_lshl_b32 s4, s2, 16", "v_add_u32 v2, s4, v2", "s_cmp_eq_u32 s2, 0", "s_cbranch_scc1 .Lreader"]
+    if others != "none":
+        body += [op[others], "v_add_u32 v2, 1024, v2"] * 64 + ["s_waitcnt vmcnt(0)"]
+    body += ["s_branch .Lend", ".Lreader:", "s_sleep 16", "v_lshlrev_b32 v3, 2, v0",
+             f"v_add_u32 v3, {16 << 20}, v3"]
+    body += ["global_load_dword v1, v3, s[6:7]", "s_waitcnt vmcnt(0)", "v_add_u32 v3, 256, v3"] * 20
+    body += [".Lend:"]
+    return run(tc, body, grid=(MODEL.cus, 1, 1), machine=machine, user_sgprs=(0, 0), wg_id=True)
+
+
+def test_a_late_cu_is_not_queued_behind_the_others_backlog(tc):
+    """255 CUs queue 16 MB of HBM reads (3,500 cycles of HBM time) just before the reader starts. The
+    memory arbiters take the requesting CUs in turn, so each of the reader's loads waits for its share of
+    the bandwidth, a few cycles, not for the whole backlog ahead of it."""
+    alone, busy = _late_reader(tc, "none"), _late_reader(tc, "load")
+    assert busy.bytes_hbm >= 255 << 16
+    assert busy.cycles - alone.cycles <= 200
+
+
+def test_stores_drain_to_hbm_behind_later_reads(tc):
+    """The same with 16 MB of stores, which fit the L2s' dirty lines: they are written back in time the
+    reads leave HBM idle, so they do not delay the reader's loads."""
+    alone, stored = _late_reader(tc, "none"), _late_reader(tc, "store")
+    assert stored.bytes_stored == 255 << 16
+    assert stored.cycles - alone.cycles <= 200
+
+
+def test_stores_beyond_the_write_buffer_take_hbm_time(tc):
+    """64 MiB of stores overflow the 32 MiB of dirty lines the L2s hold: the overflow is written at the
+    HBM's bandwidth before the kernel can end."""
+    machine = Machine(1 << 27)
+    buf = machine.memory.alloc(64 << 20)
+    body = [f"s_mov_b32 s6, {buf & 0xFFFFFFFF}", f"s_mov_b32 s7, {buf >> 32}", "v_lshlrev_b32 v2, 4, v0",
+            "s_lshl_b32 s4, s2, 18", "v_add_u32 v2, s4, v2"]
+    body += ["global_store_dwordx4 v2, v[4:7], s[6:7]", "v_add_u32 v2, 1024, v2"] * 256 + ["s_waitcnt vmcnt(0)"]
+    P = run(tc, body, grid=(MODEL.cus, 1, 1), machine=machine, user_sgprs=(0, 0), wg_id=True)
+    hbm_per_cycle = MODEL.hbm_bytes_per_second / MODEL.clock_hz
+    assert P.cycles >= (P.bytes_stored - MODEL.xcds * MODEL.l2_bytes) / hbm_per_cycle
 
 
 def test_setprio_lets_one_wave_s_mfmas_run_first(tc):
@@ -173,6 +241,38 @@ def test_same_launch_same_time_and_more_k_never_faster():
         assert times == sorted(times) and times[0] < times[-1]
     finally:
         machine.model = old
+
+
+def test_traced_launch_through_the_runtime():
+    """A machine tracing one workgroup: a one-workgroup GEMM's report holds every instruction its waves
+    issued; tracing off leaves no trace."""
+    import hkrt
+    from hkrt.emu.hip import runtime as emulated
+    machine = emulated.get().devices[hkrt.get_device("emu").index].machine
+    old = machine.model, machine.trace_workgroups
+    machine.model, machine.trace_workgroups = MODEL, 1
+    try:
+        a = np.random.default_rng().standard_normal((256, 256), np.float32)
+        before = machine.stats_total
+        hkrt.gemm(a, a, strategy="pingpong")
+        report = hkrt.emu.last_report()
+        assert report.workgroups == 1 and report.trace_dropped == 0
+        assert len(report.trace) == machine.stats_total - before
+        assert (report.trace["wg"] == 0).all() and (np.diff(report.trace["cycle"]) >= 0).all()
+        machine.trace_workgroups = 0
+        hkrt.gemm(a, a, strategy="pingpong")
+        assert hkrt.emu.last_report().trace is None
+    finally:
+        machine.model, machine.trace_workgroups = old
+
+
+def test_bad_trace_settings_are_refused(monkeypatch):
+    monkeypatch.setenv("HKRT_EMU_TRACE", "all")
+    with pytest.raises(ValueError, match="HKRT_EMU_TRACE is a number of workgroups"):
+        Machine(1 << 20)
+    from hkrt.emu.hip import runtime as emulated
+    with pytest.raises(ValueError, match="trace is a number of workgroups"):
+        emulated.configure(trace=-1)
 
 
 def test_unknown_model_names_the_known_ones():
@@ -235,3 +335,4 @@ def test_cli_bench_predicts_and_names_unknown_models():
     bad = subprocess.run([sys.executable, "-m", "hkrt", "bench", "--model", "h100"], capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "known models: mi350x, mi355x" in bad.stderr
+

@@ -27,11 +27,12 @@ def _mapped_hip_libraries() -> set[str]:
 
 
 def activate(devices: int | None = None, *, strict: bool | None = None, seed: int | None = None,
-             model: str | None = None, sample: bool | None = None) -> str:
+             model: str | None = None, sample: bool | None = None, trace: int | None = None) -> str:
     """Make hip-python use emulated gfx950 devices in this process; returns the library's path.
 
     Idempotent. devices, strict, seed, model ("mi355x", "mi350x": time every launch on that GPU's timing
-    model) and sample (time a representative subset of each large launch) apply to every emulated device
+    model), sample (time a representative subset of each large launch) and trace (record every instruction
+    the first `trace` workgroups of each timed launch issue, in its report's .trace) apply to every emulated device
     (see machine.Machine) and must be given before the first HIP call; repeating the same values later is
     fine.
     """
@@ -39,7 +40,7 @@ def activate(devices: int | None = None, *, strict: bool | None = None, seed: in
     from .hip import build, runtime
 
     with _lock:
-        runtime.configure(devices=devices, strict=strict, seed=seed, model=model, sample=sample)
+        runtime.configure(devices=devices, strict=strict, seed=seed, model=model, sample=sample, trace=trace)
         if _library is None:
             path = build.build()
             foreign = _mapped_hip_libraries() - {os.path.realpath(path)}

@@ -53,7 +53,7 @@ typedef struct {
   /* timing model only (see timing_model.c) */
   int simd, prio, reason, slot;
   uint64_t age;
-  int64_t next_issue, last_issue;
+  int64_t next_issue, last_issue, prev_issue;
   int64_t *vready;  /* NV: cycle at which each vector register's pending ALU/MFMA result is ready */
   uint8_t *vmfma;   /* NV: 1 if that result comes from an MFMA (same-shape accumulation chains bypass it) */
 } wave_t;
@@ -471,6 +471,24 @@ static pending_t *issue_vload(ctx_t *c, wave_t *w, queue_t *q, int lgkm, int dst
 
 /* ---------------------------------------------------------------- MFMA */
 
+/* D += A B for one MFMA (At: A transposed): each entry adds its K products in order of k (the same result as one entry at a
+ * time); a row's accumulators stay in registers while k runs. */
+#define MFMA_SUM(name, NN)                                                                             \
+  static void name(double D[32][32], double At[32][32], double B[32][32], int M, int K) {              \
+    for (int i = 0; i < M; i++) {                                                                      \
+      double acc[NN];                                                                                  \
+      memcpy(acc, D[i], sizeof acc);                                                                   \
+      for (int k = 0; k < K; k++) {                                                                    \
+        double a = At[k][i];                                                                           \
+        const double *b = B[k];                                                                        \
+        _Pragma("GCC unroll 32") for (int j = 0; j < NN; j++) acc[j] += a * b[j];                     \
+      }                                                                                                \
+      memcpy(D[i], acc, sizeof acc);                                                                   \
+    }                                                                                                  \
+  }
+MFMA_SUM(mfma_sum16, 16)
+MFMA_SUM(mfma_sum32, 32)
+
 static int mfma(ctx_t *c, wave_t *w, const insn_t *in, int M, int N, int K, int nab, int ncd) {
   int KL = K / (64 / M), MI = 64 / N;
   int cbsz = in->imm & 7, abid = (in->imm >> 4) & 15, blgp = (in->imm >> 8) & 7;
@@ -484,40 +502,51 @@ static int mfma(ctx_t *c, wave_t *w, const insn_t *in, int M, int N, int K, int 
   if (check_v(c, w, ra, nab, 0) || check_v(c, w, rb, nab, 0)) return 1;
   if (in->src[2] >= 256 && check_v(c, w, in->src[2] - 256, ncd, 0)) return 1;
   if (vdst_check(c, w, in->dst, ncd)) return 1;
-  float A[32][32], B[32][32];
-  int S = 64 >> cbsz;
+  /* the lane each lane takes its A and B values from (CBSZ/ABID broadcast, BLGP permutation) */
+  int S = 64 >> cbsz, la_of[LANES], lb_of[LANES];
   for (int l = 0; l < LANES; l++) {
-    int la = cbsz ? (l % S) + S * abid : l;
-    int lb;
+    la_of[l] = cbsz ? (l % S) + S * abid : l;
     switch (blgp) {
-      case 1: lb = l % 32; break;
-      case 2: lb = l % 32 + 32; break;
-      case 3: lb = (l + 16) % 64; break;
-      case 4: lb = l % 16; break;
-      case 5: lb = l % 16 + 16; break;
-      case 6: lb = l % 16 + 32; break;
-      case 7: lb = l % 16 + 48; break;
-      default: lb = l;
+      case 1: lb_of[l] = l % 32; break;
+      case 2: lb_of[l] = l % 32 + 32; break;
+      case 3: lb_of[l] = (l + 16) % 64; break;
+      case 4: lb_of[l] = l % 16; break;
+      case 5: lb_of[l] = l % 16 + 16; break;
+      case 6: lb_of[l] = l % 16 + 32; break;
+      case 7: lb_of[l] = l % 16 + 48; break;
+      default: lb_of[l] = l;
     }
-    for (int it = 0; it < KL; it++) {
-      uint32_t wa = w->v[(size_t)(ra + it / 2) * LANES + la], wb = w->v[(size_t)(rb + it / 2) * LANES + lb];
-      int sh = 16 * (it % 2);
-      A[l % M][KL * (l / M) + it] = f32(((wa >> sh) & 0xFFFF) << 16);
-      B[KL * (l / N) + it][l % N] = f32(((wb >> sh) & 0xFFFF) << 16);
-    }
+  }
+  /* At[k][i] = A[i][k] and B[k][j], from lane i + M*q (j + N*q), register it/2, half it%2, k = KL*q + it.
+   * bf16 values and their products are exact in double. */
+  double At[32][32], B[32][32], D[32][32];
+  for (int it = 0; it < KL; it++) {
+    const uint32_t *va = &w->v[(size_t)(ra + it / 2) * LANES], *vb = &w->v[(size_t)(rb + it / 2) * LANES];
+    int sh = 16 * (it % 2);
+    for (int q = 0; q < LANES / M; q++)
+      for (int i = 0; i < M; i++) At[KL * q + it][i] = f32(((va[la_of[i + M * q]] >> sh) & 0xFFFF) << 16);
+    for (int q = 0; q < LANES / N; q++)
+      for (int j = 0; j < N; j++) B[KL * q + it][j] = f32(((vb[lb_of[j + N * q]] >> sh) & 0xFFFF) << 16);
   }
   /* C and D share the lane/register map: D[i][j] at lane j + N*((i/4) % MI), register (i%4) + 4*(i/(4*MI)). */
   uint32_t cconst = 0;
   if (in->src[2] < 256 && sval(c, w, in, in->src[2], &cconst)) return 1;
-  uint32_t out[16 * LANES];
-  for (int i = 0; i < M; i++)
-    for (int j = 0; j < N; j++) {
-      int lane = j + N * ((i / 4) % MI), reg = (i % 4) + 4 * (i / (4 * MI));
-      double acc = in->src[2] >= 256 ? (double)f32(w->v[(size_t)(in->src[2] - 256 + reg) * LANES + lane])
-                                     : (double)f32(cconst);
-      for (int k = 0; k < K; k++) acc += (double)A[i][k] * (double)B[k][j]; /* products are exact */
-      out[reg * LANES + lane] = u32f((float)acc);                           /* one RNE rounding */
+  for (int i = 0; i < M; i++) {
+    int lane0 = N * ((i / 4) % MI), reg = (i % 4) + 4 * (i / (4 * MI));
+    if (in->src[2] >= 256) {
+      const uint32_t *row = &w->v[(size_t)(in->src[2] - 256 + reg) * LANES + lane0];
+      for (int j = 0; j < N; j++) D[i][j] = f32(row[j]);
+    } else {
+      for (int j = 0; j < N; j++) D[i][j] = f32(cconst);
     }
+  }
+  if (N == 16) mfma_sum16(D, At, B, M, K);
+  else mfma_sum32(D, At, B, M, K);
+  uint32_t out[16 * LANES];
+  for (int i = 0; i < M; i++) {
+    int lane0 = N * ((i / 4) % MI), reg = (i % 4) + 4 * (i / (4 * MI));
+    for (int j = 0; j < N; j++) out[reg * LANES + lane0 + j] = u32f((float)D[i][j]); /* one RNE rounding */
+  }
   for (int r = 0; r < ncd; r++) memcpy(vrow(w, in->dst + r), out + r * LANES, LANES * 4); /* EXEC ignored */
   return 0;
 }

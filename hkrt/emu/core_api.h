@@ -15,6 +15,17 @@ typedef struct {
   uint8_t *host;
 } emu_region;
 
+/* One instruction a traced workgroup issued under the timing model (cycles of the effective clock). */
+typedef struct {
+  int64_t cycle;      /* when it issued */
+  int64_t done;       /* when its result is ready: data arrived, store acknowledged, LDS done, ALU/MFMA
+                         written; its issue cycle for instructions without a result */
+  uint32_t wg, pc;    /* linear workgroup id; code-object offset of the instruction */
+  uint32_t waited;    /* cycles since the wave's previous issue (since its workgroup started, for the first) */
+  uint16_t op, cu;    /* opcode (isa.MNEMONICS index); chip-wide CU id */
+  uint8_t wave, simd, reason, pad; /* reason: why it could not issue when last considered before (timing.STALL_REASONS) */
+} emu_trace_rec;
+
 /* The timing model's parameters (cycles of the effective clock, bytes per cycle) and results; filled by
  * hkrt/emu/timing.py, which documents every field and its source. */
 typedef struct {
@@ -28,6 +39,9 @@ typedef struct {
   int32_t line_bytes, l1_lines, l1_ways, l2_lines, l2_ways, mall_lines, mall_ways;
   double ta_bytes_per_cycle, lds_dma_bytes_per_cycle, l2_bytes_per_cycle, mall_bytes_per_cycle,
     hbm_bytes_per_cycle;
+  emu_trace_rec *trace;                              /* NULL: no trace; else room for trace_cap records */
+  uint64_t trace_cap, trace_n;                       /* trace_n: records of the traced workgroups (may exceed cap) */
+  uint32_t trace_first, trace_count;                 /* the workgroups traced: ids first .. first + count - 1 */
   /* results */
   uint64_t cycles, round_cycles, tail_cycles;
   uint64_t wg_run;

@@ -168,11 +168,12 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
         if model is not None:
             slots = timing.workgroups_per_cu(kernel, block, dynamic_lds)
             P = timing.fill(ffi, model, slots, machine.sample)
+            trace = timing.attach_trace(ffi, P, machine.trace_workgroups)
             L.model = P
         rc = lib.emu_run(L)
         if rc:
             raise _error(L, ffi, prog, kernel)
-        report = timing.report(P, model, kernel.name, grid, block, slots) if model is not None else None
+        report = timing.report(P, model, kernel.name, grid, block, slots, trace) if model is not None else None
         return LaunchStats(wave_instructions=int(L.insn_count), workgroups=grid[0] * grid[1] * grid[2],
                            seconds=time.perf_counter() - start, report=report)
     finally:

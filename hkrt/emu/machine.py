@@ -164,10 +164,15 @@ class Machine:
         undelivered DMA data) raise HazardError instead of yielding poison.
     seed: None runs waves in a fixed order; an integer picks a random, reproducible
         interleaving of the waves of each workgroup.
+    model, sample: time every launch on that timing model (HKRT_EMU_MODEL), on a representative subset of
+        its workgroups (HKRT_EMU_SAMPLE).
+    trace: with a model, record each instruction the first `trace` workgroups of a launch issue
+        (HKRT_EMU_TRACE; in LaunchStats.report.trace).
     """
 
     def __init__(self, memory_bytes: int | None = None, *, strict: bool | None = None, seed: int | None = None,
                  model: str | timing.ChipModel | None = None, sample: bool | None = None,
+                 trace: int | None = None,
                  address_base: int = HEAP_BASE, address_limit: int = HEAP_BASE + ADDRESS_SPACE):
         if model is None:
             model = os.environ.get("HKRT_EMU_MODEL") or None
@@ -175,6 +180,12 @@ class Machine:
         if sample is None:
             sample = os.environ.get("HKRT_EMU_SAMPLE", "0") not in ("", "0")
         self.sample = bool(sample)
+        if trace is None:
+            text = os.environ.get("HKRT_EMU_TRACE") or "0"
+            if not text.isdigit():
+                raise ValueError(f"HKRT_EMU_TRACE is a number of workgroups to trace, not {text!r}")
+            trace = int(text)
+        self.trace_workgroups = trace  # the timing model records what the first N workgroups issue
         # Sampled launches leave the skipped workgroups' output untouched: poison fresh memory so that it
         # cannot be mistaken for a result.
         self.memory = DeviceMemory(memory_bytes or default_memory_bytes(), address_base, address_limit,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 # Occupancy (gfx950.md section 2; HipKittens' agent info on an MI355X: 8 waves per SIMD, 160 KiB of LDS).
 LDS_PER_CU, LDS_GRANULE, SIMDS, MAX_WAVES_PER_SIMD = 160 * 1024, 1280, 4, 8
@@ -104,7 +106,7 @@ class ChipModel:
 
 
 # The one fitted figure: the effective clock, from HipKittens' 8192^3 GEMM (docs/perf-model.md, calibration).
-MI355X_CLOCK_HZ = 1.6945e9
+MI355X_CLOCK_HZ = 1.6700e9
 MODELS = {
     "mi355x": ChipModel("mi355x", peak_clock_hz=2.4e9, clock_hz=MI355X_CLOCK_HZ, launch_seconds=4.04e-6),
     "mi350x": ChipModel("mi350x", peak_clock_hz=2.2e9, clock_hz=MI355X_CLOCK_HZ * 2.2 / 2.4, launch_seconds=4.04e-6),
@@ -140,6 +142,44 @@ class Traffic:
     stored: int
 
 
+# Why a wave could not issue (emu_trace_rec.reason; R_* in timing_model.c).
+STALL_REASONS = ("", "waitcnt", "barrier", "issue", "dependency", "unit")
+TRACE_RECORDS = 1 << 21  # at most this many instructions are kept per launch (80 MiB)
+_TRACE_FIELDS = ("cycle", "done", "wg", "pc", "waited", "op", "cu", "wave", "simd", "reason")
+
+
+def _trace_dtype(ffi) -> np.dtype:
+    """emu_trace_rec as a numpy record, laid out as the C compiler laid it out."""
+    rec = ffi.typeof("emu_trace_rec")
+    kinds = {"int64_t": "<i8", "uint32_t": "<u4", "uint16_t": "<u2", "uint8_t": "u1"}
+    fields = dict(rec.fields)
+    return np.dtype({"names": list(_TRACE_FIELDS), "formats": [kinds[fields[n].type.cname] for n in _TRACE_FIELDS],
+                     "offsets": [fields[n].offset for n in _TRACE_FIELDS], "itemsize": ffi.sizeof(rec)})
+
+
+def attach_trace(ffi, P, workgroups: int, records: int = TRACE_RECORDS):
+    """Have the launch record the instructions workgroups 0 .. workgroups-1 issue; returns the buffer."""
+    if not workgroups:
+        return None
+    buf = np.zeros(records, _trace_dtype(ffi))
+    P.trace = ffi.cast("emu_trace_rec *", ffi.from_buffer(buf))
+    P.trace_cap = records
+    P.trace_first, P.trace_count = 0, workgroups
+    return buf
+
+
+def format_trace(trace: np.ndarray, limit: int | None = None) -> list[str]:
+    """A trace as text lines: issue and ready cycles, where, the instruction, and what it waited for."""
+    from . import isa
+    lines = [f"{'cycle':>10} {'ready':>10} {'cu':>4} {'wg':>6} {'wave':>4} {'simd':>4} {'pc':>7}  "
+             f"{'instruction':<34} {'waited':>7} for"]
+    for r in trace[:limit]:
+        lines.append(f"{r['cycle']:>10} {r['done']:>10} {r['cu']:>4} {r['wg']:>6} {r['wave']:>4} {r['simd']:>4} "
+                     f"{r['pc']:>#7x}  {isa.MNEMONICS[r['op']]:<34} {r['waited']:>7} "
+                     f"{STALL_REASONS[r['reason']] if r['reason'] < len(STALL_REASONS) else '?'}")
+    return lines
+
+
 @dataclass(frozen=True)
 class LaunchReport:
     kernel: str
@@ -163,6 +203,10 @@ class LaunchReport:
     traffic: Traffic
     round_cycles: int
     tail_cycles: int
+    # With tracing on (HKRT_EMU_TRACE=N, Machine(trace=N)): each instruction the first N workgroups issued,
+    # in issue order per CU (format_trace prints it); trace_dropped counts those past TRACE_RECORDS.
+    trace: np.ndarray | None = field(default=None, compare=False, repr=False)
+    trace_dropped: int = 0
 
     def summary(self) -> str:
         s = self.stalls
@@ -208,8 +252,9 @@ def fill(ffi, model: ChipModel, wg_slots: int, sample: bool):
     return P
 
 
-def report(P, model: ChipModel, kernel: str, grid, block, wg_slots: int) -> LaunchReport:
+def report(P, model: ChipModel, kernel: str, grid, block, wg_slots: int, trace=None) -> LaunchReport:
     cycles = int(P.cycles)
+    kept = min(int(P.trace_n), int(P.trace_cap))
     span = max(int(P.cu_cycles), 1)
     workgroups = grid[0] * grid[1] * grid[2]
     return LaunchReport(
@@ -223,4 +268,5 @@ def report(P, model: ChipModel, kernel: str, grid, block, wg_slots: int) -> Laun
         lds_conflict_cycles=int(P.lds_conflict_cycles), mfma_instructions=int(P.mfma_ops),
         traffic=Traffic(int(P.bytes_l1), int(P.bytes_l2), int(P.bytes_mall), int(P.bytes_hbm),
                         int(P.bytes_stored)),
-        round_cycles=int(P.round_cycles), tail_cycles=int(P.tail_cycles))
+        round_cycles=int(P.round_cycles), tail_cycles=int(P.tail_cycles),
+        trace=None if trace is None else trace[:kept].copy(), trace_dropped=int(P.trace_n) - kept)

@@ -15,7 +15,8 @@
  *    when their data arrives;
  *  - vector memory: the CU's address path (TA) serialises instructions by bytes; each 128-byte line is
  *    looked up in the CU's L1, its XCD's L2, the chip's Infinity Cache (MALL), else HBM; every level has
- *    a load-to-use latency, L2/MALL/HBM are bandwidth servers, and in-flight lines merge requests;
+ *    a load-to-use latency, L2/MALL/HBM are bandwidth servers whose arbiters take the requesting CUs in
+ *    turn, stores drain to HBM in the time reads leave it idle, and in-flight lines merge requests;
  *  - the chip: workgroups go round robin over the XCDs and then over the CUs of each; a CU holds
  *    wg_slots workgroups and starts the next of its queue when one ends. CUs advance together in windows
  *    of WINDOW cycles so that the shared caches and servers see requests nearly in time order.
@@ -39,7 +40,9 @@ typedef struct {
 } cache_t;
 
 typedef struct {
-  double free, bpc; /* when the server is next free; bytes per cycle */
+  double free, bpc; /* when the last request queued is served; bytes per cycle */
+  double *flow;     /* per requesting CU: when its last request is served */
+  int nflows;
 } server_t;
 
 typedef struct {
@@ -53,7 +56,7 @@ typedef struct {
 } group_t;
 
 typedef struct {
-  int id, xcd;
+  int id, xcd, k, j; /* chip-wide id, XCD; index among the modelled CUs, and within its XCD */
   uint64_t rounds; /* of its whole queue, before sampling trims it */
   group_t slots[MAX_SLOTS];
   uint32_t *queue;
@@ -67,12 +70,21 @@ typedef struct {
   cache_t l1;
 } cu_t;
 
+/* HBM: reads are served as by every server (serve). Stored data is written back from the caches lazily:
+ * it waits in a buffer (the dirty lines the L2s can hold) and drains in time reads leave HBM idle, so a
+ * burst of stores does not queue ahead of the reads that follow it; only a full buffer takes read time. */
+typedef struct {
+  server_t s;
+  double dirty, cap, idle_from; /* bytes waiting, buffer size, idle time accounted up to */
+} hbm_t;
+
 typedef struct tm_s {
   emu_model *P;
   cu_t *cus, *cur; /* cur: the CU being stepped */
   int ncu;
   cache_t *l2, mall;
-  server_t *l2s, malls, hbms;
+  server_t *l2s, malls;
+  hbm_t hbm;
   uint64_t age;
   int nw_per_group;
   uint32_t threads;
@@ -104,11 +116,48 @@ static cline_t *cache_lookup(cache_t *ca, uint64_t line, int *hit) {
   return victim;
 }
 
-/* Reserve `bytes` of the server from time t; returns when the transfer ends. */
-static double serve(server_t *s, double t, double bytes) {
-  double start = s->free > t ? s->free : t;
-  s->free = start + bytes / s->bpc;
-  return s->free;
+static int server_init(server_t *s, double bpc, int nflows) {
+  s->bpc = bpc;
+  s->nflows = nflows;
+  s->flow = calloc((size_t)nflows, sizeof(double));
+  return s->flow != NULL;
+}
+
+/* A transfer of `bytes` for CU `flow` requested at time t; returns when it ends. The server's arbiter
+ * takes the requesting CUs in turn: a CU's requests are served in order, at an equal share of the
+ * bandwidth among the CUs that have requests waiting (all of it when no other CU has). */
+static double serve(server_t *s, int flow, double t, double bytes) {
+  int waiting = 1;
+  for (int i = 0; i < s->nflows; i++) waiting += i != flow && s->flow[i] > t;
+  double start = s->flow[flow] > t ? s->flow[flow] : t;
+  double end = start + bytes * waiting / s->bpc;
+  s->flow[flow] = end;
+  if (end > s->free) s->free = end;
+  return end;
+}
+
+static void hbm_drain(hbm_t *h, double t) {
+  double from = h->s.free > h->idle_from ? h->s.free : h->idle_from;
+  if (t > from) {
+    h->dirty -= (t - from) * h->s.bpc;
+    if (h->dirty < 0) h->dirty = 0;
+  }
+  if (t > h->idle_from) h->idle_from = t;
+}
+
+static double hbm_read(hbm_t *h, int flow, double t, double bytes) {
+  hbm_drain(h, t);
+  return serve(&h->s, flow, t, bytes);
+}
+
+/* Returns when the written data has been taken: at once, unless the buffer is full. */
+static double hbm_write(hbm_t *h, int flow, double t, double bytes) {
+  hbm_drain(h, t);
+  h->dirty += bytes;
+  if (h->dirty <= h->cap) return t;
+  double over = h->dirty - h->cap;
+  h->dirty = h->cap;
+  return serve(&h->s, flow, t, over);
 }
 
 static inline int64_t ceil64(double x) { return (int64_t)x + ((double)(int64_t)x < x); }
@@ -128,7 +177,7 @@ static int64_t fetch_line(tm_t *T, cu_t *u, uint64_t line, int64_t t) {
   }
   cline_t *e2 = cache_lookup(&T->l2[u->xcd], line, &hit);
   e2->last = t;
-  double t2 = serve(&T->l2s[u->xcd], (double)t, lb);
+  double t2 = serve(&T->l2s[u->xcd], u->j, (double)t, lb);
   P->bytes_l2 += (uint64_t)lb;
   int64_t arrive;
   if (hit) {
@@ -136,12 +185,12 @@ static int64_t fetch_line(tm_t *T, cu_t *u, uint64_t line, int64_t t) {
   } else {
     cline_t *e3 = cache_lookup(&T->mall, line, &hit);
     e3->last = t;
-    double t3 = serve(&T->malls, t2, lb);
+    double t3 = serve(&T->malls, u->k, t2, lb);
     P->bytes_mall += (uint64_t)lb;
     if (hit) {
       arrive = max64(ceil64(t3) + P->mall_latency, e3->avail);
     } else {
-      double t4 = serve(&T->hbms, t3, lb);
+      double t4 = hbm_read(&T->hbm, u->k, t3, lb);
       P->bytes_hbm += (uint64_t)lb;
       arrive = ceil64(t4) + P->hbm_latency;
       e3->avail = arrive;
@@ -194,20 +243,26 @@ static int lds_cycles(emu_model *P, const uint32_t *a0, const uint32_t *a1, int 
   int total = 0;
   *ideal = 0;
   for (int ph = 0; ph < nphase; ph++) {
-    uint32_t seen[128];
-    int nseen = 0, count[64] = {0}, worst = 0, dwords = 0;
+    /* the distinct dwords of the phase, chained per bank (one dword read by several lanes is broadcast) */
+    uint32_t dw_of[LANES * 8];
+    int16_t head[64], next[LANES * 8];
+    int count[64] = {0}, worst = 0, dwords = 0;
+    memset(head, -1, sizeof head);
     for (int l = 0; l < LANES; l++) {
       if (!(exec >> l & 1) || phase_of[l] != ph) continue;
       for (int half = 0; half < (a1 ? 2 : 1); half++) {
         uint32_t base = (half ? a1[l] : a0[l]) >> 2;
         for (int k = 0; k < (bytes + 3) / 4; k++) {
           uint32_t dw = base + (uint32_t)k;
-          int dup = 0;
-          for (int i = 0; i < nseen && !dup; i++) dup = seen[i] == dw; /* one dword is broadcast */
+          int b = (int)(dw % (uint32_t)banks), dup = 0;
+          for (int i = head[b]; i >= 0 && !dup; i = next[i]) dup = dw_of[i] == dw;
           if (dup) continue;
-          if (nseen < 128) seen[nseen++] = dw;
+          if (dwords < LANES * 8) { /* at most 64 lanes x 2 addresses x 4 dwords */
+            dw_of[dwords] = dw;
+            next[dwords] = head[b];
+            head[b] = (int16_t)dwords;
+          }
           dwords++;
-          int b = (int)(dw % (uint32_t)banks);
           if (++count[b] > worst) worst = count[b];
         }
       }
@@ -269,8 +324,9 @@ static void tm_vmem(ctx_t *c, wave_t *w, pending_t *p, const uint64_t *lane_addr
   P->ta_busy += (uint64_t)ta_cycles;
   int64_t t0 = ceil64(start), done = t0 + P->l1_latency;
   if (store) {
-    double end = serve(&T->l2s[u->xcd], (double)t0, data);
-    serve(&T->hbms, (double)t0, data); /* written back eventually: charge the HBM's bandwidth */
+    double end = serve(&T->l2s[u->xcd], u->j, (double)t0, data);
+    double taken = hbm_write(&T->hbm, u->k, end, data);
+    if (taken > end) end = taken;
     P->bytes_stored += (uint64_t)data;
     done = ceil64(end) + P->store_latency;
     for (int i = 0; i < nl; i++) { /* write-allocate in L2: later reads of the output hit there */
@@ -423,6 +479,7 @@ static void group_start(ctx_t *c, tm_t *T, cu_t *u, group_t *g, uint32_t id, int
     w->age = T->age++;
     w->next_issue = t;
     w->last_issue = t;
+    w->prev_issue = t;
     w->reason = R_NONE;
     for (int r = 0; r < NV; r++) w->vready[r] = 0;
     memset(w->vmfma, 0, NV);
@@ -484,9 +541,11 @@ static int issue_one(ctx_t *c, tm_t *T, cu_t *u, group_t *g, int wi, int64_t t) 
   emu_model *P = T->P;
   emu_launch *L = c->L;
   wave_t *w = &g->waves[wi];
+  int waited_for = w->reason;
   account(P, w, t, R_NONE);
   const insn_t *in = &L->prog[w->pc];
   int op = in->op, cls = OP_TCLASS[op];
+  int vm0 = w->vm.n, lgkm0 = w->lgkm.n;
   c->now = t;
   bind(c, u, g, wi);
   if (step(c, w)) return 1;
@@ -528,6 +587,30 @@ static int issue_one(ctx_t *c, tm_t *T, cu_t *u, group_t *g, int wi, int64_t t) 
   if (cls == TC_VMEM || cls == TC_LDS) { /* a load's destination is governed by s_waitcnt, not a scoreboard */
     if (in->dst >= 256 && in->dst < 256 + NV) w->vmfma[in->dst - 256] = 0;
   }
+  if (P->trace && g->id - P->trace_first < P->trace_count) {
+    if (P->trace_n < P->trace_cap) {
+      emu_trace_rec *r = &P->trace[P->trace_n];
+      int64_t done = t;
+      if (w->vm.n > vm0) done = w->vm.e[w->vm.n - 1].done;
+      else if (w->lgkm.n > lgkm0) done = w->lgkm.e[w->lgkm.n - 1].done;
+      else if ((cls == TC_MFMA || cls == TC_VALU || cls == TC_TRANS || cls == TC_VALU64) && in->dst >= 256 &&
+               in->dst < 256 + NV)
+        done = w->vready[in->dst - 256];
+      r->cycle = t;
+      r->done = done;
+      r->wg = g->id;
+      r->pc = in->pc;
+      r->waited = (uint32_t)(t - w->prev_issue);
+      r->op = (uint16_t)op;
+      r->cu = (uint16_t)u->id;
+      r->wave = (uint8_t)wi;
+      r->simd = (uint8_t)w->simd;
+      r->reason = (uint8_t)waited_for;
+      r->pad = 0;
+    }
+    P->trace_n++;
+  }
+  w->prev_issue = t;
   if (w->status == W_BARRIER) {
     g->arrived++;
     if (g->arrived == g->live) { /* the last wave arrived: release all */
@@ -689,17 +772,20 @@ static int tm_run(ctx_t *c) {
   int ok = T.cus && T.l2 && T.l2s && cache_init(&T.mall, P->mall_lines, P->mall_ways);
   for (int x = 0; ok && x < (sample ? 1 : P->xcds); x++) {
     ok = cache_init(&T.l2[x], P->l2_lines, P->l2_ways);
-    T.l2s[x].bpc = P->l2_bytes_per_cycle;
+    ok = ok && server_init(&T.l2s[x], P->l2_bytes_per_cycle, P->cus_per_xcd);
   }
   double share = sample ? 1.0 / P->xcds : 1.0;
-  T.malls.bpc = P->mall_bytes_per_cycle * share;
-  T.hbms.bpc = P->hbm_bytes_per_cycle * share;
+  ok = ok && server_init(&T.malls, P->mall_bytes_per_cycle * share, T.ncu) &&
+       server_init(&T.hbm.s, P->hbm_bytes_per_cycle * share, T.ncu);
+  T.hbm.cap = (double)P->l2_lines * P->line_bytes * (sample ? 1 : P->xcds); /* dirty lines of the L2s */
   uint64_t rounds_total = 0;
   for (int k = 0; ok && k < T.ncu; k++) {
     cu_t *u = &T.cus[k];
     int xcd = sample ? 0 : k / P->cus_per_xcd, j = sample ? k : k % P->cus_per_xcd;
     u->id = xcd * P->cus_per_xcd + j;
     u->xcd = xcd;
+    u->k = k;
+    u->j = j;
     u->next_due = NEVER;
     u->idle_wake = NEVER;
     ok = cache_init(&u->l1, P->l1_lines, P->l1_ways);
@@ -759,6 +845,9 @@ static int tm_run(ctx_t *c) {
     free(T.cus[k].l1.e);
   }
   for (int x = 0; T.l2 && x < P->xcds; x++) free(T.l2[x].e);
+  for (int x = 0; T.l2s && x < P->xcds; x++) free(T.l2s[x].flow);
+  free(T.malls.flow);
+  free(T.hbm.s.flow);
   free(T.l2);
   free(T.l2s);
   free(T.mall.e);

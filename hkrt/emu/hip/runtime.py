@@ -106,7 +106,7 @@ def _read_pointer(addr: int) -> int:
 
 class Runtime:
     def __init__(self, devices: int = 1, *, strict: bool | None = None, seed: int | None = None,
-                 model: str | None = None, sample: bool | None = None):
+                 model: str | None = None, sample: bool | None = None, trace: int | None = None):
         if not 1 <= devices <= MAX_DEVICES:
             raise ValueError(f"the emulator offers 1 to {MAX_DEVICES} devices, not {devices}")
         span = ADDRESS_SPACE // devices // m.ALIGN * m.ALIGN
@@ -114,8 +114,8 @@ class Runtime:
         for i in range(devices):
             base = m.HEAP_BASE + i * span
             # Each device allocates in its own slice so a pointer names its device (unified addressing).
-            machine = m.Machine(strict=strict, seed=seed, model=model, sample=sample, address_base=base,
-                                address_limit=base + span)
+            machine = m.Machine(strict=strict, seed=seed, model=model, sample=sample, trace=trace,
+                                address_base=base, address_limit=base + span)
             self.devices.append(Device(i, machine, base, base + span))
         self._tls = threading.local()
         # Reentrant: this runtime is Python, so a garbage collection inside one HIP call can run a
@@ -508,17 +508,20 @@ _config_lock = threading.Lock()
 
 
 def configure(devices: int | None = None, strict: bool | None = None, seed: int | None = None,
-              model: str | None = None, sample: bool | None = None) -> None:
+              model: str | None = None, sample: bool | None = None, trace: int | None = None) -> None:
     """Set options before the first HIP call; repeating the same options later is fine."""
     if model is not None:
         model = timing.get_model(model).name  # an unknown name fails here, listing the known ones
+    if trace is not None and (not isinstance(trace, int) or isinstance(trace, bool) or trace < 0):
+        raise ValueError(f"trace is a number of workgroups (0 or more), not {trace!r}")
     asked = {k: v for k, v in (("devices", devices), ("strict", strict), ("seed", seed), ("model", model),
-                               ("sample", sample)) if v is not None}
+                               ("sample", sample), ("trace", trace)) if v is not None}
     with _config_lock:
         if _runtime is not None:
             m0 = _runtime.devices[0].machine
             have = {"devices": len(_runtime.devices), "strict": m0.strict, "seed": m0.seed,
-                    "model": m0.model.name if m0.model else None, "sample": m0.sample}
+                    "model": m0.model.name if m0.model else None, "sample": m0.sample,
+                    "trace": m0.trace_workgroups}
             clash = {k: v for k, v in asked.items() if have[k] != v}
             if clash:
                 raise RuntimeError(f"the emulated HIP runtime is already running with {have}; "
@@ -533,5 +536,6 @@ def get() -> Runtime:
             if _runtime is None:
                 devices = _config.get("devices") or int(os.environ.get("HKRT_EMU_DEVICES") or 1)
                 _runtime = Runtime(devices, strict=_config.get("strict"), seed=_config.get("seed"),
-                                   model=_config.get("model"), sample=_config.get("sample"))
+                                   model=_config.get("model"), sample=_config.get("sample"),
+                               trace=_config.get("trace"))
     return _runtime
