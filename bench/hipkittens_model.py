@@ -1,7 +1,8 @@
 """Validate the emulator's timing model against HipKittens' published MI355X bf16 GEMM times.
 
     .venv/bin/python bench/hipkittens_model.py --hipkittens /path/to/HipKittens \
-        [--sizes 4096 8192 16384] [--model mi355x] [--sample | --no-sample] [--check] [--json]
+        [--sizes 4096 8192 16384] [--model mi355x] [--set PARAM=VALUE ...] [--sample | --no-sample]
+        [--check] [--json]
 
 HipKittens (HazyResearch/HipKittens) publishes square bf16 GEMM kernels, one source per size (1024 to
 16384; below 4096 its times are dominated by launch overheads), under
@@ -18,6 +19,9 @@ C M x N row-major bf16 (fp32 accumulators stored by truncation); one argument, a
 holding three global layouts {u64 ptr, u64 batch, depth, rows, cols, 8 bytes of padding} at 0, 48, 96 and
 a stream pointer at 144; grid (N/T)^2 x 1 x 1 (T = 256, 128 at N <= 2048), 512 threads, 160000 bytes of
 dynamic LDS.
+
+--set changes a parameter of the model (a field of hkrt.emu.timing.ChipModel) for this run, e.g.
+`--set hbm_latency=1200`; bench/model_sensitivity.py uses it to show how much each assumption matters.
 
 --check compares C with numpy (float64 from the bf16 inputs). C is filled with the bf16 pattern 0x7FC1
 before the launch, so with sampling (only some workgroups run) only tiles a workgroup wrote are checked;
@@ -36,7 +40,7 @@ import struct
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import toolchain  # noqa: E402
 from hkrt import codeobject  # noqa: E402
 from hkrt import emu  # noqa: E402
+from hkrt.emu import timing  # noqa: E402
 
 ARCH = "gfx950"
 KERNEL_DIR = "analysis/bf16_gemm/mi350x"
@@ -249,7 +254,25 @@ class Hip:
             self.call("hipEventDestroy", hip.hipEventDestroy(stop))
 
 
-def activate(model: str | None, sample: bool) -> tuple[bool, list[str]]:
+def model_with(name: str, settings: list[str]) -> timing.ChipModel:
+    """The named model with PARAM=VALUE settings applied; a bad name or value raises ValueError."""
+    model = timing.get_model(name)
+    names = {f.name for f in fields(model)}
+    changes = {}
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep or key not in names or isinstance(getattr(model, key), (str, tuple)):
+            raise ValueError(f"--set {item!r}: expected PARAM=VALUE with PARAM one of the model's numeric "
+                             f"parameters: {', '.join(k for k, v in vars(model).items() if isinstance(v, (int, float)))}")
+        kind = type(getattr(model, key))
+        try:
+            changes[key] = kind(float(text)) if kind is int and float(text).is_integer() else kind(text)
+        except ValueError:
+            raise ValueError(f"--set {item!r}: {text!r} is not a {kind.__name__}") from None
+    return replace(model, **changes)
+
+
+def activate(model: timing.ChipModel | None, sample: bool) -> tuple[bool, list[str]]:
     """Put hip-python on the emulator, with the timing model unless `model` is None."""
     if model:
         emu.activate(model=model, sample=sample)
@@ -362,6 +385,8 @@ def main() -> int:
                     help="HipKittens checkout (default $HIPKITTENS)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192, 16384])
     ap.add_argument("--model", default="mi355x", help="timing model, or 'none' for host wall time")
+    ap.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                    help="change one of the model's parameters (repeatable)")
     ap.add_argument("--sample", action=argparse.BooleanOptionalAction, default=None,
                     help="run a sample of the workgroups (default: on when every size is > 2048)")
     ap.add_argument("--check", action="store_true", help="compare the written C tiles with numpy")
@@ -387,7 +412,10 @@ def main() -> int:
     compiler = toolchain.compiler_version(tc.hipcc)
     built = [build(hk, n, cache, tc, compiler) for n in args.sizes]
 
-    model = None if args.model in ("", "none") else args.model
+    try:
+        model = None if args.model in ("", "none") else model_with(args.model, args.set)
+    except ValueError as exc:
+        ap.error(str(exc))
     sample = args.sample if args.sample is not None else all(n > 2048 for n in args.sizes)
     modeled, notes = activate(model, sample)
     hip = Hip()
@@ -426,7 +454,7 @@ def main() -> int:
             d.update(tflops=r.tflops, error_pct=r.error_pct,
                      check=(asdict(r.check) | {"ok": r.check.ok}) if r.check else None)
             out.append(d)
-        print(json.dumps({"hipkittens": str(hk), "model": model if modeled else None,
+        print(json.dumps({"hipkittens": str(hk), "model": model.name if modeled else None, "set": args.set,
                           "sample": sample if modeled else None, "notes": notes,
                           "kernels": [{"size": b.size, "symbol": b.symbol, "code_object": str(b.path),
                                        "vgprs": b.vgprs, "sgprs": b.sgprs} for b in built],

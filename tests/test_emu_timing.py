@@ -275,6 +275,18 @@ def test_bad_trace_settings_are_refused(monkeypatch):
         emulated.configure(trace=-1)
 
 
+def test_every_opcode_has_a_timing_class_and_matrix_ops_without_cycles_are_refused():
+    """A matrix op the model has no pass count for must not be timed as a VALU op: it is "untimed", which
+    the model refuses (naming the instruction) rather than give a silent number."""
+    for name in isa.MNEMONICS:
+        cls, cycles = isa.timing_class(name)
+        assert cls in isa.TIMING_CLASSES
+        if name in {m[0] for m in isa.MAI.values()}:
+            assert (cls, cycles > 0) == ("mfma", True) if name in isa.MFMA_CYCLES else cls == "untimed"
+        if name in isa.SMEM.values():
+            assert cls == "smem"
+
+
 def test_unknown_model_names_the_known_ones():
     with pytest.raises(ValueError, match="mi350x, mi355x"):
         timing.get_model("mi300x")

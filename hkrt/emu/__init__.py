@@ -27,14 +27,14 @@ def _mapped_hip_libraries() -> set[str]:
 
 
 def activate(devices: int | None = None, *, strict: bool | None = None, seed: int | None = None,
-             model: str | None = None, sample: bool | None = None, trace: int | None = None) -> str:
+             model=None, sample: bool | None = None, trace: int | None = None) -> str:
     """Make hip-python use emulated gfx950 devices in this process; returns the library's path.
 
     Idempotent. devices, strict, seed, model ("mi355x", "mi350x": time every launch on that GPU's timing
-    model), sample (time a representative subset of each large launch) and trace (record every instruction
-    the first `trace` workgroups of each timed launch issue, in its report's .trace) apply to every emulated device
-    (see machine.Machine) and must be given before the first HIP call; repeating the same values later is
-    fine.
+    model; or a timing.ChipModel, e.g. one with a parameter changed), sample (time a representative subset
+    of each large launch) and trace (record every instruction the first `trace` workgroups of each timed
+    launch issue, in its report's .trace) apply to every emulated device (see machine.Machine) and must be
+    given before the first HIP call; repeating the same values later is fine.
     """
     global _library
     from .hip import build, runtime

@@ -700,6 +700,12 @@ static int cu_cycle(ctx_t *c, tm_t *T, cu_t *u, int64_t *wake) {
       continue;
     }
     int op = c->L->prog[w->pc].op, cls = OP_TCLASS[op];
+    if (cls == TC_UNTIMED) {
+      bind(c, u, g, cand[k].i);
+      memcpy(c->L->err_wg, g->wg, sizeof g->wg);
+      return fail(c, E_UNIMPL, 0, "the timing model has no figure for this instruction (opcode %d): it cannot "
+                  "time this launch; run without HKRT_EMU_MODEL", op);
+    }
     int port = (cls == TC_TRANS || cls == TC_VALU64 || cls == TC_MFMA) ? TC_VALU : cls; /* one VALU port */
     if (cls != TC_INTERNAL && (used >> port & 1)) {
       account(c->tm->P, w, t, R_ISSUE);

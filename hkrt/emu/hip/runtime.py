@@ -106,7 +106,7 @@ def _read_pointer(addr: int) -> int:
 
 class Runtime:
     def __init__(self, devices: int = 1, *, strict: bool | None = None, seed: int | None = None,
-                 model: str | None = None, sample: bool | None = None, trace: int | None = None):
+                 model=None, sample: bool | None = None, trace: int | None = None):
         if not 1 <= devices <= MAX_DEVICES:
             raise ValueError(f"the emulator offers 1 to {MAX_DEVICES} devices, not {devices}")
         span = ADDRESS_SPACE // devices // m.ALIGN * m.ALIGN
@@ -508,10 +508,10 @@ _config_lock = threading.Lock()
 
 
 def configure(devices: int | None = None, strict: bool | None = None, seed: int | None = None,
-              model: str | None = None, sample: bool | None = None, trace: int | None = None) -> None:
+              model=None, sample: bool | None = None, trace: int | None = None) -> None:
     """Set options before the first HIP call; repeating the same options later is fine."""
     if model is not None:
-        model = timing.get_model(model).name  # an unknown name fails here, listing the known ones
+        model = timing.get_model(model)  # an unknown name fails here, listing the known ones
     if trace is not None and (not isinstance(trace, int) or isinstance(trace, bool) or trace < 0):
         raise ValueError(f"trace is a number of workgroups (0 or more), not {trace!r}")
     asked = {k: v for k, v in (("devices", devices), ("strict", strict), ("seed", seed), ("model", model),
@@ -520,7 +520,7 @@ def configure(devices: int | None = None, strict: bool | None = None, seed: int 
         if _runtime is not None:
             m0 = _runtime.devices[0].machine
             have = {"devices": len(_runtime.devices), "strict": m0.strict, "seed": m0.seed,
-                    "model": m0.model.name if m0.model else None, "sample": m0.sample,
+                    "model": m0.model, "sample": m0.sample,
                     "trace": m0.trace_workgroups}
             clash = {k: v for k, v in asked.items() if have[k] != v}
             if clash:
