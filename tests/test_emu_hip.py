@@ -428,6 +428,31 @@ def test_garbage_images(manifest):
     assert hip.hipModuleLoadData(b"__CLANG_OFFLOAD_BUNDLE__" + bytes(8))[0] == E.hipErrorNoBinaryForGpu
 
 
+def test_images_whose_headers_point_past_the_buffer_are_refused(manifest):
+    """An image comes as a bare pointer and its size from its own headers: a corrupt header must be a HIP
+    error, never a read of unmapped memory (this crashed the process, so it runs in a child)."""
+    out = run_python(f"""
+        import ctypes, mmap, struct
+        import hkrt.emu
+        hkrt.emu.activate()
+        from hip import hip
+        good = open({str(mf.arch_dir() / manifest["kernels"]["repack_bf16"]["code_object"])!r}, "rb").read()
+        for field, value in ((0x28, 0x70000000), (0x20, 1 << 40), (0x28, (1 << 64) - 64)):  # e_shoff, e_phoff
+            bad = bytearray(good)
+            struct.pack_into("<Q", bad, field, value)
+            print(hip.hipModuleLoadData(bytes(bad))[0].name)
+        # an image at the very end of a mapping: the next page is unmapped
+        page = mmap.mmap(-1, 2 * mmap.PAGESIZE)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(page))
+        ctypes.memmove(base + mmap.PAGESIZE - 64, good[:64], 64)  # its header tables lie beyond
+        libc = ctypes.CDLL(None)
+        libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        assert libc.mprotect(base + mmap.PAGESIZE, mmap.PAGESIZE, 0) == 0
+        print(hip.hipModuleLoadData(base + mmap.PAGESIZE - 64)[0].name)
+    """)
+    assert out.split() == ["hipErrorInvalidImage"] * 4
+
+
 # ---- launches
 
 def _gemm_args(M, N, K, a, b, c):

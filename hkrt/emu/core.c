@@ -167,17 +167,26 @@ static inline float ieee_med3(float a, float b, float c) {
 
 /* ---------------------------------------------------------------- memory */
 
+/* Whether LDS bytes [addr, addr + n) exist; 32-bit addresses that wrap (thread 0's s[tid - 1]) do not. */
+static inline int lds_in(const ctx_t *c, uint32_t addr, uint32_t n) {
+  return addr <= c->lds_size && n <= c->lds_size - addr;
+}
+
+/* Whether [addr, addr + n) lies in the region; no sum here can wrap around 2^64. */
+static inline int in_region(const emu_region *r, uint64_t addr, uint32_t n) {
+  return addr >= r->base && addr - r->base < r->size && n <= r->size - (addr - r->base);
+}
+
 static uint8_t *translate(ctx_t *c, uint64_t addr, uint32_t n) {
   const emu_region *r = c->L->regions;
   int lo = 0, hi = c->L->nregions - 1, k = c->last_region;
-  if (k >= 0 && k < c->L->nregions && addr >= r[k].base && addr + n <= r[k].base + r[k].size)
-    return r[k].host + (addr - r[k].base);
+  if (k >= 0 && k < c->L->nregions && in_region(&r[k], addr, n)) return r[k].host + (addr - r[k].base);
   while (lo <= hi) {
     int mid = (lo + hi) / 2;
     if (addr < r[mid].base) hi = mid - 1;
-    else if (addr >= r[mid].base + r[mid].size) lo = mid + 1;
+    else if (addr - r[mid].base >= r[mid].size) lo = mid + 1;
     else {
-      if (addr + n > r[mid].base + r[mid].size) return NULL;
+      if (!in_region(&r[mid], addr, n)) return NULL;
       c->last_region = mid;
       return r[mid].host + (addr - r[mid].base);
     }
@@ -405,7 +414,7 @@ static void deliver(ctx_t *c, wave_t *w, pending_t *p) {
         uint32_t a = p->lds_base + (uint32_t)l * p->slot;
         for (int k = 0; k < p->dwords; k++) {
           uint32_t at = a + 4 * k;
-          if (at + 4 > c->lds_size) break; /* LDS-side out of range: masked off (gfx950.md 3.5) */
+          if (!lds_in(c, at, 4)) break; /* LDS-side out of range: masked off (gfx950.md 3.5) */
           memcpy(c->lds + at, &p->data[l * 4 + k], 4);
           if (c->lds_pend)
             for (int b = 0; b < 4; b++)
@@ -1307,7 +1316,7 @@ static int smem(ctx_t *c, wave_t *w, const insn_t *in) {
 
 static int lds_check_read(ctx_t *c, uint32_t addr, uint32_t n) {
   if (!c->lds_pend) return 0;
-  for (uint32_t i = 0; i < n && addr + i < c->lds_size; i++)
+  for (uint32_t i = 0; i < n && (uint64_t)addr + i < c->lds_size; i++)
     if (c->lds_pend[addr + i])
       return fail(c, E_HAZARD, addr, "LDS read at %#x of data whose direct-to-LDS load has not been delivered "
                   "(missing s_waitcnt vmcnt before s_barrier?)", addr + i);
@@ -1315,12 +1324,12 @@ static int lds_check_read(ctx_t *c, uint32_t addr, uint32_t n) {
 }
 
 static inline void lds_read_bytes(ctx_t *c, uint32_t addr, void *out, uint32_t n) {
-  if (addr + n <= c->lds_size) memcpy(out, c->lds + addr, n);
+  if (lds_in(c, addr, n)) memcpy(out, c->lds + addr, n);
   else memset(out, 0, n); /* out of range reads return 0 */
 }
 
 static inline void lds_write_bytes(ctx_t *c, uint32_t addr, const void *in, uint32_t n) {
-  if (addr + n <= c->lds_size) memcpy(c->lds + addr, in, n); /* out of range writes are dropped */
+  if (lds_in(c, addr, n)) memcpy(c->lds + addr, in, n); /* out of range writes are dropped */
 }
 
 static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
@@ -1526,7 +1535,7 @@ static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const u
       for (int k = 0; k < m->dwords; k++) {
         p->data[l * 4 + k] = buf[k];
         uint32_t at = p->lds_base + (uint32_t)l * p->slot + 4 * k;
-        if (at + 4 <= c->lds_size) {
+        if (lds_in(c, at, 4)) {
           uint32_t poison = POISON;
           memcpy(c->lds + at, &poison, 4);
           if (c->lds_pend)

@@ -28,7 +28,7 @@ from .. import machine as m
 from .. import timing
 from ..errors import EmulationError, MemoryFault
 from . import codes as c
-from . import image, props
+from . import hostmem, image, props
 from .codes import HipError
 
 ADDRESS_SPACE = m.ADDRESS_SPACE  # [HEAP_BASE, HEAP_BASE + this) is split evenly between the devices
@@ -100,8 +100,8 @@ def _address_of(view: memoryview) -> int:
     return ctypes.addressof(ctypes.c_char.from_buffer(view))
 
 
-def _read_pointer(addr: int) -> int:
-    return ctypes.c_void_p.from_address(addr).value or 0
+def _read_pointer(addr: int, what: str = "pointer") -> int:
+    return hostmem.read_pointer(addr, what)
 
 
 class Runtime:
@@ -351,7 +351,8 @@ class Runtime:
     def module_load_data(self, addr: int) -> int:
         if not addr:
             raise HipError(c.INVALID_VALUE, "null image")
-        return self._load(image.image_at(lambda off, n: ctypes.string_at(addr + off, n)))
+        return self._load(image.image_at(
+            lambda off, n: hostmem.read(addr + off, n, "code object image", c.INVALID_IMAGE)))
 
     def module_load_file(self, path: str) -> int:
         try:
@@ -480,21 +481,21 @@ def _explicit_kernarg(k: codeobject.Kernel, params: int, extra: int) -> bytes:
     buf = bytearray(max((a.offset + a.size for a in args), default=0))
     if params:
         for i, a in enumerate(args):
-            p = _read_pointer(params + 8 * i)
+            p = _read_pointer(params + 8 * i, f"kernelParams[{i}]")
             if not p:
                 raise HipError(c.INVALID_VALUE, f"kernelParams[{i}] is NULL")
-            buf[a.offset:a.offset + a.size] = ctypes.string_at(p, a.size)
+            buf[a.offset:a.offset + a.size] = hostmem.read(p, a.size, f"argument {i} (kernelParams[{i}])")
     elif extra:
-        words = [_read_pointer(extra + 8 * i) for i in range(5)]
+        words = [_read_pointer(extra + 8 * i, "extra") for i in range(5)]
         if (words[0], words[2], words[4]) != (c.LAUNCH_PARAM_BUFFER_POINTER, c.LAUNCH_PARAM_BUFFER_SIZE,
                                               c.LAUNCH_PARAM_END) or not words[3]:
             raise HipError(c.INVALID_VALUE, "extra is not {BUFFER_POINTER, p, BUFFER_SIZE, &size, END}")
-        ptr, size = words[1], ctypes.c_size_t.from_address(words[3]).value
+        ptr, size = words[1], _read_pointer(words[3], "extra's buffer size")
         if args and (not ptr or not size):
             raise HipError(c.INVALID_VALUE, f"kernel {k.name} takes arguments, the buffer is empty")
         if not args and size:
             raise HipError(c.LAUNCH_OUT_OF_RESOURCES, f"kernel {k.name} takes no arguments")
-        data = ctypes.string_at(ptr, size) if size else b""
+        data = hostmem.read(ptr, min(size, len(buf)), "extra's argument buffer")  # only what is used
         for a in args:  # as HIP: an argument only partly inside the buffer is left zero
             if a.offset + a.size <= size:
                 buf[a.offset:a.offset + a.size] = data[a.offset:a.offset + a.size]
