@@ -241,6 +241,9 @@ def main(argv=None) -> int:
     except (HkrtError, ValueError, TypeError) as exc:  # a one-line error, not a traceback
         print(f"hkrt: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: quietly, with the shell's code for SIGINT
+        print(file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

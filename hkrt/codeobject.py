@@ -18,6 +18,9 @@ EM_AMDGPU = 224
 ELFOSABI_AMDGPU_HSA = 64
 NT_AMDGPU_METADATA = 32
 EF_AMDGPU_MACH = 0x0FF
+# Loaded segments (code, read-only data, device globals) end below this address: larger claims are corrupt
+# headers. Real code objects are kilobytes to a few MiB; a kernel with more static device data is refused.
+MAX_LOADED_BYTES = 256 << 20
 
 # EF_AMDGPU_MACH values (LLVM's ELF.h) for the targets a user is likely to hand us.
 MACH_NAMES = {
@@ -272,10 +275,14 @@ def _parse_elf(data: bytes, source: str, expect_arch: str | None) -> CodeObject:
     segments = []
     for seg in elf.iter_segments():
         if seg["p_type"] == "PT_LOAD":
-            off, filesz, memsz = seg["p_offset"], seg["p_filesz"], seg["p_memsz"]
+            off, filesz, memsz, vaddr = seg["p_offset"], seg["p_filesz"], seg["p_memsz"], seg["p_vaddr"]
             if off + filesz > len(data):
                 raise CodeObjectError(source, "truncated: a loadable segment runs past the end of the file")
-            segments.append((seg["p_vaddr"], data[off:off + filesz] + bytes(memsz - filesz)))
+            # a corrupt header must not cost gigabytes of host memory when the image is placed
+            if memsz < filesz or vaddr + memsz > MAX_LOADED_BYTES:
+                raise CodeObjectError(source, f"a loadable segment claims {memsz} bytes at {vaddr:#x} "
+                                      f"({filesz} in the file); at most {MAX_LOADED_BYTES >> 20} MiB are loaded")
+            segments.append((vaddr, data[off:off + filesz] + bytes(memsz - filesz)))
 
     symtab = elf.get_section_by_name(".symtab") or elf.get_section_by_name(".dynsym")
     symbols = {s.name: s["st_value"] for s in symtab.iter_symbols()} if symtab else {}

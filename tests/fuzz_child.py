@@ -5,14 +5,15 @@ the case number, so that the parent can name the case that crashed a child (and 
 
 KIND: "image" (a code object with 1 to 3 flipped bits, loaded and launched through hip-python), "stream"
 (random instruction words run on one wave), "geometry" (hostile grid, block and LDS sizes for a real
-kernel). Every case must end in success, a Python exception or a HIP error; the last line is a JSON count
-of the outcomes.
+kernel). Every case must end in success, a Python exception or a HIP error, with the process under 2 GiB;
+the last line is a JSON count of the outcomes.
 """
 from __future__ import annotations
 
 import ctypes
 import json
 import os
+import resource
 import sys
 from collections import Counter
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HKRT_EMU_MAX_INSTRUCTIONS", "200000")  # runaway kernels end quickly
+os.environ.setdefault("HKRT_EMU_MAX_SECONDS", "20")
 
 import numpy as np  # noqa: E402
 
@@ -31,6 +33,7 @@ from hip import hip  # noqa: E402
 from hkrt import manifest as mf  # noqa: E402
 
 KERNEL = "gemm_basic_nk_bf16"
+MAX_RSS_KIB = 2 << 20  # a case that makes the process grow past 2 GiB is a defect too (a huge claimed size)
 
 
 def ok(r):
@@ -153,6 +156,10 @@ def main() -> None:
             outcomes[stream_case(rng, corpus)] += 1
         else:
             outcomes[geometry_case(rng, run, function)] += 1
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if rss > MAX_RSS_KIB:
+            print(f"case {i} made the process grow to {rss >> 10} MiB", file=sys.stderr, flush=True)
+            sys.exit(3)
     print(json.dumps(dict(outcomes)), flush=True)
 
 

@@ -71,6 +71,26 @@ def test_truncated(tmp_path, manifest, keep):
         codeobject.parse(p)
 
 
+@pytest.mark.parametrize("claim", [1 << 30, 1 << 34, -1])
+def test_segments_claiming_huge_memory_are_refused(tmp_path, manifest, claim):
+    """A flipped bit in a program header's p_memsz (or p_vaddr) once made the first launch of a 6 KB
+    object allocate 16 GB of host memory; memsz below filesz is corrupt too."""
+    import struct
+    data = bytearray(built_objects(manifest)[0].read_bytes())
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        at = phoff + i * phentsize
+        if struct.unpack_from("<I", data, at)[0] == 1:  # PT_LOAD
+            filesz, = struct.unpack_from("<Q", data, at + 32)
+            struct.pack_into("<Q", data, at + 40, filesz - 1 if claim < 0 else claim)  # p_memsz
+            break
+    p = tmp_path / "huge.co"
+    p.write_bytes(bytes(data))
+    with pytest.raises(codeobject.CodeObjectError, match=r"huge\.co: a loadable segment claims"):
+        codeobject.parse(p)
+
+
 def test_non_amdgpu_elf():
     host = os.path.realpath(sys.executable)
     with pytest.raises(codeobject.CodeObjectError, match="not an AMDGPU code object") as err:

@@ -1,6 +1,6 @@
 """Fuzzing the emulator through hip-python: thousands of hostile code objects, instruction streams and launch
 geometries (tests/fuzz_child.py), run in child processes. A case may succeed or fail with a Python exception
-or a HIP error; none may end its process by a signal or hang it. A fresh seed each run, named on failure."""
+or a HIP error; none may end its process by a signal, hang it or grow it past 2 GiB. A fresh seed each run, named on failure."""
 from __future__ import annotations
 
 import os

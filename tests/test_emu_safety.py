@@ -69,3 +69,77 @@ def test_accesses_just_below_2_to_the_64_are_memory_errors(tc, tmp_path, load):
     out = in_child(tc, tmp_path, ["global_load_dwordx4 v[10:13], v2, s[2:3]", "s_waitcnt vmcnt(0)", load,
                                   "s_waitcnt vmcnt(0) lgkmcnt(0)"], s45=TOP)
     assert "outside every device allocation" in out.get("error", ""), out
+
+
+INTERRUPTED = """
+import os, signal, threading, time
+import numpy as np
+import hkrt
+a = np.ones((4096, 4096), np.float32)
+hkrt.gemm(a[:64, :64], a[:64, :64])  # kernels loaded
+t0 = time.monotonic()
+threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+try:
+    hkrt.gemm(a, a, strategy="basic")  # minutes of emulation
+    print("finished", time.monotonic() - t0)
+except KeyboardInterrupt:
+    print("interrupted", time.monotonic() - t0)
+c = hkrt.gemm(a[:64, :64], a[:64, :64])
+print("after", float(np.asarray(c, np.float32)[0, 0]))
+"""
+
+
+def _python(code: str, timeout=120, **env):
+    import os
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "HKRT_DEVICE": "emu", **env})
+
+
+def test_ctrl_c_stops_a_running_emulated_kernel_within_a_second():
+    """SIGINT one second into a GEMM that emulates for minutes: KeyboardInterrupt reaches the caller within
+    a second (not when the kernel ends, not as 'Exception ignored from cffi callback'), and the device
+    still works afterwards."""
+    res = _python(INTERRUPTED)
+    assert res.returncode == 0, res.stderr
+    lines = dict(line.split() for line in res.stdout.splitlines())
+    assert "interrupted" in lines and float(lines["interrupted"]) < 2.0, res.stdout
+    assert float(lines["after"]) == 64.0
+    assert "Exception ignored" not in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_launch_past_its_time_budget_ends_with_an_error_naming_it():
+    res = _python("""
+        import time, numpy as np, hkrt
+        a = np.ones((4096, 4096), np.float32)
+        t0 = time.monotonic()
+        try:
+            hkrt.gemm(a, a, strategy="basic")
+        except Exception as e:
+            print(round(time.monotonic() - t0), type(e).__name__, e)
+    """, HKRT_EMU_MAX_SECONDS="1")
+    assert res.returncode == 0, res.stderr
+    seconds, rest = res.stdout.split(maxsplit=1)
+    assert int(seconds) <= 5 and "time budget of 1 s" in rest and "HKRT_EMU_MAX_SECONDS" in rest, res.stdout
+
+
+def test_bad_budget_values_are_refused():
+    res = _python("""
+        import numpy as np, hkrt
+        try:
+            hkrt.gemm(np.ones((64, 64), np.float32), np.ones((64, 64), np.float32))
+        except Exception as e:
+            print(e)
+    """, HKRT_EMU_MAX_SECONDS="forever")
+    assert "HKRT_EMU_MAX_SECONDS must be a number of seconds" in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+def test_the_cli_exits_130_quietly_on_ctrl_c():
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "hkrt", "--device", "emu", "bench", "4096x4096x4096"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err

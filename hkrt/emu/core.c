@@ -13,12 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ops.h"
 
 #include "core_api.h"
 
-enum { E_OK = 0, E_MEMORY = 1, E_HAZARD = 2, E_UNIMPL = 3, E_DEADLOCK = 4, E_LIMIT = 5, E_INVALID = 6 };
+enum { E_OK = 0, E_MEMORY = 1, E_HAZARD = 2, E_UNIMPL = 3, E_DEADLOCK = 4, E_LIMIT = 5, E_INVALID = 6,
+       E_INTERRUPTED = 7 };
 
 #define POISON 0x7FC17FC1u
 #define NV 512
@@ -71,6 +73,7 @@ typedef struct {
   int last_region;
   uint64_t rng;
   struct tm_s *tm; /* timing model state, NULL when off */
+  double started;  /* host seconds at the launch's start (its time budget) */
   int64_t now;     /* timing model: the current cycle of the CU being stepped */
 } ctx_t;
 
@@ -106,6 +109,24 @@ static int fail(ctx_t *c, int code, uint64_t addr, const char *fmt, ...) {
   L->err_insn = c->waves ? c->waves[c->cur_wave].pc : -1;
   return code;
 }
+
+static double host_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The launch's budgets besides instructions: a stop request from another thread (Ctrl-C) and host time.
+ * Called at every workgroup start and every 4096 wave-instructions. */
+static int check_budget(ctx_t *c) {
+  emu_launch *L = c->L;
+  if (((volatile emu_launch *)L)->stop) return fail(c, E_INTERRUPTED, 0, "the launch was interrupted");
+  if (L->max_seconds > 0 && host_seconds() - c->started > L->max_seconds)
+    return fail(c, E_LIMIT, 0, "the launch ran longer than its time budget of %g s (an endless loop? the "
+                "budget is HKRT_EMU_MAX_SECONDS)", L->max_seconds);
+  return 0;
+}
+
 
 static inline float f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint32_t u32f(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -1842,6 +1863,7 @@ static int run_workgroup(ctx_t *c, const uint32_t wg[3]) {
   emu_launch *L = c->L;
   uint32_t threads = L->block[0] * L->block[1] * L->block[2];
   int nw = (int)((threads + LANES - 1) / LANES);
+  if (check_budget(c)) return L->err;
   for (uint32_t i = 0; i < c->lds_size; i += 4) memcpy(c->lds + i, &(uint32_t){POISON}, 4);
   if (c->lds_pend) memset(c->lds_pend, 0, c->lds_size);
   for (int i = 0; i < nw; i++) init_wave(c, &c->waves[i], i, wg, threads);
@@ -1875,6 +1897,7 @@ static int run_workgroup(ctx_t *c, const uint32_t wg[3]) {
     wave_t *w = &c->waves[pick];
     for (int q = 0; q < quantum && w->status == W_RUN; q++) {
       if (step(c, w)) return L->err;
+      if (!(L->insn_count & 4095) && check_budget(c)) return L->err;
       if (L->insn_count > L->max_insns)
         return fail(c, E_LIMIT, 0, "instruction limit of %llu wave-instructions reached (an endless loop?)",
                     (unsigned long long)L->max_insns);
@@ -1891,6 +1914,7 @@ int emu_run(emu_launch *L) {
   if (!c.rng) c.rng = 1;
   L->err = 0;
   L->insn_count = 0;
+  c.started = host_seconds();
   c.lds_size = L->lds_bytes;
   if (L->model) return tm_run(&c);
   uint32_t threads = L->block[0] * L->block[1] * L->block[2];

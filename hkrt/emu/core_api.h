@@ -69,6 +69,8 @@ typedef struct {
   uint64_t shared_base;
   int32_t strict, seeded;
   uint64_t seed, max_insns;
+  double max_seconds;   /* host seconds the launch may take, 0 = no limit */
+  int32_t stop;         /* set (by another thread) to end the launch: E_INTERRUPTED */
   emu_model *model;     /* NULL: functional only (waves interleave by round robin or seed) */
   /* results */
   uint64_t insn_count;

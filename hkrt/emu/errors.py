@@ -31,3 +31,7 @@ class UnimplementedInstruction(EmulationError):
 
 class BarrierDeadlock(EmulationError):
     """Waves of a workgroup can no longer make progress."""
+
+
+class LaunchLimit(EmulationError):
+    """The launch used up its instruction or time budget (HKRT_EMU_MAX_INSTRUCTIONS, HKRT_EMU_MAX_SECONDS)."""

@@ -9,17 +9,53 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import time
 
 from .. import codeobject
 from . import decode, timing
-from .errors import BarrierDeadlock, EmulationError, HazardError, MemoryFault, UnimplementedInstruction
+from .errors import BarrierDeadlock, EmulationError, HazardError, LaunchLimit, MemoryFault, UnimplementedInstruction
 
 # 64-bit aperture through which flat instructions reach LDS (value is ours; hardware's is not fixed).
 SHARED_APERTURE = 0x0001_0000_0000_0000
 DEFAULT_MAX_INSTRUCTIONS = 20_000_000_000
+DEFAULT_MAX_SECONDS = 900.0      # host time; an unsampled timed 16384^3 GEMM needs more: raise it, or 0
 KERNARG_CHUNK = 256
-_ERRORS = {1: MemoryFault, 2: HazardError, 3: UnimplementedInstruction, 4: BarrierDeadlock}
+E_INTERRUPTED = 7
+_ERRORS = {1: MemoryFault, 2: HazardError, 3: UnimplementedInstruction, 4: BarrierDeadlock, 5: LaunchLimit}
+
+
+def _budget(name: str, default: float, kind=float):
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{name} must be a number of {'instructions' if kind is int else 'seconds'} "
+                         f"(0 or more), not {text!r}")
+    return value
+
+
+def run_core(lib, L) -> int:
+    """lib.emu_run(L). On the main thread it runs on a worker (the call releases the GIL) so that Ctrl-C
+    reaches Python within a fraction of a second; the launch is then stopped and KeyboardInterrupt raised."""
+    if threading.current_thread() is not threading.main_thread():
+        return lib.emu_run(L)
+    result = []
+    worker = threading.Thread(target=lambda: result.append(lib.emu_run(L)), name="hkrt-emu-launch", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+    except KeyboardInterrupt:
+        L.stop = 1
+        while worker.is_alive():  # the core checks every 4096 instructions and every workgroup
+            worker.join(0.05)
+        raise
+    return result[0]
 
 _core = None
 
@@ -163,14 +199,15 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
         L.strict = int(machine.strict)
         L.seeded = int(machine.seed is not None)
         L.seed = (machine.seed or 0) & 0xFFFFFFFFFFFFFFFF
-        L.max_insns = int(os.environ.get("HKRT_EMU_MAX_INSTRUCTIONS", DEFAULT_MAX_INSTRUCTIONS))
+        L.max_insns = _budget("HKRT_EMU_MAX_INSTRUCTIONS", DEFAULT_MAX_INSTRUCTIONS, int) or (1 << 63)
+        L.max_seconds = _budget("HKRT_EMU_MAX_SECONDS", DEFAULT_MAX_SECONDS)
         model = machine.model
         if model is not None:
             slots = timing.workgroups_per_cu(kernel, block, dynamic_lds)
             P = timing.fill(ffi, model, slots, machine.sample)
             trace = timing.attach_trace(ffi, P, machine.trace_workgroups)
             L.model = P
-        rc = lib.emu_run(L)
+        rc = run_core(lib, L)
         if rc:
             raise _error(L, ffi, prog, kernel)
         report = timing.report(P, model, kernel.name, grid, block, slots, trace) if model is not None else None

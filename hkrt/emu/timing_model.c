@@ -655,6 +655,7 @@ static int cu_cycle(ctx_t *c, tm_t *T, cu_t *u, int64_t *wake) {
       if (at <= t) {
         if (!g->waves && !group_alloc(c, T, g))
           return fail(c, E_INVALID, 0, "host out of memory for the timing model");
+        if (check_budget(c)) return c->L->err;
         g->round = u->qpos / P->wg_slots;
         group_start(c, T, u, g, u->queue[u->qpos++], t);
       } else if (at < *wake) {
@@ -718,6 +719,7 @@ static int cu_cycle(ctx_t *c, tm_t *T, cu_t *u, int64_t *wake) {
       return c->L->err;
     }
     issued++;
+    if (!(c->L->insn_count & 4095) && check_budget(c)) return c->L->err;
     if (c->L->insn_count > c->L->max_insns)
       return fail(c, E_LIMIT, 0, "instruction limit of %llu wave-instructions reached (an endless loop?)",
                   (unsigned long long)c->L->max_insns);

@@ -24,14 +24,28 @@ TYPES = HERE / "hip_types.h"
 EXPORTS = HERE / "hip_exports.h"
 SOURCES = (Path(__file__).resolve(), TYPES, EXPORTS)
 MODULE = "_hkrt_emu_hip"
+PY = "hkrt_py_"  # each exported function calls the Python function of this prefix and its name
+# Ctrl-C during a call: KeyboardInterrupt cannot cross the C frames back to the caller, so the Python side
+# asks for SIGINT to be raised again once the call has returned; the caller's interpreter then raises it.
+SUPPORT = """
+#include <signal.h>
+static volatile sig_atomic_t hkrt_interrupt_pending;
+void hkrt_request_interrupt(void) { hkrt_interrupt_pending = 1; }
+static void hkrt_deliver_interrupt(void) {
+  if (hkrt_interrupt_pending) {
+    hkrt_interrupt_pending = 0;
+    raise(SIGINT);
+  }
+}
+"""
 
 # Runs in the host process at the first HIP call. If the Python side cannot start, every entry
 # point still answers (hipErrorNotInitialized / NULL) instead of cffi's default of 0 = hipSuccess.
 INIT_CODE = """\
-from {module} import ffi
+from {module} import ffi, lib
 try:
     from hkrt.emu.hip import capi
-    capi.bind(ffi)
+    capi.bind(ffi, lib)
 except Exception:
     import sys, traceback
     traceback.print_exc()
@@ -52,6 +66,20 @@ def exported_functions() -> dict[str, str]:
     return {m[2]: m[1].strip() for m in re.finditer(r"^(.*?)(\w+)\(", _declarations(EXPORTS), re.M)}
 
 
+def _exports_in_c() -> tuple[str, str]:
+    """(declarations of the Python-implemented functions, the C source of the exported functions that call
+    them and then deliver a pending interrupt)."""
+    api, src = [], [SUPPORT]
+    for m in re.finditer(r"^(.*?)(\w+)\((.*)\);\s*$", _declarations(EXPORTS), re.M):
+        ret, name, params = m[1].strip(), m[2], m[3].strip()
+        args = [] if params in ("", "void") else [re.findall(r"\w+", p)[-1] for p in params.split(",")]
+        api.append(f"{ret} {PY}{name}({params});")
+        call = f"{PY}{name}({', '.join(args)})"
+        src.append(f"__attribute__((visibility(\"default\"))) {ret} {name}({params}) {{ {ret} r = {call}; "
+                   f"hkrt_deliver_interrupt(); return r; }}")
+    return "\n".join(api), "\n".join(src)
+
+
 def up_to_date() -> bool:
     return LIBRARY.exists() and LIBRARY.stat().st_mtime >= max(p.stat().st_mtime for p in SOURCES)
 
@@ -62,17 +90,18 @@ def _compile(tmp: str) -> Path:
     exports = exported_functions()
     ffi = cffi.FFI()
     types = _declarations(TYPES)
-    ffi.cdef(types)
-    ffi.embedding_api(_declarations(EXPORTS))
+    ffi.cdef(types + "\nvoid hkrt_request_interrupt(void);")
+    api, exported = _exports_in_c()
+    ffi.embedding_api(api)
     link = [f"-Wl,-soname,{SONAME}"]
     if sysconfig.get_config_var("Py_ENABLE_SHARED"):
         # find this interpreter's libpython even when loaded by LD_PRELOAD before the interpreter
         link.append(f"-Wl,-rpath,{sysconfig.get_config_var('LIBDIR')}")
-    ffi.set_source(MODULE, types, extra_link_args=link)
+    ffi.set_source(MODULE, types + "\n" + api + "\n" + exported, extra_link_args=link)
     ffi.embedding_init_code(INIT_CODE.format(
         module=MODULE,
-        codes=sorted(n for n, ret in exports.items() if ret == "hipError_t"),
-        strings=sorted(n for n, ret in exports.items() if ret != "hipError_t")))
+        codes=sorted(PY + n for n, ret in exports.items() if ret == "hipError_t"),
+        strings=sorted(PY + n for n, ret in exports.items() if ret != "hipError_t")))
     return Path(ffi.compile(tmpdir=tmp, target=SONAME))
 
 

@@ -7,12 +7,14 @@ becomes its code, anything else hipErrorUnknown (kept for hkrt.emu.last_error())
 from __future__ import annotations
 
 import functools
+import threading
 
 from . import codes as c
 from . import props, runtime
 from .codes import HipError
 
 ffi = None          # the embedding module's FFI, set by bind()
+lib = None          # its C functions (hkrt_request_interrupt)
 ENTRY_POINTS = {}   # C name -> Python function
 _strings = {}       # code -> (name, description) as C strings, made once and never freed
 
@@ -26,6 +28,10 @@ def _entry(fn):
             return c.SUCCESS
         except HipError as e:
             code = e.code
+        except KeyboardInterrupt:  # Ctrl-C: the launch was stopped; SIGINT again once the call returned
+            if threading.current_thread() is threading.main_thread():
+                lib.hkrt_request_interrupt()
+            code = c.LAUNCH_FAILURE
         except Exception as e:  # a defect of the emulator; the caller only sees a code
             runtime.note_exception(e)
             code = c.UNKNOWN
@@ -38,16 +44,16 @@ def _entry(fn):
     return call
 
 
-def bind(ffi_) -> None:
-    """Attach every entry point to the library's exported functions."""
-    global ffi
-    ffi = ffi_
+def bind(ffi_, lib_) -> None:
+    """Attach every entry point to the library's exported functions (each calls hkrt_py_<its name>)."""
+    global ffi, lib
+    ffi, lib = ffi_, lib_
     for code, (name, text) in c.ERRORS.items():
         _strings[code] = (ffi.new("char[]", name.encode()), ffi.new("char[]", text.encode()))
     for name, fn in ENTRY_POINTS.items():
-        ffi.def_extern(name=name, error=c.UNKNOWN)(fn)
+        ffi.def_extern(name="hkrt_py_" + name, error=c.UNKNOWN)(fn)
     for name, fn in _STRING_ENTRY_POINTS.items():
-        ffi.def_extern(name=name)(fn)
+        ffi.def_extern(name="hkrt_py_" + name)(fn)
 
 
 def rt() -> runtime.Runtime:
