@@ -5,6 +5,7 @@ their memory through the caching allocator and give it back when garbage collect
 """
 from __future__ import annotations
 
+import math
 import weakref
 
 import ml_dtypes
@@ -92,15 +93,18 @@ class DeviceArray:
         if any(s < 0 for s in self.shape):
             raise ValueError(f"negative dimension in shape {self.shape}")
         self.dtype = np.dtype(dtype)
+        if self.dtype not in SUPPORTED:  # raw bytes of anything else (object pointers!) must not go there
+            raise TypeError(f"unsupported dtype {self.dtype}; use bfloat16, float16 or float32")
         self.strides = tuple(strides) if strides is not None else _contiguous_strides(self.shape, self.dtype.itemsize)
         self.stream = stream
         self._base = _base
+        self._freed = False
         if _ptr is not None:
-            self._block, self.ptr = _block, _ptr
+            self._block, self._ptr = _block, _ptr
             self._release = None
         else:
             self._block = self.device.allocator.malloc(self.nbytes, stream)
-            self.ptr = self._block.ptr
+            self._ptr = self._block.ptr
             # runs once: at free() or when the array is collected, whichever comes first
             self._release = weakref.finalize(self, _give_back, self._block)
 
@@ -110,8 +114,15 @@ class DeviceArray:
         return len(self.shape)
 
     @property
+    def ptr(self) -> int:
+        """The device address of element 0; using an array after .free() is an error."""
+        if self._owner._freed:
+            raise ValueError("this device array was freed; it cannot be used any more")
+        return self._ptr
+
+    @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # Python ints: no wrap-around for absurd shapes
 
     @property
     def nbytes(self) -> int:
@@ -121,13 +132,32 @@ class DeviceArray:
     def is_contiguous(self) -> bool:
         return self.strides == _contiguous_strides(self.shape, self.dtype.itemsize)
 
+    def _axes_in_memory(self) -> tuple[int, ...] | None:
+        """The axis order in which this array's elements lie contiguously (a transpose of a contiguous
+        array, e.g. .T), or None if they do not."""
+        order = tuple(sorted(range(self.ndim), key=lambda d: -self.strides[d]))
+        shape = tuple(self.shape[d] for d in order)
+        strides = tuple(self.strides[d] for d in order)
+        return order if strides == _contiguous_strides(shape, self.dtype.itemsize) else None
+
+    def span(self) -> tuple[int, int]:
+        """The device bytes [start, end) this array's elements lie in."""
+        if not self.size:
+            return self.ptr, self.ptr
+        return self.ptr, self.ptr + sum((n - 1) * s for n, s in zip(self.shape, self.strides)) + self.dtype.itemsize
+
+    def overlaps(self, other: "DeviceArray") -> bool:
+        a0, a1 = self.span()
+        b0, b1 = other.span()
+        return a0 < b1 and b0 < a1
+
     @property
     def T(self) -> "DeviceArray":
         """The transposed view of a 2-D array (no copy)."""
         if self.ndim != 2:
             raise ValueError(f".T needs a 2-D array, not {self.ndim}-D")
         return DeviceArray(self.shape[::-1], self.dtype, device=self.device, stream=self.stream,
-                           strides=self.strides[::-1], _block=self._block, _ptr=self.ptr, _base=self._owner)
+                           strides=self.strides[::-1], _block=self._block, _ptr=self._ptr, _base=self._owner)
 
     def __getitem__(self, i: int) -> "DeviceArray":
         """Index the leading dimension (a view)."""
@@ -138,7 +168,7 @@ class DeviceArray:
             raise IndexError(f"index {i} out of range for leading dimension {n}")
         i %= n
         return DeviceArray(self.shape[1:], self.dtype, device=self.device, stream=self.stream,
-                           strides=self.strides[1:], _block=self._block, _ptr=self.ptr + i * self.strides[0],
+                           strides=self.strides[1:], _block=self._block, _ptr=self._ptr + i * self.strides[0],
                            _base=self._owner)
 
     @property
@@ -149,24 +179,35 @@ class DeviceArray:
         return f"DeviceArray(shape={self.shape}, dtype={self.dtype}, device={self.device})"
 
     # -- transfers
+    def _layout(self, what: str) -> tuple[int, ...]:
+        order = self._axes_in_memory()
+        if order is None:
+            raise ValueError(f"{what} needs an array whose elements lie contiguously in some axis order "
+                             f"(strides {self.strides} of shape {self.shape} leave gaps)")
+        return order
+
     def numpy(self) -> np.ndarray:
         """Copy to a new numpy array, waiting for the work that produces it."""
-        if not self.is_contiguous:
-            raise ValueError("copy a non-contiguous device array back through a contiguous one")
-        out = np.empty(self.shape, self.dtype)
+        order = self._layout("numpy()")
+        mem = np.empty(tuple(self.shape[d] for d in order), self.dtype)  # the elements as they lie
         if self.nbytes:
             self.device.activate()
-            self.device.driver.memcpy_dtoh(out, self.ptr, self.nbytes, _handle(self.stream))
+            self.device.driver.memcpy_dtoh(mem, self.ptr, self.nbytes, _handle(self.stream))
             if self.stream is not None:
                 self.stream.synchronize()
             else:
                 self.device.synchronize()
-        return out
+        return np.ascontiguousarray(mem.transpose(np.argsort(order)))
 
     def copy_from(self, host: np.ndarray) -> "DeviceArray":
-        host = np.ascontiguousarray(host, dtype=self.dtype)
+        """Copy a numpy array of this shape in (a view such as .T is written through its strides)."""
+        order = self._layout("copy_from()")
+        host = np.asarray(host)
+        if host.dtype == object:
+            raise TypeError("object arrays cannot go to the device")
         if host.shape != self.shape:
             raise ValueError(f"shape {host.shape} does not match the device array's {self.shape}")
+        host = np.ascontiguousarray(host.astype(self.dtype, copy=False).transpose(order))
         if self.nbytes:
             self.device.activate()
             self.device.driver.memcpy_htod(self.ptr, host, self.nbytes, _handle(self.stream))
@@ -175,8 +216,11 @@ class DeviceArray:
         return self
 
     def free(self) -> None:
-        """Give the memory back now (the array must not be used afterwards)."""
+        """Give the memory back now; the array (and its views) then refuse to be used."""
+        if self._base is not None:
+            raise ValueError("free() the array that owns the memory, not a view of it")
         if self._release is not None:
+            self._freed = True
             self._block = None
             self._release()
 
@@ -198,9 +242,6 @@ def _contiguous_strides(shape, itemsize) -> tuple[int, ...]:
 
 def empty(shape, dtype=bfloat16, *, device=None, stream: Stream | None = None) -> DeviceArray:
     """An uninitialised device array."""
-    dtype = np.dtype(dtype)
-    if dtype not in SUPPORTED:
-        raise TypeError(f"unsupported dtype {dtype}; use bfloat16, float16 or float32")
     if isinstance(shape, int):
         shape = (shape,)
     return DeviceArray(shape, dtype, device=device, stream=stream)

@@ -203,7 +203,12 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
         xd = getattr(x, "device", None)
         if isinstance(x, (DeviceArray, Weight)) and xd is not dev:
             raise ValueError(f"{name} lives on {xd}, but the GEMM runs on {dev}")
-    result = out if isinstance(out, DeviceArray) else DeviceArray(result_shape, out_dtype, device=dev, stream=stream)
+    # out sharing memory with an input would be read after being partly written: compute beside, then copy
+    inputs = (a, b.data if isinstance(b, Weight) else b, c, bias)
+    aliased = isinstance(out, DeviceArray) and out.size > 0 and any(
+        isinstance(x, DeviceArray) and x.size and out.overlaps(x) for x in inputs)
+    result = out if isinstance(out, DeviceArray) and not aliased else \
+        DeviceArray(result_shape, out_dtype, device=dev, stream=stream)
     if m and n and batch != 0:
         A = _device_a(a if not host_call else a_host, dev, stream)
         B = _device_b(b, dev, stream)
@@ -217,6 +222,10 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
             c_d = c if isinstance(c, DeviceArray) else asarray(c.astype(np.float32), device=dev, stream=stream)
         execute.run(dev, plan, A, B, result, c_d, bias_d, m, n, k, batch, alpha, beta, ACTIVATIONS[activation],
                     stream)
+    if aliased:
+        dev.activate()
+        dev.driver.memcpy_dtod(out.ptr, result.ptr, result.nbytes, stream.handle if stream is not None else None)
+        return out
     if not host_call:
         return result
     host = result.numpy()

@@ -103,6 +103,8 @@ class CachingAllocator:
 
     def _device_malloc(self, nbytes: int, size: int) -> int:
         self.device.activate()
+        if size >= 1 << 63:  # beyond any device (and beyond the size_t of the HIP call)
+            raise DeviceMemoryError(f"{nbytes} bytes requested on {self.device}: more than any device has")
         try:
             return self.device.driver.malloc(size)
         except HipError as exc:

@@ -833,3 +833,49 @@ def test_bad_input(case):
     del info  # its traceback holds the failed call's frames
     gc.collect()
     assert alloc.in_use == before, "a rejected call left device memory in use"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# misuse that once gave silent wrong answers or worse (each failed before its fix)
+
+def test_out_aliasing_an_input_gets_the_right_product():
+    """gemm(da, w, out=da) read a while writing it (errors up to 3e8 against results of 100)."""
+    rng = np.random.default_rng()
+    a, b = normal(rng, (256, 256)), normal(rng, (256, 256))
+    da = hkrt.asarray(a.astype(BF16))
+    got = hkrt.gemm(da, hkrt.Weight(b), out=da)
+    assert got is da
+    check(da.numpy(), a, b, what="out=a")
+    db = hkrt.asarray(b.astype(BF16))
+    check(hkrt.gemm(hkrt.asarray(a.astype(BF16)), db, out=db).numpy(), a, b, what="out=b")
+
+
+def test_transposed_views_copy_through_their_strides():
+    rng = np.random.default_rng()
+    x = normal(rng, (48, 64))
+    d = hkrt.empty((64, 48), np.float32)
+    d.T.copy_from(x)  # once ignored the strides: the data landed scrambled
+    assert np.array_equal(d.numpy(), x.T) and np.array_equal(d.T.numpy(), x)
+    with pytest.raises(ValueError, match="lie contiguously"):
+        hkrt.empty((4, 4), np.float32).T[1].numpy()  # a column: elements 16 bytes apart
+
+
+def test_device_arrays_refuse_dtypes_and_sizes_they_cannot_hold():
+    with pytest.raises(TypeError, match="unsupported dtype object"):
+        hkrt.DeviceArray((64,), object)  # once moved raw object pointers through device memory
+    with pytest.raises(TypeError, match="unsupported dtype int64"):
+        hkrt.DeviceArray((64,), np.int64)
+    with pytest.raises(hkrt.DeviceMemoryError, match="more than any device has"):
+        hkrt.empty((2 ** 40, 2 ** 40))  # once "succeeded" with nbytes == 0 (int64 wrap-around)
+
+
+def test_an_array_is_unusable_after_free():
+    d = hkrt.asarray(np.ones((64, 64), np.float32))
+    view = d.T
+    d.free()
+    for use in (d.numpy, view.numpy, lambda: d.copy_from(np.ones((64, 64), np.float32)),
+                lambda: hkrt.gemm(d.numpy(), np.ones((64, 64), np.float32))):
+        with pytest.raises(ValueError, match="was freed"):
+            use()
+    with pytest.raises(ValueError, match="view"):
+        hkrt.asarray(np.ones((4, 4), np.float32)).T.free()
