@@ -654,3 +654,23 @@ def test_planted_missing_barrier_gives_wrong_results(compile_hip):
     status, x, out = _run_planted(_planted(compile_hip, "barrier", "barrier", 1), 128)
     assert status == E.hipSuccess
     np.testing.assert_array_equal(out, np.roll(x, -64))
+
+
+def test_device_addresses_are_reused_after_a_quarantine():
+    """Every allocation once burnt its size plus a 1 MiB guard of address space for good: a long-running
+    process ended with every allocation failing although all memory was free. Now a freed range is reused
+    once enough was freed after it, and not before (a stale pointer to it still faults)."""
+    mib = 1 << 20
+    mem = machine.DeviceMemory(64 * mib, base=machine.HEAP_BASE, limit=machine.HEAP_BASE + 64 * mib,
+                               quarantine=8 * mib)
+    first = mem.alloc(4096)
+    mem.free(first)
+    recent = [mem.alloc(4096) for _ in range(4)]
+    assert first not in recent and mem.find(first) is None  # quarantined: the stale pointer faults
+    for a in recent:
+        mem.free(a)
+    for _ in range(10_000):  # 10,000 x (4 KiB + 1 MiB guard) of address space: far more than the 64 MiB
+        mem.free(mem.alloc(4096))
+    assert mem.used == 0
+    big = mem.alloc(16 * mib)  # merged ranges serve a larger allocation
+    assert mem.find(big + 16 * mib - 1) == (big, 16 * mib)

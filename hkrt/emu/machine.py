@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import os
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,7 @@ ALIGN = 256
 # allocation (addresses are plentiful: the devices share 2^47 bytes of address space).
 GUARD = 1 << 20
 ADDRESS_SPACE = 1 << 47  # [HEAP_BASE, HEAP_BASE + ADDRESS_SPACE) stays below 2^48
+QUARANTINE = 1 << 36     # address space freed after a range before that range is reused (64 GiB)
 DEFAULT_MEMORY = 16 << 30
 POISON = 0x7FC17FC1  # a NaN as fp32 and as two bf16 halves: what the core also fills undelivered data with
 
@@ -43,12 +45,14 @@ def default_memory_bytes() -> int:
 class DeviceMemory:
     """Device allocations held in host memory at device-like addresses.
 
-    Addresses grow upward and are never reused, so a stale pointer faults instead of
-    silently reaching a newer allocation.
+    Each allocation is followed by an unmapped guard gap. A freed range is quarantined (not reused) until
+    `quarantine` bytes of address space freed after it, so a stale pointer to a recent allocation faults
+    instead of silently reaching a newer one; then its addresses go back to be reused, so a long-running
+    process never runs out of address space.
     """
 
     def __init__(self, capacity: int, base: int = HEAP_BASE, limit: int = HEAP_BASE + ADDRESS_SPACE,
-                 poison: bool = False):
+                 poison: bool = False, quarantine: int | None = None):
         self.capacity = capacity
         self.poison = poison
         self.used = 0
@@ -56,6 +60,11 @@ class DeviceMemory:
         self._limit = limit
         self._bases: list[int] = []            # sorted
         self._blocks: dict[int, bytearray] = {}
+        self._spans: dict[int, int] = {}       # base -> address space it holds (size, alignment, guard)
+        self._quarantined: deque[tuple[int, int]] = deque()  # freed (base, span), oldest first
+        self._quarantined_bytes = 0
+        self._quarantine = quarantine if quarantine is not None else min(QUARANTINE, (limit - base) // 8)
+        self._reusable: list[tuple[int, int]] = []  # (start, length) of free address ranges, sorted, merged
         self._lock = threading.Lock()
 
     def alloc(self, nbytes: int) -> int:
@@ -66,11 +75,16 @@ class DeviceMemory:
             if self.used + size > self.capacity:
                 raise MemoryError(f"out of device memory: {nbytes} bytes requested, "
                                   f"{self.capacity - self.used} of {self.capacity} free")
-            base = self._next
-            if base + size + GUARD > self._limit:
-                raise MemoryError(f"out of device address space: {nbytes} bytes requested; addresses are "
-                                  f"not reused, and {self._limit - base} remain")
-            self._next += (size + ALIGN - 1) // ALIGN * ALIGN + GUARD
+            span = (size + ALIGN - 1) // ALIGN * ALIGN + GUARD
+            base = self._take_range(span)
+            if base is None:
+                base = self._next
+                if base + span > self._limit:
+                    raise MemoryError(f"out of device address space: {nbytes} bytes requested, "
+                                      f"{self._limit - base} never used and {self._quarantined_bytes} freed "
+                                      f"recently (quarantined)")
+                self._next += span
+            self._spans[base] = span
             block = bytearray(size)
             if self.poison:
                 whole = size // 4 * 4
@@ -87,6 +101,34 @@ class DeviceMemory:
                 raise ValueError(f"{addr:#x} is not the start of a live device allocation")
             self._bases.remove(addr)
             self.used -= len(block)
+            span = self._spans.pop(addr)
+            self._quarantined.append((addr, span))
+            self._quarantined_bytes += span
+            while self._quarantined_bytes > self._quarantine:
+                old, old_span = self._quarantined.popleft()
+                self._quarantined_bytes -= old_span
+                self._give_range(old, old_span)
+
+    def _take_range(self, span: int) -> int | None:
+        """The start of `span` reusable bytes of address space (first fit), or None."""
+        for i, (start, length) in enumerate(self._reusable):
+            if length >= span:
+                if length == span:
+                    del self._reusable[i]
+                else:
+                    self._reusable[i] = (start + span, length - span)
+                return start
+        return None
+
+    def _give_range(self, start: int, length: int) -> None:
+        i = bisect.bisect_left(self._reusable, (start, 0))
+        if i < len(self._reusable) and start + length == self._reusable[i][0]:  # merge with the next
+            length += self._reusable.pop(i)[1]
+        if i > 0 and self._reusable[i - 1][0] + self._reusable[i - 1][1] == start:  # and the previous
+            start, prev = self._reusable.pop(i - 1)
+            length += prev
+            i -= 1
+        self._reusable.insert(i, (start, length))
 
     def find(self, addr: int) -> tuple[int, int] | None:
         """(base, size) of the allocation holding addr, or None."""
