@@ -160,6 +160,9 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
         if not isinstance(v, numbers.Real) or isinstance(v, bool):
             raise TypeError(f"{name} must be a real number, not {type(v).__name__}")
     alpha, beta = float(alpha), float(beta)
+    for name, v in (("alpha", alpha), ("beta", beta)):
+        if np.isfinite(v) and abs(v) > float(np.finfo(np.float32).max):  # the kernels take fp32 scalars
+            raise ValueError(f"{name}={v!r} is outside float32's range (the kernels scale in fp32)")
     if beta != 0.0 and c is None:
         raise ValueError("beta is non-zero but no c was given")
     if c is not None and not isinstance(c, DeviceArray):

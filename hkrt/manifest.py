@@ -29,3 +29,5 @@ def load(arch: str = "gfx950", root: Path | None = None) -> dict:
     except FileNotFoundError:
         raise ManifestMissingError(f"no kernels are built for {arch} ({path} is missing); "
                                    f"run `make kernels` in the hkrt source tree") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestMissingError(f"{path} is corrupt ({exc}); run `make kernels` to rebuild it") from None

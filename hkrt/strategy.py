@@ -77,6 +77,10 @@ def plan(arch: str, m: int, n: int, k: int, *, b_layout: str, out: str, epilogue
             raise ValueError(f"variant {strategy} cannot take these operands: {why_not_fast}")
         return _finish(arch, strategy, la["strategy"], la, m, n, k, out, epilogue, "requested by name")
     if strategy is not None:
+        if strategy not in {f for f, _, _ in RULES} | {FALLBACK} and strategy not in families(arch):
+            raise ValueError(f"unknown strategy {strategy!r}: use one of "
+                             f"{', '.join(sorted({f for f, _, _ in RULES} | {FALLBACK}))} or a variant name "
+                             f"(python -m hkrt info lists them)")
         if strategy not in families(arch):
             raise KernelNotFoundError(f"no kernel of strategy {strategy!r} is built for {arch} (built: "
                                       f"{', '.join(families(arch))}; or name a variant: "

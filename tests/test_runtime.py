@@ -515,6 +515,23 @@ def private_registry(monkeypatch, tmp_path):
     return tmp_path
 
 
+def test_corrupt_manifest_is_named(private_registry, monkeypatch):
+    """A corrupt manifest.json once gave a raw JSONDecodeError naming no file."""
+    dev = hkrt.get_device()
+    path = mf.manifest_path(dev.arch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"kernels": {')
+    with pytest.raises(hkrt.KernelNotFoundError, match="manifest.json is corrupt") as exc:
+        hkrt.gemm(np.ones((4, 4), np.float32), np.ones((4, 4), np.float32))
+    assert str(path) in str(exc.value) and "make kernels" in str(exc.value)
+
+
+def test_scalars_beyond_float32_are_value_errors():
+    a = np.ones((64, 64), np.float32)
+    with pytest.raises(ValueError, match="alpha=1e\\+39 is outside float32's range"):
+        hkrt.gemm(a, a, alpha=1e39)  # once an OverflowError from argument packing
+
+
 def test_manifest_missing(private_registry, monkeypatch):
     dev = hkrt.get_device()
     arch = dev.arch
