@@ -206,6 +206,8 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
         xd = getattr(x, "device", None)
         if isinstance(x, (DeviceArray, Weight)) and xd is not dev:
             raise ValueError(f"{name} lives on {xd}, but the GEMM runs on {dev}")
+    if stream is not None and stream.device is not dev:  # HIP would fail mid-call, leaving work half done
+        raise ValueError(f"stream belongs to {stream.device}, but the GEMM runs on {dev}")
     # out sharing memory with an input would be read after being partly written: compute beside, then copy
     inputs = (a, b.data if isinstance(b, Weight) else b, c, bias)
     aliased = isinstance(out, DeviceArray) and out.size > 0 and any(

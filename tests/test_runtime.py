@@ -418,6 +418,9 @@ TWO_DEVICES_CODE = """
     expect("mixed_a", ValueError, lambda: hkrt.gemm(da0, b, device="emu:1"))
     expect("mixed_out", ValueError, lambda: hkrt.gemm(da, db, out=hkrt.empty((70, 50), BF16, device=d0)))
     expect("mixed_bias", ValueError, lambda: hkrt.gemm(da, db, bias=hkrt.asarray(np.zeros(50, np.float32), device=d0)))
+    # a stream of the other device once gave a bare HipError and broke the next calls on the first device
+    expect("mixed_stream", ValueError, lambda: hkrt.gemm(da0, hkrt.asarray(b.astype(BF16), device=d0), stream=s1))
+    check(hkrt.gemm(da0, hkrt.asarray(b.astype(BF16), device=d0)).numpy(), a, b)
     r["errors"] = errors
     del da, db, res, w1, da0
     gc.collect()
@@ -433,10 +436,11 @@ def test_two_emulated_devices():
     e = r["errors"]
     assert e["emu:2"] is not None and "emu:2" in e["emu:2"] and "2 emu devices" in e["emu:2"], e["emu:2"]
     for name, arg in (("mixed_b", "b"), ("mixed_weight", "b"), ("mixed_a", "a"), ("mixed_out", "out"),
-                      ("mixed_bias", "bias")):
+                      ("mixed_bias", "bias"), ("mixed_stream", "stream")):
         msg = e[name]
         assert msg is not None, f"{name}: mixing devices was not rejected"
-        assert msg.startswith(f"{arg} lives on ") and "emu:0" in msg and "emu:1" in msg, msg
+        assert msg.startswith(f"{arg} lives on " if arg != "stream" else "stream belongs to ") and \
+            "emu:0" in msg and "emu:1" in msg, msg
     assert r["in_use"] == [0, 0]
 
 
