@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from . import execute, strategy as strategies
-from .array import SUPPORTED, DeviceArray, Stream, asarray, bfloat16
+from .array import SUPPORTED, DeviceArray, Stream, _handle, asarray, bfloat16
 from .devices import Device, get_device
 
 ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "gelu": 2, "silu": 3}
@@ -229,7 +229,7 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
                     stream)
     if aliased:
         dev.activate()
-        dev.driver.memcpy_dtod(out.ptr, result.ptr, result.nbytes, stream.handle if stream is not None else None)
+        dev.driver.memcpy_dtod(out.ptr, result.ptr, result.nbytes, _handle(stream))
         return out
     if not host_call:
         return result

@@ -127,7 +127,6 @@ static int check_budget(ctx_t *c) {
   return 0;
 }
 
-
 static inline float f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint32_t u32f(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline double f64(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }

@@ -41,7 +41,7 @@ typedef struct {
     hbm_bytes_per_cycle;
   emu_trace_rec *trace;                              /* NULL: no trace; else room for trace_cap records */
   uint64_t trace_cap, trace_n;                       /* trace_n: records of the traced workgroups (may exceed cap) */
-  uint32_t trace_first, trace_count;                 /* the workgroups traced: ids first .. first + count - 1 */
+  uint32_t trace_count;                              /* the workgroups traced: ids 0 .. count - 1 */
   /* results */
   uint64_t cycles, round_cycles, tail_cycles;
   uint64_t wg_run;

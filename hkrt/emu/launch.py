@@ -21,7 +21,6 @@ SHARED_APERTURE = 0x0001_0000_0000_0000
 DEFAULT_MAX_INSTRUCTIONS = 20_000_000_000
 DEFAULT_MAX_SECONDS = 900.0      # host time; an unsampled timed 16384^3 GEMM needs more: raise it, or 0
 KERNARG_CHUNK = 256
-E_INTERRUPTED = 7
 _ERRORS = {1: MemoryFault, 2: HazardError, 3: UnimplementedInstruction, 4: BarrierDeadlock, 5: LaunchLimit}
 
 

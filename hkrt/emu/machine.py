@@ -42,6 +42,11 @@ def default_memory_bytes() -> int:
     return int(env) if env else DEFAULT_MEMORY
 
 
+def _span(size: int) -> int:
+    """The address space an allocation of `size` bytes holds: aligned, then its guard gap."""
+    return (size + ALIGN - 1) // ALIGN * ALIGN + GUARD
+
+
 class DeviceMemory:
     """Device allocations held in host memory at device-like addresses.
 
@@ -60,7 +65,6 @@ class DeviceMemory:
         self._limit = limit
         self._bases: list[int] = []            # sorted
         self._blocks: dict[int, bytearray] = {}
-        self._spans: dict[int, int] = {}       # base -> address space it holds (size, alignment, guard)
         self._quarantined: deque[tuple[int, int]] = deque()  # freed (base, span), oldest first
         self._quarantined_bytes = 0
         self._quarantine = quarantine if quarantine is not None else min(QUARANTINE, (limit - base) // 8)
@@ -75,7 +79,7 @@ class DeviceMemory:
             if self.used + size > self.capacity:
                 raise MemoryError(f"out of device memory: {nbytes} bytes requested, "
                                   f"{self.capacity - self.used} of {self.capacity} free")
-            span = (size + ALIGN - 1) // ALIGN * ALIGN + GUARD
+            span = _span(size)
             base = self._take_range(span)
             if base is None:
                 base = self._next
@@ -84,7 +88,6 @@ class DeviceMemory:
                                       f"{self._limit - base} never used and {self._quarantined_bytes} freed "
                                       f"recently (quarantined)")
                 self._next += span
-            self._spans[base] = span
             block = bytearray(size)
             if self.poison:
                 whole = size // 4 * 4
@@ -101,7 +104,7 @@ class DeviceMemory:
                 raise ValueError(f"{addr:#x} is not the start of a live device allocation")
             self._bases.remove(addr)
             self.used -= len(block)
-            span = self._spans.pop(addr)
+            span = _span(len(block))
             self._quarantined.append((addr, span))
             self._quarantined_bytes += span
             while self._quarantined_bytes > self._quarantine:

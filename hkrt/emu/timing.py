@@ -164,7 +164,7 @@ def attach_trace(ffi, P, workgroups: int, records: int = TRACE_RECORDS):
     buf = np.zeros(records, _trace_dtype(ffi))
     P.trace = ffi.cast("emu_trace_rec *", ffi.from_buffer(buf))
     P.trace_cap = records
-    P.trace_first, P.trace_count = 0, workgroups
+    P.trace_count = workgroups
     return buf
 
 

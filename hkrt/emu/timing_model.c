@@ -587,7 +587,7 @@ static int issue_one(ctx_t *c, tm_t *T, cu_t *u, group_t *g, int wi, int64_t t) 
   if (cls == TC_VMEM || cls == TC_LDS) { /* a load's destination is governed by s_waitcnt, not a scoreboard */
     if (in->dst >= 256 && in->dst < 256 + NV) w->vmfma[in->dst - 256] = 0;
   }
-  if (P->trace && g->id - P->trace_first < P->trace_count) {
+  if (P->trace && g->id < P->trace_count) {
     if (P->trace_n < P->trace_cap) {
       emu_trace_rec *r = &P->trace[P->trace_n];
       int64_t done = t;

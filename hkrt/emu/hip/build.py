@@ -61,17 +61,22 @@ def _declarations(path: Path) -> str:
     return "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("//"))
 
 
+def _exports() -> list[tuple[str, str, str]]:
+    """(return type, name, parameter list) of each function hip_exports.h declares."""
+    return [(m[1].strip(), m[2], m[3].strip())
+            for m in re.finditer(r"^(.*?)(\w+)\((.*)\);\s*$", _declarations(EXPORTS), re.M)]
+
+
 def exported_functions() -> dict[str, str]:
     """Exported function name -> its C return type."""
-    return {m[2]: m[1].strip() for m in re.finditer(r"^(.*?)(\w+)\(", _declarations(EXPORTS), re.M)}
+    return {name: ret for ret, name, _ in _exports()}
 
 
 def _exports_in_c() -> tuple[str, str]:
     """(declarations of the Python-implemented functions, the C source of the exported functions that call
     them and then deliver a pending interrupt)."""
     api, src = [], [SUPPORT]
-    for m in re.finditer(r"^(.*?)(\w+)\((.*)\);\s*$", _declarations(EXPORTS), re.M):
-        ret, name, params = m[1].strip(), m[2], m[3].strip()
+    for ret, name, params in _exports():
         args = [] if params in ("", "void") else [re.findall(r"\w+", p)[-1] for p in params.split(",")]
         api.append(f"{ret} {PY}{name}({params});")
         call = f"{PY}{name}({', '.join(args)})"

@@ -11,6 +11,7 @@ import threading
 
 from . import codes as c
 from . import props, runtime
+from .build import PY
 from .codes import HipError
 
 ffi = None          # the embedding module's FFI, set by bind()
@@ -51,9 +52,9 @@ def bind(ffi_, lib_) -> None:
     for code, (name, text) in c.ERRORS.items():
         _strings[code] = (ffi.new("char[]", name.encode()), ffi.new("char[]", text.encode()))
     for name, fn in ENTRY_POINTS.items():
-        ffi.def_extern(name="hkrt_py_" + name, error=c.UNKNOWN)(fn)
+        ffi.def_extern(name=PY + name, error=c.UNKNOWN)(fn)
     for name, fn in _STRING_ENTRY_POINTS.items():
-        ffi.def_extern(name="hkrt_py_" + name)(fn)
+        ffi.def_extern(name=PY + name)(fn)
 
 
 def rt() -> runtime.Runtime:

@@ -1,7 +1,9 @@
 """State and semantics of the emulated HIP runtime: devices, memory, streams, events, modules, launches.
 
 Entry points take and return plain ints (addresses, handles) and raise HipError; capi.py adapts them
-to the C ABI. Host memory is reached through ctypes at the addresses the caller passes.
+to the C ABI. Host buffers of memory copies are reached through ctypes at the addresses the caller passes;
+images and kernel arguments, whose sizes or pointers come from what they point at, through hostmem (an
+unreadable address is a HIP error, not a fault).
 
 Work runs synchronously inside the call that submits it. So streams never hold pending work, queries
 always find it complete, and an event records the time at which it is reached: without a timing model,
@@ -98,10 +100,6 @@ class Function:
 def _address_of(view: memoryview) -> int:
     """Host address of a device allocation's backing bytes."""
     return ctypes.addressof(ctypes.c_char.from_buffer(view))
-
-
-def _read_pointer(addr: int, what: str = "pointer") -> int:
-    return hostmem.read_pointer(addr, what)
 
 
 class Runtime:
@@ -481,16 +479,16 @@ def _explicit_kernarg(k: codeobject.Kernel, params: int, extra: int) -> bytes:
     buf = bytearray(max((a.offset + a.size for a in args), default=0))
     if params:
         for i, a in enumerate(args):
-            p = _read_pointer(params + 8 * i, f"kernelParams[{i}]")
+            p = hostmem.read_pointer(params + 8 * i, f"kernelParams[{i}]")
             if not p:
                 raise HipError(c.INVALID_VALUE, f"kernelParams[{i}] is NULL")
             buf[a.offset:a.offset + a.size] = hostmem.read(p, a.size, f"argument {i} (kernelParams[{i}])")
     elif extra:
-        words = [_read_pointer(extra + 8 * i, "extra") for i in range(5)]
+        words = [hostmem.read_pointer(extra + 8 * i, "extra") for i in range(5)]
         if (words[0], words[2], words[4]) != (c.LAUNCH_PARAM_BUFFER_POINTER, c.LAUNCH_PARAM_BUFFER_SIZE,
                                               c.LAUNCH_PARAM_END) or not words[3]:
             raise HipError(c.INVALID_VALUE, "extra is not {BUFFER_POINTER, p, BUFFER_SIZE, &size, END}")
-        ptr, size = words[1], _read_pointer(words[3], "extra's buffer size")
+        ptr, size = words[1], hostmem.read_pointer(words[3], "extra's buffer size")
         if args and (not ptr or not size):
             raise HipError(c.INVALID_VALUE, f"kernel {k.name} takes arguments, the buffer is empty")
         if not args and size:
@@ -538,5 +536,5 @@ def get() -> Runtime:
                 devices = _config.get("devices") or int(os.environ.get("HKRT_EMU_DEVICES") or 1)
                 _runtime = Runtime(devices, strict=_config.get("strict"), seed=_config.get("seed"),
                                    model=_config.get("model"), sample=_config.get("sample"),
-                               trace=_config.get("trace"))
+                                   trace=_config.get("trace"))
     return _runtime
