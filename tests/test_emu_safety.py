@@ -48,17 +48,18 @@ def in_child(tc, tmp_path, lines: list[str], v1: int = 0, s45: int = 0, lds: int
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("read", ["ds_read_b32 v10, v1", "ds_read_b128 v[10:13], v1",
-                                  "ds_read2_b32 v[10:11], v1 offset1:1"])
-def test_lds_reads_at_addresses_that_wrap_32_bits_return_zero(tc, tmp_path, read):
-    out = in_child(tc, tmp_path, [read, "s_waitcnt lgkmcnt(0)"], v1=0xFFFFFFF0)
+# each access's last byte lies past 2^32 - 1 (the read2/write2 cases: the second address's)
+@pytest.mark.parametrize("read, v1", [("ds_read_b32 v10, v1", 0xFFFFFFFC), ("ds_read_b128 v[10:13], v1", 0xFFFFFFF8),
+                                      ("ds_read2_b32 v[10:11], v1 offset1:1", 0xFFFFFFF8)])
+def test_lds_reads_at_addresses_that_wrap_32_bits_return_zero(tc, tmp_path, read, v1):
+    out = in_child(tc, tmp_path, [read, "s_waitcnt lgkmcnt(0)"], v1=v1)
     assert out == {"v10": 0, "lds_same": True}
 
 
-@pytest.mark.parametrize("write", ["ds_write_b32 v1, v2", "ds_write_b128 v1, v[4:7]",
-                                   "ds_write2_b32 v1, v2, v3 offset1:1"])
-def test_lds_writes_at_addresses_that_wrap_32_bits_are_dropped(tc, tmp_path, write):
-    out = in_child(tc, tmp_path, [write, "s_waitcnt lgkmcnt(0)", "v_mov_b32 v10, 0"], v1=0xFFFFFFF0)
+@pytest.mark.parametrize("write, v1", [("ds_write_b32 v1, v2", 0xFFFFFFFC), ("ds_write_b128 v1, v[4:7]", 0xFFFFFFF8),
+                                       ("ds_write2_b32 v1, v2, v3 offset1:1", 0xFFFFFFF8)])
+def test_lds_writes_at_addresses_that_wrap_32_bits_are_dropped(tc, tmp_path, write, v1):
+    out = in_child(tc, tmp_path, [write, "s_waitcnt lgkmcnt(0)", "v_mov_b32 v10, 0"], v1=v1)
     assert out == {"v10": 0, "lds_same": True}
 
 
