@@ -6,6 +6,8 @@ their memory through the caching allocator and give it back when garbage collect
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 import weakref
 
 import ml_dtypes
@@ -23,9 +25,17 @@ class Stream:
     def __init__(self, device: Device | str | None = None, *, _handle=None, _owned=True):
         self.device = get_device(device)
         self.device.activate()
-        self.handle = self.device.driver.stream_create() if _owned else _handle
+        self._handle = self.device.driver.stream_create() if _owned else _handle
+        self._generation = self.device.generation
         if _owned:
-            weakref.finalize(self, _destroy_stream, self.device, self.handle)
+            weakref.finalize(self, _destroy_stream, self.device, self._handle, self._generation)
+
+    @property
+    def handle(self):
+        """The HIP stream (None: the null stream); an error once a device reset destroyed it."""
+        if self._handle is not None and self._generation != self.device.generation:
+            raise ValueError(f"this stream was destroyed when {self.device} was reset")
+        return self._handle
 
     @classmethod
     def null(cls, device: Device | str | None = None) -> "Stream":
@@ -41,13 +51,21 @@ class Stream:
         return ev
 
 
-def _destroy_stream(device, handle) -> None:
+def _destroy_stream(device, handle, generation) -> None:
+    # No synchronize: HIP destroys a stream once its work is done, and a fault pending on the device
+    # belongs to the work that caused it, not to this finalizer.
+    if generation == device.generation:  # else the reset destroyed it already
+        _quietly(f"destroying a stream on {device}", device.driver.stream_destroy, handle)
+
+
+def _quietly(what: str, fn, *args) -> None:
+    """Run a finalizer's HIP call: a failure becomes a warning (a finalizer cannot raise), except at
+    interpreter exit, when the runtime may already be gone."""
     try:
-        device.activate()
-        device.driver.stream_synchronize(handle)
-        device.driver.stream_destroy(handle)
-    except Exception:  # interpreter shutdown: the runtime may already be gone
-        pass
+        fn(*args)
+    except Exception as exc:
+        if not sys.is_finalizing():
+            warnings.warn(f"hkrt: {what} failed: {exc}", RuntimeWarning, stacklevel=2)
 
 
 class Event:
@@ -55,7 +73,7 @@ class Event:
         self.device = get_device(device)
         self.device.activate()
         self.handle = self.device.driver.event_create()
-        weakref.finalize(self, _destroy_event, self.device, self.handle)
+        weakref.finalize(self, _destroy_event, self.device, self.handle, self.device.generation)
 
     def record(self, stream: Stream | None = None) -> "Event":
         self.device.activate()
@@ -72,11 +90,9 @@ class Event:
         return self.device.driver.event_elapsed_ms(self.handle, end.handle)
 
 
-def _destroy_event(device, handle) -> None:
-    try:
-        device.driver.event_destroy(handle)
-    except Exception:
-        pass
+def _destroy_event(device, handle, generation) -> None:
+    if generation == device.generation:
+        _quietly(f"destroying an event on {device}", device.driver.event_destroy, handle)
 
 
 def _handle(stream: Stream | None):
@@ -116,8 +132,11 @@ class DeviceArray:
     @property
     def ptr(self) -> int:
         """The device address of element 0; using an array after .free() is an error."""
-        if self._owner._freed:
+        owner = self._owner
+        if owner._freed:
             raise ValueError("this device array was freed; it cannot be used any more")
+        if owner._block is not None and not owner._block.valid:
+            raise ValueError(f"this device array's memory was freed when {self.device} was reset")
         return self._ptr
 
     @property
@@ -226,10 +245,7 @@ class DeviceArray:
 
 
 def _give_back(block) -> None:
-    try:
-        block.free()
-    except Exception:
-        pass
+    _quietly("giving a device block back", block.free)
 
 
 def _contiguous_strides(shape, itemsize) -> tuple[int, ...]:

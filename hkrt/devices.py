@@ -80,7 +80,7 @@ def backend(kind: str = "auto") -> tuple[str, Driver]:
             emu.activate()
             print("hkrt: no gfx950 GPU found; running on the gfx950 emulator" if kind == "auto" else
                   "hkrt: running on the gfx950 emulator, as requested", file=sys.stderr)
-            _backend = ("emu", HipDriver(emulated=True))
+            _backend = ("emu", HipDriver(emulated=True, detail=emu.error_detail))
         return _backend
 
 
@@ -90,6 +90,7 @@ class Device:
     kind: str               # "gpu" or "emu"
     info: DeviceInfo
     driver: Driver = field(repr=False)
+    generation: int = 0     # how many resets: what a handle or block from before one is told apart by
 
     @property
     def arch(self) -> str:
@@ -109,6 +110,19 @@ class Device:
     def synchronize(self) -> None:
         self.activate()
         self.driver.synchronize()
+
+    def reset(self) -> None:
+        """Recover from a kernel fault. A fault leaves the device refusing all work (as a GPU does), each
+        call raising HipError with the fault's detail, until this: it frees every allocation, stream, event
+        and loaded kernel of the device; its DeviceArrays, Weights and Streams refuse to be used after it."""
+        from . import registry
+        from .memory import allocator_for
+        with _lock:
+            self.generation += 1  # first: a block given back from now on is known to be gone
+            self.activate()
+            allocator_for(self).forget_all()
+            registry.forget(self)
+            self.driver.reset()
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.index} ({self.info.name}, {self.info.arch})"

@@ -12,6 +12,7 @@ no HIP. The queue goes back to the pool at the next malloc, empty_cache or read 
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
@@ -47,6 +48,12 @@ class Block:
     stream: object = None  # the Stream it was allocated on: held, so that its handle stays valid
     event: object = None
     live: bool = False     # handed out and not yet given back
+    generation: int = 0    # the device's reset count when it was allocated
+
+    @property
+    def valid(self) -> bool:
+        """False once the device was reset (which freed the memory under it)."""
+        return self.generation == self.allocator.device.generation
 
     def free(self) -> None:
         self.allocator.free(self)
@@ -82,7 +89,8 @@ class CachingAllocator:
             self._take_freed()
             blk = self._reuse(size, stream)
             if blk is None:
-                blk = Block(self._device_malloc(nbytes, size), size, self)
+                blk = Block(self._device_malloc(nbytes, size), size, self,
+                            generation=self.device.generation)
             blk.stream = stream
             blk.live = True
             self._in_use += size
@@ -125,19 +133,39 @@ class CachingAllocator:
         self._freed.append(blk)
 
     def _take_freed(self) -> None:
-        """Move the queued blocks into the pool (lock held), each with an event on its stream."""
+        """Move the queued blocks into the pool (lock held), each with an event on its stream.
+
+        A block whose event cannot be made (the device faulted, or its stream is gone) cannot be told
+        safe for other streams: it goes back to the device instead, and the others are still pooled."""
         while self._freed:
             blk = self._freed.popleft()
-            if not blk.live:
-                continue  # given back twice
+            if not blk.live or not blk.valid:
+                continue  # given back twice, or freed by a device reset
             blk.live = False
-            if stream_key(blk.stream) != 0:
-                self.device.activate()
-                blk.event = self.device.driver.event_create()
-                self.device.driver.event_record(blk.event, stream_handle(blk.stream))
-            self._pool[blk.size].append(blk)
             self._in_use -= blk.size
+            try:
+                if stream_key(blk.stream) != 0:
+                    self.device.activate()
+                    blk.event = self.device.driver.event_create()
+                    self.device.driver.event_record(blk.event, stream_handle(blk.stream))
+            except (HipError, ValueError) as exc:
+                self._release(blk, f"it could not be pooled ({exc})")
+                continue
+            self._pool[blk.size].append(blk)
             self._cached += blk.size
+
+    def _release(self, blk: Block, why: str) -> None:
+        """Free one block on the device now, because `why`; a failure leaves it there, warned, and
+        does not stop the caller from releasing the others."""
+        try:
+            self._drop_event(blk)
+        except HipError:
+            blk.event = None
+        try:
+            self.device.driver.free(blk.ptr)
+        except HipError as exc:
+            warnings.warn(f"hkrt: a {blk.size}-byte block on {self.device} was to be freed ({why}) but "
+                          f"hipFree failed ({exc}); it stays allocated until the device is reset", RuntimeWarning)
 
     def _drop_event(self, blk: Block) -> None:
         if blk.event is not None:
@@ -150,10 +178,16 @@ class CachingAllocator:
         self.device.driver.synchronize()
         for blocks in self._pool.values():
             for blk in blocks:
-                self._drop_event(blk)
-                self.device.driver.free(blk.ptr)
+                self._release(blk, "the cache is emptied")
         self._pool.clear()
         self._cached = 0
+
+    def forget_all(self) -> None:
+        """Drop every block without freeing it: the device reset that follows frees them all."""
+        with self._lock:
+            self._freed.clear()
+            self._pool.clear()
+            self._in_use = self._cached = 0
 
     def empty_cache(self) -> None:
         """Give every cached block back to the device."""

@@ -91,6 +91,13 @@ class LoadedKernel:
         self.device.driver.launch(self.function, grid, block, dynamic_lds, handle, kernarg)
 
 
+def forget(device: Device) -> None:
+    """Drop the kernels loaded on a device that is being reset (its modules go with the reset)."""
+    with _lock:
+        for key in [key for key in _loaded if key[0] == device.index]:
+            del _loaded[key]
+
+
 def kernel(device: Device, name: str) -> LoadedKernel:
     """The kernel `name` loaded on `device` (loaded on first use)."""
     key = (device.index, name)

@@ -516,16 +516,61 @@ def test_gemm_launch_matches_numpy(gemm, variant, form):
         ok(hip.hipFree(p))
 
 
-def test_kernel_fault_is_reported_by_the_next_synchronizing_call(gemm):
+def reset_device():
+    """Clear a planted fault. Through hkrt's Device, because hkrt (used by other tests of this process)
+    must forget the memory and kernels the reset frees."""
+    hkrt.get_device("emu").reset()
+
+
+def test_kernel_fault_is_sticky_until_reset(gemm):
     f, _ = gemm("gemm_basic_kn_f32")
     small = ok(hip.hipMalloc(256))                      # C needs 64 * 64 * 4 bytes
-    ok(hip.hipModuleLaunchKernel(f, 1, 1, 1, 256, 1, 1, 0, None, None, _gemm_args(64, 64, 32, small, small, small)))
+    args = _gemm_args(64, 64, 32, small, small, small)
+    ok(hip.hipModuleLaunchKernel(f, 1, 1, 1, 256, 1, 1, 0, None, None, args))  # returns before the fault shows
     fault = hkrt.emu.last_error()
     assert isinstance(fault, errors.MemoryFault) and "gemm_basic" in str(fault) and fault.pc is not None
     assert hip.hipPeekAtLastError() == (E.hipErrorIllegalAddress,)
-    assert hip.hipDeviceSynchronize() == (E.hipErrorIllegalAddress,)
-    ok(hip.hipDeviceSynchronize())                      # reported once
-    ok(hip.hipFree(small))
+    stream, event = ok(hip.hipStreamCreate()), ok(hip.hipEventCreate())
+    x = np.zeros(64, np.uint8)
+    try:
+        for call in (hip.hipDeviceSynchronize, hip.hipDeviceSynchronize,   # sticky: not reported once only
+                     lambda: hip.hipStreamSynchronize(stream), lambda: hip.hipStreamQuery(stream),
+                     lambda: hip.hipMemcpyAsync(small, x, 64, H2D, stream),   # innocent work on another stream
+                     lambda: hip.hipMemcpy(x, small, 64, D2H), lambda: hip.hipMemset(small, 0, 64),
+                     lambda: hip.hipEventRecord(event, stream),
+                     lambda: hip.hipModuleLaunchKernel(f, 1, 1, 1, 256, 1, 1, 0, None, None, args)):
+            assert call()[0] == E.hipErrorIllegalAddress
+            assert hkrt.emu.last_error() is fault             # each failure carries the fault's own detail
+        ok(hip.hipEventDestroy(event))                          # cleanup still works
+        ok(hip.hipStreamDestroy(stream))
+    finally:
+        reset_device()
+    free, total = ok(hip.hipMemGetInfo())
+    assert free == total                                        # the reset freed `small` with everything else
+    assert hip.hipFree(small)[0] == E.hipErrorInvalidValue
+    d = ok(hip.hipMalloc(64 * 64 * 4))                          # and the module runs again
+    ok(hip.hipModuleLaunchKernel(f, 1, 1, 1, 256, 1, 1, 0, None, None, _gemm_args(64, 64, 0, d, d, d)))
+    ok(hip.hipDeviceSynchronize())
+    ok(hip.hipFree(d))
+
+
+def test_each_thread_gets_its_own_error_detail():
+    """A failed call's detail belongs to the thread that made it (it was process-wide)."""
+    details = {}
+
+    def fail(size, name):
+        assert hip.hipMalloc(size)[0] == E.hipErrorOutOfMemory
+        details[name] = str(hkrt.emu.last_error())
+        barrier.wait()
+        details[name + " after"] = str(hkrt.emu.last_error())
+    barrier = threading.Barrier(2)
+    ts = [threading.Thread(target=fail, args=(size, name)) for size, name in ((1 << 50, "a"), (1 << 51, "b"))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert str(1 << 50) in details["a"] and details["a"] == details["a after"]
+    assert str(1 << 51) in details["b"] and details["b"] == details["b after"]
 
 
 @pytest.mark.parametrize("sync", ["stream", "memcpy", "event"])
@@ -536,18 +581,18 @@ def test_other_kernel_errors_are_launch_failures(gemm, monkeypatch, sync):
     f, _ = gemm("gemm_basic_kn_f32")
     d = ok(hip.hipMalloc(64))
     stream, event = ok(hip.hipStreamCreate()), ok(hip.hipEventCreate())
-    ok(hip.hipModuleLaunchKernel(f, 1, 1, 1, 256, 1, 1, 0, stream, None, _gemm_args(1, 1, 1, d, d, d)))
-    assert "waves stuck (kernel gemm_basic, pc 0x40)" == str(hkrt.emu.last_error())
-    x = np.zeros(16, np.float32)
-    result = {"stream": lambda: hip.hipStreamSynchronize(stream),
-              "memcpy": lambda: hip.hipMemcpy(x, d, 64, D2H),
-              "event": lambda: (ok(hip.hipEventRecord(event, stream)), hip.hipEventSynchronize(event))[1]}[sync]()
-    assert result == (E.hipErrorLaunchFailure,)
-    assert hip.hipGetLastError() == (E.hipErrorLaunchFailure,)
-    ok(hip.hipStreamSynchronize(stream))
-    ok(hip.hipEventDestroy(event))
-    ok(hip.hipStreamDestroy(stream))
-    ok(hip.hipFree(d))
+    try:
+        ok(hip.hipModuleLaunchKernel(f, 1, 1, 1, 256, 1, 1, 0, stream, None, _gemm_args(1, 1, 1, d, d, d)))
+        assert "waves stuck (kernel gemm_basic, pc 0x40)" == str(hkrt.emu.last_error())
+        x = np.zeros(16, np.float32)
+        result = {"stream": lambda: hip.hipStreamSynchronize(stream),
+                  "memcpy": lambda: hip.hipMemcpy(x, d, 64, D2H),
+                  "event": lambda: hip.hipEventSynchronize(event)}[sync]()
+        assert result == (E.hipErrorLaunchFailure,)
+        assert hip.hipGetLastError() == (E.hipErrorLaunchFailure,)
+        assert hip.hipStreamSynchronize(stream) == (E.hipErrorLaunchFailure,)
+    finally:
+        reset_device()
 
 
 def test_two_devices():
@@ -632,7 +677,9 @@ def _run_planted(f, threads):
     out = np.zeros_like(x)
     if status == E.hipSuccess:
         ok(hip.hipMemcpy(out, d_out, x.nbytes, D2H))
-    ok(hip.hipFree(d_in)), ok(hip.hipFree(d_out))
+        ok(hip.hipFree(d_in)), ok(hip.hipFree(d_out))
+    else:
+        reset_device()  # frees d_in and d_out with the fault
     return status, x, out
 
 

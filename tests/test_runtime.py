@@ -314,6 +314,101 @@ def test_threads_concurrent_gemm():
 
 
 # ---------------------------------------------------------------------------------------------------------
+# kernel faults: sticky per device (as HIP's), reported to the work that caused them, cleared by a reset
+
+@pytest.fixture
+def planted_fault(monkeypatch):
+    """Every GEMM launch faults (as an out-of-bounds store would); the device is reset afterwards."""
+    from hkrt.emu import errors, machine
+    real = machine.Machine.launch
+
+    def faulty(self, module, name, *args):
+        if name.startswith("gemm_"):
+            raise errors.MemoryFault("planted fault", kernel=name, pc=0x80, address=0xDEAD)
+        return real(self, module, name, *args)
+    monkeypatch.setattr(machine.Machine, "launch", faulty)
+    yield
+    monkeypatch.undo()
+    hkrt.get_device().reset()
+
+
+def test_kernel_fault_reaches_the_gemm_that_caused_it(planted_fault):
+    rng = np.random.default_rng()
+    a = hkrt.asarray(normal(rng, (64, 64)).astype(BF16))
+    w = hkrt.Weight(normal(rng, (64, 32)))
+    side = hkrt.Stream()
+    c = hkrt.gemm(a, w, strategy="pingpong")     # one launch, which returns before the fault shows (as on a GPU)
+    with pytest.raises(hkrt.HipError, match="planted fault"):  # the device is unusable now, for all work
+        hkrt.asarray(np.ones(8, np.float32), stream=side)
+    unrelated = hkrt.Stream()
+    del unrelated                                # its finalizer once synchronized and swallowed the fault
+    gc.collect()
+    with pytest.raises(hkrt.HipError, match=r"planted fault \(kernel gemm_\w+, pc 0x80\).*reset") as err:
+        c.numpy()                                # the faulting gemm's result: once zeros, with no error
+    assert err.value.name == "hipErrorIllegalAddress"
+
+
+def test_device_reset_recovers_and_retires_old_handles(planted_fault, monkeypatch):
+    rng = np.random.default_rng()
+    dev = hkrt.get_device()
+    a = hkrt.asarray(normal(rng, (64, 64)).astype(BF16))
+    side = hkrt.Stream()
+    with pytest.raises(hkrt.HipError, match="planted fault"):
+        hkrt.gemm(a, a).numpy()
+    monkeypatch.undo()
+    dev.reset()
+    for use in (a.numpy, side.synchronize, lambda: hkrt.gemm(a, a)):
+        with pytest.raises(ValueError, match="reset"):
+            use()
+    assert dev.allocator.in_use == 0
+    x, y = normal(rng, (96, 80)), normal(rng, (80, 40))
+    check(hkrt.gemm(x, y), x, y)                 # kernels load again, memory is fresh
+    del a, side
+    gc.collect()                                 # finalizers of retired objects stay quiet and harmless
+    assert dev.allocator.in_use == 0
+
+
+def test_finalizer_failures_warn(monkeypatch):
+    """Finalizers cannot raise; a failed stream destroy once passed silently."""
+    from hkrt.errors import HipError
+    dev = hkrt.get_device()
+    s = hkrt.Stream()
+
+    def broken(handle):
+        raise HipError("hipStreamDestroy", 400, "hipErrorInvalidHandle")
+    monkeypatch.setattr(dev.driver, "stream_destroy", broken)
+    with pytest.warns(RuntimeWarning, match="destroying a stream.*hipErrorInvalidHandle"):
+        del s
+        gc.collect()
+
+
+def test_a_block_that_cannot_be_pooled_loses_nothing_else(monkeypatch):
+    """Giving back blocks freed on a stream records an event for each; one failing once lost that block
+    and left the others queued behind an exception raised from a counter read."""
+    from hkrt.errors import HipError
+    dev = hkrt.get_device()
+    alloc = dev.allocator
+    gc.collect()
+    base = alloc.in_use
+    s = hkrt.Stream()
+    arrays = [hkrt.empty((1000 + 1000 * i,), np.float32, stream=s) for i in range(3)]
+    real, calls = dev.driver.event_record, []
+
+    def flaky(event, stream):
+        calls.append(event)
+        if len(calls) == 2:
+            raise HipError("hipEventRecord", 400, "hipErrorInvalidHandle")
+        return real(event, stream)
+    monkeypatch.setattr(dev.driver, "event_record", flaky)
+    free0 = dev.driver.mem_info()[0]
+    del arrays
+    gc.collect()
+    assert alloc.in_use == base                  # every block is accounted for, none raised
+    assert dev.driver.mem_info()[0] == free0 + size_class(8000)  # the one that failed went back to the device
+    assert len(calls) == 3
+
+
+# ---------------------------------------------------------------------------------------------------------
 # device selection (per process: subprocesses)
 
 SELECT_CODE = """

@@ -34,6 +34,9 @@ class Driver(ABC):
     @abstractmethod
     def synchronize(self) -> None: ...
     @abstractmethod
+    def reset(self) -> None:
+        """Free everything the current device holds and clear a kernel fault (sticky until then)."""
+    @abstractmethod
     def mem_info(self) -> tuple[int, int]:
         """(free, total) bytes on the current device."""
     @abstractmethod

@@ -1,26 +1,31 @@
 """The HIP driver on hip-python: on a real gfx950 GPU, or on the emulator once hkrt.emu.activate() ran.
 
-Every HIP status is checked; a failure raises HipError naming the call and HIP's error, after
-clearing HIP's sticky last-error state so that one failed call does not poison the next.
+Every HIP status is checked; a failure raises HipError naming the call and HIP's error (and the runtime's
+own account of it, when the runtime offers one through `detail`), after clearing HIP's last error.
 """
 from __future__ import annotations
 
 import ctypes
+from typing import Callable
 
 from ..errors import HipError
 from .base import DeviceInfo, Driver
 
 # hipModuleLaunchKernel's `extra` protocol (hip_runtime_api.h)
 _LAUNCH_PARAM_BUFFER_POINTER, _LAUNCH_PARAM_BUFFER_SIZE, _LAUNCH_PARAM_END = 1, 2, 3
+_STICKY = (700, 719)  # hipErrorIllegalAddress, hipErrorLaunchFailure: a kernel fault, kept until a reset
 
 
 class HipDriver(Driver):
     name = "hip"
 
-    def __init__(self, emulated: bool):
+    def __init__(self, emulated: bool, detail: Callable[[], str | None] | None = None):
+        """detail: called right after a failed call, on the same thread, for the runtime's own account of
+        it (the emulator names kernel, PC and address of a fault); ROCm's runtime offers none."""
         from hip import hip  # imported here: on the emulator, activation must come first
         self.hip = hip
         self.emulated = emulated
+        self._detail = detail
         self.runtime = ("hkrt gfx950 emulator (emulated libamdhip64 behind hip-python)" if emulated
                         else "ROCm HIP runtime (libamdhip64 through hip-python)")
         self._call("hipInit", hip.hipInit(0))
@@ -30,13 +35,13 @@ class HipDriver(Driver):
         err, rest = result[0], result[1:]
         code = int(getattr(err, "value", err))
         if code != 0:
-            self.hip.hipGetLastError()  # clear the sticky error
-            detail = None
-            if self.emulated:
-                from .. import emu
-                exc = emu.last_error()
-                detail = str(exc) if exc is not None and code in (700, 719) else None
-            raise HipError(name, code, getattr(err, "name", f"hipError {code}"), detail)
+            self.hip.hipGetLastError()  # a failed call sets it; the next call must not see it
+            error = getattr(err, "name", f"hipError {code}")
+            detail = self._detail() if self._detail is not None else None
+            detail = detail if detail != error else None
+            if code in _STICKY:
+                detail = f"{detail or 'a kernel faulted'} (hkrt: Device.reset() makes the device usable again)"
+            raise HipError(name, code, error, detail)
         if not rest:
             return None
         return rest[0] if len(rest) == 1 else rest
@@ -63,6 +68,9 @@ class HipDriver(Driver):
 
     def synchronize(self) -> None:
         self._call("hipDeviceSynchronize", self.hip.hipDeviceSynchronize())
+
+    def reset(self) -> None:
+        self._call("hipDeviceReset", self.hip.hipDeviceReset())
 
     # -- memory
     def mem_info(self) -> tuple[int, int]:

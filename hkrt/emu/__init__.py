@@ -61,9 +61,16 @@ def is_active() -> bool:
 
 
 def last_error() -> BaseException | None:
-    """The exception behind the latest kernel fault (its message names kernel, PC and address), or None."""
+    """The calling thread's latest failed HIP call, as an exception: for a kernel fault the emulator's
+    (its message names kernel, PC and address), otherwise the runtime's own with its message; or None."""
     from .hip import runtime
     return runtime.last_exception()
+
+
+def error_detail() -> str | None:
+    """The calling thread's latest failed call in words: what the HIP driver adds to its error."""
+    from .hip import runtime
+    return runtime.last_message()
 
 
 def last_report():

@@ -2,7 +2,7 @@
 
 Each converts its C arguments, calls the runtime, writes its out-parameters and returns a hipError_t;
 a failing call sets the thread's last error, as HIP does. No Python exception reaches C: HipError
-becomes its code, anything else hipErrorUnknown (kept for hkrt.emu.last_error()).
+becomes its code, anything else hipErrorUnknown; either is kept as the thread's hkrt.emu.last_error().
 """
 from __future__ import annotations
 
@@ -27,17 +27,18 @@ def _entry(fn):
         try:
             fn(*args)
             return c.SUCCESS
-        except HipError as e:
-            code = e.code
+        except HipError as e:  # its message (or the kernel fault behind it) is this call's detail
+            code, failure, message = e.code, e.__cause__ or e, str(e)
         except KeyboardInterrupt:  # Ctrl-C: the launch was stopped; SIGINT again once the call returned
             if threading.current_thread() is threading.main_thread():
                 lib.hkrt_request_interrupt()
-            code = c.LAUNCH_FAILURE
+            code, failure, message = c.LAUNCH_FAILURE, None, None
         except Exception as e:  # a defect of the emulator; the caller only sees a code
-            runtime.note_exception(e)
-            code = c.UNKNOWN
+            code, failure, message = c.UNKNOWN, e, f"emulator error: {e!r}"
         try:
             runtime.get().set_error(code)
+            if failure is not None:
+                runtime.note_exception(failure, message)
         except Exception:
             return c.NOT_INITIALIZED
         return code
@@ -214,6 +215,11 @@ def hipDeviceSynchronize():
     rt().device_synchronize()
 
 
+@_entry
+def hipDeviceReset():
+    rt().device_reset()
+
+
 # ---- memory
 @_entry
 def hipMalloc(out, size):
@@ -240,12 +246,12 @@ def hipMemPtrGetInfo(p, out):
 
 @_entry
 def hipMemcpy(dst, src, n, kind):
-    rt().memcpy(_int(dst), _int(src), n, kind, sync=True)
+    rt().memcpy(_int(dst), _int(src), n, kind)
 
 
 @_entry
 def hipMemcpyWithStream(dst, src, n, kind, stream):
-    rt().memcpy(_int(dst), _int(src), n, kind, _int(stream), sync=True)
+    rt().memcpy(_int(dst), _int(src), n, kind, _int(stream))
 
 
 @_entry
@@ -255,17 +261,17 @@ def hipMemcpyAsync(dst, src, n, kind, stream):
 
 @_entry
 def hipMemcpyHtoD(dst, src, n):
-    rt().memcpy(_int(dst), _int(src), n, c.MEMCPY_H2D, sync=True)
+    rt().memcpy(_int(dst), _int(src), n, c.MEMCPY_H2D)
 
 
 @_entry
 def hipMemcpyDtoH(dst, src, n):
-    rt().memcpy(_int(dst), _int(src), n, c.MEMCPY_D2H, sync=True)
+    rt().memcpy(_int(dst), _int(src), n, c.MEMCPY_D2H)
 
 
 @_entry
 def hipMemcpyDtoD(dst, src, n):
-    rt().memcpy(_int(dst), _int(src), n, c.MEMCPY_D2D, sync=True)
+    rt().memcpy(_int(dst), _int(src), n, c.MEMCPY_D2D)
 
 
 @_entry
@@ -343,7 +349,7 @@ def hipStreamDestroy(stream):
 
 @_entry
 def hipStreamQuery(stream):
-    rt().stream(_int(stream))  # all work is complete once its call returns
+    rt().stream_synchronize(_int(stream))  # all work is complete once its call returns; faults stick
 
 
 @_entry
@@ -399,7 +405,7 @@ def hipEventElapsedTime(out, start, stop):
 
 @_entry
 def hipEventQuery(event):
-    rt().event(_int(event))
+    rt().event_synchronize(_int(event))  # complete once recorded; faults stick
 
 
 @_entry

@@ -10,10 +10,14 @@ always find it complete, and an event records the time at which it is reached: w
 host wall time (hipEventElapsedTime then includes the emulation time of the work between two records);
 with one (HKRT_EMU_MODEL), the device's modelled clock, which every launch advances by its modelled
 duration, so elapsed times are predicted device times. Work runs on a device in submission order, so one
-clock per device serves all its streams. A kernel that faults still returns hipSuccess from its launch,
-as on hardware; the fault (hipErrorIllegalAddress for a MemoryFault, hipErrorLaunchFailure otherwise) is
-returned by the next synchronizing call on its device and set as the launching thread's last error.
-last_exception() keeps the emulator's exception, which names kernel, PC and address.
+clock per device serves all its streams.
+
+A kernel that faults still returns hipSuccess from its launch, as on hardware. The fault
+(hipErrorIllegalAddress for a MemoryFault, hipErrorLaunchFailure otherwise) is sticky, as HIP's are: every
+later synchronizing call, launch, copy and record on that device returns it, so it reaches the work that
+caused it whichever call comes first, until hipDeviceReset (which frees everything the device holds).
+Freeing and destroying still succeed, so cleanup does not leak. Each thread's last error carries its own
+message (last_exception(): the emulator's exception naming kernel, PC and address, for a fault).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import itertools
 import os
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,17 +43,36 @@ HANDLE_BASE = 0x10_0000_0000    # streams, events, modules, functions: opaque, n
 INT_MAX = 2**31 - 1
 MAX_DEVICES = 64
 
-_last_exception: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A kernel fault, kept on its device until hipDeviceReset."""
+    code: int
+    exception: BaseException
+
+    def error(self) -> HipError:
+        err = HipError(self.code, f"{self.exception}; the device is unusable until it is reset "
+                                  f"(hipDeviceReset), as a GPU is after a kernel fault")
+        err.__cause__ = self.exception  # what hkrt.emu.last_error() gives the caller
+        return err
 
 
 def last_exception() -> BaseException | None:
-    """The latest kernel fault or internal error, with its full message."""
-    return _last_exception
+    """The calling thread's latest failure: the emulator's exception for a kernel fault or an internal
+    error, the HipError (with its message) for any other failed call; None if none failed yet."""
+    return get()._thread().exception
 
 
-def note_exception(exc: BaseException) -> None:
-    global _last_exception
-    _last_exception = exc
+def last_message() -> str | None:
+    """The calling thread's latest failed call in words (for a fault: the fault, then what to do)."""
+    return get()._thread().message
+
+
+def note_exception(exc: BaseException, message: str | None = None) -> None:
+    """Record exc as the calling thread's latest failure (message: its account, if not str(exc))."""
+    t = get()._thread()
+    t.exception, t.message = exc, message or str(exc)
 
 
 class Device:
@@ -56,7 +80,7 @@ class Device:
         self.index, self.machine = index, machine
         self.base, self.limit = base, limit           # this device's slice of the address space
         self.lock = threading.RLock()                 # memory and launches of this device
-        self.fault = c.SUCCESS                        # a kernel fault no synchronizing call has reported yet
+        self.fault: Fault | None = None               # sticky until reset
         self.clock = 0.0                              # modelled device seconds (timing model on)
         self.props = props.properties(index, machine)
         self.null_stream = Stream(self, 0)
@@ -88,6 +112,11 @@ class Module:
             if device.index not in self._loaded:
                 self._loaded[device.index] = device.machine.load(self.elf)
             return self._loaded[device.index]
+
+    def forget(self, device: Device) -> None:
+        """Drop the mapping on a device whose memory was reset."""
+        with self._lock:
+            self._loaded.pop(device.index, None)
 
 
 class Function:
@@ -128,6 +157,7 @@ class Runtime:
         t = self._tls
         if not hasattr(t, "device"):
             t.device, t.error, t.last_report, t.collectors = 0, c.SUCCESS, None, []
+            t.exception = t.message = None
         return t
 
     def collectors(self) -> list:
@@ -167,15 +197,28 @@ class Runtime:
         return value
 
     def _sync(self, *devices: Device) -> None:
-        """Report a pending kernel fault of any of these devices (each once)."""
-        for d in dict.fromkeys(devices):
-            with d.lock:
-                code, d.fault = d.fault, c.SUCCESS
-            if code:
-                raise HipError(code, "an earlier kernel faulted; hkrt.emu.last_error() has the details")
+        """Fail with the fault of any of these devices (sticky: every call until a reset)."""
+        for d in devices:
+            fault = d.fault
+            if fault is not None:
+                raise fault.error()
 
     def device_synchronize(self) -> None:
         self._sync(self.current())
+
+    def device_reset(self) -> None:
+        """hipDeviceReset: free every allocation, stream, event and module mapping of the current device
+        and clear its fault. Module and function handles stay valid (mapped again at their next launch)."""
+        d = self.current()
+        with self._lock, d.lock:
+            for h, obj in list(self._handles.items()):
+                if isinstance(obj, (Stream, Event)) and obj.device is d:
+                    del self._handles[h]
+                elif isinstance(obj, Module):
+                    obj.forget(d)
+            for base, _ in d.machine.memory.blocks():
+                d.machine.memory.free(base)
+            d.fault, d.clock = None, 0.0
 
     # ---- memory
     def _owner(self, addr: int) -> Device | None:
@@ -238,8 +281,8 @@ class Runtime:
             raise HipError(c.INVALID_VALUE, f"{addr:#x} is not in a device allocation")
         return hit[1]
 
-    def memcpy(self, dst: int, src: int, n: int, kind: int, stream: int = 0, sync: bool = False) -> None:
-        """hipMemcpy*; the synchronous forms (sync) report pending kernel faults.
+    def memcpy(self, dst: int, src: int, n: int, kind: int, stream: int = 0) -> None:
+        """hipMemcpy* (synchronous or not: the work is done before the call returns).
 
         The direction is taken from where the pointers lie, as HIP does with unified addressing;
         a side that `kind` says is device memory must be, since the host cannot reach it otherwise.
@@ -257,8 +300,7 @@ class Runtime:
             raise HipError(c.INVALID_VALUE, f"destination {dst:#x}+{n} is not device memory")
         if frm is None and kind in (c.MEMCPY_D2H, c.MEMCPY_D2D, c.MEMCPY_D2D_NO_CU):
             raise HipError(c.INVALID_VALUE, f"source {src:#x}+{n} is not device memory")
-        if sync:
-            self._sync(queue.device, *(r[0] for r in (to, frm) if r))
+        self._sync(queue.device, *(r[0] for r in (to, frm) if r))
         ctypes.memmove(_address_of(to[1]) if to else dst, _address_of(frm[1]) if frm else src, n)
 
     def memset(self, dst: int, value: int, width: int, count: int, stream: int = 0) -> None:
@@ -269,6 +311,7 @@ class Runtime:
         hit = self._device_range(dst, count * width) if dst else None
         if hit is None:
             raise HipError(c.INVALID_VALUE, f"{dst:#x} is not device memory")
+        self._sync(hit[0])
         np.frombuffer(hit[1], dtype=f"<u{width}")[:] = value & ((1 << 8 * width) - 1)
 
     # ---- handles
@@ -330,12 +373,11 @@ class Runtime:
         ev, st = self.event(e), self.stream(s)
         if ev.device is not st.device:
             raise HipError(c.INVALID_HANDLE, "event and stream belong to different devices")
+        self._sync(st.device)
         ev.time = st.device.clock if st.device.machine.model else time.perf_counter()
 
     def event_synchronize(self, e: int) -> None:
-        ev = self.event(e)
-        if ev.time is not None:
-            self._sync(ev.device)
+        self._sync(self.event(e).device)
 
     def event_elapsed_ms(self, start: int, stop: int) -> float:
         a, b = self.event(start), self.event(stop)
@@ -454,6 +496,7 @@ class Runtime:
                                             f"MaxDynamicSharedMemorySize {f.max_dynamic_lds}")
         kernarg = _explicit_kernarg(k, params, extra)
         d = queue.device
+        self._sync(d)
         loaded = f.module.on(d)
         with d.lock:
             try:
@@ -466,8 +509,8 @@ class Runtime:
                         sink.append(stats.report)
             except EmulationError as e:
                 note_exception(e)
-                d.fault = c.ILLEGAL_ADDRESS if isinstance(e, MemoryFault) else c.LAUNCH_FAILURE
-                self.set_error(d.fault)
+                d.fault = Fault(c.ILLEGAL_ADDRESS if isinstance(e, MemoryFault) else c.LAUNCH_FAILURE, e)
+                self.set_error(d.fault.code)
             except Exception as e:  # an emulator defect, not a kernel fault: fail the launch itself
                 note_exception(e)
                 raise HipError(c.LAUNCH_FAILURE, f"emulator error: {e}") from e
