@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 
@@ -198,8 +199,9 @@ def _emit(args, rows, dev, ylabel: str) -> int:
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
-            print("matplotlib is not installed; no plot written", file=sys.stderr)
-            return 0
+            print(f"hkrt: error: --plot needs matplotlib, which is not installed; {args.plot} not written",
+                  file=sys.stderr)
+            return 1
         labels = [f"{r['m']}x{r['n']}x{r['k']}" + (f" {r['strategy']}" if "strategy" in r else "") for r in rows]
         fig, ax = plt.subplots(figsize=(max(4, len(rows)), 3))
         ax.bar(labels, [r["tflops"] for r in rows])
@@ -207,7 +209,11 @@ def _emit(args, rows, dev, ylabel: str) -> int:
         ax.set_title(f"hkrt.gemm, {dev.kind}:{dev.index} ({dev.arch}{', emulated' if dev.kind == 'emu' else ''})")
         fig.autofmt_xdate()
         fig.tight_layout()
-        fig.savefig(args.plot)
+        try:
+            fig.savefig(args.plot)
+        except OSError as exc:  # handled here, not in main(): the table on stdout is fine and must stay
+            print(f"hkrt: error: cannot write the plot to {args.plot}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
 
@@ -237,13 +243,36 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from .errors import HkrtError
     try:
-        return {"info": cmd_info, "demo": cmd_demo, "bench": cmd_bench}[args.cmd](args)
+        status = {"info": cmd_info, "demo": cmd_demo, "bench": cmd_bench}[args.cmd](args)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # so that a failing write is reported below, not as noise at interpreter exit
+        return status
     except (HkrtError, ValueError, TypeError) as exc:  # a one-line error, not a traceback
         print(f"hkrt: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # host memory (device memory is a DeviceMemoryError, an HkrtError, above)
+        print(f"hkrt: error: out of host memory{f': {exc}' if str(exc) else ''}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, with the shell's code for SIGPIPE
+        _discard_stdout()
+        return 141
+    except OSError as exc:  # e.g. stdout on a full disk; a write to stdout is the one that has no filename
+        if exc.filename is None:
+            _discard_stdout()
+        print(f"hkrt: error: {exc.filename or 'cannot write standard output'}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # Ctrl-C: quietly, with the shell's code for SIGINT
         print(file=sys.stderr)
         return 130
+
+
+def _discard_stdout() -> None:
+    """Point standard output at the null device: what is left in its buffer would otherwise fail again when
+    the interpreter flushes it at exit ('Exception ignored ...')."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -182,6 +182,8 @@ class DeviceArray:
         """Index the leading dimension (a view)."""
         if not isinstance(i, (int, np.integer)):
             raise TypeError("device arrays support integer indexing of the leading dimension only")
+        if not self.ndim:
+            raise IndexError("a 0-d device array has no dimension to index")
         n = self.shape[0]
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for leading dimension {n}")
@@ -216,7 +218,8 @@ class DeviceArray:
                 self.stream.synchronize()
             else:
                 self.device.synchronize()
-        return np.ascontiguousarray(mem.transpose(np.argsort(order)))
+        # not np.ascontiguousarray: it turns a 0-d array into shape (1,)
+        return np.asarray(mem.transpose(np.argsort(order)), order="C")
 
     def copy_from(self, host: np.ndarray) -> "DeviceArray":
         """Copy a numpy array of this shape in (a view such as .T is written through its strides)."""

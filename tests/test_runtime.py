@@ -33,18 +33,18 @@ MiB = 1 << 20
 REAL_KERNELS_DIR = mf.KERNELS_DIR
 
 
-def run_python(code: str, env: dict | None = None, args=("-c",), timeout: float = 120):
+def run_python(code: str, env: dict | None = None, args=("-c",), timeout: float = 120, stdout=subprocess.PIPE):
     """Run code (or `python -m ...` with args) in a fresh interpreter at the repository root.
 
     The HKRT_* variables of this process are dropped first so that each test states its own; the
-    emulator runs strict there too unless a test says otherwise.
+    emulator runs strict there too unless a test says otherwise. stdout is captured unless a file is given.
     """
     e = {k: v for k, v in os.environ.items() if not k.startswith("HKRT_")}
     e["HKRT_EMU_STRICT"] = "1"
     e["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(TESTS)])
     e.update(env or {})
     cmd = [sys.executable, *args] + ([textwrap.dedent(code)] if code is not None else [])
-    return subprocess.run(cmd, cwd=ROOT, env=e, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=ROOT, env=e, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=timeout)
 
 
 def ok(res) -> str:
@@ -751,6 +751,79 @@ def test_cli_usage_errors():
     assert res.returncode == 2 and "invalid choice" in res.stderr
 
 
+def _one_line_error(res, *words):
+    """The CLI failed with one line on stderr (besides the device notice) that names every word."""
+    assert res.returncode not in (0, None), f"exit {res.returncode}\nstderr:\n{res.stderr}"
+    assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("hkrt: error:")]
+    assert len(errors) == 1 and all(w in errors[0] for w in words), res.stderr
+
+
+def test_cli_host_out_of_memory():
+    """A host MemoryError (numpy failing to allocate) is an error line, not a traceback."""
+    res = run_python("""
+        import sys
+        import hkrt, hkrt.__main__
+        def no_memory(*args, **kwargs):
+            raise MemoryError("Unable to allocate 64.0 GiB for an array")
+        hkrt.gemm = no_memory  # cmd_demo imports it from the package at call time
+        sys.exit(hkrt.__main__.main(["demo"]))
+    """)
+    _one_line_error(res, "out of host memory", "Unable to allocate 64.0 GiB")
+
+
+# PYTHONUNBUFFERED set: a write fails inside the command; unset (the usual default when stdout is not a
+# terminal): the output sits in stdout's buffer until it is flushed, at interpreter exit unless main() does it
+BUFFERING = pytest.mark.parametrize("unbuffered", ["1", ""], ids=["unbuffered", "buffered"])
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@BUFFERING
+def test_cli_output_on_a_full_disk(unbuffered):
+    with open("/dev/full", "w") as full:
+        res = run_python(None, args=("-m", "hkrt", "info"), env={"PYTHONUNBUFFERED": unbuffered}, stdout=full)
+    _one_line_error(res, "standard output", "No space left on device")
+
+
+@BUFFERING
+def test_cli_broken_pipe_is_quiet(unbuffered):
+    """`python -m hkrt bench | head -1`, with the reader gone before the table is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        res = run_python(None, args=("-m", "hkrt", "bench", "16x16x16", "--repeat", "1"),
+                         env={"PYTHONUNBUFFERED": unbuffered}, stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert res.returncode == 141, res.stderr  # 128 + SIGPIPE, what the shell reports for a killed writer
+    assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr, res.stderr
+    assert "hkrt: error" not in res.stderr, res.stderr
+
+
+def test_cli_plot_without_matplotlib(tmp_path):
+    plot = tmp_path / "bench.png"
+    res = run_python(f"""
+        import sys
+        sys.modules["matplotlib"] = None  # makes `import matplotlib` raise ImportError, installed or not
+        import hkrt.__main__
+        sys.exit(hkrt.__main__.main(["bench", "16x16x16", "--repeat", "1", "--plot", {str(plot)!r}]))
+    """)
+    _one_line_error(res, "matplotlib", str(plot))
+    assert list(csv.DictReader(io.StringIO(res.stdout)))  # the table itself was written
+    assert not plot.exists()
+
+
+def test_cli_plot_to_a_missing_directory(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    plot = tmp_path / "no such dir" / "bench.png"
+    # the child imports the matplotlib this process found
+    path = os.pathsep.join([str(ROOT), str(TESTS), str(Path(matplotlib.__file__).parents[1])])
+    res = run_python(None, args=("-m", "hkrt", "bench", "16x16x16", "--repeat", "1", "--plot", str(plot)),
+                     env={"PYTHONPATH": path})
+    _one_line_error(res, "cannot write the plot", str(plot))
+    assert list(csv.DictReader(io.StringIO(res.stdout)))
+
+
 def test_array_and_its_stream_collected_together():
     """An array and the stream it was allocated on, dying in one garbage collection (a reference cycle),
     in either order: the block still goes back to the pool (its stream must outlive the free)."""
@@ -785,3 +858,24 @@ def test_array_and_its_stream_collected_together():
     del again
     gc.collect()
     assert alloc.in_use == base
+
+
+@pytest.mark.parametrize("value", [np.float32(3.0), np.array(-1.5, np.float32), np.array(2.5, np.float16),
+                                   np.array(0.75, BF16)], ids=["scalar", "f32", "f16", "bf16"])
+def test_zero_d_arrays_round_trip(value):
+    """0-d arrays on the device behave as numpy's: shape (), size 1, and back as a 0-d numpy array."""
+    d = hkrt.asarray(value)
+    assert (d.shape, d.ndim, d.size, d.nbytes) == ((), 0, 1, value.dtype.itemsize)
+    back = d.numpy()
+    assert back.shape == () and back.dtype == value.dtype and back == value
+    d.copy_from(np.array(4.0, value.dtype))
+    assert d.numpy().shape == () and d.numpy() == 4.0
+    assert hkrt.empty((), value.dtype).numpy().shape == ()
+    with pytest.raises(IndexError, match="0-d"):
+        d[0]
+
+
+def test_indexing_a_vector_gives_a_zero_d_view():
+    host = np.arange(5, dtype=np.float32)
+    element = hkrt.asarray(host)[3]
+    assert element.shape == () and element.numpy().shape == () and element.numpy() == host[3]
