@@ -363,7 +363,7 @@ def test_device_reset_recovers_and_retires_old_handles(planted_fault, monkeypatc
     assert dev.allocator.in_use == 0
     x, y = normal(rng, (96, 80)), normal(rng, (80, 40))
     check(hkrt.gemm(x, y), x, y)                 # kernels load again, memory is fresh
-    del a, side
+    a = side = None
     gc.collect()                                 # finalizers of retired objects stay quiet and harmless
     assert dev.allocator.in_use == 0
 
