@@ -1,7 +1,7 @@
 """Parse AMDGPU code objects: the ELF, the msgpack metadata note, the kernel descriptors.
 
 Used by build.py (to write the manifest), the runtime (to check what it loads) and the
-emulator (to load and run kernels). Format facts: shared/docs/gfx950.md section 5.
+emulator (to load and run kernels). Format facts: docs/facts.md §5.
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class KernelDescriptor:
         rsrc3, rsrc1, rsrc2, props, preload = struct.unpack_from("<IIIHH", raw, 44)
         return cls(g, p, ka, entry, rsrc3, rsrc1, rsrc2, props, preload)
 
-    # Fields the loader needs (gfx950.md 5.2, 5.3).
+    # Fields the loader needs (docs/facts.md §5.2, §5.3).
     @property
     def user_sgpr_count(self) -> int:
         return (self.compute_pgm_rsrc2 >> 1) & 0x1F

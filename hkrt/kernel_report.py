@@ -3,7 +3,7 @@
     python -m hkrt.kernel_report [--markdown FILE]
 
 The main loop is the backward branch whose body holds the most MFMAs (bodies found by decoding
-the code object with the emulator's decoder). Occupancy follows gfx950.md section 2: waves per
+the code object with the emulator's decoder). Occupancy follows docs/facts.md §2: waves per
 SIMD = min(8, 512 // unified VGPR allocation), workgroups per CU limited by waves and by LDS.
 """
 from __future__ import annotations

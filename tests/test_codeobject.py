@@ -34,7 +34,7 @@ def test_parser_reads_every_built_object(manifest):
 
 
 def test_descriptor_fields_of_a_known_kernel(compile_hip):
-    """A kernel using blockDim gets hidden arguments and the fields the ABI documents (gfx950.md 5.2-5.4)."""
+    """A kernel using blockDim gets hidden arguments and the fields the ABI documents (docs/facts.md §5.2-§5.4)."""
     co = codeobject.parse(compile_hip(SMALL))
     k = co.kernel("scale")
     explicit = [(a.offset, a.size, a.value_kind) for a in k.explicit_args]

@@ -296,7 +296,7 @@ def base_mnemonic(mn: str) -> str:
 
 
 def _waitcnt_imm(text: str) -> int:
-    """SIMM16 of an s_waitcnt from its counters (gfx950.md 4): unspecified counters are 'no wait'."""
+    """SIMM16 of an s_waitcnt from its counters (docs/facts.md §4): unspecified counters are 'no wait'."""
     vm, exp, lgkm = 63, 7, 15
     raw = re.match(r"^s_waitcnt\s+(\d+)$", text)
     if raw:

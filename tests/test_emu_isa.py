@@ -1,7 +1,7 @@
 """Instruction semantics of the gfx950 emulator, one wave at a time, against independent numpy/hand models.
 
 Every mnemonic in hkrt.emu.isa.MNEMONICS has at least one test here (test_every_mnemonic_has_a_semantics_test
-checks that). Expected values follow gfx950.md (sections 1, 3, 4, 6.2) and the CDNA3/CDNA4 ISA descriptions,
+checks that). Expected values follow docs/facts.md (§1, §3, §4, §6.2) and the CDNA3/CDNA4 ISA descriptions,
 written independently of hkrt/emu/core.c. Inputs are random and fresh each run; a failing test prints the seed
 (set HKRT_TEST_SEED to replay it). All snippets are assembled in one llvm-mc run (module fixture `code`).
 """
@@ -1308,7 +1308,7 @@ for _i, _t in enumerate(_TTBLS):
 
 @pytest.mark.parametrize("i", range(len(_TTBLS)))
 def test_bitop3_truth_tables(code, rng, i):
-    """Result bit = TTBL[(S0 << 2) | (S1 << 1) | S2] (gfx950.md 6.2; e.g. 0x40 = and, 0x96 = xor3)."""
+    """Result bit = TTBL[(S0 << 2) | (S1 << 1) | S2] (docs/facts.md §6.2; e.g. 0x40 = and, 0x96 = xor3)."""
     t = META[f"bitop3:{i}"]
     a, b, c = rand_u32(rng), rand_u32(rng), rand_u32(rng)
     e = rand_exec(rng)
@@ -1570,9 +1570,9 @@ def test_sdwa_compare_and_convert(code, rng):
 
 
 # ================================================================================================ MFMA
-# Layout (gfx950.md 1.2-1.4): A[i][k] is item k % KL of lane i + M * (k // KL), B[k][j] item k % KL of lane
+# Layout (docs/facts.md §1.2-§1.4): A[i][k] is item k % KL of lane i + M * (k // KL), B[k][j] item k % KL of lane
 # j + N * (k // KL); items pack two bf16 per register, low half first. D[i][j] is register
-# (i % 4) + 4 * (i // (4 * MI)) of lane j + N * ((i // 4) % MI), MI = 64 / N. Modifiers (1.7): lane l takes
+# (i % 4) + 4 * (i // (4 * MI)) of lane j + N * ((i // 4) % MI), MI = 64 / N. Modifiers (§1.7): lane l takes
 # its A values from lane (l % S) + S * ABID, S = 64 >> CBSZ, and its B values from lane BLGP[l].
 _BLGP = [lambda l: l, lambda l: l % 32, lambda l: l % 32 + 32, lambda l: (l + 16) % 64, lambda l: l % 16,
          lambda l: l % 16 + 16, lambda l: l % 16 + 32, lambda l: l % 16 + 48]
@@ -1645,7 +1645,7 @@ def test_mfma(code, rng, key):
     if not isinstance(c, str):
         st.v[_row(c):_row(c) + ncd] = u32(rng.standard_normal((ncd, 64)).astype(np.float32) * 4)
     creg = _row(c) if not isinstance(c, str) else float(c)
-    if cbsz or abid:  # undefined for these single-block MFMAs (gfx950.md 1.7): the emulator refuses
+    if cbsz or abid:  # undefined for these single-block MFMAs (docs/facts.md §1.7): the emulator refuses
         with pytest.raises(EmuError, match="undefined for a single-block MFMA"):
             run(code[key], st)
         return
@@ -2015,7 +2015,7 @@ def _ds_addresses(rng, n_oob=0):
 @pytest.mark.parametrize("name", list(_DS_READS))
 def test_ds_reads(code, rng, name):
     """Reads with offsets (read2: two elements at offset0/offset1 x size, st64: x 64 x size); lanes whose address
-    is past the LDS allocation read 0 (gfx950.md 2)."""
+    is past the LDS allocation read 0 (docs/facts.md §2)."""
     size, el, n, how = _DS_READS[name]
     o0, o1 = META[f"ds:{name}"]
     st = new_state(LDS_BYTES, rand_exec(rng), seed=int(rng.integers(1 << 62)))
@@ -2060,7 +2060,7 @@ snippet("ds:tr_exec", ["s_mov_b64 exec, s[20:21]", "ds_read_b64_tr_b16 v[10:11],
 
 
 def test_ds_read_b64_tr_b16(code, rng):
-    """gfx950.md 1.11: in each group of 16 lanes, lane q receives element q % 4 of the 8-byte chunks read by lanes
+    """docs/facts.md §1.11: in each group of 16 lanes, lane q receives element q % 4 of the 8-byte chunks read by lanes
     4e + q // 4 (e = 0..3): e0, e1 in the first register's low/high half, e2, e3 in the second."""
     st = new_state(LDS_BYTES, seed=int(rng.integers(1 << 62)))
     st.lds[:] = rng.integers(0, 256, LDS_BYTES, dtype=np.uint8)
@@ -2149,8 +2149,8 @@ def test_flat_stores(code, rng, suffix):
 
 
 # ------------------------------------------------------------------------------------------------ MUBUF
-# Descriptors (gfx950.md 3.1): s[8:11] raw (stride 0), s[16:19] structured (stride STRIDE), s[24:27] unbound
-# (word3 data_format 0). Range checks (3.3): raw lanes are out of range per dword when voffset + imm (+4c) does
+# Descriptors (docs/facts.md §3.1): s[8:11] raw (stride 0), s[16:19] structured (stride STRIDE), s[24:27] unbound
+# (word3 data_format 0). Range checks (§3.3): raw lanes are out of range per dword when voffset + imm (+4c) does
 # not fit under num_records (soffset is not part of the check; a dword straddling the end counts as out);
 # structured lanes when index >= num_records. Out-of-range loads read 0, stores are dropped.
 WORD3 = 0x00020000
@@ -2267,9 +2267,9 @@ def test_buffer_stores(code, rng, suffix):
 
 
 # ------------------------------------------------------------------------------------------------ LDS DMA
-# gfx950.md 3.5: each active lane's data lands at M0 + inst_offset + lane * slot (slot 16 bytes for 12/16-byte
+# docs/facts.md §3.5: each active lane's data lands at M0 + inst_offset + lane * slot (slot 16 bytes for 12/16-byte
 # loads, else 4), and only when the load retires (s_waitcnt vmcnt): before that, LDS reads of the region see
-# undelivered data (strict mode raises). The MUBUF form is used with offset 0 (open question 3).
+# undelivered data (strict mode raises). The MUBUF form is used with offset 0 (docs/facts.md OQ 3).
 _DMA_BUF = [s for s in _BUF_LOADS if "d16" not in s and s != "dwordx2"]
 _DMA_GLOBAL = [m[len("global_load_lds_"):] for m in isa.MNEMONICS if m.startswith("global_load_lds_")]
 for _s in _DMA_BUF:
@@ -2370,7 +2370,7 @@ def test_lds_dma_lands_only_after_vmcnt(code, rng):
 # byte offset = (index/IS * stride + offset/4 * 4) * IS + index%IS * 4 + offset%4 with IS = 8 << word3[22:21].
 # A swizzled structured lane is out of range iff index >= num_records. ADD_TID without IDXEN (scratch) is never
 # range checked, and its data_format field is stride bits 17:14. An access with neither IDXEN nor ADD_TID is
-# linear and raw-checked even with SWIZZLE_ENABLE set (HipKittens' direct-to-LDS descriptor, gfx950.md OQ 5).
+# linear and raw-checked even with SWIZZLE_ENABLE set (HipKittens' direct-to-LDS descriptor, docs/facts.md OQ 5).
 SW_STRIDE = 48
 for _s in ("ubyte", "ushort", "dword"):
     _wd = _LOADS[_s][0]

@@ -133,7 +133,7 @@ extern "C" __global__ __launch_bounds__(128) void k(const float* in, float* out)
 #if FIXED
   asm volatile("s_waitcnt vmcnt(0)" ::: "memory");
 #endif
-  __syncthreads();  // does not wait for the DMA (gfx950.md 3.5)
+  __syncthreads();  // does not wait for the DMA (docs/facts.md section 3.5)
   out[t] = s[(t + 64) % 128];
 }
 """

@@ -1,6 +1,6 @@
 /* gfx950 execution core: runs decoded instruction records (see decode.py) for one kernel launch.
  *
- * Machine model (shared/docs/gfx950.md sections 1-5):
+ * Machine model (docs/facts.md §1-§5):
  *  - per wave: SGPRs (codes 0..127 index s[] directly: VCC is s[106..107], M0 s[124], EXEC s[126..127]),
  *    512 vector registers of 64 lanes (v0..v255, then a0..a255), SCC, PC;
  *  - vector memory loads, LDS reads, SMEM loads and LDS DMA complete only when s_waitcnt retires them
@@ -434,7 +434,7 @@ static void deliver(ctx_t *c, wave_t *w, pending_t *p) {
         uint32_t a = p->lds_base + (uint32_t)l * p->slot;
         for (int k = 0; k < p->dwords; k++) {
           uint32_t at = a + 4 * k;
-          if (!lds_in(c, at, 4)) break; /* LDS-side out of range: masked off (gfx950.md 3.5) */
+          if (!lds_in(c, at, 4)) break; /* LDS-side out of range: masked off (docs/facts.md §3.5) */
           memcpy(c->lds + at, &p->data[l * 4 + k], 4);
           if (c->lds_pend)
             for (int b = 0; b < 4; b++)
@@ -522,7 +522,7 @@ static int mfma(ctx_t *c, wave_t *w, const insn_t *in, int M, int N, int K, int 
   int KL = K / (64 / M), MI = 64 / N;
   int cbsz = in->imm & 7, abid = (in->imm >> 4) & 15, blgp = (in->imm >> 8) & 7;
   /* CBSZ/ABID broadcast one of several A blocks; these bf16 MFMAs have a single block, for which the ISA
-   * leaves nonzero values undefined (gfx950.md 1.7): refuse rather than invent a result. */
+   * leaves nonzero values undefined (docs/facts.md §1.7): refuse rather than invent a result. */
   if (cbsz || abid)
     return fail(c, E_INVALID, 0, "MFMA with CBSZ %d / ABID %d: undefined for a single-block MFMA", cbsz, abid);
   if (in->src[0] < 256 || in->src[1] < 256)
@@ -1399,7 +1399,7 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
       eff0[l] = addr[l] + (uint32_t)in->imm * (two ? stride : 1);
       eff1[l] = addr[l] + (uint32_t)in->imm2 * stride;
     }
-  if (is_read == 2) { /* ds_read_b64_tr_b16: gfx950.md 1.11 (inferred lane semantics) */
+  if (is_read == 2) { /* ds_read_b64_tr_b16: docs/facts.md §1.11 (inferred lane semantics) */
     if (exec != ~0ull) return fail(c, E_INVALID, 0, "ds_read_b64_tr_b16 requires EXEC to be all ones");
     if (vdst_check(c, w, in->dst, 2)) return 1;
     uint16_t chunk[LANES][4];
@@ -1536,13 +1536,13 @@ static inline uint32_t load_extend(const memop_t *m, uint32_t raw, uint32_t old)
 static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const uint64_t *lane_addr,
                 const uint32_t *dw_ok /* bitmask of in-range dwords per lane, or NULL = all */, int flat) {
   uint64_t exec = exec_of(w);
-  if (m->load && m->lds) { /* direct-to-LDS (gfx950.md 3.5): placed by M0 and lane, delivered at retire */
+  if (m->load && m->lds) { /* direct-to-LDS (docs/facts.md §3.5): placed by M0 and lane, delivered at retire */
     pending_t *p = issue(c, w, &w->vm, 0);
     p->kind = PK_LDS_DMA;
     p->mask = exec;
     p->dwords = (uint8_t)m->dwords;
     p->slot = m->bytes > 4 ? 16 : 4;
-    p->lds_base = (w->s[124] & 0x3FFFF) + (uint32_t)in->imm; /* M0 plus the immediate (gfx950.md 3.5) */
+    p->lds_base = (w->s[124] & 0x3FFFF) + (uint32_t)in->imm; /* M0 plus the immediate (docs/facts.md §3.5) */
     for (int l = 0; l < LANES; l++) {
       if (!(exec >> l & 1)) continue;
       uint32_t buf[4] = {0, 0, 0, 0};
@@ -1647,7 +1647,7 @@ static int flat_op(ctx_t *c, wave_t *w, const insn_t *in) {
   return vmem(c, w, in, &m, addr, NULL, seg == 0 ? 2 : 1);
 }
 
-/* The addressing mode one MUBUF instruction uses, from its V# (gfx950.md 3.1) and IDXEN/OFFEN/ADD_TID.
+/* The addressing mode one MUBUF instruction uses, from its V# (docs/facts.md §3.1) and IDXEN/OFFEN/ADD_TID.
    CDNA3/CDNA4 (gfx9 family) V#: stride word1[29:16], SWIZZLE_ENABLE word1[31] (one bit; word1[30] is the
    cache-swizzle hint, which does not change addresses), INDEX_STRIDE word3[22:21] = 8/16/32/64, ADD_TID_ENABLE
    word3[23]. gfx9 has no ELEMENT_SIZE field: the swizzle element is 4 bytes. With ADD_TID, DATA_FORMAT
@@ -1666,7 +1666,7 @@ static int buffer_mode(ctx_t *c, const uint32_t *rs, int idxen, const memop_t *m
   b->num = rs[2];
   b->stride = (rs[1] >> 16) & 0x3FFF;
   if (b->add_tid) b->stride |= dfmt << 14;
-  b->unbound = !b->add_tid && dfmt == 0; /* data_format INVALID: an unbound resource (gfx950.md 3.1) */
+  b->unbound = !b->add_tid && dfmt == 0; /* data_format INVALID: an unbound resource (docs/facts.md §3.1) */
   b->index_stride = 8u << ((rs[3] >> 21) & 3);
   /* Swizzling reorders records by index; an access with no index (IDXEN = 0, ADD_TID = 0) through a
      swizzle-enabled V# is addressed and range checked as a raw buffer. The ISA's formula would spread such
@@ -1685,7 +1685,7 @@ static int buffer_mode(ctx_t *c, const uint32_t *rs, int idxen, const memop_t *m
   return 0;
 }
 
-/* One lane: the byte offset from base + soffset, and the bitmask of its in-range dwords (gfx950.md 3.2/3.3;
+/* One lane: the byte offset from base + soffset, and the bitmask of its in-range dwords (docs/facts.md §3.2/§3.3;
    swizzled addressing per the CDNA3/CDNA4 ISA, "Swizzled Buffer Addressing"). */
 static int buffer_lane(ctx_t *c, const bufmode_t *b, uint32_t index, uint64_t offset, const memop_t *m,
                        uint64_t *boff, uint32_t *ok) {

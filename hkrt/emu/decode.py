@@ -4,7 +4,7 @@ Each instruction becomes one `INSN_DTYPE` record (the C struct `insn_t` in core.
 same layout). Operand codes keep the ISA's 9-bit source numbering for scalar operands
 (SGPRs 0-101, VCC 106/107, M0 124, EXEC 126/127, inline constants 128-208 and 240-248,
 src_shared_base 235, literal 255) and put VGPR n at 256+n and AGPR n at 512+n.
-Encoding facts: shared/docs/gfx950.md (1.7, 3.4, 5.5, 6.2), checked with llvm-mc.
+Encoding facts: docs/facts.md (§1.7, §3.4, §5.5, §6.2), checked with llvm-mc.
 """
 from __future__ import annotations
 

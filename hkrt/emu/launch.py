@@ -1,7 +1,7 @@
 """Run one kernel launch on the execution core: the loader's half of the emulator.
 
 Builds what the hardware and the HIP runtime prepare before the first instruction
-(gfx950.md 5.3): the code object mapped into device memory, the kernarg segment,
+(docs/facts.md §5.3): the code object mapped into device memory, the kernarg segment,
 the user SGPRs in their fixed order, the LDS size; then calls core.c's emu_run and
 turns a failure into an EmulationError naming kernel, instruction, PC and address.
 """
@@ -125,7 +125,7 @@ def _dispatch_packet(grid, block, kernel: codeobject.Kernel, lds: int, kernarg_a
 
 
 def _user_sgprs(machine, kernel, grid, block, lds, kernarg_addr, kernarg: bytes, temps: list[int]) -> list[int]:
-    """User SGPR values in the order the hardware fills them (gfx950.md 5.3)."""
+    """User SGPR values in the order the hardware fills them (docs/facts.md §5.3)."""
     kd = kernel.descriptor
     en = kd.user_sgpr_enables
     out: list[int] = []

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-# Occupancy (gfx950.md section 2; HipKittens' agent info on an MI355X: 8 waves per SIMD, 160 KiB of LDS).
+# Occupancy (docs/facts.md §2; HipKittens' agent info on an MI355X: 8 waves per SIMD, 160 KiB of LDS).
 LDS_PER_CU, LDS_GRANULE, SIMDS, MAX_WAVES_PER_SIMD = 160 * 1024, 1280, 4, 8
 
 

@@ -1,5 +1,5 @@
 // Buffer resource descriptors and buffer loads/stores, including loads straight into LDS
-// (shared/docs/gfx950.md section 3). Out-of-range offsets read 0 and drop stores, which is how
+// (docs/facts.md §3). Out-of-range offsets read 0 and drop stores, which is how
 // the kernels handle matrix edges.
 #pragma once
 #include "hkrt/types.hpp"

@@ -1,4 +1,4 @@
-// MFMA wrappers and the lane maps of their operands (shared/docs/gfx950.md 1.3).
+// MFMA wrappers and the lane maps of their operands (docs/facts.md §1.3).
 #pragma once
 #include "hkrt/types.hpp"
 

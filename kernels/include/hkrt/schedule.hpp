@@ -1,6 +1,6 @@
 // Which output tile a workgroup computes: ordered for L2 locality on the 8-XCD chip.
 // Dispatch hands workgroup ids round-robin to the XCDs (id % 8), each with its own L2
-// (shared/docs/gfx950.md section 7); remapping gives each XCD a contiguous run of tiles, and a
+// (docs/facts.md §7); remapping gives each XCD a contiguous run of tiles, and a
 // grouped order inside it keeps tiles that share A rows and B columns close together.
 #pragma once
 #include <hip/hip_runtime.h>

@@ -1,4 +1,4 @@
-// Waits, barriers, priorities and scheduling fences (shared/docs/gfx950.md section 4).
+// Waits, barriers, priorities and scheduling fences (docs/facts.md §4).
 #pragma once
 #include <hip/hip_runtime.h>
 

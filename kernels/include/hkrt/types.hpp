@@ -1,4 +1,4 @@
-// Register types sized to the gfx950 matrix cores (shared/docs/gfx950.md section 1).
+// Register types sized to the gfx950 matrix cores (docs/facts.md §1).
 #pragma once
 #include <hip/hip_runtime.h>
 #include <stdint.h>
