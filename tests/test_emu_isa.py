@@ -1308,7 +1308,7 @@ for _i, _t in enumerate(_TTBLS):
 
 @pytest.mark.parametrize("i", range(len(_TTBLS)))
 def test_bitop3_truth_tables(code, rng, i):
-    """Result bit = TTBL[(S0 << 2) | (S1 << 1) | S2] (docs/facts.md §6.2; e.g. 0x40 = and, 0x96 = xor3)."""
+    """Result bit = TTBL[(S0 << 2) | (S1 << 1) | S2] (docs/facts.md §6.2; e.g. 0x80 = and, 0x96 = xor3)."""
     t = META[f"bitop3:{i}"]
     a, b, c = rand_u32(rng), rand_u32(rng), rand_u32(rng)
     e = rand_exec(rng)
