@@ -49,7 +49,7 @@ from ml_dtypes import bfloat16
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import toolchain  # noqa: E402
-from hkrt import codeobject  # noqa: E402
+from hkrt import codeobject, config  # noqa: E402
 from hkrt import emu  # noqa: E402
 from hkrt.emu import timing  # noqa: E402
 
@@ -392,8 +392,8 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="compare the written C tiles with numpy")
     ap.add_argument("--workgroups", type=int, default=None, help="launch only the first N workgroups")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    ap.add_argument("--cache", type=Path, default=Path(os.environ.get(
-        "HKRT_HIPKITTENS_CACHE", Path.home() / ".cache" / "hkrt" / "hipkittens")))
+    ap.add_argument("--cache", type=Path, default=Path(config.get("HKRT_HIPKITTENS_CACHE")
+                                                       or Path.home() / ".cache" / "hkrt" / "hipkittens"))
     ap.add_argument("--json", action="store_true", help="print JSON records instead of the table")
     args = ap.parse_args()
     if args.hipkittens is None:

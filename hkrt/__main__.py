@@ -21,7 +21,7 @@ def cmd_info(args) -> int:
     print(f"runtime:   {driver.runtime}")
     count = driver.device_count()
     for i in range(count):
-        d = get_device(f"{'emu' if driver.emulated else 'gpu'}:{i}")
+        d = get_device(f"{'emu' if driver.emulation else 'gpu'}:{i}")
         info = d.info
         print(f"device {i}:  {info.name} [{info.arch}], {info.compute_units} CUs, "
               f"{info.total_memory / 2**30:.0f} GiB, {info.max_lds_per_block // 1024} KiB LDS per block")
@@ -97,8 +97,8 @@ def _host_overhead(dev, call, repeat: int) -> float:
     """Seconds of host work per call: the asynchronous call's own time on a GPU; on the emulator, which
     runs kernels inside the launch, the call with kernel execution skipped."""
     import contextlib
-    from . import emu
-    guard = emu.skip_kernels() if dev.kind == "emu" else contextlib.nullcontext()
+    emulation = dev.driver.emulation
+    guard = emulation.skip_kernels() if emulation else contextlib.nullcontext()
     with guard:
         call()
         t0 = time.perf_counter()
@@ -112,7 +112,7 @@ def _host_overhead(dev, call, repeat: int) -> float:
 def _predicted(args, dev, shapes) -> list[dict]:
     """Predicted time per shape and kernel family on the emulator's timing model (every launch of the call:
     repacks, split-K and epilogue kernels included), with the model's limits and the main kernel's breakdown."""
-    from . import Weight, asarray, emu, gemm
+    from . import Weight, asarray, gemm
     from .strategy import families
     from .emu import timing
     model = timing.get_model(args.model)
@@ -129,7 +129,7 @@ def _predicted(args, dev, shapes) -> list[dict]:
             if fam is not None and fam not in families(dev.arch):
                 raise ValueError(f"unknown --strategy {fam!r}; known: {', '.join(families(dev.arch))}")
             t0 = time.perf_counter()
-            with emu.collect_reports() as reps:
+            with dev.driver.emulation.collect_reports() as reps:
                 gemm(a, w, strategy=fam).numpy()
             secs = sum(r.seconds for r in reps)
             main = max(reps, key=lambda r: r.seconds)
@@ -153,11 +153,14 @@ def _predicted(args, dev, shapes) -> list[dict]:
 
 def cmd_bench(args) -> int:
     from . import Weight, asarray, gemm, get_device
-    if args.model:
-        from . import emu
-        emu.activate(model=args.model, sample=args.sample)
+    from .devices import backend, parse_spec
+    if args.model:  # predictions come from the emulator's timing model: choose it, with the model on
+        kind, _ = parse_spec(args.device)
+        if kind == "gpu":
+            raise ValueError(f"--model predicts on the emulator; --device {args.device} is a GPU")
+        backend("emu", model=args.model, sample=args.sample)
     dev = get_device(args.device)
-    if args.model and dev.kind != "emu":
+    if args.model and dev.driver.emulation is None:
         raise ValueError(f"--model predicts on the emulator; {dev} is not emulated")
     shapes = args.shapes or [_parse_shape(s) for s in (PREDICT_BENCH if args.model else DEFAULT_BENCH)]
     if args.model:

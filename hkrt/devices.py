@@ -13,6 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
+from . import config
 from .driver.base import DeviceInfo, Driver
 from .errors import DeviceNotFoundError
 
@@ -44,7 +45,7 @@ def gfx950_present() -> bool:
 def parse_spec(spec: str | int | None) -> tuple[str, int | None]:
     """("auto" | "gpu" | "emu", index or None) from a device spec."""
     if spec is None:
-        spec = os.environ.get("HKRT_DEVICE", "auto") or "auto"
+        spec = config.get("HKRT_DEVICE")
     if isinstance(spec, int):
         return "auto", spec
     if not isinstance(spec, str):
@@ -60,27 +61,31 @@ def parse_spec(spec: str | int | None) -> tuple[str, int | None]:
     return kind, index
 
 
-def backend(kind: str = "auto") -> tuple[str, Driver]:
-    """The process's backend ("gpu" or "emu") and its driver, chosen once."""
+def backend(kind: str = "auto", **emulator_options) -> tuple[str, Driver]:
+    """The process's backend ("gpu" or "emu") and its driver, chosen once. emulator_options (model,
+    sample, strict, ...: see hkrt.emu.activate) configure the emulator when it is the one chosen."""
     global _backend
     with _lock:
         if _backend is not None:
             if kind != "auto" and kind != _backend[0]:
                 raise DeviceNotFoundError(f"this process already uses the {_backend[0]} backend; the backend "
                                           f"is chosen once per process (set HKRT_DEVICE before the first call)")
+            if emulator_options and _backend[0] == "emu":
+                from . import emu
+                emu.activate(**emulator_options)  # the same options again are fine; others are refused
             return _backend
         from .driver.hip import HipDriver
         if kind == "gpu" or (kind == "auto" and gfx950_present()):
             if not gfx950_present():
                 raise DeviceNotFoundError("no gfx950 GPU here: ROCm's libamdhip64 and a gfx950 device in "
                                           "/sys/class/kfd are both needed (use HKRT_DEVICE=emu for the emulator)")
-            _backend = ("gpu", HipDriver(emulated=False))
+            _backend = ("gpu", HipDriver())
         else:
             from . import emu
-            emu.activate()
+            emu.activate(**emulator_options)
             print("hkrt: no gfx950 GPU found; running on the gfx950 emulator" if kind == "auto" else
                   "hkrt: running on the gfx950 emulator, as requested", file=sys.stderr)
-            _backend = ("emu", HipDriver(emulated=True, detail=emu.error_detail))
+            _backend = ("emu", HipDriver(emulation=emu.HipEmulation()))
         return _backend
 
 

@@ -1,6 +1,7 @@
-"""Run a strategy Plan on the device: repack operands the chosen kernel cannot take as they are, launch
-the GEMM with its family's arguments and grid, then the epilogue kernel when the GEMM does not finish
-the result itself (split-K sums, alpha/beta/bias/activation, output type).
+"""Run a GemmRequest on the device by its Plan: operands up (or viewed where they lie), repacked where
+the chosen kernel cannot take them as they are, the GEMM launched with its family's arguments and grid,
+then the epilogue kernel when the GEMM does not finish the result itself (split-K sums,
+alpha/beta/bias/activation, output type).
 """
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import registry
-from .array import DeviceArray, bfloat16
+from .array import DeviceArray, asarray, bfloat16
+from .request import FAST_MAX_BUFFER, FLOAT32, GemmRequest, padded_k
 
 FAST_ALIGN = 16            # bytes: operand rows and batches for the direct-to-LDS loads
-MAX_BUFFER = 2**31 - 256   # bytes: buffer descriptors hold 32-bit sizes; the kernels keep to signed range
-FLOAT32 = np.dtype(np.float32)
 
 
 @dataclass
@@ -38,20 +38,46 @@ class Operand:
         """Whether the fast kernels can read it as is: K-contiguous, K padded, aligned, small enough."""
         return (self.layout in ("mk", "nk") and self.cols == k_padded and self.ld % 8 == 0
                 and self.ptr() % FAST_ALIGN == 0 and self.batch_stride % FAST_ALIGN == 0
-                and self.rows * self.ld * 2 <= MAX_BUFFER)
+                and self.rows * self.ld * 2 <= FAST_MAX_BUFFER)
 
 
-def padded_k(k: int) -> int:
-    return -(-k // 8) * 8
+def _device_view(x: DeviceArray, row_major: str, transposed: str) -> Operand:
+    """A bf16 device operand as it lies: row-major (layout row_major, e.g. "mk"), or the transposed view of
+    a row-major array (layout transposed, e.g. "km"); what a kernel cannot read is repacked later."""
+    rows, cols = x.shape[-2:]
+    item = x.dtype.itemsize
+    batch_stride = x.strides[0] if x.ndim == 3 else 0
+    if x.strides[-1] == item:
+        return Operand(x, row_major, rows, cols, x.strides[-2] // item, batch_stride, base=x.ptr)
+    if x.strides[-2] == item:
+        return Operand(x, transposed, cols, rows, x.strides[-1] // item, batch_stride, base=x.ptr)
+    name = "a" if row_major == "mk" else "b"
+    raise ValueError(f"device array {name} needs unit stride along one of its last two dimensions")
 
 
-def fits_fast(m: int, n: int, k: int, out_itemsize: int, batch: int | None) -> tuple[bool, str]:
-    """Whether the fast kernels' 32-bit buffer sizes hold this problem (per matrix of the batch)."""
-    k8 = padded_k(k)
-    for what, size in (("A", m * k8 * 2), ("B", n * k8 * 2), ("C", m * n * max(out_itemsize, 4))):
-        if size > MAX_BUFFER:
-            return False, f"{what} is {size} bytes, over the fast kernels' 2 GiB buffer limit"
-    return True, ""
+def operand_a(req: GemmRequest) -> Operand:
+    a = req.a
+    if isinstance(a, DeviceArray):
+        return _device_view(a, "mk", "km")
+    d = asarray(np.ascontiguousarray(a.astype(bfloat16, copy=False)), device=req.device, stream=req.stream)
+    return Operand(d, "mk", req.m, req.k, req.k, d.strides[0] if d.ndim == 3 else 0)
+
+
+def operand_b(req: GemmRequest) -> Operand:
+    b = req.b
+    if isinstance(b, DeviceArray):
+        return _device_view(b, "kn", "nk")
+    if not isinstance(b, np.ndarray):  # a Weight: prepared already
+        return b.operand
+    # Numpy B goes up as N x K, the form every kernel family reads: the transpose rides on the bf16
+    # conversion copy, which happens anyway.
+    nk = np.ascontiguousarray(np.swapaxes(b, -1, -2).astype(bfloat16, copy=False))
+    d = asarray(nk, device=req.device, stream=req.stream)
+    return Operand(d, "nk", req.n, req.k, req.k, d.strides[0] if d.ndim == 3 else 0)
+
+
+def _fp32_on_device(x, req: GemmRequest) -> DeviceArray:
+    return x if isinstance(x, DeviceArray) else asarray(x.astype(np.float32), device=req.device, stream=req.stream)
 
 
 def repack(dev, op: Operand, batches: int, *, transpose: bool, cols_to: int, stream) -> Operand:
@@ -63,10 +89,17 @@ def repack(dev, op: Operand, batches: int, *, transpose: bool, cols_to: int, str
     out = DeviceArray((copies, rows_out, cols_to), bfloat16, device=dev, stream=stream)
     k = registry.kernel(dev, "repack_bf16")
     step = rows_out * cols_to * 2
+    tile = 64
+    chunk = registry.MAX_GRID[1] * tile  # destination rows per launch: its grid is (columns, rows) of tiles
     for i in range(copies):
-        k.launch((-(-cols_to // 64), -(-rows_out // 64)),
-                 [op.ptr(i), out.ptr + i * step, op.rows, op.cols, op.ld, rows_out, cols_to, cols_to,
-                  int(transpose)], stream=stream)
+        for r0 in range(0, rows_out, chunk):
+            rows = min(chunk, rows_out - r0)
+            # destination row r is source column r (transposed) or source row r
+            src = op.ptr(i) + (r0 * 2 if transpose else r0 * op.ld * 2)
+            src_rows, src_cols_here = (op.rows, rows) if transpose else (rows, op.cols)
+            k.launch((-(-cols_to // tile), -(-rows // tile)),
+                     [src, out.ptr + i * step + r0 * cols_to * 2, src_rows, src_cols_here, op.ld, rows, cols_to,
+                      cols_to, int(transpose)], stream=stream)
     layout = {"kn": "nk", "nk": "kn", "km": "mk"}[op.layout] if transpose else op.layout
     return Operand(out, layout, rows_out, cols_to, cols_to, step if op.batch_stride else 0)
 
@@ -88,38 +121,67 @@ def prepare(dev, plan, A: Operand, B: Operand, k: int, batches: int, stream) -> 
     return A, B, k8
 
 
-def run(dev, plan, A: Operand, B: Operand, result: DeviceArray, c_d: DeviceArray | None,
-        bias_d: DeviceArray | None, m: int, n: int, k: int, batch: int | None, alpha: float, beta: float,
-        act: int, stream) -> None:
-    batches = batch or 1
-    A, B, kk = prepare(dev, plan, A, B, k, batches, stream)
+def run(req: GemmRequest, plan) -> DeviceArray:
+    """The request's result on the device (its `out` if it gave a device one), ordered on its stream."""
+    dev, stream, out = req.device, req.stream, req.out
+    # out sharing memory with an input would be read after being partly written: compute beside, then copy
+    aliased = isinstance(out, DeviceArray) and out.size > 0 and any(
+        x.size and out.overlaps(x) for x in req.inputs())
+    result = out if isinstance(out, DeviceArray) and not aliased else \
+        DeviceArray(req.result_shape, req.out_dtype, device=dev, stream=stream)
+    if not req.empty:
+        _launch(req, plan, result)
+    if aliased:
+        dev.activate()
+        dev.driver.memcpy_dtod(out.ptr, result.ptr, result.nbytes, stream.handle if stream else None)
+        return out
+    return result
+
+
+def _launch(req: GemmRequest, plan, result: DeviceArray) -> None:
+    dev, stream, ep_req = req.device, req.stream, req.epilogue
+    m, n, batches = req.m, req.n, req.batch or 1
+    A, B, kk = prepare(dev, plan, operand_a(req), operand_b(req), req.k, batches, stream)
+    bias = _fp32_on_device(ep_req.bias, req) if ep_req.bias is not None else None
+    c = _fp32_on_device(ep_req.c, req) if ep_req.reads_c else None
     g = registry.kernel(dev, plan.gemm)
-    la = g.entry["launch"]
-    tile = la["tile"]
+    la = g.spec.launch
     out_item = result.dtype.itemsize
     # The fp32 the epilogue kernel reads: split-K partials, or the whole product.
-    acc = (DeviceArray((plan.splits, m, n), FLOAT32, device=dev, stream=stream) if plan.epilogue else None)
+    acc = DeviceArray((plan.splits, m, n), FLOAT32, device=dev, stream=stream) if plan.epilogue else None
     ep = registry.kernel(dev, plan.epilogue) if plan.epilogue else None
     for i in range(batches):
         out_ptr = result.ptr + i * m * n * out_item
         target = acc.ptr if acc is not None else out_ptr
-        args = [A.ptr(i), B.ptr(i), target, m, n, kk, A.ld, B.ld]
         if plan.family == "basic":
-            g.launch((-(-n // tile["n"]), -(-m // tile["m"])), args + [n], stream=stream)
+            _launch_basic(g, A.ptr(i), A.ld, B.ptr(i), B.ld, target, 4 if acc is not None else out_item,
+                          m, n, kk, stream)
         elif plan.family == "small":
-            g.launch((-(-m // tile["m"]) * -(-n // tile["n"]), 1, plan.splits), args, stream=stream)
+            args = [A.ptr(i), B.ptr(i), target, m, n, kk, A.ld, B.ld]
+            g.launch((-(-m // la.tile.m) * -(-n // la.tile.n), 1, plan.splits), args, stream=stream)
         else:
-            tiles = -(-m // tile["m"]) * -(-n // tile["n"])
-            extra = []
-            if la["epilogue"] == "alpha_beta_bias_act":  # fused, or run as identity when the epilogue kernel finishes
-                c_ptr = c_d.ptr + i * m * n * 4 if (c_d is not None and plan.fused) else 0
-                b_ptr = bias_d.ptr if (bias_d is not None and plan.fused) else 0
-                extra = ([c_ptr, b_ptr, alpha, beta, act, n] if plan.fused else [0, 0, 1.0, 0.0, 0, n])
-            g.launch((tiles, 1, 1), args + [n] + extra, stream=stream)
+            args = [A.ptr(i), B.ptr(i), target, m, n, kk, A.ld, B.ld, n]
+            if la.fused:  # fused, or run as identity when the epilogue kernel finishes
+                c_ptr = c.ptr + i * m * n * 4 if (c is not None and plan.fused) else 0
+                b_ptr = bias.ptr if (bias is not None and plan.fused) else 0
+                args += ([c_ptr, b_ptr, ep_req.alpha, ep_req.beta, ep_req.act, n] if plan.fused
+                         else [0, 0, 1.0, 0.0, 0, n])
+            g.launch((-(-m // la.tile.m) * -(-n // la.tile.n), 1, 1), args, stream=stream)
         if ep is not None:
-            c_ptr = c_d.ptr + i * m * n * 4 if c_d is not None else 0
-            ep.launch((-(-n // 256), min(m, 65535)),
-                      [acc.ptr, c_ptr, bias_d.ptr if bias_d is not None else 0, out_ptr, m, n, n, n, n,
-                       alpha, beta, act, plan.splits, m * n], stream=stream)
+            c_ptr = c.ptr + i * m * n * 4 if c is not None else 0
+            ep.launch((-(-n // 256), min(m, registry.MAX_GRID[1])),  # it strides over the rows beyond
+                      [acc.ptr, c_ptr, bias.ptr if bias is not None else 0, out_ptr, m, n, n, n, n,
+                       ep_req.alpha, ep_req.beta, ep_req.act, plan.splits, m * n], stream=stream)
     if acc is not None:  # stream order keeps the block busy until the epilogue has read it
         acc.free()
+
+
+def _launch_basic(g, a_ptr, lda, b_ptr, ldb, c_ptr, c_item, m, n, k, stream) -> None:
+    """The fallback over any M: its grid is (N tiles, M tiles), and a grid holds at most 65535 rows of
+    workgroups, so taller products run as bands of rows."""
+    tile = g.spec.launch.tile
+    band = registry.MAX_GRID[1] * tile.m
+    for r0 in range(0, m, band):
+        rows = min(band, m - r0)
+        g.launch((-(-n // tile.n), -(-rows // tile.m)),
+                 [a_ptr + r0 * lda * 2, b_ptr, c_ptr + r0 * n * c_item, rows, n, k, lda, ldb, n], stream=stream)

@@ -1,7 +1,9 @@
-"""The kernel registry: reads the manifest `make kernels` writes, loads code objects lazily (once per
-device, under a lock) and launches them with arguments packed from the code object's own metadata."""
+"""The kernel registry: the manifest `make kernels` writes, read once; code objects loaded lazily (once per
+device, under a lock) after checking they are the ones the manifest describes; launches with arguments
+packed by the code object's own metadata."""
 from __future__ import annotations
 
+import hashlib
 import struct
 import threading
 from dataclasses import dataclass, field
@@ -14,23 +16,23 @@ from .errors import KernelNotFoundError, LaunchConfigError
 MAX_GRID = (2**31 - 1, 65535, 65535)
 
 _lock = threading.Lock()
-_manifests: dict[str, dict] = {}
+_manifests: dict[str, mf.Manifest] = {}
 _loaded: dict[tuple[int, str], "LoadedKernel"] = {}
 
 
-def manifest(arch: str) -> dict:
+def manifest(arch: str) -> mf.Manifest:
     with _lock:
         if arch not in _manifests:
             try:
-                _manifests[arch] = mf.load(arch)
+                _manifests[arch] = mf.read(arch)
             except mf.ManifestMissingError as exc:
                 raise KernelNotFoundError(str(exc)) from None
         return _manifests[arch]
 
 
-def spec(arch: str, name: str) -> dict:
+def spec(arch: str, name: str) -> mf.KernelSpec:
     try:
-        kernels = manifest(arch)["kernels"]
+        kernels = manifest(arch).kernels
     except KernelNotFoundError as exc:
         raise KernelNotFoundError(f"kernel {name}: {exc}") from None
     if name not in kernels:
@@ -39,50 +41,69 @@ def spec(arch: str, name: str) -> dict:
     return kernels[name]
 
 
-def pack_args(entry: dict, values: list, name: str = "?") -> bytes:
+def pack_args(spec_: mf.KernelSpec, values: list) -> bytes:
     """The explicit part of the kernarg segment, placed by the metadata's offsets and sizes."""
-    explicit = [a for a in entry["args"] if not a["kind"].startswith("hidden_")]
+    explicit = spec_.explicit_args
     if len(values) != len(explicit):
-        raise TypeError(f"kernel {name} takes {len(explicit)} arguments, got {len(values)}")
-    buf = bytearray(entry["kernarg_size"])
+        raise TypeError(f"kernel {spec_.name} takes {len(explicit)} arguments, got {len(values)}")
+    buf = bytearray(spec_.kernarg_size)
     for arg, value in zip(explicit, values):
-        off, size, kind = arg["offset"], arg["size"], arg["kind"]
-        if kind == "global_buffer":
+        if arg.kind == "global_buffer":
             raw = int(value).to_bytes(8, "little")
         elif isinstance(value, float):
-            raw = struct.pack({4: "<f", 8: "<d"}[size], value)
+            raw = struct.pack({4: "<f", 8: "<d"}[arg.size], value)
         else:
             v = int(value)
-            raw = v.to_bytes(size, "little", signed=v < 0)
-        buf[off:off + size] = raw[:size]
+            raw = v.to_bytes(arg.size, "little", signed=v < 0)
+        buf[arg.offset:arg.offset + arg.size] = raw[:arg.size]
     return bytes(buf)
+
+
+def mismatches(spec_: mf.KernelSpec, image: bytes, kernel: codeobject.Kernel) -> list[str]:
+    """How a parsed code object differs from what the manifest says of it (empty: it is the one)."""
+    found = []
+    if hashlib.sha256(image).hexdigest() != spec_.sha256:
+        found.append("its contents are not the ones built")
+    args = tuple((a.offset, a.size, a.value_kind) for a in kernel.args if not a.hidden)
+    want = tuple((a.offset, a.size, a.kind) for a in spec_.explicit_args)
+    if args != want:
+        found.append(f"its arguments (offset, size, kind) are {args}, the manifest's {want}")
+    for what, have, expect in (("kernarg size", kernel.kernarg_segment_size, spec_.kernarg_size),
+                               ("static LDS", kernel.group_segment_fixed_size, spec_.static_lds),
+                               ("max workgroup size", kernel.max_flat_workgroup_size, spec_.max_workgroup_size)):
+        if have != expect:
+            found.append(f"its {what} is {have}, the manifest's {expect}")
+    return found
 
 
 @dataclass(eq=False)
 class LoadedKernel:
-    name: str
-    entry: dict
+    spec: mf.KernelSpec
     device: Device
     module: object = field(repr=False)
     function: object = field(repr=False)
     _lds_attr: int = 0
 
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
     def launch(self, grid, args: list, *, stream=None, dynamic_lds: int | None = None, block=None) -> None:
-        launch = self.entry["launch"]
-        block = tuple(block or (launch["threads"], 1, 1))
-        dynamic_lds = launch["dynamic_lds"] if dynamic_lds is None else dynamic_lds
+        la = self.spec.launch
+        block = tuple(block or (la.threads, 1, 1))
+        dynamic_lds = la.dynamic_lds if dynamic_lds is None else dynamic_lds
         grid = tuple(int(g) for g in grid) + (1,) * (3 - len(grid))
         threads = block[0] * block[1] * block[2]
-        if not 0 < threads <= min(self.entry["max_workgroup_size"], self.device.info.max_threads_per_block):
-            raise LaunchConfigError(f"kernel {self.name}: {threads} threads per block, but at most "
-                                    f"{self.entry['max_workgroup_size']} fit")
+        limit = min(self.spec.max_workgroup_size, self.device.info.max_threads_per_block)
+        if not 0 < threads <= limit:
+            raise LaunchConfigError(f"kernel {self.name}: {threads} threads per block, but at most {limit} fit")
         if any(not 1 <= g <= m for g, m in zip(grid, MAX_GRID)):
             raise LaunchConfigError(f"kernel {self.name}: grid {grid} outside 1..{MAX_GRID}")
-        lds = self.entry["static_lds"] + dynamic_lds
+        lds = self.spec.static_lds + dynamic_lds
         if lds > self.device.info.max_lds_per_block:
             raise LaunchConfigError(f"kernel {self.name}: needs {lds} bytes of LDS, the device has "
                                     f"{self.device.info.max_lds_per_block} per block")
-        kernarg = pack_args(self.entry, args, self.name)
+        kernarg = pack_args(self.spec, args)
         self.device.activate()
         if dynamic_lds > self._lds_attr:
             self.device.driver.set_max_dynamic_lds(self.function, dynamic_lds)
@@ -104,26 +125,35 @@ def kernel(device: Device, name: str) -> LoadedKernel:
     k = _loaded.get(key)
     if k is not None:
         return k
-    entry = spec(device.arch, name)
+    s = spec(device.arch, name)
+    path = manifest(device.arch).directory / s.code_object
     with _lock:
         k = _loaded.get(key)
         if k is None:
-            path = mf.arch_dir(device.arch) / entry["code_object"]
             try:
                 image = path.read_bytes()
             except FileNotFoundError:
                 raise KernelNotFoundError(f"code object {path} for kernel {name} ({device.arch}) is missing; "
                                           f"run `make kernels`") from None
-            # Check before HIP sees it: HIP's own refusal names neither the kernel nor the architectures.
+            # Checked before HIP sees it: HIP's own refusal names neither the kernel nor the architectures,
+            # and a code object swapped under the manifest would run with the wrong arguments or output.
             try:
-                built_for = codeobject.parse(image, source=str(path), expect_arch=None).arch
+                co = codeobject.parse(image, source=str(path), expect_arch=None)
             except codeobject.CodeObjectError as exc:
                 raise KernelNotFoundError(f"kernel {name}: {exc}; run `make kernels` to rebuild it") from None
-            if built_for != device.arch:
-                raise KernelNotFoundError(f"kernel {name}: {path} is built for {built_for}, but {device} is "
+            if co.arch != device.arch:
+                raise KernelNotFoundError(f"kernel {name}: {path} is built for {co.arch}, but {device} is "
                                           f"{device.arch}; run `make kernels` to build it for {device.arch}")
+            if s.symbol not in co.kernels:
+                raise KernelNotFoundError(f"kernel {name}: {path} has no kernel {s.symbol!r} (has "
+                                          f"{', '.join(co.kernels)}); it does not match the manifest, run "
+                                          f"`make kernels`")
+            wrong = mismatches(s, image, co.kernels[s.symbol])
+            if wrong:
+                raise KernelNotFoundError(f"kernel {name}: {path} does not match the manifest: {'; '.join(wrong)}; "
+                                          f"run `make kernels` to rebuild it")
             device.activate()
             module = device.driver.module_load(image)
-            function = device.driver.module_function(module, entry["symbol"])
-            k = _loaded[key] = LoadedKernel(name, entry, device, module, function)
+            function = device.driver.module_function(module, s.symbol)
+            k = _loaded[key] = LoadedKernel(s, device, module, function)
     return k

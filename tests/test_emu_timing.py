@@ -267,9 +267,15 @@ def test_traced_launch_through_the_runtime():
 
 
 def test_bad_trace_settings_are_refused(monkeypatch):
+    from hkrt import config
     monkeypatch.setenv("HKRT_EMU_TRACE", "all")
-    with pytest.raises(ValueError, match="HKRT_EMU_TRACE is a number of workgroups"):
-        Machine(1 << 20)
+    config.reload()
+    try:
+        with pytest.raises(ValueError, match="HKRT_EMU_TRACE='all' is not valid: it takes a number of workgroups"):
+            Machine(1 << 20)
+    finally:
+        monkeypatch.undo()
+        config.reload()
     from hkrt.emu.hip import runtime as emulated
     with pytest.raises(ValueError, match="trace is a number of workgroups"):
         emulated.configure(trace=-1)

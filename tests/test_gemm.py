@@ -697,9 +697,9 @@ def test_weight_reuse(rng):
 # strategy=
 
 def _variant(**want) -> str:
-    for name, e in sorted(registry.manifest(hkrt.get_device().arch)["kernels"].items()):
-        la = e["launch"]
-        if la["strategy"] == want["strategy"] and la["b_layout"] == want["b_layout"] and la["dtypes"]["c"] == want["c"]:
+    for name, spec in sorted(registry.manifest(hkrt.get_device().arch).kernels.items()):
+        la = spec.launch
+        if la.strategy == want["strategy"] and la.b_layout == want["b_layout"] and la.out == want["c"]:
             return name
     raise AssertionError(f"no variant {want} in the manifest")
 
@@ -709,7 +709,7 @@ def test_strategy_by_family_and_variant(rng, launched):
     a, b = normal(rng, (m, k)), normal(rng, (k, n))
     got = hkrt.gemm(a, b, strategy="basic")
     check(got, a, b)
-    assert all(registry.spec(hkrt.get_device().arch, x)["launch"]["strategy"] in ("basic", "epilogue")
+    assert all(registry.spec(hkrt.get_device().arch, x).launch.strategy in ("basic", "epilogue")
                for x in launched)
     # numpy b goes to the device as N x K; a K x N variant gets it transposed back on the device
     variant = _variant(strategy="basic", b_layout="kn", c="f32")

@@ -51,7 +51,7 @@ def test_every_family_any_shape(family, shape, launched):
         check(got, a, b, bias=bias, alpha=0.5)
     else:
         check(hkrt.gemm(a, b, strategy=family), a, b)
-    fams = {registry.spec(hkrt.get_device().arch, x)["launch"]["strategy"] for x in launched}
+    fams = {registry.spec(hkrt.get_device().arch, x).launch.strategy for x in launched}
     assert family in fams
     if family != "basic" and k % 8:
         assert "repack_bf16" in launched, "K % 8 != 0 must be repacked for the fast kernels"
@@ -98,19 +98,19 @@ def test_split_k_sums_partials_with_epilogue():
     a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
     c = rng.standard_normal((m, n)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
-    p = strategies.plan(hkrt.get_device().arch, m, n, k, b_layout="nk", out="f32", epilogue=True, fast_ok=True,
-                        strategy="small")
+    p = strategies.choose(hkrt.get_device(), m, n, k, b_layout="nk", out="f32", epilogue=True, fast_ok=True,
+                          strategy="small")
     assert p.splits > 1
     got = hkrt.gemm(a, b, c=c, beta=-1.0, bias=bias, strategy="small", out_dtype=np.float32)
     check(got, a, b, c=c, beta=-1.0, bias=bias, bf16_out=False)
 
 
 def test_default_table_reaches_the_fast_families():
-    arch = hkrt.get_device().arch
-    plan = strategies.plan
+    dev = hkrt.get_device()
+    plan = strategies.choose
 
     def family(*args, **kw):
-        return plan(arch, *args, b_layout="nk", out="bf16", fast_ok=True, **kw).family
+        return plan(dev, *args, b_layout="nk", out="bf16", fast_ok=True, **kw).family
     assert family(8192, 8192, 8192, epilogue=False) == "interleave"
     assert family(4096, 8192, 1024, epilogue=False) == "pingpong"
     assert family(64, 4096, 4096, epilogue=False) == "small"
@@ -118,7 +118,7 @@ def test_default_table_reaches_the_fast_families():
     assert family(8192, 8192, 8192, epilogue=True) == "producer_consumer"
     assert family(1, 4096, 4096, epilogue=True) == "small"  # not forced onto 128 x 256 tiles
     assert family(16, 16, 100000, epilogue=True) == "small"
-    assert plan(arch, 100, 100, 100, b_layout="kn", out="bf16", epilogue=False, fast_ok=False,
+    assert plan(dev, 100, 100, 100, b_layout="kn", out="bf16", epilogue=False, fast_ok=False,
                 why_not_fast="too big").family == "basic"
 
 

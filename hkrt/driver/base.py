@@ -6,6 +6,7 @@ another driver) on failure; none returns a status code. Kept narrow so that a CU
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 
@@ -21,9 +22,25 @@ class DeviceInfo:
     wave_size: int
 
 
+class Emulation(ABC):
+    """What an emulated runtime offers beyond the GPU API (None on real hardware)."""
+
+    @abstractmethod
+    def error_detail(self) -> str | None:
+        """The emulator's account of the calling thread's latest failed call (a fault: kernel, PC, address)."""
+    @abstractmethod
+    def collect_reports(self) -> AbstractContextManager[list]:
+        """The timing model's report of each launch this thread makes inside the block."""
+    @abstractmethod
+    def skip_kernels(self) -> AbstractContextManager[None]:
+        """Launches inside the block do their host-side work but do not run the kernel (for timing the
+        host path, which on the emulator otherwise includes the kernel's emulation)."""
+
+
 class Driver(ABC):
     name: str          # e.g. "hip"
     runtime: str       # which runtime library serves it, in words
+    emulation: Emulation | None = None
 
     @abstractmethod
     def device_count(self) -> int: ...

@@ -6,10 +6,8 @@ own account of it, when the runtime offers one through `detail`), after clearing
 from __future__ import annotations
 
 import ctypes
-from typing import Callable
-
 from ..errors import HipError
-from .base import DeviceInfo, Driver
+from .base import DeviceInfo, Driver, Emulation
 
 # hipModuleLaunchKernel's `extra` protocol (hip_runtime_api.h)
 _LAUNCH_PARAM_BUFFER_POINTER, _LAUNCH_PARAM_BUFFER_SIZE, _LAUNCH_PARAM_END = 1, 2, 3
@@ -19,14 +17,13 @@ _STICKY = (700, 719)  # hipErrorIllegalAddress, hipErrorLaunchFailure: a kernel 
 class HipDriver(Driver):
     name = "hip"
 
-    def __init__(self, emulated: bool, detail: Callable[[], str | None] | None = None):
-        """detail: called right after a failed call, on the same thread, for the runtime's own account of
-        it (the emulator names kernel, PC and address of a fault); ROCm's runtime offers none."""
+    def __init__(self, emulation: Emulation | None = None):
+        """emulation: what the emulated libamdhip64 behind hip-python offers besides HIP (its account of a
+        failed call among others); None on ROCm's runtime."""
         from hip import hip  # imported here: on the emulator, activation must come first
         self.hip = hip
-        self.emulated = emulated
-        self._detail = detail
-        self.runtime = ("hkrt gfx950 emulator (emulated libamdhip64 behind hip-python)" if emulated
+        self.emulation = emulation
+        self.runtime = ("hkrt gfx950 emulator (emulated libamdhip64 behind hip-python)" if emulation
                         else "ROCm HIP runtime (libamdhip64 through hip-python)")
         self._call("hipInit", hip.hipInit(0))
 
@@ -37,7 +34,7 @@ class HipDriver(Driver):
         if code != 0:
             self.hip.hipGetLastError()  # a failed call sets it; the next call must not see it
             error = getattr(err, "name", f"hipError {code}")
-            detail = self._detail() if self._detail is not None else None
+            detail = self.emulation.error_detail() if self.emulation is not None else None
             detail = detail if detail != error else None
             if code in _STICKY:
                 detail = f"{detail or 'a kernel faulted'} (hkrt: Device.reset() makes the device usable again)"

@@ -3,9 +3,8 @@
 activate() loads the emulated libamdhip64.so before hip-python opens one, so every `from hip import hip`
 call in this process then runs on emulated gfx950 devices. HKRT_EMULATE=1 activates on import of
 this package; `LD_PRELOAD=$(python -m hkrt.emu libpath)` does the same for any hip-python program.
-Options: HKRT_EMU_DEVICES (device count, default 1), HKRT_EMU_STRICT, HKRT_EMU_SEED, HKRT_EMU_MEMORY,
-HKRT_EMU_MODEL (a timing model: mi355x or mi350x; then HIP events measure modelled device time) and
-HKRT_EMU_SAMPLE (with a model: run a representative subset of each large launch's workgroups).
+Options: the HKRT_EMU_* variables (hkrt.config lists them: device count, memory, strict mode, seed,
+budgets, timing model, sampling, trace).
 """
 from __future__ import annotations
 
@@ -13,6 +12,9 @@ import contextlib
 import ctypes
 import os
 import threading
+
+from .. import config
+from ..driver.base import Emulation
 
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
@@ -39,6 +41,7 @@ def activate(devices: int | None = None, *, strict: bool | None = None, seed: in
     global _library
     from .hip import build, runtime
 
+    config.check("emulator")  # a bad HKRT_EMU_* value fails here, by name, not as a failed hipInit later
     with _lock:
         runtime.configure(devices=devices, strict=strict, seed=seed, model=model, sample=sample, trace=trace)
         if _library is None:
@@ -71,6 +74,19 @@ def error_detail() -> str | None:
     """The calling thread's latest failed call in words: what the HIP driver adds to its error."""
     from .hip import runtime
     return runtime.last_message()
+
+
+class HipEmulation(Emulation):
+    """This emulator as hkrt's HIP driver sees it."""
+
+    def error_detail(self) -> str | None:
+        return error_detail()
+
+    def collect_reports(self):
+        return collect_reports()
+
+    def skip_kernels(self):
+        return skip_kernels()
 
 
 def last_report():
@@ -110,5 +126,5 @@ def skip_kernels():
         launch.run_kernel = real
 
 
-if os.environ.get("HKRT_EMULATE", "") not in ("", "0"):
+if config.get("HKRT_EMULATE"):
     activate()

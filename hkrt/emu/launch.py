@@ -7,35 +7,18 @@ turns a failure into an EmulationError naming kernel, instruction, PC and addres
 """
 from __future__ import annotations
 
-import os
 import struct
 import threading
 import time
 
-from .. import codeobject
+from .. import codeobject, config
 from . import decode, timing
 from .errors import BarrierDeadlock, EmulationError, HazardError, LaunchLimit, MemoryFault, UnimplementedInstruction
 
 # 64-bit aperture through which flat instructions reach LDS (value is ours; hardware's is not fixed).
 SHARED_APERTURE = 0x0001_0000_0000_0000
-DEFAULT_MAX_INSTRUCTIONS = 20_000_000_000
-DEFAULT_MAX_SECONDS = 900.0      # host time; an unsampled timed 16384^3 GEMM needs more: raise it, or 0
 KERNARG_CHUNK = 256
 _ERRORS = {1: MemoryFault, 2: HazardError, 3: UnimplementedInstruction, 4: BarrierDeadlock, 5: LaunchLimit}
-
-
-def _budget(name: str, default: float, kind=float):
-    text = os.environ.get(name)
-    if not text:
-        return default
-    try:
-        value = kind(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"{name} must be a number of {'instructions' if kind is int else 'seconds'} "
-                         f"(0 or more), not {text!r}")
-    return value
 
 
 def run_core(lib, L) -> int:
@@ -198,8 +181,8 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
         L.strict = int(machine.strict)
         L.seeded = int(machine.seed is not None)
         L.seed = (machine.seed or 0) & 0xFFFFFFFFFFFFFFFF
-        L.max_insns = _budget("HKRT_EMU_MAX_INSTRUCTIONS", DEFAULT_MAX_INSTRUCTIONS, int) or (1 << 63)
-        L.max_seconds = _budget("HKRT_EMU_MAX_SECONDS", DEFAULT_MAX_SECONDS)
+        L.max_insns = config.get("HKRT_EMU_MAX_INSTRUCTIONS") or (1 << 63)
+        L.max_seconds = config.get("HKRT_EMU_MAX_SECONDS")
         model = machine.model
         if model is not None:
             slots = timing.workgroups_per_cu(kernel, block, dynamic_lds)

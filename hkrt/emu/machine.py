@@ -7,14 +7,13 @@ events and error codes and calls only what is defined here.
 from __future__ import annotations
 
 import bisect
-import os
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import codeobject
+from .. import codeobject, config
 from . import timing
 from .errors import EmulationError, MemoryFault  # noqa: F401  (re-exported for the HIP layer)
 
@@ -33,13 +32,11 @@ ALIGN = 256
 GUARD = 1 << 20
 ADDRESS_SPACE = 1 << 47  # [HEAP_BASE, HEAP_BASE + ADDRESS_SPACE) stays below 2^48
 QUARANTINE = 1 << 36     # address space freed after a range before that range is reused (64 GiB)
-DEFAULT_MEMORY = 16 << 30
 POISON = 0x7FC17FC1  # a NaN as fp32 and as two bf16 halves: what the core also fills undelivered data with
 
 
 def default_memory_bytes() -> int:
-    env = os.environ.get("HKRT_EMU_MEMORY")
-    return int(env) if env else DEFAULT_MEMORY
+    return config.get("HKRT_EMU_MEMORY")
 
 
 def _span(size: int) -> int:
@@ -220,25 +217,20 @@ class Machine:
                  trace: int | None = None,
                  address_base: int = HEAP_BASE, address_limit: int = HEAP_BASE + ADDRESS_SPACE):
         if model is None:
-            model = os.environ.get("HKRT_EMU_MODEL") or None
+            model = config.get("HKRT_EMU_MODEL")
         self.model = timing.get_model(model) if model else None
-        if sample is None:
-            sample = os.environ.get("HKRT_EMU_SAMPLE", "0") not in ("", "0")
-        self.sample = bool(sample)
+        self.sample = bool(config.get("HKRT_EMU_SAMPLE") if sample is None else sample)
         if trace is None:
-            text = os.environ.get("HKRT_EMU_TRACE") or "0"
-            if not text.isdigit():
-                raise ValueError(f"HKRT_EMU_TRACE is a number of workgroups to trace, not {text!r}")
-            trace = int(text)
+            trace = config.get("HKRT_EMU_TRACE")
         self.trace_workgroups = trace  # the timing model records what the first N workgroups issue
         # Sampled launches leave the skipped workgroups' output untouched: poison fresh memory so that it
         # cannot be mistaken for a result.
         self.memory = DeviceMemory(memory_bytes or default_memory_bytes(), address_base, address_limit,
                                    poison=self.sample)
         if strict is None:
-            strict = os.environ.get("HKRT_EMU_STRICT", "0") not in ("", "0")
-        if seed is None and os.environ.get("HKRT_EMU_SEED"):
-            seed = int(os.environ["HKRT_EMU_SEED"])
+            strict = config.get("HKRT_EMU_STRICT")
+        if seed is None:
+            seed = config.get("HKRT_EMU_SEED")
         self.strict = strict
         self.seed = seed
         self.stats_total = 0

@@ -7,6 +7,7 @@ becomes its code, anything else hipErrorUnknown; either is kept as the thread's 
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 
 from . import codes as c
@@ -39,11 +40,23 @@ def _entry(fn):
             runtime.get().set_error(code)
             if failure is not None:
                 runtime.note_exception(failure, message)
-        except Exception:
+        except Exception as e:  # the runtime cannot start (e.g. a bad HKRT_EMU_* value): say why, once
+            _report_start_failure(e)
             return c.NOT_INITIALIZED
         return code
     ENTRY_POINTS[fn.__name__] = call
     return call
+
+
+_start_failure_reported = False
+
+
+def _report_start_failure(exc: Exception) -> None:
+    """A program that only sees hipErrorNotInitialized would never learn the cause: print it to stderr."""
+    global _start_failure_reported
+    if not _start_failure_reported:
+        _start_failure_reported = True
+        print(f"hkrt emulator: cannot start: {exc}", file=sys.stderr)
 
 
 def bind(ffi_, lib_) -> None:

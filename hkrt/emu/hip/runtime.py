@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import os
 import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from ... import codeobject
+from ... import codeobject, config
 from .. import machine as m
 from .. import timing
 from ..errors import EmulationError, MemoryFault
@@ -576,7 +575,7 @@ def get() -> Runtime:
     if _runtime is None:
         with _config_lock:
             if _runtime is None:
-                devices = _config.get("devices") or int(os.environ.get("HKRT_EMU_DEVICES") or 1)
+                devices = _config.get("devices") or config.get("HKRT_EMU_DEVICES")
                 _runtime = Runtime(devices, strict=_config.get("strict"), seed=_config.get("seed"),
                                    model=_config.get("model"), sample=_config.get("sample"),
                                    trace=_config.get("trace"))

@@ -1,0 +1,45 @@
+"""hkrt.Weight: a B operand prepared once on the device, in the form the fast kernels read."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import execute
+from .array import asarray, bfloat16
+from .devices import Device
+from .request import host_operand, padded_k
+
+
+class Weight:
+    """A B operand kept on the device in bf16: prepared once, reused by every gemm that gets it.
+
+    `b` is K x N (as numpy holds a weight for x @ W), or N x K with nk=True (`layout` says which was
+    given). It is stored the way the fast kernels read it, N x K with K zero-padded to a multiple of 8
+    (transposed on the host during the bf16 conversion, padded on the device), so calls repack nothing.
+    The data is copied at construction; later changes to the numpy array do not reach the device copy.
+    """
+
+    def __init__(self, b, *, nk: bool = False, device=None):
+        host = host_operand(b, "b")
+        if host.ndim != 2:
+            raise ValueError(f"a Weight is 2-D (K x N or N x K), got shape {host.shape}")
+        self.layout = "nk" if nk else "kn"
+        self.k, self.n = (host.shape[1], host.shape[0]) if nk else host.shape
+        stored = np.ascontiguousarray((host if nk else host.T).astype(bfloat16))
+        data = asarray(stored, device=device)
+        op = execute.Operand(data, "nk", self.n, self.k, self.k)
+        k8 = padded_k(self.k)
+        if self.k and self.n and not op.fast_ready(k8):
+            op = execute.repack(data.device, op, 1, transpose=False, cols_to=k8, stream=None)
+        self.operand = op
+        self.data = op.arr
+
+    @property
+    def device(self) -> Device:
+        return self.data.device
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.k, self.n)
+
+    def __repr__(self) -> str:
+        return f"Weight(K={self.k}, N={self.n}, given {self.layout}, device={self.device})"
