@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 from . import config
 from .driver.base import DeviceInfo, Driver
+from .manifest import TARGET_ARCH
 from .errors import DeviceNotFoundError
 
-ARCH = "gfx950"
+ARCH = TARGET_ARCH
 GFX950_TARGET_VERSION = "90500"  # KFD topology encoding of gfx950 (major*10000 + minor*100 + stepping)
 
 _lock = threading.RLock()

@@ -11,15 +11,16 @@ from pathlib import Path
 
 KERNELS_DIR = Path(__file__).resolve().parent / "_kernels"
 MANIFEST_NAME = "manifest.json"
-MAX_LDS_BYTES = 160 * 1024  # per workgroup on gfx950
+TARGET_ARCH = "gfx950"      # what `make kernels` builds for; at run time the device's own figures apply
+MAX_LDS_BYTES = 160 * 1024  # per workgroup on gfx950: the build refuses kernels that need more
 NON_GEMM = ("epilogue", "repack")  # strategies of the helper kernels
 
 
-def arch_dir(arch: str = "gfx950", root: Path | None = None) -> Path:
+def arch_dir(arch: str = TARGET_ARCH, root: Path | None = None) -> Path:
     return (root or KERNELS_DIR) / arch
 
 
-def manifest_path(arch: str = "gfx950", root: Path | None = None) -> Path:
+def manifest_path(arch: str = TARGET_ARCH, root: Path | None = None) -> Path:
     return arch_dir(arch, root) / MANIFEST_NAME
 
 
@@ -27,7 +28,7 @@ class ManifestMissingError(FileNotFoundError):
     pass
 
 
-def load(arch: str = "gfx950", root: Path | None = None) -> dict:
+def load(arch: str = TARGET_ARCH, root: Path | None = None) -> dict:
     """The manifest for an architecture as written; a clear error if it was never built."""
     path = manifest_path(arch, root)
     try:
@@ -131,7 +132,7 @@ def _kernel(name: str, e: dict) -> KernelSpec:
                           epilogue=str(la["epilogue"]), out=str(la["dtypes"]["c"]), b_layout=str(la["b_layout"])))
 
 
-def read(arch: str = "gfx950", root: Path | None = None) -> Manifest:
+def read(arch: str = TARGET_ARCH, root: Path | None = None) -> Manifest:
     """The manifest parsed into records; a missing or malformed one is a ManifestMissingError naming it."""
     raw = load(arch, root)
     path = manifest_path(arch, root)
