@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import math
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -767,3 +768,62 @@ def test_an_array_is_unusable_after_free():
             use()
     with pytest.raises(ValueError, match="view"):
         hkrt.asarray(np.ones((4, 4), np.float32)).T.free()
+
+
+def test_scalars_beyond_float32_are_value_errors():
+    a = np.ones((64, 64), np.float32)
+    with pytest.raises(ValueError, match="alpha=1e\\+39 is outside float32's range"):
+        hkrt.gemm(a, a, alpha=1e39)  # once an OverflowError from argument packing
+
+
+# ---------------------------------------------------------------------------------------------------------
+# threads
+
+def test_threads_concurrent_gemm():
+    n_threads, calls = 8, 3
+    seq = np.random.SeedSequence()
+    print(f"entropy {seq.entropy}")
+    shared = normal(np.random.default_rng(seq), (48, 40))
+    w = hkrt.Weight(shared)
+    results, errors = [], []
+    barrier = threading.Barrier(n_threads)
+    lock = threading.Lock()
+
+    def work(t, child):
+        rng = np.random.default_rng(child)
+        try:
+            stream = hkrt.Stream() if t % 2 else None
+            barrier.wait()
+            for i in range(calls):
+                m, n, k = 1 + 13 * t + 7 * i, 40 if t % 3 == 0 else 17 + 11 * t + 3 * i, 48 if t % 3 == 0 else 5 + 9 * i + t
+                a = normal(rng, (m, k))
+                kw = {}
+                if t % 3 == 0:
+                    b = shared
+                    kw = dict(bias=normal(rng, n), activation="relu")
+                    got = hkrt.gemm(a, w, **kw)
+                elif t % 3 == 1:
+                    b = normal(rng, (k, n))
+                    kw = dict(bias=normal(rng, n), activation="silu", out_dtype=np.float32)
+                    got = hkrt.gemm(a, b, stream=stream, **kw)
+                else:
+                    b = normal(rng, (k, n), BF16)
+                    r = hkrt.gemm(hkrt.asarray(a.astype(BF16), stream=stream), hkrt.asarray(b, stream=stream),
+                                  stream=stream)
+                    got = r.numpy()
+                with lock:
+                    results.append((t, i, got, a, b, kw))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            with lock:
+                errors.append((t, repr(exc)))
+
+    threads = [threading.Thread(target=work, args=(t, c)) for t, c in enumerate(seq.spawn(n_threads))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert not any(th.is_alive() for th in threads), "a thread hung"
+    assert not errors, errors
+    assert len(results) == n_threads * calls
+    for t, i, got, a, b, kw in results:
+        check(got, a, b, what=f"thread {t} call {i}", **kw)

@@ -1,0 +1,163 @@
+"""The kernel registry (hkrt/registry.py): the manifest, loading code objects, packing arguments and the
+launch checks of threads, grid and LDS.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import hkrt
+from hkrt import manifest as mf
+from hkrt import registry
+
+from kernel_harness import BF16, check, normal
+
+REAL_KERNELS_DIR = mf.KERNELS_DIR
+
+
+# ---------------------------------------------------------------------------------------------------------
+# on the emulated device
+
+def _basic_f32_kn() -> str:
+    kernels = registry.manifest(hkrt.get_device().arch)["kernels"]
+    return next(n for n, e in sorted(kernels.items()) if e["launch"]["strategy"] == "basic"
+                and e["launch"]["b_layout"] == "kn" and e["launch"]["dtypes"]["c"] == "f32")
+
+
+def test_launch_direct_and_bad_launches():
+    rng = np.random.default_rng()
+    dev = hkrt.get_device()
+    name = _basic_f32_kn()
+    k = registry.kernel(dev, name)
+    assert registry.kernel(dev, name) is k                 # loaded once
+    m, n, kk = 70, 40, 50
+    tile = k.entry["launch"]["tile"]
+    grid = (-(-n // tile["n"]), -(-m // tile["m"]))
+    a, b = normal(rng, (m, kk), BF16), normal(rng, (kk, n), BF16)
+    da, db = hkrt.asarray(a), hkrt.asarray(b)
+    dc = hkrt.asarray(np.full((m, n), np.nan, np.float32))
+    args = [da.ptr, db.ptr, dc.ptr, m, n, kk, kk, n, n]
+    nargs = len([x for x in k.entry["args"] if not x["kind"].startswith("hidden_")])
+    assert nargs == len(args)
+    max_threads = k.entry["max_workgroup_size"]
+    lds_left = dev.info.max_lds_per_block - k.entry["static_lds"]
+    bad = [
+        (TypeError, rf"{name} takes {nargs} arguments, got {nargs - 1}", dict(grid=grid, args=args[:-1])),
+        (TypeError, rf"{name} takes {nargs} arguments, got {nargs + 1}", dict(grid=grid, args=args + [0])),
+        (hkrt.LaunchConfigError, rf"{name}: {2 * max_threads} threads per block.*at most {max_threads}",
+         dict(grid=grid, args=args, block=(2 * max_threads, 1, 1))),
+        (hkrt.LaunchConfigError, r"2048 threads", dict(grid=grid, args=args, block=(64, 32, 1))),
+        (hkrt.LaunchConfigError, r"0 threads", dict(grid=grid, args=args, block=(0, 1, 1))),
+        (hkrt.LaunchConfigError, rf"{name}: needs {dev.info.max_lds_per_block + 1} bytes of LDS",
+         dict(grid=grid, args=args, dynamic_lds=lds_left + 1)),
+        (hkrt.LaunchConfigError, r"grid", dict(grid=(0, 1), args=args)),
+        (hkrt.LaunchConfigError, r"grid", dict(grid=(1, 70000), args=args)),
+    ]
+    for exc_type, pattern, kw in bad:
+        with pytest.raises(exc_type, match=pattern):
+            k.launch(kw.pop("grid"), kw.pop("args"), **kw)
+    assert issubclass(hkrt.LaunchConfigError, ValueError)
+    # nothing ran: the output is still poisoned; then a good launch computes the product
+    assert np.isnan(dc.numpy()).all()
+    k.launch(grid, args)
+    check(dc.numpy(), a, b, out_dtype=np.float32)
+
+
+def test_pack_args_layout():
+    entry = registry.spec(hkrt.get_device().arch, _basic_f32_kn())
+    explicit = [x for x in entry["args"] if not x["kind"].startswith("hidden_")]
+    rng = np.random.default_rng()
+    values = []
+    for x in explicit:
+        values.append(int(rng.integers(1, 2 ** 47)) if x["kind"] == "global_buffer" else int(rng.integers(-2 ** 31, 2 ** 31)))
+    buf = registry.pack_args(entry, values, "k")
+    assert len(buf) == entry["kernarg_size"]
+    for x, v in zip(explicit, values):
+        got = int.from_bytes(buf[x["offset"]:x["offset"] + x["size"]], "little", signed=x["kind"] != "global_buffer")
+        assert got == v
+    fake = {"args": [{"offset": 0, "size": 4, "kind": "by_value"}, {"offset": 4, "size": 4, "kind": "by_value"}],
+            "kernarg_size": 8}
+    buf = registry.pack_args(fake, [1.5, -3], "k")
+    assert np.frombuffer(buf[:4], np.float32)[0] == 1.5 and np.frombuffer(buf[4:], np.int32)[0] == -3
+
+
+@pytest.fixture
+def private_registry(monkeypatch, tmp_path):
+    """The registry pointed at an empty kernels directory; its caches are restored afterwards."""
+    monkeypatch.setattr(mf, "KERNELS_DIR", tmp_path)
+    monkeypatch.setattr(registry, "_manifests", {})
+    monkeypatch.setattr(registry, "_loaded", {})
+    return tmp_path
+
+
+def test_corrupt_manifest_is_named(private_registry, monkeypatch):
+    """A corrupt manifest.json once gave a raw JSONDecodeError naming no file."""
+    dev = hkrt.get_device()
+    path = mf.manifest_path(dev.arch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"kernels": {')
+    with pytest.raises(hkrt.KernelNotFoundError, match="manifest.json is corrupt") as exc:
+        hkrt.gemm(np.ones((4, 4), np.float32), np.ones((4, 4), np.float32))
+    assert str(path) in str(exc.value) and "make kernels" in str(exc.value)
+
+
+def test_manifest_missing(private_registry, monkeypatch):
+    dev = hkrt.get_device()
+    arch = dev.arch
+    name = "gemm_basic_kn_bf16"
+    with pytest.raises(hkrt.KernelNotFoundError) as exc:
+        registry.kernel(dev, name)
+    msg = str(exc.value)
+    assert name in msg and arch in msg and "make kernels" in msg, msg
+    with pytest.raises(hkrt.KernelNotFoundError) as exc:
+        hkrt.gemm(np.ones((4, 4), np.float32), np.ones((4, 4), np.float32))
+    msg = str(exc.value)
+    assert arch in msg and "make kernels" in msg, msg
+    # after the check the real kernels come back
+    monkeypatch.undo()
+    assert (hkrt.gemm(np.ones((4, 3), np.float32), np.ones((3, 5), np.float32), out_dtype=np.float32) == 3).all()
+
+
+def test_code_object_missing(private_registry, monkeypatch):
+    dev = hkrt.get_device()
+    arch = dev.arch
+    (private_registry / arch).mkdir()
+    shutil.copy(mf.manifest_path(arch, root=REAL_KERNELS_DIR), private_registry / arch / mf.MANIFEST_NAME)
+    kernels = registry.manifest(arch)["kernels"]
+    for name in kernels:
+        with pytest.raises(hkrt.KernelNotFoundError) as exc:
+            registry.kernel(dev, name)
+        msg = str(exc.value)
+        assert name in msg and arch in msg and "make kernels" in msg, msg
+    with pytest.raises(hkrt.KernelNotFoundError) as exc:
+        hkrt.gemm(np.ones((4, 4), np.float32), np.ones((4, 4), np.float32))
+    assert arch in str(exc.value) and "make kernels" in str(exc.value)
+    with pytest.raises(hkrt.KernelNotFoundError) as exc:
+        registry.kernel(dev, "gemm_no_such_variant")
+    assert "gemm_no_such_variant" in str(exc.value) and "make kernels" in str(exc.value)
+    monkeypatch.undo()
+    assert (hkrt.gemm(np.ones((4, 3), np.float32), np.ones((3, 5), np.float32), out_dtype=np.float32) == 3).all()
+
+
+def test_code_object_for_another_architecture(private_registry, monkeypatch, compile_hip):
+    """A code object built for gfx942 in gfx950's place: an error naming kernel, both architectures, the fix."""
+    dev = hkrt.get_device()
+    arch = dev.arch
+    (private_registry / arch).mkdir()
+    shutil.copy(mf.manifest_path(arch, root=REAL_KERNELS_DIR), private_registry / arch / mf.MANIFEST_NAME)
+    name = "gemm_basic_kn_bf16"
+    entry = registry.manifest(arch)["kernels"][name]
+    other = compile_hip('#include <hip/hip_runtime.h>\nextern "C" __global__ void gemm_basic(float* x) { x[0] = 1; }\n',
+                        arch="gfx942", name="other_arch")
+    shutil.copy(other, private_registry / arch / entry["code_object"])
+    with pytest.raises(hkrt.KernelNotFoundError) as exc:
+        registry.kernel(dev, name)
+    msg = str(exc.value)
+    assert name in msg and "gfx942" in msg and arch in msg and "make kernels" in msg, msg
+    # a file that is not a code object at all
+    (private_registry / arch / entry["code_object"]).write_bytes(b"not an ELF file")
+    with pytest.raises(hkrt.KernelNotFoundError) as exc:
+        registry.kernel(dev, name)
+    assert name in str(exc.value) and "not an ELF" in str(exc.value) and "make kernels" in str(exc.value)
