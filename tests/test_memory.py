@@ -1,15 +1,19 @@
 """The stream-ordered caching allocator (hkrt/memory.py): size classes, reuse, accounting, out of memory,
-collection at any moment. These run on the emulated device, through hkrt's public API.
+collection at any moment. On the emulated device through hkrt's public API, and on tests/fake_driver.py,
+where the test decides when a stream has passed an event and how much memory the device has.
 """
 from __future__ import annotations
 
 import gc
 
 import numpy as np
+import pytest
 
 import hkrt
-from hkrt.memory import size_class
+from hkrt.errors import DeviceMemoryError, HipError
+from hkrt.memory import CachingAllocator, size_class
 
+from fake_driver import FakeDriver, fake_device
 from helpers import MiB, last_json, ok, run_python
 from kernel_harness import BF16, normal
 
@@ -278,3 +282,158 @@ def test_array_and_its_stream_collected_together():
     del again
     gc.collect()
     assert alloc.in_use == base
+
+
+# ---------------------------------------------------------------------------------------------------------
+# through the fake driver: the allocator's own rules, with the device's answers under the test's control
+
+@pytest.fixture
+def fake():
+    """(allocator, driver) on a fresh fake device of 64 MiB."""
+    driver = FakeDriver(capacity=64 * MiB)
+    return CachingAllocator(fake_device(driver)), driver
+
+
+def test_fake_size_classes_are_what_the_device_is_asked_for():
+    driver = FakeDriver(capacity=1 << 30)  # room for every request below
+    alloc = CachingAllocator(fake_device(driver))
+    rng = np.random.default_rng()
+    sizes = [0, 1, 511, 512, 513, MiB - 1, MiB, MiB + 1] + [int(n) for n in rng.integers(1, 4 * MiB, 20)]
+    blocks = [alloc.malloc(n) for n in sizes]
+    assert driver.malloc_calls == [size_class(n) for n in sizes]
+    assert [b.size for b in blocks] == driver.malloc_calls
+    assert alloc.in_use == sum(driver.malloc_calls) == driver.used and alloc.cached == 0
+
+
+def test_fake_reuse_on_the_same_stream_at_once(fake):
+    """Stream order makes a block freed on a stream safe for that stream's later work, whatever its event says."""
+    alloc, driver = fake
+    stream = driver.stream_create()
+    driver.hold_events = True
+    blk = alloc.malloc(3000, stream)
+    ptr = blk.ptr
+    blk.free()
+    assert alloc.cached == size_class(3000)
+    again = alloc.malloc(2900, stream)  # same size class
+    assert again.ptr == ptr and len(driver.malloc_calls) == 1
+    assert driver.events == {}, "the reused block's event was not destroyed"
+
+
+def test_fake_other_streams_wait_for_the_event(fake):
+    alloc, driver = fake
+    s1, s2 = driver.stream_create(), driver.stream_create()
+    driver.hold_events = True
+    blk = alloc.malloc(5000, s1)
+    ptr = blk.ptr
+    blk.free()
+    assert alloc.cached == size_class(5000)          # pooled, with an event recorded on s1
+    (event,) = driver.recorded
+    assert driver.events[event] == s1
+    other = alloc.malloc(5000, s2)                   # s1 may still use it: s2 gets fresh memory
+    assert other.ptr != ptr and len(driver.malloc_calls) == 2
+    driver.complete_events()                         # s1 has passed the free
+    taken = alloc.malloc(5000, s2)
+    assert taken.ptr == ptr and len(driver.malloc_calls) == 2
+    assert alloc.cached == 0 and driver.events == {}
+
+
+def test_fake_a_stream_synchronize_releases_the_block(fake):
+    alloc, driver = fake
+    s1, s2 = driver.stream_create(), driver.stream_create()
+    driver.hold_events = True
+    blk = alloc.malloc(100, s1)
+    ptr = blk.ptr
+    blk.free()
+    alloc.cached  # the free is queued; reading a counter pools it (and records its event)
+    driver.stream_synchronize(s2)                    # another stream's synchronize does not
+    assert alloc.malloc(100, s2).ptr != ptr
+    driver.stream_synchronize(s1)
+    assert alloc.malloc(100, s2).ptr == ptr
+
+
+def test_fake_freed_on_the_null_stream_any_stream_may_take_it(fake):
+    """No event is recorded for the null stream: the streams hkrt creates wait for it (blocking streams)."""
+    alloc, driver = fake
+    driver.hold_events = True
+    blk = alloc.malloc(100)
+    ptr = blk.ptr
+    blk.free()
+    assert alloc.malloc(100, driver.stream_create()).ptr == ptr
+    assert driver.recorded == set()
+
+
+def test_fake_double_free_gives_back_once(fake):
+    alloc, driver = fake
+    blk = alloc.malloc(2000)
+    blk.free()
+    blk.free()
+    assert alloc.in_use == 0 and alloc.cached == size_class(2000)
+    a, b = alloc.malloc(2000), alloc.malloc(2000)
+    assert a.ptr != b.ptr, "a block given back twice was handed out twice"
+
+
+def test_fake_out_of_memory_empties_the_cache_then_reports(fake):
+    alloc, driver = fake
+    two_mib = [alloc.malloc(2 * MiB) for _ in range(30)]   # 60 of 64 MiB
+    for blk in two_mib[:29]:
+        blk.free()
+    assert alloc.cached == 29 * 2 * MiB and driver.used == 60 * MiB
+    driver.malloc_calls.clear()
+    syncs = driver.synchronize_calls
+    big = alloc.malloc(10 * MiB)                           # fits only once the cache is given back
+    assert driver.malloc_calls == [10 * MiB, 10 * MiB]
+    assert driver.synchronize_calls > syncs, "cached blocks freed without waiting for the device"
+    assert alloc.cached == 0 and alloc.in_use == 12 * MiB == driver.used
+    driver.malloc_calls.clear()
+    request = 60 * MiB - 100
+    with pytest.raises(DeviceMemoryError) as err:
+        alloc.malloc(request)
+    assert driver.malloc_calls == [60 * MiB, 60 * MiB]    # one retry after emptying the (empty) cache
+    free, total = driver.mem_info()
+    msg = str(err.value)
+    assert f"{request} bytes requested ({60 * MiB} with rounding)" in msg, msg
+    assert f"{free} of {total} bytes free" in msg, msg
+    assert isinstance(err.value, MemoryError)
+    assert alloc.in_use == 12 * MiB and alloc.cached == 0  # the failure changed no counter
+    big.free()
+    two_mib[29].free()
+    assert alloc.in_use == 0
+
+
+def test_fake_other_device_errors_are_not_out_of_memory(fake, monkeypatch):
+    """Only hipErrorOutOfMemory empties the cache; another failure reaches the caller as it is."""
+    alloc, driver = fake
+    alloc.malloc(4096).free()
+    monkeypatch.setattr(driver, "malloc", lambda n: (_ for _ in ()).throw(
+        HipError("hipMalloc", 1, "hipErrorInvalidValue")))
+    with pytest.raises(HipError, match="hipErrorInvalidValue"):
+        alloc.malloc(MiB * 3)
+    assert alloc.cached == size_class(4096)
+
+
+def test_fake_accounting_stays_flat_under_random_traffic():
+    """Every byte the device holds is in use or cached, through any order of allocations, frees, streams
+    and event completions; emptying the cache leaves only what is in use."""
+    driver = FakeDriver(capacity=1 << 30)  # more than 400 steps can take: no out-of-memory here
+    alloc = CachingAllocator(fake_device(driver))
+    rng = np.random.default_rng()
+    streams = [None] + [driver.stream_create() for _ in range(3)]
+    live = []
+    for step in range(400):
+        driver.hold_events = bool(rng.integers(2))
+        if live and (rng.random() < 0.5 or len(live) > 30):
+            live.pop(int(rng.integers(len(live)))).free()
+        else:
+            n = int(rng.choice([rng.integers(1, 4096), rng.integers(MiB, 5 * MiB)]))
+            live.append(alloc.malloc(n, streams[int(rng.integers(len(streams)))]))
+        if rng.random() < 0.1:
+            driver.complete_events()
+        assert alloc.in_use == sum(b.size for b in live), f"step {step}"
+        assert alloc.in_use + alloc.cached == driver.used, f"step {step}"
+        assert len({b.ptr for b in live}) == len(live), f"step {step}: one block handed out twice"
+    alloc.empty_cache()
+    assert alloc.cached == 0 and driver.used == alloc.in_use
+    for b in live:
+        b.free()
+    alloc.empty_cache()
+    assert driver.used == 0 and driver.events == {}
