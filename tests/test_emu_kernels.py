@@ -1,66 +1,16 @@
 """Whole kernels on the emulator: the built GEMM against numpy, and planted bugs that must not pass.
 
-Tolerance for the GEMM (inputs are bf16, so every product is exact in float64): the emulator's MFMA
-adds exact products and rounds to fp32 once per instruction, so after ceil(K/32) MFMAs the error is
-at most ceil(K/32) * 2^-24 * sum_k |a_ik b_kj| (each rounding is within half an fp32 ulp of a partial
-sum bounded by that absolute sum). A bf16 output adds one rounding of 2^-8 * |C| (RNE, 8-bit
-significand). We allow twice the bound.
+The GEMM is checked against the one error bound of hkrt.reference.expected() (inputs are bf16, so
+every product is exact; the MFMA rounds to fp32 once per 32-deep K step; a bf16 output adds one RNE).
 """
-import math
 import struct
 
-import ml_dtypes
 import numpy as np
 import pytest
 
-from hkrt import manifest as mf
 from hkrt.emu.errors import HazardError, MemoryFault
-from hkrt.emu.machine import Machine
 
-BF16 = ml_dtypes.bfloat16
-
-
-def gemm_tolerance(a, b, out_bf16: bool):
-    a64, b64 = np.abs(a.astype(np.float64)), np.abs(b.astype(np.float64))
-    absum = a64 @ b64
-    ref = a.astype(np.float64) @ b.astype(np.float64)
-    tol = 2 * (math.ceil(a.shape[1] / 32) * 2.0**-24 * absum + (2.0**-8 * np.abs(ref) if out_bf16 else 0))
-    return ref, tol + 1e-30
-
-
-class Device:
-    """Minimal driver over one emulated Machine for these tests."""
-
-    def __init__(self, **kw):
-        self.m = Machine(1 << 30, **kw)
-
-    def put(self, arr: np.ndarray) -> int:
-        addr = self.m.memory.alloc(arr.nbytes)
-        self.m.memory.view(addr, arr.nbytes)[:] = np.ascontiguousarray(arr).tobytes()
-        return addr
-
-    def get(self, addr: int, shape, dtype) -> np.ndarray:
-        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        return np.frombuffer(bytes(self.m.memory.view(addr, n)), dtype).reshape(shape)
-
-    def load(self, path):
-        return self.m.load(open(path, "rb").read())
-
-
-def run_gemm(dev, variant, a, b_stored, m, n, k, ldb):
-    e = mf.load()["kernels"][variant]
-    mod = dev.load(mf.arch_dir() / e["code_object"])
-    out_dtype = np.float32 if e["launch"]["dtypes"]["c"] == "f32" else BF16
-    da, db = dev.put(a), dev.put(b_stored)
-    poison = np.full((m, n), np.nan, out_dtype)
-    dc = dev.put(poison)
-    args = struct.pack("<QQQiiiiii", da, db, dc, m, n, k, k, ldb, n)
-    tile = e["launch"]["tile"]
-    grid = (-(-n // tile["n"]), -(-m // tile["m"]), 1)
-    stats = dev.m.launch(mod, e["symbol"], grid, (e["launch"]["threads"], 1, 1), e["launch"]["dynamic_lds"], args)
-    assert stats.wave_instructions > 0
-    return dev.get(dc, (m, n), out_dtype)
-
+from kernel_harness import BF16, EmuMachine, check_variant, run_variant
 
 SHAPES = [(1, 1, 1), (1, 7, 33), (37, 91, 53), (64, 64, 32), (100, 70, 129), (130, 65, 1), (3, 200, 64)]
 
@@ -72,26 +22,19 @@ def test_gemm_basic_matches_numpy(variant, shape):
     m, n, k = shape
     rng = np.random.default_rng()
     a = rng.standard_normal((m, k)).astype(BF16)
-    b = rng.standard_normal((k, n)).astype(BF16)
-    stored = b if "_kn_" in variant else np.ascontiguousarray(b.T)
-    ldb = n if "_kn_" in variant else k
-    dev = Device(strict=True)
-    c = run_gemm(dev, variant, a, stored, m, n, k, ldb).astype(np.float64)
-    ref, tol = gemm_tolerance(a, b, out_bf16=variant.endswith("bf16"))
-    assert not np.isnan(c).any(), "some outputs were never written"
-    bad = np.abs(c - ref) > tol
-    assert not bad.any(), f"{bad.sum()} elements off; worst {np.abs(c - ref).max()}"
+    b_nk = rng.standard_normal((n, k)).astype(BF16)
+    got, stats = run_variant(EmuMachine(strict=True), variant, a, b_nk)
+    assert stats.wave_instructions > 0
+    check_variant(got, variant, a, b_nk)
 
 
 def test_gemm_under_random_wave_interleavings():
     m, n, k = 70, 66, 96
     rng = np.random.default_rng()
-    a, b = rng.standard_normal((m, k)).astype(BF16), rng.standard_normal((k, n)).astype(BF16)
-    ref, tol = gemm_tolerance(a, b, out_bf16=False)
+    a, b_nk = rng.standard_normal((m, k)).astype(BF16), rng.standard_normal((n, k)).astype(BF16)
     for seed in range(3):
-        dev = Device(strict=True, seed=seed)
-        c = run_gemm(dev, "gemm_basic_kn_f32", a, b, m, n, k, n).astype(np.float64)
-        assert (np.abs(c - ref) <= tol).all()
+        got, _ = run_variant(EmuMachine(strict=True, seed=seed), "gemm_basic_kn_f32", a, b_nk)
+        check_variant(got, "gemm_basic_kn_f32", a, b_nk, what=f"seed {seed}")
 
 
 # ---------------------------------------------------------------- planted bugs
@@ -156,7 +99,7 @@ def test_missing_waitcnt_is_not_silently_right(compile_hip, fixed):
     co = compile_hip(MISSING_WAIT, name=f"wait{fixed}", extra=[f"-DFIXED={fixed}"])
     x = np.random.default_rng().standard_normal(64).astype(np.float32)
     for strict in (False, True):
-        dev = Device(strict=strict)
+        dev = EmuMachine(strict=strict)
         din, dout = dev.put(x), dev.put(np.full(64, np.nan, np.float32))
         if not fixed and strict:
             with pytest.raises(HazardError, match=r"outstanding.*kernel k, pc 0x"):
@@ -175,7 +118,7 @@ def test_missing_waitcnt_is_not_silently_right(compile_hip, fixed):
 def test_missing_barrier_gives_wrong_results(compile_hip, fixed, seed):
     co = compile_hip(MISSING_BARRIER, name=f"bar{fixed}", extra=[f"-DFIXED={fixed}"])
     x = np.random.default_rng().standard_normal(128).astype(np.float32)
-    dev = Device(strict=True, seed=seed)
+    dev = EmuMachine(strict=True, seed=seed)
     din, dout = dev.put(x), dev.put(np.full(128, np.nan, np.float32))
     _launch_simple(dev, co, 128, din, dout, fmt="<QQ")
     out = dev.get(dout, (128,), np.float32)
@@ -191,7 +134,7 @@ def test_lds_dma_without_vmcnt_before_barrier(compile_hip, fixed):
     co = compile_hip(DMA_RACE, name=f"dma{fixed}", extra=[f"-DFIXED={fixed}"])
     x = np.random.default_rng().standard_normal(128).astype(np.float32)
     for strict in (False, True):
-        dev = Device(strict=strict)
+        dev = EmuMachine(strict=strict)
         din, dout = dev.put(x), dev.put(np.full(128, np.nan, np.float32))
         if not fixed and strict:
             with pytest.raises(HazardError, match="direct-to-LDS"):
@@ -207,7 +150,7 @@ def test_lds_dma_without_vmcnt_before_barrier(compile_hip, fixed):
 
 def test_out_of_bounds_store_is_a_memory_fault(compile_hip):
     co = compile_hip(OOB_STORE, name="oob")
-    dev = Device()
+    dev = EmuMachine(strict=None)
     dout = dev.put(np.zeros(64, np.float32))
     neighbour = dev.put(np.zeros(64, np.float32))
     with pytest.raises(MemoryFault, match=r"outside every device allocation.*kernel k, pc 0x[0-9a-f]+") as err:
@@ -222,7 +165,7 @@ def test_short_overruns_never_reach_the_next_allocation(compile_hip, past_end):
     """Allocations are separated by unmapped guard space: a store just past one faults, and the
     allocation after it is untouched."""
     co = compile_hip(OOB_STORE, name="oob_short")
-    dev = Device()
+    dev = EmuMachine(strict=None)
     dout = dev.put(np.zeros(64, np.float32))           # 256 bytes
     neighbour = dev.put(np.zeros(64, np.float32))
     with pytest.raises(MemoryFault):

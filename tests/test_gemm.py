@@ -2,7 +2,7 @@
 
 Every test draws fresh random inputs (np.random.default_rng() from fresh OS entropy, printed so that a
 failure can be replayed) and compares with numpy computed in float64 from the bf16-rounded inputs,
-within the error bound `expected()` derives. Outputs are poisoned wherever the API lets us: out=
+within the error bound hkrt.reference.expected() derives. Outputs are poisoned wherever the API lets us: out=
 arrays start as NaN, and the allocator's cache is seeded with NaN-filled blocks that the result and
 the fp32 accumulator are then carved from, so an element the kernels fail to write shows up as NaN.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import math
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -18,27 +19,14 @@ import pytest
 import hkrt
 from hkrt import registry
 from hkrt.array import DeviceArray
+from hkrt.reference import activate64, bf64, expected
 
-BF16 = hkrt.bfloat16
-F32 = np.dtype(np.float32)
-U32 = 2.0 ** -24   # unit roundoff of fp32 (24-bit significand, round to nearest)
-U16 = 2.0 ** -8    # unit roundoff of bf16 (8-bit significand): |RNE(y) - y| <= 2^-8 |y|
-ACTS = (None, "relu", "gelu", "silu")
+from kernel_harness import ACTS, BF16, F32, assert_close, check, fresh_rng, nan_array, normal, poison_for
 
 
 @pytest.fixture
 def rng():
-    seq = np.random.SeedSequence()          # fresh entropy every run; printed for replaying a failure
-    print(f"rng entropy: {seq.entropy}")
-    return np.random.default_rng(seq)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the reference and its error bound
-
-def bf64(x) -> np.ndarray:
-    """x rounded to bf16 (ml_dtypes, round to nearest even), as float64."""
-    return np.asarray(x).astype(BF16).astype(np.float64)
+    return fresh_rng()  # fresh entropy every run; printed for replaying a failure
 
 
 def rne_bf16_bits(x) -> np.ndarray:
@@ -46,110 +34,6 @@ def rne_bf16_bits(x) -> np.ndarray:
     bits = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
     rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
     return rounded.astype(np.uint32).view(np.float32)
-
-
-def activate64(x: np.ndarray, activation) -> np.ndarray:
-    with np.errstate(over="ignore", invalid="ignore"):
-        if activation == "relu":  # NaN stays NaN, as numpy's maximum does
-            return np.where(x < 0, 0.0, x)
-        if activation == "gelu":  # the tanh form
-            return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
-        if activation == "silu":
-            return x / (1.0 + np.exp(-x))
-    return x
-
-
-def expected(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_dtype=BF16, b_nk=False):
-    """(reference, tolerance), float64 arrays of the result's shape.
-
-    The reference is act(alpha * A @ B + beta * c + bias) in float64, from the bf16-rounded A and B.
-    The tolerance bounds what bf16 inputs with fp32 accumulation may legitimately differ by:
-    - the products of two bf16 numbers are exact in fp32 (8 + 8 significant bits); the MFMA adds 32 of
-      them exactly and rounds to fp32 once per 32-deep K step, so after ceil(K/32) steps the sum is off by
-      at most ceil(K/32) * 2^-24 * (|A| @ |B|) (first order; doubled below for the second-order terms);
-    - a separate epilogue (bias, activation, alpha, beta) works in fp32: alpha and beta are rounded to
-      fp32, and alpha*acc, beta*c and the two additions round once each: 4 * 2^-24 * (|alpha acc| +
-      |beta c| + |bias|);
-    - relu is 1-Lipschitz, gelu and silu at most 1.13-Lipschitz (1.2 used), carrying the error above
-      through; gelu and silu use the hardware exp and reciprocal (about 1 ulp each, 2^-23 relative) in
-      0.5 x (2 - 2/(exp(2u)+1)) and x/(1+exp(-x)): with the fp32 roundings of the formulas that is a few
-      2^-23 relative to x; 2^-19 |x| covers it with margin;
-    - a bf16 result adds one round-to-nearest-even: 2^-8 relative to the value before rounding.
-    The bound is far below a single missing or duplicated product (see test_tolerance_catches_errors).
-    """
-    A, B = bf64(a), bf64(b)
-    if b_nk:
-        B = np.swapaxes(B, -1, -2)
-    k = A.shape[-1]
-    prod, mag = A @ B, np.abs(A) @ np.abs(B)
-    fused = bias is not None or activation not in (None, "none") or alpha != 1.0 or beta != 0.0
-    x, xmag = alpha * prod, abs(alpha) * mag
-    if beta != 0.0:
-        c64 = np.asarray(c).astype(np.float64)
-        x, xmag = x + beta * c64, xmag + abs(beta) * np.abs(c64)
-    if bias is not None:
-        b64 = np.asarray(bias).astype(np.float64)
-        x, xmag = x + b64, xmag + np.abs(b64)
-    err = 2 * max(1, -(-k // 32)) * U32 * abs(alpha) * mag
-    if fused:
-        err = err + 4 * U32 * xmag
-    y = activate64(x, activation)
-    if activation in ("gelu", "silu"):
-        err = 1.2 * err + 2.0 ** -19 * (np.abs(x) + err)
-    if np.dtype(out_dtype) == BF16:
-        tol = U16 * (np.abs(y) + err) + err
-    else:
-        tol = err + 2 * U32 * (np.abs(y) + err)
-    return y, tol + 2.0 ** -126  # a floor for results in fp32's subnormal range (flushed to zero)
-
-
-def assert_close(got, ref, tol, what="result"):
-    got = np.asarray(got)
-    assert got.shape == ref.shape, f"{what}: shape {got.shape}, expected {ref.shape}"
-    g = got.astype(np.float64)
-    bad = ~(np.abs(g - ref) <= tol)  # NaN (e.g. a poisoned element never written) counts as bad
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} elements outside the error bound; first at "
-                             f"{idx}: got {g[idx]!r}, expected {ref[idx]!r} +- {tol[idx]:.3g} "
-                             f"(max excess {np.nanmax(np.where(bad, np.abs(g - ref) - tol, 0)):.3g})")
-
-
-def check(got, a, b, *, out_dtype=BF16, what="result", **kw):
-    got_dtype = got.dtype
-    assert got_dtype == np.dtype(out_dtype), f"{what}: dtype {got_dtype}, expected {np.dtype(out_dtype)}"
-    ref, tol = expected(a, b, out_dtype=out_dtype, **kw)
-    assert_close(got, ref, tol, what)
-
-
-def nan_array(shape, dtype) -> np.ndarray:
-    return np.full(shape, np.nan, dtype=dtype)
-
-
-def poison_cache(*nbytes: int, device=None) -> None:
-    """Leave NaN-filled blocks of these sizes in the allocator's (emptied) cache for the next allocations.
-
-    A NaN bit pattern 0xFFFFFFFF reads as NaN in fp32 and (0xFFFF) in bf16.
-    """
-    dev = hkrt.get_device(device)
-    dev.allocator.empty_cache()
-    blocks = []
-    for n in nbytes:  # all allocated before any is freed, so that each is a block of its own
-        words = max(1, -(-n // 4))
-        blocks.append(DeviceArray((words,), F32, device=dev))
-        blocks[-1].copy_from(np.full(words, 0xFFFFFFFF, np.uint32).view(np.float32))
-    for blk in blocks:
-        blk.free()
-
-
-def poison_for(result_shape, out_dtype=BF16, device=None):
-    """Poison the blocks a gemm with this result takes: the result and an M x N fp32 accumulator."""
-    size, mn = int(np.prod(result_shape)), int(np.prod(result_shape[-2:]))
-    poison_cache(size * np.dtype(out_dtype).itemsize, mn * 4, device=device)
-
-
-def normal(rng, shape, dtype=np.float32, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -884,3 +768,62 @@ def test_an_array_is_unusable_after_free():
             use()
     with pytest.raises(ValueError, match="view"):
         hkrt.asarray(np.ones((4, 4), np.float32)).T.free()
+
+
+def test_scalars_beyond_float32_are_value_errors():
+    a = np.ones((64, 64), np.float32)
+    with pytest.raises(ValueError, match="alpha=1e\\+39 is outside float32's range"):
+        hkrt.gemm(a, a, alpha=1e39)  # once an OverflowError from argument packing
+
+
+# ---------------------------------------------------------------------------------------------------------
+# threads
+
+def test_threads_concurrent_gemm():
+    n_threads, calls = 8, 3
+    seq = np.random.SeedSequence()
+    print(f"entropy {seq.entropy}")
+    shared = normal(np.random.default_rng(seq), (48, 40))
+    w = hkrt.Weight(shared)
+    results, errors = [], []
+    barrier = threading.Barrier(n_threads)
+    lock = threading.Lock()
+
+    def work(t, child):
+        rng = np.random.default_rng(child)
+        try:
+            stream = hkrt.Stream() if t % 2 else None
+            barrier.wait()
+            for i in range(calls):
+                m, n, k = 1 + 13 * t + 7 * i, 40 if t % 3 == 0 else 17 + 11 * t + 3 * i, 48 if t % 3 == 0 else 5 + 9 * i + t
+                a = normal(rng, (m, k))
+                kw = {}
+                if t % 3 == 0:
+                    b = shared
+                    kw = dict(bias=normal(rng, n), activation="relu")
+                    got = hkrt.gemm(a, w, **kw)
+                elif t % 3 == 1:
+                    b = normal(rng, (k, n))
+                    kw = dict(bias=normal(rng, n), activation="silu", out_dtype=np.float32)
+                    got = hkrt.gemm(a, b, stream=stream, **kw)
+                else:
+                    b = normal(rng, (k, n), BF16)
+                    r = hkrt.gemm(hkrt.asarray(a.astype(BF16), stream=stream), hkrt.asarray(b, stream=stream),
+                                  stream=stream)
+                    got = r.numpy()
+                with lock:
+                    results.append((t, i, got, a, b, kw))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            with lock:
+                errors.append((t, repr(exc)))
+
+    threads = [threading.Thread(target=work, args=(t, c)) for t, c in enumerate(seq.spawn(n_threads))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert not any(th.is_alive() for th in threads), "a thread hung"
+    assert not errors, errors
+    assert len(results) == n_threads * calls
+    for t, i, got, a, b, kw in results:
+        check(got, a, b, what=f"thread {t} call {i}", **kw)

@@ -1,0 +1,179 @@
+"""Running GEMM kernels and checking their results, for every kernel test.
+
+Two ways in: through hkrt.gemm (check() against hkrt.reference.expected, with the allocator's cache
+poisoned so that an element never written shows up as NaN), and directly on a private emulated Machine
+(EmuMachine: put operands, launch a built variant by name, read the result back). Both compare with the
+one reference and error bound in hkrt/reference.py.
+
+Not to be confused with emu_harness.py, which runs hand-written assembly on one wave for ISA tests.
+"""
+from __future__ import annotations
+
+import struct
+
+import ml_dtypes
+import numpy as np
+
+from hkrt import manifest as mf
+from hkrt.reference import describe_outside, expected
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+F32 = np.dtype(np.float32)
+ACTS = (None, "relu", "gelu", "silu")
+ACT_CODES = {0: None, 1: "relu", 2: "gelu", 3: "silu"}  # the fused kernels' `act` argument
+
+
+def fresh_rng() -> np.random.Generator:
+    """A generator from fresh entropy, printed so that a failure can be replayed."""
+    seq = np.random.SeedSequence()
+    print(f"rng entropy: {seq.entropy}")
+    return np.random.default_rng(seq)
+
+
+def normal(rng, shape, dtype=np.float32, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def nan_array(shape, dtype) -> np.ndarray:
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# comparing with the reference
+
+def assert_close(got, ref, tol, what="result"):
+    msg = describe_outside(got, ref, tol, what)
+    if msg is not None:
+        raise AssertionError(msg)
+
+
+def check(got, a, b, *, out_dtype=BF16, what="result", **kw):
+    """got has out_dtype and lies within the error bound of the reference for a @ b (kw: expected()'s)."""
+    got_dtype = got.dtype
+    assert got_dtype == np.dtype(out_dtype), f"{what}: dtype {got_dtype}, expected {np.dtype(out_dtype)}"
+    ref, tol = expected(a, b, out_dtype=out_dtype, **kw)
+    assert_close(got, ref, tol, what)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# through hkrt: poisoned memory for the next allocations
+
+def poison_cache(*nbytes: int, device=None) -> None:
+    """Leave NaN-filled blocks of these sizes in the allocator's (emptied) cache for the next allocations.
+
+    A NaN bit pattern 0xFFFFFFFF reads as NaN in fp32 and (0xFFFF) in bf16.
+    """
+    import hkrt
+    from hkrt.array import DeviceArray
+    dev = hkrt.get_device(device)
+    dev.allocator.empty_cache()
+    blocks = []
+    for n in nbytes:  # all allocated before any is freed, so that each is a block of its own
+        words = max(1, -(-n // 4))
+        blocks.append(DeviceArray((words,), F32, device=dev))
+        blocks[-1].copy_from(np.full(words, 0xFFFFFFFF, np.uint32).view(np.float32))
+    for blk in blocks:
+        blk.free()
+
+
+def poison_for(result_shape, out_dtype=BF16, device=None):
+    """Poison the blocks a gemm with this result takes: the result and an M x N fp32 accumulator."""
+    size, mn = int(np.prod(result_shape)), int(np.prod(result_shape[-2:]))
+    poison_cache(size * np.dtype(out_dtype).itemsize, mn * 4, device=device)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# directly on a private emulated machine
+
+def variants(strategy) -> list[str]:
+    """The built variants of a kernel family, by name."""
+    return sorted(n for n, e in mf.load()["kernels"].items() if e["launch"]["strategy"] == strategy)
+
+
+def launch_info(variant) -> dict:
+    return mf.load()["kernels"][variant]["launch"]
+
+
+def out_dtype(variant):
+    return F32 if launch_info(variant)["dtypes"]["c"] == "f32" else BF16
+
+
+def bf16_operands(m, n, k):
+    """Fresh random bf16 A (M x K) and B held as N x K, the fast kernels' layout."""
+    rng = np.random.default_rng()
+    return rng.standard_normal((m, k)).astype(BF16), rng.standard_normal((n, k)).astype(BF16)
+
+
+class EmuMachine:
+    """One emulated Machine of its own (no HIP, no hkrt runtime): memory in, a kernel launched, memory out."""
+
+    def __init__(self, strict=True, seed=None):  # strict=None: HKRT_EMU_STRICT decides
+        from hkrt.emu.machine import Machine
+        self.m = Machine(1 << 30, strict=strict, seed=seed)
+
+    def put(self, x) -> int:
+        x = np.ascontiguousarray(x)
+        addr = self.m.memory.alloc(max(x.nbytes, 1))
+        self.m.memory.view(addr, x.nbytes)[:] = x.tobytes()
+        return addr
+
+    def poisoned(self, shape, dtype) -> int:
+        """A NaN-filled buffer: an element the kernel never writes stays NaN."""
+        return self.put(nan_array(shape, dtype))
+
+    def get(self, addr, shape, dtype) -> np.ndarray:
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return np.frombuffer(bytes(self.m.memory.view(addr, n)), dtype).reshape(shape)
+
+    def load(self, path):
+        return self.m.load(open(path, "rb").read())
+
+    def launch(self, variant, grid, args_fmt, *args):
+        """Launch a built variant with its manifest's block size and LDS; returns the launch's stats."""
+        e = mf.load()["kernels"][variant]
+        mod = self.load(mf.arch_dir() / e["code_object"])
+        return self.m.launch(mod, e["symbol"], grid, (e["launch"]["threads"], 1, 1), e["launch"]["dynamic_lds"],
+                             struct.pack(args_fmt, *args))
+
+
+def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=None, alpha=1.0, beta=0.0,
+                act=0):
+    """Launch any GEMM variant on A (M x K) and B (N x K, stored K x N for a kn variant) into a poisoned
+    output; returns (result, launch stats). The small family writes fp32 split-K partials: the result is
+    their sum in float64 (exact, so checked with splits=1). A fused-epilogue variant takes c, bias,
+    alpha, beta and act (null c and bias pointers read as zeros); the default is the identity epilogue."""
+    la = launch_info(variant)
+    m, k = a.shape
+    n = b_nk.shape[0]
+    tiles_m, tiles_n = -(-m // la["tile"]["m"]), -(-n // la["tile"]["n"])
+    da = dev.put(a)
+    if la["strategy"] == "basic":
+        kn = la["b_layout"] == "kn"
+        stored, ldb = (np.ascontiguousarray(b_nk.T), n) if kn else (b_nk, k)
+        dc = dev.poisoned((m, n), out_dtype(variant))
+        stats = dev.launch(variant, (tiles_n, tiles_m, 1), "<QQQiiiiii", da, dev.put(stored), dc, m, n, k, k, ldb, n)
+        return dev.get(dc, (m, n), out_dtype(variant)), stats
+    db = dev.put(b_nk)
+    if la["epilogue"] == "split_k_partials":
+        dw = dev.poisoned((splits, m, n), F32)
+        stats = dev.launch(variant, (tiles_m * tiles_n, 1, splits), "<QQQiiiii", da, db, dw, m, n, k, k, k)
+        return dev.get(dw, (splits, m, n), F32).astype(np.float64).sum(axis=0), stats
+    dc = dev.poisoned((m, n), out_dtype(variant))
+    if la["epilogue"] == "alpha_beta_bias_act":
+        dcin = dev.put(c) if c is not None else 0
+        dbias = dev.put(bias) if bias is not None else 0
+        stats = dev.launch(variant, (tiles_m * tiles_n, 1, 1), "<QQQiiiiiiQQffii", da, db, dc, m, n, k, k, k, n,
+                           dcin, dbias, alpha, beta, act, n)
+    else:
+        assert c is None and bias is None and act == 0, f"{variant} has no fused epilogue"
+        stats = dev.launch(variant, (tiles_m * tiles_n, 1, 1), "<QQQiiiiii", da, db, dc, m, n, k, k, k, n)
+    return dev.get(dc, (m, n), out_dtype(variant)), stats
+
+
+def check_variant(got, variant, a, b_nk, *, what="result", **kw):
+    """A direct launch's result against the reference (kw: expected()'s epilogue arguments)."""
+    la = launch_info(variant)
+    if la["epilogue"] != "split_k_partials":  # partial sums come back as their float64 sum
+        assert got.dtype == out_dtype(variant), f"{what}: dtype {got.dtype}, expected {out_dtype(variant)}"
+    ref, tol = expected(a, b_nk, b_nk=True, out_dtype=out_dtype(variant), **kw)
+    assert_close(got, ref, tol, what)
