@@ -81,7 +81,7 @@ SELECT_CODE = """
     rng = np.random.default_rng()
     a, b = rng.standard_normal((30, 20), dtype=np.float32), rng.standard_normal((20, 10), dtype=np.float32)
     check(hkrt.gemm(a, b), a, b)
-    print(json.dumps(dict(kind=d.kind, arch=d.arch, name=d.info.name, emulated=d.driver.emulated)))
+    print(json.dumps(dict(kind=d.kind, arch=d.arch, name=d.info.name, emulated=d.driver.emulation is not None)))
 """
 
 

@@ -119,8 +119,8 @@ def test_epilogue_kernel_activations(family, activation):
     m, n, k = 33, 70, 40
     a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
-    p = strategies.plan(hkrt.get_device().arch, m, n, k, b_layout="nk", out="f32", epilogue=True, fast_ok=True,
-                        strategy=family)
+    p = strategies.choose(hkrt.get_device(), m, n, k, b_layout="nk", out="f32", epilogue=True, fast_ok=True,
+                          strategy=family)
     for out_dtype in (F32, BF16):
         got = hkrt.gemm(a, b, bias=bias, activation=activation, out_dtype=out_dtype, strategy=family)
         check(got, a, b, bias=bias, activation=activation, out_dtype=out_dtype, splits=p.splits,
