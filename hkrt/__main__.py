@@ -108,8 +108,7 @@ def _predicted(args, dev, shapes) -> list[dict]:
     repacks, split-K and epilogue kernels included), with the model's limits and the main kernel's breakdown."""
     from . import Weight, asarray, gemm
     from .strategy import families
-    from .emu import timing
-    model = timing.get_model(args.model)
+    model = dev.driver.emulation.timing_model()
     peak = model.bf16_flops_per_cycle * model.clock_hz  # at the model's effective clock
     rows = []
     fams = args.strategy or [None]

@@ -25,8 +25,10 @@ OUT_OF_MEMORY, INVALID_VALUE, INVALID_HANDLE = (2, "hipErrorOutOfMemory"), (1, "
     (400, "hipErrorInvalidHandle")
 
 
-def fake_info(index=0, total_memory=1 << 30, max_lds_per_block=160 * 1024, max_threads_per_block=1024):
-    return DeviceInfo(index=index, name="fake gfx950", arch="gfx950", total_memory=total_memory, compute_units=256,
+def fake_info(index=0, total_memory=1 << 30, max_lds_per_block=160 * 1024, max_threads_per_block=1024,
+              compute_units=256):
+    return DeviceInfo(index=index, name="fake gfx950", arch="gfx950", total_memory=total_memory,
+                      compute_units=compute_units,
                       max_lds_per_block=max_lds_per_block, max_threads_per_block=max_threads_per_block, wave_size=64)
 
 

@@ -32,6 +32,9 @@ class Emulation(ABC):
     def collect_reports(self) -> AbstractContextManager[list]:
         """The timing model's report of each launch this thread makes inside the block."""
     @abstractmethod
+    def timing_model(self):
+        """The timing model launches are timed on (peak rate, bandwidths: hkrt.emu.timing.ChipModel), or None."""
+    @abstractmethod
     def skip_kernels(self) -> AbstractContextManager[None]:
         """Launches inside the block do their host-side work but do not run the kernel (for timing the
         host path, which on the emulator otherwise includes the kernel's emulation)."""

@@ -85,6 +85,10 @@ class HipEmulation(Emulation):
     def collect_reports(self):
         return collect_reports()
 
+    def timing_model(self):
+        from .hip import runtime
+        return runtime.get().devices[0].machine.model
+
     def skip_kernels(self):
         return skip_kernels()
 

@@ -1,0 +1,32 @@
+"""hkrt.strategy: the shape -> kernel table, on the built manifest and a fake device (no emulator)."""
+from __future__ import annotations
+
+from hkrt import strategy
+
+from fake_driver import fake_device
+
+
+def family(dev, m, n, k, epilogue=False, **kw):
+    return strategy.choose(dev, m, n, k, b_layout="nk", out="bf16", epilogue=epilogue, fast_ok=True, **kw).family
+
+
+def test_the_device_s_compute_units_decide_what_is_small():
+    """2048 x 2048 is 64 tiles of 256 x 256: fewer than 256 CUs can take (small, split-K), enough for a
+    64-CU part. The table once assumed 256 CUs whatever the device reported."""
+    big, part = fake_device(compute_units=256), fake_device(compute_units=64)
+    assert family(big, 2048, 2048, 2048) == "small"
+    assert family(part, 2048, 2048, 2048) == "pingpong"
+    tiles = strategy.choose(big, 64, 2048, 4096, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
+    few = strategy.choose(part, 64, 2048, 4096, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
+    assert tiles.splits > few.splits >= 1                   # split-K fills the CUs the device has
+
+
+def test_rules_in_order_and_the_fallback():
+    dev = fake_device(compute_units=256)
+    assert family(dev, 8192, 8192, 8192) == "interleave"
+    assert family(dev, 4096, 8192, 1024) == "pingpong"
+    assert family(dev, 4096, 4096, 4096, epilogue=True) == "producer_consumer"
+    assert family(dev, 64, 4096, 4096, epilogue=True) == "small"
+    plan = strategy.choose(dev, 100, 100, 100, b_layout="kn", out="bf16", epilogue=False, fast_ok=False,
+                           why_not_fast="A is too big")
+    assert plan.family == "basic" and "A is too big" in plan.reason
