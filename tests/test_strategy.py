@@ -23,7 +23,7 @@ def test_the_device_s_compute_units_decide_what_is_small():
 
 def test_rules_in_order_and_the_fallback():
     dev = fake_device(compute_units=256)
-    assert family(dev, 8192, 8192, 8192) == "interleave"
+    assert family(dev, 8192, 8192, 8192) == "pingpong"
     assert family(dev, 4096, 8192, 1024) == "pingpong"
     assert family(dev, 4096, 4096, 4096, epilogue=True) == "producer_consumer"
     assert family(dev, 64, 4096, 4096, epilogue=True) == "small"
