@@ -156,7 +156,7 @@ struct TileGemm {
     for (int ks = 0; ks < 2; ++ks) {
       bf16x8 a[TM], b[TN];
       read_half(as, bs, ks, a, b);
-      if (ks == 1) wait_vmcnt<0>();  // this wave's share of the next tile has landed
+      if (ks == 1) wait_vmcnt<0>();  // the next tile's loads, issued a phase ago, have landed (docs/kernels.md)
       wait_lgkmcnt<0>();              // and its reads of this stage are done
       barrier();
       sched_fence();
