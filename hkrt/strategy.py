@@ -37,9 +37,12 @@ class Shape:
 # kernel is forced onto a shape it would waste; their epilogue runs in the kernel that sums split-K.
 # interleave is no rule: at 4096^3 it is predicted at 0.140 ms against pingpong's 0.090 ms (its prefetch,
 # issued during the tile's MFMAs, is waited for at the tile's end, exposing the load latency).
+# small vs pingpong around the crossover (256 CUs): 2048^3 (64 tiles) 0.046 vs 0.050 ms, 512x4096x4096
+# (32 tiles) 0.066 vs 0.090, 2048x4096x4096 (128 tiles) 0.134 vs 0.090: split-K pays while fewer than half
+# the CUs would get a 256x256 tile.
 RULES = [
-    ("small", "M <= 128, or fewer 256x256 tiles than CUs",
-     lambda s: s.m <= 128 or _tiles(s.m, 256) * _tiles(s.n, 256) < s.cus),
+    ("small", "M <= 128, or 256x256 tiles for fewer than half the CUs",
+     lambda s: s.m <= 128 or 2 * _tiles(s.m, 256) * _tiles(s.n, 256) < s.cus),
     ("producer_consumer", "a fused epilogue (bias, activation, alpha, beta) is requested", lambda s: s.epilogue),
     ("pingpong", "everything else (4096^3: 1528 TFLOP/s predicted, 8192^3: 1650)", lambda s: True),
 ]

@@ -25,6 +25,8 @@ def test_rules_in_order_and_the_fallback():
     dev = fake_device(compute_units=256)
     assert family(dev, 8192, 8192, 8192) == "pingpong"
     assert family(dev, 4096, 8192, 1024) == "pingpong"
+    assert family(dev, 2048, 4096, 4096) == "pingpong"  # 128 tiles: predicted 0.090 ms, split-K 0.134
+    assert family(dev, 2048, 2048, 2048) == "small"     # 64 tiles: 0.046 ms, pingpong 0.050
     assert family(dev, 4096, 4096, 4096, epilogue=True) == "producer_consumer"
     assert family(dev, 64, 4096, 4096, epilogue=True) == "small"
     plan = strategy.choose(dev, 100, 100, 100, b_layout="kn", out="bf16", epilogue=False, fast_ok=False,
