@@ -43,7 +43,6 @@ class Shape:
 RULES = [
     ("small", "M <= 128, or 256x256 tiles for fewer than half the CUs",
      lambda s: s.m <= 128 or 2 * _tiles(s.m, 256) * _tiles(s.n, 256) < s.cus),
-    ("producer_consumer", "a fused epilogue (bias, activation, alpha, beta) is requested", lambda s: s.epilogue),
     ("pingpong", "everything else (4096^3: 1528 TFLOP/s predicted, 8192^3: 1650)", lambda s: True),
 ]
 
@@ -122,15 +121,16 @@ def choose(device, m: int, n: int, k: int, *, b_layout: str, out: str, epilogue:
 
 
 def _pick(arch: str, family: str, layouts: list[str], out: str, epilogue: bool):
-    """Best variant of a family: one writing `out` directly (fused if an epilogue is wanted), else one
-    writing fp32 for the epilogue kernel to finish."""
+    """Best variant of a family: one writing `out` directly (with no epilogue code when none is wanted: the
+    fused pingpong is predicted 0.151 ms at 4096^3 against the plain one's 0.090), else one writing fp32 for
+    the epilogue kernel to finish."""
     for layout in layouts:
         cands = _candidates(arch, family, layout)
 
         def find(pred):
             return next(((n, la) for n, la in cands if pred(la)), None)
-        choice = (find(lambda la: la.fused and la.out == out)
-                  or (None if epilogue else find(lambda la: la.epilogue == "none" and la.out == out))
+        choice = ((None if epilogue else find(lambda la: la.epilogue == "none" and la.out == out))
+                  or find(lambda la: la.fused and la.out == out)
                   or find(lambda la: not la.fused and la.out == "f32")
                   or find(lambda la: la.fused and la.out == "f32"))
         if choice:

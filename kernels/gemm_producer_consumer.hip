@@ -70,6 +70,8 @@ extern "C" __global__ __launch_bounds__(THREADS, 3) void gemm_producer_consumer(
       barrier();
     }
   }
-  const TileStore<out_t, true> out(C, M, N, ldc, Cin, ld_cin, bias, alpha, beta, act);
-  c.for_each_output([&](int r, int col, int ur, float v) { out(m0 + r, n0 + col, ur, v); });
+  const TileStore<out_t, true> out(C, M, N, ldc, Cin, ld_cin, bias, alpha, beta);
+  with_activation(act, [&](auto a) {
+    c.for_each_output([&](int r, int col, int ur, float v) { out.template store<a()>(m0 + r, n0 + col, ur, v); });
+  });
 }

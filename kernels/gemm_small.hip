@@ -34,5 +34,5 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS) void gemm_small(
 
   float* part = W + static_cast<size_t>(blockIdx.z) * M * N;
   const TileStore<float, false> out(part, M, N, N);
-  g.for_each_output([&](int r, int c, int ur, float v) { out(m0 + r, n0 + c, ur, v); });
+  g.for_each_output([&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); });
 }

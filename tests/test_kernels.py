@@ -29,11 +29,15 @@ def test_pingpong_and_interleave(variant, shape):
     check_variant(got, variant, a, b)
 
 
+FUSED = [v for v in variants("pingpong") + variants("producer_consumer")
+         if launch_info(v)["epilogue"] == "alpha_beta_bias_act"]
+
+
 @pytest.mark.parametrize("act", sorted(ACT_CODES))
 @pytest.mark.parametrize("shape", [(1, 1, 8), (37, 53, 136), (129, 257, 72), (200, 30, 64)],
                          ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("variant", variants("producer_consumer"))
-def test_producer_consumer_fused_epilogue(variant, shape, act):
+@pytest.mark.parametrize("variant", FUSED)
+def test_fused_epilogue(variant, shape, act):
     m, n, k = shape
     a, b = bf16_operands(m, n, k)
     rng = np.random.default_rng()
@@ -43,11 +47,11 @@ def test_producer_consumer_fused_epilogue(variant, shape, act):
     check_variant(got, variant, a, b, c=cin, bias=bias, alpha=alpha, beta=beta, activation=ACT_CODES[act])
 
 
-def test_producer_consumer_without_cin_or_bias():
+@pytest.mark.parametrize("variant", FUSED)
+def test_fused_epilogue_without_cin_or_bias(variant):
     """Null Cin and bias pointers read as zeros (a zero-sized buffer)."""
     m, n, k = 70, 90, 64
     a, b = bf16_operands(m, n, k)
-    variant = variants("producer_consumer")[0]
     got, _ = run_variant(EmuMachine(), variant, a, b, alpha=2.0, beta=5.0)
     check_variant(got, variant, a, b, alpha=2.0, beta=5.0, c=np.zeros((m, n)), bias=np.zeros(n))
 

@@ -27,7 +27,11 @@ def test_rules_in_order_and_the_fallback():
     assert family(dev, 4096, 8192, 1024) == "pingpong"
     assert family(dev, 2048, 4096, 4096) == "pingpong"  # 128 tiles: predicted 0.090 ms, split-K 0.134
     assert family(dev, 2048, 2048, 2048) == "small"     # 64 tiles: 0.046 ms, pingpong 0.050
-    assert family(dev, 4096, 4096, 4096, epilogue=True) == "producer_consumer"
+    assert family(dev, 4096, 4096, 4096, epilogue=True) == "pingpong"
+    fused = strategy.choose(dev, 4096, 4096, 4096, b_layout="nk", out="bf16", epilogue=True, fast_ok=True)
+    assert fused.fused and fused.epilogue is None and fused.gemm == "gemm_pingpong_fused_nk_bf16"
+    plain = strategy.choose(dev, 4096, 4096, 4096, b_layout="nk", out="bf16", epilogue=False, fast_ok=True)
+    assert plain.gemm == "gemm_pingpong_nk_bf16"   # no epilogue code when none is asked (0.090 vs 0.099 ms)
     assert family(dev, 64, 4096, 4096, epilogue=True) == "small"
     plan = strategy.choose(dev, 100, 100, 100, b_layout="kn", out="bf16", epilogue=False, fast_ok=False,
                            why_not_fast="A is too big")

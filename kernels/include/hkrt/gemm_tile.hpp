@@ -201,40 +201,47 @@ struct TileGemm {
   template <class F>
   __device__ void for_each_output(F&& f) const {
     const int lane_row = wm * WM + 4 * (lane / 16);
+    // Fully unrolled: a loop would index the accumulators at run time, which puts them in scratch memory.
+#pragma unroll
     for (int j = 0; j < TN; ++j)
+#pragma unroll
       for (int i = 0; i < TM; ++i)
+#pragma unroll
         for (int r = 0; r < 4; ++r) f(lane_row, wn * WN + 16 * j + lane % 16, 16 * i + r, acc[i][j][r]);
   }
 };
 
 // Stores act(alpha * v + beta * Cin + bias) (FUSED) or v, converted to out_t. Rows past M fall outside
-// the buffer (dropped by the range check); lanes whose column is past N do not store.
+// the buffer and columns past N are sent outside it, so the range check drops both stores: no branch per
+// element, which lets the compiler batch the epilogue's loads instead of waiting for each in turn.
 template <class out_t, bool FUSED>
 struct TileStore {
   rsrc_t c_buf, cin_buf, bias_buf;
-  int N, ldc, ld_cin, act;
+  int N, ldc, ld_cin;
   float alpha, beta;
 
   __device__ TileStore(out_t* C, int M, int N_, int ldc_, const float* Cin = nullptr, int ld_cin_ = 0,
-                       const float* bias = nullptr, float alpha_ = 1.0f, float beta_ = 0.0f, int act_ = 0)
-      : N(N_), ldc(ldc_), ld_cin(ld_cin_), act(act_), alpha(alpha_), beta(beta_) {
+                       const float* bias = nullptr, float alpha_ = 1.0f, float beta_ = 0.0f)
+      : N(N_), ldc(ldc_), ld_cin(ld_cin_), alpha(alpha_), beta(beta_) {
     c_buf = make_buffer(C, static_cast<uint32_t>(M) * ldc * sizeof(out_t));
     // A null pointer gives a zero-sized buffer, which reads zeros: no branches needed.
     cin_buf = make_buffer(Cin, Cin ? static_cast<uint32_t>(M) * ld_cin * 4 : 0);
     bias_buf = make_buffer(bias, bias ? static_cast<uint32_t>(N) * 4 : 0);
   }
 
-  // Element (row + urow, col) of C; urow is wave-uniform.
-  __device__ void operator()(int row, int col, int urow, float v) const {
-    if (col >= N) return;
+  // Element (row + urow, col) of C; urow is wave-uniform. ACT: the activation (hkrt::Activation).
+  template <int ACT = kNone>
+  __device__ void store(int row, int col, int urow, float v) const {
+    const bool inside = col < N;
     if constexpr (FUSED) {
       const float b = load_f32(bias_buf, static_cast<uint32_t>(col) * 4);
       const float c = load_f32(cin_buf, (static_cast<uint32_t>(row) * ld_cin + col) * 4 +
                                             static_cast<uint32_t>(urow * ld_cin) * 4);
-      v = activate(alpha * v + beta * c + b, act);
+      v = activate<ACT>(alpha * v + beta * c + b);
     }
-    store(c_buf, (static_cast<uint32_t>(row) * ldc + col) * sizeof(out_t) +
-                     static_cast<uint32_t>(urow * ldc) * sizeof(out_t), to_out(v, out_t{}));
+    const uint32_t at = (static_cast<uint32_t>(row) * ldc + col) * sizeof(out_t) +
+                        static_cast<uint32_t>(urow * ldc) * sizeof(out_t);
+    hkrt::store(c_buf, inside ? at : kOutOfRange, to_out(v, out_t{}));
   }
 };
 
