@@ -43,6 +43,11 @@ class Shape:
 RULES = [
     ("small", "M <= 128, or 256x256 tiles for fewer than half the CUs",
      lambda s: s.m <= 128 or 2 * _tiles(s.m, 256) * _tiles(s.n, 256) < s.cus),
+    # 2048x4096x4096 (128 tiles of 256x256): 0.0725 ms against 0.0895; 2048x4096x14336: 0.234 against 0.289.
+    # With 448 tiles (2048x14336x4096) the 128-row tiles lose (0.278 against 0.175): their MFMA phases are too
+    # short to hide the other row's loads (57% matrix busy against 92%).
+    ("pingpong_m128", "no epilogue, and 256x256 tiles for fewer than the CUs",
+     lambda s: not s.epilogue and _tiles(s.m, 256) * _tiles(s.n, 256) < s.cus),
     ("pingpong", "everything else (4096^3: 1528 TFLOP/s predicted, 8192^3: 1650)", lambda s: True),
 ]
 

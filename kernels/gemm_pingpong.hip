@@ -23,6 +23,9 @@
 #ifndef HKRT_INTERLEAVE
 #define HKRT_INTERLEAVE 0
 #endif
+#ifndef HKRT_BM  // block tile rows: 256, or 128 to give twice the blocks to shapes too small to fill the CUs
+#define HKRT_BM 256
+#endif
 
 using namespace hkrt;
 
@@ -33,7 +36,7 @@ using out_t = bf16;
 #endif
 
 namespace {
-using Gemm = TileGemm<256, 256, 2, 4, HKRT_INTERLEAVE, !HKRT_INTERLEAVE>;
+using Gemm = TileGemm<HKRT_BM, 256, 2, 4, HKRT_INTERLEAVE, !HKRT_INTERLEAVE>;
 constexpr int GROUP_M = 8;
 }  // namespace
 

@@ -21,7 +21,7 @@ BASIC_SHAPES = [(1, 1, 1), (7, 13, 1), (37, 53, 131), (65, 65, 33), (1, 200, 17)
 
 
 @pytest.mark.parametrize("shape", FAST_SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("variant", variants("pingpong") + variants("interleave"))
+@pytest.mark.parametrize("variant", variants("pingpong") + variants("pingpong_m128") + variants("interleave"))
 def test_pingpong_and_interleave(variant, shape):
     m, n, k = shape
     a, b = bf16_operands(m, n, k)
@@ -106,7 +106,7 @@ def test_random_wave_interleavings(family):
         check_variant(got, variant, a, b, what=f"seed {seed}")
 
 
-@pytest.mark.parametrize("family", ["pingpong", "producer_consumer"])
+@pytest.mark.parametrize("family", ["pingpong", "pingpong_m128", "producer_consumer"])
 def test_large_grids_cover_every_tile_once(family):
     """27 tiles: xcd_remap spreads them over 8 XCDs and grouped_tile walks groups of 8 tile-rows; a tile
     computed twice or never shows up (poisoned NaN or wrong values)."""

@@ -25,7 +25,8 @@ def test_rules_in_order_and_the_fallback():
     dev = fake_device(compute_units=256)
     assert family(dev, 8192, 8192, 8192) == "pingpong"
     assert family(dev, 4096, 8192, 1024) == "pingpong"
-    assert family(dev, 2048, 4096, 4096) == "pingpong"  # 128 tiles: predicted 0.090 ms, split-K 0.134
+    assert family(dev, 2048, 4096, 4096) == "pingpong_m128"  # 128 tiles: 0.0725 ms, pingpong 0.0895, split-K 0.134
+    assert family(dev, 2048, 4096, 4096, epilogue=True) == "pingpong"  # its fused variant
     assert family(dev, 2048, 2048, 2048) == "small"     # 64 tiles: 0.046 ms, pingpong 0.050
     assert family(dev, 4096, 4096, 4096, epilogue=True) == "pingpong"
     fused = strategy.choose(dev, 4096, 4096, 4096, b_layout="nk", out="bf16", epilogue=True, fast_ok=True)
