@@ -642,11 +642,68 @@ static int class_f32(float x, uint32_t m) {
   return (m >> bit) & 1;
 }
 
+/* ---- DPP (docs/facts.md §6.4): src0 comes from another lane of the same VGPR */
+
+/* The lane whose src0 value lane l receives under DPP_CTRL `ctrl`; -1 when that lane lies outside the row (or
+ * the wave) the control allows, -2 for a reserved control value. */
+static int dpp_source_lane(int ctrl, int l) {
+  int row = l & ~15, pos = l & 15, n = ctrl & 15;
+  if (ctrl <= 0xFF) return (l & ~3) | ((ctrl >> (2 * (l & 3))) & 3); /* quad_perm */
+  if (ctrl >= 0x101 && ctrl <= 0x10F) return pos + n < 16 ? l + n : -1; /* row_shl */
+  if (ctrl >= 0x111 && ctrl <= 0x11F) return pos >= n ? l - n : -1; /* row_shr */
+  if (ctrl >= 0x121 && ctrl <= 0x12F) return row | ((pos - n) & 15); /* row_ror */
+  if (ctrl >= 0x150 && ctrl <= 0x15F) return row | n; /* row_newbcast */
+  switch (ctrl) {
+    case 0x130: return l < LANES - 1 ? l + 1 : -1; /* wave_shl:1 */
+    case 0x134: return (l + 1) % LANES; /* wave_rol:1 */
+    case 0x138: return l > 0 ? l - 1 : -1; /* wave_shr:1 */
+    case 0x13C: return (l + LANES - 1) % LANES; /* wave_ror:1 */
+    case 0x140: return row | (15 - pos); /* row_mirror */
+    case 0x141: return (l & ~7) | (7 - (l & 7)); /* row_half_mirror */
+    case 0x142: return l >= 16 ? row - 1 : -1; /* row_bcast:15, row 0 has no previous row */
+    case 0x143: return l >= 32 ? 31 : -1; /* row_bcast:31, rows 0 and 1 have no source */
+    default: return -2;
+  }
+}
+
+/* For each lane its src0 source lane (-1: it reads 0) and the lanes the instruction writes: EXEC lanes whose row
+ * and bank are enabled and whose source is valid (in range and in EXEC), or invalid with BOUND_CTRL set. */
+static int dpp_lanes(ctx_t *c, wave_t *w, const insn_t *in, int src_of[LANES], uint64_t *write) {
+  int ctrl = in->imm & 0x1FF, bound_ctrl = (in->imm >> 11) & 1;
+  int bank_mask = (in->imm >> 16) & 0xF, row_mask = (in->imm >> 20) & 0xF;
+  uint64_t exec = exec_of(w), m = 0;
+  for (int l = 0; l < LANES; l++) {
+    int src = dpp_source_lane(ctrl, l);
+    if (src == -2) return fail(c, E_INVALID, 0, "reserved DPP_CTRL value %#x", ctrl);
+    int valid = src >= 0 && (exec >> src & 1);
+    src_of[l] = valid ? src : -1;
+    if ((exec >> l & 1) && (row_mask >> (l >> 4) & 1) && (bank_mask >> ((l >> 2) & 3) & 1) && (valid || bound_ctrl))
+      m |= 1ull << l;
+  }
+  *write = m;
+  return 0;
+}
+
+/* Replace row[] by its DPP-fetched values (0 where the source is invalid). */
+static void dpp_permute(const int src_of[LANES], uint32_t *row) {
+  uint32_t out[LANES];
+  for (int l = 0; l < LANES; l++) out[l] = src_of[l] >= 0 ? row[src_of[l]] : 0;
+  memcpy(row, out, sizeof out);
+}
+
 /* Sources with SDWA selection applied (integer view). */
 static int vsrcs(ctx_t *c, wave_t *w, const insn_t *in, int n, uint32_t t[3][LANES], const uint32_t *s[3]) {
   for (int i = 0; i < n; i++) {
     if (in->src[i] < 0) return fail(c, E_INVALID, 0, "missing source operand %d", i);
     if (vsrc(c, w, in, in->src[i], t[i], &s[i])) return 1;
+  }
+  if (in->flags & (1u << F_DPP)) {
+    int src_of[LANES];
+    uint64_t write;
+    if (dpp_lanes(c, w, in, src_of, &write)) return 1;
+    if (s[0] != t[0]) memcpy(t[0], s[0], LANES * 4);
+    dpp_permute(src_of, t[0]);
+    s[0] = t[0];
   }
   if (in->flags & (1u << F_SDWA)) {
     for (int i = 0; i < n && i < 2; i++) {
@@ -672,11 +729,32 @@ static uint32_t perm_byte(uint64_t data, uint32_t sel) {
   return 0xFF;
 }
 
+/* DPP forms the core does not run: gfx950 has no DPP form of a VOPC compare (llvm-mc: "dpp variant of this
+ * instruction is not supported"), nor of v_readfirstlane_b32, v_accvgpr_mov_b32 and v_nop; 64-bit operands
+ * take only row_newbcast (docs/facts.md §6.4). */
+static int dpp_refused(ctx_t *c, const insn_t *in) {
+  int op = in->op, ctrl = in->imm & 0x1FF;
+  if (op >= OP_V_CMP_CLASS_F32 && op <= OP_V_CMPX_T_U64)
+    return fail(c, E_UNIMPL, 0, "DPP form of a VOPC compare: gfx950 has none");
+  if (op == OP_V_READFIRSTLANE_B32 || op == OP_V_ACCVGPR_MOV_B32 || op == OP_V_NOP)
+    return fail(c, E_UNIMPL, 0, "DPP form of an instruction that has none on gfx950");
+  if (op == OP_V_MOV_B64 && !(ctrl >= 0x150 && ctrl <= 0x15F))
+    return fail(c, E_UNIMPL, 0, "64-bit DPP with DPP_CTRL %#x: only row_newbcast is defined for 64-bit operands",
+                ctrl);
+  if (op > OP_V_CMPX_T_U64 || op < OP_V_NOP)
+    return fail(c, E_UNIMPL, 0, "DPP form of an instruction that is not VOP1/VOP2");
+  return 0;
+}
+
 static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
   uint64_t exec = exec_of(w);
   uint32_t t[3][LANES], res[LANES];
   const uint32_t *s[3];
   int op = in->op;
+  int dpp_src_of[LANES];
+  if (in->flags & (1u << F_DPP)) { /* lanes DPP leaves unwritten behave as EXEC-off lanes */
+    if (dpp_lanes(c, w, in, dpp_src_of, &exec)) return 1;
+  }
 
   /* ---- VOPC compares */
   if (op >= OP_V_CMP_CLASS_F32 && op <= OP_V_CMPX_T_U64) {
@@ -765,6 +843,10 @@ static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
       uint32_t rl[LANES], rh[LANES]; /* copied first: the destination pair may be the source pair */
       memcpy(rl, lo, sizeof rl);
       memcpy(rh, hi, sizeof rh);
+      if (in->flags & (1u << F_DPP)) { /* both halves of a lane come from the same source lane */
+        dpp_permute(dpp_src_of, rl);
+        dpp_permute(dpp_src_of, rh);
+      }
       vwrite(w, in, in->dst, rl, exec);
       vwrite(w, in, in->dst + 1, rh, exec);
       return 0;
@@ -905,7 +987,7 @@ static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
   if (op == OP_V_CNDMASK_B32) {
     uint64_t m;
     if (vsrcs(c, w, in, 2, t, s) || sval64(c, w, in, in->src[2], &m) || vdst_check(c, w, in->dst, 1)) return 1;
-    int mods = (in->flags & (1u << F_VOP3)) && (in->flags & ((7u << F_ABS) | (7u << F_NEG)));
+    int mods = (in->flags & ((1u << F_VOP3) | (1u << F_DPP))) && (in->flags & ((7u << F_ABS) | (7u << F_NEG)));
     for (int l = 0; l < LANES; l++) {
       uint32_t a = s[0][l], b = s[1][l];
       if (mods) { /* abs/neg act on the sign bit of the selected value */
@@ -1811,7 +1893,7 @@ static int step(ctx_t *c, wave_t *w) {
   else if (op >= OP_BUFFER_LOAD_UBYTE && op <= OP_BUFFER_LOAD_SHORT_D16_HI) rc = buffer_op(c, w, in);
   else if (op >= OP_GLOBAL_LOAD_UBYTE) rc = flat_op(c, w, in);
   else {
-    if (in->flags & (1u << F_DPP)) return fail(c, E_UNIMPL, 0, "DPP operand forms are not modelled");
+    if ((in->flags & (1u << F_DPP)) && dpp_refused(c, in)) return L->err;
     rc = valu(c, w, in);
   }
   if (rc) return rc;

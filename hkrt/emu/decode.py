@@ -159,10 +159,7 @@ def decode_one(words: list[int], i: int) -> _Rec:
         if r.src[0] == SDWA_SRC:
             _sdwa(r, w1)
         elif r.src[0] == DPP_SRC:
-            r.flags |= 1 << FLAGS["DPP"]
-            r.src[0] = VGPR + (w1 & 0xFF)
-            r.imm = w1 >> 8
-            r.size = 8
+            _dpp(r, w1)
         else:
             _literal(words, i, r, r.src[0])
         return r
@@ -206,6 +203,24 @@ def _sdwa(r: _Rec, w1: int) -> None:
         bits["DST_SEL"] = 6  # DWORD
     for k, v in bits.items():
         r.flags2 |= v << f[k]
+
+
+def _dpp(r: _Rec, w1: int) -> None:
+    """The DPP word (docs/facts.md §6.4). imm keeps bits 31:8 as they are (DPP_CTRL 8:0, BOUND_CTRL 11,
+    BANK_MASK 19:16, ROW_MASK 23:20); the neg/abs bits go where VOP3 keeps them, so the core's source
+    modifiers apply them to the fetched values."""
+    r.size = 8
+    r.flags |= 1 << FLAGS["DPP"]
+    r.src[0] = VGPR + (w1 & 0xFF)
+    r.imm = w1 >> 8
+    r.flags |= (((w1 >> 20) & 1) | ((w1 >> 22) & 1) << 1) << FLAGS["NEG"]
+    r.flags |= (((w1 >> 21) & 1) | ((w1 >> 23) & 1) << 1) << FLAGS["ABS"]
+
+
+def dpp_fields(imm: int) -> dict:
+    """The DPP word's fields from a record's imm (see _dpp)."""
+    return {"dpp_ctrl": imm & 0x1FF, "bound_ctrl": (imm >> 11) & 1, "bank_mask": (imm >> 16) & 0xF,
+            "row_mask": (imm >> 20) & 0xF}
 
 
 def _smem(w0: int, w1: int) -> _Rec:
@@ -354,6 +369,10 @@ def _text(r: _Rec) -> str:
     extra = []
     if r.imm and r.name.split("_")[0] in ("ds", "buffer", "global", "flat", "s"):
         extra.append(f"imm:{r.imm:#x}" if r.imm >= 0 else f"imm:-{-r.imm:#x}")
+    if r.flags >> FLAGS["DPP"] & 1:
+        d = dpp_fields(r.imm)
+        extra.append(f"dpp_ctrl:{d['dpp_ctrl']:#x} row_mask:{d['row_mask']:#x} bank_mask:{d['bank_mask']:#x}"
+                     + (" bound_ctrl" if d["bound_ctrl"] else ""))
     return f"{r.name} {', '.join(ops)}{' ' + ' '.join(extra) if extra else ''}".strip()
 
 
