@@ -4,7 +4,8 @@
     AGPR operands, buffer lds/offen/idxen, global saddr and negative offsets): mnemonic, size and operand fields
     are compared with what the assembly text says;
 (b) every kernel we build decodes to the same instruction stream (address and mnemonic) as llvm-objdump;
-(c) unknown encodings become "invalid" records, and executing one is an error that names the encoding.
+(c) unknown encodings become "invalid" records, and executing one is an error that names the encoding;
+(d) DPP forms (every DPP_CTRL kind, masks, bound_ctrl, neg/abs) decode as llvm-objdump reads them.
 """
 from __future__ import annotations
 
@@ -138,8 +139,8 @@ def vector_alu_lines() -> list[str]:
         "v_cvt_f32_u32_sdwa v5, v7 dst_sel:DWORD dst_unused:UNUSED_PAD src0_sel:BYTE_0",
         "v_cmp_eq_u32_sdwa vcc, v7, v9 src0_sel:WORD_0 src1_sel:DWORD",
         "v_cmp_gt_i32_sdwa s[10:11], sext(v7), v9 src0_sel:BYTE_1 src1_sel:WORD_1",
-        "v_mov_b32_dpp v5, v7 quad_perm:[1,0,3,2] row_mask:0xf bank_mask:0xf",
     ]
+    out += dpp_lines()
     for m in isa.VOP3.values():
         if m in isa.VOP3B:  # v_mad_u64_u32 / v_mad_i64_i32
             out += [f"{m} v[4:5], s[10:11], v7, v9, v[12:13]", f"{m} v[200:201], vcc, v7, 5, s[12:13]"]
@@ -228,6 +229,51 @@ def memory_lines() -> list[str]:
     return out
 
 
+# DPP controls by syntax (docs/facts.md §6.4; values from LLVM's DppCtrl enumeration)
+DPP_CONTROLS = ["quad_perm:[1,0,3,2]", "quad_perm:[3,3,0,2]", "row_shl:1", "row_shl:15", "row_shr:4", "row_ror:9",
+                "wave_shl:1", "wave_rol:1", "wave_shr:1", "wave_ror:1", "row_mirror", "row_half_mirror",
+                "row_bcast:15", "row_bcast:31", "row_newbcast:0", "row_newbcast:11"]
+
+
+def dpp_control(text: str) -> int:
+    """DPP_CTRL of the control a line's text names."""
+    m = re.search(r"quad_perm:\[(\d)[,;](\d)[,;](\d)[,;](\d)\]", text)
+    if m:
+        return sum(int(x) << 2 * i for i, x in enumerate(m.groups()))
+    for name, base in (("row_shl", 0x100), ("row_shr", 0x110), ("row_ror", 0x120), ("row_newbcast", 0x150)):
+        m = re.search(rf"\b{name}:(\d+)", text)
+        if m:
+            return base + int(m.group(1))
+    fixed = {"wave_shl:1": 0x130, "wave_rol:1": 0x134, "wave_shr:1": 0x138, "wave_ror:1": 0x13C,
+             "row_half_mirror": 0x141, "row_mirror": 0x140, "row_bcast:15": 0x142, "row_bcast:31": 0x143}
+    return next(v for k, v in fixed.items() if re.search(rf"\b{k}\b", text))
+
+
+def dpp_lines() -> list[str]:
+    """Every VOP1/VOP2 mnemonic in DPP form, and every DPP control with masks, bound_ctrl and modifiers."""
+    out = []
+    no_dpp = {"v_nop", "v_readfirstlane_b32", "v_accvgpr_mov_b32"}
+    for i, m in enumerate(m for m in list(isa.VOP1.values()) + list(isa.VOP2.values()) if m not in no_dpp):
+        ctrl = DPP_CONTROLS[i % len(DPP_CONTROLS)]
+        masks = f"row_mask:{(i * 7) % 15 + 1:#x} bank_mask:{(i * 5) % 15 + 1:#x}" + (" bound_ctrl:0" if i % 2 else "")
+        if m == "v_mov_b64":
+            out.append(f"v_mov_b64_dpp v[4:5], v[6:7] row_newbcast:{i % 16} {masks}")
+        elif m in isa.VOP1.values():
+            out.append(f"{m}_dpp v5, v7 {ctrl} {masks}")
+        elif m in _CARRY_OUT:
+            cin = ", vcc" if m in ("v_addc_co_u32", "v_subb_co_u32", "v_subbrev_co_u32") else ""
+            out.append(f"{m}_dpp v5, vcc, v7, v9{cin} {ctrl} {masks}")
+        elif m == "v_cndmask_b32":
+            out.append(f"{m}_dpp v5, -v7, |v9|, vcc {ctrl} {masks}")
+        else:
+            out.append(f"{m}_dpp v5, v7, v9 {ctrl} {masks}")
+    for i, ctrl in enumerate(DPP_CONTROLS):
+        out.append(f"v_add_f32_dpp v5, {['v7', '-v7', '|v7|', '-|v7|'][i % 4]}, {['-|v9|', 'v9', '-v9', '|v9|'][i % 4]}"
+                   f" {ctrl} row_mask:{i % 15 + 1:#x} bank_mask:{15 - i % 15:#x}" + (" bound_ctrl:1" if i % 3 else ""))
+        out.append(f"v_mov_b32_dpp v250, v255 {ctrl}")
+    return out
+
+
 def all_lines() -> list[str]:
     return scalar_lines() + vector_alu_lines() + vop3p_lines() + memory_lines()
 
@@ -279,7 +325,8 @@ def split(text: str) -> tuple[str, list[str], dict[str, str], set[str]]:
             continue
         # the last field carries the trailing modifiers: "v9 offen offset:12 lds"
         first_mod = next((j for j, t in enumerate(toks) if ":" in t and not t.startswith(("s[", "v[", "a["))
-                          or t in ("offen", "idxen", "lds", "clamp", "glc", "sc0", "sc1", "nt")), len(toks))
+                          or t in ("offen", "idxen", "lds", "clamp", "glc", "sc0", "sc1", "nt", "row_mirror",
+                                   "row_half_mirror")), len(toks))
         if first_mod > 0:
             ops.append(" ".join(toks[:first_mod]))
         for t in toks[first_mod:]:
@@ -411,6 +458,12 @@ def expected_fields(text: str) -> dict:
         omod = [f"{k}:{v}" for k, v in mods.items() if k in ("mul", "div")]
         exp["omod"] = {"mul:2": 1, "mul:4": 2, "div:2": 3}[omod[0]] if omod else 0
         exp["clamp"] = int("clamp" in words)
+    if mn.endswith("_dpp"):
+        srcs = [x for x in codes[1:] if x[0] != 106]  # the source operands (not vcc)
+        exp["abs"] = sum(ab << i for i, (_, _, ab, _) in enumerate(srcs))
+        exp["neg"] = sum(ng << i for i, (_, _, _, ng) in enumerate(srcs))
+        exp["dpp"] = {"dpp_ctrl": dpp_control(text), "row_mask": int(mods.get("row_mask", "0xf"), 0),
+                      "bank_mask": int(mods.get("bank_mask", "0xf"), 0), "bound_ctrl": int("bound_ctrl" in mods)}
     if mn.endswith("_sdwa"):
         sel = {"BYTE_0": 0, "BYTE_1": 1, "BYTE_2": 2, "BYTE_3": 3, "WORD_0": 4, "WORD_1": 5, "DWORD": 6}
         exp["sdwa"] = {"SRC0_SEL": sel[mods.get("src0_sel", "DWORD")],
@@ -435,6 +488,7 @@ def record_fields(rec) -> dict:
     out["clamp"] = (f >> decode.FLAGS["CLAMP"]) & 1
     out["flags"] = {k: (f >> decode.FLAGS[k]) & 1 for k in ("OFFEN", "IDXEN", "LDS")}
     out["bitop3"] = out["neg"] | out["abs"] << 3 | out["omod"] << 6  # bitop3 reuses the modifier bits
+    out["dpp"] = decode.dpp_fields(out["imm"])
     f2 = int(rec["flags2"])
     widths = {"DST_SEL": 3, "DST_UNUSED": 2, "SRC0_SEL": 3, "SRC0_SEXT": 1, "SRC1_SEL": 3}
     out["sdwa"] = {k: (f2 >> decode.SDWA_FIELDS[k]) & ((1 << w) - 1) for k, w in widths.items()}
@@ -491,7 +545,7 @@ def test_forms_are_exercised(listing):
     texts = [text for _, (text, _) in listing]
     sizes = {len(enc) for _, (_, enc) in listing}
     assert sizes == {4, 8}
-    for needle in ("_e64", "_sdwa", "_e32", " lds", " offen", " idxen", "offset:-", "cbsz:1", "blgp:7", ", a[",
+    for needle in ("_e64", "_sdwa", "_dpp", "bound_ctrl", "row_newbcast", "_e32", " lds", " offen", " idxen", "offset:-", "cbsz:1", "blgp:7", ", a[",
                    "s[10:11] offset", "0x12345678", "src_shared_base"):
         assert any(needle in t for t in texts), needle
 
@@ -567,3 +621,34 @@ def test_executing_an_unknown_encoding_raises(tc):
     code, = assemble_many(tc.mc, [["v_mov_b32 v1, v2", "v_sin_f32 v1, v2", "s_endpgm"]])
     with pytest.raises(EmuError, match=r"unknown or unimplemented instruction encoding.*<unknown encoding 0x7e025302"):
         run(code, new_state())
+
+
+# ------------------------------------------------------------------------------------------------ tests (d)
+
+def test_dpp_decodes_like_objdump(tc, tmp_path):
+    """The DPP lines assembled into an object: llvm-objdump's reading of each (mnemonic, size, DPP_CTRL, masks,
+    bound_ctrl, neg/abs, as its text shows them) is the emulator decoder's."""
+    from emu_harness import assemble_with_labels
+    lines = dpp_lines()
+    text = assemble_with_labels(tc.mc, lines, tmp_path)
+    obj = tmp_path / "snippet.o"
+    res = subprocess.run([tc.objdump, "-d", "--mcpu=gfx950", str(obj)], capture_output=True, text=True,
+                         env=dict(os.environ, HKRT_MOUNT=str(tmp_path)))
+    assert res.returncode == 0, res.stderr
+    theirs = [m.group(1).strip() for m in (re.match(r"^\s+(v_\S+_dpp\s.*?)\s*//", ln) for ln in res.stdout.splitlines())
+              if m]
+    assert len(theirs) == len(lines), (len(theirs), len(lines))
+    prog = decode.decode(text, 0, "dpp")
+    assert len(prog.insns) == len(lines) and all(int(r["size"]) == 8 for r in prog.insns)
+    problems = []
+    for i, objdump_text in enumerate(theirs):
+        if isa.MNEMONICS[int(prog.insns[i]["op"])] != base_mnemonic(split(objdump_text)[0]):
+            problems.append(f"{objdump_text}: decoded as {prog.text[i]}")
+            continue
+        got = record_fields(_rec_view(prog, i))
+        for key, want in expected_fields(objdump_text).items():
+            if key in ("dpp", "abs", "neg", "src0", "src1", "dst") and got[key] != want:
+                problems.append(f"{objdump_text}: {key} = {got[key]}, objdump says {want}")
+    assert not problems, "\n".join(problems[:40])
+    # the gfx9 quirk (docs/facts.md §6.4): bound_ctrl:0 and bound_ctrl:1 set the same bit, objdump prints :1
+    assert "bound_ctrl:0" not in res.stdout and "bound_ctrl:1" in res.stdout
