@@ -17,7 +17,7 @@ from emu_harness import assemble_listing  # noqa: E402
 from hkrt.emu import coverage, isa  # noqa: E402
 
 # Today's measured coverage, rounded down: raise it as instructions are implemented, never lower it.
-COVERAGE_FLOOR = 35.0
+COVERAGE_FLOOR = 38.0
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_tables_decode_like_llvm(statuses):
 
 def test_every_table_entry_is_an_llvm_instruction_the_core_runs(statuses):
     """isa.py lists what the core implements: each of its mnemonics is some LLVM instruction the core runs,
-    and no listed instruction is refused by the core (DPP forms aside, which the core refuses by name)."""
+    and no listed instruction is refused by the core, in any of its forms LLVM has (DPP included)."""
     implemented = {s.decoded_as for s in statuses if s.implemented}
     assert set(isa.MNEMONICS) - {"invalid"} <= implemented, sorted(set(isa.MNEMONICS) - implemented - {"invalid"})
     gaps = coverage.table_gaps(statuses)

@@ -315,10 +315,9 @@ def emulator_only(inv: Inventory) -> list[str]:
 
 
 def table_gaps(statuses: list[Status]) -> list[str]:
-    """Instructions isa.py lists (so the core should run them) that the core refuses, apart from DPP forms,
-    which the decoder accepts on purpose so that the error names the form."""
+    """Instructions isa.py lists (so the core should run them) that the core refuses, DPP forms included."""
     return [f"{s.entry.fmt} op {s.entry.op} {s.entry.mnemonic}: {s.problem}" for s in statuses
-            if s.problem.startswith("core:") and not s.entry.fmt.endswith(".dpp")]
+            if s.problem.startswith("core:")]
 
 
 FORMAT_ORDER = ["SOP2", "SOPK", "SOP1", "SOPC", "SOPP", "SMEM", "VOP1", "VOP2", "VOPC", "VOP1.dpp", "VOP2.dpp",
