@@ -40,10 +40,10 @@ def driver_launches(monkeypatch):
     return seen
 
 
-def _splits(m, n, k, family, epilogue=True, out="bf16"):
+def _splits(batch, m, n, k, family, epilogue=True, out="bf16"):
     """The split-K factor the plan uses (the bound grows by one rounding per split)."""
     p = strategies.choose(hkrt.get_device(), m, n, k, b_layout="nk", out=out, epilogue=epilogue, fast_ok=True,
-                          strategy=family)
+                          strategy=family, batch=batch)
     return p.splits
 
 
@@ -85,7 +85,7 @@ def test_every_family_batched(rng, family, launched):
             poison_for((batch, m, n), out_dtype)
             launched.clear()
             got = hkrt.gemm(a, b, strategy=family, out_dtype=out_dtype)
-            check(got, a, b, out_dtype=out_dtype, splits=_splits(m, n, k, family, False, OUT[out_dtype]),
+            check(got, a, b, out_dtype=out_dtype, splits=_splits(batch, m, n, k, family, False, OUT[out_dtype]),
                   what=f"{family}, {b.ndim}-D b, {np.dtype(out_dtype)}")
             assert family in {registry.spec(hkrt.get_device().arch, x).launch.strategy for x in launched}
 
@@ -97,7 +97,7 @@ def test_batch_with_epilogue(rng, family):
     batch, m, n, k = 3, 65, 130, 264  # small: 5 K tiles, so it splits K
     a, b = normal(rng, (batch, m, k)), normal(rng, (k, n))
     c, bias = normal(rng, (batch, m, n)), normal(rng, n)
-    splits = _splits(m, n, k, family)
+    splits = _splits(batch, m, n, k, family)
     if family == "small":
         assert splits > 1
     for out_dtype in (BF16, F32):
@@ -123,7 +123,7 @@ def test_batch_larger_than_the_grid_is_launched_in_chunks(rng, family, small_gri
     batch, m, n, k = 5, 33, 70, 40
     a, b, c = normal(rng, (batch, m, k)), normal(rng, (batch, k, n)), normal(rng, (batch, m, n))
     bias = normal(rng, n)
-    splits = _splits(m, n, k, family)
+    splits = _splits(batch, m, n, k, family)
     got = hkrt.gemm(a, b, c=c, beta=0.5, bias=bias, activation="silu", strategy=family)
     check(got, a, b, c=c, beta=0.5, bias=bias, activation="silu", splits=splits)
     dev = hkrt.get_device()
@@ -139,7 +139,7 @@ def test_batch_larger_than_the_grid_is_launched_in_chunks(rng, family, small_gri
     # a shared B, and no epilogue
     b2 = normal(rng, (k, n))
     check(hkrt.gemm(a, b2, strategy=family, out_dtype=np.float32), a, b2, out_dtype=F32,
-          splits=_splits(m, n, k, family, False, "f32"))
+          splits=_splits(batch, m, n, k, family, False, "f32"))
 
 
 @pytest.mark.parametrize("epilogue", [False, True], ids=["plain", "bias_relu"])
@@ -151,7 +151,7 @@ def test_a_batch_of_64_is_one_launch(rng, family, epilogue, driver_launches, lau
     a, b = normal(rng, (batch, m, k)), normal(rng, (batch, k, n))
     kw = dict(bias=normal(rng, n), activation="relu") if epilogue else {}
     got = hkrt.gemm(a, b, strategy=family, **kw)
-    check(got, a, b, splits=_splits(m, n, k, family, epilogue), **kw)
+    check(got, a, b, splits=_splits(batch, m, n, k, family, epilogue), **kw)
     dev = hkrt.get_device()
     names = sorted(set(launched))  # a copy: looking the kernels up below appends to `launched`
     functions = {x: registry.kernel(dev, x).function for x in names}
