@@ -90,16 +90,18 @@ def repack(dev, op: Operand, batches: int, *, transpose: bool, cols_to: int, str
     k = registry.kernel(dev, "repack_bf16")
     step = rows_out * cols_to * 2
     tile = 64
-    chunk = registry.MAX_GRID[1] * tile  # destination rows per launch: its grid is (columns, rows) of tiles
-    for i in range(copies):
+    chunk = registry.MAX_GRID[1] * tile  # destination rows per launch: grid (columns, rows, batch) of tiles
+    src_batch = op.batch_stride // 2 if copies > 1 else 0
+    for b0 in range(0, copies, registry.MAX_GRID[2]):  # the whole batch per launch, up to the grid's z limit
+        nb = min(registry.MAX_GRID[2], copies - b0)
         for r0 in range(0, rows_out, chunk):
             rows = min(chunk, rows_out - r0)
             # destination row r is source column r (transposed) or source row r
-            src = op.ptr(i) + (r0 * 2 if transpose else r0 * op.ld * 2)
+            src = op.ptr(b0) + (r0 * 2 if transpose else r0 * op.ld * 2)
             src_rows, src_cols_here = (op.rows, rows) if transpose else (rows, op.cols)
-            k.launch((-(-cols_to // tile), -(-rows // tile)),
-                     [src, out.ptr + i * step + r0 * cols_to * 2, src_rows, src_cols_here, op.ld, rows, cols_to,
-                      cols_to, int(transpose)], stream=stream)
+            k.launch((-(-cols_to // tile), -(-rows // tile), nb),
+                     [src, out.ptr + b0 * step + r0 * cols_to * 2, src_rows, src_cols_here, op.ld, rows, cols_to,
+                      cols_to, int(transpose), src_batch, step // 2], stream=stream)
     layout = {"kn": "nk", "nk": "kn", "km": "mk"}[op.layout] if transpose else op.layout
     return Operand(out, layout, rows_out, cols_to, cols_to, step if op.batch_stride else 0)
 
@@ -139,6 +141,9 @@ def run(req: GemmRequest, plan) -> DeviceArray:
 
 
 def _launch(req: GemmRequest, plan, result: DeviceArray) -> None:
+    """One launch of the GEMM (and of the epilogue kernel, if any) for the whole batch: the batch index is a
+    grid dimension, and every kernel offsets its pointers by per-batch strides (in elements; 0 for a B shared
+    by every batch)."""
     dev, stream, ep_req = req.device, req.stream, req.epilogue
     m, n, batches = req.m, req.n, req.batch or 1
     A, B, kk = prepare(dev, plan, operand_a(req), operand_b(req), req.k, batches, stream)
@@ -147,41 +152,54 @@ def _launch(req: GemmRequest, plan, result: DeviceArray) -> None:
     g = registry.kernel(dev, plan.gemm)
     la = g.spec.launch
     out_item = result.dtype.itemsize
-    # The fp32 the epilogue kernel reads: split-K partials, or the whole product.
-    acc = DeviceArray((plan.splits, m, n), FLOAT32, device=dev, stream=stream) if plan.epilogue else None
+    mn = m * n
+    a_stride, b_stride = A.batch_stride // 2, B.batch_stride // 2   # bytes -> bf16 elements
+    c_stride = mn if c is not None else 0
+    # The batch sits in grid y for some kernels and z for others: chunks that fit both (65535 batches).
+    per = min(batches, registry.MAX_GRID[1], registry.MAX_GRID[2])
+    # The fp32 the epilogue kernel reads: each batch's split-K partials, or its whole product; one chunk's
+    # worth, reused by the next chunk in stream order.
+    acc = DeviceArray((per, plan.splits, m, n), FLOAT32, device=dev, stream=stream) if plan.epilogue else None
+    acc_stride = plan.splits * mn
     ep = registry.kernel(dev, plan.epilogue) if plan.epilogue else None
-    for i in range(batches):
-        out_ptr = result.ptr + i * m * n * out_item
-        target = acc.ptr if acc is not None else out_ptr
+    tiles = -(-m // la.tile.m) * -(-n // la.tile.n)
+    for b0 in range(0, batches, per):
+        nb = min(per, batches - b0)
+        out_ptr = result.ptr + b0 * mn * out_item
+        target, t_stride = (acc.ptr, acc_stride) if acc is not None else (out_ptr, mn)
+        a_ptr, b_ptr = A.ptr(b0), B.ptr(b0)
+        c_ptr = c.ptr + b0 * mn * 4 if c is not None else 0
         if plan.family == "basic":
-            _launch_basic(g, A.ptr(i), A.ld, B.ptr(i), B.ld, target, 4 if acc is not None else out_item,
-                          m, n, kk, stream)
-        elif plan.family == "small":
-            args = [A.ptr(i), B.ptr(i), target, m, n, kk, A.ld, B.ld]
-            g.launch((-(-m // la.tile.m) * -(-n // la.tile.n), 1, plan.splits), args, stream=stream)
+            _launch_basic(g, (a_ptr, A.ld, a_stride), (b_ptr, B.ld, b_stride), (target, t_stride),
+                          4 if acc is not None else out_item, m, n, kk, nb, stream)
+        elif plan.family == "small":  # grid z is the split, so the batch is y
+            g.launch((tiles, nb, plan.splits), [a_ptr, b_ptr, target, m, n, kk, A.ld, B.ld, a_stride, b_stride,
+                                                acc_stride], stream=stream)
         else:
-            args = [A.ptr(i), B.ptr(i), target, m, n, kk, A.ld, B.ld, n]
+            args = [a_ptr, b_ptr, target, m, n, kk, A.ld, B.ld, n, a_stride, b_stride, t_stride]
             if la.fused:  # fused, or run as identity when the epilogue kernel finishes
-                c_ptr = c.ptr + i * m * n * 4 if (c is not None and plan.fused) else 0
-                b_ptr = bias.ptr if (bias is not None and plan.fused) else 0
-                args += ([c_ptr, b_ptr, ep_req.alpha, ep_req.beta, ep_req.act, n] if plan.fused
-                         else [0, 0, 1.0, 0.0, 0, n])
-            g.launch((-(-m // la.tile.m) * -(-n // la.tile.n), 1, 1), args, stream=stream)
+                bias_ptr = bias.ptr if (bias is not None and plan.fused) else 0
+                args += ([c_ptr, bias_ptr, ep_req.alpha, ep_req.beta, ep_req.act, n, c_stride] if plan.fused
+                         else [0, 0, 1.0, 0.0, 0, n, 0])
+            g.launch((tiles, nb, 1), args, stream=stream)
         if ep is not None:
-            c_ptr = c.ptr + i * m * n * 4 if c is not None else 0
-            ep.launch((-(-n // 256), min(m, registry.MAX_GRID[1])),  # it strides over the rows beyond
+            ep.launch((-(-n // 256), min(m, registry.MAX_GRID[1]), nb),  # it strides over the rows beyond
                       [acc.ptr, c_ptr, bias.ptr if bias is not None else 0, out_ptr, m, n, n, n, n,
-                       ep_req.alpha, ep_req.beta, ep_req.act, plan.splits, m * n], stream=stream)
+                       ep_req.alpha, ep_req.beta, ep_req.act, plan.splits, mn, acc_stride, c_stride, mn],
+                      stream=stream)
     if acc is not None:  # stream order keeps the block busy until the epilogue has read it
         acc.free()
 
 
-def _launch_basic(g, a_ptr, lda, b_ptr, ldb, c_ptr, c_item, m, n, k, stream) -> None:
-    """The fallback over any M: its grid is (N tiles, M tiles), and a grid holds at most 65535 rows of
-    workgroups, so taller products run as bands of rows."""
+def _launch_basic(g, a, b, c, c_item, m, n, k, batches, stream) -> None:
+    """The fallback over any M: its grid is (N tiles, M tiles, batch), and a grid holds at most 65535 rows of
+    workgroups, so taller products run as bands of rows. a, b: (pointer, row stride, batch stride); c:
+    (pointer, batch stride), row stride N; strides in elements."""
+    (a_ptr, lda, a_stride), (b_ptr, ldb, b_stride), (c_ptr, c_stride) = a, b, c
     tile = g.spec.launch.tile
     band = registry.MAX_GRID[1] * tile.m
     for r0 in range(0, m, band):
         rows = min(band, m - r0)
-        g.launch((-(-n // tile.n), -(-rows // tile.m)),
-                 [a_ptr + r0 * lda * 2, b_ptr, c_ptr + r0 * n * c_item, rows, n, k, lda, ldb, n], stream=stream)
+        g.launch((-(-n // tile.n), -(-rows // tile.m), batches),
+                 [a_ptr + r0 * lda * 2, b_ptr, c_ptr + r0 * n * c_item, rows, n, k, lda, ldb, n,
+                  a_stride, b_stride, c_stride], stream=stream)

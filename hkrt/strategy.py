@@ -23,13 +23,19 @@ def _tiles(x: int, t: int) -> int:
 
 @dataclass(frozen=True)
 class Shape:
-    """What the rules see of a request: the product's sides, whether an epilogue is wanted, and the
-    device's compute units (a kernel needs about one tile per CU to fill the device)."""
+    """What the rules see of a request: the product's sides, whether an epilogue is wanted, the
+    device's compute units (a kernel needs about one tile per CU to fill the device) and the batch size (the
+    whole batch is one launch, so its tiles fill the device together)."""
     m: int
     n: int
     k: int
     epilogue: bool
     cus: int
+    batch: int = 1
+
+    def tiles(self, tile_m: int, tile_n: int) -> int:
+        """Workgroups of one launch (before split-K) for the whole batch."""
+        return self.batch * _tiles(self.m, tile_m) * _tiles(self.n, tile_n)
 
 
 # (family, when, predicate), each with what the mi355x timing model predicts for it (`python -m hkrt bench
@@ -40,14 +46,28 @@ class Shape:
 # small vs pingpong around the crossover (256 CUs): 2048^3 (64 tiles) 0.046 vs 0.050 ms, 512x4096x4096
 # (32 tiles) 0.066 vs 0.090, 2048x4096x4096 (128 tiles) 0.134 vs 0.090: split-K pays while fewer than half
 # the CUs would get a 256x256 tile.
+# A batch counts all its tiles (one launch). A batch goes to small only while it splits K: with one split
+# small only adds the fp32 epilogue pass (64 x 256^3 shared B: small 0.0260 ms = 0.0098 + 0.0162 epilogue,
+# pingpong 0.0149; 16 x 1024^3 shared B: 256 tiles, pingpong 0.0306 against small's 0.0974).
+SMALL_TILE = (64, 128)  # gemm_small's block tile, for its split count
+
+
+def _small(s: Shape) -> bool:
+    if s.m <= 128:
+        return True
+    if 2 * s.tiles(256, 256) >= s.cus:
+        return False
+    return s.batch == 1 or split_count(s.m, s.n, s.k, *SMALL_TILE, s.cus, s.batch) > 1
+
+
 RULES = [
-    ("small", "M <= 128, or 256x256 tiles for fewer than half the CUs",
-     lambda s: s.m <= 128 or 2 * _tiles(s.m, 256) * _tiles(s.n, 256) < s.cus),
+    ("small", "M <= 128, or 256x256 tiles (of the whole batch) for fewer than half the CUs and, for a batch, "
+              "K split", _small),
     # 2048x4096x4096 (128 tiles of 256x256): 0.0725 ms against 0.0895; 2048x4096x14336: 0.234 against 0.289.
     # With 448 tiles (2048x14336x4096) the 128-row tiles lose (0.278 against 0.175): their MFMA phases are too
     # short to hide the other row's loads (57% matrix busy against 92%).
-    ("pingpong_m128", "no epilogue, and 256x256 tiles for fewer than the CUs",
-     lambda s: not s.epilogue and _tiles(s.m, 256) * _tiles(s.n, 256) < s.cus),
+    ("pingpong_m128", "no epilogue, and 256x256 tiles (of the whole batch) for fewer than the CUs",
+     lambda s: not s.epilogue and s.tiles(256, 256) < s.cus),
     ("pingpong", "everything else (4096^3: 1528 TFLOP/s predicted, 8192^3: 1650)", lambda s: True),
 ]
 
@@ -72,9 +92,10 @@ def _candidates(arch: str, family: str, b_layout: str) -> list[tuple[str, Launch
             if k.launch.strategy == family and k.launch.b_layout == b_layout]
 
 
-def split_count(m: int, n: int, k: int, tile_m: int, tile_n: int, cus: int) -> int:
-    """Enough K splits to give every CU a block, keeping at least two K tiles per split."""
-    tiles = _tiles(m, tile_m) * _tiles(n, tile_n)
+def split_count(m: int, n: int, k: int, tile_m: int, tile_n: int, cus: int, batch: int = 1) -> int:
+    """Enough K splits to give every CU a block (the batch's tiles counted together), keeping at least two
+    K tiles per split."""
+    tiles = batch * _tiles(m, tile_m) * _tiles(n, tile_n)
     return max(1, min(MAX_SPLITS, cus // max(tiles, 1), _tiles(k, 64) // 2))
 
 
@@ -82,15 +103,17 @@ def plan(req) -> Plan:
     """The kernels for a GemmRequest."""
     fast_ok, why = req.fits_fast()
     return choose(req.device, req.m, req.n, req.k, b_layout=req.b_layout, out=req.out_name,
-                  epilogue=req.epilogue.needed, fast_ok=fast_ok, why_not_fast=why, strategy=req.strategy)
+                  epilogue=req.epilogue.needed, fast_ok=fast_ok, why_not_fast=why, strategy=req.strategy,
+                  batch=req.batch or 1)
 
 
 def choose(device, m: int, n: int, k: int, *, b_layout: str, out: str, epilogue: bool, fast_ok: bool,
-           why_not_fast: str = "", strategy: str | None = None) -> Plan:
-    """Kernels for an M x N x K product on `device`. b_layout: how B is held now ("kn" or "nk"; the runtime
-    can transpose to nk); out: "bf16" or "f32"; fast_ok: the operands meet the fast kernels' requirements."""
+           why_not_fast: str = "", strategy: str | None = None, batch: int = 1) -> Plan:
+    """Kernels for an M x N x K product (batch of them, in one launch) on `device`. b_layout: how B is held
+    now ("kn" or "nk"; the runtime can transpose to nk); out: "bf16" or "f32"; fast_ok: the operands meet the
+    fast kernels' requirements."""
     arch = device.arch
-    shape = Shape(m, n, k, epilogue, device.info.compute_units)
+    shape = Shape(m, n, k, epilogue, device.info.compute_units, max(batch, 1))
     kernels = registry.manifest(arch).kernels
     known = sorted({f for f, _, _ in RULES} | {FALLBACK})
     if strategy in kernels:  # an exact variant name
@@ -144,7 +167,7 @@ def _pick(arch: str, family: str, layouts: list[str], out: str, epilogue: bool):
 
 
 def _finish(arch: str, name: str, la: LaunchSpec, shape: Shape, out: str, reason: str) -> Plan:
-    splits = (split_count(shape.m, shape.n, shape.k, la.tile.m, la.tile.n, shape.cus)
+    splits = (split_count(shape.m, shape.n, shape.k, la.tile.m, la.tile.n, shape.cus, shape.batch)
               if la.epilogue == "split_k_partials" else 1)
     direct = (la.fused or (la.epilogue == "none" and not shape.epilogue)) and la.out == out
     ep = None

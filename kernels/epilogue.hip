@@ -5,6 +5,8 @@
 // non-null, N fp32; out is M x N (row stride ld_out), bf16 (round-to-nearest-even) or, with
 // HKRT_OUT_F32, fp32. act: 0 none, 1 relu, 2 gelu (tanh form), 3 silu. Strides are in elements.
 // Used after a GEMM kernel without a fused epilogue; one thread per output element.
+// Batches: grid (N / 256, rows, batch); blockIdx.z picks the batch (y strides over the rows), whose acc, c
+// and out lie batch_acc, batch_c, batch_out elements (64-bit) past the previous one's; bias is shared.
 #include "hkrt/epilogue.hpp"
 
 #ifndef HKRT_OUT_F32
@@ -24,9 +26,12 @@ constexpr int THREADS = 256;
 extern "C" __global__ __launch_bounds__(THREADS) void gemm_epilogue(
     const float* __restrict__ acc, const float* __restrict__ c, const float* __restrict__ bias,
     out_t* __restrict__ out, int M, int N, int ld_acc, int ldc, int ld_out, float alpha, float beta, int act,
-    int splits, int64_t split_stride) {
+    int splits, int64_t split_stride, int64_t batch_acc, int64_t batch_c, int64_t batch_out) {
   const int col = blockIdx.x * THREADS + threadIdx.x;
   if (col >= N) return;
+  acc += blockIdx.z * batch_acc;
+  if (c) c += blockIdx.z * batch_c;  // a null c stays null: no beta * c term
+  out += blockIdx.z * batch_out;
   const float b = bias ? bias[col] : 0.0f;
   for (int row = blockIdx.y; row < M; row += gridDim.y) {  // grid.y is capped at 65535
     const float* p = acc + static_cast<int64_t>(row) * ld_acc + col;

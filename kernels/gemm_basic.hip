@@ -4,6 +4,9 @@
 // else N x K (row stride ldb, the "TN" form). C is M x N (row stride ldc),
 // bf16 or, with HKRT_OUT_F32, fp32. Strides are in elements.
 //
+// Batches: grid (N tiles, M tiles, batch); blockIdx.z picks the batch (x and y are the tile grid), its
+// matrices batch_a, batch_b, batch_c elements (64-bit) past the previous one's; batch_b 0 shares one B.
+//
 // 64x64 block tile, K step 32, 256 threads = 4 waves as 2x2, each wave a
 // 32x32 sub-tile made of 2x2 MFMA 16x16x32. One LDS stage: meant to be read
 // in one sitting and to prove the pipeline, not to be fast.
@@ -47,9 +50,13 @@ __device__ inline bf16x8 load_row8(const bf16* base, int64_t ld, int row, int co
 
 extern "C" __global__ __launch_bounds__(THREADS) void gemm_basic(
     const bf16* __restrict__ A, const bf16* __restrict__ B, out_t* __restrict__ C,
-    int M, int N, int K, int lda, int ldb, int ldc) {
+    int M, int N, int K, int lda, int ldb, int ldc, int64_t batch_a, int64_t batch_b, int64_t batch_c) {
   __shared__ __attribute__((aligned(16))) bf16 As[BM][LDS_ROW];
   __shared__ __attribute__((aligned(16))) bf16 Bs[BN][LDS_ROW];  // stored N x K: k contiguous
+
+  A += blockIdx.z * batch_a;
+  B += blockIdx.z * batch_b;
+  C += blockIdx.z * batch_c;
 
   const int tid = threadIdx.x, lane = lane_id(), wave = wave_id();
   const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;

@@ -5,6 +5,10 @@
 // C is M x N (row stride ldc), bf16 or, with HKRT_OUT_F32, fp32. Strides are in elements. With
 // HKRT_FUSED the epilogue act(alpha * acc + beta * Cin + bias) is applied before the store.
 //
+// Batches: grid (tiles, batch, 1); blockIdx.y picks the batch, whose matrices lie batch_a, batch_b,
+// batch_c (and batch_cin) elements past the previous one's (64-bit; batch_b 0 shares one B). Each matrix
+// keeps a buffer descriptor of its own, so the 2 GiB limit is per matrix.
+//
 // The 8 waves form 2 x 4, each owning a 128 x 64 sub-tile (8 x 4 MFMA 16x16x32 tiles, 64 MFMAs per K
 // tile in clusters at raised priority). Ping-pong: the two wave rows alternate, one issuing the next
 // tile's direct-to-LDS loads and its LDS reads while the other runs its MFMA cluster, one barrier apart.
@@ -42,13 +46,22 @@ constexpr int GROUP_M = 8;
 
 extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
     const bf16* __restrict__ A, const bf16* __restrict__ B, out_t* __restrict__ C, int M, int N, int K,
-    int lda, int ldb, int ldc
+    int lda, int ldb, int ldc, int64_t batch_a, int64_t batch_b, int64_t batch_c
 #if HKRT_FUSED
-    , const float* __restrict__ Cin, const float* __restrict__ bias, float alpha, float beta, int act, int ld_cin
+    , const float* __restrict__ Cin, const float* __restrict__ bias, float alpha, float beta, int act, int ld_cin,
+    int64_t batch_cin
 #endif
 ) {
   __shared__ __attribute__((aligned(1024))) bf16 As0[Gemm::ATile::kBytes / 2], As1[Gemm::ATile::kBytes / 2];
   __shared__ __attribute__((aligned(1024))) bf16 Bs0[Gemm::BTile::kBytes / 2], Bs1[Gemm::BTile::kBytes / 2];
+
+  const int batch = blockIdx.y;
+  A += batch * batch_a;
+  B += batch * batch_b;
+  C += batch * batch_c;
+#if HKRT_FUSED
+  if (Cin) Cin += batch * batch_cin;  // a null Cin stays null: it reads as zeros
+#endif
 
   const int tiles_m = (M + Gemm::BM - 1) / Gemm::BM, tiles_n = (N + Gemm::BN - 1) / Gemm::BN;
   int tm, tn;

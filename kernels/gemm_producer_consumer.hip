@@ -7,6 +7,9 @@
 // stage; one barrier ends the tile for everyone, so a stage is refilled only after all consumers are
 // done with it and read only after its producers' loads have landed.
 // C = A * B^T, A M x K and B N x K K-contiguous; edge rules as in hkrt/gemm_tile.hpp.
+//
+// Batches: grid (tiles, batch, 1); blockIdx.y picks the batch, its matrices batch_a, batch_b, batch_c,
+// batch_cin elements (64-bit) past the previous one's (batch_b 0 shares one B); buffers stay per matrix.
 #include "hkrt/gemm_tile.hpp"
 #include "hkrt/schedule.hpp"
 
@@ -32,10 +35,16 @@ constexpr int GROUP_M = 8;
 
 extern "C" __global__ __launch_bounds__(THREADS, 3) void gemm_producer_consumer(
     const bf16* __restrict__ A, const bf16* __restrict__ B, out_t* __restrict__ C, int M, int N, int K,
-    int lda, int ldb, int ldc, const float* __restrict__ Cin, const float* __restrict__ bias, float alpha,
-    float beta, int act, int ld_cin) {
+    int lda, int ldb, int ldc, int64_t batch_a, int64_t batch_b, int64_t batch_c, const float* __restrict__ Cin,
+    const float* __restrict__ bias, float alpha, float beta, int act, int ld_cin, int64_t batch_cin) {
   __shared__ __attribute__((aligned(1024))) bf16 As0[BM * kSliceK], As1[BM * kSliceK];
   __shared__ __attribute__((aligned(1024))) bf16 Bs0[BN * kSliceK], Bs1[BN * kSliceK];
+
+  const int batch = blockIdx.y;
+  A += batch * batch_a;
+  B += batch * batch_b;
+  C += batch * batch_c;
+  if (Cin) Cin += batch * batch_cin;  // a null Cin stays null: it reads as zeros
 
   const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
   int tm, tn;

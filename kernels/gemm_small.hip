@@ -5,6 +5,10 @@
 // to W + split * M * N (row stride N); the epilogue kernel sums the splits and applies
 // alpha/beta/bias/activation and the output type. C = A * B^T, A M x K and B N x K K-contiguous;
 // edge rules as in hkrt/gemm_tile.hpp.
+//
+// Batches: grid (tiles, batch, splits); blockIdx.y picks the batch (z is taken by the splits). Its A and B
+// lie batch_a, batch_b elements (64-bit) past the previous one's (batch_b 0 shares one B), its partials
+// batch_w elements past the previous batch's (splits * M * N when packed).
 #include "hkrt/gemm_tile.hpp"
 #include "hkrt/schedule.hpp"
 
@@ -17,9 +21,14 @@ constexpr int GROUP_M = 8;
 
 extern "C" __global__ __launch_bounds__(Gemm::THREADS) void gemm_small(
     const bf16* __restrict__ A, const bf16* __restrict__ B, float* __restrict__ W, int M, int N, int K,
-    int lda, int ldb) {
+    int lda, int ldb, int64_t batch_a, int64_t batch_b, int64_t batch_w) {
   __shared__ __attribute__((aligned(1024))) bf16 As0[Gemm::ATile::kBytes / 2], As1[Gemm::ATile::kBytes / 2];
   __shared__ __attribute__((aligned(1024))) bf16 Bs0[Gemm::BTile::kBytes / 2], Bs1[Gemm::BTile::kBytes / 2];
+
+  const int batch = blockIdx.y;
+  A += batch * batch_a;
+  B += batch * batch_b;
+  W += batch * batch_w;
 
   const int tiles_m = (M + Gemm::BM - 1) / Gemm::BM, tiles_n = (N + Gemm::BN - 1) / Gemm::BN;
   int tm, tn;

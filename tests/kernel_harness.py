@@ -141,33 +141,47 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
     """Launch any GEMM variant on A (M x K) and B (N x K, stored K x N for a kn variant) into a poisoned
     output; returns (result, launch stats). The small family writes fp32 split-K partials: the result is
     their sum in float64 (exact, so checked with splits=1). A fused-epilogue variant takes c, bias,
-    alpha, beta and act (null c and bias pointers read as zeros); the default is the identity epilogue."""
+    alpha, beta and act (null c and bias pointers read as zeros); the default is the identity epilogue.
+
+    A batch in one launch: A (batch x M x K) with B 3-D (one per batch) or 2-D (shared: batch stride 0), c
+    3-D or 2-D likewise; the matrices packed, so the batch strides are their sizes. A single product passes
+    zero strides."""
     la = launch_info(variant)
-    m, k = a.shape
-    n = b_nk.shape[0]
+    batched = a.ndim == 3
+    batch, m, k = a.shape if batched else (1, *a.shape)
+    n = b_nk.shape[-2]
+    s_a = m * k if batched else 0
+    s_b = n * k if b_nk.ndim == 3 else 0
+    s_c = m * n if batched else 0
+    out_shape = (batch, m, n) if batched else (m, n)
     tiles_m, tiles_n = -(-m // la["tile"]["m"]), -(-n // la["tile"]["n"])
     da = dev.put(a)
-    if la["strategy"] == "basic":
+    if la["strategy"] == "basic":  # grid (N tiles, M tiles, batch)
         kn = la["b_layout"] == "kn"
-        stored, ldb = (np.ascontiguousarray(b_nk.T), n) if kn else (b_nk, k)
-        dc = dev.poisoned((m, n), out_dtype(variant))
-        stats = dev.launch(variant, (tiles_n, tiles_m, 1), "<QQQiiiiii", da, dev.put(stored), dc, m, n, k, k, ldb, n)
-        return dev.get(dc, (m, n), out_dtype(variant)), stats
+        stored, ldb = (np.ascontiguousarray(np.swapaxes(b_nk, -1, -2)), n) if kn else (b_nk, k)
+        dc = dev.poisoned(out_shape, out_dtype(variant))
+        stats = dev.launch(variant, (tiles_n, tiles_m, batch), "<QQQiiiiiiqqq", da, dev.put(stored), dc, m, n, k, k,
+                           ldb, n, s_a, s_b, s_c)
+        return dev.get(dc, out_shape, out_dtype(variant)), stats
     db = dev.put(b_nk)
-    if la["epilogue"] == "split_k_partials":
-        dw = dev.poisoned((splits, m, n), F32)
-        stats = dev.launch(variant, (tiles_m * tiles_n, 1, splits), "<QQQiiiii", da, db, dw, m, n, k, k, k)
-        return dev.get(dw, (splits, m, n), F32).astype(np.float64).sum(axis=0), stats
-    dc = dev.poisoned((m, n), out_dtype(variant))
-    if la["epilogue"] == "alpha_beta_bias_act":
+    if la["epilogue"] == "split_k_partials":  # grid (tiles, batch, splits); each batch's partials packed
+        dw = dev.poisoned((batch, splits, m, n), F32)
+        stats = dev.launch(variant, (tiles_m * tiles_n, batch, splits), "<QQQiiiiixxxxqqq", da, db, dw, m, n, k, k,
+                           k, s_a, s_b, splits * m * n if batched else 0)
+        got = dev.get(dw, (batch, splits, m, n), F32).astype(np.float64).sum(axis=1)
+        return (got if batched else got[0]), stats
+    dc = dev.poisoned(out_shape, out_dtype(variant))
+    if la["epilogue"] == "alpha_beta_bias_act":  # grid (tiles, batch)
         dcin = dev.put(c) if c is not None else 0
+        s_cin = m * n if c is not None and c.ndim == 3 else 0
         dbias = dev.put(bias) if bias is not None else 0
-        stats = dev.launch(variant, (tiles_m * tiles_n, 1, 1), "<QQQiiiiiiQQffii", da, db, dc, m, n, k, k, k, n,
-                           dcin, dbias, alpha, beta, act, n)
+        stats = dev.launch(variant, (tiles_m * tiles_n, batch, 1), "<QQQiiiiiiqqqQQffiiq", da, db, dc, m, n, k,
+                           k, k, n, s_a, s_b, s_c, dcin, dbias, alpha, beta, act, n, s_cin)
     else:
         assert c is None and bias is None and act == 0, f"{variant} has no fused epilogue"
-        stats = dev.launch(variant, (tiles_m * tiles_n, 1, 1), "<QQQiiiiii", da, db, dc, m, n, k, k, k, n)
-    return dev.get(dc, (m, n), out_dtype(variant)), stats
+        stats = dev.launch(variant, (tiles_m * tiles_n, batch, 1), "<QQQiiiiiiqqq", da, db, dc, m, n, k, k, k, n,
+                           s_a, s_b, s_c)
+    return dev.get(dc, out_shape, out_dtype(variant)), stats
 
 
 def check_variant(got, variant, a, b_nk, *, what="result", **kw):

@@ -459,7 +459,7 @@ def test_images_whose_headers_point_past_the_buffer_are_refused(manifest):
 # ---- launches
 
 def _gemm_args(M, N, K, a, b, c):
-    return [a, b, c] + [ctypes.c_int(v) for v in (M, N, K, K, N, N)]
+    return [a, b, c] + [ctypes.c_int(v) for v in (M, N, K, K, N, N)] + [ctypes.c_int64(0)] * 3  # one matrix
 
 
 def test_launch_configuration_checks(gemm):
@@ -479,7 +479,7 @@ def test_launch_configuration_checks(gemm):
     assert launch(grid=(0, 1, 1)) == E.hipErrorInvalidValue
     assert launch(grid=(1, 65537, 1)) == E.hipErrorInvalidValue
     assert launch(extra=None) == E.hipErrorInvalidValue                   # arguments missing
-    params = (ctypes.c_void_p * 9)()
+    params = (ctypes.c_void_p * 12)()
     assert launch(params=params) == E.hipErrorInvalidValue                 # both forms
     ok(hip.hipFuncSetAttribute(f, hip.hipFuncAttribute.hipFuncAttributeMaxDynamicSharedMemorySize, 1024))
     assert launch(lds=2048) == E.hipErrorInvalidValue                     # above the function's own limit
@@ -503,7 +503,8 @@ def test_gemm_launch_matches_numpy(gemm, variant, form):
     ok(hip.hipMemcpy(dB, B, B.nbytes, H2D))
     ok(hip.hipMemset(dC, 0xFF, C.nbytes))
     ldb = N if kn else K
-    values = [ctypes.c_void_p(addr(p)) for p in (dA, dB, dC)] + [ctypes.c_int(v) for v in (M, N, K, K, ldb, N)]
+    values = ([ctypes.c_void_p(addr(p)) for p in (dA, dB, dC)] + [ctypes.c_int(v) for v in (M, N, K, K, ldb, N)]
+              + [ctypes.c_int64(0)] * 3)  # batch strides: one matrix
     grid = (-(-N // 64), -(-M // 64), 1)
     if form == "kernelParams":
         params = (ctypes.c_void_p * len(values))(*[ctypes.addressof(v) for v in values])

@@ -84,8 +84,8 @@ def test_repack_transposes_and_zero_pads(shape, transpose):
     dst_rows, dst_cols = src.shape[0], -(-src.shape[1] // 8) * 8 + 8
     dev = EmuMachine()
     dd = dev.poisoned((dst_rows, dst_cols), BF16)
-    dev.launch("repack_bf16", (-(-dst_cols // 64), -(-dst_rows // 64), 1), "<QQiiiiiii", dev.put(x), dd, rows, cols,
-               cols, dst_rows, dst_cols, dst_cols, transpose)
+    dev.launch("repack_bf16", (-(-dst_cols // 64), -(-dst_rows // 64), 1), "<QQiiiiiiiqq", dev.put(x), dd, rows, cols,
+               cols, dst_rows, dst_cols, dst_cols, transpose, 0, 0)
     expect = np.zeros((dst_rows, dst_cols), BF16)
     expect[:, :src.shape[1]] = src
     np.testing.assert_array_equal(dev.get(dd, (dst_rows, dst_cols), BF16), expect)

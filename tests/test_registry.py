@@ -42,7 +42,7 @@ def test_launch_direct_and_bad_launches():
     a, b = normal(rng, (m, kk), BF16), normal(rng, (kk, n), BF16)
     da, db = hkrt.asarray(a), hkrt.asarray(b)
     dc = hkrt.asarray(np.full((m, n), np.nan, np.float32))
-    args = [da.ptr, db.ptr, dc.ptr, m, n, kk, kk, n, n]
+    args = [da.ptr, db.ptr, dc.ptr, m, n, kk, kk, n, n, 0, 0, 0]  # batch strides 0: one matrix
     nargs = len(k.spec.explicit_args)
     assert nargs == len(args)
     max_threads = k.spec.max_workgroup_size
@@ -185,8 +185,10 @@ def test_a_code_object_swapped_under_the_manifest_is_refused(private_registry, m
         hkrt.gemm(a, b, strategy="pingpong")
     # an object whose metadata differs is named by what differs, even if its hash were recorded
     basic = kernels["gemm_basic_kn_f32"]
+    resized = {4: 8, 8: 4}  # the last argument's size changed
     wrong = dataclasses.replace(basic, kernarg_size=basic.kernarg_size + 8,
-                                args=basic.args[:-1] + (mf.Arg(basic.args[-1].offset, 8, "by_value"),))
+                                args=basic.args[:-1] + (mf.Arg(basic.args[-1].offset, resized[basic.args[-1].size],
+                                                               "by_value"),))
     image = (REAL_KERNELS_DIR / arch / basic.code_object).read_bytes()
     parsed = codeobject.parse(image, expect_arch=None).kernels[basic.symbol]
     found = registry.mismatches(wrong, image, parsed)

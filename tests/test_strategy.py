@@ -37,3 +37,19 @@ def test_rules_in_order_and_the_fallback():
     plan = strategy.choose(dev, 100, 100, 100, b_layout="kn", out="bf16", epilogue=False, fast_ok=False,
                            why_not_fast="A is too big")
     assert plan.family == "basic" and "A is too big" in plan.reason
+
+
+def test_a_batch_counts_all_its_tiles():
+    """One launch runs the whole batch, so its tiles fill the device together: 16 x 1024^3 is 256 tiles
+    (pingpong), and 64 x 256^3 gives split-K nothing to split: its 64 tiles of 256x256 go to the 128-row
+    ping-pong (0.0120 ms, against 0.0149 for 256-row tiles and small's 0.0260).
+    A batch small enough to split K stays small, with the splits counted over the batch."""
+    dev = fake_device(compute_units=256)
+    assert family(dev, 1024, 1024, 1024) == "small"
+    assert family(dev, 1024, 1024, 1024, batch=16) == "pingpong"
+    assert family(dev, 256, 256, 256, batch=64) == "pingpong_m128"
+    assert family(dev, 16384, 256, 256) == "small"             # a single product keeps its rule
+    assert family(dev, 64, 4096, 4096, batch=8) == "small"     # M <= 128
+    one = strategy.choose(dev, 256, 512, 8192, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
+    two = strategy.choose(dev, 256, 512, 8192, b_layout="nk", out="f32", epilogue=False, fast_ok=True, batch=2)
+    assert two.family == "small" and one.splits == 2 * two.splits == 16
