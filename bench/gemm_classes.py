@@ -53,8 +53,8 @@ def timed(call) -> tuple[float, int, object]:
 def operands(rng, batch, m, n, k, shared_b=False):
     shape_a = (batch, m, k) if batch else (m, k)
     a = hkrt.asarray(rng.standard_normal(shape_a, np.float32).astype(hkrt.bfloat16))
-    if batch and not shared_b:
-        b = hkrt.asarray(rng.standard_normal((batch, k, n), np.float32).astype(hkrt.bfloat16))
+    if batch and not shared_b:  # numpy: it goes up as N x K, the form the kernels read (a K x N device
+        b = rng.standard_normal((batch, k, n), np.float32)  # array would be transposed by a launch of its own)
     else:
         b = hkrt.Weight(rng.standard_normal((k, n), np.float32))
     return a, b
