@@ -6,7 +6,8 @@
 // HKRT_FUSED the epilogue act(alpha * acc + beta * Cin + bias) is applied before the store.
 //
 // Batches: grid (tiles, batch, 1); blockIdx.y picks the batch, whose matrices lie batch_a, batch_b,
-// batch_c (and batch_cin) elements past the previous one's (64-bit; batch_b 0 shares one B). Each matrix
+// batch_c (and batch_cin) elements past the previous one's (64-bit; batch_b 0 shares one B; a null Cin
+// comes with batch_cin 0). Each matrix
 // keeps a buffer descriptor of its own, so the 2 GiB limit is per matrix.
 //
 // The 8 waves form 2 x 4, each owning a 128 x 64 sub-tile (8 x 4 MFMA 16x16x32 tiles, 64 MFMAs per K
@@ -60,7 +61,7 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
   B += batch * batch_b;
   C += batch * batch_c;
 #if HKRT_FUSED
-  if (Cin) Cin += batch * batch_cin;  // a null Cin stays null: it reads as zeros
+  Cin += batch * batch_cin;  // a null Cin has batch_cin 0 (the runtime passes 0 without one): it stays null
 #endif
 
   const int tiles_m = (M + Gemm::BM - 1) / Gemm::BM, tiles_n = (N + Gemm::BN - 1) / Gemm::BN;
