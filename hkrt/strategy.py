@@ -43,9 +43,11 @@ class Shape:
 # kernel is forced onto a shape it would waste; their epilogue runs in the kernel that sums split-K.
 # interleave is no rule: at 4096^3 it is predicted at 0.140 ms against pingpong's 0.090 ms (its prefetch,
 # issued during the tile's MFMAs, is waited for at the tile's end, exposing the load latency).
-# small vs pingpong around the crossover (256 CUs): 2048^3 (64 tiles) 0.046 vs 0.050 ms, 512x4096x4096
-# (32 tiles) 0.066 vs 0.090, 2048x4096x4096 (128 tiles) 0.134 vs 0.090: split-K pays while fewer than half
-# the CUs would get a 256x256 tile.
+# small (split-K) against the ping-pong kernels (256 CUs). Without an epilogue the 128-row ping-pong
+# takes over from 64 tiles of 256x256 on: 2048^3 small 0.0476 ms, pingpong_m128 0.0403; 4096x1024x1024
+# 0.0352 vs 0.0242; 16384x256x256 0.0258 vs 0.0120; 1024x4096x4096 0.0724 vs 0.0726; but 1024^3 (16 tiles)
+# 0.0209 vs 0.0242. With an epilogue (no 128-row fused variant) small keeps up to half the CUs: 512x4096x4096
+# (32 tiles) 0.066 vs pingpong's 0.090, 2048x4096x4096 (128 tiles) 0.134 vs 0.090.
 # A batch counts all its tiles (one launch). A batch goes to small only while it splits K: with one split
 # small only adds the fp32 epilogue pass (64 x 256^3 shared B: small 0.0260 ms = 0.0098 + 0.0162 epilogue,
 # pingpong 0.0149; 16 x 1024^3 shared B: 256 tiles, pingpong 0.0306 against small's 0.0974).
@@ -55,14 +57,14 @@ SMALL_TILE = (64, 128)  # gemm_small's block tile, for its split count
 def _small(s: Shape) -> bool:
     if s.m <= 128:
         return True
-    if 2 * s.tiles(256, 256) >= s.cus:
+    if (2 if s.epilogue else 4) * s.tiles(256, 256) >= s.cus:
         return False
     return s.batch == 1 or split_count(s.m, s.n, s.k, *SMALL_TILE, s.cus, s.batch) > 1
 
 
 RULES = [
-    ("small", "M <= 128, or 256x256 tiles (of the whole batch) for fewer than half the CUs and, for a batch, "
-              "K split", _small),
+    ("small", "M <= 128, or 256x256 tiles (of the whole batch) for fewer than a quarter of the CUs (half, with "
+              "an epilogue) and, for a batch, K split", _small),
     # 2048x4096x4096 (128 tiles of 256x256): 0.0725 ms against 0.0895; 2048x4096x14336: 0.234 against 0.289.
     # With 448 tiles (2048x14336x4096) the 128-row tiles lose (0.278 against 0.175): their MFMA phases are too
     # short to hide the other row's loads (57% matrix busy against 92%).

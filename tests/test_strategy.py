@@ -11,10 +11,13 @@ def family(dev, m, n, k, epilogue=False, **kw):
 
 
 def test_the_device_s_compute_units_decide_what_is_small():
-    """2048 x 2048 is 64 tiles of 256 x 256: fewer than 256 CUs can take (small, split-K), enough for a
-    64-CU part. The table once assumed 256 CUs whatever the device reported."""
+    """1024^3 is 16 tiles of 256 x 256: too few for 256 CUs (small, split-K), enough for 128-row tiles on
+    a 64-CU part; 2048^3 (64) fills that part with 256-row tiles. The table once assumed 256 CUs whatever
+    the device reported."""
     big, part = fake_device(compute_units=256), fake_device(compute_units=64)
-    assert family(big, 2048, 2048, 2048) == "small"
+    assert family(big, 1024, 1024, 1024) == "small"
+    assert family(part, 1024, 1024, 1024) == "pingpong_m128"
+    assert family(big, 2048, 2048, 2048) == "pingpong_m128"
     assert family(part, 2048, 2048, 2048) == "pingpong"
     tiles = strategy.choose(big, 64, 2048, 4096, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
     few = strategy.choose(part, 64, 2048, 4096, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
@@ -27,7 +30,9 @@ def test_rules_in_order_and_the_fallback():
     assert family(dev, 4096, 8192, 1024) == "pingpong"
     assert family(dev, 2048, 4096, 4096) == "pingpong_m128"  # 128 tiles: 0.0725 ms, pingpong 0.0895, split-K 0.134
     assert family(dev, 2048, 4096, 4096, epilogue=True) == "pingpong"  # its fused variant
-    assert family(dev, 2048, 2048, 2048) == "small"     # 64 tiles: 0.046 ms, pingpong 0.050
+    assert family(dev, 2048, 2048, 2048) == "pingpong_m128"   # 64 tiles: 0.0403 ms, small 0.0476
+    assert family(dev, 2048, 2048, 2048, epilogue=True) == "small"  # no 128-row fused variant
+    assert family(dev, 1024, 1024, 1024) == "small"            # 16 tiles: 0.0209 ms, pingpong_m128 0.0242
     assert family(dev, 4096, 4096, 4096, epilogue=True) == "pingpong"
     fused = strategy.choose(dev, 4096, 4096, 4096, b_layout="nk", out="bf16", epilogue=True, fast_ok=True)
     assert fused.fused and fused.epilogue is None and fused.gemm == "gemm_pingpong_fused_nk_bf16"
@@ -48,7 +53,7 @@ def test_a_batch_counts_all_its_tiles():
     assert family(dev, 1024, 1024, 1024) == "small"
     assert family(dev, 1024, 1024, 1024, batch=16) == "pingpong"
     assert family(dev, 256, 256, 256, batch=64) == "pingpong_m128"
-    assert family(dev, 16384, 256, 256) == "small"             # a single product keeps its rule
+    assert family(dev, 16384, 256, 256) == "pingpong_m128"     # 64 tiles: 0.0120 ms, small 0.0258
     assert family(dev, 64, 4096, 4096, batch=8) == "small"     # M <= 128
     one = strategy.choose(dev, 256, 512, 8192, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
     two = strategy.choose(dev, 256, 512, 8192, b_layout="nk", out="f32", epilogue=False, fast_ok=True, batch=2)
