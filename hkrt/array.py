@@ -14,6 +14,7 @@ import ml_dtypes
 import numpy as np
 
 from .devices import Device, get_device
+from .memory import stream_handle
 
 bfloat16 = np.dtype(ml_dtypes.bfloat16)
 SUPPORTED = {np.dtype(np.float32), np.dtype(np.float16), bfloat16}
@@ -77,7 +78,7 @@ class Event:
 
     def record(self, stream: Stream | None = None) -> "Event":
         self.device.activate()
-        self.device.driver.event_record(self.handle, stream.handle if stream else None)
+        self.device.driver.event_record(self.handle, stream_handle(stream))
         return self
 
     def synchronize(self) -> None:
@@ -93,10 +94,6 @@ class Event:
 def _destroy_event(device, handle, generation) -> None:
     if generation == device.generation:
         _quietly(f"destroying an event on {device}", device.driver.event_destroy, handle)
-
-
-def _handle(stream: Stream | None):
-    return stream.handle if stream is not None else None
 
 
 class DeviceArray:
@@ -213,7 +210,7 @@ class DeviceArray:
         mem = np.empty(tuple(self.shape[d] for d in order), self.dtype)  # the elements as they lie
         if self.nbytes:
             self.device.activate()
-            self.device.driver.memcpy_dtoh(mem, self.ptr, self.nbytes, _handle(self.stream))
+            self.device.driver.memcpy_dtoh(mem, self.ptr, self.nbytes, stream_handle(self.stream))
             if self.stream is not None:
                 self.stream.synchronize()
             else:
@@ -232,7 +229,7 @@ class DeviceArray:
         host = np.ascontiguousarray(host.astype(self.dtype, copy=False).transpose(order))
         if self.nbytes:
             self.device.activate()
-            self.device.driver.memcpy_htod(self.ptr, host, self.nbytes, _handle(self.stream))
+            self.device.driver.memcpy_htod(self.ptr, host, self.nbytes, stream_handle(self.stream))
             # the copy reads `host` asynchronously: keep it alive until the stream passes this point
             (self.stream.synchronize() if self.stream is not None else self.device.synchronize())
         return self

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import registry
+from .memory import stream_handle
 from .array import DeviceArray, asarray, bfloat16
 from .request import FAST_MAX_BUFFER, FLOAT32, GemmRequest, padded_k
 
@@ -76,10 +77,6 @@ def operand_b(req: GemmRequest) -> Operand:
     return Operand(d, "nk", req.n, req.k, req.k, d.strides[0] if d.ndim == 3 else 0)
 
 
-def _fp32_on_device(x, req: GemmRequest) -> DeviceArray:
-    return x if isinstance(x, DeviceArray) else asarray(x.astype(np.float32), device=req.device, stream=req.stream)
-
-
 def repack(dev, op: Operand, batches: int, *, transpose: bool, cols_to: int, stream) -> Operand:
     """A contiguous copy of `op` (transposed if asked), each matrix zero-padded to `cols_to` columns."""
     rows_out = op.cols if transpose else op.rows
@@ -135,7 +132,7 @@ def run(req: GemmRequest, plan) -> DeviceArray:
         _launch(req, plan, result)
     if aliased:
         dev.activate()
-        dev.driver.memcpy_dtod(out.ptr, result.ptr, result.nbytes, stream.handle if stream else None)
+        dev.driver.memcpy_dtod(out.ptr, result.ptr, result.nbytes, stream_handle(stream))
         return out
     return result
 
@@ -147,8 +144,8 @@ def _launch(req: GemmRequest, plan, result: DeviceArray) -> None:
     dev, stream, ep_req = req.device, req.stream, req.epilogue
     m, n, batches = req.m, req.n, req.batch or 1
     A, B, kk = prepare(dev, plan, operand_a(req), operand_b(req), req.k, batches, stream)
-    bias = _fp32_on_device(ep_req.bias, req) if ep_req.bias is not None else None
-    c = _fp32_on_device(ep_req.c, req) if ep_req.reads_c else None
+    bias = asarray(ep_req.bias, FLOAT32, device=dev, stream=stream) if ep_req.bias is not None else None
+    c = asarray(ep_req.c, FLOAT32, device=dev, stream=stream) if ep_req.reads_c else None
     g = registry.kernel(dev, plan.gemm)
     la = g.spec.launch
     out_item = result.dtype.itemsize

@@ -12,6 +12,7 @@ from . import codeobject
 from . import manifest as mf
 from .devices import Device
 from .errors import KernelNotFoundError, LaunchConfigError
+from .memory import stream_handle
 
 MAX_GRID = (2**31 - 1, 65535, 65535)
 
@@ -108,8 +109,7 @@ class LoadedKernel:
         if dynamic_lds > self._lds_attr:
             self.device.driver.set_max_dynamic_lds(self.function, dynamic_lds)
             self._lds_attr = dynamic_lds
-        handle = stream.handle if stream is not None else None
-        self.device.driver.launch(self.function, grid, block, dynamic_lds, handle, kernarg)
+        self.device.driver.launch(self.function, grid, block, dynamic_lds, stream_handle(stream), kernarg)
 
 
 def forget(device: Device) -> None:

@@ -94,6 +94,12 @@ def private_registry(monkeypatch, tmp_path):
     return tmp_path
 
 
+def copy_real_manifest(root, arch):
+    """The built manifest, alone, in the private kernels directory."""
+    (root / arch).mkdir()
+    shutil.copy(mf.manifest_path(arch, root=REAL_KERNELS_DIR), root / arch / mf.MANIFEST_NAME)
+
+
 def test_corrupt_manifest_is_named(private_registry, monkeypatch):
     """A corrupt manifest.json once gave a raw JSONDecodeError naming no file."""
     dev = hkrt.get_device()
@@ -125,8 +131,7 @@ def test_manifest_missing(private_registry, monkeypatch):
 def test_code_object_missing(private_registry, monkeypatch):
     dev = hkrt.get_device()
     arch = dev.arch
-    (private_registry / arch).mkdir()
-    shutil.copy(mf.manifest_path(arch, root=REAL_KERNELS_DIR), private_registry / arch / mf.MANIFEST_NAME)
+    copy_real_manifest(private_registry, arch)
     kernels = registry.manifest(arch).kernels
     for name in kernels:
         with pytest.raises(hkrt.KernelNotFoundError) as exc:
@@ -147,8 +152,7 @@ def test_code_object_for_another_architecture(private_registry, monkeypatch, com
     """A code object built for gfx942 in gfx950's place: an error naming kernel, both architectures, the fix."""
     dev = hkrt.get_device()
     arch = dev.arch
-    (private_registry / arch).mkdir()
-    shutil.copy(mf.manifest_path(arch, root=REAL_KERNELS_DIR), private_registry / arch / mf.MANIFEST_NAME)
+    copy_real_manifest(private_registry, arch)
     name = "gemm_basic_kn_bf16"
     entry = registry.manifest(arch).kernels[name]
     other = compile_hip('#include <hip/hip_runtime.h>\nextern "C" __global__ void gemm_basic(float* x) { x[0] = 1; }\n',
@@ -170,8 +174,7 @@ def test_a_code_object_swapped_under_the_manifest_is_refused(private_registry, m
     loaded and wrote fp32 into a bf16 result, silently wrong. Now the load names what differs."""
     dev = hkrt.get_device()
     arch = dev.arch
-    (private_registry / arch).mkdir()
-    shutil.copy(mf.manifest_path(arch, root=REAL_KERNELS_DIR), private_registry / arch / mf.MANIFEST_NAME)
+    copy_real_manifest(private_registry, arch)
     kernels = registry.manifest(arch).kernels
     for k in kernels.values():
         shutil.copy(REAL_KERNELS_DIR / arch / k.code_object, private_registry / arch / k.code_object)
