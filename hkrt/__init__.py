@@ -6,6 +6,7 @@
 See README.md for devices (HKRT_DEVICE), weights kept on the device (hkrt.Weight) and device arrays.
 """
 from .array import DeviceArray, Event, Stream, asarray, bfloat16, empty
+from .interop import from_dlpack
 from .devices import Device, devices, get_device
 from .errors import (DeviceMemoryError, DeviceNotFoundError, HipError, HkrtError, KernelNotFoundError,
                      LaunchConfigError)
@@ -13,6 +14,6 @@ from .gemm import Weight, gemm
 
 __version__ = "0.1.0"
 
-__all__ = ["gemm", "Weight", "DeviceArray", "asarray", "empty", "Stream", "Event", "bfloat16", "Device",
+__all__ = ["gemm", "Weight", "DeviceArray", "asarray", "from_dlpack", "empty", "Stream", "Event", "bfloat16", "Device",
            "devices", "get_device", "HkrtError", "HipError", "DeviceNotFoundError", "KernelNotFoundError",
            "LaunchConfigError", "DeviceMemoryError"]

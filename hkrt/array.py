@@ -6,6 +6,7 @@ their memory through the caching allocator and give it back when garbage collect
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import warnings
 import weakref
@@ -21,7 +22,8 @@ SUPPORTED = {np.dtype(np.float32), np.dtype(np.float16), bfloat16}
 
 
 class Stream:
-    """A HIP stream on one device. `Stream.null(device)` is the device's default stream."""
+    """A HIP stream on one device. `Stream.null(device)` is the device's default stream;
+    `Stream.from_handle(h)` wraps a stream another library made (hkrt never destroys it)."""
 
     def __init__(self, device: Device | str | None = None, *, _handle=None, _owned=True):
         self.device = get_device(device)
@@ -42,6 +44,24 @@ class Stream:
     def null(cls, device: Device | str | None = None) -> "Stream":
         return cls(device, _handle=None, _owned=False)
 
+    @classmethod
+    def from_handle(cls, handle, device: Device | str | None = None) -> "Stream":
+        """A foreign hipStream_t (an int, or hip-python's stream object) on `device` (default: the default
+        device; HIP does not say which device a handle belongs to). Its owner keeps it alive and destroys it."""
+        if isinstance(handle, Stream):
+            return handle
+        if not is_stream_handle(handle):
+            raise TypeError(f"a stream handle is an int or a hip-python hipStream_t, not {type(handle).__name__}")
+        value = int(handle)
+        if value < 0:
+            raise ValueError(f"a stream handle is not negative, got {value}")
+        return cls(device, _handle=value or None, _owned=False)
+
+    def wait(self, event: "Event") -> None:
+        """Work queued on this stream from now on waits for the work before `event` (on any stream)."""
+        self.device.activate()
+        self.device.driver.stream_wait_event(self.handle, event.handle)
+
     def synchronize(self) -> None:
         self.device.activate()
         self.device.driver.stream_synchronize(self.handle)
@@ -50,6 +70,21 @@ class Stream:
         ev = Event(self.device)
         ev.record(self)
         return ev
+
+
+def is_stream_handle(x) -> bool:
+    """An int (not a bool) or an object that converts to one and is not a number (hip-python's handles)."""
+    if isinstance(x, numbers.Real):
+        return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+    return hasattr(x, "__int__")
+
+
+def as_stream(stream, device: Device | None = None) -> Stream | None:
+    """`stream=` as hkrt takes it: None (the null stream), a Stream, or a foreign handle (an int or a
+    hip-python stream object) on `device`."""
+    if stream is None or isinstance(stream, Stream):
+        return stream
+    return Stream.from_handle(stream, device)
 
 
 def _destroy_stream(device, handle, generation) -> None:
@@ -100,7 +135,7 @@ class DeviceArray:
     """An array in device memory: shape, dtype and strides (in bytes), like numpy's."""
 
     def __init__(self, shape, dtype, *, device: Device | str | None = None, stream: Stream | None = None,
-                 strides=None, _block=None, _ptr=None, _base=None):
+                 strides=None, read_only: bool = False, _block=None, _ptr=None, _base=None, _keep=None):
         self.device = get_device(device)
         self.shape = tuple(int(s) for s in shape)
         if any(s < 0 for s in self.shape):
@@ -110,7 +145,9 @@ class DeviceArray:
             raise TypeError(f"unsupported dtype {self.dtype}; use bfloat16, float16 or float32")
         self.strides = tuple(strides) if strides is not None else _contiguous_strides(self.shape, self.dtype.itemsize)
         self.stream = stream
+        self.read_only = read_only   # memory another library lent read-only: never written
         self._base = _base
+        self._keep = _keep           # what keeps memory lent by another library alive
         self._freed = False
         if _ptr is not None:
             self._block, self._ptr = _block, _ptr
@@ -173,7 +210,8 @@ class DeviceArray:
         if self.ndim != 2:
             raise ValueError(f".T needs a 2-D array, not {self.ndim}-D")
         return DeviceArray(self.shape[::-1], self.dtype, device=self.device, stream=self.stream,
-                           strides=self.strides[::-1], _block=self._block, _ptr=self._ptr, _base=self._owner)
+                           strides=self.strides[::-1], read_only=self.read_only, _block=self._block, _ptr=self._ptr,
+                           _base=self._owner)
 
     def __getitem__(self, i: int) -> "DeviceArray":
         """Index the leading dimension (a view)."""
@@ -186,8 +224,8 @@ class DeviceArray:
             raise IndexError(f"index {i} out of range for leading dimension {n}")
         i %= n
         return DeviceArray(self.shape[1:], self.dtype, device=self.device, stream=self.stream,
-                           strides=self.strides[1:], _block=self._block, _ptr=self._ptr + i * self.strides[0],
-                           _base=self._owner)
+                           strides=self.strides[1:], read_only=self.read_only, _block=self._block,
+                           _ptr=self._ptr + i * self.strides[0], _base=self._owner)
 
     @property
     def _owner(self) -> "DeviceArray":
@@ -195,6 +233,20 @@ class DeviceArray:
 
     def __repr__(self) -> str:
         return f"DeviceArray(shape={self.shape}, dtype={self.dtype}, device={self.device})"
+
+    # -- interop (hkrt.interop): DLPack and the CUDA array interface, ROCm form
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        from . import interop
+        return interop.to_dlpack(self, stream=stream, max_version=max_version, dl_device=dl_device, copy=copy)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        from . import interop
+        return interop.dlpack_device(self)
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        from . import interop
+        return interop.cuda_array_interface(self)
 
     # -- transfers
     def _layout(self, what: str) -> tuple[int, ...]:
@@ -234,10 +286,27 @@ class DeviceArray:
             (self.stream.synchronize() if self.stream is not None else self.device.synchronize())
         return self
 
+    def copy(self, device: Device | str | None = None, stream: Stream | None = None) -> "DeviceArray":
+        """A contiguous copy, on this device or another (device to device, through unified addressing),
+        ordered on `stream` (default: this array's)."""
+        target = get_device(device) if device is not None else self.device
+        stream = self.stream if stream is None and target is self.device else stream
+        if not self.is_contiguous:
+            raise ValueError(f"copy() of a non-contiguous device array (strides {self.strides}) is not supported")
+        out = DeviceArray(self.shape, self.dtype, device=target, stream=stream)
+        if self.nbytes:
+            if self.stream is not None and self.stream is not stream:
+                self.stream.synchronize()  # the work producing this array comes first
+            target.activate()
+            target.driver.memcpy_dtod(out.ptr, self.ptr, self.nbytes, stream_handle(stream))
+        return out
+
     def free(self) -> None:
         """Give the memory back now; the array (and its views) then refuse to be used."""
         if self._base is not None:
             raise ValueError("free() the array that owns the memory, not a view of it")
+        if self._keep is not None:
+            raise ValueError("this array views memory another library owns; that library frees it")
         if self._release is not None:
             self._freed = True
             self._block = None
@@ -263,12 +332,31 @@ def empty(shape, dtype=bfloat16, *, device=None, stream: Stream | None = None) -
     return DeviceArray(shape, dtype, device=device, stream=stream)
 
 
-def asarray(obj, dtype=None, *, device=None, stream: Stream | None = None) -> DeviceArray:
-    """A device copy of a numpy array (a DeviceArray passes through unchanged)."""
+def asarray(obj, dtype=None, *, device=None, stream=None) -> DeviceArray:
+    """A device array from anything array-like:
+    - an hkrt DeviceArray: itself (a copy if `device` names another device);
+    - another library's device array (DLPack, or the CUDA array interface: hip-python, CuPy, PyTorch or JAX
+      on ROCm): a view of its memory, with the producer's pending work ordered before `stream`;
+    - host data (numpy, or anything numpy or DLPack can read on the CPU): copied up.
+    `dtype` converts host data; device data keeps its type (a mismatch is a TypeError)."""
+    stream = as_stream(stream, get_device(device) if device is not None else None)
     if isinstance(obj, DeviceArray):
         if dtype is not None and np.dtype(dtype) != obj.dtype:
             raise TypeError(f"device array has dtype {obj.dtype}; converting on the device is not supported")
+        if device is not None and get_device(device) is not obj.device:
+            return obj.copy(device, stream)
         return obj
+    if not isinstance(obj, np.ndarray):
+        from . import interop
+        if interop.is_device_object(obj):
+            return interop.device_array(obj, dtype, device=device, stream=stream)
+        if hasattr(obj, "__dlpack__") and not hasattr(obj, "__array__"):
+            obj = np.from_dlpack(obj)
+    return upload(obj, dtype, device=device, stream=stream)
+
+
+def upload(obj, dtype=None, *, device=None, stream: Stream | None = None) -> DeviceArray:
+    """A device copy of host data."""
     host = np.asarray(obj)
     if host.dtype == object:
         raise TypeError("object arrays cannot go to the device")

@@ -18,10 +18,13 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
          stream: Stream | None = None, strategy: str | None = None, device=None):
     """act(alpha * a @ b + beta * c + bias).
 
-    a: M x K, or batch x M x K. b: K x N (batch x K x N, or shared 2-D), or a Weight.
+    a: M x K, or batch x M x K. b: K x N (batch x K x N, or shared 2-D), or a Weight. Operands and out may
+    be numpy arrays, hkrt DeviceArrays, or other libraries' device arrays (DLPack or the CUDA array
+    interface, on ROCm), which are used where they lie.
     bias: length N. activation: None, "relu", "gelu" (tanh form) or "silu". c: M x N (per batch
     if batched), needed when beta != 0. out_dtype: bfloat16 (default) or float32. out: an array
-    of the result's shape and dtype to write into. stream: a Stream for device arrays. strategy:
+    of the result's shape and dtype to write into. stream: for device arrays, an hkrt.Stream or a foreign
+    hipStream_t (an int or hip-python stream object; see hkrt.Stream.from_handle). strategy:
     a kernel family or variant name that overrides the strategy table.
     """
     req = GemmRequest.make(a, b, bias=bias, activation=activation, alpha=alpha, beta=beta, c=c,
@@ -29,7 +32,7 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
     plan = None if req.empty else strategies.plan(req)
     result = execute.run(req, plan)
     if not req.host_call:
-        return result
+        return out if out is not None and not isinstance(out, np.ndarray) else result  # a foreign out: itself
     host = result.numpy()
     if isinstance(out, np.ndarray):
         out[...] = host

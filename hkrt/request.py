@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .array import SUPPORTED, DeviceArray, Stream, bfloat16
+from . import interop
+from .array import SUPPORTED, DeviceArray, Stream, as_stream, bfloat16, is_stream_handle
 from .devices import Device, get_device
 
 ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "gelu": 2, "silu": 3}
@@ -116,8 +117,16 @@ class GemmRequest:
              stream=None, strategy=None, device=None) -> "GemmRequest":
         """hkrt.gemm's arguments, checked; a TypeError or ValueError names the first wrong one."""
         from .weight import Weight
-        if stream is not None and not isinstance(stream, Stream):
-            raise TypeError(f"stream must be an hkrt.Stream or None, not {type(stream).__name__}")
+        if not (stream is None or isinstance(stream, Stream) or is_stream_handle(stream)):
+            raise TypeError(f"stream must be an hkrt.Stream, a hipStream_t (int or hip-python stream) or None, "
+                            f"not {type(stream).__name__}")
+        # Other libraries' device arrays (DLPack, CUDA array interface) become views of their memory, with
+        # their producers' work ordered before the stream
+        a, b, c, bias, out = (interop.device_array(x, device=device, stream=stream, name=name)
+                              if interop.is_device_object(x) else x
+                              for name, x in (("a", a), ("b", b), ("c", c), ("bias", bias), ("out", out)))
+        if isinstance(out, DeviceArray) and out.read_only:
+            raise ValueError("out is read-only memory (its producer lent it read-only)")
         if strategy is not None and not isinstance(strategy, str):
             raise TypeError(f"strategy must be a kernel family or variant name (str), not {type(strategy).__name__}")
         if not isinstance(a, DeviceArray):
@@ -147,6 +156,7 @@ class GemmRequest:
         for name, x in (("a", a), ("b", b), ("out", out), ("c", epilogue.c), ("bias", epilogue.bias)):
             if isinstance(x, (DeviceArray, Weight)) and x.device is not dev:
                 raise ValueError(f"{name} lives on {x.device}, but the GEMM runs on {dev}")
+        stream = as_stream(stream, dev)
         if stream is not None and stream.device is not dev:  # HIP would fail mid-call, leaving work half done
             raise ValueError(f"stream belongs to {stream.device}, but the GEMM runs on {dev}")
         return cls(a, b, int(m), int(n), int(k), batch, epilogue, out_dtype, out, stream, strategy, dev)

@@ -166,6 +166,11 @@ class FakeDriver(Driver):
         key = int(stream or 0)
         self.pending -= {e for e in self.pending if self.events.get(e) == key}
 
+    def stream_wait_event(self, stream, event) -> None:
+        self._check_stream("hipStreamWaitEvent", stream)
+        if int(event) not in self.events:
+            raise self._fail("hipStreamWaitEvent", INVALID_HANDLE)
+
     def stream_destroy(self, stream) -> None:
         if int(stream) not in self.streams:
             raise self._fail("hipStreamDestroy", INVALID_HANDLE)

@@ -78,6 +78,9 @@ class Driver(ABC):
     @abstractmethod
     def stream_destroy(self, stream) -> None: ...
     @abstractmethod
+    def stream_wait_event(self, stream, event) -> None:
+        """Work queued on `stream` after this waits until the work before `event` has completed."""
+    @abstractmethod
     def event_create(self): ...
     @abstractmethod
     def event_record(self, event, stream) -> None: ...
@@ -102,3 +105,28 @@ class Driver(ABC):
     def launch(self, function, grid: tuple[int, int, int], block: tuple[int, int, int], dynamic_lds: int,
                stream, kernarg: bytes) -> None:
         """Launch with the kernarg segment given as bytes laid out per the kernel's metadata."""
+
+    def prepare_launch(self, function, grid: tuple[int, int, int], block: tuple[int, int, int], dynamic_lds: int,
+                       kernarg: bytes) -> "PreparedLaunch":
+        """A launch made ready once and run many times: only its kernarg bytes change between runs."""
+        return _Relaunch(self, function, grid, block, dynamic_lds, bytearray(kernarg))
+
+
+class PreparedLaunch(ABC):
+    """One kernel's launch with function, geometry and LDS fixed. `args` is its kernarg segment, writable
+    in place (struct.pack_into) between calls; calling it launches on the given stream handle."""
+    args: bytearray
+
+    @abstractmethod
+    def __call__(self, stream) -> None: ...
+
+
+class _Relaunch(PreparedLaunch):
+    """The generic form: the driver's ordinary launch with the current bytes."""
+
+    def __init__(self, driver: Driver, function, grid, block, dynamic_lds: int, args: bytearray):
+        self.driver, self.function, self.grid, self.block, self.dynamic_lds = driver, function, grid, block, dynamic_lds
+        self.args = args
+
+    def __call__(self, stream) -> None:
+        self.driver.launch(self.function, self.grid, self.block, self.dynamic_lds, stream, bytes(self.args))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ctypes
 from ..errors import HipError
-from .base import DeviceInfo, Driver, Emulation
+from .base import DeviceInfo, Driver, Emulation, PreparedLaunch
 
 # hipModuleLaunchKernel's `extra` protocol (hip_runtime_api.h)
 _LAUNCH_PARAM_BUFFER_POINTER, _LAUNCH_PARAM_BUFFER_SIZE, _LAUNCH_PARAM_END = 1, 2, 3
@@ -105,6 +105,9 @@ class HipDriver(Driver):
     def stream_destroy(self, stream) -> None:
         self._call("hipStreamDestroy", self.hip.hipStreamDestroy(stream))
 
+    def stream_wait_event(self, stream, event) -> None:
+        self._call("hipStreamWaitEvent", self.hip.hipStreamWaitEvent(stream, event, 0))
+
     def event_create(self):
         return self._call("hipEventCreate", self.hip.hipEventCreate())
 
@@ -144,13 +147,28 @@ class HipDriver(Driver):
         self._call("hipFuncSetAttribute", self.hip.hipFuncSetAttribute(int(function), attr, nbytes))
 
     def launch(self, function, grid, block, dynamic_lds, stream, kernarg: bytes) -> None:
-        # The `extra` form hands HIP our own buffer, laid out from the metadata's offsets.
-        buf = ctypes.create_string_buffer(bytes(kernarg), max(len(kernarg), 8))
-        size = ctypes.c_size_t(len(kernarg))
-        extra = (ctypes.c_void_p * 5)(_LAUNCH_PARAM_BUFFER_POINTER, ctypes.addressof(buf),
-                                      _LAUNCH_PARAM_BUFFER_SIZE, ctypes.addressof(size), _LAUNCH_PARAM_END)
-        self._call("hipModuleLaunchKernel",
-                   self.hip.hipModuleLaunchKernel(function, *grid, *block, dynamic_lds, stream, None, extra))
+        self.prepare_launch(function, grid, block, dynamic_lds, kernarg)(stream)
+
+    def prepare_launch(self, function, grid, block, dynamic_lds, kernarg: bytes) -> PreparedLaunch:
+        return _HipLaunch(self, function, grid, block, dynamic_lds, kernarg)
+
+
+class _HipLaunch(PreparedLaunch):
+    """hipModuleLaunchKernel's `extra` form: HIP gets our own kernarg buffer, laid out from the metadata's
+    offsets, made once; `args` writes into it."""
+
+    def __init__(self, driver: HipDriver, function, grid, block, dynamic_lds: int, kernarg: bytes):
+        self._buf = ctypes.create_string_buffer(bytes(kernarg), max(len(kernarg), 8))
+        self._size = ctypes.c_size_t(len(kernarg))
+        self._extra = (ctypes.c_void_p * 5)(_LAUNCH_PARAM_BUFFER_POINTER, ctypes.addressof(self._buf),
+                                            _LAUNCH_PARAM_BUFFER_SIZE, ctypes.addressof(self._size),
+                                            _LAUNCH_PARAM_END)
+        self.args = memoryview(self._buf).cast("B")[:len(kernarg)]
+        self._driver, self._launch = driver, driver.hip.hipModuleLaunchKernel
+        self._fixed = (function, *grid, *block, dynamic_lds)
+
+    def __call__(self, stream) -> None:
+        self._driver._call("hipModuleLaunchKernel", self._launch(*self._fixed, stream, None, self._extra))
 
 
 def _text(value) -> str:
