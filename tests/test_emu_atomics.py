@@ -21,12 +21,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emu_harness import assemble_many, new_state, run  # noqa: E402
 from kernel_harness import EmuMachine  # noqa: E402
-from test_emu_isa import (_LOADS, _STORES, ALL, LDS_BYTES, M32, SEED, WORD3, Mem, _regs_text,  # noqa: E402
+from test_emu_isa import (_LOADS, _STORES, ALL, LDS_BYTES, M32, SEED, WORD3, Mem,  # noqa: E402
                           _w, expect_error, lanes, load_rows, rand_exec, set64, store_bytes)
+from test_emu_isa import _regs_text as _regs  # noqa: E402
 
 from hkrt.emu import isa, timing  # noqa: E402
 from hkrt.emu.errors import EmulationError  # noqa: E402
-from hkrt.emu.launch import PRIVATE_APERTURE, SHARED_APERTURE  # noqa: E402
+from hkrt.emu.launch import PRIVATE_APERTURE  # noqa: E402
 
 _GEN = np.random.default_rng([SEED, 1])
 SNIPPETS: dict[str, list[str]] = {}
@@ -186,10 +187,6 @@ def simulate(op, width, mem: dict, addrs, active, x, y):
     return old
 
 
-def _regs(first, n):
-    return _regs_text(first, n)
-
-
 def _rows(values, width):
     """Registers x 64 lanes from per-lane values of `width` bytes."""
     v = np.array([int(x) for x in values], dtype=np.uint64)
@@ -258,7 +255,7 @@ def _initial(rng, op, width, buf, offs):
         _write(buf, int(o), width, v)
 
 
-def _check_returned(out, st, op, width, pair, e, old, what):
+def _check_returned(out, st, op, width, e, old, what):
     n = width // 4
     reg = 20 if what.startswith("buffer") else 10
     got = [int(out.v[reg][l]) | (int(out.v[reg + 1][l]) << 32 if n == 2 else 0) for l in range(64)]
@@ -302,7 +299,7 @@ def test_global_atomics(code, rng, suffix, ret):
     out = run(code[key], st, machine=mem.m)
     _check_memory(mem.bytes(), want, op, width, f"global_atomic_{suffix}")
     if ret:
-        _check_returned(out, st, op, width, pair, e, old, f"global_atomic_{suffix} sc0")
+        _check_returned(out, st, op, width, e, old, f"global_atomic_{suffix} sc0")
     else:
         assert (out.v[10:12] == st.v[10:12]).all(), "without sc0 the destination is not written"
 
@@ -338,7 +335,7 @@ def test_flat_atomics(code, rng, suffix, ret):
     _check_memory(out.lds, {k[1]: v for k, v in want.items() if k[0] == "l"}, op, width,
                   f"flat_atomic_{suffix} (LDS)")
     if ret:
-        _check_returned(out, st, op, width, pair, e, old, f"flat_atomic_{suffix} sc0")
+        _check_returned(out, st, op, width, e, old, f"flat_atomic_{suffix} sc0")
 
 
 @pytest.mark.parametrize("ret", [True, False], ids=["sc0", "nosc0"])
@@ -370,7 +367,7 @@ def test_buffer_atomics(code, rng, suffix, ret):
     out = run(code[key], st, machine=mem.m)
     _check_memory(mem.bytes(), want, op, width, f"buffer_atomic_{suffix}")
     if ret:
-        _check_returned(out, st, op, width, pair, e, old, f"buffer_atomic_{suffix} sc0")
+        _check_returned(out, st, op, width, e, old, f"buffer_atomic_{suffix} sc0")
     else:
         assert (out.v[20:24] == st.v[20:24]).all(), "without sc0 VDATA keeps its operands"
 
@@ -449,7 +446,7 @@ def test_ds_atomics(code, rng, name):
         rest[o:o + width] = False
     assert (out.lds[rest] == st.lds[rest]).all(), f"{name}: LDS outside the addressed slots changed"
     if ret:
-        _check_returned(out, st, op, width, False, e, old, name)
+        _check_returned(out, st, op, width, e, old, name)
     else:
         assert (out.v[10:12] == st.v[10:12]).all()
 
@@ -662,8 +659,7 @@ def test_scratch_stores(code, rng, suffix):
 snippet("scratch:flat", _FILL + ["v_mov_b32 v3, s31", "flat_load_dwordx2 v[10:11], v[2:3] offset:8",
                                  "flat_store_dword v[2:3], v5", "flat_atomic_add v12, v[2:3], v6 offset:4 sc0",
                                  "s_waitcnt vmcnt(0) lgkmcnt(0)", "scratch_load_dword v13, v2, off",
-                                 "scratch_load_dword v14, v2, off offset:4", "s_waitcnt vmcnt(0)"],
-        covers=[])
+                                 "scratch_load_dword v14, v2, off offset:4", "s_waitcnt vmcnt(0)"])
 snippet("scratch:past_end", [f"scratch_load_dword v10, v1, off offset:{PRIVATE - 4}", "s_waitcnt vmcnt(0)"])
 snippet("scratch:aperture", ["s_mov_b64 s[20:21], src_private_base", "s_mov_b32 s22, src_private_base"])
 
