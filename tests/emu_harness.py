@@ -86,8 +86,10 @@ class EmuError(Exception):
     pass
 
 
-def run(code: bytes, state: WaveState, machine: Machine | None = None, strict: bool = True) -> WaveState:
-    """Execute `code` (must end in s_endpgm) on one wave from `state`; returns the final state (a copy)."""
+def run(code: bytes, state: WaveState, machine: Machine | None = None, strict: bool = True,
+        scratch_lane_bytes: int = 0) -> WaveState:
+    """Execute `code` (must end in s_endpgm) on one wave from `state`; returns the final state (a copy).
+    scratch_lane_bytes: the private segment per lane, at FLAT_SCRATCH (s[102:103]) in `machine`."""
     mod = launch.core()
     ffi, lib = mod.ffi, mod.lib
     prog = decode.decode(code, 0x1000, "snippet")
@@ -99,6 +101,7 @@ def run(code: bytes, state: WaveState, machine: Machine | None = None, strict: b
     L.lds_bytes = len(out.lds)
     L.strict = int(strict)
     L.max_insns = 1_000_000
+    L.scratch_lane_bytes = scratch_lane_bytes
     s = ffi.cast("uint32_t *", ffi.from_buffer(out.s))
     v = ffi.cast("uint32_t *", ffi.from_buffer(out.v))
     scc = ffi.new("int32_t *", state.scc)

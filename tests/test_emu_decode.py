@@ -31,8 +31,12 @@ NONE = decode.NONE
 
 
 def _width(name: str) -> int:
-    """Registers per lane that the data operand of a memory op spans."""
+    """Registers per lane that the data operand of a memory op spans (both of a cmpswap's operands)."""
     if "tr_b16" in name:
+        return 2
+    if "atomic_cmpswap" in name:
+        return 4 if name.endswith("_x2") else 2
+    if "atomic_" in name and name.endswith("_f64"):
         return 2
     if "2st64" in name or "read2" in name or "write2" in name:
         return 4 if name.endswith("b64") else 2  # read2 returns both elements; write2 data is per element
@@ -188,11 +192,30 @@ def vop3p_lines() -> list[str]:
     return out
 
 
+def _ds_operands(m: str) -> int:
+    """How many data operands an LDS atomic takes (cmpst and mskor: two)."""
+    return 2 if m.startswith(("ds_cmpst", "ds_mskor")) else 1
+
+
 def memory_lines() -> list[str]:
     out = []
     for m in isa.DS.values():
         n = _width(m)
-        if m.startswith("ds_read2"):
+        wide = 2 if m.endswith("64") else 1
+        if m == "ds_nop":
+            out += ["ds_nop"]
+        elif m == "ds_swizzle_b32":
+            out += ["ds_swizzle_b32 v4, v9 offset:swizzle(QUAD_PERM,1,2,3,0)", "ds_swizzle_b32 v200, v255"]
+        elif m in ("ds_permute_b32", "ds_bpermute_b32"):
+            out += [f"{m} v4, v9, v5 offset:65532", f"{m} v200, v255, v3"]
+        elif m.startswith("ds_wrxchg2"):
+            out += [f"{m} {_regs('v', 4, 2 * wide)}, v9, {_regs('v', 10, wide)}, {_regs('v', 12, wide)} "
+                    "offset0:1 offset1:200"]
+        elif not m.startswith(("ds_read", "ds_write")):  # the atomics
+            data = ", ".join(_regs("v", 10 + 2 * k, wide) for k in range(_ds_operands(m)))
+            dst = f"{_regs('v', 4, wide)}, " if "_rtn_" in m else ""
+            out += [f"{m} {dst}v9, {data} offset:65528", f"{m} {dst}v255, {data}"]
+        elif m.startswith("ds_read2"):
             out += [f"{m} {_regs('v', 4, n)}, v9 offset0:3 offset1:255", f"{m} {_regs('a', 4, n)}, v255"]
         elif m.startswith("ds_write2"):
             out += [f"{m} v9, {_regs('v', 4, n // 2 if 'b64' not in m else 2)}, "
@@ -208,11 +231,30 @@ def memory_lines() -> list[str]:
                 f"{m} {_regs('v', 4, n)}, v9, s[96:99], 0 idxen offset:12",
                 f"{m} {_regs('v', 4, n)}, off, s[8:11], s101",
                 f"{m} {_regs('a', 4, n)}, v[8:9], s[8:11], -1 idxen offen"]
+        if "_atomic_" in m:
+            out += [f"{m} {_regs('v', 4, n)}, v9, s[8:11], s13 offen offset:4095 sc0"]
         if m.startswith("buffer_load") and "d16" not in m and "x2" not in m:
             out += [f"{m} v9, s[8:11], 0 offen lds", f"{m} off, s[8:11], s13 offset:64 lds"]
     for m in isa.FLAT.values():
         n = _width(m)
         g = f"global_{m}"
+        if isa.segment_has(isa.SEG_SCRATCH, m):
+            sc = f"scratch_{m}"
+            if "lds" in m:
+                out += [f"{sc} v9, off", f"{sc} off, s10 offset:8", f"{sc} v9, s10 offset:-16"]
+            elif m.startswith("load"):
+                out += [f"{sc} {_regs('v', 4, n)}, v9, off offset:-64", f"{sc} {_regs('v', 4, n)}, off, s10 offset:4095",
+                        f"{sc} {_regs('a', 4, n)}, v9, s10", f"{sc} {_regs('v', 4, n)}, off, off offset:16"]
+            else:
+                out += [f"{sc} v9, {_regs('v', 4, n)}, off offset:-1", f"{sc} off, {_regs('v', 4, n)}, s10 offset:2048",
+                        f"{sc} v9, {_regs('a', 4, n)}, s10", f"{sc} off, {_regs('v', 4, n)}, off"]
+        if m.startswith("atomic_"):
+            r = _regs("v", 2, 2 if m.endswith(("_x2", "_f64")) else 1)
+            out += [f"{g} v[6:7], {_regs('v', 4, n)}, off offset:-64", f"{g} v9, {_regs('v', 4, n)}, s[10:11] offset:4095",
+                    f"{g} {r}, v[6:7], {_regs('v', 4, n)}, off offset:-16 sc0",
+                    f"{g} {r.replace('v', 'a')}, v9, {_regs('a', 4, n)}, s[10:11] sc0",
+                    f"flat_{m} v[6:7], {_regs('v', 4, n)} offset:4095", f"flat_{m} {r}, v[6:7], {_regs('v', 4, n)} sc0"]
+            continue
         if "lds" in m:
             out += [f"{g} v[6:7], off offset:-16", f"{g} v6, s[10:11] offset:4095", f"{g} v6, s[10:11]"]
             continue
@@ -356,6 +398,9 @@ def _waitcnt_imm(text: str) -> int:
 
 def expected_fields(text: str) -> dict:
     """What the decoded record must hold, derived from the assembly text alone."""
+    quad = re.search(r" offset:swizzle\(QUAD_PERM,(\d),(\d),(\d),(\d)\)", text)  # ds_swizzle_b32's offset
+    if quad:
+        text = text.replace(quad.group(0), f" offset:{0x8000 | sum(int(x) << 2 * i for i, x in enumerate(quad.groups()))}")
     mn, ops, mods, words = split(text)
     name = base_mnemonic(mn)
     exp: dict = {}
@@ -417,11 +462,13 @@ def expected_fields(text: str) -> dict:
         put("dst", "src0", "src1", "src2")
         exp["imm"] = int(mods.get("cbsz", 0)) | int(mods.get("abid", 0)) << 4 | int(mods.get("blgp", 0)) << 8
     elif name.startswith("ds_"):
-        if name.startswith("ds_read"):
+        if name.startswith(("ds_read", "ds_swizzle")):
             put("dst", "src0")
+        elif "_rtn_" in name or "permute" in name:
+            put("dst", "src0", "src1", "src2")
         else:
             put("src0", "src1", "src2")
-        if name.startswith(("ds_read2", "ds_write2")):
+        if name.startswith(("ds_read2", "ds_write2", "ds_wrxchg2")):
             exp["imm"], exp["imm2"] = int(mods.get("offset0", 0)), int(mods.get("offset1", 0))
         else:
             exp["imm"] = int(mods.get("offset", 0))
@@ -434,8 +481,10 @@ def expected_fields(text: str) -> dict:
             del exp["src0"]  # "off": no address VGPR, the field is don't-care
         exp["imm"] = int(mods.get("offset", 0))
         exp["flags"] = {f: int(f.lower() in words) for f in ("OFFEN", "IDXEN", "LDS")}
-    elif name.startswith(("global_", "flat_")):
-        if "_lds_" in name:
+    elif name.startswith(("global_", "flat_", "scratch_")):
+        if "_atomic_" in name:
+            put(*(("dst",) if "sc0" in words else ()), "src0", "src1", "src2")
+        elif "_lds_" in name:
             put("src0", "src2")
         elif "_load_" in name:
             put("dst", "src0", "src2")
@@ -445,7 +494,7 @@ def expected_fields(text: str) -> dict:
             exp["src2"] = NONE
         exp.setdefault("src2", NONE)
         exp["imm"] = int(mods.get("offset", 0))
-        exp["imm2"] = isa.SEG_GLOBAL if name.startswith("global_") else isa.SEG_FLAT
+        exp["imm2"] = {"global": isa.SEG_GLOBAL, "flat": isa.SEG_FLAT, "scratch": isa.SEG_SCRATCH}[name.split("_")[0]]
     else:
         raise AssertionError(f"no field rules for {name}")
 
@@ -600,9 +649,9 @@ def test_kernels_decode_like_objdump(tc):
 
 # ------------------------------------------------------------------------------------------------ tests (c)
 
-UNKNOWN = ["v_sin_f32 v1, v2", "s_getreg_b32 s1, hwreg(HW_REG_MODE)", "ds_add_u32 v1, v2",
-           "v_mfma_f32_4x4x4_16b_f16 a[0:3], v[0:1], v[2:3], a[0:3]", "buffer_atomic_add v1, v2, s[4:7], 0 offen",
-           "global_atomic_add v[2:3], v4, off", "scratch_load_dword v1, off, s2", "v_add_f16 v1, v2, v3",
+UNKNOWN = ["v_sin_f32 v1, v2", "s_getreg_b32 s1, hwreg(HW_REG_MODE)", "ds_append v1",
+           "v_mfma_f32_4x4x4_16b_f16 a[0:3], v[0:1], v[2:3], a[0:3]", "buffer_load_format_x v1, v2, s[4:7], 0 offen",
+           "ds_read_b64_tr_b8 v[2:3], v1", "ds_consume v1", "v_add_f16 v1, v2, v3",
            "s_memtime s[2:3]", "v_dot2_f32_f16 v1, v2, v3, v4", "s_trap 2"]
 
 

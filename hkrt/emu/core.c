@@ -280,6 +280,7 @@ static int sval(ctx_t *c, wave_t *w, const insn_t *in, int code, uint32_t *out) 
   else if (code >= 240 && code <= 248) *out = INLINE_F32[code - 240];
   else if (code == 255) *out = in->literal;
   else if (code == 235) *out = (uint32_t)(c->L->shared_base >> 32); /* 32-bit use: the aperture's high half */
+  else if (code == 237) *out = (uint32_t)(c->L->private_base >> 32);
   else if (code == 251) *out = vcc_of(w) == 0;
   else if (code == 252) *out = exec_of(w) == 0;
   else if (code == 253) *out = (uint32_t)w->scc;
@@ -297,6 +298,7 @@ static int sval64(ctx_t *c, wave_t *w, const insn_t *in, int code, uint64_t *out
     *out = (uint64_t)(int64_t)(int32_t)v; /* inline integers sign-extend */
   } else if (code >= 240 && code <= 248) *out = INLINE_F64[code - 240];
   else if (code == 235) *out = c->L->shared_base;
+  else if (code == 237) *out = c->L->private_base;
   else if (code == 255) *out = in->literal; /* 32-bit literal, zero-extended */
   else {
     uint32_t v;
@@ -1434,13 +1436,308 @@ static inline void lds_write_bytes(ctx_t *c, uint32_t addr, const void *in, uint
   if (lds_in(c, addr, n)) memcpy(c->lds + addr, in, n); /* out of range writes are dropped */
 }
 
+/* ---------------------------------------------------------------- atomics (docs/facts.md §9) */
+
+/* Read-modify-write operations. Each one is applied whole when its instruction issues, lane by lane in
+ * ascending lane order, so it is atomic against every other access of the launch (waves run one at a time). */
+enum { A_SWAP, A_CMPSWAP, A_ADD, A_SUB, A_RSUB, A_SMIN, A_UMIN, A_SMAX, A_UMAX, A_AND, A_OR, A_XOR, A_INC, A_DEC,
+       A_MSKOR, A_CMPSWAP_F, A_ADD_F, A_MIN_F, A_MAX_F, A_PK_ADD_F16, A_PK_ADD_BF16 };
+
+typedef struct {
+  int aop, bytes; /* bytes: 4 or 8, the memory operand's width */
+  int ret;        /* DS: the _rtn_ forms return the old value (VMEM: the SC0 bit says it) */
+  int pair;       /* the op takes a second data operand: the compare value (cmpswap, cmpst) or mskor's OR bits */
+} atomic_t;
+
+static inline double ieee_min64(double a, double b) {
+  if (a != a) return b != b ? a : b;
+  if (b != b) return a;
+  if (a == 0.0 && b == 0.0) return signbit(a) ? a : b;
+  return a < b ? a : b;
+}
+
+static inline double ieee_max64(double a, double b) {
+  if (a != a) return b != b ? a : b;
+  if (b != b) return a;
+  if (a == 0.0 && b == 0.0) return signbit(a) ? b : a;
+  return a > b ? a : b;
+}
+
+static inline uint64_t u64d(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
+
+/* The new memory value. x: the data operand; y: the second one (the value compared with, or mskor's OR bits). */
+static uint64_t atomic_apply(int aop, int bytes, uint64_t old, uint64_t x, uint64_t y) {
+  int wide = bytes == 8;
+  uint64_t mask = wide ? ~0ull : 0xFFFFFFFFull;
+  int64_t so = wide ? (int64_t)old : (int32_t)old, sx = wide ? (int64_t)x : (int32_t)x;
+  switch (aop) {
+    case A_SWAP: return x;
+    case A_CMPSWAP: return old == y ? x : old;
+    case A_ADD: return (old + x) & mask;
+    case A_SUB: return (old - x) & mask;
+    case A_RSUB: return (x - old) & mask;
+    case A_SMIN: return sx < so ? x : old;
+    case A_UMIN: return x < old ? x : old;
+    case A_SMAX: return sx > so ? x : old;
+    case A_UMAX: return x > old ? x : old;
+    case A_AND: return old & x;
+    case A_OR: return old | x;
+    case A_XOR: return old ^ x;
+    case A_INC: return old >= x ? 0 : old + 1;
+    case A_DEC: return old == 0 || old > x ? x : old - 1;
+    case A_MSKOR: return (old & ~x) | y;
+    case A_CMPSWAP_F: /* compared as numbers: +0 equals -0, NaN equals nothing */
+      return (wide ? f64(old) == f64(y) : f32((uint32_t)old) == f32((uint32_t)y)) ? x : old;
+    case A_ADD_F: return wide ? u64d(f64(old) + f64(x)) : u32f(f32((uint32_t)old) + f32((uint32_t)x));
+    case A_MIN_F:
+      return wide ? u64d(ieee_min64(f64(old), f64(x))) : u32f(ieee_min(f32((uint32_t)old), f32((uint32_t)x)));
+    case A_MAX_F:
+      return wide ? u64d(ieee_max64(f64(old), f64(x))) : u32f(ieee_max(f32((uint32_t)old), f32((uint32_t)x)));
+    case A_PK_ADD_F16: { /* each half rounded to nearest even; the fp32 sum of two halves rounds innocuously */
+      uint32_t r = 0;
+      for (int h = 0; h < 32; h += 16) {
+        float s = (float)f16_of((uint16_t)(old >> h)) + (float)f16_of((uint16_t)(x >> h));
+        r |= (uint32_t)f16_bits((_Float16)s) << h;
+      }
+      return r;
+    }
+    case A_PK_ADD_BF16: {
+      uint32_t r = 0;
+      for (int h = 0; h < 32; h += 16)
+        r |= bf16_rne(f32((uint32_t)(old >> h & 0xFFFF) << 16) + f32((uint32_t)(x >> h & 0xFFFF) << 16)) << h;
+      return r;
+    }
+    default: return old;
+  }
+}
+
+/* The VMEM atomics (MUBUF, GLOBAL, FLAT share them); 0 if op is not one. */
+static int vmem_atomic_of(const insn_t *in, atomic_t *a) {
+  switch (in->op) {
+#define VA(name, aop, b, pr)                                                                                  \
+  case OP_BUFFER_ATOMIC_##name: case OP_GLOBAL_ATOMIC_##name: case OP_FLAT_ATOMIC_##name:                     \
+    *a = (atomic_t){aop, b, (int)(in->flags >> F_SC0 & 1), pr}; return 1;
+    VA(SWAP, A_SWAP, 4, 0) VA(CMPSWAP, A_CMPSWAP, 4, 1) VA(ADD, A_ADD, 4, 0) VA(SUB, A_SUB, 4, 0)
+    VA(SMIN, A_SMIN, 4, 0) VA(UMIN, A_UMIN, 4, 0) VA(SMAX, A_SMAX, 4, 0) VA(UMAX, A_UMAX, 4, 0)
+    VA(AND, A_AND, 4, 0) VA(OR, A_OR, 4, 0) VA(XOR, A_XOR, 4, 0) VA(INC, A_INC, 4, 0) VA(DEC, A_DEC, 4, 0)
+    VA(ADD_F32, A_ADD_F, 4, 0) VA(PK_ADD_F16, A_PK_ADD_F16, 4, 0) VA(PK_ADD_BF16, A_PK_ADD_BF16, 4, 0)
+    VA(ADD_F64, A_ADD_F, 8, 0) VA(MIN_F64, A_MIN_F, 8, 0) VA(MAX_F64, A_MAX_F, 8, 0)
+    VA(SWAP_X2, A_SWAP, 8, 0) VA(CMPSWAP_X2, A_CMPSWAP, 8, 1) VA(ADD_X2, A_ADD, 8, 0) VA(SUB_X2, A_SUB, 8, 0)
+    VA(SMIN_X2, A_SMIN, 8, 0) VA(UMIN_X2, A_UMIN, 8, 0) VA(SMAX_X2, A_SMAX, 8, 0) VA(UMAX_X2, A_UMAX, 8, 0)
+    VA(AND_X2, A_AND, 8, 0) VA(OR_X2, A_OR, 8, 0) VA(XOR_X2, A_XOR, 8, 0) VA(INC_X2, A_INC, 8, 0)
+    VA(DEC_X2, A_DEC, 8, 0)
+#undef VA
+    default: return 0;
+  }
+}
+
+/* The DS atomics; 0 if op is not one. wrxchg2 is handled by ds_wrxchg2. */
+static int ds_atomic_of(int op, atomic_t *a) {
+  switch (op) {
+#define DA(name, aop, b, r, pr) case OP_DS_##name: *a = (atomic_t){aop, b, r, pr}; return 1;
+#define DA2(name, aop, pr) DA(name##_B32, aop, 4, 0, pr) DA(name##_RTN_B32, aop, 4, 1, pr) \
+                           DA(name##_B64, aop, 8, 0, pr) DA(name##_RTN_B64, aop, 8, 1, pr)
+#define DAU(name, aop) DA(name##_U32, aop, 4, 0, 0) DA(name##_RTN_U32, aop, 4, 1, 0) \
+                       DA(name##_U64, aop, 8, 0, 0) DA(name##_RTN_U64, aop, 8, 1, 0)
+#define DAI(name, aop) DA(name##_I32, aop, 4, 0, 0) DA(name##_RTN_I32, aop, 4, 1, 0) \
+                       DA(name##_I64, aop, 8, 0, 0) DA(name##_RTN_I64, aop, 8, 1, 0)
+#define DAF(name, aop) DA(name##_F32, aop, 4, 0, 0) DA(name##_RTN_F32, aop, 4, 1, 0) \
+                       DA(name##_F64, aop, 8, 0, 0) DA(name##_RTN_F64, aop, 8, 1, 0)
+    DAU(ADD, A_ADD) DAU(SUB, A_SUB) DAU(RSUB, A_RSUB) DAU(INC, A_INC) DAU(DEC, A_DEC) DAU(MIN, A_UMIN)
+    DAU(MAX, A_UMAX) DAI(MIN, A_SMIN) DAI(MAX, A_SMAX) DA2(AND, A_AND, 0) DA2(OR, A_OR, 0) DA2(XOR, A_XOR, 0)
+    DA2(MSKOR, A_MSKOR, 1) DA2(CMPST, A_CMPSWAP, 1) DAF(MIN, A_MIN_F) DAF(MAX, A_MAX_F)
+    DA(CMPST_F32, A_CMPSWAP_F, 4, 0, 1) DA(CMPST_RTN_F32, A_CMPSWAP_F, 4, 1, 1)
+    DA(CMPST_F64, A_CMPSWAP_F, 8, 0, 1) DA(CMPST_RTN_F64, A_CMPSWAP_F, 8, 1, 1)
+    DA(WRXCHG_RTN_B32, A_SWAP, 4, 1, 0) DA(WRXCHG_RTN_B64, A_SWAP, 8, 1, 0)
+    DA(ADD_F32, A_ADD_F, 4, 0, 0) DA(ADD_RTN_F32, A_ADD_F, 4, 1, 0) DA(ADD_F64, A_ADD_F, 8, 0, 0)
+    DA(ADD_RTN_F64, A_ADD_F, 8, 1, 0) DA(PK_ADD_F16, A_PK_ADD_F16, 4, 0, 0) DA(PK_ADD_RTN_F16, A_PK_ADD_F16, 4, 1, 0)
+    DA(PK_ADD_BF16, A_PK_ADD_BF16, 4, 0, 0) DA(PK_ADD_RTN_BF16, A_PK_ADD_BF16, 4, 1, 0)
+#undef DA
+#undef DA2
+#undef DAU
+#undef DAI
+#undef DAF
+    default: return 0;
+  }
+}
+
+static inline uint64_t row64(wave_t *w, int reg, int wide, int l) {
+  return vrow(w, reg)[l] | (wide ? (uint64_t)vrow(w, reg + 1)[l] << 32 : 0);
+}
+
+/* One lane's read-modify-write of the `bytes` at p (host memory of the address); returns the old value. */
+static inline uint64_t rmw(uint8_t *p, const atomic_t *a, uint64_t x, uint64_t y) {
+  uint64_t old = 0;
+  memcpy(&old, p, (size_t)a->bytes);
+  uint64_t val = atomic_apply(a->aop, a->bytes, old, x, y);
+  memcpy(p, &val, (size_t)a->bytes);
+  return old;
+}
+
+/* The data operands of every active lane, read before the destination (which may be the same registers, as
+ * MUBUF's VDATA is) is poisoned. For a compare-and-swap, x is the new value and y the one compared with. */
+static int atomic_operands(ctx_t *c, wave_t *w, const atomic_t *a, int reg_x, int reg_y, uint64_t *x, uint64_t *y) {
+  int wide = a->bytes == 8, n = wide ? 2 : 1;
+  if (check_v(c, w, reg_x - 256, n, 0) || (a->pair && check_v(c, w, reg_y - 256, n, 0))) return 1;
+  for (int l = 0; l < LANES; l++) {
+    x[l] = row64(w, reg_x, wide, l);
+    y[l] = a->pair ? row64(w, reg_y, wide, l) : 0;
+  }
+  return 0;
+}
+
+/* Where the old values go: a pending load into `dst` when the atomic returns, else a store entry. */
+static pending_t *atomic_pending(ctx_t *c, wave_t *w, queue_t *q, int lgkm, const atomic_t *a, int dst, uint64_t exec) {
+  if (a->ret) return issue_vload(c, w, q, lgkm, dst, a->bytes / 4, exec);
+  pending_t *p = issue(c, w, q, lgkm);
+  p->kind = lgkm ? PK_LDS : PK_STORE;
+  p->lgkm_lds = (uint8_t)lgkm;
+  return p;
+}
+
+static inline void atomic_return(pending_t *p, const atomic_t *a, int l, uint64_t old) {
+  if (!a->ret) return;
+  p->data[l] = (uint32_t)old;
+  if (a->bytes == 8) p->data[LANES + l] = (uint32_t)(old >> 32);
+}
+
+/* A VMEM atomic over per-lane addresses (ok: per-lane in-range bits of a buffer access, NULL = all in range;
+ * flat = 2: the LDS aperture applies). Out-of-range lanes are dropped and return 0 (docs/facts.md §3.3). */
+static int vmem_atomic(ctx_t *c, wave_t *w, const insn_t *in, const atomic_t *a, const uint64_t *lane_addr,
+                       const uint32_t *ok, int flat) {
+  uint64_t exec = exec_of(w), x[LANES], y[LANES];
+  int n = a->bytes / 4;
+  /* FLAT/GLOBAL: DATA holds the operand(s), VDST the result; MUBUF: VDATA holds both */
+  int data = in->op >= OP_GLOBAL_LOAD_UBYTE ? in->src[1] : in->dst;
+  if (atomic_operands(c, w, a, data, data + n, x, y)) return 1;
+  if (a->ret && vdst_check(c, w, in->dst, n)) return 1;
+  if (in->flags & (1u << F_LDS)) return fail(c, E_INVALID, 0, "an atomic has no LDS form");
+  pending_t *p = atomic_pending(c, w, &w->vm, 0, a, in->dst, exec);
+  for (int l = 0; l < LANES; l++) {
+    if (!(exec >> l & 1)) continue;
+    uint64_t at = lane_addr[l], old = 0;
+    if (ok && ok[l] != (1u << n) - 1) {
+      atomic_return(p, a, l, 0);
+      continue;
+    }
+    if (at & (uint64_t)(a->bytes - 1))
+      return fail(c, E_MEMORY, at, "misaligned %d-byte atomic at %#llx", a->bytes, (unsigned long long)at);
+    if (flat == 2 && at >= c->L->shared_base && at < c->L->shared_base + (1ull << 32)) {
+      uint32_t la = (uint32_t)(at - c->L->shared_base);
+      if (lds_check_read(c, la, (uint32_t)a->bytes)) return 1;
+      if (lds_in(c, la, (uint32_t)a->bytes)) old = rmw(c->lds + la, a, x[l], y[l]);
+    } else {
+      uint8_t *h = translate(c, at, (uint32_t)a->bytes);
+      if (!h) return fail(c, E_MEMORY, at, "atomic on %d bytes at %#llx is outside every device allocation",
+                          a->bytes, (unsigned long long)at);
+      old = rmw(h, a, x[l], y[l]);
+    }
+    atomic_return(p, a, l, old);
+  }
+  if (c->tm) tm_vmem(c, w, p, lane_addr, a->bytes, exec, !a->ret, 0);
+  return 0;
+}
+
+/* An LDS atomic: DATA0 is the operand (the compare value of cmpst, the mask of mskor), DATA1 the second one
+ * (cmpst's new value, mskor's OR bits). Out-of-range lanes are dropped and return 0. */
+static int ds_atomic(ctx_t *c, wave_t *w, const insn_t *in, const atomic_t *a, const uint32_t *addr) {
+  uint64_t exec = exec_of(w), d0[LANES], d1[LANES];
+  if (a->pair) { /* cmpst and mskor: x = DATA1, y = DATA0 for cmpst; x = DATA0 (mask), y = DATA1 for mskor */
+    if (atomic_operands(c, w, a, a->aop == A_MSKOR ? in->src[1] : in->src[2],
+                        a->aop == A_MSKOR ? in->src[2] : in->src[1], d0, d1)) return 1;
+  } else if (atomic_operands(c, w, a, in->src[1], in->src[1], d0, d1)) return 1;
+  if (a->ret && vdst_check(c, w, in->dst, a->bytes / 4)) return 1;
+  pending_t *p = atomic_pending(c, w, &w->lgkm, 1, a, in->dst, exec);
+  uint32_t eff[LANES];
+  for (int l = 0; l < LANES; l++) {
+    eff[l] = addr[l] + (uint32_t)in->imm;
+    if (!(exec >> l & 1)) continue;
+    uint32_t at = eff[l];
+    uint64_t old = 0;
+    if (at & (uint32_t)(a->bytes - 1)) return fail(c, E_MEMORY, at, "misaligned LDS atomic at %#x", at);
+    if (lds_check_read(c, at, (uint32_t)a->bytes)) return 1;
+    if (lds_in(c, at, (uint32_t)a->bytes)) old = rmw(c->lds + at, a, d0[l], d1[l]);
+    atomic_return(p, a, l, old);
+  }
+  if (c->tm) tm_lds(c, w, p, eff, NULL, a->bytes, exec, 1);
+  return 0;
+}
+
+/* ds_wrxchg2{,st64}_rtn_b32/b64: exchange DATA0 with the element at offset0 and DATA1 with the one at offset1
+ * (in elements, or 64-element strides); both old elements return, offset0's first. */
+static int ds_wrxchg2(ctx_t *c, wave_t *w, const insn_t *in, const uint32_t *addr) {
+  int op = in->op, bytes = op == OP_DS_WRXCHG2_RTN_B64 || op == OP_DS_WRXCHG2ST64_RTN_B64 ? 8 : 4;
+  int st64 = op == OP_DS_WRXCHG2ST64_RTN_B32 || op == OP_DS_WRXCHG2ST64_RTN_B64, n = bytes / 4;
+  uint32_t stride = (uint32_t)bytes * (st64 ? 64 : 1);
+  atomic_t a = {A_SWAP, bytes, 1, 0};
+  uint64_t exec = exec_of(w), d0[LANES], d1[LANES], unused[LANES];
+  if (atomic_operands(c, w, &a, in->src[1], in->src[1], d0, unused) ||
+      atomic_operands(c, w, &a, in->src[2], in->src[2], d1, unused)) return 1;
+  if (vdst_check(c, w, in->dst, 2 * n)) return 1;
+  pending_t *p = issue_vload(c, w, &w->lgkm, 1, in->dst, 2 * n, exec);
+  uint32_t eff0[LANES], eff1[LANES];
+  for (int l = 0; l < LANES; l++) {
+    eff0[l] = addr[l] + (uint32_t)in->imm * stride;
+    eff1[l] = addr[l] + (uint32_t)in->imm2 * stride;
+    if (!(exec >> l & 1)) continue;
+    const uint32_t at[2] = {eff0[l], eff1[l]};
+    const uint64_t val[2] = {d0[l], d1[l]};
+    for (int k = 0; k < 2; k++) {
+      uint64_t old = 0;
+      if (at[k] & (uint32_t)(bytes - 1)) return fail(c, E_MEMORY, at[k], "misaligned LDS atomic at %#x", at[k]);
+      if (lds_check_read(c, at[k], (uint32_t)bytes)) return 1;
+      if (lds_in(c, at[k], (uint32_t)bytes)) old = rmw(c->lds + at[k], &a, val[k], 0);
+      p->data[(k * n) * LANES + l] = (uint32_t)old;
+      if (n == 2) p->data[(k * n + 1) * LANES + l] = (uint32_t)(old >> 32);
+    }
+  }
+  if (c->tm) tm_lds(c, w, p, eff0, eff1, bytes, exec, 1);
+  return 0;
+}
+
+/* ds_permute_b32, ds_bpermute_b32, ds_swizzle_b32 (docs/facts.md §9.4): lanes exchange a VGPR through the LDS
+ * unit without touching LDS; a source lane outside EXEC gives 0. */
+static int ds_lanes(ctx_t *c, wave_t *w, const insn_t *in, const uint32_t *addr) {
+  uint64_t exec = exec_of(w);
+  int swz = in->op == OP_DS_SWIZZLE_B32, data = swz ? in->src[0] : in->src[1];
+  uint32_t off = (uint32_t)in->imm & 0xFFFF, out[LANES] = {0}, eff[LANES];
+  if (check_v(c, w, data - 256, 1, 0)) return 1;
+  const uint32_t *d = vrow(w, data);
+  if (swz && off >= 0xC000)
+    return fail(c, E_UNIMPL, 0, "ds_swizzle_b32 offset %#x: the rotate and FFT modes are not implemented", off);
+  for (int l = 0; l < LANES; l++) {
+    eff[l] = 4u * (uint32_t)l;
+    int src;
+    if (in->op == OP_DS_PERMUTE_B32) { /* forward: lane l writes lane addr / 4; the highest lane wins */
+      if (exec >> l & 1) out[((addr[l] + off) >> 2) & 63] = d[l];
+      continue;
+    }
+    if (in->op == OP_DS_BPERMUTE_B32) src = (int)(((addr[l] + off) >> 2) & 63);
+    else if (off & 0x8000) src = (l & ~3) | (int)((off >> (2 * (l & 3))) & 3); /* quad permute */
+    else src = (l & 0x20) | (int)((((uint32_t)l & 0x1F & off) | (off >> 5 & 0x1F)) ^ (off >> 10 & 0x1F));
+    out[l] = exec >> src & 1 ? d[src] : 0;
+  }
+  if (vdst_check(c, w, in->dst, 1)) return 1;
+  pending_t *p = issue_vload(c, w, &w->lgkm, 1, in->dst, 1, exec);
+  memcpy(p->data, out, sizeof out);
+  if (c->tm) tm_lds(c, w, p, eff, NULL, 4, exec, 0);
+  return 0;
+}
+
 static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
   uint64_t exec = exec_of(w);
   int op = in->op;
   if (in->flags & (1u << F_GDS)) return fail(c, E_UNIMPL, 0, "GDS is not modelled");
+  if (op == OP_DS_NOP) return 0;
   if (check_v(c, w, in->src[0] - 256, 1, 0)) return 1;
   uint32_t addr[LANES]; /* copied: the destination may be the address register, and it is poisoned at issue */
   memcpy(addr, vrow(w, in->src[0]), sizeof addr);
+  atomic_t at;
+  if (ds_atomic_of(op, &at)) return ds_atomic(c, w, in, &at, addr);
+  if (op == OP_DS_WRXCHG2_RTN_B32 || op == OP_DS_WRXCHG2ST64_RTN_B32 || op == OP_DS_WRXCHG2_RTN_B64 ||
+      op == OP_DS_WRXCHG2ST64_RTN_B64)
+    return ds_wrxchg2(c, w, in, addr);
+  if (op == OP_DS_PERMUTE_B32 || op == OP_DS_BPERMUTE_B32 || op == OP_DS_SWIZZLE_B32) return ds_lanes(c, w, in, addr);
   int is_read = 0, bytes = 4, two = 0, st64 = 0, d16 = 0, hi = 0, sext = 0;
   switch (op) {
     case OP_DS_READ_B32: is_read = 1; break;
@@ -1457,6 +1754,8 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
     case OP_DS_READ_I16: is_read = 1; bytes = 2; sext = 1; break;
     case OP_DS_READ_U8_D16: is_read = 1; bytes = 1; d16 = 1; break;
     case OP_DS_READ_U8_D16_HI: is_read = 1; bytes = 1; d16 = 1; hi = 1; break;
+    case OP_DS_READ_I8_D16: is_read = 1; bytes = 1; d16 = 1; sext = 1; break;
+    case OP_DS_READ_I8_D16_HI: is_read = 1; bytes = 1; d16 = 1; hi = 1; sext = 1; break;
     case OP_DS_READ_U16_D16: is_read = 1; bytes = 2; d16 = 1; break;
     case OP_DS_READ_U16_D16_HI: is_read = 1; bytes = 2; d16 = 1; hi = 1; break;
     case OP_DS_READ_B64_TR_B16: is_read = 2; bytes = 8; break;
@@ -1526,7 +1825,7 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
         lds_read_bytes(c, a, buf, bytes);
         if (bytes == 1) buf[0] = sext ? (uint32_t)(int32_t)(int8_t)buf[0] : buf[0] & 0xFF;
         if (bytes == 2) buf[0] = sext ? (uint32_t)(int32_t)(int16_t)buf[0] : buf[0] & 0xFFFF;
-        if (d16) buf[0] = hi ? (old[l] & 0xFFFFu) | (buf[0] << 16) : (old[l] & 0xFFFF0000u) | buf[0];
+        if (d16) buf[0] = hi ? (old[l] & 0xFFFFu) | (buf[0] << 16) : (old[l] & 0xFFFF0000u) | (buf[0] & 0xFFFFu);
       }
       for (int r = 0; r < (d16 ? 1 : words); r++) p->data[r * LANES + l] = buf[r];
     }
@@ -1577,6 +1876,9 @@ static int memop_of(int op, memop_t *m) {
     L(OP_BUFFER_LOAD_DWORD, 4, 1, 0, 0, 0, 0) L(OP_BUFFER_LOAD_DWORDX2, 8, 2, 0, 0, 0, 0)
     L(OP_BUFFER_LOAD_DWORDX3, 12, 3, 0, 0, 0, 0) L(OP_BUFFER_LOAD_DWORDX4, 16, 4, 0, 0, 0, 0)
     L(OP_BUFFER_LOAD_SHORT_D16, 2, 1, 0, 1, 0, 0) L(OP_BUFFER_LOAD_SHORT_D16_HI, 2, 1, 0, 1, 1, 0)
+    L(OP_BUFFER_LOAD_UBYTE_D16, 1, 1, 0, 1, 0, 0) L(OP_BUFFER_LOAD_UBYTE_D16_HI, 1, 1, 0, 1, 1, 0)
+    L(OP_BUFFER_LOAD_SBYTE_D16, 1, 1, 1, 1, 0, 0) L(OP_BUFFER_LOAD_SBYTE_D16_HI, 1, 1, 1, 1, 1, 0)
+    S(OP_BUFFER_STORE_BYTE_D16_HI, 1, 1, 1)
     S(OP_BUFFER_STORE_BYTE, 1, 1, 0) S(OP_BUFFER_STORE_SHORT, 2, 1, 0) S(OP_BUFFER_STORE_SHORT_D16_HI, 2, 1, 1)
     S(OP_BUFFER_STORE_DWORD, 4, 1, 0) S(OP_BUFFER_STORE_DWORDX2, 8, 2, 0) S(OP_BUFFER_STORE_DWORDX3, 12, 3, 0)
     S(OP_BUFFER_STORE_DWORDX4, 16, 4, 0)
@@ -1586,6 +1888,8 @@ static int memop_of(int op, memop_t *m) {
     L(OP_GLOBAL_LOAD_DWORDX3, 12, 3, 0, 0, 0, 0) L(OP_GLOBAL_LOAD_DWORDX4, 16, 4, 0, 0, 0, 0)
     L(OP_GLOBAL_LOAD_UBYTE_D16, 1, 1, 0, 1, 0, 0) L(OP_GLOBAL_LOAD_UBYTE_D16_HI, 1, 1, 0, 1, 1, 0)
     L(OP_GLOBAL_LOAD_SHORT_D16, 2, 1, 0, 1, 0, 0) L(OP_GLOBAL_LOAD_SHORT_D16_HI, 2, 1, 0, 1, 1, 0)
+    L(OP_GLOBAL_LOAD_SBYTE_D16, 1, 1, 1, 1, 0, 0) L(OP_GLOBAL_LOAD_SBYTE_D16_HI, 1, 1, 1, 1, 1, 0)
+    L(OP_GLOBAL_LOAD_LDS_SBYTE, 1, 1, 1, 0, 0, 1) L(OP_GLOBAL_LOAD_LDS_SSHORT, 2, 1, 1, 0, 0, 1)
     L(OP_GLOBAL_LOAD_LDS_UBYTE, 1, 1, 0, 0, 0, 1) L(OP_GLOBAL_LOAD_LDS_USHORT, 2, 1, 0, 0, 0, 1)
     L(OP_GLOBAL_LOAD_LDS_DWORD, 4, 1, 0, 0, 0, 1) L(OP_GLOBAL_LOAD_LDS_DWORDX3, 12, 3, 0, 0, 0, 1)
     L(OP_GLOBAL_LOAD_LDS_DWORDX4, 16, 4, 0, 0, 0, 1)
@@ -1598,9 +1902,24 @@ static int memop_of(int op, memop_t *m) {
     L(OP_FLAT_LOAD_DWORDX3, 12, 3, 0, 0, 0, 0) L(OP_FLAT_LOAD_DWORDX4, 16, 4, 0, 0, 0, 0)
     L(OP_FLAT_LOAD_UBYTE_D16, 1, 1, 0, 1, 0, 0) L(OP_FLAT_LOAD_UBYTE_D16_HI, 1, 1, 0, 1, 1, 0)
     L(OP_FLAT_LOAD_SHORT_D16, 2, 1, 0, 1, 0, 0) L(OP_FLAT_LOAD_SHORT_D16_HI, 2, 1, 0, 1, 1, 0)
+    L(OP_FLAT_LOAD_SBYTE_D16, 1, 1, 1, 1, 0, 0) L(OP_FLAT_LOAD_SBYTE_D16_HI, 1, 1, 1, 1, 1, 0)
     S(OP_FLAT_STORE_BYTE, 1, 1, 0) S(OP_FLAT_STORE_BYTE_D16_HI, 1, 1, 1) S(OP_FLAT_STORE_SHORT, 2, 1, 0)
     S(OP_FLAT_STORE_SHORT_D16_HI, 2, 1, 1) S(OP_FLAT_STORE_DWORD, 4, 1, 0) S(OP_FLAT_STORE_DWORDX2, 8, 2, 0)
     S(OP_FLAT_STORE_DWORDX3, 12, 3, 0) S(OP_FLAT_STORE_DWORDX4, 16, 4, 0)
+    L(OP_SCRATCH_LOAD_UBYTE, 1, 1, 0, 0, 0, 0) L(OP_SCRATCH_LOAD_SBYTE, 1, 1, 1, 0, 0, 0)
+    L(OP_SCRATCH_LOAD_USHORT, 2, 1, 0, 0, 0, 0) L(OP_SCRATCH_LOAD_SSHORT, 2, 1, 1, 0, 0, 0)
+    L(OP_SCRATCH_LOAD_DWORD, 4, 1, 0, 0, 0, 0) L(OP_SCRATCH_LOAD_DWORDX2, 8, 2, 0, 0, 0, 0)
+    L(OP_SCRATCH_LOAD_DWORDX3, 12, 3, 0, 0, 0, 0) L(OP_SCRATCH_LOAD_DWORDX4, 16, 4, 0, 0, 0, 0)
+    L(OP_SCRATCH_LOAD_UBYTE_D16, 1, 1, 0, 1, 0, 0) L(OP_SCRATCH_LOAD_UBYTE_D16_HI, 1, 1, 0, 1, 1, 0)
+    L(OP_SCRATCH_LOAD_SHORT_D16, 2, 1, 0, 1, 0, 0) L(OP_SCRATCH_LOAD_SHORT_D16_HI, 2, 1, 0, 1, 1, 0)
+    L(OP_SCRATCH_LOAD_SBYTE_D16, 1, 1, 1, 1, 0, 0) L(OP_SCRATCH_LOAD_SBYTE_D16_HI, 1, 1, 1, 1, 1, 0)
+    L(OP_SCRATCH_LOAD_LDS_SBYTE, 1, 1, 1, 0, 0, 1) L(OP_SCRATCH_LOAD_LDS_SSHORT, 2, 1, 1, 0, 0, 1)
+    L(OP_SCRATCH_LOAD_LDS_UBYTE, 1, 1, 0, 0, 0, 1) L(OP_SCRATCH_LOAD_LDS_USHORT, 2, 1, 0, 0, 0, 1)
+    L(OP_SCRATCH_LOAD_LDS_DWORD, 4, 1, 0, 0, 0, 1)
+    S(OP_SCRATCH_STORE_BYTE, 1, 1, 0) S(OP_SCRATCH_STORE_BYTE_D16_HI, 1, 1, 1) S(OP_SCRATCH_STORE_SHORT, 2, 1, 0)
+    S(OP_SCRATCH_STORE_SHORT_D16_HI, 2, 1, 1) S(OP_SCRATCH_STORE_DWORD, 4, 1, 0)
+    S(OP_SCRATCH_STORE_DWORDX2, 8, 2, 0) S(OP_SCRATCH_STORE_DWORDX3, 12, 3, 0)
+    S(OP_SCRATCH_STORE_DWORDX4, 16, 4, 0)
 #undef L
 #undef S
     default: return 0;
@@ -1610,7 +1929,7 @@ static int memop_of(int op, memop_t *m) {
 static inline uint32_t load_extend(const memop_t *m, uint32_t raw, uint32_t old) {
   if (m->bytes == 1) raw = m->sext ? (uint32_t)(int32_t)(int8_t)raw : raw & 0xFF;
   else if (m->bytes == 2) raw = m->sext ? (uint32_t)(int32_t)(int16_t)raw : raw & 0xFFFF;
-  if (m->d16) raw = m->hi ? (old & 0xFFFFu) | (raw << 16) : (old & 0xFFFF0000u) | raw;
+  if (m->d16) raw = m->hi ? (old & 0xFFFFu) | (raw << 16) : (old & 0xFFFF0000u) | (raw & 0xFFFFu);
   return raw;
 }
 
@@ -1709,24 +2028,65 @@ static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const u
   return 0;
 }
 
-static int flat_op(ctx_t *c, wave_t *w, const insn_t *in) {
-  memop_t m;
-  if (!memop_of(in->op, &m)) return fail(c, E_UNIMPL, 0, "memory instruction not implemented by the execution core");
-  uint64_t addr[LANES];
+/* The private segment (docs/facts.md §9.5): lane l's bytes [0, scratch_lane_bytes) lie at FLAT_SCRATCH +
+ * l * scratch_lane_bytes. An access outside them is a kernel error. */
+static int private_address(ctx_t *c, wave_t *w, int l, uint64_t off, int bytes, uint64_t *out) {
+  uint32_t n = c->L->scratch_lane_bytes;
+  if (!n) return fail(c, E_MEMORY, off, "private (scratch) access at offset %#llx, but the kernel has no private "
+                      "segment", (unsigned long long)off);
+  if (off + (uint64_t)bytes > n)
+    return fail(c, E_MEMORY, off, "private (scratch) access of %d bytes at offset %#llx is past the end of the "
+                "kernel's %u-byte private segment", bytes, (unsigned long long)off, n);
+  *out = sget64(w, 102) + (uint64_t)l * n + off;
+  return 0;
+}
+
+/* Per-lane addresses of a FLAT, GLOBAL or SCRATCH instruction (docs/facts.md §6.2, §9.5); `bytes` is the access
+ * width, for the private segment's bounds. */
+static int flat_addresses(ctx_t *c, wave_t *w, const insn_t *in, int bytes, uint64_t *addr) {
   uint64_t exec = exec_of(w);
   int seg = in->imm2;
+  if (seg == 1) { /* SCRATCH: offset = VGPR (if SVE) + SGPR (if any) + immediate, within each lane's segment */
+    uint32_t soff = 0;
+    if (in->src[2] >= 0 && sval(c, w, in, in->src[2], &soff)) return 1;
+    if (in->src[0] >= 0 && check_v(c, w, in->src[0] - 256, 1, 0)) return 1;
+    const uint32_t *voff = in->src[0] >= 0 ? vrow(w, in->src[0]) : NULL;
+    for (int l = 0; l < LANES; l++) {
+      addr[l] = 0;
+      uint32_t off = (voff ? voff[l] : 0) + soff + (uint32_t)in->imm;
+      if (exec >> l & 1 && private_address(c, w, l, off, bytes, &addr[l])) return 1;
+    }
+    return 0;
+  }
   if (in->src[2] >= 0) { /* SGPR base + 32-bit VGPR offset */
     if (check_s(c, w, in->src[2], 2, 0) || check_v(c, w, in->src[0] - 256, 1, 0)) return 1;
     uint64_t base = sget64(w, in->src[2]);
     const uint32_t *off = vrow(w, in->src[0]);
     for (int l = 0; l < LANES; l++) addr[l] = base + off[l] + (int64_t)in->imm;
-  } else {
-    if (check_v(c, w, in->src[0] - 256, 2, 0)) return 1;
-    const uint32_t *lo = vrow(w, in->src[0]), *hi = vrow(w, in->src[0] + 1);
-    for (int l = 0; l < LANES; l++) addr[l] = ((uint64_t)lo[l] | ((uint64_t)hi[l] << 32)) + (int64_t)in->imm;
+    return 0;
   }
-  (void)exec;
-  return vmem(c, w, in, &m, addr, NULL, seg == 0 ? 2 : 1);
+  if (check_v(c, w, in->src[0] - 256, 2, 0)) return 1;
+  const uint32_t *lo = vrow(w, in->src[0]), *hi = vrow(w, in->src[0] + 1);
+  uint64_t pb = c->L->private_base;
+  for (int l = 0; l < LANES; l++) {
+    addr[l] = ((uint64_t)lo[l] | ((uint64_t)hi[l] << 32)) + (int64_t)in->imm;
+    if (seg == 0 && exec >> l & 1 && pb && addr[l] >= pb && addr[l] - pb < (1ull << 32) &&
+        private_address(c, w, l, addr[l] - pb, bytes, &addr[l]))
+      return 1; /* FLAT in the private aperture: the lane's own private segment */
+  }
+  return 0;
+}
+
+static int flat_op(ctx_t *c, wave_t *w, const insn_t *in) {
+  memop_t m;
+  atomic_t a;
+  int atomic = vmem_atomic_of(in, &a);
+  if (!atomic && !memop_of(in->op, &m))
+    return fail(c, E_UNIMPL, 0, "memory instruction not implemented by the execution core");
+  uint64_t addr[LANES];
+  if (flat_addresses(c, w, in, atomic ? a.bytes : m.bytes, addr)) return 1;
+  int flat = in->imm2 == 0 ? 2 : 1;
+  return atomic ? vmem_atomic(c, w, in, &a, addr, NULL, flat) : vmem(c, w, in, &m, addr, NULL, flat);
 }
 
 /* The addressing mode one MUBUF instruction uses, from its V# (docs/facts.md §3.1) and IDXEN/OFFEN/ADD_TID.
@@ -1800,8 +2160,12 @@ static int buffer_lane(ctx_t *c, const bufmode_t *b, uint32_t index, uint64_t of
 
 static int buffer_op(ctx_t *c, wave_t *w, const insn_t *in) {
   memop_t m;
-  if (!memop_of(in->op, &m)) return fail(c, E_UNIMPL, 0, "memory instruction not implemented by the execution core");
-  if (in->flags & (1u << F_LDS)) {
+  atomic_t a;
+  int atomic = vmem_atomic_of(in, &a);
+  if (atomic) m = (memop_t){0, a.bytes, a.bytes / 4, 0, 0, 0, 0}; /* addressed and range checked as a store */
+  else if (!memop_of(in->op, &m))
+    return fail(c, E_UNIMPL, 0, "memory instruction not implemented by the execution core");
+  if (in->flags & (1u << F_LDS) && !atomic) {
     if (!m.load || m.d16 || m.bytes == 8) return fail(c, E_INVALID, 0, "this buffer instruction has no LDS form");
     m.lds = 1;
   }
@@ -1834,7 +2198,7 @@ static int buffer_op(ctx_t *c, wave_t *w, const insn_t *in) {
     if (buffer_lane(c, &b, index, offset, &m, &boff, &ok[l])) return 1;
     addr[l] += boff;
   }
-  return vmem(c, w, in, &m, addr, ok, 0);
+  return atomic ? vmem_atomic(c, w, in, &a, addr, ok, 0) : vmem(c, w, in, &m, addr, ok, 0);
 }
 
 /* ---------------------------------------------------------------- wave step */
@@ -1938,6 +2302,15 @@ static void init_wave(ctx_t *c, wave_t *w, int wi, const uint32_t wg[3], uint32_
   }
   w->s[126] = (uint32_t)exec;
   w->s[127] = (uint32_t)(exec >> 32);
+  /* FLAT_SCRATCH: the wave's private segments, poisoned (architected flat scratch, docs/facts.md §9.5) */
+  uint64_t wave_bytes = (uint64_t)L->scratch_lane_bytes * LANES;
+  if (wave_bytes) {
+    uint64_t base = L->scratch_base + (uint64_t)wi * wave_bytes;
+    w->s[102] = (uint32_t)base;
+    w->s[103] = (uint32_t)(base >> 32);
+    uint8_t *h = translate(c, base, (uint32_t)wave_bytes);
+    for (uint64_t i = 0; h && i + 4 <= wave_bytes; i += 4) memcpy(h + i, &(uint32_t){POISON}, 4);
+  }
 }
 
 static int run_workgroup(ctx_t *c, const uint32_t wg[3]) {

@@ -67,6 +67,9 @@ typedef struct {
   uint32_t user_sgpr_count, wg_id_enable, wg_info, tid_dims;
   uint32_t user_sgprs[32];
   uint64_t shared_base;
+  uint64_t private_base;       /* the flat aperture of the private segment (src_private_base) */
+  uint64_t scratch_base;       /* device memory holding the private segments of one workgroup's waves */
+  uint32_t scratch_lane_bytes; /* private segment bytes per work-item (0: the kernel has none) */
   int32_t strict, seeded;
   uint64_t seed, max_insns;
   double max_seconds;   /* host seconds the launch may take, 0 = no limit */

@@ -31,7 +31,7 @@ SDWA_SRC, DPP_SRC = 0xF9, 0xFA
 FLAGS = {
     "ABS": 0, "NEG": 3, "CLAMP": 6, "OMOD": 7, "OPSEL": 9, "NEG_HI": 13, "OPSEL_HI": 16,
     "SDWA": 19, "DPP": 20, "VOP3": 21, "OFFEN": 22, "IDXEN": 23, "LDS": 24, "SC0": 25, "SC1": 26,
-    "NT": 27, "GDS": 28,
+    "NT": 27, "GDS": 28, "SVE": 29,
 }
 # flags2 bits for SDWA
 SDWA_FIELDS = {"DST_SEL": 0, "DST_UNUSED": 3, "SRC0_SEL": 5, "SRC0_SEXT": 8, "SRC0_NEG": 9, "SRC0_ABS": 10,
@@ -316,7 +316,7 @@ def _ds(w0: int, w1: int) -> _Rec:
     r = _Rec(isa.DS.get((w0 >> 17) & 0xFF, "invalid"), 8)
     acc = AGPR - VGPR if (w0 >> 25) & 1 else 0
     r.imm, r.imm2 = w0 & 0xFF, (w0 >> 8) & 0xFF
-    if not r.name.startswith(("ds_read2", "ds_write2")):  # single-address ops: one 16-bit offset
+    if not r.name.startswith(("ds_read2", "ds_write2", "ds_wrxchg2")):  # single-address ops: one 16-bit offset
         r.imm, r.imm2 = w0 & 0xFFFF, 0
     if (w0 >> 16) & 1:
         r.flags |= 1 << FLAGS["GDS"]
@@ -341,17 +341,20 @@ def _mubuf(w0: int, w1: int) -> _Rec:
 
 
 def _flat(w0: int, w1: int) -> _Rec:
+    """FLAT, GLOBAL and SCRATCH (docs/facts.md §6.2, §9.5). SCRATCH's bit 13 (SVE) says whether ADDR is used."""
     seg = (w0 >> 14) & 3
     base = isa.FLAT.get((w0 >> 18) & 0x7F)
-    prefix = {isa.SEG_FLAT: "flat_", isa.SEG_GLOBAL: "global_"}.get(seg)
+    prefix = {isa.SEG_FLAT: "flat_", isa.SEG_SCRATCH: "scratch_", isa.SEG_GLOBAL: "global_"}.get(seg)
     name = prefix + base if base and prefix else "invalid"
     r = _Rec(name if name in isa.OPCODE_ID else "invalid", 8)
     acc = AGPR - VGPR if (w1 >> 23) & 1 else 0
-    r.imm = _sext(w0 & 0x1FFF, 13) if seg == isa.SEG_GLOBAL else w0 & 0xFFF
+    r.imm = w0 & 0xFFF if seg == isa.SEG_FLAT else _sext(w0 & 0x1FFF, 13)
     r.imm2 = seg
     for name_, bit in (("SC0", 16), ("NT", 17), ("SC1", 25)):
         r.flags |= ((w0 >> bit) & 1) << FLAGS[name_]
-    r.src[0] = VGPR + (w1 & 0xFF)
+    sve = seg == isa.SEG_SCRATCH and (w0 >> 13) & 1
+    r.flags |= sve << FLAGS["SVE"]
+    r.src[0] = VGPR + (w1 & 0xFF) if seg != isa.SEG_SCRATCH or sve else NONE
     r.src[1] = VGPR + ((w1 >> 8) & 0xFF) + acc
     saddr = (w1 >> 16) & 0x7F
     r.src[2] = NONE if saddr == 0x7F or seg == isa.SEG_FLAT else saddr
@@ -367,7 +370,7 @@ def _text(r: _Rec) -> str:
         if s != NONE:
             ops.append(f"{r.literal:#x}" if s == LITERAL else operand_name(s))
     extra = []
-    if r.imm and r.name.split("_")[0] in ("ds", "buffer", "global", "flat", "s"):
+    if r.imm and r.name.split("_")[0] in ("ds", "buffer", "global", "flat", "scratch", "s"):
         extra.append(f"imm:{r.imm:#x}" if r.imm >= 0 else f"imm:-{-r.imm:#x}")
     if r.flags >> FLAGS["DPP"] & 1:
         d = dpp_fields(r.imm)

@@ -124,9 +124,42 @@ DS = {
     54: "ds_read_b32", 55: "ds_read2_b32", 56: "ds_read2st64_b32", 57: "ds_read_i8", 58: "ds_read_u8",
     59: "ds_read_i16", 60: "ds_read_u16", 77: "ds_write_b64", 78: "ds_write2_b64", 79: "ds_write2st64_b64",
     84: "ds_write_b8_d16_hi", 85: "ds_write_b16_d16_hi", 86: "ds_read_u8_d16", 87: "ds_read_u8_d16_hi",
-    90: "ds_read_u16_d16", 91: "ds_read_u16_d16_hi", 118: "ds_read_b64", 119: "ds_read2_b64",
+    88: "ds_read_i8_d16", 89: "ds_read_i8_d16_hi", 90: "ds_read_u16_d16", 91: "ds_read_u16_d16_hi",
+    118: "ds_read_b64", 119: "ds_read2_b64",
     120: "ds_read2st64_b64", 222: "ds_write_b96", 223: "ds_write_b128", 227: "ds_read_b64_tr_b16",
-    254: "ds_read_b96", 255: "ds_read_b128",
+    # atomics (docs/facts.md §9): 32-bit, their _rtn_ forms at +32, 64-bit at +64, 64-bit _rtn_ at +96
+    0: "ds_add_u32", 1: "ds_sub_u32", 2: "ds_rsub_u32", 3: "ds_inc_u32", 4: "ds_dec_u32", 5: "ds_min_i32",
+    6: "ds_max_i32", 7: "ds_min_u32", 8: "ds_max_u32", 9: "ds_and_b32", 10: "ds_or_b32", 11: "ds_xor_b32",
+    12: "ds_mskor_b32", 16: "ds_cmpst_b32", 17: "ds_cmpst_f32", 18: "ds_min_f32", 19: "ds_max_f32",
+    20: "ds_nop", 21: "ds_add_f32", 23: "ds_pk_add_f16", 24: "ds_pk_add_bf16",
+    32: "ds_add_rtn_u32", 33: "ds_sub_rtn_u32", 34: "ds_rsub_rtn_u32", 35: "ds_inc_rtn_u32",
+    36: "ds_dec_rtn_u32", 37: "ds_min_rtn_i32", 38: "ds_max_rtn_i32", 39: "ds_min_rtn_u32",
+    40: "ds_max_rtn_u32", 41: "ds_and_rtn_b32", 42: "ds_or_rtn_b32", 43: "ds_xor_rtn_b32",
+    44: "ds_mskor_rtn_b32", 45: "ds_wrxchg_rtn_b32", 46: "ds_wrxchg2_rtn_b32", 47: "ds_wrxchg2st64_rtn_b32",
+    48: "ds_cmpst_rtn_b32", 49: "ds_cmpst_rtn_f32", 50: "ds_min_rtn_f32", 51: "ds_max_rtn_f32",
+    53: "ds_add_rtn_f32",
+    64: "ds_add_u64", 65: "ds_sub_u64", 66: "ds_rsub_u64", 67: "ds_inc_u64", 68: "ds_dec_u64", 69: "ds_min_i64",
+    70: "ds_max_i64", 71: "ds_min_u64", 72: "ds_max_u64", 73: "ds_and_b64", 74: "ds_or_b64", 75: "ds_xor_b64",
+    76: "ds_mskor_b64", 80: "ds_cmpst_b64", 81: "ds_cmpst_f64", 82: "ds_min_f64", 83: "ds_max_f64",
+    92: "ds_add_f64",
+    96: "ds_add_rtn_u64", 97: "ds_sub_rtn_u64", 98: "ds_rsub_rtn_u64", 99: "ds_inc_rtn_u64",
+    100: "ds_dec_rtn_u64", 101: "ds_min_rtn_i64", 102: "ds_max_rtn_i64", 103: "ds_min_rtn_u64",
+    104: "ds_max_rtn_u64", 105: "ds_and_rtn_b64", 106: "ds_or_rtn_b64", 107: "ds_xor_rtn_b64",
+    108: "ds_mskor_rtn_b64", 109: "ds_wrxchg_rtn_b64", 110: "ds_wrxchg2_rtn_b64", 111: "ds_wrxchg2st64_rtn_b64",
+    112: "ds_cmpst_rtn_b64", 113: "ds_cmpst_rtn_f64", 114: "ds_min_rtn_f64", 115: "ds_max_rtn_f64",
+    124: "ds_add_rtn_f64", 183: "ds_pk_add_rtn_f16", 184: "ds_pk_add_rtn_bf16",
+    # lane exchange through the LDS unit, no LDS access (docs/facts.md §9.4)
+    61: "ds_swizzle_b32", 62: "ds_permute_b32", 63: "ds_bpermute_b32",
+    254: "ds_read_b96", 255: "ds_read_b128",  # last: the core dispatches DS by id range (ds_write_b32 first)
+}
+
+# The atomics MUBUF, FLAT and GLOBAL share (same opcodes in all three; docs/facts.md §9): 32-bit, then x2.
+_VMEM_ATOMICS = {
+    64: "swap", 65: "cmpswap", 66: "add", 67: "sub", 68: "smin", 69: "umin", 70: "smax", 71: "umax", 72: "and",
+    73: "or", 74: "xor", 75: "inc", 76: "dec", 77: "add_f32", 78: "pk_add_f16", 79: "add_f64", 80: "min_f64",
+    81: "max_f64", 82: "pk_add_bf16",
+    96: "swap_x2", 97: "cmpswap_x2", 98: "add_x2", 99: "sub_x2", 100: "smin_x2", 101: "umin_x2", 102: "smax_x2",
+    103: "umax_x2", 104: "and_x2", 105: "or_x2", 106: "xor_x2", 107: "inc_x2", 108: "dec_x2",
 }
 
 MUBUF = {
@@ -134,7 +167,10 @@ MUBUF = {
     20: "buffer_load_dword", 21: "buffer_load_dwordx2", 22: "buffer_load_dwordx3", 23: "buffer_load_dwordx4",
     24: "buffer_store_byte", 26: "buffer_store_short", 27: "buffer_store_short_d16_hi",
     28: "buffer_store_dword", 29: "buffer_store_dwordx2", 30: "buffer_store_dwordx3", 31: "buffer_store_dwordx4",
-    36: "buffer_load_short_d16", 37: "buffer_load_short_d16_hi",
+    25: "buffer_store_byte_d16_hi", 32: "buffer_load_ubyte_d16", 33: "buffer_load_ubyte_d16_hi",
+    34: "buffer_load_sbyte_d16", 35: "buffer_load_sbyte_d16_hi",
+    **{op: f"buffer_atomic_{name}" for op, name in _VMEM_ATOMICS.items()},
+    36: "buffer_load_short_d16", 37: "buffer_load_short_d16_hi",  # last: the core dispatches MUBUF by id range
 }
 
 # FLAT/GLOBAL share opcodes; the segment field picks the address space (0 flat, 2 global).
@@ -142,12 +178,24 @@ FLAT = {
     16: "load_ubyte", 17: "load_sbyte", 18: "load_ushort", 19: "load_sshort", 20: "load_dword",
     21: "load_dwordx2", 22: "load_dwordx3", 23: "load_dwordx4", 24: "store_byte", 25: "store_byte_d16_hi",
     26: "store_short", 27: "store_short_d16_hi", 28: "store_dword", 29: "store_dwordx2", 30: "store_dwordx3",
-    31: "store_dwordx4", 32: "load_ubyte_d16", 33: "load_ubyte_d16_hi", 36: "load_short_d16",
-    37: "load_short_d16_hi", 38: "load_lds_ubyte", 40: "load_lds_ushort", 42: "load_lds_dword",
+    31: "store_dwordx4", 32: "load_ubyte_d16", 33: "load_ubyte_d16_hi", 34: "load_sbyte_d16",
+    35: "load_sbyte_d16_hi", 36: "load_short_d16", 37: "load_short_d16_hi", 38: "load_lds_ubyte",
+    39: "load_lds_sbyte", 40: "load_lds_ushort", 41: "load_lds_sshort", 42: "load_lds_dword",
     125: "load_lds_dwordx4", 126: "load_lds_dwordx3",
+    **{op: f"atomic_{name}" for op, name in _VMEM_ATOMICS.items()},
 }
 
 SEG_FLAT, SEG_SCRATCH, SEG_GLOBAL = 0, 1, 2
+
+
+def segment_has(seg: int, base: str) -> bool:
+    """Whether FLAT opcode `base` (a FLAT value) exists in the segment: the LDS-DMA loads only for GLOBAL and
+    SCRATCH (SCRATCH up to dword), atomics not for SCRATCH (docs/facts.md §9.5)."""
+    if seg == SEG_FLAT:
+        return "lds" not in base
+    if seg == SEG_SCRATCH:
+        return not base.startswith("atomic_") and base not in ("load_lds_dwordx3", "load_lds_dwordx4")
+    return True
 
 
 def all_mnemonics() -> list[str]:
@@ -159,7 +207,8 @@ def all_mnemonics() -> list[str]:
     names += DS.values()
     names += MUBUF.values()
     names += [f"global_{n}" for n in FLAT.values()]
-    names += [f"flat_{n}" for n in FLAT.values() if "lds" not in n]
+    names += [f"flat_{n}" for n in FLAT.values() if segment_has(SEG_FLAT, n)]
+    names += [f"scratch_{n}" for n in FLAT.values() if segment_has(SEG_SCRATCH, n)]
     seen, out = set(), []
     for n in names:
         if n not in seen:
@@ -202,7 +251,7 @@ def timing_class(name: str) -> tuple[str, int]:
         return "smem", 0
     if name.startswith("ds_"):
         return "lds", 0
-    if name.startswith(("buffer_", "global_", "flat_")):
+    if name.startswith(("buffer_", "global_", "flat_", "scratch_")):
         return "vmem", 0
     if name in BRANCHES:
         return "branch", 0

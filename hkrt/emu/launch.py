@@ -15,8 +15,10 @@ from .. import codeobject, config
 from . import decode, timing
 from .errors import BarrierDeadlock, EmulationError, HazardError, LaunchLimit, MemoryFault, UnimplementedInstruction
 
-# 64-bit aperture through which flat instructions reach LDS (value is ours; hardware's is not fixed).
+# 64-bit apertures through which flat instructions reach LDS and the private segment (values are ours;
+# hardware's are not fixed).
 SHARED_APERTURE = 0x0001_0000_0000_0000
+PRIVATE_APERTURE = 0x0002_0000_0000_0000
 KERNARG_CHUNK = 256
 _ERRORS = {1: MemoryFault, 2: HazardError, 3: UnimplementedInstruction, 4: BarrierDeadlock, 5: LaunchLimit}
 
@@ -77,6 +79,7 @@ def new_launch(ffi, prog: decode.Program, memory, image_base: int = 0):
     L.regions = regions
     L.nregions = len(blocks)
     L.shared_base = SHARED_APERTURE
+    L.private_base = PRIVATE_APERTURE
     return L, keep
 
 
@@ -107,6 +110,15 @@ def _dispatch_packet(grid, block, kernel: codeobject.Kernel, lds: int, kernarg_a
                        kernel.private_segment_fixed_size, lds, 0, kernarg_addr, 0)
 
 
+def private_segment_bytes(kernel: codeobject.Kernel) -> int:
+    """Scratch bytes per work-item: the descriptor's private_segment_fixed_size, rounded up to dwords as the
+    packet processor does (docs/facts.md §9.5)."""
+    if kernel.uses_dynamic_stack:
+        raise EmulationError("the kernel uses a dynamically sized stack, whose size the emulator cannot know",
+                             kernel=kernel.name)
+    return -(-kernel.private_segment_fixed_size // 4) * 4
+
+
 def _user_sgprs(machine, kernel, grid, block, lds, kernarg_addr, kernarg: bytes, temps: list[int]) -> list[int]:
     """User SGPR values in the order the hardware fills them (docs/facts.md §5.3)."""
     kd = kernel.descriptor
@@ -116,8 +128,10 @@ def _user_sgprs(machine, kernel, grid, block, lds, kernarg_addr, kernarg: bytes,
     def pair(addr: int) -> None:
         out.extend([addr & 0xFFFFFFFF, addr >> 32])
 
-    if en["private_segment_buffer"]:
-        out.extend([0, 0, 0, 0])
+    for name in ("private_segment_buffer", "flat_scratch_init"):
+        if en[name]:  # gfx950 has architected flat scratch: FLAT_SCRATCH comes set up (docs/facts.md §9.5)
+            raise EmulationError(f"the descriptor enables the {name} user SGPRs, which gfx950 does not support "
+                                 "(architected flat scratch: they must be 0)", kernel=kernel.name)
     if en["dispatch_ptr"]:
         pkt = _dispatch_packet(grid, block, kernel, lds, kernarg_addr)
         addr = machine.memory.alloc(len(pkt))
@@ -132,14 +146,12 @@ def _user_sgprs(machine, kernel, grid, block, lds, kernarg_addr, kernarg: bytes,
         pair(kernarg_addr)
     if en["dispatch_id"]:
         pair(0)
-    if en["flat_scratch_init"]:
-        pair(0)
     n, off = kd.kernarg_preload_length, 4 * kd.kernarg_preload_offset
     if n:
         padded = kernarg + bytes(max(0, off + 4 * n - len(kernarg)))
         out.extend(struct.unpack_from(f"<{n}I", padded, off))
     if en["private_segment_size"]:
-        out.append(0)
+        out.append(private_segment_bytes(kernel))
     return out
 
 
@@ -147,8 +159,10 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
     from .machine import LDS_BYTES, LaunchStats
     mod = core()
     ffi, lib = mod.ffi, mod.lib
-    if kernel.private_segment_fixed_size or kernel.uses_dynamic_stack:
-        raise EmulationError("the kernel needs scratch memory, which the emulator does not model", kernel=kernel.name)
+    lane_scratch = private_segment_bytes(kernel)
+    if lane_scratch and machine.model is not None:
+        raise EmulationError("the timing model does not model scratch (private segment) traffic",
+                             kernel=kernel.name)
     lds = kernel.group_segment_fixed_size + dynamic_lds
     if lds > LDS_BYTES:
         raise EmulationError(f"the launch needs {lds} bytes of LDS, more than {LDS_BYTES}", kernel=kernel.name)
@@ -163,6 +177,11 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
         temps.append(karg)
         machine.memory.view(karg, len(kernarg))[:] = kernarg
         sgprs = _user_sgprs(machine, kernel, grid, block, lds, karg, kernarg, temps)
+        # one workgroup's waves run at a time: each gets 64 lanes' private segments (docs/facts.md §9.5)
+        waves = -(-(block[0] * block[1] * block[2]) // 64)
+        scratch = machine.memory.alloc(waves * 64 * lane_scratch) if lane_scratch else 0
+        if scratch:
+            temps.append(scratch)
         kd = kernel.descriptor
         if len(sgprs) != kd.user_sgpr_count:
             raise EmulationError(f"the descriptor asks for {kd.user_sgpr_count} user SGPRs but its enables fill "
@@ -172,6 +191,7 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
         L.grid = list(grid)
         L.block = list(block)
         L.lds_bytes = (lds + 3) // 4 * 4
+        L.scratch_base, L.scratch_lane_bytes = scratch, lane_scratch
         L.user_sgpr_count = kd.user_sgpr_count
         L.wg_id_enable = sum(1 << d for d, on in enumerate(kd.enable_workgroup_id) if on)
         L.wg_info = int(kd.enable_workgroup_info)
