@@ -97,7 +97,7 @@ def last_report():
     """The timing model's report (hkrt.emu.timing.LaunchReport) of this thread's latest emulated launch,
     or None when no model is on or nothing was launched."""
     from .hip import runtime
-    return runtime.get().last_report()
+    return runtime.get().threads.last_report
 
 
 @contextlib.contextmanager
@@ -105,7 +105,7 @@ def collect_reports():
     """Collect the timing model's reports of the launches this thread makes inside the block:
     `with hkrt.emu.collect_reports() as reports: hkrt.gemm(...)`."""
     from .hip import runtime
-    sinks = runtime.get().collectors()
+    sinks = runtime.get().threads.collectors
     out: list = []
     sinks.append(out)
     try:
@@ -119,15 +119,16 @@ def skip_kernels():
     """Inside this block emulated launches do all their host-side work but do not execute the kernel
     (results are not computed): for timing the host path of a call, which on the emulator otherwise
     includes the kernel's emulation. Process-wide: no other thread should launch work meanwhile."""
-    from . import launch, machine
-
-    def no_kernel(machine_, module, kernel, grid, block, dynamic_lds, kernarg):
-        return machine.LaunchStats(0, 0, 0.0)
-    real, launch.run_kernel = launch.run_kernel, no_kernel
+    from .hip import runtime
+    machines = [d.machine for d in runtime.get().devices]
+    before = [m.execute for m in machines]
+    for m in machines:
+        m.execute = False
     try:
         yield
     finally:
-        launch.run_kernel = real
+        for m, execute in zip(machines, before):
+            m.execute = execute
 
 
 if config.get("HKRT_EMULATE"):

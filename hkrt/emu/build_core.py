@@ -25,10 +25,10 @@ def cdef() -> str:
 
 
 def _fingerprint() -> str:
-    from . import decode
+    from . import decode, optable
     h = hashlib.sha256()
     for part in ((HERE / "core.c").read_bytes(), (HERE / "timing_model.c").read_bytes(),
-                 decode.c_header().encode(), API.read_bytes(),
+                 decode.c_header().encode(), optable.c_header().encode(), API.read_bytes(),
                  Path(__file__).read_bytes(), sys.version.encode()):
         h.update(part)
     return h.hexdigest()
@@ -45,7 +45,7 @@ def _built() -> Path | None:
 def build(force: bool = False, verbose: bool = False) -> Path:
     import cffi
 
-    from . import decode
+    from . import decode, optable
     stamp = HERE / "_core.stamp"
     fp = _fingerprint()
     existing = _built()
@@ -53,6 +53,7 @@ def build(force: bool = False, verbose: bool = False) -> Path:
         return existing
     with tempfile.TemporaryDirectory(prefix="hkrt-core-") as tmp:
         (Path(tmp) / "ops.h").write_text(decode.c_header())
+        (Path(tmp) / optable.HEADER).write_text(optable.c_header())
         ffi = cffi.FFI()
         ffi.cdef(cdef())
         ffi.set_source("hkrt.emu._core", (HERE / "core.c").read_text(), include_dirs=[tmp, str(HERE)],

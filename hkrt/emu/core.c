@@ -75,7 +75,22 @@ typedef struct {
   struct tm_s *tm; /* timing model state, NULL when off */
   double started;  /* host seconds at the launch's start (its time budget) */
   int64_t now;     /* timing model: the current cycle of the CU being stepped */
+  int next;        /* record the stepped wave runs next: the following one unless its handler branches */
 } ctx_t;
+
+/* The opcode table (generated from isa.OPS into optable.h, which is included after the handlers): for each
+ * opcode id the function that runs it and the parameters that function reads. */
+typedef int (*op_handler)(ctx_t *c, wave_t *w, const insn_t *in);
+enum { CT_F32, CT_I32, CT_U32, CT_I64, CT_U64, CT_CLASS };                     /* .type: isa.COMPARE_TYPES */
+enum { BR_ALWAYS, BR_SCC0, BR_SCC1, BR_VCCZ, BR_VCCNZ, BR_EXECZ, BR_EXECNZ };  /* .cond of a branch */
+enum { DPP_ANY, DPP_NONE_VOPC, DPP_NONE, DPP_ROW_NEWBCAST, DPP_NOT_VOP12 };   /* .dpp: see dpp_refused() */
+typedef struct {
+  op_handler run;
+  uint8_t cond, type, cmpx, shift; /* compares: condition (ISA numbering), type; v_cmpx; s_lshlN_add: N */
+  uint8_t m, n, k, ab_regs, cd_regs; /* MFMA shape and registers per lane */
+  uint8_t dpp;
+} op_entry;
+static const op_entry OPS[OP_COUNT];
 
 /* timing-model hooks, defined in timing_model.c */
 static void tm_lds(ctx_t *c, wave_t *w, pending_t *p, const uint32_t *addr0, const uint32_t *addr1, int bytes,
@@ -520,7 +535,8 @@ static pending_t *issue_vload(ctx_t *c, wave_t *w, queue_t *q, int lgkm, int dst
 MFMA_SUM(mfma_sum16, 16)
 MFMA_SUM(mfma_sum32, 32)
 
-static int mfma(ctx_t *c, wave_t *w, const insn_t *in, int M, int N, int K, int nab, int ncd) {
+static inline __attribute__((always_inline)) int mfma(ctx_t *c, wave_t *w, const insn_t *in, int M, int N, int K,
+                                                      int nab, int ncd) {
   int KL = K / (64 / M), MI = 64 / N;
   int cbsz = in->imm & 7, abid = (in->imm >> 4) & 15, blgp = (in->imm >> 8) & 7;
   /* CBSZ/ABID broadcast one of several A blocks; these bf16 MFMAs have a single block, for which the ISA
@@ -731,303 +747,71 @@ static uint32_t perm_byte(uint64_t data, uint32_t sel) {
   return 0xFF;
 }
 
-/* DPP forms the core does not run: gfx950 has no DPP form of a VOPC compare (llvm-mc: "dpp variant of this
- * instruction is not supported"), nor of v_readfirstlane_b32, v_accvgpr_mov_b32 and v_nop; 64-bit operands
- * take only row_newbcast (docs/facts.md §6.4). */
+/* DPP forms the core does not run (the opcode table's .dpp, from isa.py): gfx950 has no DPP form of a VOPC
+ * compare (llvm-mc: "dpp variant of this instruction is not supported"), nor of v_readfirstlane_b32,
+ * v_accvgpr_mov_b32 and v_nop; 64-bit operands take only row_newbcast (docs/facts.md §6.4). */
 static int dpp_refused(ctx_t *c, const insn_t *in) {
-  int op = in->op, ctrl = in->imm & 0x1FF;
-  if (op >= OP_V_CMP_CLASS_F32 && op <= OP_V_CMPX_T_U64)
-    return fail(c, E_UNIMPL, 0, "DPP form of a VOPC compare: gfx950 has none");
-  if (op == OP_V_READFIRSTLANE_B32 || op == OP_V_ACCVGPR_MOV_B32 || op == OP_V_NOP)
-    return fail(c, E_UNIMPL, 0, "DPP form of an instruction that has none on gfx950");
-  if (op == OP_V_MOV_B64 && !(ctrl >= 0x150 && ctrl <= 0x15F))
-    return fail(c, E_UNIMPL, 0, "64-bit DPP with DPP_CTRL %#x: only row_newbcast is defined for 64-bit operands",
-                ctrl);
-  if (op > OP_V_CMPX_T_U64 || op < OP_V_NOP)
-    return fail(c, E_UNIMPL, 0, "DPP form of an instruction that is not VOP1/VOP2");
+  int ctrl = in->imm & 0x1FF;
+  switch (OPS[in->op].dpp) {
+    case DPP_NONE_VOPC: return fail(c, E_UNIMPL, 0, "DPP form of a VOPC compare: gfx950 has none");
+    case DPP_NONE: return fail(c, E_UNIMPL, 0, "DPP form of an instruction that has none on gfx950");
+    case DPP_ROW_NEWBCAST:
+      if (!(ctrl >= 0x150 && ctrl <= 0x15F))
+        return fail(c, E_UNIMPL, 0,
+                    "64-bit DPP with DPP_CTRL %#x: only row_newbcast is defined for 64-bit operands", ctrl);
+      return 0;
+    case DPP_NOT_VOP12: return fail(c, E_UNIMPL, 0, "DPP form of an instruction that is not VOP1/VOP2");
+    default: return 0;
+  }
+}
+
+/* Every VALU handler starts here: the lanes the instruction writes are EXEC's, less those DPP leaves unwritten
+ * (they behave as EXEC-off lanes); src_of receives each lane's DPP source lane. */
+static int valu_lanes(ctx_t *c, wave_t *w, const insn_t *in, uint64_t *exec, int src_of[LANES]) {
+  *exec = exec_of(w);
+  if (!(in->flags & (1u << F_DPP))) return 0;
+  if (dpp_refused(c, in)) return 1;
+  return dpp_lanes(c, w, in, src_of, exec);
+}
+
+static int valu_unhandled(ctx_t *c) {
+  return fail(c, E_UNIMPL, 0, "vector instruction not implemented by the execution core");
+}
+
+/* ---- the one-result form: up to three 32-bit sources (as many as the record names), one 32-bit result */
+
+typedef struct {
+  uint64_t exec;         /* the lanes written */
+  uint32_t t[3][LANES];  /* room for broadcast or SDWA-selected sources */
+  const uint32_t *s[3];  /* the sources' rows; a source the record does not name reads 0 */
+} valu32_t;
+
+static const uint32_t ZERO_ROW[LANES];
+
+static int valu32_operands(ctx_t *c, wave_t *w, const insn_t *in, valu32_t *o) {
+  int src_of[LANES];
+  if (valu_lanes(c, w, in, &o->exec, src_of)) return 1;
+  int nsrc = in->src[2] >= 0 ? 3 : in->src[1] >= 0 ? 2 : 1;
+  if (vsrcs(c, w, in, nsrc, o->t, o->s) || vdst_check(c, w, in->dst, 1)) return 1;
+  for (int i = nsrc; i < 3; i++) o->s[i] = ZERO_ROW;
   return 0;
 }
 
-static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
-  uint64_t exec = exec_of(w);
-  uint32_t t[3][LANES], res[LANES];
-  const uint32_t *s[3];
-  int op = in->op;
-  int dpp_src_of[LANES];
-  if (in->flags & (1u << F_DPP)) { /* lanes DPP leaves unwritten behave as EXEC-off lanes */
-    if (dpp_lanes(c, w, in, dpp_src_of, &exec)) return 1;
-  }
-
-  /* ---- VOPC compares */
-  if (op >= OP_V_CMP_CLASS_F32 && op <= OP_V_CMPX_T_U64) {
-    int nsrc = 2;
-    int cmpx = 0, cond = 0, kind = 0; /* kind: 0 f32, 1 i32, 2 u32, 3 i64, 4 u64, 5 class */
-#define K(name, cx, cd, kd) case name: cmpx = cx; cond = cd; kind = kd; break;
-    switch (op) {
-      K(OP_V_CMP_CLASS_F32, 0, 0, 5) K(OP_V_CMPX_CLASS_F32, 1, 0, 5)
-      default: {
-        /* Derive from the mnemonic layout generated by isa.py: groups of 16 (f32) and 8 (ints). */
-        if (op >= OP_V_CMP_F_F32 && op <= OP_V_CMPX_TRU_F32) {
-          int k = op - OP_V_CMP_F_F32;
-          cmpx = k >= 16;
-          cond = k % 16;
-          kind = 0;
-        } else {
-          int k = op - OP_V_CMP_F_I32; /* i32, cmpx i32, u32, cmpx u32, i64, cmpx i64, u64, cmpx u64 */
-          int grp = k / 8;
-          cond = k % 8;
-          cmpx = grp & 1;
-          kind = 1 + grp / 2;
-        }
-      }
-    }
-#undef K
-    uint64_t m = 0;
-    if (kind >= 3 && kind <= 4) {
-      uint32_t tl[2][LANES], th[2][LANES];
-      const uint32_t *lo[2], *hi[2];
-      for (int i = 0; i < 2; i++)
-        if (vsrc64(c, w, in, in->src[i], tl[i], th[i], &lo[i], &hi[i])) return 1;
-      for (int l = 0; l < LANES; l++) {
-        if (!(exec >> l & 1)) continue;
-        uint64_t a = (uint64_t)lo[0][l] | ((uint64_t)hi[0][l] << 32), b = (uint64_t)lo[1][l] | ((uint64_t)hi[1][l] << 32);
-        int r = kind == 3 ? CMP_INT(cond, (int64_t)a, (int64_t)b) : CMP_INT(cond, a, b);
-        m |= (uint64_t)r << l;
-      }
-    } else {
-      if (vsrcs(c, w, in, nsrc, t, s)) return 1;
-      for (int l = 0; l < LANES; l++) {
-        if (!(exec >> l & 1)) continue;
-        int r;
-        if (kind == 0) r = cmp_f32(cond, fmod_src(in, 0, f32(s[0][l])), fmod_src(in, 1, f32(s[1][l])));
-        else if (kind == 1) r = CMP_INT(cond, (int32_t)s[0][l], (int32_t)s[1][l]);
-        else if (kind == 2) r = CMP_INT(cond, s[0][l], s[1][l]);
-        else r = class_f32(fmod_src(in, 0, f32(s[0][l])), s[1][l]);
-        m |= (uint64_t)r << l;
-      }
-    }
-    if (cmpx) { /* v_cmpx writes EXEC as well as its destination */
-      w->s[126] = (uint32_t)m;
-      w->s[127] = (uint32_t)(m >> 32);
-    }
-    return swrite64(c, w, in->dst < 0 ? 106 : in->dst, m);
-  }
-
-  switch (op) {
-    case OP_V_NOP: return 0;
-    case OP_V_READFIRSTLANE_B32: {
-      if (vsrc(c, w, in, in->src[0], t[0], &s[0])) return 1;
-      int lane = exec ? __builtin_ctzll(exec) : 0;
-      return swrite(c, w, in->dst, s[0][lane]);
-    }
-    case OP_V_READLANE_B32: {
-      uint32_t sel;
-      if (vsrc(c, w, in, in->src[0], t[0], &s[0]) || sval(c, w, in, in->src[1], &sel)) return 1;
-      return swrite(c, w, in->dst, s[0][sel & 63]);
-    }
-    case OP_V_WRITELANE_B32: {
-      uint32_t val, sel;
-      if (sval(c, w, in, in->src[0], &val) || sval(c, w, in, in->src[1], &sel) || vdst_check(c, w, in->dst, 1)) return 1;
-      vrow(w, in->dst)[sel & 63] = val; /* ignores EXEC */
-      return 0;
-    }
-    case OP_V_ACCVGPR_READ_B32:
-    case OP_V_ACCVGPR_WRITE_B32:
-    case OP_V_ACCVGPR_MOV_B32:
-    case OP_V_MOV_B32:
-      if (vsrcs(c, w, in, 1, t, s) || vdst_check(c, w, in->dst, 1)) return 1;
-      vwrite(w, in, in->dst, s[0], exec);
-      return 0;
-    case OP_V_MOV_B64: {
-      uint32_t tl[LANES], th[LANES];
-      const uint32_t *lo, *hi;
-      if (vsrc64(c, w, in, in->src[0], tl, th, &lo, &hi) || vdst_check(c, w, in->dst, 2)) return 1;
-      uint32_t rl[LANES], rh[LANES]; /* copied first: the destination pair may be the source pair */
-      memcpy(rl, lo, sizeof rl);
-      memcpy(rh, hi, sizeof rh);
-      if (in->flags & (1u << F_DPP)) { /* both halves of a lane come from the same source lane */
-        dpp_permute(dpp_src_of, rl);
-        dpp_permute(dpp_src_of, rh);
-      }
-      vwrite(w, in, in->dst, rl, exec);
-      vwrite(w, in, in->dst + 1, rh, exec);
-      return 0;
-    }
-    case OP_V_MFMA_F32_16X16X32_BF16: return mfma(c, w, in, 16, 16, 32, 4, 4);
-    case OP_V_MFMA_F32_32X32X16_BF16: return mfma(c, w, in, 32, 32, 16, 4, 16);
-    case OP_V_MFMA_F32_16X16X16_BF16: return mfma(c, w, in, 16, 16, 16, 2, 4);
-    case OP_V_MFMA_F32_32X32X8_BF16: return mfma(c, w, in, 32, 32, 8, 2, 16);
-    default: break;
-  }
-
-  /* ---- 64-bit results */
-  if (op == OP_V_LSHLREV_B64 || op == OP_V_LSHRREV_B64 || op == OP_V_ASHRREV_I64 || op == OP_V_LSHL_ADD_U64 ||
-      op == OP_V_MAD_U64_U32 || op == OP_V_MAD_I64_I32) {
-    uint32_t lo_o[LANES], hi_o[LANES], tl[LANES], th[LANES], tl2[LANES], th2[LANES];
-    const uint32_t *lo, *hi, *lo2 = NULL, *hi2 = NULL;
-    uint64_t carry = 0;
-    if (op == OP_V_MAD_U64_U32 || op == OP_V_MAD_I64_I32) {
-      if (vsrcs(c, w, in, 2, t, s) || vsrc64(c, w, in, in->src[2], tl, th, &lo, &hi)) return 1;
-    } else if (op == OP_V_LSHL_ADD_U64) {
-      if (vsrc64(c, w, in, in->src[0], tl, th, &lo, &hi) || vsrc(c, w, in, in->src[1], t[1], &s[1]) ||
-          vsrc64(c, w, in, in->src[2], tl2, th2, &lo2, &hi2))
-        return 1;
-    } else {
-      if (vsrc(c, w, in, in->src[0], t[0], &s[0]) || vsrc64(c, w, in, in->src[1], tl, th, &lo, &hi)) return 1;
-    }
-    if (vdst_check(c, w, in->dst, 2)) return 1;
-    for (int l = 0; l < LANES; l++) {
-      uint64_t r = 0;
-      uint64_t x = (uint64_t)lo[l] | ((uint64_t)hi[l] << 32);
-      switch (op) {
-        case OP_V_LSHLREV_B64: r = x << (s[0][l] & 63); break;
-        case OP_V_LSHRREV_B64: r = x >> (s[0][l] & 63); break;
-        case OP_V_ASHRREV_I64: r = (uint64_t)((int64_t)x >> (s[0][l] & 63)); break;
-        case OP_V_LSHL_ADD_U64: { /* shift = S1[2:0]; the ISA treats unsupported counts 5..7 as 0 */
-          uint32_t sh = s[1][l] & 7;
-          r = (x << (sh > 4 ? 0 : sh)) + ((uint64_t)lo2[l] | ((uint64_t)hi2[l] << 32));
-          break;
-        }
-        case OP_V_MAD_U64_U32: {
-          unsigned __int128 p = (unsigned __int128)s[0][l] * s[1][l] + x;
-          r = (uint64_t)p;
-          if ((exec >> l & 1) && (p >> 64)) carry |= 1ull << l;
-          break;
-        }
-        default: { /* v_mad_i64_i32 */
-          __int128 p = (__int128)(int32_t)s[0][l] * (int32_t)s[1][l] + (__int128)(int64_t)x;
-          r = (uint64_t)p;
-          if ((exec >> l & 1) && (p > INT64_MAX || p < INT64_MIN)) carry |= 1ull << l;
-        }
-      }
-      lo_o[l] = (uint32_t)r;
-      hi_o[l] = (uint32_t)(r >> 32);
-    }
-    vwrite(w, in, in->dst, lo_o, exec);
-    vwrite(w, in, in->dst + 1, hi_o, exec);
-    if (op == OP_V_MAD_U64_U32 || op == OP_V_MAD_I64_I32) return swrite64(c, w, in->sdst, carry);
-    return 0;
-  }
-
-  /* ---- packed fp32 (VOP3P) on register pairs */
-  if (op == OP_V_PK_ADD_F32 || op == OP_V_PK_MUL_F32 || op == OP_V_PK_FMA_F32 || op == OP_V_PK_MOV_B32) {
-    int n = op == OP_V_PK_FMA_F32 ? 3 : 2;
-    uint32_t tl[3][LANES], th[3][LANES], lo_o[LANES], hi_o[LANES];
-    const uint32_t *lo[3], *hi[3];
-    for (int i = 0; i < n; i++) {
-      int code = in->src[i];
-      if (code >= 128 && code != 255 && code < 256) { /* inline constant: same value in both halves */
-        uint32_t v;
-        if (sval(c, w, in, code, &v)) return 1;
-        for (int l = 0; l < LANES; l++) tl[i][l] = th[i][l] = v;
-        lo[i] = tl[i];
-        hi[i] = th[i];
-      } else if (vsrc64(c, w, in, code, tl[i], th[i], &lo[i], &hi[i]))
-        return 1;
-    }
-    if (vdst_check(c, w, in->dst, 2)) return 1;
-    int opsel = (in->flags >> F_OPSEL) & 7, opsel_hi = (in->flags >> F_OPSEL_HI) & 7;
-    int neg = (in->flags >> F_NEG) & 7, neg_hi = (in->flags >> F_NEG_HI) & 7;
-    for (int l = 0; l < LANES; l++) {
-      float a[2][3];
-      for (int i = 0; i < n; i++) {
-        a[0][i] = f32((opsel >> i & 1) ? hi[i][l] : lo[i][l]);
-        a[1][i] = f32((opsel_hi >> i & 1) ? hi[i][l] : lo[i][l]);
-        if (op != OP_V_PK_MOV_B32) {
-          if (neg >> i & 1) a[0][i] = -a[0][i];
-          if (neg_hi >> i & 1) a[1][i] = -a[1][i];
-        }
-      }
-      float r[2];
-      for (int h = 0; h < 2; h++) {
-        if (op == OP_V_PK_ADD_F32) r[h] = a[h][0] + a[h][1];
-        else if (op == OP_V_PK_MUL_F32) r[h] = a[h][0] * a[h][1];
-        else if (op == OP_V_PK_FMA_F32) r[h] = fmaf(a[h][0], a[h][1], a[h][2]);
-        else r[h] = 0;
-        if (op != OP_V_PK_MOV_B32 && (in->flags >> F_CLAMP & 1)) r[h] = fminf(fmaxf(r[h], 0.0f), 1.0f);
-      }
-      if (op == OP_V_PK_MOV_B32) {
-        lo_o[l] = (opsel & 1) ? hi[0][l] : lo[0][l];
-        hi_o[l] = (opsel & 2) ? hi[1][l] : lo[1][l];
-      } else {
-        lo_o[l] = u32f(r[0]);
-        hi_o[l] = u32f(r[1]);
-      }
-    }
-    vwrite(w, in, in->dst, lo_o, exec);
-    vwrite(w, in, in->dst + 1, hi_o, exec);
-    return 0;
-  }
-
-  /* ---- carry ops write an SGPR mask */
-  if (op == OP_V_ADD_CO_U32 || op == OP_V_SUB_CO_U32 || op == OP_V_SUBREV_CO_U32 || op == OP_V_ADDC_CO_U32 ||
-      op == OP_V_SUBB_CO_U32 || op == OP_V_SUBBREV_CO_U32) {
-    int n = (op == OP_V_ADDC_CO_U32 || op == OP_V_SUBB_CO_U32 || op == OP_V_SUBBREV_CO_U32) ? 2 : 2;
-    if (vsrcs(c, w, in, n, t, s) || vdst_check(c, w, in->dst, 1)) return 1;
-    uint64_t cin = 0, cout = 0;
-    if (in->src[2] >= 0 && sval64(c, w, in, in->src[2], &cin)) return 1;
-    int clamp = in->flags >> F_CLAMP & 1;
-    for (int l = 0; l < LANES; l++) {
-      uint64_t a = s[0][l], b = s[1][l], ci = cin >> l & 1, r;
-      int co;
-      switch (op) {
-        case OP_V_ADD_CO_U32: r = a + b; co = r >> 32; break;
-        case OP_V_SUB_CO_U32: r = a - b; co = a < b; break;
-        case OP_V_SUBREV_CO_U32: r = b - a; co = b < a; break;
-        case OP_V_ADDC_CO_U32: r = a + b + ci; co = r >> 32; break;
-        case OP_V_SUBB_CO_U32: r = a - b - ci; co = a < b + ci; break;
-        default: r = b - a - ci; co = b < a + ci; break;
-      }
-      res[l] = (uint32_t)r;
-      if (clamp && co) res[l] = (op == OP_V_ADD_CO_U32 || op == OP_V_ADDC_CO_U32) ? 0xFFFFFFFFu : 0;
-      if (exec >> l & 1) cout |= (uint64_t)co << l;
-    }
-    vwrite(w, in, in->dst, res, exec);
-    return swrite64(c, w, in->sdst, cout);
-  }
-
-  if (op == OP_V_CNDMASK_B32) {
-    uint64_t m;
-    if (vsrcs(c, w, in, 2, t, s) || sval64(c, w, in, in->src[2], &m) || vdst_check(c, w, in->dst, 1)) return 1;
-    int mods = (in->flags & ((1u << F_VOP3) | (1u << F_DPP))) && (in->flags & ((7u << F_ABS) | (7u << F_NEG)));
-    for (int l = 0; l < LANES; l++) {
-      uint32_t a = s[0][l], b = s[1][l];
-      if (mods) { /* abs/neg act on the sign bit of the selected value */
-        a = u32f(fmod_src(in, 0, f32(a)));
-        b = u32f(fmod_src(in, 1, f32(b)));
-      }
-      res[l] = (m >> l & 1) ? b : a;
-    }
-    vwrite(w, in, in->dst, res, exec);
-    return 0;
-  }
-
-  if (op == OP_V_MBCNT_LO_U32_B32 || op == OP_V_MBCNT_HI_U32_B32) {
-    if (vsrcs(c, w, in, 2, t, s) || vdst_check(c, w, in->dst, 1)) return 1;
-    for (int l = 0; l < LANES; l++) {
-      uint32_t m = s[0][l], below;
-      if (op == OP_V_MBCNT_LO_U32_B32) below = l >= 32 ? m : (m & ((1u << l) - 1));
-      else below = l < 32 ? 0 : (l == 63 ? m & 0x7FFFFFFFu : m & ((1u << (l - 32)) - 1));
-      if (op == OP_V_MBCNT_LO_U32_B32 && l == 0) below = 0;
-      res[l] = (uint32_t)__builtin_popcount(below) + s[1][l];
-    }
-    vwrite(w, in, in->dst, res, exec);
-    return 0;
-  }
-
-  /* ---- everything else: up to three 32-bit sources, one 32-bit result */
-  int nsrc = in->src[2] >= 0 ? 3 : in->src[1] >= 0 ? 2 : 1;
-  if (vsrcs(c, w, in, nsrc, t, s) || vdst_check(c, w, in->dst, 1)) return 1;
-  const uint32_t *a = s[0], *b = nsrc > 1 ? s[1] : NULL, *d = nsrc > 2 ? s[2] : NULL;
-  int clamp = in->flags >> F_CLAMP & 1;
-  for (int l = 0; l < LANES; l++) {
-    uint32_t x = a[l], y = b ? b[l] : 0, z = d ? d[l] : 0, r;
+/* Each family below runs its ops lane by lane on x, y, z (the sources) into r. The f32 views apply the source
+ * modifiers; FR applies output modifier and clamp. */
 #define FA fmod_src(in, 0, f32(x))
 #define FB fmod_src(in, 1, f32(y))
 #define FC fmod_src(in, 2, f32(z))
 #define FR(e) r = u32f(fpost(in, (e)))
+
+static int valu_f32(ctx_t *c, wave_t *w, const insn_t *in) {
+  valu32_t o;
+  if (valu32_operands(c, w, in, &o)) return 1;
+  int op = in->op;
+  uint32_t res[LANES];
+  for (int l = 0; l < LANES; l++) {
+    uint32_t x = o.s[0][l], y = o.s[1][l], z = o.s[2][l], r;
     switch (op) {
-      /* float */
       case OP_V_ADD_F32: FR(FA + FB); break;
       case OP_V_SUB_F32: FR(FA - FB); break;
       case OP_V_SUBREV_F32: FR(FB - FA); break;
@@ -1054,6 +838,22 @@ static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
       case OP_V_CEIL_F32: FR(ceilf(FA)); break;
       case OP_V_RNDNE_F32: FR(nearbyintf(FA)); break;
       case OP_V_FLOOR_F32: FR(floorf(FA)); break;
+      default: return valu_unhandled(c);
+    }
+    res[l] = r;
+  }
+  vwrite(w, in, in->dst, res, o.exec);
+  return 0;
+}
+
+static int valu_convert(ctx_t *c, wave_t *w, const insn_t *in) {
+  valu32_t o;
+  if (valu32_operands(c, w, in, &o)) return 1;
+  int op = in->op;
+  uint32_t res[LANES];
+  for (int l = 0; l < LANES; l++) {
+    uint32_t x = o.s[0][l], y = o.s[1][l], r;
+    switch (op) {
       case OP_V_CVT_F32_I32: FR((float)(int32_t)x); break;
       case OP_V_CVT_F32_U32: FR((float)x); break;
       case OP_V_CVT_F32_BF16: FR(f32((x & 0xFFFF) << 16)); break;
@@ -1077,7 +877,22 @@ static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
         r = lo | (hi << 16);
         break;
       }
-      /* integer */
+      default: return valu_unhandled(c);
+    }
+    res[l] = r;
+  }
+  vwrite(w, in, in->dst, res, o.exec);
+  return 0;
+}
+
+static int valu_int(ctx_t *c, wave_t *w, const insn_t *in) {
+  valu32_t o;
+  if (valu32_operands(c, w, in, &o)) return 1;
+  int op = in->op, clamp = in->flags >> F_CLAMP & 1;
+  uint32_t res[LANES];
+  for (int l = 0; l < LANES; l++) {
+    uint32_t x = o.s[0][l], y = o.s[1][l], z = o.s[2][l], r;
+    switch (op) {
       case OP_V_ADD_U32: { uint64_t q = (uint64_t)x + y; r = clamp && (q >> 32) ? 0xFFFFFFFFu : (uint32_t)q; break; }
       case OP_V_SUB_U32: r = clamp && x < y ? 0 : x - y; break;
       case OP_V_SUBREV_U32: r = clamp && y < x ? 0 : y - x; break;
@@ -1119,6 +934,25 @@ static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
         r = z > mx ? mx : z < mn ? mn : z;
         break;
       }
+      case OP_V_LSHL_ADD_U32: r = (x << (y & 31)) + z; break;
+      case OP_V_ADD_LSHL_U32: r = (x + y) << (z & 31); break;
+      case OP_V_ADD3_U32: r = x + y + z; break;
+      default: return valu_unhandled(c);
+    }
+    res[l] = r;
+  }
+  vwrite(w, in, in->dst, res, o.exec);
+  return 0;
+}
+
+static int valu_bit(ctx_t *c, wave_t *w, const insn_t *in) {
+  valu32_t o;
+  if (valu32_operands(c, w, in, &o)) return 1;
+  int op = in->op;
+  uint32_t res[LANES];
+  for (int l = 0; l < LANES; l++) {
+    uint32_t x = o.s[0][l], y = o.s[1][l], z = o.s[2][l], r;
+    switch (op) {
       case OP_V_LSHRREV_B32: r = y >> (x & 31); break;
       case OP_V_ASHRREV_I32: r = (uint32_t)((int32_t)y >> (x & 31)); break;
       case OP_V_LSHLREV_B32: r = y << (x & 31); break;
@@ -1128,26 +962,23 @@ static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
       case OP_V_XNOR_B32: r = ~(x ^ y); break;
       case OP_V_NOT_B32: r = ~x; break;
       case OP_V_BFREV_B32: {
-        uint32_t v = x, o = 0;
-        for (int i = 0; i < 32; i++) o |= ((v >> i) & 1u) << (31 - i);
-        r = o;
+        uint32_t v = x, b = 0;
+        for (int i = 0; i < 32; i++) b |= ((v >> i) & 1u) << (31 - i);
+        r = b;
         break;
       }
       case OP_V_FFBH_U32: r = x ? (uint32_t)__builtin_clz(x) : 0xFFFFFFFFu; break;
       case OP_V_FFBL_B32: r = x ? (uint32_t)__builtin_ctz(x) : 0xFFFFFFFFu; break;
-      case OP_V_BFE_U32: { uint32_t o = y & 31, wdt = z & 31; r = wdt ? (x >> o) & ((1u << wdt) - 1) : 0; break; }
+      case OP_V_BFE_U32: { uint32_t off = y & 31, wdt = z & 31; r = wdt ? (x >> off) & ((1u << wdt) - 1) : 0; break; }
       case OP_V_BFE_I32: {
-        uint32_t o = y & 31, wdt = z & 31;
-        r = wdt ? (uint32_t)((int32_t)(x << (32 - o - wdt > 31 ? 0 : 32 - o - wdt)) >> (32 - wdt)) : 0;
-        if (wdt && o + wdt > 32) r = (uint32_t)((int32_t)x >> o);
+        uint32_t off = y & 31, wdt = z & 31;
+        r = wdt ? (uint32_t)((int32_t)(x << (32 - off - wdt > 31 ? 0 : 32 - off - wdt)) >> (32 - wdt)) : 0;
+        if (wdt && off + wdt > 32) r = (uint32_t)((int32_t)x >> off);
         break;
       }
       case OP_V_BFI_B32: r = (x & y) | (~x & z); break;
       case OP_V_ALIGNBIT_B32: r = (uint32_t)((((uint64_t)x << 32) | y) >> (z & 31)); break;
       case OP_V_ALIGNBYTE_B32: r = (uint32_t)((((uint64_t)x << 32) | y) >> (8 * (z & 3))); break;
-      case OP_V_LSHL_ADD_U32: r = (x << (y & 31)) + z; break;
-      case OP_V_ADD_LSHL_U32: r = (x + y) << (z & 31); break;
-      case OP_V_ADD3_U32: r = x + y + z; break;
       case OP_V_LSHL_OR_B32: r = (x << (y & 31)) | z; break;
       case OP_V_AND_OR_B32: r = (x & y) | z; break;
       case OP_V_OR3_B32: r = x | y | z; break;
@@ -1159,234 +990,616 @@ static int valu(ctx_t *c, wave_t *w, const insn_t *in) {
       }
       case OP_V_BITOP3_B32: {
         uint32_t tt = ((in->flags >> F_NEG) & 7) | (((in->flags >> F_ABS) & 7) << 3) | (((in->flags >> F_OMOD) & 3) << 6);
-        uint32_t o = 0;
+        uint32_t b = 0;
         for (int i = 0; i < 8; i++)
           if (tt >> i & 1) {
             uint32_t ma = (i & 4) ? x : ~x, mb = (i & 2) ? y : ~y, mc = (i & 1) ? z : ~z;
-            o |= ma & mb & mc;
+            b |= ma & mb & mc;
           }
-        r = o;
+        r = b;
         break;
       }
       case OP_V_BCNT_U32_B32: r = (uint32_t)__builtin_popcount(x) + y; break;
-      default:
-        return fail(c, E_UNIMPL, 0, "vector instruction not implemented by the execution core");
+      default: return valu_unhandled(c);
     }
+    res[l] = r;
+  }
+  vwrite(w, in, in->dst, res, o.exec);
+  return 0;
+}
 #undef FA
 #undef FB
 #undef FC
 #undef FR
-    res[l] = r;
+
+/* ---- VOPC compares: condition and operand type come from the opcode table (isa.OPS) */
+
+static int valu_compare(ctx_t *c, wave_t *w, const insn_t *in) {
+  const op_entry *e = &OPS[in->op];
+  uint64_t exec, m = 0;
+  int src_of[LANES], cond = e->cond;
+  if (valu_lanes(c, w, in, &exec, src_of)) return 1;
+  if (e->type == CT_I64 || e->type == CT_U64) {
+    uint32_t tl[2][LANES], th[2][LANES];
+    const uint32_t *lo[2], *hi[2];
+    for (int i = 0; i < 2; i++)
+      if (vsrc64(c, w, in, in->src[i], tl[i], th[i], &lo[i], &hi[i])) return 1;
+    for (int l = 0; l < LANES; l++) {
+      if (!(exec >> l & 1)) continue;
+      uint64_t a = (uint64_t)lo[0][l] | ((uint64_t)hi[0][l] << 32), b = (uint64_t)lo[1][l] | ((uint64_t)hi[1][l] << 32);
+      int r = e->type == CT_I64 ? CMP_INT(cond, (int64_t)a, (int64_t)b) : CMP_INT(cond, a, b);
+      m |= (uint64_t)r << l;
+    }
+  } else {
+    uint32_t t[3][LANES];
+    const uint32_t *s[3];
+    if (vsrcs(c, w, in, 2, t, s)) return 1;
+    for (int l = 0; l < LANES; l++) {
+      if (!(exec >> l & 1)) continue;
+      int r;
+      if (e->type == CT_F32) r = cmp_f32(cond, fmod_src(in, 0, f32(s[0][l])), fmod_src(in, 1, f32(s[1][l])));
+      else if (e->type == CT_I32) r = CMP_INT(cond, (int32_t)s[0][l], (int32_t)s[1][l]);
+      else if (e->type == CT_U32) r = CMP_INT(cond, s[0][l], s[1][l]);
+      else r = class_f32(fmod_src(in, 0, f32(s[0][l])), s[1][l]);
+      m |= (uint64_t)r << l;
+    }
+  }
+  if (e->cmpx) { /* v_cmpx writes EXEC as well as its destination */
+    w->s[126] = (uint32_t)m;
+    w->s[127] = (uint32_t)(m >> 32);
+  }
+  return swrite64(c, w, in->dst < 0 ? 106 : in->dst, m);
+}
+
+/* ---- moves, lane access, selects */
+
+static int valu_nop(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec;
+  int src_of[LANES];
+  return valu_lanes(c, w, in, &exec, src_of);
+}
+
+/* v_mov_b32 and the AGPR moves (whose operands the decoder already placed in the AGPR file) */
+static int valu_move(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec;
+  int src_of[LANES];
+  uint32_t t[3][LANES];
+  const uint32_t *s[3];
+  if (valu_lanes(c, w, in, &exec, src_of) || vsrcs(c, w, in, 1, t, s) || vdst_check(c, w, in->dst, 1)) return 1;
+  vwrite(w, in, in->dst, s[0], exec);
+  return 0;
+}
+
+static int valu_move64(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec;
+  int src_of[LANES];
+  uint32_t tl[LANES], th[LANES];
+  const uint32_t *lo, *hi;
+  if (valu_lanes(c, w, in, &exec, src_of) || vsrc64(c, w, in, in->src[0], tl, th, &lo, &hi) ||
+      vdst_check(c, w, in->dst, 2))
+    return 1;
+  uint32_t rl[LANES], rh[LANES]; /* copied first: the destination pair may be the source pair */
+  memcpy(rl, lo, sizeof rl);
+  memcpy(rh, hi, sizeof rh);
+  if (in->flags & (1u << F_DPP)) { /* both halves of a lane come from the same source lane */
+    dpp_permute(src_of, rl);
+    dpp_permute(src_of, rh);
+  }
+  vwrite(w, in, in->dst, rl, exec);
+  vwrite(w, in, in->dst + 1, rh, exec);
+  return 0;
+}
+
+/* v_readfirstlane_b32, v_readlane_b32 (to an SGPR), v_writelane_b32 (from one, ignoring EXEC) */
+static int valu_cross_lane(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec;
+  int src_of[LANES];
+  uint32_t t[LANES], val, sel;
+  const uint32_t *s;
+  if (valu_lanes(c, w, in, &exec, src_of)) return 1;
+  switch (in->op) {
+    case OP_V_READFIRSTLANE_B32: {
+      if (vsrc(c, w, in, in->src[0], t, &s)) return 1;
+      int lane = exec ? __builtin_ctzll(exec) : 0;
+      return swrite(c, w, in->dst, s[lane]);
+    }
+    case OP_V_READLANE_B32:
+      if (vsrc(c, w, in, in->src[0], t, &s) || sval(c, w, in, in->src[1], &sel)) return 1;
+      return swrite(c, w, in->dst, s[sel & 63]);
+    case OP_V_WRITELANE_B32:
+      if (sval(c, w, in, in->src[0], &val) || sval(c, w, in, in->src[1], &sel) || vdst_check(c, w, in->dst, 1))
+        return 1;
+      vrow(w, in->dst)[sel & 63] = val;
+      return 0;
+    default: return valu_unhandled(c);
+  }
+}
+
+static int valu_cndmask(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec, m;
+  int src_of[LANES];
+  uint32_t t[3][LANES], res[LANES];
+  const uint32_t *s[3];
+  if (valu_lanes(c, w, in, &exec, src_of) || vsrcs(c, w, in, 2, t, s) || sval64(c, w, in, in->src[2], &m) ||
+      vdst_check(c, w, in->dst, 1))
+    return 1;
+  int mods = (in->flags & ((1u << F_VOP3) | (1u << F_DPP))) && (in->flags & ((7u << F_ABS) | (7u << F_NEG)));
+  for (int l = 0; l < LANES; l++) {
+    uint32_t a = s[0][l], b = s[1][l];
+    if (mods) { /* abs/neg act on the sign bit of the selected value */
+      a = u32f(fmod_src(in, 0, f32(a)));
+      b = u32f(fmod_src(in, 1, f32(b)));
+    }
+    res[l] = (m >> l & 1) ? b : a;
   }
   vwrite(w, in, in->dst, res, exec);
   return 0;
 }
 
-/* ---------------------------------------------------------------- SALU */
+static int valu_mbcnt(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec;
+  int src_of[LANES], lo = in->op == OP_V_MBCNT_LO_U32_B32;
+  uint32_t t[3][LANES], res[LANES];
+  const uint32_t *s[3];
+  if (valu_lanes(c, w, in, &exec, src_of) || vsrcs(c, w, in, 2, t, s) || vdst_check(c, w, in->dst, 1)) return 1;
+  for (int l = 0; l < LANES; l++) {
+    uint32_t m = s[0][l], below;
+    if (lo) below = l >= 32 ? m : (m & ((1u << l) - 1));
+    else below = l < 32 ? 0 : (l == 63 ? m & 0x7FFFFFFFu : m & ((1u << (l - 32)) - 1));
+    if (lo && l == 0) below = 0;
+    res[l] = (uint32_t)__builtin_popcount(below) + s[1][l];
+  }
+  vwrite(w, in, in->dst, res, exec);
+  return 0;
+}
 
-static int salu(ctx_t *c, wave_t *w, const insn_t *in, int *branched) {
-  int op = in->op;
-  uint32_t a = 0, b = 0, r = 0;
-  uint64_t A = 0, B = 0, R = 0;
-  int scc = w->scc;
-  *branched = 0;
+/* ---- integer ops with a carry (VCC or an SGPR pair) in or out */
+
+static int valu_carry(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec, cin = 0, cout = 0;
+  int src_of[LANES], op = in->op;
+  uint32_t t[3][LANES], res[LANES];
+  const uint32_t *s[3];
+  if (valu_lanes(c, w, in, &exec, src_of) || vsrcs(c, w, in, 2, t, s) || vdst_check(c, w, in->dst, 1)) return 1;
+  if (in->src[2] >= 0 && sval64(c, w, in, in->src[2], &cin)) return 1;
+  int clamp = in->flags >> F_CLAMP & 1;
+  for (int l = 0; l < LANES; l++) {
+    uint64_t a = s[0][l], b = s[1][l], ci = cin >> l & 1, r;
+    int co;
+    switch (op) {
+      case OP_V_ADD_CO_U32: r = a + b; co = r >> 32; break;
+      case OP_V_SUB_CO_U32: r = a - b; co = a < b; break;
+      case OP_V_SUBREV_CO_U32: r = b - a; co = b < a; break;
+      case OP_V_ADDC_CO_U32: r = a + b + ci; co = r >> 32; break;
+      case OP_V_SUBB_CO_U32: r = a - b - ci; co = a < b + ci; break;
+      case OP_V_SUBBREV_CO_U32: r = b - a - ci; co = b < a + ci; break;
+      default: return valu_unhandled(c);
+    }
+    res[l] = (uint32_t)r;
+    if (clamp && co) res[l] = (op == OP_V_ADD_CO_U32 || op == OP_V_ADDC_CO_U32) ? 0xFFFFFFFFu : 0;
+    if (exec >> l & 1) cout |= (uint64_t)co << l;
+  }
+  vwrite(w, in, in->dst, res, exec);
+  return swrite64(c, w, in->sdst, cout);
+}
+
+static int valu_mad64(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec, carry = 0;
+  int src_of[LANES], sign = in->op == OP_V_MAD_I64_I32;
+  uint32_t t[3][LANES], tl[LANES], th[LANES], lo_o[LANES], hi_o[LANES];
+  const uint32_t *s[3], *lo, *hi;
+  if (valu_lanes(c, w, in, &exec, src_of) || vsrcs(c, w, in, 2, t, s) ||
+      vsrc64(c, w, in, in->src[2], tl, th, &lo, &hi) || vdst_check(c, w, in->dst, 2))
+    return 1;
+  for (int l = 0; l < LANES; l++) {
+    uint64_t x = (uint64_t)lo[l] | ((uint64_t)hi[l] << 32), r;
+    if (sign) {
+      __int128 p = (__int128)(int32_t)s[0][l] * (int32_t)s[1][l] + (__int128)(int64_t)x;
+      r = (uint64_t)p;
+      if ((exec >> l & 1) && (p > INT64_MAX || p < INT64_MIN)) carry |= 1ull << l;
+    } else {
+      unsigned __int128 p = (unsigned __int128)s[0][l] * s[1][l] + x;
+      r = (uint64_t)p;
+      if ((exec >> l & 1) && (p >> 64)) carry |= 1ull << l;
+    }
+    lo_o[l] = (uint32_t)r;
+    hi_o[l] = (uint32_t)(r >> 32);
+  }
+  vwrite(w, in, in->dst, lo_o, exec);
+  vwrite(w, in, in->dst + 1, hi_o, exec);
+  return swrite64(c, w, in->sdst, carry);
+}
+
+static int valu_shift64(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec;
+  int src_of[LANES], op = in->op;
+  uint32_t t[3][LANES], tl[LANES], th[LANES], tl2[LANES], th2[LANES], lo_o[LANES], hi_o[LANES];
+  const uint32_t *s[3], *lo, *hi, *lo2 = NULL, *hi2 = NULL;
+  if (valu_lanes(c, w, in, &exec, src_of)) return 1;
+  if (op == OP_V_LSHL_ADD_U64) {
+    if (vsrc64(c, w, in, in->src[0], tl, th, &lo, &hi) || vsrc(c, w, in, in->src[1], t[1], &s[1]) ||
+        vsrc64(c, w, in, in->src[2], tl2, th2, &lo2, &hi2))
+      return 1;
+  } else if (vsrc(c, w, in, in->src[0], t[0], &s[0]) || vsrc64(c, w, in, in->src[1], tl, th, &lo, &hi)) {
+    return 1;
+  }
+  if (vdst_check(c, w, in->dst, 2)) return 1;
+  for (int l = 0; l < LANES; l++) {
+    uint64_t r, x = (uint64_t)lo[l] | ((uint64_t)hi[l] << 32);
+    switch (op) {
+      case OP_V_LSHLREV_B64: r = x << (s[0][l] & 63); break;
+      case OP_V_LSHRREV_B64: r = x >> (s[0][l] & 63); break;
+      case OP_V_ASHRREV_I64: r = (uint64_t)((int64_t)x >> (s[0][l] & 63)); break;
+      case OP_V_LSHL_ADD_U64: { /* shift = S1[2:0]; the ISA treats unsupported counts 5..7 as 0 */
+        uint32_t sh = s[1][l] & 7;
+        r = (x << (sh > 4 ? 0 : sh)) + ((uint64_t)lo2[l] | ((uint64_t)hi2[l] << 32));
+        break;
+      }
+      default: return valu_unhandled(c);
+    }
+    lo_o[l] = (uint32_t)r;
+    hi_o[l] = (uint32_t)(r >> 32);
+  }
+  vwrite(w, in, in->dst, lo_o, exec);
+  vwrite(w, in, in->dst + 1, hi_o, exec);
+  return 0;
+}
+
+/* ---- packed fp32 (VOP3P) on register pairs */
+
+static int valu_packed_f32(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec;
+  int src_of[LANES], op = in->op, n = op == OP_V_PK_FMA_F32 ? 3 : 2;
+  uint32_t tl[3][LANES], th[3][LANES], lo_o[LANES], hi_o[LANES];
+  const uint32_t *lo[3], *hi[3];
+  if (valu_lanes(c, w, in, &exec, src_of)) return 1;
+  for (int i = 0; i < n; i++) {
+    int code = in->src[i];
+    if (code >= 128 && code != 255 && code < 256) { /* inline constant: same value in both halves */
+      uint32_t v;
+      if (sval(c, w, in, code, &v)) return 1;
+      for (int l = 0; l < LANES; l++) tl[i][l] = th[i][l] = v;
+      lo[i] = tl[i];
+      hi[i] = th[i];
+    } else if (vsrc64(c, w, in, code, tl[i], th[i], &lo[i], &hi[i]))
+      return 1;
+  }
+  if (vdst_check(c, w, in->dst, 2)) return 1;
+  int opsel = (in->flags >> F_OPSEL) & 7, opsel_hi = (in->flags >> F_OPSEL_HI) & 7;
+  int neg = (in->flags >> F_NEG) & 7, neg_hi = (in->flags >> F_NEG_HI) & 7;
+  for (int l = 0; l < LANES; l++) {
+    float a[2][3];
+    for (int i = 0; i < n; i++) {
+      a[0][i] = f32((opsel >> i & 1) ? hi[i][l] : lo[i][l]);
+      a[1][i] = f32((opsel_hi >> i & 1) ? hi[i][l] : lo[i][l]);
+      if (op != OP_V_PK_MOV_B32) {
+        if (neg >> i & 1) a[0][i] = -a[0][i];
+        if (neg_hi >> i & 1) a[1][i] = -a[1][i];
+      }
+    }
+    float r[2];
+    for (int h = 0; h < 2; h++) {
+      if (op == OP_V_PK_ADD_F32) r[h] = a[h][0] + a[h][1];
+      else if (op == OP_V_PK_MUL_F32) r[h] = a[h][0] * a[h][1];
+      else if (op == OP_V_PK_FMA_F32) r[h] = fmaf(a[h][0], a[h][1], a[h][2]);
+      else r[h] = 0;
+      if (op != OP_V_PK_MOV_B32 && (in->flags >> F_CLAMP & 1)) r[h] = fminf(fmaxf(r[h], 0.0f), 1.0f);
+    }
+    if (op == OP_V_PK_MOV_B32) {
+      lo_o[l] = (opsel & 1) ? hi[0][l] : lo[0][l];
+      hi_o[l] = (opsel & 2) ? hi[1][l] : lo[1][l];
+    } else {
+      lo_o[l] = u32f(r[0]);
+      hi_o[l] = u32f(r[1]);
+    }
+  }
+  vwrite(w, in, in->dst, lo_o, exec);
+  vwrite(w, in, in->dst + 1, hi_o, exec);
+  return 0;
+}
+
+/* ---- matrix ops: shape and register counts come from the opcode table (isa.MAI); no MFMA has a DPP form */
+
+static int valu_mfma(ctx_t *c, wave_t *w, const insn_t *in) {
+  const op_entry *e = &OPS[in->op];
+  /* a constant block size lets the compiler unroll the operand gathers of each */
+  if (e->m == 16 && e->n == 16) return mfma(c, w, in, 16, 16, e->k, e->ab_regs, e->cd_regs);
+  if (e->m == 32 && e->n == 32) return mfma(c, w, in, 32, 32, e->k, e->ab_regs, e->cd_regs);
+  return mfma(c, w, in, e->m, e->n, e->k, e->ab_regs, e->cd_regs);
+}
+
+/* ---------------------------------------------------------------- SALU */
 
 #define S32(n) (sval(c, w, in, in->src[n], n ? &b : &a))
 #define S64(n) (sval64(c, w, in, in->src[n], n ? &B : &A))
-  switch (op) {
-    /* ---- SOP2 32-bit */
-    case OP_S_ADD_U32: case OP_S_SUB_U32: case OP_S_ADD_I32: case OP_S_SUB_I32: case OP_S_ADDC_U32:
-    case OP_S_SUBB_U32: case OP_S_MIN_I32: case OP_S_MIN_U32: case OP_S_MAX_I32: case OP_S_MAX_U32:
-    case OP_S_CSELECT_B32: case OP_S_AND_B32: case OP_S_OR_B32: case OP_S_XOR_B32: case OP_S_ANDN2_B32:
-    case OP_S_ORN2_B32: case OP_S_NAND_B32: case OP_S_NOR_B32: case OP_S_XNOR_B32: case OP_S_LSHL_B32:
-    case OP_S_LSHR_B32: case OP_S_ASHR_I32: case OP_S_BFM_B32: case OP_S_MUL_I32: case OP_S_BFE_U32:
-    case OP_S_BFE_I32: case OP_S_ABSDIFF_I32: case OP_S_MUL_HI_U32: case OP_S_MUL_HI_I32:
-    case OP_S_LSHL1_ADD_U32: case OP_S_LSHL2_ADD_U32: case OP_S_LSHL3_ADD_U32: case OP_S_LSHL4_ADD_U32:
-    case OP_S_PACK_LL_B32_B16: case OP_S_PACK_LH_B32_B16: case OP_S_PACK_HH_B32_B16: {
-      if (S32(0) || S32(1)) return 1;
-      uint64_t q;
-      int64_t sq;
-      switch (op) {
-        case OP_S_ADD_U32: q = (uint64_t)a + b; r = (uint32_t)q; scc = q >> 32; break;
-        case OP_S_SUB_U32: r = a - b; scc = b > a; break;
-        case OP_S_ADD_I32: sq = (int64_t)(int32_t)a + (int32_t)b; r = (uint32_t)sq; scc = sq != (int32_t)r; break;
-        case OP_S_SUB_I32: sq = (int64_t)(int32_t)a - (int32_t)b; r = (uint32_t)sq; scc = sq != (int32_t)r; break;
-        case OP_S_ADDC_U32: q = (uint64_t)a + b + (uint64_t)w->scc; r = (uint32_t)q; scc = q >> 32; break;
-        case OP_S_SUBB_U32: r = a - b - (uint32_t)w->scc; scc = (uint64_t)b + (uint64_t)w->scc > a; break;
-        case OP_S_MIN_I32: scc = (int32_t)a < (int32_t)b; r = scc ? a : b; break;
-        case OP_S_MIN_U32: scc = a < b; r = scc ? a : b; break;
-        case OP_S_MAX_I32: scc = (int32_t)a >= (int32_t)b; r = scc ? a : b; break; /* ISA: SCC = S0 >= S1 */
-        case OP_S_MAX_U32: scc = a >= b; r = scc ? a : b; break;
-        case OP_S_CSELECT_B32: r = w->scc ? a : b; break;
-        case OP_S_AND_B32: r = a & b; scc = r != 0; break;
-        case OP_S_OR_B32: r = a | b; scc = r != 0; break;
-        case OP_S_XOR_B32: r = a ^ b; scc = r != 0; break;
-        case OP_S_ANDN2_B32: r = a & ~b; scc = r != 0; break;
-        case OP_S_ORN2_B32: r = a | ~b; scc = r != 0; break;
-        case OP_S_NAND_B32: r = ~(a & b); scc = r != 0; break;
-        case OP_S_NOR_B32: r = ~(a | b); scc = r != 0; break;
-        case OP_S_XNOR_B32: r = ~(a ^ b); scc = r != 0; break;
-        case OP_S_LSHL_B32: r = a << (b & 31); scc = r != 0; break;
-        case OP_S_LSHR_B32: r = a >> (b & 31); scc = r != 0; break;
-        case OP_S_ASHR_I32: r = (uint32_t)((int32_t)a >> (b & 31)); scc = r != 0; break;
-        case OP_S_BFM_B32: r = (uint32_t)(((1ull << (a & 31)) - 1) << (b & 31)); break;
-        case OP_S_MUL_I32: r = a * b; break;
-        case OP_S_BFE_U32: {
-          uint32_t o = b & 31, wd = (b >> 16) & 0x7F;
-          r = wd == 0 ? 0 : wd >= 32 ? a >> o : (a >> o) & ((1u << wd) - 1);
-          scc = r != 0;
-          break;
-        }
-        case OP_S_BFE_I32: {
-          uint32_t o = b & 31, wd = (b >> 16) & 0x7F;
-          if (wd == 0) r = 0;
-          else {
-            int64_t v = ((int64_t)(int32_t)a) >> o;
-            if (wd < 32) v = (int64_t)((uint64_t)v << (64 - wd)) >> (64 - wd);
-            r = (uint32_t)v;
-          }
-          scc = r != 0;
-          break;
-        }
-        case OP_S_ABSDIFF_I32: /* the difference wraps to 32 bits before the sign test (ISA examples) */
-          r = a - b;
-          if ((int32_t)r < 0) r = 0u - r;
-          scc = r != 0;
-          break;
-        case OP_S_MUL_HI_U32: r = (uint32_t)(((uint64_t)a * b) >> 32); break;
-        case OP_S_MUL_HI_I32: r = (uint32_t)(((int64_t)(int32_t)a * (int32_t)b) >> 32); break;
-        case OP_S_LSHL1_ADD_U32: case OP_S_LSHL2_ADD_U32: case OP_S_LSHL3_ADD_U32: case OP_S_LSHL4_ADD_U32: {
-          int sh = 1 + (op - OP_S_LSHL1_ADD_U32);
-          q = ((uint64_t)a << sh) + b;
-          r = (uint32_t)q;
-          scc = q >> 32 != 0;
-          break;
-        }
-        case OP_S_PACK_LL_B32_B16: r = (a & 0xFFFF) | (b << 16); break;
-        case OP_S_PACK_LH_B32_B16: r = (a & 0xFFFF) | (b & 0xFFFF0000u); break;
-        default: r = (a >> 16) | (b & 0xFFFF0000u); break; /* hh */
-      }
-      w->scc = scc;
-      return swrite(c, w, in->dst, r);
-    }
-    /* ---- SOP2 64-bit */
-    case OP_S_CSELECT_B64: case OP_S_AND_B64: case OP_S_OR_B64: case OP_S_XOR_B64: case OP_S_ANDN2_B64:
-    case OP_S_ORN2_B64: {
-      if (S64(0) || S64(1)) return 1;
-      switch (op) {
-        case OP_S_CSELECT_B64: R = w->scc ? A : B; break;
-        case OP_S_AND_B64: R = A & B; w->scc = R != 0; break;
-        case OP_S_OR_B64: R = A | B; w->scc = R != 0; break;
-        case OP_S_XOR_B64: R = A ^ B; w->scc = R != 0; break;
-        case OP_S_ANDN2_B64: R = A & ~B; w->scc = R != 0; break;
-        default: R = A | ~B; w->scc = R != 0; break;
-      }
-      return swrite64(c, w, in->dst, R);
-    }
-    case OP_S_LSHL_B64: case OP_S_LSHR_B64: case OP_S_ASHR_I64: {
-      if (S64(0) || S32(1)) return 1;
-      R = op == OP_S_LSHL_B64 ? A << (b & 63) : op == OP_S_LSHR_B64 ? A >> (b & 63) : (uint64_t)((int64_t)A >> (b & 63));
-      w->scc = R != 0;
-      return swrite64(c, w, in->dst, R);
-    }
-    /* ---- SOPK */
-    case OP_S_MOVK_I32: return swrite(c, w, in->dst, (uint32_t)(int32_t)(int16_t)in->imm);
-    case OP_S_CMOVK_I32: return w->scc ? swrite(c, w, in->dst, (uint32_t)(int32_t)(int16_t)in->imm) : 0;
-    case OP_S_ADDK_I32: {
-      if (S32(0)) return 1;
-      int64_t sq = (int64_t)(int32_t)a + (int16_t)in->imm;
-      w->scc = sq != (int32_t)(uint32_t)sq;
-      return swrite(c, w, in->dst, (uint32_t)sq);
-    }
-    case OP_S_MULK_I32:
-      if (S32(0)) return 1;
-      return swrite(c, w, in->dst, a * (uint32_t)(int32_t)(int16_t)in->imm);
-    case OP_S_CMPK_EQ_I32: case OP_S_CMPK_LG_I32: case OP_S_CMPK_GT_I32: case OP_S_CMPK_GE_I32:
-    case OP_S_CMPK_LT_I32: case OP_S_CMPK_LE_I32: {
-      if (S32(0)) return 1;
-      int32_t x = (int32_t)a, k = (int16_t)in->imm;
-      int cd = op - OP_S_CMPK_EQ_I32;
-      w->scc = cd == 0 ? x == k : cd == 1 ? x != k : cd == 2 ? x > k : cd == 3 ? x >= k : cd == 4 ? x < k : x <= k;
-      return 0;
-    }
-    case OP_S_CMPK_EQ_U32: case OP_S_CMPK_LG_U32: case OP_S_CMPK_GT_U32: case OP_S_CMPK_GE_U32:
-    case OP_S_CMPK_LT_U32: case OP_S_CMPK_LE_U32: {
-      if (S32(0)) return 1;
-      uint32_t x = a, k = (uint32_t)(in->imm & 0xFFFF);
-      int cd = op - OP_S_CMPK_EQ_U32;
-      w->scc = cd == 0 ? x == k : cd == 1 ? x != k : cd == 2 ? x > k : cd == 3 ? x >= k : cd == 4 ? x < k : x <= k;
-      return 0;
-    }
-    /* ---- SOP1 */
+
+static int salu_unhandled(ctx_t *c) {
+  return fail(c, E_UNIMPL, 0, "scalar instruction not implemented by the execution core");
+}
+
+/* s_mov, s_cmov, s_movk, s_cmovk, s_cselect, s_getpc */
+static int salu_move(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint32_t a = 0, b = 0;
+  uint64_t A = 0, B = 0;
+  switch (in->op) {
     case OP_S_MOV_B32: if (S32(0)) return 1; return swrite(c, w, in->dst, a);
     case OP_S_MOV_B64: if (S64(0)) return 1; return swrite64(c, w, in->dst, A);
     case OP_S_CMOV_B32: if (S32(0)) return 1; return w->scc ? swrite(c, w, in->dst, a) : 0;
     case OP_S_CMOV_B64: if (S64(0)) return 1; return w->scc ? swrite64(c, w, in->dst, A) : 0;
+    case OP_S_MOVK_I32: return swrite(c, w, in->dst, (uint32_t)(int32_t)(int16_t)in->imm);
+    case OP_S_CMOVK_I32: return w->scc ? swrite(c, w, in->dst, (uint32_t)(int32_t)(int16_t)in->imm) : 0;
+    case OP_S_CSELECT_B32: if (S32(0) || S32(1)) return 1; return swrite(c, w, in->dst, w->scc ? a : b);
+    case OP_S_CSELECT_B64: if (S64(0) || S64(1)) return 1; return swrite64(c, w, in->dst, w->scc ? A : B);
+    case OP_S_GETPC_B64: return swrite64(c, w, in->dst, c->L->image_base + in->pc + in->size);
+    default: return salu_unhandled(c);
+  }
+}
+
+/* two-source 32-bit arithmetic (SOP2) */
+static int salu_arith(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint32_t a = 0, b = 0, r;
+  int scc = w->scc;
+  if (S32(0) || S32(1)) return 1;
+  uint64_t q;
+  int64_t sq;
+  switch (in->op) {
+    case OP_S_ADD_U32: q = (uint64_t)a + b; r = (uint32_t)q; scc = q >> 32; break;
+    case OP_S_SUB_U32: r = a - b; scc = b > a; break;
+    case OP_S_ADD_I32: sq = (int64_t)(int32_t)a + (int32_t)b; r = (uint32_t)sq; scc = sq != (int32_t)r; break;
+    case OP_S_SUB_I32: sq = (int64_t)(int32_t)a - (int32_t)b; r = (uint32_t)sq; scc = sq != (int32_t)r; break;
+    case OP_S_ADDC_U32: q = (uint64_t)a + b + (uint64_t)w->scc; r = (uint32_t)q; scc = q >> 32; break;
+    case OP_S_SUBB_U32: r = a - b - (uint32_t)w->scc; scc = (uint64_t)b + (uint64_t)w->scc > a; break;
+    case OP_S_MIN_I32: scc = (int32_t)a < (int32_t)b; r = scc ? a : b; break;
+    case OP_S_MIN_U32: scc = a < b; r = scc ? a : b; break;
+    case OP_S_MAX_I32: scc = (int32_t)a >= (int32_t)b; r = scc ? a : b; break; /* ISA: SCC = S0 >= S1 */
+    case OP_S_MAX_U32: scc = a >= b; r = scc ? a : b; break;
+    case OP_S_MUL_I32: r = a * b; break;
+    case OP_S_MUL_HI_U32: r = (uint32_t)(((uint64_t)a * b) >> 32); break;
+    case OP_S_MUL_HI_I32: r = (uint32_t)(((int64_t)(int32_t)a * (int32_t)b) >> 32); break;
+    case OP_S_ABSDIFF_I32: /* the difference wraps to 32 bits before the sign test (ISA examples) */
+      r = a - b;
+      if ((int32_t)r < 0) r = 0u - r;
+      scc = r != 0;
+      break;
+    case OP_S_LSHL1_ADD_U32: case OP_S_LSHL2_ADD_U32: case OP_S_LSHL3_ADD_U32: case OP_S_LSHL4_ADD_U32:
+      q = ((uint64_t)a << OPS[in->op].shift) + b;
+      r = (uint32_t)q;
+      scc = q >> 32 != 0;
+      break;
+    default: return salu_unhandled(c);
+  }
+  w->scc = scc;
+  return swrite(c, w, in->dst, r);
+}
+
+/* s_addk_i32, s_mulk_i32: the SOPK immediate is the second operand */
+static int salu_arith_imm(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint32_t a = 0, b;
+  if (S32(0)) return 1;
+  switch (in->op) {
+    case OP_S_ADDK_I32: {
+      int64_t sq = (int64_t)(int32_t)a + (int16_t)in->imm;
+      w->scc = sq != (int32_t)(uint32_t)sq;
+      return swrite(c, w, in->dst, (uint32_t)sq);
+    }
+    case OP_S_MULK_I32: return swrite(c, w, in->dst, a * (uint32_t)(int32_t)(int16_t)in->imm);
+    default: return salu_unhandled(c);
+  }
+}
+
+/* two-source 32-bit logic, shifts, bit fields and packing (SOP2) */
+static int salu_bit(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint32_t a = 0, b = 0, r;
+  int scc = w->scc;
+  if (S32(0) || S32(1)) return 1;
+  switch (in->op) {
+    case OP_S_AND_B32: r = a & b; scc = r != 0; break;
+    case OP_S_OR_B32: r = a | b; scc = r != 0; break;
+    case OP_S_XOR_B32: r = a ^ b; scc = r != 0; break;
+    case OP_S_ANDN2_B32: r = a & ~b; scc = r != 0; break;
+    case OP_S_ORN2_B32: r = a | ~b; scc = r != 0; break;
+    case OP_S_NAND_B32: r = ~(a & b); scc = r != 0; break;
+    case OP_S_NOR_B32: r = ~(a | b); scc = r != 0; break;
+    case OP_S_XNOR_B32: r = ~(a ^ b); scc = r != 0; break;
+    case OP_S_LSHL_B32: r = a << (b & 31); scc = r != 0; break;
+    case OP_S_LSHR_B32: r = a >> (b & 31); scc = r != 0; break;
+    case OP_S_ASHR_I32: r = (uint32_t)((int32_t)a >> (b & 31)); scc = r != 0; break;
+    case OP_S_BFM_B32: r = (uint32_t)(((1ull << (a & 31)) - 1) << (b & 31)); break;
+    case OP_S_BFE_U32: {
+      uint32_t o = b & 31, wd = (b >> 16) & 0x7F;
+      r = wd == 0 ? 0 : wd >= 32 ? a >> o : (a >> o) & ((1u << wd) - 1);
+      scc = r != 0;
+      break;
+    }
+    case OP_S_BFE_I32: {
+      uint32_t o = b & 31, wd = (b >> 16) & 0x7F;
+      if (wd == 0) r = 0;
+      else {
+        int64_t v = ((int64_t)(int32_t)a) >> o;
+        if (wd < 32) v = (int64_t)((uint64_t)v << (64 - wd)) >> (64 - wd);
+        r = (uint32_t)v;
+      }
+      scc = r != 0;
+      break;
+    }
+    case OP_S_PACK_LL_B32_B16: r = (a & 0xFFFF) | (b << 16); break;
+    case OP_S_PACK_LH_B32_B16: r = (a & 0xFFFF) | (b & 0xFFFF0000u); break;
+    case OP_S_PACK_HH_B32_B16: r = (a >> 16) | (b & 0xFFFF0000u); break;
+    default: return salu_unhandled(c);
+  }
+  w->scc = scc;
+  return swrite(c, w, in->dst, r);
+}
+
+/* 64-bit logic and shifts (SOP2) */
+static int salu_bit64(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint32_t a = 0, b = 0;
+  uint64_t A = 0, B = 0, R;
+  int op = in->op;
+  if (op == OP_S_LSHL_B64 || op == OP_S_LSHR_B64 || op == OP_S_ASHR_I64) {
+    if (S64(0) || S32(1)) return 1;
+    R = op == OP_S_LSHL_B64 ? A << (b & 63) : op == OP_S_LSHR_B64 ? A >> (b & 63) : (uint64_t)((int64_t)A >> (b & 63));
+  } else {
+    if (S64(0) || S64(1)) return 1;
+    switch (op) {
+      case OP_S_AND_B64: R = A & B; break;
+      case OP_S_OR_B64: R = A | B; break;
+      case OP_S_XOR_B64: R = A ^ B; break;
+      case OP_S_ANDN2_B64: R = A & ~B; break;
+      case OP_S_ORN2_B64: R = A | ~B; break;
+      default: return salu_unhandled(c);
+    }
+  }
+  w->scc = R != 0;
+  return swrite64(c, w, in->dst, R);
+}
+
+/* one-source bit and sign ops (SOP1) */
+static int salu_unary(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint32_t a = 0, b, r = 0;
+  uint64_t A = 0, B, R;
+  switch (in->op) {
     case OP_S_NOT_B32: if (S32(0)) return 1; r = ~a; w->scc = r != 0; return swrite(c, w, in->dst, r);
     case OP_S_NOT_B64: if (S64(0)) return 1; R = ~A; w->scc = R != 0; return swrite64(c, w, in->dst, R);
-    case OP_S_BREV_B32: {
+    case OP_S_BREV_B32:
       if (S32(0)) return 1;
       for (int i = 0; i < 32; i++) r |= ((a >> i) & 1u) << (31 - i);
       return swrite(c, w, in->dst, r);
-    }
-    case OP_S_BCNT1_I32_B32: if (S32(0)) return 1; r = (uint32_t)__builtin_popcount(a); w->scc = r != 0; return swrite(c, w, in->dst, r);
-    case OP_S_BCNT1_I32_B64: if (S64(0)) return 1; r = (uint32_t)__builtin_popcountll(A); w->scc = r != 0; return swrite(c, w, in->dst, r);
+    case OP_S_BCNT1_I32_B32:
+      if (S32(0)) return 1;
+      r = (uint32_t)__builtin_popcount(a);
+      w->scc = r != 0;
+      return swrite(c, w, in->dst, r);
+    case OP_S_BCNT1_I32_B64:
+      if (S64(0)) return 1;
+      r = (uint32_t)__builtin_popcountll(A);
+      w->scc = r != 0;
+      return swrite(c, w, in->dst, r);
     case OP_S_FF1_I32_B32: if (S32(0)) return 1; return swrite(c, w, in->dst, a ? (uint32_t)__builtin_ctz(a) : 0xFFFFFFFFu);
     case OP_S_FF1_I32_B64: if (S64(0)) return 1; return swrite(c, w, in->dst, A ? (uint32_t)__builtin_ctzll(A) : 0xFFFFFFFFu);
     case OP_S_FLBIT_I32_B32: if (S32(0)) return 1; return swrite(c, w, in->dst, a ? (uint32_t)__builtin_clz(a) : 0xFFFFFFFFu);
     case OP_S_SEXT_I32_I8: if (S32(0)) return 1; return swrite(c, w, in->dst, (uint32_t)(int32_t)(int8_t)a);
     case OP_S_SEXT_I32_I16: if (S32(0)) return 1; return swrite(c, w, in->dst, (uint32_t)(int32_t)(int16_t)a);
     case OP_S_ABS_I32: if (S32(0)) return 1; r = (int32_t)a < 0 ? -a : a; w->scc = r != 0; return swrite(c, w, in->dst, r);
-    case OP_S_GETPC_B64: return swrite64(c, w, in->dst, c->L->image_base + in->pc + in->size);
-    case OP_S_AND_SAVEEXEC_B64: case OP_S_OR_SAVEEXEC_B64: case OP_S_XOR_SAVEEXEC_B64:
-    case OP_S_ANDN2_SAVEEXEC_B64: case OP_S_ORN2_SAVEEXEC_B64: case OP_S_NAND_SAVEEXEC_B64:
-    case OP_S_NOR_SAVEEXEC_B64: case OP_S_XNOR_SAVEEXEC_B64: case OP_S_ANDN1_SAVEEXEC_B64:
-    case OP_S_ORN1_SAVEEXEC_B64: {
-      if (S64(0)) return 1;
-      uint64_t e = exec_of(w);
-      switch (op) {
-        case OP_S_AND_SAVEEXEC_B64: R = A & e; break;
-        case OP_S_OR_SAVEEXEC_B64: R = A | e; break;
-        case OP_S_XOR_SAVEEXEC_B64: R = A ^ e; break;
-        case OP_S_ANDN2_SAVEEXEC_B64: R = A & ~e; break;
-        case OP_S_ORN2_SAVEEXEC_B64: R = A | ~e; break;
-        case OP_S_NAND_SAVEEXEC_B64: R = ~(A & e); break;
-        case OP_S_NOR_SAVEEXEC_B64: R = ~(A | e); break;
-        case OP_S_XNOR_SAVEEXEC_B64: R = ~(A ^ e); break;
-        case OP_S_ANDN1_SAVEEXEC_B64: R = ~A & e; break;
-        default: R = ~A | e; break;
-      }
-      if (swrite64(c, w, in->dst, e)) return 1;
-      w->s[126] = (uint32_t)R;
-      w->s[127] = (uint32_t)(R >> 32);
-      w->scc = R != 0;
-      return 0;
-    }
-    /* ---- SOPC */
-    case OP_S_CMP_EQ_I32: case OP_S_CMP_LG_I32: case OP_S_CMP_GT_I32: case OP_S_CMP_GE_I32: case OP_S_CMP_LT_I32:
-    case OP_S_CMP_LE_I32: {
-      if (S32(0) || S32(1)) return 1;
-      int32_t x = (int32_t)a, y = (int32_t)b;
-      int cd = op - OP_S_CMP_EQ_I32;
-      w->scc = cd == 0 ? x == y : cd == 1 ? x != y : cd == 2 ? x > y : cd == 3 ? x >= y : cd == 4 ? x < y : x <= y;
-      return 0;
-    }
-    case OP_S_CMP_EQ_U32: case OP_S_CMP_LG_U32: case OP_S_CMP_GT_U32: case OP_S_CMP_GE_U32: case OP_S_CMP_LT_U32:
-    case OP_S_CMP_LE_U32: {
-      if (S32(0) || S32(1)) return 1;
-      int cd = op - OP_S_CMP_EQ_U32;
-      w->scc = cd == 0 ? a == b : cd == 1 ? a != b : cd == 2 ? a > b : cd == 3 ? a >= b : cd == 4 ? a < b : a <= b;
-      return 0;
-    }
-    case OP_S_BITCMP0_B32: if (S32(0) || S32(1)) return 1; w->scc = ((a >> (b & 31)) & 1) == 0; return 0;
-    case OP_S_BITCMP1_B32: if (S32(0) || S32(1)) return 1; w->scc = ((a >> (b & 31)) & 1) == 1; return 0;
-    case OP_S_CMP_EQ_U64: if (S64(0) || S64(1)) return 1; w->scc = A == B; return 0;
-    case OP_S_CMP_LG_U64: if (S64(0) || S64(1)) return 1; w->scc = A != B; return 0;
-    default: break;
+    default: return salu_unhandled(c);
   }
+}
+
+/* s_<op>_saveexec_b64: the old EXEC to the destination, EXEC = op(S0, EXEC), SCC = EXEC != 0 */
+static int salu_saveexec(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t A, R;
+  if (sval64(c, w, in, in->src[0], &A)) return 1;
+  uint64_t e = exec_of(w);
+  switch (in->op) {
+    case OP_S_AND_SAVEEXEC_B64: R = A & e; break;
+    case OP_S_OR_SAVEEXEC_B64: R = A | e; break;
+    case OP_S_XOR_SAVEEXEC_B64: R = A ^ e; break;
+    case OP_S_ANDN2_SAVEEXEC_B64: R = A & ~e; break;
+    case OP_S_ORN2_SAVEEXEC_B64: R = A | ~e; break;
+    case OP_S_NAND_SAVEEXEC_B64: R = ~(A & e); break;
+    case OP_S_NOR_SAVEEXEC_B64: R = ~(A | e); break;
+    case OP_S_XNOR_SAVEEXEC_B64: R = ~(A ^ e); break;
+    case OP_S_ANDN1_SAVEEXEC_B64: R = ~A & e; break;
+    case OP_S_ORN1_SAVEEXEC_B64: R = ~A | e; break;
+    default: return salu_unhandled(c);
+  }
+  if (swrite64(c, w, in->dst, e)) return 1;
+  w->s[126] = (uint32_t)R;
+  w->s[127] = (uint32_t)(R >> 32);
+  w->scc = R != 0;
+  return 0;
+}
+
+/* s_cmp_*: SCC = the table's condition (CMP_INT's numbering) on two sources of the table's type */
+static int salu_compare(ctx_t *c, wave_t *w, const insn_t *in) {
+  const op_entry *e = &OPS[in->op];
+  uint32_t a = 0, b = 0;
+  uint64_t A = 0, B = 0;
+  if (e->type == CT_U64) {
+    if (S64(0) || S64(1)) return 1;
+    w->scc = CMP_INT(e->cond, A, B);
+  } else {
+    if (S32(0) || S32(1)) return 1;
+    w->scc = e->type == CT_I32 ? CMP_INT(e->cond, (int32_t)a, (int32_t)b) : CMP_INT(e->cond, a, b);
+  }
+  return 0;
+}
+
+/* s_cmpk_*: the same against the SOPK immediate, sign- or zero-extended by the type */
+static int salu_compare_imm(ctx_t *c, wave_t *w, const insn_t *in) {
+  const op_entry *e = &OPS[in->op];
+  uint32_t a = 0, b;
+  if (S32(0)) return 1;
+  if (e->type == CT_I32) w->scc = CMP_INT(e->cond, (int32_t)a, (int32_t)(int16_t)in->imm);
+  else w->scc = CMP_INT(e->cond, a, (uint32_t)(in->imm & 0xFFFF));
+  return 0;
+}
+
+/* s_bitcmp0/1_b32: SCC = whether bit S1[4:0] of S0 equals the table's bit value */
+static int salu_bitcmp(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint32_t a = 0, b = 0;
+  if (S32(0) || S32(1)) return 1;
+  w->scc = ((a >> (b & 31)) & 1) == OPS[in->op].cond;
+  return 0;
+}
 #undef S32
 #undef S64
-  return fail(c, E_UNIMPL, 0, "scalar instruction not implemented by the execution core");
+
+/* ---------------------------------------------------------------- program control (SOPP) */
+
+static int invalid_op(ctx_t *c, wave_t *w, const insn_t *in) {
+  return fail(c, E_UNIMPL, 0, "unknown or unimplemented instruction encoding");
+}
+
+static int sopp_nop(ctx_t *c, wave_t *w, const insn_t *in) { return 0; }
+
+static int sopp_setprio(ctx_t *c, wave_t *w, const insn_t *in) {
+  w->prio = in->imm & 3;
+  return 0;
+}
+
+static int sopp_endpgm(ctx_t *c, wave_t *w, const insn_t *in) {
+  q_retire(c, w, &w->vm, 0, 0);
+  q_retire(c, w, &w->lgkm, 0, 1);
+  w->status = W_DONE;
+  c->next = w->pc; /* a finished wave stays at its s_endpgm */
+  return 0;
+}
+
+static int sopp_barrier(ctx_t *c, wave_t *w, const insn_t *in) {
+  w->status = W_BARRIER;
+  return 0;
+}
+
+static int sopp_waitcnt(ctx_t *c, wave_t *w, const insn_t *in) {
+  int imm = in->imm & 0xFFFF;
+  int vm = (imm & 0xF) | ((imm >> 14) & 3) << 4, lgkm = (imm >> 8) & 0xF;
+  q_retire(c, w, &w->vm, vm, 0);
+  q_retire(c, w, &w->lgkm, lgkm, 1);
+  return 0;
+}
+
+static int sopp_branch(ctx_t *c, wave_t *w, const insn_t *in) {
+  emu_launch *L = c->L;
+  int taken;
+  switch (OPS[in->op].cond) {
+    case BR_ALWAYS: taken = 1; break;
+    case BR_SCC0: taken = w->scc == 0; break;
+    case BR_SCC1: taken = w->scc != 0; break;
+    case BR_VCCZ: taken = vcc_of(w) == 0; break;
+    case BR_VCCNZ: taken = vcc_of(w) != 0; break;
+    case BR_EXECZ: taken = exec_of(w) == 0; break;
+    case BR_EXECNZ: taken = exec_of(w) != 0; break;
+    default: return fail(c, E_UNIMPL, 0, "program-control instruction not implemented");
+  }
+  if (!taken) return 0;
+  int64_t target = (int64_t)in->pc + 4 + 4 * (int64_t)(int16_t)in->imm;
+  int64_t word = (target - (int64_t)L->code_base) / 4;
+  if (word < 0 || word >= L->code_words || L->index[word] < 0)
+    return fail(c, E_INVALID, (uint64_t)target, "branch to %#llx, which is not an instruction of the kernel",
+                (unsigned long long)target);
+  c->next = L->index[word];
+  return 0;
 }
 
 /* ---------------------------------------------------------------- memory instructions */
@@ -2203,65 +2416,18 @@ static int buffer_op(ctx_t *c, wave_t *w, const insn_t *in) {
 
 /* ---------------------------------------------------------------- wave step */
 
+#include "optable.h"
+
 static int step(ctx_t *c, wave_t *w) {
   emu_launch *L = c->L;
   if (w->pc < 0 || w->pc >= L->nprog) return fail(c, E_INVALID, 0, "program counter left the kernel");
   const insn_t *in = &L->prog[w->pc];
-  int op = in->op;
-  int next = w->pc + 1;
   L->insn_count++;
-  if (op == OP_INVALID) return fail(c, E_UNIMPL, 0, "unknown or unimplemented instruction encoding");
-
-  if (op >= OP_S_NOP && op <= OP_S_SETPRIO) { /* SOPP */
-    int taken = -1;
-    switch (op) {
-      case OP_S_NOP: case OP_S_SLEEP: break;
-      case OP_S_SETPRIO: w->prio = in->imm & 3; break;
-      case OP_S_ENDPGM:
-        q_retire(c, w, &w->vm, 0, 0);
-        q_retire(c, w, &w->lgkm, 0, 1);
-        w->status = W_DONE;
-        return 0;
-      case OP_S_BRANCH: taken = 1; break;
-      case OP_S_CBRANCH_SCC0: taken = w->scc == 0; break;
-      case OP_S_CBRANCH_SCC1: taken = w->scc != 0; break;
-      case OP_S_CBRANCH_VCCZ: taken = vcc_of(w) == 0; break;
-      case OP_S_CBRANCH_VCCNZ: taken = vcc_of(w) != 0; break;
-      case OP_S_CBRANCH_EXECZ: taken = exec_of(w) == 0; break;
-      case OP_S_CBRANCH_EXECNZ: taken = exec_of(w) != 0; break;
-      case OP_S_BARRIER: w->status = W_BARRIER; break;
-      case OP_S_WAITCNT: {
-        int imm = in->imm & 0xFFFF;
-        int vm = (imm & 0xF) | ((imm >> 14) & 3) << 4, lgkm = (imm >> 8) & 0xF;
-        q_retire(c, w, &w->vm, vm, 0);
-        q_retire(c, w, &w->lgkm, lgkm, 1);
-        break;
-      }
-      default: return fail(c, E_UNIMPL, 0, "program-control instruction not implemented");
-    }
-    if (taken == 1) {
-      int64_t target = (int64_t)in->pc + 4 + 4 * (int64_t)(int16_t)in->imm;
-      int64_t word = (target - (int64_t)L->code_base) / 4;
-      if (word < 0 || word >= L->code_words || L->index[word] < 0)
-        return fail(c, E_INVALID, (uint64_t)target, "branch to %#llx, which is not an instruction of the kernel",
-                    (unsigned long long)target);
-      next = L->index[word];
-    }
-    w->pc = next;
-    return 0;
-  }
-  int rc;
-  if (op < OP_S_NOP) rc = salu(c, w, in, &(int){0});
-  else if (op <= OP_S_LOAD_DWORDX16) rc = smem(c, w, in);
-  else if (op >= OP_DS_WRITE_B32 && op <= OP_DS_READ_B128) rc = ds(c, w, in);
-  else if (op >= OP_BUFFER_LOAD_UBYTE && op <= OP_BUFFER_LOAD_SHORT_D16_HI) rc = buffer_op(c, w, in);
-  else if (op >= OP_GLOBAL_LOAD_UBYTE) rc = flat_op(c, w, in);
-  else {
-    if ((in->flags & (1u << F_DPP)) && dpp_refused(c, in)) return L->err;
-    rc = valu(c, w, in);
-  }
+  if (in->op >= OP_COUNT) return fail(c, E_INVALID, 0, "instruction record with opcode id %d", in->op);
+  c->next = w->pc + 1;
+  int rc = OPS[in->op].run(c, w, in);
   if (rc) return rc;
-  w->pc = next;
+  w->pc = c->next;
   return 0;
 }
 

@@ -3,8 +3,12 @@
 Opcode numbers follow the CDNA3/CDNA4 ISA encodings and were checked against the
 toolchain's assembler (tests/test_emu_decode.py re-checks every one with llvm-mc).
 Only instructions the execution core implements are listed; anything else decodes
-as unknown and raises UnimplementedInstruction if executed.
+as unknown and raises UnimplementedInstruction if executed. An instruction goes in its
+encoding's table and in OPS, which names the core.c function that runs it and its
+parameters (optable.py generates the core's dispatch table from OPS; the opcode ids
+are the order of MNEMONICS, which decides nothing else).
 """
+from dataclasses import dataclass
 
 SOP2 = {
     0: "s_add_u32", 1: "s_sub_u32", 2: "s_add_i32", 3: "s_sub_i32", 4: "s_addc_u32", 5: "s_subb_u32",
@@ -72,8 +76,6 @@ VOP2 = {
 _CMP_F32 = ["f", "lt", "eq", "le", "gt", "lg", "ge", "o", "u", "nge", "nlg", "ngt", "nle", "neq", "nlt", "tru"]
 _CMP_INT = ["f", "lt", "eq", "le", "gt", "ne", "ge", "t"]
 VOPC = {16: "v_cmp_class_f32", 17: "v_cmpx_class_f32"}
-# Order matters: the core derives condition and type from the position (all f32 compares, then their cmpx
-# forms; then for each integer type its eight compares followed by its eight cmpx forms).
 for _i, _c in enumerate(_CMP_F32):
     VOPC[0x40 + _i] = f"v_cmp_{_c}_f32"
 for _i, _c in enumerate(_CMP_F32):
@@ -150,7 +152,7 @@ DS = {
     124: "ds_add_rtn_f64", 183: "ds_pk_add_rtn_f16", 184: "ds_pk_add_rtn_bf16",
     # lane exchange through the LDS unit, no LDS access (docs/facts.md §9.4)
     61: "ds_swizzle_b32", 62: "ds_permute_b32", 63: "ds_bpermute_b32",
-    254: "ds_read_b96", 255: "ds_read_b128",  # last: the core dispatches DS by id range (ds_write_b32 first)
+    254: "ds_read_b96", 255: "ds_read_b128",
 }
 
 # The atomics MUBUF, FLAT and GLOBAL share (same opcodes in all three; docs/facts.md §9): 32-bit, then x2.
@@ -170,7 +172,7 @@ MUBUF = {
     25: "buffer_store_byte_d16_hi", 32: "buffer_load_ubyte_d16", 33: "buffer_load_ubyte_d16_hi",
     34: "buffer_load_sbyte_d16", 35: "buffer_load_sbyte_d16_hi",
     **{op: f"buffer_atomic_{name}" for op, name in _VMEM_ATOMICS.items()},
-    36: "buffer_load_short_d16", 37: "buffer_load_short_d16_hi",  # last: the core dispatches MUBUF by id range
+    36: "buffer_load_short_d16", 37: "buffer_load_short_d16_hi",
 }
 
 # FLAT/GLOBAL share opcodes; the segment field picks the address space (0 flat, 2 global).
@@ -196,6 +198,118 @@ def segment_has(seg: int, base: str) -> bool:
     if seg == SEG_SCRATCH:
         return not base.startswith("atomic_") and base not in ("load_lds_dwordx3", "load_lds_dwordx4")
     return True
+
+
+# ---- how the execution core runs each mnemonic (hkrt/emu/optable.py turns this into core.c's opcode table)
+@dataclass(frozen=True)
+class Op:
+    """The C function of core.c that runs a mnemonic, and the parameters it reads from the opcode table."""
+    handler: str
+    cond: int = 0       # compares: the condition's ISA code (its offset in _CMP_F32 or _CMP_INT); branches:
+                        # its index in BRANCH_CONDITIONS; s_bitcmp0/1: the bit value that sets SCC
+    type: str = ""      # compares: operand type, one of COMPARE_TYPES
+    cmpx: bool = False  # v_cmpx_*: the result is written to EXEC as well
+    shift: int = 0      # s_lshlN_add_u32: N
+    m: int = 0          # MFMA: block shape M x N x K and registers per lane of A/B and of C/D (from MAI)
+    n: int = 0
+    k: int = 0
+    ab_regs: int = 0
+    cd_regs: int = 0
+
+
+COMPARE_TYPES = ("f32", "i32", "u32", "i64", "u64", "class")
+BRANCH_CONDITIONS = ("always", "scc0", "scc1", "vccz", "vccnz", "execz", "execnz")
+OPS: dict[str, Op] = {}
+
+
+def _declare(handler: str, names: str, **params) -> None:
+    for name in names.split():
+        if name in OPS:
+            raise ValueError(f"{name} is declared twice in isa.OPS")
+        OPS[name] = Op(handler, **params)
+
+
+_declare("invalid_op", "invalid")
+# program control (SOPP)
+_declare("sopp_nop", "s_nop s_sleep")  # their only effect is on timing (timing_model.c)
+_declare("sopp_setprio", "s_setprio")
+_declare("sopp_endpgm", "s_endpgm")
+_declare("sopp_barrier", "s_barrier")
+_declare("sopp_waitcnt", "s_waitcnt")
+for _i, _c in enumerate(BRANCH_CONDITIONS):
+    _declare("sopp_branch", "s_branch" if _c == "always" else f"s_cbranch_{_c}", cond=_i)
+# scalar ALU
+_declare("salu_move", "s_mov_b32 s_mov_b64 s_cmov_b32 s_cmov_b64 s_movk_i32 s_cmovk_i32 s_cselect_b32 "
+                      "s_cselect_b64 s_getpc_b64")
+_declare("salu_arith", "s_add_u32 s_sub_u32 s_add_i32 s_sub_i32 s_addc_u32 s_subb_u32 s_min_i32 s_min_u32 "
+                       "s_max_i32 s_max_u32 s_mul_i32 s_mul_hi_u32 s_mul_hi_i32 s_absdiff_i32")
+for _n in range(1, 5):
+    _declare("salu_arith", f"s_lshl{_n}_add_u32", shift=_n)
+_declare("salu_arith_imm", "s_addk_i32 s_mulk_i32")
+_declare("salu_bit", "s_and_b32 s_or_b32 s_xor_b32 s_andn2_b32 s_orn2_b32 s_nand_b32 s_nor_b32 s_xnor_b32 "
+                     "s_lshl_b32 s_lshr_b32 s_ashr_i32 s_bfm_b32 s_bfe_u32 s_bfe_i32 s_pack_ll_b32_b16 "
+                     "s_pack_lh_b32_b16 s_pack_hh_b32_b16")
+_declare("salu_bit64", "s_and_b64 s_or_b64 s_xor_b64 s_andn2_b64 s_orn2_b64 s_lshl_b64 s_lshr_b64 s_ashr_i64")
+_declare("salu_unary", "s_not_b32 s_not_b64 s_brev_b32 s_bcnt1_i32_b32 s_bcnt1_i32_b64 s_ff1_i32_b32 "
+                       "s_ff1_i32_b64 s_flbit_i32_b32 s_sext_i32_i8 s_sext_i32_i16 s_abs_i32")
+_declare("salu_saveexec", " ".join(f"s_{o}_saveexec_b64" for o in
+                                   ("and", "or", "xor", "andn2", "orn2", "nand", "nor", "xnor", "andn1", "orn1")))
+for _c in ("eq", "lg", "gt", "ge", "lt", "le"):  # lg is the integer compares' ne
+    _cond = _CMP_INT.index("ne" if _c == "lg" else _c)
+    for _ty in ("i32", "u32"):
+        _declare("salu_compare", f"s_cmp_{_c}_{_ty}", cond=_cond, type=_ty)
+        _declare("salu_compare_imm", f"s_cmpk_{_c}_{_ty}", cond=_cond, type=_ty)
+    if _c in ("eq", "lg"):
+        _declare("salu_compare", f"s_cmp_{_c}_u64", cond=_cond, type="u64")
+_declare("salu_bitcmp", "s_bitcmp0_b32", cond=0)
+_declare("salu_bitcmp", "s_bitcmp1_b32", cond=1)
+_declare("smem", " ".join(SMEM.values()))
+# vector ALU
+_declare("valu_nop", "v_nop")
+_declare("valu_move", "v_mov_b32 v_accvgpr_mov_b32 v_accvgpr_read_b32 v_accvgpr_write_b32")
+_declare("valu_move64", "v_mov_b64")
+_declare("valu_cross_lane", "v_readfirstlane_b32 v_readlane_b32 v_writelane_b32")
+_declare("valu_cndmask", "v_cndmask_b32")
+_declare("valu_f32", "v_add_f32 v_sub_f32 v_subrev_f32 v_mul_f32 v_min_f32 v_max_f32 v_fma_f32 v_fmac_f32 "
+                     "v_min3_f32 v_max3_f32 v_med3_f32 v_ldexp_f32 v_exp_f32 v_log_f32 v_rcp_f32 v_rcp_iflag_f32 "
+                     "v_rsq_f32 v_sqrt_f32 v_fract_f32 v_trunc_f32 v_ceil_f32 v_rndne_f32 v_floor_f32")
+_declare("valu_convert", "v_cvt_f32_i32 v_cvt_f32_u32 v_cvt_u32_f32 v_cvt_i32_f32 v_cvt_f16_f32 v_cvt_f32_f16 "
+                         "v_cvt_f32_bf16 v_cvt_pk_bf16_f32 v_cvt_pkrtz_f16_f32 v_pack_b32_f16")
+_declare("valu_int", "v_add_u32 v_sub_u32 v_subrev_u32 v_mul_i32_i24 v_mul_hi_i32_i24 v_mul_u32_u24 "
+                     "v_mul_hi_u32_u24 v_mad_i32_i24 v_mad_u32_u24 v_mul_lo_u32 v_mul_hi_u32 v_mul_hi_i32 "
+                     "v_min_i32 v_max_i32 v_min_u32 v_max_u32 v_min3_i32 v_max3_i32 v_min3_u32 v_max3_u32 "
+                     "v_med3_i32 v_med3_u32 v_lshl_add_u32 v_add_lshl_u32 v_add3_u32")
+_declare("valu_bit", "v_lshrrev_b32 v_ashrrev_i32 v_lshlrev_b32 v_and_b32 v_or_b32 v_xor_b32 v_xnor_b32 "
+                     "v_not_b32 v_bfrev_b32 v_ffbh_u32 v_ffbl_b32 v_bfe_u32 v_bfe_i32 v_bfi_b32 v_alignbit_b32 "
+                     "v_alignbyte_b32 v_lshl_or_b32 v_and_or_b32 v_or3_b32 v_perm_b32 v_bitop3_b32 "
+                     "v_bcnt_u32_b32")
+_declare("valu_carry", "v_add_co_u32 v_sub_co_u32 v_subrev_co_u32 v_addc_co_u32 v_subb_co_u32 v_subbrev_co_u32")
+_declare("valu_mbcnt", "v_mbcnt_lo_u32_b32 v_mbcnt_hi_u32_b32")
+_declare("valu_shift64", "v_lshlrev_b64 v_lshrrev_b64 v_ashrrev_i64 v_lshl_add_u64")
+_declare("valu_mad64", "v_mad_u64_u32 v_mad_i64_i32")
+_declare("valu_packed_f32", "v_pk_fma_f32 v_pk_mul_f32 v_pk_add_f32 v_pk_mov_b32")
+for _i, _c in enumerate(_CMP_F32):
+    _declare("valu_compare", f"v_cmp_{_c}_f32", cond=_i, type="f32")
+    _declare("valu_compare", f"v_cmpx_{_c}_f32", cond=_i, type="f32", cmpx=True)
+for _ty in ("i32", "u32", "i64", "u64"):
+    for _i, _c in enumerate(_CMP_INT):
+        _declare("valu_compare", f"v_cmp_{_c}_{_ty}", cond=_i, type=_ty)
+        _declare("valu_compare", f"v_cmpx_{_c}_{_ty}", cond=_i, type=_ty, cmpx=True)
+_declare("valu_compare", "v_cmp_class_f32", type="class")
+_declare("valu_compare", "v_cmpx_class_f32", type="class", cmpx=True)
+for _name, _m, _n, _k, _ab, _cd in MAI.values():
+    _declare("valu_mfma", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd)
+# memory
+_declare("ds", " ".join(DS.values()))
+_declare("buffer_op", " ".join(MUBUF.values()))
+_declare("flat_op", " ".join(f"global_{n}" for n in FLAT.values()))
+_declare("flat_op", " ".join(f"flat_{n}" for n in FLAT.values() if segment_has(SEG_FLAT, n)))
+_declare("flat_op", " ".join(f"scratch_{n}" for n in FLAT.values() if segment_has(SEG_SCRATCH, n)))
+
+# Which DPP form an op has, for the core's refusal of the others (docs/facts.md §6.4): VOP1/VOP2 ops have one
+# except these; gfx950 has none for VOPC compares; 64-bit operands take only row_newbcast.
+NO_DPP_FORM = {"v_nop", "v_readfirstlane_b32", "v_accvgpr_mov_b32"}
+DPP_ROW_NEWBCAST_ONLY = {"v_mov_b64"}
 
 
 def all_mnemonics() -> list[str]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import struct
 import threading
 import time
+from dataclasses import dataclass
 
 from .. import codeobject, config
 from . import decode, timing
+from .chip import LDS_BYTES
 from .errors import BarrierDeadlock, EmulationError, HazardError, LaunchLimit, MemoryFault, UnimplementedInstruction
 
 # 64-bit apertures through which flat instructions reach LDS and the private segment (values are ours;
@@ -21,6 +23,14 @@ SHARED_APERTURE = 0x0001_0000_0000_0000
 PRIVATE_APERTURE = 0x0002_0000_0000_0000
 KERNARG_CHUNK = 256
 _ERRORS = {1: MemoryFault, 2: HazardError, 3: UnimplementedInstruction, 4: BarrierDeadlock, 5: LaunchLimit}
+
+
+@dataclass
+class LaunchStats:
+    wave_instructions: int
+    workgroups: int
+    seconds: float                       # host time the emulation took
+    report: "timing.LaunchReport | None" = None  # the timing model's, when a model is on
 
 
 def run_core(lib, L) -> int:
@@ -155,8 +165,9 @@ def _user_sgprs(machine, kernel, grid, block, lds, kernarg_addr, kernarg: bytes,
     return out
 
 
-def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_lds: int, kernarg: bytes):
-    from .machine import LDS_BYTES, LaunchStats
+def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_lds: int,
+               kernarg: bytes) -> LaunchStats:
+    """Run one launch on `machine` (a machine.Machine: its memory, options and timing model)."""
     mod = core()
     ffi, lib = mod.ffi, mod.lib
     lane_scratch = private_segment_bytes(kernel)

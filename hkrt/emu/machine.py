@@ -15,14 +15,10 @@ import numpy as np
 
 from .. import codeobject, config
 from . import timing
+from .chip import ARCH
 from .errors import EmulationError, MemoryFault  # noqa: F401  (re-exported for the HIP layer)
+from .launch import LaunchStats, run_kernel
 
-ARCH = "gfx950"
-DEVICE_NAME = "AMD Instinct MI350X (hkrt gfx950 emulator)"
-COMPUTE_UNITS = 256
-WAVE_SIZE = 64
-MAX_WORKGROUP_SIZE = 1024
-LDS_BYTES = 160 * 1024
 # Device addresses sit above x86-64's 47-bit user space, so no host pointer can alias one, and below
 # 2^48, so that they fit a buffer descriptor's 48-bit base. Null and small integers never alias either.
 HEAP_BASE = 0x8000_0000_0000
@@ -165,14 +161,6 @@ class EmuModule:
         return self.code.kernels
 
 
-@dataclass
-class LaunchStats:
-    wave_instructions: int
-    workgroups: int
-    seconds: float                       # host time the emulation took
-    report: "timing.LaunchReport | None" = None  # the timing model's, when a model is on
-
-
 def hidden_kernarg_values(grid, block, dynamic_lds: int) -> dict[str, tuple[int, int]]:
     """What HIP puts in each code-object-v5 hidden argument: value_kind -> (value, size check)."""
     gx, gy, gz = grid
@@ -234,6 +222,7 @@ class Machine:
         self.strict = strict
         self.seed = seed
         self.stats_total = 0
+        self.execute = True  # False: launches do their host-side work but run no kernel (hkrt.emu.skip_kernels)
         self._lock = threading.Lock()
 
     def load(self, image: bytes) -> EmuModule:
@@ -250,9 +239,10 @@ class Machine:
     def launch(self, module: EmuModule, kernel_name: str, grid, block, dynamic_lds: int,
                explicit_kernarg: bytes) -> LaunchStats:
         """Run a kernel to completion. Raises EmulationError (naming kernel, instruction, PC)."""
-        from .launch import run_kernel  # the execution core; imported late so the HIP layer loads fast
         kernel = module.code.kernel(kernel_name)
         kernarg = build_kernarg(kernel, explicit_kernarg, grid, block, dynamic_lds)
+        if not self.execute:
+            return LaunchStats(wave_instructions=0, workgroups=0, seconds=0.0)
         with self._lock:
             stats = run_kernel(self, module, kernel, tuple(grid), tuple(block), dynamic_lds, kernarg)
             self.stats_total += stats.wave_instructions

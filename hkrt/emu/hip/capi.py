@@ -166,19 +166,19 @@ def hipGetDeviceCount(out):
 
 @_entry
 def hipSetDevice(index):
-    rt().set_device(index)
+    rt().devices.select(index)
 
 
 @_entry
 def hipGetDevice(out):
     _need(out)
-    out[0] = rt().current().index
+    out[0] = rt().devices.current().index
 
 
 @_entry
 def hipDeviceGet(out, ordinal):
     _need(out)
-    out[0] = rt().device(ordinal).index
+    out[0] = rt().devices.get(ordinal).index
 
 
 @_entry
@@ -186,27 +186,27 @@ def hipDeviceGetName(out, length, index):
     _need(out)
     if length <= 0:
         raise HipError(c.INVALID_VALUE, "name buffer length must be positive")
-    name = rt().device(index).props["name"][:length - 1]
+    name = rt().devices.get(index).props["name"][:length - 1]
     ffi.memmove(out, name + b"\0", len(name) + 1)
 
 
 @_entry
 def hipDeviceTotalMem(out, index):
     _need(out)
-    out[0] = rt().device(index).props["totalGlobalMem"]
+    out[0] = rt().devices.get(index).props["totalGlobalMem"]
 
 
 @_entry
 def hipDeviceComputeCapability(major, minor, index):
     _need(major, minor)
-    p = rt().device(index).props
+    p = rt().devices.get(index).props
     major[0], minor[0] = p["major"], p["minor"]
 
 
 @_entry
 def hipGetDevicePropertiesR0600(out, index):
     _need(out)
-    values = rt().device(index).props
+    values = rt().devices.get(index).props
     ffi.memmove(out, bytes(ffi.sizeof(out[0])), ffi.sizeof(out[0]))
     for field, value in values.items():
         if field == "uuid":
@@ -220,253 +220,253 @@ def hipGetDevicePropertiesR0600(out, index):
 @_entry
 def hipDeviceGetAttribute(out, attr, index):
     _need(out)
-    out[0] = rt().attribute(attr, index)
+    out[0] = rt().devices.attribute(attr, index)
 
 
 @_entry
 def hipDeviceSynchronize():
-    rt().device_synchronize()
+    rt().devices.synchronize()
 
 
 @_entry
 def hipDeviceReset():
-    rt().device_reset()
+    rt().reset_device()
 
 
 # ---- memory
 @_entry
 def hipMalloc(out, size):
     _need(out)
-    out[0] = _ptr(rt().malloc(size))
+    out[0] = _ptr(rt().memory.alloc(size))
 
 
 @_entry
 def hipFree(p):
-    rt().free(_int(p))
+    rt().memory.free(_int(p))
 
 
 @_entry
 def hipMemGetInfo(free, total):
     _need(free, total)
-    free[0], total[0] = rt().mem_info()
+    free[0], total[0] = rt().memory.info()
 
 
 @_entry
 def hipMemPtrGetInfo(p, out):
     _need(p, out)
-    out[0] = rt().allocation_size(_int(p))
+    out[0] = rt().memory.allocation_size(_int(p))
 
 
 @_entry
 def hipMemcpy(dst, src, n, kind):
-    rt().memcpy(_int(dst), _int(src), n, kind)
+    rt().memory.copy(_int(dst), _int(src), n, kind)
 
 
 @_entry
 def hipMemcpyWithStream(dst, src, n, kind, stream):
-    rt().memcpy(_int(dst), _int(src), n, kind, _int(stream))
+    rt().memory.copy(_int(dst), _int(src), n, kind, _int(stream))
 
 
 @_entry
 def hipMemcpyAsync(dst, src, n, kind, stream):
-    rt().memcpy(_int(dst), _int(src), n, kind, _int(stream))
+    rt().memory.copy(_int(dst), _int(src), n, kind, _int(stream))
 
 
 @_entry
 def hipMemcpyHtoD(dst, src, n):
-    rt().memcpy(_int(dst), _int(src), n, c.MEMCPY_H2D)
+    rt().memory.copy(_int(dst), _int(src), n, c.MEMCPY_H2D)
 
 
 @_entry
 def hipMemcpyDtoH(dst, src, n):
-    rt().memcpy(_int(dst), _int(src), n, c.MEMCPY_D2H)
+    rt().memory.copy(_int(dst), _int(src), n, c.MEMCPY_D2H)
 
 
 @_entry
 def hipMemcpyDtoD(dst, src, n):
-    rt().memcpy(_int(dst), _int(src), n, c.MEMCPY_D2D)
+    rt().memory.copy(_int(dst), _int(src), n, c.MEMCPY_D2D)
 
 
 @_entry
 def hipMemcpyHtoDAsync(dst, src, n, stream):
-    rt().memcpy(_int(dst), _int(src), n, c.MEMCPY_H2D, _int(stream))
+    rt().memory.copy(_int(dst), _int(src), n, c.MEMCPY_H2D, _int(stream))
 
 
 @_entry
 def hipMemcpyDtoHAsync(dst, src, n, stream):
-    rt().memcpy(_int(dst), _int(src), n, c.MEMCPY_D2H, _int(stream))
+    rt().memory.copy(_int(dst), _int(src), n, c.MEMCPY_D2H, _int(stream))
 
 
 @_entry
 def hipMemcpyDtoDAsync(dst, src, n, stream):
-    rt().memcpy(_int(dst), _int(src), n, c.MEMCPY_D2D, _int(stream))
+    rt().memory.copy(_int(dst), _int(src), n, c.MEMCPY_D2D, _int(stream))
 
 
 @_entry
 def hipMemset(dst, value, n):
-    rt().memset(_int(dst), value, 1, n)
+    rt().memory.fill(_int(dst), value, 1, n)
 
 
 @_entry
 def hipMemsetAsync(dst, value, n, stream):
-    rt().memset(_int(dst), value, 1, n, _int(stream))
+    rt().memory.fill(_int(dst), value, 1, n, _int(stream))
 
 
 @_entry
 def hipMemsetD8(dst, value, count):
-    rt().memset(_int(dst), value, 1, count)
+    rt().memory.fill(_int(dst), value, 1, count)
 
 
 @_entry
 def hipMemsetD8Async(dst, value, count, stream):
-    rt().memset(_int(dst), value, 1, count, _int(stream))
+    rt().memory.fill(_int(dst), value, 1, count, _int(stream))
 
 
 @_entry
 def hipMemsetD16(dst, value, count):
-    rt().memset(_int(dst), value, 2, count)
+    rt().memory.fill(_int(dst), value, 2, count)
 
 
 @_entry
 def hipMemsetD16Async(dst, value, count, stream):
-    rt().memset(_int(dst), value, 2, count, _int(stream))
+    rt().memory.fill(_int(dst), value, 2, count, _int(stream))
 
 
 @_entry
 def hipMemsetD32(dst, value, count):
-    rt().memset(_int(dst), value, 4, count)
+    rt().memory.fill(_int(dst), value, 4, count)
 
 
 @_entry
 def hipMemsetD32Async(dst, value, count, stream):
-    rt().memset(_int(dst), value, 4, count, _int(stream))
+    rt().memory.fill(_int(dst), value, 4, count, _int(stream))
 
 
 # ---- streams
 @_entry
 def hipStreamCreate(out):
     _need(out)
-    out[0] = _ptr(rt().stream_create(0))
+    out[0] = _ptr(rt().streams.create(0))
 
 
 @_entry
 def hipStreamCreateWithFlags(out, flags):
     _need(out)
-    out[0] = _ptr(rt().stream_create(flags))
+    out[0] = _ptr(rt().streams.create(flags))
 
 
 @_entry
 def hipStreamDestroy(stream):
-    rt().stream_destroy(_int(stream))
+    rt().streams.destroy(_int(stream))
 
 
 @_entry
 def hipStreamQuery(stream):
-    rt().stream_synchronize(_int(stream))  # all work is complete once its call returns; faults stick
+    rt().streams.synchronize(_int(stream))  # all work is complete once its call returns; faults stick
 
 
 @_entry
 def hipStreamSynchronize(stream):
-    rt().stream_synchronize(_int(stream))
+    rt().streams.synchronize(_int(stream))
 
 
 @_entry
 def hipStreamWaitEvent(stream, event, flags):
-    rt().stream_wait_event(_int(stream), _int(event), flags)
+    rt().streams.wait_event(_int(stream), _int(event), flags)
 
 
 @_entry
 def hipStreamGetFlags(stream, out):
     _need(out)
-    out[0] = rt().stream(_int(stream)).flags
+    out[0] = rt().streams.get(_int(stream)).flags
 
 
 @_entry
 def hipStreamGetDevice(stream, out):
     _need(out)
-    out[0] = rt().stream(_int(stream)).device.index
+    out[0] = rt().streams.get(_int(stream)).device.index
 
 
 # ---- events
 @_entry
 def hipEventCreate(out):
     _need(out)
-    out[0] = _ptr(rt().event_create(0))
+    out[0] = _ptr(rt().events.create(0))
 
 
 @_entry
 def hipEventCreateWithFlags(out, flags):
     _need(out)
-    out[0] = _ptr(rt().event_create(flags))
+    out[0] = _ptr(rt().events.create(flags))
 
 
 @_entry
 def hipEventRecord(event, stream):
-    rt().event_record(_int(event), _int(stream))
+    rt().events.record(_int(event), _int(stream))
 
 
 @_entry
 def hipEventSynchronize(event):
-    rt().event_synchronize(_int(event))
+    rt().events.synchronize(_int(event))
 
 
 @_entry
 def hipEventElapsedTime(out, start, stop):
     _need(out)
-    out[0] = rt().event_elapsed_ms(_int(start), _int(stop))
+    out[0] = rt().events.elapsed_ms(_int(start), _int(stop))
 
 
 @_entry
 def hipEventQuery(event):
-    rt().event_synchronize(_int(event))  # complete once recorded; faults stick
+    rt().events.synchronize(_int(event))  # complete once recorded; faults stick
 
 
 @_entry
 def hipEventDestroy(event):
-    rt().event_destroy(_int(event))
+    rt().events.destroy(_int(event))
 
 
 # ---- modules, functions, launches
 @_entry
 def hipModuleLoadData(out, image):
     _need(out)
-    out[0] = _ptr(rt().module_load_data(_int(image)))
+    out[0] = _ptr(rt().modules.load_data(_int(image)))
 
 
 @_entry
 def hipModuleLoadDataEx(out, image, num_options, options, values):
     _need(out)  # JIT options have nothing to act on: code objects arrive compiled
-    out[0] = _ptr(rt().module_load_data(_int(image)))
+    out[0] = _ptr(rt().modules.load_data(_int(image)))
 
 
 @_entry
 def hipModuleLoad(out, fname):
     _need(out, fname)
-    out[0] = _ptr(rt().module_load_file(ffi.string(fname).decode()))
+    out[0] = _ptr(rt().modules.load_file(ffi.string(fname).decode()))
 
 
 @_entry
 def hipModuleUnload(module):
-    rt().module_unload(_int(module))
+    rt().modules.unload(_int(module))
 
 
 @_entry
 def hipModuleGetFunction(out, module, kname):
     _need(out, kname)
-    out[0] = _ptr(rt().module_get_function(_int(module), ffi.string(kname).decode()))
+    out[0] = _ptr(rt().modules.function(_int(module), ffi.string(kname).decode()))
 
 
 @_entry
 def hipFuncGetAttribute(out, attr, func):
     _need(out)
-    out[0] = rt().func_get_attribute(attr, _int(func))
+    out[0] = rt().modules.function_attribute(attr, _int(func))
 
 
 @_entry
 def hipFuncSetAttribute(func, attr, value):
-    rt().func_set_attribute(_int(func), attr, value)
+    rt().modules.set_function_attribute(_int(func), attr, value)
 
 
 @_entry
 def hipModuleLaunchKernel(f, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
-    rt().launch(_int(f), (gx, gy, gz), (bx, by, bz), shared, _int(stream), _int(params), _int(extra))
+    rt().modules.launch(_int(f), (gx, gy, gz), (bx, by, bz), shared, _int(stream), _int(params), _int(extra))

@@ -6,11 +6,12 @@ memory, cooperative launches, stream priorities) report 0.
 """
 from __future__ import annotations
 
+from .. import chip
 from .. import machine as m
 
 ARCH_NAME = "gfx950:sramecc+:xnack-"
 HIP_VERSION = 70200000          # 7.2.0 as MAJOR * 10000000 + MINOR * 100000 + PATCH
-LDS_PER_BLOCK = m.LDS_BYTES     # 163840
+LDS_PER_BLOCK = chip.LDS_BYTES  # 163840
 REGS_PER_CU = 512 * 1024 // 4   # 32-bit registers in the CU's vector register file
 INT_MAX = 2**31 - 1
 
@@ -18,14 +19,14 @@ INT_MAX = 2**31 - 1
 def properties(index: int, machine: m.Machine) -> dict:
     """hipDeviceProp_tR0600 field -> value; fields not named here are zero."""
     return {
-        "name": m.DEVICE_NAME.encode(),
+        "name": chip.DEVICE_NAME.encode(),
         "uuid": b"hkrt-gfx950-" + index.to_bytes(4, "little"),
         "totalGlobalMem": machine.memory.capacity,
         "sharedMemPerBlock": LDS_PER_BLOCK,
         "regsPerBlock": REGS_PER_CU,
-        "warpSize": m.WAVE_SIZE,
+        "warpSize": chip.WAVE_SIZE,
         "memPitch": INT_MAX,
-        "maxThreadsPerBlock": m.MAX_WORKGROUP_SIZE,
+        "maxThreadsPerBlock": chip.MAX_WORKGROUP_SIZE,
         "maxThreadsDim": [1024, 1024, 1024],
         "maxGridSize": [INT_MAX, 65536, 65536],
         "clockRate": 2200000,                       # kHz
@@ -34,7 +35,7 @@ def properties(index: int, machine: m.Machine) -> dict:
         "minor": 5,
         "textureAlignment": 256,
         "texturePitchAlignment": 256,
-        "multiProcessorCount": m.COMPUTE_UNITS,
+        "multiProcessorCount": chip.COMPUTE_UNITS,
         "concurrentKernels": 1,
         "ECCEnabled": 1,
         "pciBusID": index + 1,
