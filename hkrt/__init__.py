@@ -11,9 +11,10 @@ from .devices import Device, devices, get_device
 from .errors import (DeviceMemoryError, DeviceNotFoundError, HipError, HkrtError, KernelNotFoundError,
                      LaunchConfigError)
 from .gemm import Weight, gemm
+from .prepared import PreparedGemm, plan
 
 __version__ = "0.1.0"
 
-__all__ = ["gemm", "Weight", "DeviceArray", "asarray", "from_dlpack", "empty", "Stream", "Event", "bfloat16", "Device",
+__all__ = ["gemm", "plan", "PreparedGemm", "Weight", "DeviceArray", "asarray", "from_dlpack", "empty", "Stream", "Event", "bfloat16", "Device",
            "devices", "get_device", "HkrtError", "HipError", "DeviceNotFoundError", "KernelNotFoundError",
            "LaunchConfigError", "DeviceMemoryError"]

@@ -6,6 +6,7 @@ their memory through the caching allocator and give it back when garbage collect
 from __future__ import annotations
 
 import math
+from functools import cached_property
 import numbers
 import sys
 import warnings
@@ -136,27 +137,42 @@ class DeviceArray:
 
     def __init__(self, shape, dtype, *, device: Device | str | None = None, stream: Stream | None = None,
                  strides=None, read_only: bool = False, _block=None, _ptr=None, _base=None, _keep=None):
-        self.device = get_device(device)
-        self.shape = tuple(int(s) for s in shape)
-        if any(s < 0 for s in self.shape):
-            raise ValueError(f"negative dimension in shape {self.shape}")
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in SUPPORTED:  # raw bytes of anything else (object pointers!) must not go there
-            raise TypeError(f"unsupported dtype {self.dtype}; use bfloat16, float16 or float32")
-        self.strides = tuple(strides) if strides is not None else _contiguous_strides(self.shape, self.dtype.itemsize)
+        self.device = device if type(device) is Device else get_device(device)
+        self.shape = shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise ValueError(f"negative dimension in shape {shape}")
+        self.dtype = dtype = dtype if type(dtype) is np.dtype else np.dtype(dtype)
+        if dtype not in SUPPORTED:  # raw bytes of anything else (object pointers!) must not go there
+            raise TypeError(f"unsupported dtype {dtype}; use bfloat16, float16 or float32")
+        self.strides = tuple(strides) if strides is not None else contiguous_strides(shape, dtype.itemsize)
         self.stream = stream
         self.read_only = read_only   # memory another library lent read-only: never written
         self._base = _base
         self._keep = _keep           # what keeps memory lent by another library alive
         self._freed = False
+        self._owns = _ptr is None    # memory from the allocator, given back by free() or collection
         if _ptr is not None:
             self._block, self._ptr = _block, _ptr
-            self._release = None
         else:
             self._block = self.device.allocator.malloc(self.nbytes, stream)
             self._ptr = self._block.ptr
-            # runs once: at free() or when the array is collected, whichever comes first
-            self._release = weakref.finalize(self, _give_back, self._block)
+
+    @classmethod
+    def _allocate(cls, shape: tuple, dtype: np.dtype, strides: tuple, nbytes: int, device: Device,
+                  stream) -> "DeviceArray":
+        """A new contiguous array from arguments already checked (the hot path of a compiled call)."""
+        self = cls.__new__(cls)
+        self.device, self.shape, self.dtype, self.strides, self.stream = device, shape, dtype, strides, stream
+        self.read_only, self._base, self._keep, self._freed, self._owns = False, None, None, False, True
+        self._block = block = device.allocator.malloc(nbytes, stream)
+        self._ptr = block.ptr
+        return self
+
+    def __del__(self):
+        # Block.free only queues the block (no lock, no HIP): safe in a finalizer, at any time
+        block = self.__dict__.get("_block")  # absent if the allocation itself failed
+        if block is not None and self._owns:
+            block.free()
 
     # -- numpy-like attributes
     @property
@@ -166,10 +182,11 @@ class DeviceArray:
     @property
     def ptr(self) -> int:
         """The device address of element 0; using an array after .free() is an error."""
-        owner = self._owner
+        owner = self._base or self
         if owner._freed:
             raise ValueError("this device array was freed; it cannot be used any more")
-        if owner._block is not None and not owner._block.valid:
+        block = owner._block
+        if block is not None and block.generation != self.device.generation:
             raise ValueError(f"this device array's memory was freed when {self.device} was reset")
         return self._ptr
 
@@ -181,9 +198,16 @@ class DeviceArray:
     def nbytes(self) -> int:
         return self.size * self.dtype.itemsize
 
-    @property
+    @cached_property  # shape and strides never change
     def is_contiguous(self) -> bool:
-        return self.strides == _contiguous_strides(self.shape, self.dtype.itemsize)
+        return self.strides == contiguous_strides(self.shape, self.dtype.itemsize)
+
+    @cached_property
+    def _extent(self) -> int:
+        """Bytes from element 0 to the end of the last element."""
+        if not self.size:
+            return 0
+        return sum((n - 1) * s for n, s in zip(self.shape, self.strides)) + self.dtype.itemsize
 
     def _axes_in_memory(self) -> tuple[int, ...] | None:
         """The axis order in which this array's elements lie contiguously (a transpose of a contiguous
@@ -191,18 +215,17 @@ class DeviceArray:
         order = tuple(sorted(range(self.ndim), key=lambda d: -self.strides[d]))
         shape = tuple(self.shape[d] for d in order)
         strides = tuple(self.strides[d] for d in order)
-        return order if strides == _contiguous_strides(shape, self.dtype.itemsize) else None
+        return order if strides == contiguous_strides(shape, self.dtype.itemsize) else None
 
     def span(self) -> tuple[int, int]:
         """The device bytes [start, end) this array's elements lie in."""
-        if not self.size:
-            return self.ptr, self.ptr
-        return self.ptr, self.ptr + sum((n - 1) * s for n, s in zip(self.shape, self.strides)) + self.dtype.itemsize
+        p = self.ptr
+        return p, p + self._extent
 
     def overlaps(self, other: "DeviceArray") -> bool:
-        a0, a1 = self.span()
-        b0, b1 = other.span()
-        return a0 < b1 and b0 < a1
+        a0 = self.ptr
+        b0 = other.ptr
+        return a0 < b0 + other._extent and b0 < a0 + self._extent
 
     @property
     def T(self) -> "DeviceArray":
@@ -258,8 +281,18 @@ class DeviceArray:
 
     def numpy(self) -> np.ndarray:
         """Copy to a new numpy array, waiting for the work that produces it."""
+        if self.is_contiguous and self.ndim:  # the common case, without the layout's analysis
+            host = np.empty(self.shape, self.dtype)
+            self._copy_out(host)
+            return host
         order = self._layout("numpy()")
         mem = np.empty(tuple(self.shape[d] for d in order), self.dtype)  # the elements as they lie
+        self._copy_out(mem)
+        # not np.ascontiguousarray: it turns a 0-d array into shape (1,)
+        return np.asarray(mem.transpose(np.argsort(order)), order="C")
+
+    def _copy_out(self, mem: np.ndarray) -> None:
+        """This array's bytes into `mem` (as many as it holds), after the work that produces them."""
         if self.nbytes:
             self.device.activate()
             self.device.driver.memcpy_dtoh(mem, self.ptr, self.nbytes, stream_handle(self.stream))
@@ -267,8 +300,6 @@ class DeviceArray:
                 self.stream.synchronize()
             else:
                 self.device.synchronize()
-        # not np.ascontiguousarray: it turns a 0-d array into shape (1,)
-        return np.asarray(mem.transpose(np.argsort(order)), order="C")
 
     def copy_from(self, host: np.ndarray) -> "DeviceArray":
         """Copy a numpy array of this shape in (a view such as .T is written through its strides)."""
@@ -307,17 +338,13 @@ class DeviceArray:
             raise ValueError("free() the array that owns the memory, not a view of it")
         if self._keep is not None:
             raise ValueError("this array views memory another library owns; that library frees it")
-        if self._release is not None:
+        if self._owns and self._block is not None:
             self._freed = True
-            self._block = None
-            self._release()
+            block, self._block = self._block, None
+            block.free()
 
 
-def _give_back(block) -> None:
-    _quietly("giving a device block back", block.free)
-
-
-def _contiguous_strides(shape, itemsize) -> tuple[int, ...]:
+def contiguous_strides(shape, itemsize) -> tuple[int, ...]:
     strides, acc = [], itemsize
     for s in reversed(shape):
         strides.append(acc)
@@ -353,6 +380,17 @@ def asarray(obj, dtype=None, *, device=None, stream=None) -> DeviceArray:
         if hasattr(obj, "__dlpack__") and not hasattr(obj, "__array__"):
             obj = np.from_dlpack(obj)
     return upload(obj, dtype, device=device, stream=stream)
+
+
+def upload_contiguous(host: np.ndarray, device: Device, stream) -> DeviceArray:
+    """A device copy of a C-contiguous host array of a supported dtype, queued on `stream` without waiting:
+    the caller keeps `host` alive until the stream has passed the copy."""
+    nbytes = host.nbytes
+    arr = DeviceArray._allocate(host.shape, host.dtype, host.strides, nbytes, device, stream)
+    if nbytes:
+        device.activate()
+        device.driver.memcpy_htod(arr._ptr, host, nbytes, stream_handle(stream))
+    return arr
 
 
 def upload(obj, dtype=None, *, device=None, stream: Stream | None = None) -> DeviceArray:

@@ -110,8 +110,11 @@ class Device:
 
     @property
     def allocator(self):
-        from .memory import allocator_for
-        return allocator_for(self)
+        a = self.__dict__.get("_allocator")
+        if a is None:
+            from .memory import allocator_for
+            a = self._allocator = allocator_for(self)
+        return a
 
     def synchronize(self) -> None:
         self.activate()
@@ -121,13 +124,14 @@ class Device:
         """Recover from a kernel fault. A fault leaves the device refusing all work (as a GPU does), each
         call raising HipError with the fault's detail, until this: it frees every allocation, stream, event
         and loaded kernel of the device; its DeviceArrays, Weights and Streams refuse to be used after it."""
-        from . import registry
+        from . import prepared, registry
         from .memory import allocator_for
         with _lock:
             self.generation += 1  # first: a block given back from now on is known to be gone
             self.activate()
             allocator_for(self).forget_all()
             registry.forget(self)
+            prepared.forget(self)
             self.driver.reset()
 
     def __str__(self) -> str:

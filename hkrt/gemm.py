@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import execute, strategy as strategies
-from .array import Stream
+from . import prepared
+from .array import DeviceArray, Stream
 from .request import GemmRequest
 from .weight import Weight  # noqa: F401  (also reachable here, beside the gemm that takes it)
 
@@ -27,14 +27,17 @@ def gemm(a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_d
     hipStream_t (an int or hip-python stream object; see hkrt.Stream.from_handle). strategy:
     a kernel family or variant name that overrides the strategy table.
     """
-    req = GemmRequest.make(a, b, bias=bias, activation=activation, alpha=alpha, beta=beta, c=c,
-                           out_dtype=out_dtype, out=out, stream=stream, strategy=strategy, device=device)
-    plan = None if req.empty else strategies.plan(req)
-    result = execute.run(req, plan)
-    if not req.host_call:
-        return out if out is not None and not isinstance(out, np.ndarray) else result  # a foreign out: itself
-    host = result.numpy()
-    if isinstance(out, np.ndarray):
-        out[...] = host
-        return out
-    return host
+    given_out = out
+    key = prepared.signature(a, b, bias, activation, alpha, beta, c, out_dtype, out, strategy, device) \
+        if stream is None or type(stream) is Stream else None
+    exe = prepared.lookup(key) if key is not None else None
+    if exe is None:  # first call of its kind: validated, planned, compiled (and remembered if it can be)
+        req = GemmRequest.make(a, b, bias=bias, activation=activation, alpha=alpha, beta=beta, c=c,
+                               out_dtype=out_dtype, out=out, stream=stream, strategy=strategy, device=device)
+        exe = prepared.compile_call(req, key)
+        a, b, bias, c, out, stream = req.a, req.b, req.epilogue.bias, req.epilogue.c, req.out, req.stream
+    elif stream is not None and stream.device is not exe.device:
+        raise ValueError(f"stream belongs to {stream.device}, but the GEMM runs on {exe.device}")
+    result = exe(a, b, bias, c, out, stream)
+    foreign_out = given_out is not None and not isinstance(given_out, (DeviceArray, np.ndarray))
+    return given_out if foreign_out and not exe.host_call else result  # a foreign out comes back as itself

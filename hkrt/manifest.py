@@ -6,6 +6,7 @@ KernelSpec records, which is what the runtime works with: no string-keyed dicts 
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +96,7 @@ class KernelSpec:
     agpr: int = 0
     sgpr: int = 0
 
-    @property
+    @cached_property  # read on every launch
     def explicit_args(self) -> tuple[Arg, ...]:
         return tuple(a for a in self.args if not a.hidden)
 

@@ -20,7 +20,7 @@ from .errors import DeviceMemoryError, HipError
 
 SMALL, SMALL_ROUND, LARGE_ROUND = 1 << 20, 512, 2 << 20
 
-_allocators: dict[int, "CachingAllocator"] = {}
+_allocators: dict[object, "CachingAllocator"] = {}   # per Device object
 _lock = threading.Lock()
 
 
@@ -46,7 +46,8 @@ class Block:
     size: int
     allocator: "CachingAllocator" = field(repr=False)
     stream: object = None  # the Stream it was allocated on: held, so that its handle stays valid
-    event: object = None
+    event: object = None   # made at the first pooling from a stream, re-recorded at each later one
+    recorded: bool = False # the event marks this block's last use (a stream other than its own must wait)
     live: bool = False     # handed out and not yet given back
     generation: int = 0    # the device's reset count when it was allocated
 
@@ -65,6 +66,9 @@ class CachingAllocator:
         self._pool: dict[int, list[Block]] = defaultdict(list)
         self._lock = threading.Lock()
         self._freed: deque[Block] = deque()   # given back, not yet in the pool (see free)
+        # Blocks handed out, held here so that a block (and the stream it keeps) outlives the array that
+        # dropped it even when both die in one garbage collection: the free still finds its stream alive.
+        self._live: set[Block] = set()
         self._in_use = 0
         self._cached = 0
 
@@ -86,13 +90,15 @@ class CachingAllocator:
         """A block of at least nbytes for work on `stream` (a Stream, or None for the null stream)."""
         size = size_class(nbytes)
         with self._lock:
-            self._take_freed()
+            if self._freed:
+                self._take_freed()
             blk = self._reuse(size, stream)
             if blk is None:
                 blk = Block(self._device_malloc(nbytes, size), size, self,
                             generation=self.device.generation)
             blk.stream = stream
             blk.live = True
+            self._live.add(blk)
             self._in_use += size
             return blk
 
@@ -100,12 +106,13 @@ class CachingAllocator:
         pool = self._pool.get(size)
         if not pool:
             return None
-        key = stream_key(stream)
+        key = 0 if stream is None else stream_key(stream)
         for i, blk in enumerate(pool):
-            if stream_key(blk.stream) == key or blk.event is None or self.device.driver.event_query(blk.event):
+            if (not blk.recorded or (0 if blk.stream is None else stream_key(blk.stream)) == key
+                    or self.device.driver.event_query(blk.event)):
                 pool.pop(i)
                 self._cached -= blk.size
-                self._drop_event(blk)
+                blk.recorded = False
                 return blk
         return None
 
@@ -142,12 +149,15 @@ class CachingAllocator:
             if not blk.live or not blk.valid:
                 continue  # given back twice, or freed by a device reset
             blk.live = False
+            self._live.discard(blk)
             self._in_use -= blk.size
             try:
-                if stream_key(blk.stream) != 0:
+                if blk.stream is not None and stream_key(blk.stream) != 0:
                     self.device.activate()
-                    blk.event = self.device.driver.event_create()
+                    if blk.event is None:
+                        blk.event = self.device.driver.event_create()
                     self.device.driver.event_record(blk.event, stream_handle(blk.stream))
+                    blk.recorded = True
             except (HipError, ValueError) as exc:
                 self._release(blk, f"it could not be pooled ({exc})")
                 continue
@@ -186,6 +196,7 @@ class CachingAllocator:
         """Drop every block without freeing it: the device reset that follows frees them all."""
         with self._lock:
             self._freed.clear()
+            self._live.clear()
             self._pool.clear()
             self._in_use = self._cached = 0
 
@@ -197,7 +208,7 @@ class CachingAllocator:
 
 def allocator_for(device) -> CachingAllocator:
     with _lock:
-        a = _allocators.get(device.index)
+        a = _allocators.get(device)
         if a is None:
-            a = _allocators[device.index] = CachingAllocator(device)
+            a = _allocators[device] = CachingAllocator(device)
         return a

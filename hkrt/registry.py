@@ -18,7 +18,7 @@ MAX_GRID = (2**31 - 1, 65535, 65535)
 
 _lock = threading.Lock()
 _manifests: dict[str, mf.Manifest] = {}
-_loaded: dict[tuple[int, str], "LoadedKernel"] = {}
+_loaded: dict[tuple[Device, str], "LoadedKernel"] = {}   # per Device object: two drivers' devices may share an index
 
 
 def manifest(arch: str) -> mf.Manifest:
@@ -42,13 +42,40 @@ def spec(arch: str, name: str) -> mf.KernelSpec:
     return kernels[name]
 
 
+@dataclass(frozen=True)
+class Addr:
+    """A device address known only when a prepared launch runs: the pointer bound to `slot`, plus `offset`
+    bytes. Arithmetic on it (base + i * stride) stays symbolic."""
+    slot: str
+    offset: int = 0
+
+    def __add__(self, other: int) -> "Addr":
+        return Addr(self.slot, self.offset + int(other))
+
+    __radd__ = __add__
+
+
 def pack_args(spec_: mf.KernelSpec, values: list) -> bytes:
     """The explicit part of the kernarg segment, placed by the metadata's offsets and sizes."""
+    raw, patches = pack_template(spec_, values)
+    if patches:
+        raise TypeError(f"kernel {spec_.name}: symbolic addresses {[p[1] for p in patches]} need a prepared launch")
+    return raw
+
+
+def pack_template(spec_: mf.KernelSpec, values: list) -> tuple[bytes, tuple[tuple[int, str, int], ...]]:
+    """The kernarg segment with every Addr left zero, and where each goes: (byte offset, slot, addend)."""
     explicit = spec_.explicit_args
     if len(values) != len(explicit):
         raise TypeError(f"kernel {spec_.name} takes {len(explicit)} arguments, got {len(values)}")
     buf = bytearray(spec_.kernarg_size)
+    patches = []
     for arg, value in zip(explicit, values):
+        if isinstance(value, Addr):
+            if arg.kind != "global_buffer":
+                raise TypeError(f"kernel {spec_.name}: argument at offset {arg.offset} is not a pointer")
+            patches.append((arg.offset, value.slot, value.offset))
+            continue
         if arg.kind == "global_buffer":
             raw = int(value).to_bytes(8, "little")
         elif isinstance(value, float):
@@ -57,7 +84,7 @@ def pack_args(spec_: mf.KernelSpec, values: list) -> bytes:
             v = int(value)
             raw = v.to_bytes(arg.size, "little", signed=v < 0)
         buf[arg.offset:arg.offset + arg.size] = raw[:arg.size]
-    return bytes(buf)
+    return bytes(buf), tuple(patches)
 
 
 def mismatches(spec_: mf.KernelSpec, image: bytes, kernel: codeobject.Kernel) -> list[str]:
@@ -90,6 +117,11 @@ class LoadedKernel:
         return self.spec.name
 
     def launch(self, grid, args: list, *, stream=None, dynamic_lds: int | None = None, block=None) -> None:
+        self.bind(grid, args, dynamic_lds=dynamic_lds, block=block)({}, stream_handle(stream))
+
+    def bind(self, grid, args: list, *, dynamic_lds: int | None = None, block=None) -> "BoundLaunch":
+        """This kernel's launch with its geometry checked and its arguments packed once; pointer arguments
+        given as Addr are filled in from the slots each run is given."""
         la = self.spec.launch
         block = tuple(block or (la.threads, 1, 1))
         dynamic_lds = la.dynamic_lds if dynamic_lds is None else dynamic_lds
@@ -104,24 +136,43 @@ class LoadedKernel:
         if lds > self.device.info.max_lds_per_block:
             raise LaunchConfigError(f"kernel {self.name}: needs {lds} bytes of LDS, the device has "
                                     f"{self.device.info.max_lds_per_block} per block")
-        kernarg = pack_args(self.spec, args)
+        kernarg, patches = pack_template(self.spec, args)
         self.device.activate()
         if dynamic_lds > self._lds_attr:
             self.device.driver.set_max_dynamic_lds(self.function, dynamic_lds)
             self._lds_attr = dynamic_lds
-        self.device.driver.launch(self.function, grid, block, dynamic_lds, stream_handle(stream), kernarg)
+        return BoundLaunch(self, grid, patches, self.device.driver.prepare_launch(self.function, grid, block,
+                                                                                 dynamic_lds, kernarg))
+
+
+@dataclass(eq=False)
+class BoundLaunch:
+    """A kernel launch ready to run again and again: only the slots' pointers change between runs."""
+    kernel: LoadedKernel
+    grid: tuple
+    patches: tuple          # (kernarg byte offset, slot, addend)
+    prepared: object = field(repr=False)   # the driver's PreparedLaunch
+
+    def __call__(self, slots: dict[str, int], stream) -> None:
+        args = self.prepared.args
+        for offset, slot, addend in self.patches:
+            _ADDRESS.pack_into(args, offset, slots[slot] + addend)
+        self.prepared(stream)
+
+
+_ADDRESS = struct.Struct("<Q")
 
 
 def forget(device: Device) -> None:
     """Drop the kernels loaded on a device that is being reset (its modules go with the reset)."""
     with _lock:
-        for key in [key for key in _loaded if key[0] == device.index]:
+        for key in [key for key in _loaded if key[0] is device]:
             del _loaded[key]
 
 
 def kernel(device: Device, name: str) -> LoadedKernel:
     """The kernel `name` loaded on `device` (loaded on first use)."""
-    key = (device.index, name)
+    key = (device, name)
     k = _loaded.get(key)
     if k is not None:
         return k

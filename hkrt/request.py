@@ -1,7 +1,7 @@
 """A GEMM request, validated before anything touches the device: operands, epilogue, output, stream.
 
 GemmRequest.make checks every argument of hkrt.gemm and names the one that is wrong; the strategy
-table (strategy.plan) and the executor (execute.run) take the request it returns.
+table (strategy.plan) and the executor (execute.compile_request) take the request it returns.
 """
 from __future__ import annotations
 
@@ -106,11 +106,6 @@ class GemmRequest:
             if size > FAST_MAX_BUFFER:
                 return False, f"{what} is {size} bytes, over the fast kernels' 2 GiB buffer limit"
         return True, ""
-
-    def inputs(self) -> tuple:
-        """The device arrays the product reads (for out= aliasing)."""
-        b = getattr(self.b, "data", self.b)  # a Weight's device copy
-        return tuple(x for x in (self.a, b, self.epilogue.c, self.epilogue.bias) if isinstance(x, DeviceArray))
 
     @classmethod
     def make(cls, a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_dtype=None, out=None,

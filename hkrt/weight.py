@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import execute
-from .array import asarray, bfloat16
+from .array import DeviceArray, asarray, bfloat16
+from .registry import Addr
 from .devices import Device
 from .request import host_operand, padded_k
 
@@ -26,12 +27,18 @@ class Weight:
         self.k, self.n = (host.shape[1], host.shape[0]) if nk else host.shape
         stored = np.ascontiguousarray((host if nk else host.T).astype(bfloat16))
         data = asarray(stored, device=device)
-        op = execute.Operand(data, "nk", self.n, self.k, self.k)
+        op = execute.Operand(data.ptr, "nk", self.n, self.k, self.k, aligned=data.ptr % execute.FAST_ALIGN == 0)
         k8 = padded_k(self.k)
-        if self.k and self.n and not op.fast_ready(k8):
-            op = execute.repack(data.device, op, 1, transpose=False, cols_to=k8, stream=None)
+        if self.k and self.n and not op.fast_ready(k8):  # pad K on the device, once
+            padded = DeviceArray((self.n, k8), bfloat16, device=data.device)
+            prog = execute.Program(data.device)
+            execute.repack(prog, execute.Operand(Addr("src"), "nk", self.n, self.k, self.k), 1, transpose=False,
+                           cols_to=k8, dest=Addr("dest"))
+            data.device.activate()
+            prog.run({"src": data.ptr, "dest": padded.ptr}, None)
+            data, op = padded, execute.Operand(padded.ptr, "nk", self.n, k8, k8)
         self.operand = op
-        self.data = op.arr
+        self.data = data
 
     @property
     def device(self) -> Device:

@@ -49,8 +49,10 @@ def compile_hip(tc, tmp_path):
 
 @pytest.fixture
 def launched(monkeypatch):
-    """Names of the kernels the runtime looks up (one per launch site), in order."""
-    from hkrt import registry
+    """Names of the kernels the runtime looks up (one per launch site, when a call is compiled), in order.
+    gemm's compiled calls are dropped first, so the test's first call of each kind is compiled."""
+    from hkrt import prepared, registry
+    prepared.clear()
     names = []
     real = registry.kernel
 
@@ -59,3 +61,26 @@ def launched(monkeypatch):
         return real(device, name)
     monkeypatch.setattr(registry, "kernel", spy)
     return names
+
+
+@pytest.fixture
+def driver_launches(monkeypatch):
+    """(function, grid) of every launch the device driver runs, in order (launches are prepared once and
+    run many times: the record is taken at each run)."""
+    import hkrt
+    driver = hkrt.get_device().driver
+    seen, real = [], driver.prepare_launch
+
+    class Recorded:
+        def __init__(self, function, grid, prepared):
+            self.function, self.grid, self.prepared = function, tuple(grid), prepared
+            self.args = prepared.args
+
+        def __call__(self, stream):
+            seen.append((self.function, self.grid))
+            return self.prepared(stream)
+
+    def spy(function, grid, *args):
+        return Recorded(function, grid, real(function, grid, *args))
+    monkeypatch.setattr(driver, "prepare_launch", spy)
+    return seen

@@ -33,8 +33,8 @@ def fake_info(index=0, total_memory=1 << 30, max_lds_per_block=160 * 1024, max_t
 
 
 def fake_device(driver: "FakeDriver | None" = None, **info) -> Device:
-    """A Device on a FakeDriver. Its index is 0 like the emulator's first device, so hold its allocator as
-    CachingAllocator(device), not device.allocator (that one is per index, process-wide)."""
+    """A Device on a FakeDriver (index 0, like the emulator's first device; allocators and loaded kernels
+    are kept per Device object, so the two do not meet)."""
     driver = driver or FakeDriver()
     return Device(index=0, kind="fake", info=fake_info(total_memory=driver.capacity, **info), driver=driver)
 

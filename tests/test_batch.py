@@ -27,19 +27,6 @@ def rng():
     return fresh_rng()
 
 
-@pytest.fixture
-def driver_launches(monkeypatch):
-    """(function, grid) of every launch the device driver makes, in order."""
-    driver = hkrt.get_device().driver
-    seen, real = [], driver.launch
-
-    def spy(function, grid, *args):
-        seen.append((function, tuple(grid)))
-        return real(function, grid, *args)
-    monkeypatch.setattr(driver, "launch", spy)
-    return seen
-
-
 def _splits(batch, m, n, k, family, epilogue=True, out="bf16"):
     """The split-K factor the plan uses (the bound grows by one rounding per split)."""
     p = strategies.choose(hkrt.get_device(), m, n, k, b_layout="nk", out=out, epilogue=epilogue, fast_ok=True,

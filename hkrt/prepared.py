@@ -1,0 +1,199 @@
+"""Compiled GEMMs kept for reuse: the cost of a call is then the launches, not the Python around them.
+
+- hkrt.gemm remembers the Executable of each call signature (operand kinds, shapes, strides, alignment,
+  dtypes, devices; epilogue; output): a later call with the same signature skips validation, planning and
+  packing, and only binds its pointers. What the signature cannot vouch for is checked on every call.
+- hkrt.plan(a_shape, b, ...) returns a PreparedGemm: B, bias and C bound once, its workspace held per
+  stream, and a call that takes only A (a device array of that shape): the least work a launch can take.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .array import DeviceArray, Stream, as_stream, bfloat16
+from .devices import get_device
+from .execute import A, OUT, Executable, FAST_ALIGN, bind_inputs, compile_executable
+from .memory import stream_key
+from .request import GemmRequest
+from . import strategy as strategies
+from .weight import Weight
+
+MAX_CACHED = 256
+
+_cache: dict[tuple, Executable] = {}
+_lock = threading.Lock()
+
+
+def _operand_key(x):
+    """What a program depends on of one operand; None for what only the full path takes (foreign arrays,
+    nested lists, ...), which makes the call uncacheable."""
+    if x is None:
+        return ()
+    t = type(x)
+    if t is DeviceArray:
+        return (x.shape, x.strides, x.dtype, x.device, x.ptr % FAST_ALIGN == 0, x.read_only)
+    if t is np.ndarray:
+        return (x.shape, x.dtype, x.flags.c_contiguous, x.flags.writeable)
+    if t is Weight:  # the program reads its operand's layout; its pointer is bound per call
+        op = x.operand
+        return ("weight", x.k, x.n, op.ld, op.aligned, x.device)
+    return None
+
+
+def signature(a, b, bias, activation, alpha, beta, c, out_dtype, out, strategy, device):
+    """The cache key of a gemm call, or None if the call cannot be cached."""
+    parts = (_operand_key(a), _operand_key(b), _operand_key(bias), _operand_key(c), _operand_key(out))
+    if None in parts:
+        return None
+    key = (parts, activation, type(alpha), alpha, type(beta), beta, out_dtype, strategy, device)
+    try:
+        hash(key)
+    except TypeError:  # an argument gemm will refuse anyway
+        return None
+    return key
+
+
+def lookup(key) -> Executable | None:
+    exe = _cache.get(key)
+    if exe is not None and exe.generation != exe.device.generation:
+        return None  # compiled before a reset: its kernels are gone
+    return exe
+
+
+def compile_call(req: GemmRequest, key) -> Executable:
+    exe = compile_executable(req, None if req.empty else strategies.plan(req))
+    if key is not None:
+        with _lock:
+            if len(_cache) >= MAX_CACHED:
+                _cache.pop(next(iter(_cache)))  # the oldest: calls of a few shapes in a loop stay cached
+            _cache[key] = exe
+    return exe
+
+
+def forget(device) -> None:
+    """Drop what was compiled for a device being reset."""
+    with _lock:
+        for key in [k for k, exe in _cache.items() if exe.device is device]:
+            del _cache[key]
+
+
+def clear() -> None:
+    with _lock:
+        _cache.clear()
+
+
+class PreparedGemm:
+    """act(alpha * a @ b + beta * c + bias) for every A of one shape, compiled once.
+
+    Made by hkrt.plan. Call it with a bf16 device array of the planned shape (contiguous, 16-byte aligned,
+    on the planned device): p(a) returns a new device array, p(a, out=o) writes o. b, bias and c are bound
+    at planning (numpy ones are copied up then, as a Weight is: later changes to them do not reach it).
+    """
+
+    def __init__(self, a_shape, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_dtype=None,
+                 stream=None, strategy=None, device=None):
+        if isinstance(a_shape, (DeviceArray, np.ndarray)):
+            a_shape = a_shape.shape
+        if not isinstance(a_shape, tuple) or not all(isinstance(s, (int, np.integer)) for s in a_shape):
+            raise TypeError(f"a_shape must be a tuple of ints (or an array whose shape serves), not {a_shape!r}")
+        dev = get_device(device if device is not None else
+                         b.device if isinstance(b, (DeviceArray, Weight)) else None)
+        template = DeviceArray(a_shape, bfloat16, device=dev)   # the A every call will look like
+        if not isinstance(b, (DeviceArray, Weight)):
+            b = Weight(b, device=dev)
+        req = GemmRequest.make(template, b, bias=bias, activation=activation, alpha=alpha, beta=beta, c=c,
+                               out_dtype=out_dtype, stream=stream, strategy=strategy, device=dev)
+        self.device, self.shape, self.out_dtype = dev, template.shape, req.out_dtype
+        self.result_shape = req.result_shape
+        self.stream = req.stream
+        self.plan = None if req.empty else strategies.plan(req)
+        self._exe = compile_executable(req, self.plan)
+        ep = req.epilogue
+        # bound now: B where it lies, host bias and C uploaded once (kept here)
+        self._slots, self._kept = bind_inputs(dev, None, req.b, ep.bias, ep.c, ep.reads_c, req.stream) \
+            if self._exe.program is not None else ({}, [])
+        self._slots.pop(A, None)
+        self._held = (req.b, ep.bias, ep.c)
+        self._spans = [x.span() for x in (getattr(req.b, "data", req.b), ep.bias, ep.c if ep.reads_c else None)
+                       if isinstance(x, DeviceArray)]   # the bound inputs' bytes, fixed from now on
+        self._strides = template.strides
+        self._workspace: dict[int, list] = {}
+        self._generation = dev.generation
+        template.free()
+
+    def __repr__(self) -> str:
+        return (f"PreparedGemm(a={self.shape}, result={self.result_shape} {self.out_dtype}, device={self.device}, "
+                f"kernels={self.plan.gemm if self.plan else None})")
+
+    def __call__(self, a: DeviceArray, *, out: DeviceArray | None = None, stream=None) -> DeviceArray:
+        dev = self.device
+        if type(a) is not DeviceArray or a.shape != self.shape or a.dtype != bfloat16 or a.strides != self._strides \
+                or a.device is not dev:
+            raise ValueError(self._mismatch(a))
+        ptr = a.ptr
+        if ptr % FAST_ALIGN:
+            raise ValueError(f"a's address {ptr:#x} is not {FAST_ALIGN}-byte aligned, as planned; "
+                             f"use hkrt.gemm for unaligned operands")
+        if self._generation != dev.generation:
+            raise ValueError(f"this plan was made before {dev} was reset; plan again")
+        if stream is None:
+            stream = self.stream
+        elif type(stream) is not Stream:
+            stream = as_stream(stream, dev)
+        if stream is not None and stream.device is not dev:
+            raise ValueError(f"stream belongs to {stream.device}, but the plan runs on {dev}")
+        exe = self._exe
+        if out is None:  # new memory: it overlaps nothing
+            out = DeviceArray._allocate(exe.result_shape, exe.out_dtype, exe.result_strides, exe.result_bytes, dev,
+                                        stream)
+            out_ptr = out._ptr
+        else:
+            if (type(out) is not DeviceArray or out.shape != self.result_shape or out.dtype != self.out_dtype
+                    or not out.is_contiguous or out.device is not dev or out.read_only):
+                raise ValueError(f"out must be a writeable contiguous {self.out_dtype} device array of shape "
+                                 f"{self.result_shape} on {dev}, got {out!r}")
+            out_ptr = out.ptr
+            out_end = out_ptr + out._extent
+            if (ptr < out_end and out_ptr < ptr + a._extent) or any(p < out_end and out_ptr < e
+                                                                    for p, e in self._spans):
+                return exe(a, *self._held, out, stream)  # out overlaps an input: computed beside, then copied
+        program = exe.program
+        if program is None:
+            return out
+        slots = self._slots.copy()
+        slots[A] = ptr
+        slots[OUT] = out_ptr
+        if program.workspace:
+            slots.update(self._workspace_for(stream))
+        dev.activate()
+        program.launch_all(slots, None if stream is None else stream.handle)
+        return out
+
+    def _workspace_for(self, stream) -> dict[str, int]:
+        """This plan's scratch on `stream`, allocated at its first use there: stream order makes it safe to
+        reuse for every later call on that stream."""
+        key = stream_key(stream)
+        blocks = self._workspace.get(key)
+        if blocks is None:
+            blocks = self._workspace[key] = [self.device.allocator.malloc(n, stream)
+                                             for n in self._exe.program.workspace]
+        return {f"w{i}": blk.ptr for i, blk in enumerate(blocks)}
+
+    def _mismatch(self, a) -> str:
+        if not isinstance(a, DeviceArray):
+            return f"a must be an hkrt DeviceArray (use hkrt.asarray), not {type(a).__name__}"
+        return (f"a is {a.shape} {a.dtype} (strides {a.strides}) on {a.device}; this plan takes "
+                f"{self.shape} bfloat16 (strides {self._strides}) on {self.device}")
+
+    def __del__(self):
+        for blocks in getattr(self, "_workspace", {}).values():
+            for blk in blocks:
+                blk.free()
+
+
+def plan(a_shape, b, **kwargs) -> PreparedGemm:
+    """A GEMM compiled once for every A of `a_shape` (see PreparedGemm); kwargs as hkrt.gemm's."""
+    return PreparedGemm(a_shape, b, **kwargs)
+
