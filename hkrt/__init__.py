@@ -3,16 +3,18 @@
     import hkrt
     c = hkrt.gemm(a, b)          # numpy in, numpy out; a real gfx950 GPU, else the emulator
 
-See README.md for devices (HKRT_DEVICE), weights kept on the device (hkrt.Weight) and device arrays.
+See README.md for devices (HKRT_DEVICE), weights kept on the device (hkrt.Weight), device arrays, several
+devices (hkrt.multi.gemm) and Dask (hkrt.dask, with `pip install hkrt[dask]`).
 """
 from .array import DeviceArray, Event, Stream, asarray, bfloat16, empty
 from .devices import Device, devices, get_device
 from .errors import (DeviceMemoryError, DeviceNotFoundError, HipError, HkrtError, KernelNotFoundError,
                      LaunchConfigError)
 from .gemm import Weight, gemm
+from . import multi
 
 __version__ = "0.1.0"
 
 __all__ = ["gemm", "Weight", "DeviceArray", "asarray", "empty", "Stream", "Event", "bfloat16", "Device",
-           "devices", "get_device", "HkrtError", "HipError", "DeviceNotFoundError", "KernelNotFoundError",
+           "devices", "get_device", "multi", "HkrtError", "HipError", "DeviceNotFoundError", "KernelNotFoundError",
            "LaunchConfigError", "DeviceMemoryError"]
