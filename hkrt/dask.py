@@ -113,6 +113,10 @@ def device_workers(devices, *, env: dict | None = None, **nanny_options) -> dict
         if key in seen:
             raise ValueError(f"device {spec!r} is the same device as {seen[key]!r}; give each device once")
         seen[key] = spec
+    if env is not None and not isinstance(env, dict):
+        raise TypeError(f"env must be a dict of environment variables, not {type(env).__name__}")
+    if env and "HKRT_DEVICE" in env:
+        raise ValueError("env must not set HKRT_DEVICE: each worker's is its own device, from devices")
     options = {"nthreads": 1, **nanny_options}
     return {spec: {"cls": Nanny, "options": {**options, "env": {**(env or {}), "HKRT_DEVICE": spec}}}
             for spec in devices}

@@ -204,6 +204,13 @@ def test_bad_device_workers(devices, exc, text):
         hd.device_workers(devices)
 
 
+def test_device_workers_env_cannot_unpin():
+    with pytest.raises(ValueError, match="must not set HKRT_DEVICE"):
+        hd.device_workers(["emu:0"], env={"HKRT_DEVICE": "emu:1"})
+    with pytest.raises(TypeError, match="env must be a dict"):
+        hd.device_workers(["emu:0"], env=["HKRT_EMULATE=1"])
+
+
 def test_device_workers_pin_each_worker():
     specs = hd.device_workers(["gpu:0", "gpu:1"], env={"A": "1"}, memory_limit="4GB")
     assert list(specs) == ["gpu:0", "gpu:1"]
