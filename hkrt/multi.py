@@ -30,7 +30,9 @@ def gemm(a, b, *, devices: Sequence | None = None, bias=None, activation=None, a
     a numpy array (`out`, if given), complete when the call returns. Device arrays and Weights live on one
     device, so they are refused: use hkrt.gemm on that device instead. A device that gets no rows (more
     devices than rows) does nothing. If a part fails, the other parts still finish; the first failure (in
-    device order) is then raised, noting its device.
+    device order) is then raised, noting its device. Ctrl-C raises KeyboardInterrupt here at once, but parts
+    already running go on to their end (the emulator stops a launch early only on the main thread), and the
+    process exits only after them: a part is never left running inside a device call while Python shuts down.
     """
     devs = _devices(devices)
     for name, x in (("a", a), ("b", b), ("c", c), ("bias", bias), ("out", out)):
