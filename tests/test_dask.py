@@ -6,6 +6,7 @@ dask and distributed are in the test extra: without them this file fails to impo
 """
 from __future__ import annotations
 
+import gc
 import os
 import time
 
@@ -63,7 +64,6 @@ def bound_splits(x, y) -> int:
 def device_state() -> dict:
     """This worker's device, the devices its kernels were loaded on and its allocators' figures."""
     from hkrt import memory, registry
-    import gc
     gc.collect()
     return {"device": os.environ["HKRT_DEVICE"], "pid": os.getpid(),
             "kernels_on": sorted({index for index, _ in registry._loaded}),
