@@ -107,7 +107,7 @@ VARIABLES = {v.name: v for v in [
              "objects (default `~/.cache/hkrt/hipkittens`)", "bench"),
 ]}
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # reentrant: parsing HKRT_EMU_MODEL imports hkrt.emu, which reads HKRT_EMULATE
 _values: dict[str, object] = {}
 
 
