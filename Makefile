@@ -21,7 +21,8 @@ toolchain:
 kernels: deps toolchain
 	$(VPY) build.py
 
-# The emulator's C execution core and its emulated libamdhip64 (both built with cffi and gcc).
+# The emulator's C execution core and its emulated libamdhip64 (both built with cffi and gcc), into the
+# per-user native build cache (HKRT_CACHE_DIR; hkrt/emu/native.py); first use builds them the same way.
 native: deps
 	$(VPY) -m hkrt.emu.build_core
 	$(VPY) -m hkrt.emu.hip.build
@@ -37,4 +38,4 @@ kernel-report: kernels
 	$(VPY) -m hkrt.kernel_report --markdown docs/kernels.md
 
 clean:
-	rm -rf hkrt/_kernels build *.egg-info hkrt/emu/_core*.so hkrt/emu/_core.stamp hkrt/emu/hip/libamdhip64.so
+	rm -rf hkrt/_kernels build dist *.egg-info
