@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 
-.PHONY: deps toolchain kernels native test demo kernel-report clean
+.PHONY: deps toolchain kernels native wheel test demo kernel-report clean
 
 deps: $(VENV)/.installed
 
@@ -26,6 +26,12 @@ kernels: deps toolchain
 native: deps
 	$(VPY) -m hkrt.emu.build_core
 	$(VPY) -m hkrt.emu.hip.build
+
+# dist/hkrt-<version>-py3-none-any.whl: the package, the code objects and their manifest, and the C sources
+# the emulator builds on first use; nothing built for the host. build/ is cleared so nothing stale leaks in.
+wheel: kernels
+	rm -rf build
+	$(VPY) -m pip wheel -q --no-deps --wheel-dir dist .
 
 test: kernels native
 	$(VPY) -m pytest -q
