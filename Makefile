@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 
-.PHONY: deps toolchain kernels native test demo kernel-report clean
+.PHONY: deps toolchain kernels native wheel test demo kernel-report clean
 
 deps: $(VENV)/.installed
 
@@ -21,10 +21,17 @@ toolchain:
 kernels: deps toolchain
 	$(VPY) build.py
 
-# The emulator's C execution core and its emulated libamdhip64 (both built with cffi and gcc).
+# The emulator's C execution core and its emulated libamdhip64 (both built with cffi and gcc), into the
+# per-user native build cache (HKRT_CACHE_DIR; hkrt/emu/native.py); first use builds them the same way.
 native: deps
 	$(VPY) -m hkrt.emu.build_core
 	$(VPY) -m hkrt.emu.hip.build
+
+# dist/hkrt-<version>-py3-none-any.whl: the package, the code objects and their manifest, and the C sources
+# the emulator builds on first use; nothing built for the host. build/ is cleared so nothing stale leaks in.
+wheel: kernels
+	rm -rf build
+	$(VPY) -m pip wheel -q --no-deps --wheel-dir dist .
 
 test: kernels native
 	$(VPY) -m pytest -q
@@ -37,4 +44,4 @@ kernel-report: kernels
 	$(VPY) -m hkrt.kernel_report --markdown docs/kernels.md
 
 clean:
-	rm -rf hkrt/_kernels build *.egg-info hkrt/emu/_core*.so hkrt/emu/_core.stamp hkrt/emu/hip/libamdhip64.so
+	rm -rf hkrt/_kernels build dist *.egg-info

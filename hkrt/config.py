@@ -97,6 +97,8 @@ VARIABLES = {v.name: v for v in [
              "launch's workgroups", "emulator"),
     Variable("HKRT_EMU_TRACE", _count(0, what="a number of workgroups"), 0,
              "record every instruction the first N workgroups of a timed launch issue", "emulator"),
+    Variable("HKRT_CACHE_DIR", _text, None, "where the emulator's C core and emulated libamdhip64 are built on "
+             "first use, under `native/` (default `$XDG_CACHE_HOME/hkrt`, else `~/.cache/hkrt`)", "emulator"),
     Variable("HKRT_TOOLCHAIN_DIR", _text, None, "where `make toolchain` puts hipcc (default "
              "`~/.cache/hkrt/toolchain`)", "build"),
     Variable("HKRT_DEBIAN_MIRROR", _text, None, "the Debian mirror the toolchain comes from (default: apt's)",
@@ -107,7 +109,7 @@ VARIABLES = {v.name: v for v in [
              "objects (default `~/.cache/hkrt/hipkittens`)", "bench"),
 ]}
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # reentrant: parsing HKRT_EMU_MODEL imports hkrt.emu, which reads HKRT_EMULATE
 _values: dict[str, object] = {}
 
 

@@ -71,6 +71,13 @@ def test_good_values_parse_and_defaults_apply(monkeypatch):
     config.reload()
 
 
+def test_reading_the_model_first_does_not_hang():
+    """Parsing HKRT_EMU_MODEL imports hkrt.emu, whose import reads HKRT_EMULATE: with the emulator not yet
+    imported this once deadlocked on config's own lock."""
+    out = python("from hkrt import config; print(config.get('HKRT_EMU_MODEL'))", HKRT_EMU_MODEL="mi355x")
+    assert out.stdout.strip() == "mi355x", out.stdout + out.stderr
+
+
 def test_every_variable_the_code_reads_is_declared_and_in_the_readme():
     """One home: a variable read anywhere in the package, the benchmarks or the build tools is declared in
     hkrt.config, and the README's table lists every declared one."""

@@ -81,19 +81,22 @@ def gemm(manifest):
 
 def test_library_is_built_once_with_the_hip_soname():
     from elftools.elf.elffile import ELFFile
+    from hkrt.emu import native
     assert build.up_to_date()
-    before = build.LIBRARY.stat().st_mtime_ns
-    assert build.build() == build.LIBRARY and build.LIBRARY.stat().st_mtime_ns == before
-    with open(build.LIBRARY, "rb") as fh:
+    library = build.path()
+    assert library.parent.parent == native.cache_dir()
+    before = library.stat().st_mtime_ns
+    assert build.build() == library and library.stat().st_mtime_ns == before
+    with open(library, "rb") as fh:
         dynamic = ELFFile(fh).get_section_by_name(".dynamic")
         assert [t.soname for t in dynamic.iter_tags() if t.entry.d_tag == "DT_SONAME"] == ["libamdhip64.so"]
-    assert hkrt.emu.is_active() and hkrt.emu.activate() == str(build.LIBRARY)
+    assert hkrt.emu.is_active() and hkrt.emu.activate() == str(library)
 
 
 def test_ld_preload_serves_a_plain_hip_python_program():
     lib = subprocess.run([sys.executable, "-m", "hkrt.emu", "libpath"], capture_output=True, text=True,
                          check=True).stdout.strip()
-    assert lib == str(build.LIBRARY)
+    assert lib == str(build.path())
     out = run_python("""
         from hip import hip
         err, n = hip.hipGetDeviceCount()

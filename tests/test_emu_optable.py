@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hkrt.emu import build_core, decode, isa, optable
+from hkrt.emu import build_core, decode, isa, native, optable
 
 CORE_C = Path(isa.__file__).with_name("core.c").read_text()
 ROW = re.compile(r"^  \[OP_(\w+)\] = \{(.*)\},$")
@@ -107,7 +107,15 @@ def test_a_mnemonic_declared_twice_is_an_error():
         isa._declare("valu_int", "v_add_f32")
 
 
-def test_the_core_is_rebuilt_when_the_table_changes(monkeypatch):
-    before = build_core._fingerprint()
+def test_the_core_is_rebuilt_when_the_table_changes(monkeypatch, tmp_path):
+    """The generated dispatch table is one of the inputs that key the core's cache entry."""
+    def key():
+        include = tmp_path / f"include{len(list(tmp_path.iterdir()))}"
+        include.mkdir()
+        for name, text in build_core.generated_headers().items():
+            (include / name).write_text(text)
+        return native.key(build_core._inputs(include))
+    before = key()
+    assert key() == before
     monkeypatch.setattr(optable, "c_header", lambda: "/* another table */\n")
-    assert build_core._fingerprint() != before
+    assert key() != before

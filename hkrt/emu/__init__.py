@@ -60,7 +60,7 @@ def is_active() -> bool:
     if _library is not None:
         return True
     from .hip import build
-    return os.path.realpath(build.LIBRARY) in _mapped_hip_libraries()
+    return os.path.realpath(build.path()) in _mapped_hip_libraries()
 
 
 def last_error() -> BaseException | None:

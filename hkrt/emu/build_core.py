@@ -2,18 +2,23 @@
 
     python -m hkrt.emu.build_core [--force]
 
-Idempotent: rebuilds only when core.c, the opcode tables or this file change.
+The module lives in the native build cache (native.py), keyed by everything the compile reads; it is
+built on first use, and again only when one of those inputs, the compiler or the Python changes.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.machinery
+import importlib.util
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from . import native
+
 HERE = Path(__file__).resolve().parent
+MODULE = "hkrt.emu._core"
+PRODUCT = "_core" + importlib.machinery.EXTENSION_SUFFIXES[0]
 
 API = HERE / "core_api.h"  # the C declarations, shared with core.c
 
@@ -24,46 +29,47 @@ def cdef() -> str:
     return text[text.index("*/") + 2:]
 
 
-def _fingerprint() -> str:
+def _inputs(include: Path) -> list[bytes]:
+    """Every file the compile can read besides system headers (the C sources and headers here and the
+    generated ones in `include`, by name and content), this file (the flags), and cffi's version (it
+    writes the wrapper)."""
+    import cffi
+    files = sorted([*HERE.glob("*.[ch]"), *include.iterdir()], key=lambda p: (p.parent != HERE, p.name))
+    return [f"{p.name}\0".encode() + p.read_bytes() for p in files] + [Path(__file__).read_bytes(),
+                                                                      cffi.__version__.encode()]
+
+
+def generated_headers() -> dict[str, str]:
+    """The headers generated from the opcode tables: the decoder's op ids and the dispatch table."""
     from . import decode, optable
-    h = hashlib.sha256()
-    for part in ((HERE / "core.c").read_bytes(), (HERE / "timing_model.c").read_bytes(),
-                 decode.c_header().encode(), optable.c_header().encode(), API.read_bytes(),
-                 Path(__file__).read_bytes(), sys.version.encode()):
-        h.update(part)
-    return h.hexdigest()
-
-
-def _built() -> Path | None:
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        p = HERE / f"_core{suffix}"
-        if p.exists():
-            return p
-    return None
+    return {"ops.h": decode.c_header(), optable.HEADER: optable.c_header()}
 
 
 def build(force: bool = False, verbose: bool = False) -> Path:
+    """The compiled core's path in the native build cache, building it first if it is missing."""
     import cffi
 
-    from . import decode, optable
-    stamp = HERE / "_core.stamp"
-    fp = _fingerprint()
-    existing = _built()
-    if not force and existing and stamp.exists() and stamp.read_text() == fp:
-        return existing
     with tempfile.TemporaryDirectory(prefix="hkrt-core-") as tmp:
-        (Path(tmp) / "ops.h").write_text(decode.c_header())
-        (Path(tmp) / optable.HEADER).write_text(optable.c_header())
-        ffi = cffi.FFI()
-        ffi.cdef(cdef())
-        ffi.set_source("hkrt.emu._core", (HERE / "core.c").read_text(), include_dirs=[tmp, str(HERE)],
-                       extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function"])
-        out = Path(ffi.compile(tmpdir=tmp, verbose=verbose))
-        dest = HERE / out.name
-        shutil.copy2(out, dest.with_suffix(".tmp"))
-        dest.with_suffix(".tmp").replace(dest)
-    stamp.write_text(fp)
-    return dest
+        include = Path(tmp) / "include"
+        include.mkdir()
+        for name, text in generated_headers().items():
+            (include / name).write_text(text)
+
+        def compile_into(out: Path) -> None:
+            ffi = cffi.FFI()
+            ffi.cdef(cdef())
+            ffi.set_source(MODULE, (HERE / "core.c").read_text(), include_dirs=[str(include), str(HERE)],
+                           extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function"])
+            shutil.copy2(ffi.compile(tmpdir=tmp, verbose=verbose), out / PRODUCT)
+        return native.ensure("core", _inputs(include), PRODUCT, compile_into, what="execution core", force=force)
+
+
+def load():
+    """The core as an imported module, built first if it is missing."""
+    spec = importlib.util.spec_from_file_location(MODULE, build())
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":

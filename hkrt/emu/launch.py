@@ -52,19 +52,16 @@ def run_core(lib, L) -> int:
     return result[0]
 
 _core = None
+_core_lock = threading.Lock()
 
 
 def core():
-    """The compiled execution core, built on first use if `make` has not built it yet."""
+    """The compiled execution core, loaded from the native build cache (built there on first use)."""
     global _core
-    if _core is None:
-        try:
-            from . import _core as mod
-        except ImportError:
-            from .build_core import build
-            build()
-            from . import _core as mod
-        _core = mod
+    with _core_lock:
+        if _core is None:
+            from .build_core import load
+            _core = load()
     return _core
 
 

@@ -3,13 +3,11 @@
 cffi's embedding mode turns the declarations in hip_types.h and hip_exports.h into a shared library
 whose exported C functions run Python (capi.py) in the calling process's interpreter. Its soname is
 libamdhip64.so, so once it is loaded, hip-python's dlopen("libamdhip64.so") gets it instead of
-searching for ROCm's. Rebuilt only when older than one of its sources; compiled in a temporary
-directory and moved into place atomically, under a lock so concurrent builds do not collide.
+searching for ROCm's. It lives in the native build cache (hkrt/emu/native.py), keyed by its sources,
+the compiler and the Python; built on first use, and again only when one of those changes.
 """
 from __future__ import annotations
 
-import fcntl
-import os
 import re
 import shutil
 import sys
@@ -17,12 +15,12 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from .. import native
+
 HERE = Path(__file__).resolve().parent
-LIBRARY = HERE / "libamdhip64.so"
 SONAME = "libamdhip64.so"
 TYPES = HERE / "hip_types.h"
 EXPORTS = HERE / "hip_exports.h"
-SOURCES = (Path(__file__).resolve(), TYPES, EXPORTS)
 MODULE = "_hkrt_emu_hip"
 PY = "hkrt_py_"  # each exported function calls the Python function of this prefix and its name
 # Ctrl-C during a call: KeyboardInterrupt cannot cross the C frames back to the caller, so the Python side
@@ -85,8 +83,21 @@ def _exports_in_c() -> tuple[str, str]:
     return "\n".join(api), "\n".join(src)
 
 
+def _inputs() -> list[bytes]:
+    """Everything the build reads: this file (the generated C, flags) and the headers here, by name and
+    content; and cffi's version (it writes the embedding code)."""
+    import cffi
+    return [f"{p.name}\0".encode() + p.read_bytes() for p in [Path(__file__), *sorted(HERE.glob("*.h"))]] + \
+        [cffi.__version__.encode()]
+
+
+def path() -> Path:
+    """Where the library of the current sources is (or will be once built)."""
+    return native.entry("hip", _inputs()) / SONAME
+
+
 def up_to_date() -> bool:
-    return LIBRARY.exists() and LIBRARY.stat().st_mtime >= max(p.stat().st_mtime for p in SOURCES)
+    return path().is_file()
 
 
 def _compile(tmp: str) -> Path:
@@ -111,19 +122,11 @@ def _compile(tmp: str) -> Path:
 
 
 def build(force: bool = False) -> Path:
-    """The library's path, (re)building it first if needed."""
-    if not force and up_to_date():
-        return LIBRARY
-    lock = Path(tempfile.gettempdir()) / f"hkrt-emu-hip-build-{os.getuid()}.lock"
-    with open(lock, "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        if not force and up_to_date():  # another process built it while we waited
-            return LIBRARY
+    """The library's path in the native build cache, building it first if it is missing."""
+    def compile_into(out: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="hkrt-emu-hip-") as tmp:
-            staged = LIBRARY.with_name(f".{SONAME}.{os.getpid()}")  # same file system: atomic replace
-            shutil.copy(_compile(tmp), staged)
-            os.replace(staged, LIBRARY)
-    return LIBRARY
+            shutil.copy(_compile(tmp), out / SONAME)
+    return native.ensure("hip", _inputs(), SONAME, compile_into, what="HIP library", force=force)
 
 
 if __name__ == "__main__":
