@@ -19,7 +19,7 @@ import numpy as np
 from . import registry
 from .array import DeviceArray, bfloat16, contiguous_strides, upload_contiguous
 from .memory import stream_handle
-from .registry import Addr, BoundLaunch
+from .registry import ADDRESS, Addr, BoundLaunch
 from .request import FAST_MAX_BUFFER, FLOAT32, GemmRequest, padded_k
 
 FAST_ALIGN = 16            # bytes: operand rows and batches for the direct-to-LDS loads
@@ -112,6 +112,18 @@ class Program:
         finally:
             for blk in blocks:  # stream order keeps each block busy until the launches above are done
                 blk.free()
+
+    def specialize(self, fixed: dict[str, int]) -> list[tuple[object, tuple]]:
+        """Write the `fixed` slots into every launch's arguments for good, and return each launch's driver
+        call with the patches left to make per run. For a program of one owner only (a PreparedGemm)."""
+        out = []
+        for launch in self.launches:
+            args = launch.prepared.args
+            for offset, slot, addend in launch.patches:
+                if slot in fixed:
+                    ADDRESS.pack_into(args, offset, fixed[slot] + addend)
+            out.append((launch.prepared, tuple(p for p in launch.patches if p[1] not in fixed)))
+        return out
 
     def launch_all(self, slots: dict[str, int], stream_handle) -> None:
         """The launches alone, every slot (workspace included) bound by the caller."""

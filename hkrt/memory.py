@@ -107,7 +107,8 @@ class CachingAllocator:
         if not pool:
             return None
         key = 0 if stream is None else stream_key(stream)
-        for i, blk in enumerate(pool):
+        for i in range(len(pool) - 1, -1, -1):  # the latest freed first: the likeliest to be on this stream
+            blk = pool[i]
             if (not blk.recorded or (0 if blk.stream is None else stream_key(blk.stream)) == key
                     or self.device.driver.event_query(blk.event)):
                 pool.pop(i)

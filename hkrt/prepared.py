@@ -15,6 +15,7 @@ import numpy as np
 from .array import DeviceArray, Stream, as_stream, bfloat16
 from .devices import get_device
 from .execute import A, OUT, Executable, FAST_ALIGN, bind_inputs, compile_executable
+from .registry import ADDRESS
 from .memory import stream_key
 from .request import GemmRequest
 from . import strategy as strategies
@@ -115,6 +116,9 @@ class PreparedGemm:
         self._slots, self._kept = bind_inputs(dev, None, req.b, ep.bias, ep.c, ep.reads_c, req.stream) \
             if self._exe.program is not None else ({}, [])
         self._slots.pop(A, None)
+        program = self._exe.program
+        # B, bias and C are written into the launches' arguments now; a call patches A, out (and workspace)
+        self._launches = program.specialize(self._slots) if program is not None else []
         self._held = (req.b, ep.bias, ep.c)
         self._spans = [x.span() for x in (getattr(req.b, "data", req.b), ep.bias, ep.c if ep.reads_c else None)
                        if isinstance(x, DeviceArray)]   # the bound inputs' bytes, fixed from now on
@@ -156,19 +160,22 @@ class PreparedGemm:
                                  f"{self.result_shape} on {dev}, got {out!r}")
             out_ptr = out.ptr
             out_end = out_ptr + out._extent
-            if (ptr < out_end and out_ptr < ptr + a._extent) or any(p < out_end and out_ptr < e
-                                                                    for p, e in self._spans):
-                return exe(a, *self._held, out, stream)  # out overlaps an input: computed beside, then copied
-        program = exe.program
-        if program is None:
+            overlaps = ptr < out_end and out_ptr < ptr + a._extent
+            for start, end in self._spans:
+                overlaps = overlaps or (start < out_end and out_ptr < end)
+            if overlaps:  # out shares memory with an input: computed beside, then copied
+                return exe(a, *self._held, out, stream)
+        if exe.program is None:
             return out
-        slots = self._slots.copy()
-        slots[A] = ptr
-        slots[OUT] = out_ptr
-        if program.workspace:
-            slots.update(self._workspace_for(stream))
+        ws = self._workspace_for(stream) if exe.program.workspace else None
+        handle = None if stream is None else stream.handle
         dev.activate()
-        program.launch_all(slots, None if stream is None else stream.handle)
+        with exe.program._lock:  # the launches' argument buffers: one call at a time fills them
+            for prepared, patches in self._launches:
+                args = prepared.args
+                for offset, slot, addend in patches:
+                    ADDRESS.pack_into(args, offset, (ptr if slot == A else out_ptr if slot == OUT else ws[slot]) + addend)
+                prepared(handle)
         return out
 
     def _workspace_for(self, stream) -> dict[str, int]:

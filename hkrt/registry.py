@@ -156,11 +156,11 @@ class BoundLaunch:
     def __call__(self, slots: dict[str, int], stream) -> None:
         args = self.prepared.args
         for offset, slot, addend in self.patches:
-            _ADDRESS.pack_into(args, offset, slots[slot] + addend)
+            ADDRESS.pack_into(args, offset, slots[slot] + addend)
         self.prepared(stream)
 
 
-_ADDRESS = struct.Struct("<Q")
+ADDRESS = struct.Struct("<Q")
 
 
 def forget(device: Device) -> None:
