@@ -164,6 +164,7 @@ class DeviceArray:
         self = cls.__new__(cls)
         self.device, self.shape, self.dtype, self.strides, self.stream = device, shape, dtype, strides, stream
         self.read_only, self._base, self._keep, self._freed, self._owns = False, None, None, False, True
+        self.is_contiguous = True   # fills the cached property: this array is contiguous by construction
         self._block = block = device.allocator.malloc(nbytes, stream)
         self._ptr = block.ptr
         return self
