@@ -59,6 +59,15 @@ def _model(text: str) -> str:
     return text.lower()
 
 
+MFMA_MODELS = ("exact", "cdna3")
+
+
+def _mfma(text: str) -> str:
+    if text.lower() not in MFMA_MODELS:
+        raise ValueError(" or ".join(MFMA_MODELS))
+    return text.lower()
+
+
 def _device(text: str) -> str:
     from .devices import parse_spec
     try:
@@ -88,6 +97,9 @@ VARIABLES = {v.name: v for v in [
              "fails the launch", "emulator"),
     Variable("HKRT_EMU_SEED", _count(0, what="a seed"), None, "random wave interleaving (unset: in order)",
              "emulator"),
+    Variable("HKRT_EMU_MFMA", _mfma, "exact", "how an MFMA accumulates: `exact` (its products summed exactly, "
+             "one fp32 rounding) or `cdna3` (the chunked model measured on CDNA3: 8-deep K chunks, truncated, "
+             "one rounding each; docs/facts.md §1.8)", "emulator"),
     Variable("HKRT_EMU_MAX_INSTRUCTIONS", _count(0, what="an instruction count"), 20_000_000_000,
              "wave-instructions a launch may run (0: no limit)", "emulator"),
     Variable("HKRT_EMU_MAX_SECONDS", _seconds, 900.0, "host seconds a launch may run (0: no limit)", "emulator"),

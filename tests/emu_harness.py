@@ -87,9 +87,10 @@ class EmuError(Exception):
 
 
 def run(code: bytes, state: WaveState, machine: Machine | None = None, strict: bool = True,
-        scratch_lane_bytes: int = 0) -> WaveState:
+        scratch_lane_bytes: int = 0, mfma: str = "exact") -> WaveState:
     """Execute `code` (must end in s_endpgm) on one wave from `state`; returns the final state (a copy).
-    scratch_lane_bytes: the private segment per lane, at FLAT_SCRATCH (s[102:103]) in `machine`."""
+    scratch_lane_bytes: the private segment per lane, at FLAT_SCRATCH (s[102:103]) in `machine`.
+    mfma: the MFMA accumulation model ("exact" or "cdna3", as HKRT_EMU_MFMA)."""
     mod = launch.core()
     ffi, lib = mod.ffi, mod.lib
     prog = decode.decode(code, 0x1000, "snippet")
@@ -100,6 +101,7 @@ def run(code: bytes, state: WaveState, machine: Machine | None = None, strict: b
     L.block = [64, 1, 1]
     L.lds_bytes = len(out.lds)
     L.strict = int(strict)
+    L.mfma_model = launch.MFMA_MODEL_CODES[mfma]
     L.max_insns = 1_000_000
     L.scratch_lane_bytes = scratch_lane_bytes
     s = ffi.cast("uint32_t *", ffi.from_buffer(out.s))

@@ -107,9 +107,9 @@ def bf16_operands(m, n, k):
 class EmuMachine:
     """One emulated Machine of its own (no HIP, no hkrt runtime): memory in, a kernel launched, memory out."""
 
-    def __init__(self, strict=True, seed=None):  # strict=None: HKRT_EMU_STRICT decides
+    def __init__(self, strict=True, seed=None, mfma="exact"):  # strict=None: HKRT_EMU_STRICT decides
         from hkrt.emu.machine import Machine
-        self.m = Machine(1 << 30, strict=strict, seed=seed)
+        self.m = Machine(1 << 30, strict=strict, seed=seed, mfma=mfma)
 
     def put(self, x) -> int:
         x = np.ascontiguousarray(x)

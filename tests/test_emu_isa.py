@@ -7,6 +7,7 @@ written independently of hkrt/emu/core.c. Inputs are random and fresh each run; 
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import zlib
@@ -1882,6 +1883,112 @@ def test_mfma_accumulation_chain(code, rng):
     out = run(code["mfma:chain"], st)
     assert ulp_close(out.v[256:260].ravel(), want.ravel(), 2).all()
     assert (out.v[20] == out.v[256]).all() and (out.v[21] == out.v[259]).all()
+
+
+def _cdna3_split(x: float) -> tuple[float, int]:
+    """x = sig * 2^exp, 1 <= |sig| < 2, subnormals (and zero) at exponent -126."""
+    if x == 0.0:
+        return 0.0, -126
+    m, e = math.frexp(x)
+    m, e = 2 * m, e - 1
+    if e < -126:
+        m, e = math.ldexp(m, e + 126), -126
+    return m, e
+
+
+def _cdna3_chunk(acc: float, a: list[float], b: list[float]) -> float:
+    """One 8-deep chunk of MMA-Sim's CDNA3 bf16 model (docs/facts.md §1.8), from its description."""
+    exact = acc + sum(x * y for x, y in zip(a, b))
+    if not math.isfinite(exact):
+        return float(np.float32(exact))
+    prods = [x * y for x, y in zip(a, b)]
+    if any(abs(p) >= 2.0 ** 128 for p in prods):
+        return float(np.float32(math.copysign(math.inf, max(prods, key=abs))))
+    parts = [(_cdna3_split(x)[0] * _cdna3_split(y)[0], _cdna3_split(x)[1] + _cdna3_split(y)[1]) for x, y in zip(a, b)]
+    top = max(e for _, e in parts)
+    total = sum(math.trunc(math.ldexp(s, 24 + e - top)) for s, e in parts)   # units of 2^(top - 24)
+    sc, ec = _cdna3_split(acc)
+    e = max(top, ec)
+    s31 = math.floor(math.ldexp(total, 7 + top - e))
+    c24 = math.floor(math.ldexp(sc, 24 + ec - e))
+    return float(np.float32(math.ldexp(s31 * 2.0 ** -31 + c24 * 2.0 ** -24, e)))
+
+
+def cdna3_reference(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> np.ndarray:
+    M, K = A.shape
+    D = np.zeros((M, B.shape[1]), np.float32)
+    for i in range(M):
+        for j in range(B.shape[1]):
+            acc = float(C[i, j])
+            for k0 in range(0, K, 8):
+                acc = _cdna3_chunk(acc, list(A[i, k0:k0 + 8]), list(B[k0:k0 + 8, j]))
+            D[i, j] = acc
+    return D
+
+
+def _operands(v, M, N, K, nab, a_row, b_row, c_row):
+    """A (M x K), B (K x N) and C as the MFMA reads them from registers (no broadcast, no permutation)."""
+    KL, MI = K // (64 // M), 64 // N
+    A, B, C = np.zeros((M, K)), np.zeros((K, N)), np.zeros((M, N))
+    bf = lambda w, h: float(f32(np.uint32(((int(w) >> (16 * h)) & 0xFFFF) << 16)))  # noqa: E731
+    for lane in range(64):
+        for item in range(KL):
+            A[lane % M, KL * (lane // M) + item] = bf(v[a_row + item // 2][lane], item % 2)
+            B[KL * (lane // N) + item, lane % N] = bf(v[b_row + item // 2][lane], item % 2)
+    for i in range(M):
+        for j in range(N):
+            C[i, j] = float(f32(v[c_row + (i % 4) + 4 * (i // (4 * MI))][j + N * ((i // 4) % MI)]))
+    return A, B, C
+
+
+for _mn, _M, _N, _K, _nab, _ncd in isa.MAI.values():
+    snippet(f"mfma-cdna3:{_mn}", [f"{_mn} v[100:{99 + _ncd}], v[0:{_nab - 1}], v[10:{9 + _nab}], "
+                                  f"v[40:{39 + _ncd}]"])
+
+
+@pytest.mark.parametrize("name", [v[0] for v in isa.MAI.values()])
+def test_mfma_cdna3_accumulation_model(code, rng, name):
+    """HKRT_EMU_MFMA=cdna3: every element as MMA-Sim's chunked CDNA3 model gives it, bit for bit, over a wide
+    exponent range with zeros, subnormals and cancellation; and it does differ from the exact sum."""
+    _, M, N, K, nab, ncd = next(v for v in isa.MAI.values() if v[0] == name)
+    st = new_state(seed=int(rng.integers(1 << 62)))
+    for row in (0, 10):
+        words = _bf16_words(rng, nab)
+        special = rng.random(words.shape) < 0.1   # some halves zero, some bf16 subnormal
+        words = np.where(special, words & np.uint32(0xFFFF0000) | np.uint32(0x0003), words)
+        st.v[row:row + nab] = words
+    st.v[40:40 + ncd] = u32((rng.standard_normal((ncd, 64)) * 2.0 ** rng.integers(-8, 8, (ncd, 64)))
+                            .astype(np.float32))
+    A, B, C = _operands(st.v, M, N, K, nab, 0, 10, 40)
+    want = cdna3_reference(A, B, C)
+    got_exact = run(code[f"mfma-cdna3:{name}"], st).v[100:100 + ncd]
+    got = run(code[f"mfma-cdna3:{name}"], st, mfma="cdna3").v[100:100 + ncd]
+    MI = 64 // N
+    mine = np.zeros((M, N), np.uint32)
+    exact = np.zeros((M, N), np.uint32)
+    for i in range(M):
+        for j in range(N):
+            reg, lane = (i % 4) + 4 * (i // (4 * MI)), j + N * ((i // 4) % MI)
+            mine[i, j], exact[i, j] = got[reg, lane], got_exact[reg, lane]
+    bad = np.argwhere(mine != want.view(np.uint32))
+    assert bad.size == 0, f"{name}: {len(bad)} elements differ from the model, first {bad[:3].tolist()}: " \
+                          f"{mine.view(np.float32)[tuple(bad[0])]} vs {want[tuple(bad[0])]}"
+    assert (mine != exact).any(), "the chunked model gave the exact sum everywhere: the option did nothing"
+
+
+def test_mfma_cdna3_special_values(code):
+    """NaN and infinite inputs give IEEE's answer; products past fp32's range give an infinity."""
+    name = "v_mfma_f32_16x16x32_bf16"
+    for a_val, b_val, c_val, want in ((np.inf, 1.0, 0.0, np.inf), (np.inf, -1.0, np.inf, np.nan),
+                                      (np.nan, 1.0, 0.0, np.nan), (2.0 ** 100, 2.0 ** 100, 0.0, np.inf)):
+        st = new_state(seed=1)
+        half = int(np.array(a_val, np.float32).astype(ml_dtypes.bfloat16).view(np.uint16))
+        one = int(np.array(b_val, np.float32).astype(ml_dtypes.bfloat16).view(np.uint16))
+        st.v[0:4] = np.uint32(half | half << 16)
+        st.v[10:14] = np.uint32(one | one << 16)
+        st.v[40:44] = u32(np.full((4, 64), c_val, np.float32))
+        got = f32(run(code[f"mfma-cdna3:{name}"], st, mfma="cdna3").v[100:104])
+        assert (np.isnan(got) if np.isnan(want) else got == want).all(), (a_val, b_val, c_val, got[0, :4])
 
 
 # ================================================================================================ program control

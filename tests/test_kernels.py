@@ -10,8 +10,8 @@ device; test_kernels_runtime covers that path), so K here is a multiple of 8 for
 import numpy as np
 import pytest
 
-from kernel_harness import (ACT_CODES, BF16, EmuMachine, bf16_operands, check_variant, launch_info, run_variant,
-                            variants)
+from kernel_harness import (ACT_CODES, BF16, EmuMachine, bf16_operands, check_variant, launch_info, out_dtype,
+                            run_variant, variants)
 
 # (M, N, K): single element, short-wide, tall-skinny, primes for M and N, exact tiles, every dimension
 # one past a tile multiple, K equal to one 16-byte chunk.
@@ -73,6 +73,27 @@ def test_basic_any_shape(variant, shape):
     a, b_nk = bf16_operands(m, n, k)
     got, _ = run_variant(EmuMachine(), variant, a, b_nk)
     check_variant(got, variant, a, b_nk)
+
+
+@pytest.mark.parametrize("variant", variants("pingpong")[:1] + variants("pingpong_m128")[:1] + variants("interleave")[:1]
+                         + ["gemm_small_nk_f32"] + variants("basic")[:1])
+def test_the_bound_holds_under_the_cdna3_mfma_model(variant):
+    """The shared tolerance is derived for both MFMA accumulation models (hkrt/reference.py). The chunked one
+    truncates every product toward zero: with all-positive inputs over a long K its error is one-sided and
+    adds up, the worst case for the bound; and inputs spread over 2^12 make the truncations large."""
+    rng = np.random.default_rng()
+    m, n, k = 40, 72, 2048
+    changed = False
+    for a, b in ((np.abs(rng.standard_normal((m, k))), np.abs(rng.standard_normal((n, k)))),
+                 (rng.standard_normal((m, k)) * 2.0 ** rng.integers(-6, 6, (m, k)),
+                  rng.standard_normal((n, k)) * 2.0 ** rng.integers(-6, 6, (n, k)))):
+        a, b = a.astype(BF16), b.astype(BF16)
+        exact, _ = run_variant(EmuMachine(), variant, a, b)
+        chunked, _ = run_variant(EmuMachine(mfma="cdna3"), variant, a, b)
+        check_variant(chunked, variant, a, b)
+        changed |= not np.array_equal(chunked, exact)
+    if out_dtype(variant) == np.float32:  # a bf16 result's rounding may hide the difference
+        assert changed, "the cdna3 model changed nothing"
 
 
 @pytest.mark.parametrize("transpose", [0, 1])

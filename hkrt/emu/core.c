@@ -535,6 +535,71 @@ static pending_t *issue_vload(ctx_t *c, wave_t *w, queue_t *q, int lgkm, int dst
 MFMA_SUM(mfma_sum16, 16)
 MFMA_SUM(mfma_sum32, 32)
 
+/* The CDNA3 accumulation model MMA-Sim reverse-engineered (docs/facts.md §1.8), offered as an alternative to the
+ * exact sum: K in chunks of 8, in increasing k; a chunk's products are aligned to its largest product exponent
+ * and truncated toward zero below 24 fractional bits, then summed; that sum (floored to 31 fractional bits) and
+ * the accumulator (floored to 24) are aligned to their common exponent, added, and rounded to fp32 (RNE),
+ * which is the accumulator of the next chunk. Whether CDNA4 does the same is unknown (OQ 1). */
+enum { MFMA_EXACT = 0, MFMA_CDNA3 = 1 };
+
+static inline void split_binary(double x, double *sig, int *exp) {
+  /* x = sig * 2^exp with 1 <= |sig| < 2, or a subnormal scaled to exponent -126; zero has exponent -126 */
+  int e;
+  double f = frexp(x, &e);
+  *sig = 2.0 * f;
+  *exp = e - 1;
+  if (*exp < -126) {
+    *sig = ldexp(*sig, *exp + 126);
+    *exp = -126;
+  }
+  if (x == 0.0) *exp = -126;
+}
+
+static double cdna3_chunk(double acc, const double *pa, const double *pb, int n) {
+  double exact = acc;
+  for (int t = 0; t < n; t++) exact += pa[t] * pb[t];
+  if (isnan(exact) || isinf(exact)) return exact; /* NaN and infinite inputs: IEEE's answer */
+  double sig[8];
+  int ex[8], emax = INT32_MIN, pinf = 0, ninf = 0;
+  for (int t = 0; t < n; t++) {
+    double p = pa[t] * pb[t], sa, sb;
+    int ea, eb;
+    if (p >= 0x1p128) pinf = 1;
+    if (p <= -0x1p128) ninf = 1;
+    split_binary(pa[t], &sa, &ea);
+    split_binary(pb[t], &sb, &eb);
+    sig[t] = sa * sb;
+    ex[t] = ea + eb;
+    if (ex[t] > emax) emax = ex[t];
+  }
+  if (pinf || ninf) return pinf && ninf ? NAN : pinf ? INFINITY : -INFINITY;
+  double sum = 0.0; /* in units of 2^(emax - 24): integers, exact */
+  for (int t = 0; t < n; t++) sum += trunc(ldexp(sig[t], 24 + ex[t] - emax));
+  double sc;
+  int ec;
+  split_binary(acc, &sc, &ec);
+  int e = emax > ec ? emax : ec;
+  double s31 = floor(ldexp(sum, 7 + emax - e));  /* units of 2^(e - 31) */
+  double c24 = floor(ldexp(sc, 24 + ec - e));    /* units of 2^(e - 24) */
+  return (double)(float)ldexp(ldexp(s31, -31) + ldexp(c24, -24), e);
+}
+
+static void mfma_sum_cdna3(double D[32][32], double At[32][32], double B[32][32], int M, int N, int K) {
+  int g = K < 8 ? K : 8;
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double acc = (double)(float)D[i][j], pa[8], pb[8];
+      for (int k0 = 0; k0 < K; k0 += g) {
+        for (int t = 0; t < g; t++) {
+          pa[t] = At[k0 + t][i];
+          pb[t] = B[k0 + t][j];
+        }
+        acc = cdna3_chunk(acc, pa, pb, g);
+      }
+      D[i][j] = acc;
+    }
+}
+
 static inline __attribute__((always_inline)) int mfma(ctx_t *c, wave_t *w, const insn_t *in, int M, int N, int K,
                                                       int nab, int ncd) {
   int KL = K / (64 / M), MI = 64 / N;
@@ -587,7 +652,8 @@ static inline __attribute__((always_inline)) int mfma(ctx_t *c, wave_t *w, const
       for (int j = 0; j < N; j++) D[i][j] = f32(cconst);
     }
   }
-  if (N == 16) mfma_sum16(D, At, B, M, K);
+  if (c->L->mfma_model == MFMA_CDNA3) mfma_sum_cdna3(D, At, B, M, N, K);
+  else if (N == 16) mfma_sum16(D, At, B, M, K);
   else mfma_sum32(D, At, B, M, K);
   uint32_t out[16 * LANES];
   for (int i = 0; i < M; i++) {

@@ -71,6 +71,7 @@ typedef struct {
   uint64_t scratch_base;       /* device memory holding the private segments of one workgroup's waves */
   uint32_t scratch_lane_bytes; /* private segment bytes per work-item (0: the kernel has none) */
   int32_t strict, seeded;
+  int32_t mfma_model;   /* 0: exact sum, one fp32 rounding; 1: MMA-Sim's CDNA3 chunked model (core.c) */
   uint64_t seed, max_insns;
   double max_seconds;   /* host seconds the launch may take, 0 = no limit */
   int32_t stop;         /* set (by another thread) to end the launch: E_INTERRUPTED */

@@ -33,6 +33,9 @@ class LaunchStats:
     report: "timing.LaunchReport | None" = None  # the timing model's, when a model is on
 
 
+MFMA_MODEL_CODES = {"exact": 0, "cdna3": 1}   # core.c's MFMA_EXACT, MFMA_CDNA3
+
+
 def run_core(lib, L) -> int:
     """lib.emu_run(L). On the main thread it runs on a worker (the call releases the GIL) so that Ctrl-C
     reaches Python within a fraction of a second; the launch is then stopped and KeyboardInterrupt raised."""
@@ -207,6 +210,7 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
         for i, v in enumerate(sgprs):
             L.user_sgprs[i] = v
         L.strict = int(machine.strict)
+        L.mfma_model = MFMA_MODEL_CODES[machine.mfma]
         L.seeded = int(machine.seed is not None)
         L.seed = (machine.seed or 0) & 0xFFFFFFFFFFFFFFFF
         L.max_insns = config.get("HKRT_EMU_MAX_INSTRUCTIONS") or (1 << 63)

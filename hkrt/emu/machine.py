@@ -198,11 +198,12 @@ class Machine:
         its workgroups (HKRT_EMU_SAMPLE).
     trace: with a model, record each instruction the first `trace` workgroups of a launch issue
         (HKRT_EMU_TRACE; in LaunchStats.report.trace).
+    mfma: how MFMAs accumulate, "exact" or "cdna3" (HKRT_EMU_MFMA; docs/facts.md §1.8).
     """
 
     def __init__(self, memory_bytes: int | None = None, *, strict: bool | None = None, seed: int | None = None,
                  model: str | timing.ChipModel | None = None, sample: bool | None = None,
-                 trace: int | None = None,
+                 trace: int | None = None, mfma: str | None = None,
                  address_base: int = HEAP_BASE, address_limit: int = HEAP_BASE + ADDRESS_SPACE):
         if model is None:
             model = config.get("HKRT_EMU_MODEL")
@@ -221,6 +222,9 @@ class Machine:
             seed = config.get("HKRT_EMU_SEED")
         self.strict = strict
         self.seed = seed
+        self.mfma = config.get("HKRT_EMU_MFMA") if mfma is None else mfma
+        if self.mfma not in config.MFMA_MODELS:
+            raise ValueError(f"mfma must be one of {', '.join(config.MFMA_MODELS)}, not {mfma!r}")
         self.stats_total = 0
         self.execute = True  # False: launches do their host-side work but run no kernel (hkrt.emu.skip_kernels)
         self._lock = threading.Lock()
