@@ -171,3 +171,47 @@ def test_short_overruns_never_reach_the_next_allocation(compile_hip, past_end):
     with pytest.raises(MemoryFault):
         _launch_simple(dev, co, 64, dout, (256 + past_end) // 4 - 63, fmt="<Qi")
     assert not dev.get(neighbour, (64,), np.float32).any()
+
+
+SCALE_KERNEL = """
+#include <hip/hip_runtime.h>
+extern "C" __global__ void k(float *x, float s) { x[threadIdx.x] *= s; }
+"""
+
+
+def test_a_floating_point_mode_the_core_does_not_implement_is_refused(compile_hip):
+    """The descriptor's FLOAT_MODE (rounding, denormals) and IEEE/DX10 bits: the core implements HIP's default
+    (RNE, denormals kept); a kernel built to flush denormals, or one asking for another rounding, is refused by
+    name instead of being run with the wrong arithmetic. The default-mode kernel runs (a denormal result kept)."""
+    import struct
+    import numpy as np
+    from hkrt import codeobject
+    from hkrt.emu.errors import EmulationError
+    from kernel_harness import EmuMachine
+    default = compile_hip(SCALE_KERNEL, name="keeps")
+    flushing = compile_hip(SCALE_KERNEL, name="flushes", extra=["-fgpu-flush-denormals-to-zero"])
+    assert codeobject.parse(flushing.read_bytes()).kernel("k").descriptor.float_mode["fp32_denorm"] != 3
+    dev = EmuMachine()
+    x = np.full(64, 2.0 ** -120, np.float32)
+    d = dev.put(x)
+    dev.m.launch(dev.load(default), "k", (1, 1, 1), (64, 1, 1), 0, struct.pack("<Qf", d, 2.0 ** -10))
+    assert (dev.get(d, (64,), np.float32) == np.float32(2.0 ** -130)).all()   # a denormal, kept
+    with pytest.raises(EmulationError, match="fp32_denorm.*not emulated"):
+        dev.m.launch(dev.load(flushing), "k", (1, 1, 1), (64, 1, 1), 0, struct.pack("<Qf", d, 2.0))
+    image = bytearray(default.read_bytes())   # the same kernel asking for round-toward-+inf in fp32
+    kd_offset = _file_offset(bytes(image), codeobject.parse(bytes(image)).kernel("k").descriptor_address)
+    rsrc1 = struct.unpack_from("<I", image, kd_offset + 48)[0]
+    struct.pack_into("<I", image, kd_offset + 48, rsrc1 & ~(3 << 12) | (1 << 12))
+    with pytest.raises(EmulationError, match="fp32_round"):
+        dev.m.launch(dev.m.load(bytes(image)), "k", (1, 1, 1), (64, 1, 1), 0, struct.pack("<Qf", d, 2.0))
+
+
+def _file_offset(image: bytes, vaddr: int) -> int:
+    """Where the byte at virtual address `vaddr` lies in an ELF image (through its section headers)."""
+    import io
+    from elftools.elf.elffile import ELFFile
+    for sec in ELFFile(io.BytesIO(image)).iter_sections():
+        start = sec["sh_addr"]
+        if sec["sh_type"] != "SHT_NOBITS" and start <= vaddr < start + sec["sh_size"] and start:
+            return sec["sh_offset"] + vaddr - start
+    raise AssertionError(f"no section holds {vaddr:#x}")

@@ -120,6 +120,25 @@ def _dispatch_packet(grid, block, kernel: codeobject.Kernel, lds: int, kernarg_a
                        kernel.private_segment_fixed_size, lds, 0, kernarg_addr, 0)
 
 
+# The floating-point mode the execution core implements (compute_pgm_rsrc1's FLOAT_MODE and its neighbours,
+# docs/facts.md §5): round to nearest even, denormals kept on input and output for fp32 and fp16/fp64,
+# IEEE mode (signalling NaNs quieted, IEEE min/max), DX10 clamp (a clamped NaN is 0), and overflow to
+# infinity. It is what HIP compiles for gfx950 by default; a kernel asking for another mode is refused
+# rather than run with the wrong rounding or denormal handling.
+EMULATED_FLOAT_MODE = {"fp32_round": 0, "fp16_64_round": 0, "fp32_denorm": 3, "fp16_64_denorm": 3,
+                       "dx10_clamp": 1, "ieee": 1, "fp16_ovfl": 0}
+
+
+def check_float_mode(kernel: codeobject.Kernel) -> None:
+    mode = kernel.descriptor.float_mode
+    wrong = {k: v for k, v in mode.items() if EMULATED_FLOAT_MODE.get(k, v) != v}
+    if wrong:
+        want = ", ".join(f"{k}={EMULATED_FLOAT_MODE[k]}" for k in wrong)
+        raise EmulationError(f"the descriptor asks for floating-point mode {wrong}; the emulator implements only "
+                             f"{want} for these (round to nearest even, denormals kept, IEEE and DX10 clamp "
+                             f"modes; e.g. -fgpu-flush-denormals-to-zero is not emulated)", kernel=kernel.name)
+
+
 def private_segment_bytes(kernel: codeobject.Kernel) -> int:
     """Scratch bytes per work-item: the descriptor's private_segment_fixed_size, rounded up to dwords as the
     packet processor does (docs/facts.md §9.5)."""
@@ -170,6 +189,7 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
     """Run one launch on `machine` (a machine.Machine: its memory, options and timing model)."""
     mod = core()
     ffi, lib = mod.ffi, mod.lib
+    check_float_mode(kernel)
     lane_scratch = private_segment_bytes(kernel)
     if lane_scratch and machine.model is not None:
         raise EmulationError("the timing model does not model scratch (private segment) traffic",
