@@ -95,10 +95,19 @@ _CARRY_OUT = {"v_add_co_u32", "v_sub_co_u32", "v_subrev_co_u32", "v_addc_co_u32"
 _CARRY_IN = {"v_addc_co_u32", "v_subb_co_u32", "v_subbrev_co_u32", "v_cndmask_b32"}
 
 
+def _r(m: str, i: int, n: int) -> str:
+    """Register operand i of m (3: the destination) as v<n>, or the pair v[n:n+1] when isa.OPS says it is wide."""
+    wide = isa.OPS[m].wide >> i & 1
+    return f"v[{n}:{n + 1}]" if wide else f"v{n}"
+
+
 def vector_alu_lines() -> list[str]:
     out = []
     for m in isa.VOP1.values():
-        if m == "v_nop":
+        if isa.OPS[m].wide:
+            out += [f"{m} {_r(m, 3, 4)}, {_r(m, 0, 6)}", f"{m}_e64 {_r(m, 3, 8)}, {_r(m, 0, 2)}",
+                    f"{m} {_r(m, 3, 4)}, 1.0", f"{m} {_r(m, 3, 4)}, -4"]
+        elif m == "v_nop":
             out += ["v_nop", "v_nop_e64"]
         elif m == "v_readfirstlane_b32":
             out += ["v_readfirstlane_b32 s5, v7", "v_readfirstlane_b32 vcc_lo, v255"]
@@ -113,7 +122,12 @@ def vector_alu_lines() -> list[str]:
                     f"{m}_e64 v5, s7", f"{m}_e64 v200, v17"]
     out += ["v_fract_f32_e64 v5, -|v7| clamp div:2", "v_rcp_f32_e64 v5, |s7| mul:4", "v_sqrt_f32_e64 v5, -v7 mul:2"]
     for m in isa.VOP2.values():
-        if m in _CARRY_OUT:
+        if isa.OPS[m].wide:
+            out += [f"{m} {_r(m, 3, 4)}, {_r(m, 0, 6)}, {_r(m, 1, 8)}", f"{m}_e64 {_r(m, 3, 4)}, {_r(m, 0, 6)}, 2.0"]
+        elif m in isa.VOP2_LITERAL_K:
+            out += [f"{m} v5, v7, {'0x4200, v9' if m == 'v_madmk_f16' else 'v9, 0x4200'}",
+                    f"{m} v5, 1.0, {'0x1234, v9' if m == 'v_madmk_f16' else 'v9, 0x1234'}"]
+        elif m in _CARRY_OUT:
             cin = ", vcc" if m in _CARRY_IN else ""
             cin64 = ", s[12:13]" if m in _CARRY_IN else ""
             # one constant-bus read per instruction: a literal or SGPR source only without a carry-in SGPR
@@ -123,7 +137,8 @@ def vector_alu_lines() -> list[str]:
             out += ["v_cndmask_b32 v5, v7, v9, vcc", "v_cndmask_b32 v5, -7, v9, vcc",
                     "v_cndmask_b32_e64 v5, v7, v9, s[10:11]", "v_cndmask_b32_e64 v5, -v7, |v9|, vcc"]
         else:
-            out += [f"{m} v5, v7, v9", f"{m} v250, s7, v255", f"{m} v6, 0x12345678, v9", f"{m} v6, 64, v9",
+            lit = "0x1234" if "16" in m else "0x12345678"  # 16-bit sources take 16-bit literals
+            out += [f"{m} v5, v7, v9", f"{m} v250, s7, v255", f"{m} v6, {lit}, v9", f"{m} v6, 64, v9",
                     f"{m} v6, -4.0, v9", f"{m}_e64 v5, v7, s9", f"{m}_e64 v5, 2.0, v9"]
     out += ["v_add_f32_e64 v5, -|v7|, s9 clamp mul:2", "v_mul_f32_e64 v5, v7, -v9 div:2",
             "v_max_f32_e64 v5, |v7|, |v9| clamp"]
@@ -146,7 +161,16 @@ def vector_alu_lines() -> list[str]:
     ]
     out += dpp_lines()
     for m in isa.VOP3.values():
-        if m in isa.VOP3B:  # v_mad_u64_u32 / v_mad_i64_i32
+        if m in ("v_div_scale_f32", "v_div_scale_f64"):
+            out += [f"{m} {_r(m, 3, 4)}, vcc, {_r(m, 0, 6)}, {_r(m, 1, 8)}, {_r(m, 2, 6)}",
+                    f"{m} {_r(m, 3, 4)}, s[10:11], {_r(m, 0, 6)}, {_r(m, 1, 8)}, {_r(m, 2, 8)}"]
+        elif isa.OPS[m].wide:
+            srcs = [_r(m, i, 6 + 2 * i) for i in range(2 if m in isa.VOP3_TWO_SOURCES else 3)]
+            mods = [f"-|{srcs[0]}|", *srcs[1:]]
+            out += [f"{m} {_r(m, 3, 4)}, {', '.join(srcs)}", f"{m} {_r(m, 3, 4)}, {', '.join(mods)}"]
+        elif m == "v_div_fmas_f32":  # VCC is a third constant-bus read: no SGPR operand
+            out += [f"{m} v5, v7, v9, v11", f"{m} v5, -v7, 0.5, |v11|"]
+        elif m in isa.VOP3B:  # v_mad_u64_u32 / v_mad_i64_i32
             out += [f"{m} v[4:5], s[10:11], v7, v9, v[12:13]", f"{m} v[200:201], vcc, v7, 5, s[12:13]"]
         elif m == "v_readlane_b32":
             out += ["v_readlane_b32 s5, v7, s9", "v_readlane_b32 s101, v255, 63"]
@@ -294,12 +318,14 @@ def dpp_control(text: str) -> int:
 def dpp_lines() -> list[str]:
     """Every VOP1/VOP2 mnemonic in DPP form, and every DPP control with masks, bound_ctrl and modifiers."""
     out = []
-    no_dpp = {"v_nop", "v_readfirstlane_b32", "v_accvgpr_mov_b32"}
-    for i, m in enumerate(m for m in list(isa.VOP1.values()) + list(isa.VOP2.values()) if m not in no_dpp):
+    for i, m in enumerate(m for m in list(isa.VOP1.values()) + list(isa.VOP2.values()) if m not in isa.NO_DPP_FORM):
         ctrl = DPP_CONTROLS[i % len(DPP_CONTROLS)]
         masks = f"row_mask:{(i * 7) % 15 + 1:#x} bank_mask:{(i * 5) % 15 + 1:#x}" + (" bound_ctrl:0" if i % 2 else "")
         if m == "v_mov_b64":
             out.append(f"v_mov_b64_dpp v[4:5], v[6:7] row_newbcast:{i % 16} {masks}")
+        elif isa.OPS[m].wide:
+            srcs = ", ".join(_r(m, k, 6 + 2 * k) for k in range(2 if m in isa.VOP2.values() else 1))
+            out.append(f"{m}_dpp {_r(m, 3, 4)}, {srcs} row_newbcast:{i % 16} {masks}")
         elif m in isa.VOP1.values():
             out.append(f"{m}_dpp v5, v7 {ctrl} {masks}")
         elif m in _CARRY_OUT:
@@ -444,7 +470,7 @@ def expected_fields(text: str) -> dict:
             put("dst", "sdst", "src0", "src1", "src2")
         else:
             put("dst", "src0", "src1", "src2")
-        if name == "v_fmac_f32":
+        if name in isa.VOP2_ACCUMULATE:
             exp["src2"] = exp["dst"]
     elif name in isa.VOPC.values():
         put("dst", "src0", "src1")
@@ -651,7 +677,7 @@ def test_kernels_decode_like_objdump(tc):
 
 UNKNOWN = ["v_sin_f32 v1, v2", "s_getreg_b32 s1, hwreg(HW_REG_MODE)", "ds_append v1",
            "v_mfma_f32_4x4x4_16b_f16 a[0:3], v[0:1], v[2:3], a[0:3]", "buffer_load_format_x v1, v2, s[4:7], 0 offen",
-           "ds_read_b64_tr_b8 v[2:3], v1", "ds_consume v1", "v_add_f16 v1, v2, v3",
+           "ds_read_b64_tr_b8 v[2:3], v1", "ds_consume v1", "v_cubeid_f32 v1, v2, v3, v4",
            "s_memtime s[2:3]", "v_dot2_f32_f16 v1, v2, v3, v4", "s_trap 2"]
 
 

@@ -88,6 +88,7 @@ typedef struct {
   op_handler run;
   uint8_t cond, type, cmpx, shift; /* compares: condition (ISA numbering), type; v_cmpx; s_lshlN_add: N */
   uint8_t m, n, k, ab_regs, cd_regs; /* MFMA shape and registers per lane */
+  uint8_t wide; /* 64-bit operands: bit i source i, bit 3 the destination (isa.WIDE_*) */
   uint8_t dpp;
 } op_entry;
 static const op_entry OPS[OP_COUNT];
@@ -923,7 +924,6 @@ static int valu_convert(ctx_t *c, wave_t *w, const insn_t *in) {
       case OP_V_CVT_F32_I32: FR((float)(int32_t)x); break;
       case OP_V_CVT_F32_U32: FR((float)x); break;
       case OP_V_CVT_F32_BF16: FR(f32((x & 0xFFFF) << 16)); break;
-      case OP_V_CVT_F32_F16: FR((float)f16_of((uint16_t)x)); break;
       case OP_V_CVT_U32_F32: {
         float p = FA;
         r = p != p ? 0 : p <= 0.0f ? 0 : p >= 4294967296.0f ? 0xFFFFFFFFu : (uint32_t)p;
@@ -1073,6 +1073,368 @@ static int valu_bit(ctx_t *c, wave_t *w, const insn_t *in) {
   vwrite(w, in, in->dst, res, o.exec);
   return 0;
 }
+/* ---- 16-bit operands and results (docs/facts.md §6.5) */
+
+/* The inline float constants (codes 240-248) of a 16-bit operand are fp16 patterns. */
+static const uint16_t INLINE_F16[9] = {0x3800, 0xB800, 0x3C00, 0xBC00, 0x4000, 0xC000, 0x4400, 0xC400, 0x3118};
+
+static inline int is_nan16(uint32_t h) { return (h & 0x7C00) == 0x7C00 && (h & 0x3FF); }
+static inline double hf(uint32_t h) { return (double)f16_of((uint16_t)h); }
+static inline uint32_t h16(double d) { return f16_bits((_Float16)d); } /* one rounding, to nearest even */
+
+/* Source i's 16 bits: the high half when VOP3 OP_SEL selects it, then abs/neg on the sign bit. */
+static inline uint32_t src16(const insn_t *in, int i, uint32_t x, int fp) {
+  uint32_t h = ((in->flags & (1u << F_VOP3)) && (in->flags >> (F_OPSEL + i) & 1)) ? x >> 16 : x & 0xFFFF;
+  if (!fp) return h;
+  return u32f(fmod_src(in, i, f32(h << 16))) >> 16; /* the same modifiers, on the fp16 sign bit */
+}
+
+/* Output modifier and clamp, then one rounding to fp16. */
+static inline uint32_t hpost(const insn_t *in, double x) {
+  int omod = (in->flags >> F_OMOD) & 3;
+  if (omod) x *= omod == 1 ? 2.0 : omod == 2 ? 4.0 : 0.5;
+  if (in->flags >> F_CLAMP & 1) x = x != x ? 0.0 : fmin(fmax(x, 0.0), 1.0);
+  return h16(x);
+}
+
+/* V_MIN/V_MAX_F16 with IEEE mode (as the fp32 forms): a signaling NaN becomes quiet, a quiet NaN yields the
+ * other operand, -0 < +0, max picks S0 on a tie. On bit patterns, so NaN payloads survive. */
+static inline uint32_t hmin(uint32_t a, uint32_t b) {
+  if (is_nan16(a) && !(a & 0x200)) return a | 0x200;
+  if (is_nan16(b) && !(b & 0x200)) return b | 0x200;
+  if (is_nan16(a)) return b;
+  if (is_nan16(b)) return a;
+  if (((a | b) & 0x7FFF) == 0) return (a & 0x8000) ? a : b;
+  return hf(a) < hf(b) ? a : b;
+}
+
+static inline uint32_t hmax(uint32_t a, uint32_t b) {
+  if (is_nan16(a) && !(a & 0x200)) return a | 0x200;
+  if (is_nan16(b) && !(b & 0x200)) return b | 0x200;
+  if (is_nan16(a)) return b;
+  if (is_nan16(b)) return a;
+  if (((a | b) & 0x7FFF) == 0) return (a & 0x8000) ? b : a;
+  return hf(a) >= hf(b) ? a : b;
+}
+
+static inline uint32_t hmed3(uint32_t a, uint32_t b, uint32_t c) {
+  if (is_nan16(a) || is_nan16(b) || is_nan16(c)) return hmin(hmin(a, b), c);
+  uint32_t m = hmax(hmax(a, b), c);
+  if (hf(m) == hf(a)) return hmax(b, c);
+  if (hf(m) == hf(b)) return hmax(a, c);
+  return hmax(a, b);
+}
+
+/* a selected operand (min/max/med3): unchanged, NaN payload included, unless an output modifier applies */
+static inline uint32_t hsel(const insn_t *in, uint32_t h) {
+  return (in->flags & ((3u << F_OMOD) | (1u << F_CLAMP))) ? hpost(in, hf(h)) : h;
+}
+
+#define MED3(a, b, c) ((a) > (b) ? ((b) > (c) ? (b) : (a) > (c) ? (c) : (a)) : ((a) > (c) ? (a) : (b) > (c) ? (c) : (b)))
+#define SAT(v, lo, hi) ((v) < (lo) ? (lo) : (v) > (hi) ? (hi) : (v))
+
+/* fp16 -> 16-bit integer, truncating; NaN gives 0, out-of-range values saturate. */
+static inline uint32_t h_to_int(double x, double lo, double hi) {
+  if (x != x) return 0;
+  return (uint32_t)(int32_t)trunc(SAT(x, lo, hi)) & 0xFFFF;
+}
+
+/* fp16 -> normalized 16-bit integer: clamp to [-1, 1] ([0, 1] unsigned), scale, round to nearest even. */
+static inline uint32_t h_to_norm(double x, int sign) {
+  if (x != x) return 0;
+  return (uint32_t)(int32_t)nearbyint(SAT(x, sign ? -1.0 : 0.0, 1.0) * (sign ? 32767.0 : 65535.0)) & 0xFFFF;
+}
+
+/* The DIV_FIXUP special cases (quotient q, denominator d, numerator n); *out is set when one applies. */
+static int div_fixup_special(double q, double d, double n, double *out) {
+  int neg = signbit(d) != signbit(n);
+  (void)q;
+  if (n != n) *out = n;
+  else if (d != d) *out = d;
+  else if (d == 0 && n == 0) *out = NAN;
+  else if (isinf(d) && isinf(n)) *out = NAN;
+  else if (d == 0 || isinf(n)) *out = neg ? -INFINITY : INFINITY;
+  else if (isinf(d) || n == 0) *out = neg ? -0.0 : 0.0;
+  else return 0;
+  return 1;
+}
+
+static inline double sin_rev(double x) { return sin(2.0 * M_PI * (x - nearbyint(x))); } /* x in revolutions */
+static inline double cos_rev(double x) { return cos(2.0 * M_PI * (x - nearbyint(x))); }
+
+static int valu_16(ctx_t *c, wave_t *w, const insn_t *in) {
+  valu32_t o;
+  if (valu32_operands(c, w, in, &o)) return 1;
+  for (int i = 0; i < 3; i++) /* 16-bit inline floats (a 32-bit src2 of v_mad_*32_*16 takes none) */
+    if (in->src[i] >= 240 && in->src[i] <= 248) {
+      for (int l = 0; l < LANES; l++) o.t[i][l] = INLINE_F16[in->src[i] - 240];
+      o.s[i] = o.t[i];
+    }
+  int op = in->op, clamp = in->flags >> F_CLAMP & 1, preserve = 0;
+  const uint32_t *old = vrow(w, in->dst);
+  uint32_t res[LANES];
+  for (int l = 0; l < LANES; l++) {
+    uint32_t x = o.s[0][l], y = o.s[1][l], z = o.s[2][l], r;
+    uint32_t a = src16(in, 0, x, 1), b = src16(in, 1, y, 1), cc = src16(in, 2, z, 1); /* fp16 views */
+    uint32_t ua = src16(in, 0, x, 0), ub = src16(in, 1, y, 0), uc = src16(in, 2, z, 0); /* integer views */
+    int32_t ia = (int16_t)ua, ib = (int16_t)ub, ic = (int16_t)uc;
+    double fa = hf(a), fb = hf(b), fc = hf(cc), q;
+    switch (op) {
+      case OP_V_ADD_F16: r = hpost(in, fa + fb); break; /* exact in double: one rounding */
+      case OP_V_SUB_F16: r = hpost(in, fa - fb); break;
+      case OP_V_SUBREV_F16: r = hpost(in, fb - fa); break;
+      case OP_V_MUL_F16: r = hpost(in, fa * fb); break;
+      /* the MAD forms are not fused: the product is rounded to fp16 before the add */
+      case OP_V_MAC_F16: r = hpost(in, hf(h16(fa * fb)) + hf(z)); break;
+      case OP_V_MADMK_F16: case OP_V_MADAK_F16: case OP_V_MAD_LEGACY_F16:
+        r = hpost(in, hf(h16(fa * fb)) + fc);
+        break;
+      case OP_V_MAD_F16: r = hpost(in, hf(h16(fa * fb)) + fc); preserve = 1; break;
+      case OP_V_FMA_LEGACY_F16: r = hpost(in, fma(fa, fb, fc)); break; /* exact product and sum in double */
+      case OP_V_FMA_F16: r = hpost(in, fma(fa, fb, fc)); preserve = 1; break;
+      case OP_V_DIV_FIXUP_F16: case OP_V_DIV_FIXUP_LEGACY_F16:
+        r = div_fixup_special(fa, fb, fc, &q) ? hpost(in, q) : hpost(in, (signbit(fb) != signbit(fc)) ? -fabs(fa)
+                                                                                                      : fabs(fa));
+        preserve = op == OP_V_DIV_FIXUP_F16;
+        break;
+      case OP_V_MAX_F16: r = hsel(in, hmax(a, b)); break;
+      case OP_V_MIN_F16: r = hsel(in, hmin(a, b)); break;
+      case OP_V_MIN3_F16: r = hsel(in, hmin(hmin(a, b), cc)); preserve = 1; break;
+      case OP_V_MAX3_F16: r = hsel(in, hmax(hmax(a, b), cc)); preserve = 1; break;
+      case OP_V_MED3_F16: r = hsel(in, hmed3(a, b, cc)); preserve = 1; break;
+      case OP_V_LDEXP_F16: r = hpost(in, ldexp(fa, SAT(ib, -64, 64))); break; /* beyond +-64 the result is 0 or inf anyway */
+      case OP_V_CVT_F16_U16: r = hpost(in, (double)ua); break;
+      case OP_V_CVT_F16_I16: r = hpost(in, (double)ia); break;
+      case OP_V_RCP_F16: r = hpost(in, 1.0 / fa); break;
+      case OP_V_SQRT_F16: r = hpost(in, sqrt(fa)); break;
+      case OP_V_RSQ_F16: r = hpost(in, 1.0 / sqrt(fa)); break;
+      case OP_V_LOG_F16: r = hpost(in, log2(fa)); break;
+      case OP_V_EXP_F16: r = hpost(in, exp2(fa)); break;
+      case OP_V_FREXP_MANT_F16: { int e; r = isinf(fa) || fa != fa ? a : hpost(in, frexp(fa, &e)); break; }
+      case OP_V_FREXP_EXP_I16_F16: { int e = 0; if (!isinf(fa) && fa == fa) frexp(fa, &e); r = (uint32_t)e & 0xFFFF; break; }
+      case OP_V_FLOOR_F16: r = hpost(in, floor(fa)); break;
+      case OP_V_CEIL_F16: r = hpost(in, ceil(fa)); break;
+      case OP_V_TRUNC_F16: r = hpost(in, trunc(fa)); break;
+      case OP_V_RNDNE_F16: r = hpost(in, nearbyint(fa)); break;
+      case OP_V_FRACT_F16: { double fr = fa - floor(fa); r = hpost(in, fr > 0x1.ffcp-1 ? 0x1.ffcp-1 : fr); break; }
+      case OP_V_SIN_F16: r = hpost(in, isinf(fa) ? NAN : sin_rev(fa)); break;
+      case OP_V_COS_F16: r = hpost(in, isinf(fa) ? NAN : cos_rev(fa)); break;
+      case OP_V_CVT_U16_F16: r = h_to_int(fa, 0.0, 65535.0); break;
+      case OP_V_CVT_I16_F16: r = h_to_int(fa, -32768.0, 32767.0); break;
+      case OP_V_CVT_NORM_I16_F16: r = h_to_norm(fa, 1); break;
+      case OP_V_CVT_NORM_U16_F16: r = h_to_norm(fa, 0); break;
+      case OP_V_SAT_PK_U8_I16: r = (uint32_t)SAT((int16_t)x, 0, 255) | (uint32_t)SAT((int16_t)(x >> 16), 0, 255) << 8; break;
+      case OP_V_ADD_U16: r = ua + ub; if (clamp && r > 0xFFFF) r = 0xFFFF; break;
+      case OP_V_SUB_U16: r = ua < ub ? (clamp ? 0 : ua - ub) : ua - ub; break;
+      case OP_V_SUBREV_U16: r = ub < ua ? (clamp ? 0 : ub - ua) : ub - ua; break;
+      case OP_V_MUL_LO_U16: r = ua * ub; break;
+      case OP_V_LSHLREV_B16: r = ub << (ua & 15); break;
+      case OP_V_LSHRREV_B16: r = ub >> (ua & 15); break;
+      case OP_V_ASHRREV_I16: r = (uint32_t)(ib >> (ua & 15)); break;
+      case OP_V_MAX_U16: r = ua > ub ? ua : ub; break;
+      case OP_V_MIN_U16: r = ua < ub ? ua : ub; break;
+      case OP_V_MAX_I16: r = (uint32_t)(ia > ib ? ia : ib); break;
+      case OP_V_MIN_I16: r = (uint32_t)(ia < ib ? ia : ib); break;
+      case OP_V_MAD_U16: case OP_V_MAD_LEGACY_U16: {
+        uint32_t p = ua * ub + uc;
+        r = clamp && p > 0xFFFF ? 0xFFFF : p;
+        preserve = op == OP_V_MAD_U16;
+        break;
+      }
+      case OP_V_MAD_I16: case OP_V_MAD_LEGACY_I16: {
+        int32_t p = ia * ib + ic;
+        r = (uint32_t)(clamp ? SAT(p, -32768, 32767) : p);
+        preserve = op == OP_V_MAD_I16;
+        break;
+      }
+      case OP_V_ADD_I16: r = (uint32_t)(clamp ? SAT(ia + ib, -32768, 32767) : ia + ib); preserve = 1; break;
+      case OP_V_SUB_I16: r = (uint32_t)(clamp ? SAT(ia - ib, -32768, 32767) : ia - ib); preserve = 1; break;
+      case OP_V_MIN3_I16: { int32_t m = ia < ib ? ia : ib; r = (uint32_t)(m < ic ? m : ic); preserve = 1; break; }
+      case OP_V_MAX3_I16: { int32_t m = ia > ib ? ia : ib; r = (uint32_t)(m > ic ? m : ic); preserve = 1; break; }
+      case OP_V_MED3_I16: r = (uint32_t)MED3(ia, ib, ic); preserve = 1; break;
+      case OP_V_MIN3_U16: { uint32_t m = ua < ub ? ua : ub; r = m < uc ? m : uc; preserve = 1; break; }
+      case OP_V_MAX3_U16: { uint32_t m = ua > ub ? ua : ub; r = m > uc ? m : uc; preserve = 1; break; }
+      case OP_V_MED3_U16: r = MED3(ua, ub, uc); preserve = 1; break;
+      /* 32-bit results */
+      case OP_V_CVT_F32_F16: res[l] = u32f(fpost(in, (float)fa)); continue;
+      case OP_V_MAD_U32_U16: res[l] = ua * ub + z; continue;
+      case OP_V_MAD_I32_I16: res[l] = (uint32_t)(ia * ib) + z; continue;
+      case OP_V_CVT_PKNORM_I16_F16: res[l] = h_to_norm(fa, 1) | h_to_norm(fb, 1) << 16; continue;
+      case OP_V_CVT_PKNORM_U16_F16: res[l] = h_to_norm(fa, 0) | h_to_norm(fb, 0) << 16; continue;
+      default: return valu_unhandled(c);
+    }
+    r &= 0xFFFF;
+    /* VOP1/VOP2 forms and the _legacy ops zero the high half; the others write the half OP_SEL[3] picks */
+    if (preserve) r = (in->flags >> (F_OPSEL + 3) & 1) ? (old[l] & 0xFFFF) | r << 16 : (old[l] & 0xFFFF0000u) | r;
+    res[l] = r;
+  }
+  vwrite(w, in, in->dst, res, o.exec);
+  return 0;
+}
+
+/* ---- 64-bit floating point and the division steps (docs/facts.md §6.5); .wide says which operands are pairs */
+
+static inline uint64_t bits64(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
+
+static inline double dmod_src(const insn_t *in, int i, double x) {
+  if (in->flags >> (F_ABS + i) & 1) x = fabs(x);
+  if (in->flags >> (F_NEG + i) & 1) x = -x;
+  return x;
+}
+
+static inline double dpost(const insn_t *in, double x) {
+  int omod = (in->flags >> F_OMOD) & 3;
+  if (omod) x *= omod == 1 ? 2.0 : omod == 2 ? 4.0 : 0.5;
+  if (in->flags >> F_CLAMP & 1) x = x != x ? 0.0 : fmin(fmax(x, 0.0), 1.0);
+  return x;
+}
+
+/* V_MIN/V_MAX_F64 with IEEE mode, as the fp32 forms (ieee_min/ieee_max) */
+static inline int is_snan64(double d) {
+  uint64_t u = bits64(d);
+  return (u & 0x7FF0000000000000ull) == 0x7FF0000000000000ull && (u & 0xFFFFFFFFFFFFFull) && !(u >> 51 & 1);
+}
+static inline double quiet64(double d) { return f64(bits64(d) | (1ull << 51)); }
+
+static inline double dmin(double a, double b) {
+  if (is_snan64(a)) return quiet64(a);
+  if (is_snan64(b)) return quiet64(b);
+  if (a != a) return b;
+  if (b != b) return a;
+  if (a == 0.0 && b == 0.0) return signbit(a) ? a : b;
+  return a < b ? a : b;
+}
+
+static inline double dmax(double a, double b) {
+  if (is_snan64(a)) return quiet64(a);
+  if (is_snan64(b)) return quiet64(b);
+  if (a != a) return b;
+  if (b != b) return a;
+  if (a == 0.0 && b == 0.0) return signbit(a) ? b : a;
+  return a >= b ? a : b;
+}
+
+/* float -> 32-bit integer, truncating: NaN gives 0, out-of-range values saturate */
+static inline uint32_t d_to_i32(double x) { return x != x ? 0 : (uint32_t)(int32_t)trunc(SAT(x, -2147483648.0, 2147483647.0)); }
+static inline uint32_t d_to_u32(double x) { return x != x ? 0 : (uint32_t)trunc(SAT(x, 0.0, 4294967295.0)); }
+
+static inline int biased_exp(double x, int wide) { return wide ? (int)(bits64(x) >> 52 & 0x7FF) : (int)(u32f((float)x) >> 23 & 0xFF); }
+static inline int is_denorm(double x, int wide) { return x != 0 && biased_exp(x, wide) == 0; }
+
+/* V_DIV_SCALE: scales s0 (the numerator or the denominator, whichever s0 is) so that the reciprocal iteration
+ * neither overflows nor underflows; *vcc says the quotient will need V_DIV_FMAS's rescaling. In the operand
+ * precision (wide: fp64). */
+static double div_scale(double s0, double den, double num, int wide, int *vcc) {
+  int lim = wide ? 768 : 96, sc = wide ? 128 : 64, mant = wide ? 53 : 23;
+  double rcp = wide ? 1.0 / den : (double)(1.0f / (float)den), quo = wide ? num / den : (double)((float)num / (float)den);
+  *vcc = 0;
+  if (num == 0 || den == 0) return NAN;
+  if (biased_exp(num, wide) - biased_exp(den, wide) >= lim) { /* quotient near the largest value */
+    *vcc = 1;
+    return s0 == den ? ldexp(s0, sc) : s0;
+  }
+  if (is_denorm(den, wide)) return ldexp(s0, sc);
+  if (is_denorm(rcp, wide) && is_denorm(quo, wide)) {
+    *vcc = 1;
+    return s0 == den ? ldexp(s0, -sc) : s0;
+  }
+  if (is_denorm(rcp, wide)) return ldexp(s0, -sc);
+  if (is_denorm(quo, wide)) {
+    *vcc = 1;
+    return s0 == num ? ldexp(s0, sc) : s0;
+  }
+  if (biased_exp(num, wide) <= mant) return ldexp(s0, sc); /* tiny numerator */
+  return s0;
+}
+
+/* V_DIV_FMAS: fma, undoing DIV_SCALE's scaling where VCC says so: up for a large result, down for a small one */
+static inline double div_fmas(double a, double b, double c, int vcc, int wide) {
+  double r = wide ? fma(a, b, c) : (double)fmaf((float)a, (float)b, (float)c);
+  if (!vcc) return r;
+  int sc = wide ? 128 : 64;
+  return ldexp(r, fabs(c) >= 2.0 ? sc : -sc);
+}
+
+/* V_DIV_FIXUP: the special cases of num / den, else the quotient q with the sign of the division */
+static inline double div_fixup(double q, double den, double num) {
+  double r;
+  if (div_fixup_special(q, den, num, &r)) return r;
+  return signbit(den) != signbit(num) ? -fabs(q) : fabs(q);
+}
+
+static int valu_f64(ctx_t *c, wave_t *w, const insn_t *in) {
+  const op_entry *e = &OPS[in->op];
+  uint64_t exec;
+  int src_of[LANES], op = in->op, nsrc = in->src[2] >= 0 ? 3 : in->src[1] >= 0 ? 2 : 1;
+  uint32_t tl[3][LANES], th[3][LANES], rl[LANES], rh[LANES];
+  const uint32_t *lo[3] = {ZERO_ROW, ZERO_ROW, ZERO_ROW}, *hi[3] = {ZERO_ROW, ZERO_ROW, ZERO_ROW};
+  if (valu_lanes(c, w, in, &exec, src_of)) return 1;
+  for (int i = 0; i < nsrc; i++) {
+    int code = in->src[i];
+    if (!(e->wide >> i & 1)) {
+      if (vsrc(c, w, in, code, tl[i], &lo[i])) return 1;
+    } else if (code == 255) { /* a 64-bit float literal holds the high half */
+      for (int l = 0; l < LANES; l++) tl[i][l] = 0, th[i][l] = in->literal;
+      lo[i] = tl[i], hi[i] = th[i];
+    } else if (vsrc64(c, w, in, code, tl[i], th[i], &lo[i], &hi[i])) return 1;
+  }
+  if (in->flags & (1u << F_DPP)) { /* both halves of src0 come from the same lane */
+    memcpy(rl, lo[0], sizeof rl), memcpy(rh, hi[0], sizeof rh);
+    dpp_permute(src_of, rl), dpp_permute(src_of, rh);
+    memcpy(tl[0], rl, sizeof rl), memcpy(th[0], rh, sizeof rh);
+    lo[0] = tl[0], hi[0] = th[0];
+  }
+  int wd = e->wide >> 3 & 1;
+  if (vdst_check(c, w, in->dst, wd ? 2 : 1)) return 1;
+  uint64_t vcc = vcc_of(w), vcc_out = 0;
+  for (int l = 0; l < LANES; l++) {
+    double a = dmod_src(in, 0, f64((uint64_t)lo[0][l] | (uint64_t)hi[0][l] << 32));
+    double b = dmod_src(in, 1, f64((uint64_t)lo[1][l] | (uint64_t)hi[1][l] << 32));
+    double z = dmod_src(in, 2, f64((uint64_t)lo[2][l] | (uint64_t)hi[2][l] << 32));
+    float fa = fmod_src(in, 0, f32(lo[0][l])), fb = fmod_src(in, 1, f32(lo[1][l])), fz = fmod_src(in, 2, f32(lo[2][l]));
+    double d = 0;     /* the fp64 result, when the destination is a pair */
+    uint32_t r = 0;   /* else the 32-bit one */
+    int e2, v;
+    switch (op) {
+      case OP_V_CVT_I32_F64: r = d_to_i32(a); break;
+      case OP_V_CVT_U32_F64: r = d_to_u32(a); break;
+      case OP_V_CVT_F32_F64: r = u32f(fpost(in, (float)a)); break;
+      case OP_V_FREXP_EXP_I32_F64: e2 = 0; if (!isinf(a) && a == a) frexp(a, &e2); r = (uint32_t)e2; break;
+      case OP_V_CVT_F64_I32: d = dpost(in, (double)(int32_t)lo[0][l]); break;
+      case OP_V_CVT_F64_U32: d = dpost(in, (double)lo[0][l]); break;
+      case OP_V_CVT_F64_F32: d = dpost(in, (double)fa); break;
+      case OP_V_TRUNC_F64: d = dpost(in, trunc(a)); break;
+      case OP_V_CEIL_F64: d = dpost(in, ceil(a)); break;
+      case OP_V_RNDNE_F64: d = dpost(in, nearbyint(a)); break;
+      case OP_V_FLOOR_F64: d = dpost(in, floor(a)); break;
+      case OP_V_RCP_F64: d = dpost(in, 1.0 / a); break;
+      case OP_V_RSQ_F64: d = dpost(in, 1.0 / sqrt(a)); break;
+      case OP_V_SQRT_F64: d = dpost(in, sqrt(a)); break;
+      case OP_V_FREXP_MANT_F64: d = isinf(a) || a != a ? a : dpost(in, frexp(a, &e2)); break;
+      case OP_V_FRACT_F64: { double fr = a - floor(a); d = dpost(in, fr > 0x1.fffffffffffffp-1 ? 0x1.fffffffffffffp-1 : fr); break; }
+      case OP_V_LDEXP_F64: d = dpost(in, ldexp(a, SAT((int32_t)lo[1][l], -4096, 4096))); break;
+      case OP_V_ADD_F64: d = dpost(in, a + b); break;
+      case OP_V_MUL_F64: d = dpost(in, a * b); break;
+      case OP_V_MIN_F64: d = dpost(in, dmin(a, b)); break;
+      case OP_V_MAX_F64: d = dpost(in, dmax(a, b)); break;
+      case OP_V_FMA_F64: case OP_V_FMAC_F64: d = dpost(in, fma(a, b, z)); break;
+      case OP_V_DIV_FMAS_F64: d = dpost(in, div_fmas(a, b, z, vcc >> l & 1, 1)); break;
+      case OP_V_DIV_FIXUP_F64: d = dpost(in, div_fixup(a, b, z)); break;
+      case OP_V_DIV_SCALE_F64: d = div_scale(a, b, z, 1, &v); vcc_out |= (uint64_t)v << l; break;
+      case OP_V_DIV_SCALE_F32: r = u32f((float)div_scale(fa, fb, fz, 0, &v)); vcc_out |= (uint64_t)v << l; break;
+      case OP_V_DIV_FMAS_F32: r = u32f(fpost(in, (float)div_fmas(fa, fb, fz, vcc >> l & 1, 0))); break;
+      case OP_V_DIV_FIXUP_F32: r = u32f(fpost(in, (float)div_fixup(fa, fb, fz))); break;
+      default: return valu_unhandled(c);
+    }
+    if (wd) r = (uint32_t)bits64(d), rh[l] = (uint32_t)(bits64(d) >> 32);
+    rl[l] = r;
+  }
+  vwrite(w, in, in->dst, rl, exec);
+  if (wd) vwrite(w, in, in->dst + 1, rh, exec);
+  if (op == OP_V_DIV_SCALE_F32 || op == OP_V_DIV_SCALE_F64) return swrite64(c, w, in->sdst, vcc_out & exec);
+  return 0;
+}
+
 #undef FA
 #undef FB
 #undef FC

@@ -154,8 +154,16 @@ def decode_one(words: list[int], i: int) -> _Rec:
             if r.name in ("v_add_co_u32", "v_sub_co_u32", "v_subrev_co_u32", "v_addc_co_u32",
                           "v_subb_co_u32", "v_subbrev_co_u32"):
                 r.sdst = VCC
-            if r.name == "v_fmac_f32":
+            if r.name in isa.VOP2_ACCUMULATE:
                 r.src[2] = r.dst
+            if r.name in isa.VOP2_LITERAL_K:  # the constant K always follows; it takes the place of a source
+                k = isa.VOP2_LITERAL_K[r.name]
+                r.src[k:k] = [LITERAL]
+                r.src = r.src[:4]
+                if i + 1 >= len(words):
+                    raise ValueError("literal runs past the end of the code")
+                r.literal, r.size = words[i + 1], 8
+                return r
         if r.src[0] == SDWA_SRC:
             _sdwa(r, w1)
         elif r.src[0] == DPP_SRC:
@@ -268,10 +276,10 @@ def _vop3(w0: int, w1: int) -> _Rec:
         r.dst += AGPR - VGPR
         r.src[0] += AGPR - VGPR
     # Two-source VOP2/VOP1/VOPC forms leave unused fields; only ops with three sources read src2.
-    if op < 0x1C0 and name not in ("v_cndmask_b32", "v_addc_co_u32", "v_subb_co_u32", "v_subbrev_co_u32",
-                                   "v_fmac_f32"):
+    if op < 0x1C0 and name not in ("v_cndmask_b32", "v_addc_co_u32", "v_subb_co_u32", "v_subbrev_co_u32") \
+            and name not in isa.VOP2_ACCUMULATE:
         r.src[2] = NONE
-    if name == "v_fmac_f32":
+    if name in isa.VOP2_ACCUMULATE:
         r.src[2] = r.dst
     if 0x140 <= op < 0x1C0:
         r.src[1] = NONE

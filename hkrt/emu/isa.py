@@ -60,6 +60,17 @@ VOP1 = {
     33: "v_log_f32", 34: "v_rcp_f32", 35: "v_rcp_iflag_f32", 36: "v_rsq_f32", 39: "v_sqrt_f32",
     43: "v_not_b32", 44: "v_bfrev_b32", 45: "v_ffbh_u32", 46: "v_ffbl_b32", 56: "v_mov_b64", 82: "v_accvgpr_mov_b32",
     91: "v_cvt_f32_bf16",
+    # 64-bit floating point (docs/facts.md §6.5)
+    3: "v_cvt_i32_f64", 4: "v_cvt_f64_i32", 15: "v_cvt_f32_f64", 16: "v_cvt_f64_f32", 21: "v_cvt_u32_f64",
+    22: "v_cvt_f64_u32", 23: "v_trunc_f64", 24: "v_ceil_f64", 25: "v_rndne_f64", 26: "v_floor_f64",
+    37: "v_rcp_f64", 38: "v_rsq_f64", 40: "v_sqrt_f64", 48: "v_frexp_exp_i32_f64", 49: "v_frexp_mant_f64",
+    50: "v_fract_f64",
+    # 16-bit results (docs/facts.md §6.5)
+    57: "v_cvt_f16_u16", 58: "v_cvt_f16_i16", 59: "v_cvt_u16_f16", 60: "v_cvt_i16_f16", 61: "v_rcp_f16",
+    62: "v_sqrt_f16", 63: "v_rsq_f16", 64: "v_log_f16", 65: "v_exp_f16", 66: "v_frexp_mant_f16",
+    67: "v_frexp_exp_i16_f16", 68: "v_floor_f16", 69: "v_ceil_f16", 70: "v_trunc_f16", 71: "v_rndne_f16",
+    72: "v_fract_f16", 73: "v_sin_f16", 74: "v_cos_f16", 77: "v_cvt_norm_i16_f16", 78: "v_cvt_norm_u16_f16",
+    79: "v_sat_pk_u8_i16",
 }
 
 VOP2 = {
@@ -69,8 +80,17 @@ VOP2 = {
     16: "v_lshrrev_b32", 17: "v_ashrrev_i32", 18: "v_lshlrev_b32", 19: "v_and_b32", 20: "v_or_b32",
     21: "v_xor_b32", 25: "v_add_co_u32", 26: "v_sub_co_u32", 27: "v_subrev_co_u32", 28: "v_addc_co_u32",
     29: "v_subb_co_u32", 30: "v_subbrev_co_u32", 52: "v_add_u32", 53: "v_sub_u32", 54: "v_subrev_u32",
-    59: "v_fmac_f32", 61: "v_xnor_b32",
+    59: "v_fmac_f32", 61: "v_xnor_b32", 4: "v_fmac_f64",
+    31: "v_add_f16", 32: "v_sub_f16", 33: "v_subrev_f16", 34: "v_mul_f16", 35: "v_mac_f16", 36: "v_madmk_f16",
+    37: "v_madak_f16", 38: "v_add_u16", 39: "v_sub_u16", 40: "v_subrev_u16", 41: "v_mul_lo_u16",
+    42: "v_lshlrev_b16", 43: "v_lshrrev_b16", 44: "v_ashrrev_i16", 45: "v_max_f16", 46: "v_min_f16",
+    47: "v_max_u16", 48: "v_max_i16", 49: "v_min_u16", 50: "v_min_i16", 51: "v_ldexp_f16",
 }
+# VOP2 ops whose 32-bit literal K follows the instruction whatever src0 is, and the source it stands for
+# (v_madmk: D = S0 * K + S1, v_madak: D = S0 * S1 + K).
+VOP2_LITERAL_K = {"v_madmk_f16": 1, "v_madak_f16": 2}
+# VOP2 ops that accumulate into their destination (src2 = vdst)
+VOP2_ACCUMULATE = {"v_fmac_f32", "v_fmac_f64", "v_mac_f16"}
 
 # VOPC compares: opcode = base + index of the condition; the same numbers serve VOP3 (op < 256).
 _CMP_F32 = ["f", "lt", "eq", "le", "gt", "lg", "ge", "o", "u", "nge", "nlg", "ngt", "nle", "neq", "nlt", "tru"]
@@ -98,16 +118,26 @@ VOP3 = {
     648: "v_ldexp_f32", 649: "v_readlane_b32", 650: "v_writelane_b32", 651: "v_bcnt_u32_b32",
     652: "v_mbcnt_lo_u32_b32", 653: "v_mbcnt_hi_u32_b32", 655: "v_lshlrev_b64", 656: "v_lshrrev_b64",
     657: "v_ashrrev_i64", 662: "v_cvt_pkrtz_f16_f32", 672: "v_pack_b32_f16",
+    460: "v_fma_f64", 478: "v_div_fixup_f32", 479: "v_div_fixup_f64", 480: "v_div_scale_f32",
+    481: "v_div_scale_f64", 482: "v_div_fmas_f32", 483: "v_div_fmas_f64", 640: "v_add_f64", 641: "v_mul_f64",
+    642: "v_min_f64", 643: "v_max_f64", 644: "v_ldexp_f64",
+    490: "v_mad_legacy_f16", 491: "v_mad_legacy_u16", 492: "v_mad_legacy_i16", 494: "v_fma_legacy_f16",
+    495: "v_div_fixup_legacy_f16", 497: "v_mad_u32_u16", 498: "v_mad_i32_i16", 500: "v_min3_f16",
+    501: "v_min3_i16", 502: "v_min3_u16", 503: "v_max3_f16", 504: "v_max3_i16", 505: "v_max3_u16",
+    506: "v_med3_f16", 507: "v_med3_i16", 508: "v_med3_u16", 515: "v_mad_f16", 516: "v_mad_u16",
+    517: "v_mad_i16", 518: "v_fma_f16", 519: "v_div_fixup_f16", 665: "v_cvt_pknorm_i16_f16",
+    666: "v_cvt_pknorm_u16_f16", 670: "v_add_i16", 671: "v_sub_i16",
 }
 # VOP3 opcodes whose bits [14:8] hold an SGPR destination (carry / condition out): the VOP3B form.
 VOP3B = {"v_add_co_u32", "v_sub_co_u32", "v_subrev_co_u32", "v_addc_co_u32", "v_subb_co_u32",
-         "v_subbrev_co_u32", "v_mad_u64_u32", "v_mad_i64_i32"}
+         "v_subbrev_co_u32", "v_mad_u64_u32", "v_mad_i64_i32", "v_div_scale_f32", "v_div_scale_f64"}
 
 # VOP3-only opcodes with two sources (their src2 field is unused).
 VOP3_TWO_SOURCES = {"v_mul_lo_u32", "v_mul_hi_u32", "v_mul_hi_i32", "v_ldexp_f32", "v_readlane_b32",
                     "v_writelane_b32", "v_bcnt_u32_b32", "v_mbcnt_lo_u32_b32", "v_mbcnt_hi_u32_b32",
                     "v_lshlrev_b64", "v_lshrrev_b64", "v_ashrrev_i64", "v_cvt_pkrtz_f16_f32", "v_pack_b32_f16",
-                    "v_cvt_pk_bf16_f32"}
+                    "v_cvt_pk_bf16_f32", "v_add_f64", "v_mul_f64", "v_min_f64", "v_max_f64", "v_ldexp_f64",
+                    "v_cvt_pknorm_i16_f16", "v_cvt_pknorm_u16_f16", "v_add_i16", "v_sub_i16"}
 
 VOP3P = {
     48: "v_pk_fma_f32", 49: "v_pk_mul_f32", 50: "v_pk_add_f32", 51: "v_pk_mov_b32",
@@ -215,8 +245,10 @@ class Op:
     k: int = 0
     ab_regs: int = 0
     cd_regs: int = 0
+    wide: int = 0       # 64-bit operands: bit i source i, bit 3 the destination (WIDE_* below)
 
 
+WIDE_S0, WIDE_S1, WIDE_S2, WIDE_D = 1, 2, 4, 8
 COMPARE_TYPES = ("f32", "i32", "u32", "i64", "u64", "class")
 BRANCH_CONDITIONS = ("always", "scc0", "scc1", "vccz", "vccnz", "execz", "execnz")
 OPS: dict[str, Op] = {}
@@ -273,8 +305,28 @@ _declare("valu_cndmask", "v_cndmask_b32")
 _declare("valu_f32", "v_add_f32 v_sub_f32 v_subrev_f32 v_mul_f32 v_min_f32 v_max_f32 v_fma_f32 v_fmac_f32 "
                      "v_min3_f32 v_max3_f32 v_med3_f32 v_ldexp_f32 v_exp_f32 v_log_f32 v_rcp_f32 v_rcp_iflag_f32 "
                      "v_rsq_f32 v_sqrt_f32 v_fract_f32 v_trunc_f32 v_ceil_f32 v_rndne_f32 v_floor_f32")
-_declare("valu_convert", "v_cvt_f32_i32 v_cvt_f32_u32 v_cvt_u32_f32 v_cvt_i32_f32 v_cvt_f16_f32 v_cvt_f32_f16 "
+_declare("valu_convert", "v_cvt_f32_i32 v_cvt_f32_u32 v_cvt_u32_f32 v_cvt_i32_f32 v_cvt_f16_f32 "
                          "v_cvt_f32_bf16 v_cvt_pk_bf16_f32 v_cvt_pkrtz_f16_f32 v_pack_b32_f16")
+# ops with a 16-bit result or 16-bit sources (docs/facts.md §6.5)
+_declare("valu_16", "v_add_f16 v_sub_f16 v_subrev_f16 v_mul_f16 v_mac_f16 v_madmk_f16 v_madak_f16 v_max_f16 "
+                    "v_min_f16 v_ldexp_f16 v_cvt_f16_u16 v_cvt_f16_i16 v_rcp_f16 v_sqrt_f16 v_rsq_f16 v_log_f16 "
+                    "v_exp_f16 v_frexp_mant_f16 v_floor_f16 v_ceil_f16 v_trunc_f16 v_rndne_f16 v_fract_f16 "
+                    "v_sin_f16 v_cos_f16 v_mad_f16 v_fma_f16 v_div_fixup_f16 v_mad_legacy_f16 v_fma_legacy_f16 "
+                    "v_div_fixup_legacy_f16 v_min3_f16 v_max3_f16 v_med3_f16 "
+                    "v_cvt_u16_f16 v_cvt_i16_f16 v_cvt_norm_i16_f16 v_cvt_norm_u16_f16 v_frexp_exp_i16_f16 "
+                    "v_sat_pk_u8_i16 v_add_u16 v_sub_u16 v_subrev_u16 v_mul_lo_u16 v_lshlrev_b16 v_lshrrev_b16 "
+                    "v_ashrrev_i16 v_max_u16 v_max_i16 v_min_u16 v_min_i16 v_mad_u16 v_mad_i16 v_mad_legacy_u16 "
+                    "v_mad_legacy_i16 v_min3_i16 v_min3_u16 v_max3_i16 v_max3_u16 v_med3_i16 v_med3_u16 "
+                    "v_add_i16 v_sub_i16 v_mad_u32_u16 v_mad_i32_i16 v_cvt_pknorm_i16_f16 v_cvt_pknorm_u16_f16 v_cvt_f32_f16")
+# 64-bit floating point (docs/facts.md §6.5): which operands are register pairs
+_D, _S0, _S01, _S012 = WIDE_D, WIDE_S0, WIDE_S0 | WIDE_S1, WIDE_S0 | WIDE_S1 | WIDE_S2
+_declare("valu_f64", "v_trunc_f64 v_ceil_f64 v_rndne_f64 v_floor_f64 v_rcp_f64 v_rsq_f64 v_sqrt_f64 "
+                     "v_frexp_mant_f64 v_fract_f64 v_ldexp_f64", wide=_D | _S0)
+_declare("valu_f64", "v_add_f64 v_mul_f64 v_min_f64 v_max_f64", wide=_D | _S01)
+_declare("valu_f64", "v_fma_f64 v_fmac_f64 v_div_fmas_f64 v_div_fixup_f64 v_div_scale_f64", wide=_D | _S012)
+_declare("valu_f64", "v_cvt_i32_f64 v_cvt_u32_f64 v_cvt_f32_f64 v_frexp_exp_i32_f64", wide=_S0)
+_declare("valu_f64", "v_cvt_f64_i32 v_cvt_f64_u32 v_cvt_f64_f32", wide=_D)
+_declare("valu_f64", "v_div_scale_f32 v_div_fmas_f32 v_div_fixup_f32")  # the same division steps in fp32
 _declare("valu_int", "v_add_u32 v_sub_u32 v_subrev_u32 v_mul_i32_i24 v_mul_hi_i32_i24 v_mul_u32_u24 "
                      "v_mul_hi_u32_u24 v_mad_i32_i24 v_mad_u32_u24 v_mul_lo_u32 v_mul_hi_u32 v_mul_hi_i32 "
                      "v_min_i32 v_max_i32 v_min_u32 v_max_u32 v_min3_i32 v_max3_i32 v_min3_u32 v_max3_u32 "
@@ -308,8 +360,8 @@ _declare("flat_op", " ".join(f"scratch_{n}" for n in FLAT.values() if segment_ha
 
 # Which DPP form an op has, for the core's refusal of the others (docs/facts.md §6.4): VOP1/VOP2 ops have one
 # except these; gfx950 has none for VOPC compares; 64-bit operands take only row_newbcast.
-NO_DPP_FORM = {"v_nop", "v_readfirstlane_b32", "v_accvgpr_mov_b32"}
-DPP_ROW_NEWBCAST_ONLY = {"v_mov_b64"}
+NO_DPP_FORM = {"v_nop", "v_readfirstlane_b32", "v_accvgpr_mov_b32", "v_madmk_f16", "v_madak_f16"}
+DPP_ROW_NEWBCAST_ONLY = {"v_mov_b64"} | {n for n, o in OPS.items() if o.wide}
 
 
 def all_mnemonics() -> list[str]:
