@@ -2927,9 +2927,15 @@ def _hmax(a: int, b: int) -> int:
 
 
 def _hmed3(a, b, c):
+    """The ISA's V_MED3 formula (as for fp32, _med3_1): it decides between +0 and -0, which a sort does not."""
     if _hnan(a) or _hnan(b) or _hnan(c):
         return _hmin(_hmin(a, b), c)
-    return sorted([a, b, c], key=lambda v: float(_h(v)))[1]
+    m = _hmax(_hmax(a, b), c)
+    if float(_h(m)) == float(_h(a)):
+        return _hmax(b, c)
+    if float(_h(m)) == float(_h(b)):
+        return _hmax(a, c)
+    return _hmax(a, b)
 
 
 def _lo(x):
