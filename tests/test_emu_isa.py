@@ -1810,30 +1810,60 @@ def _row(ref):
 
 
 def _bf16_words(rng, n_regs):
-    vals = (rng.standard_normal((n_regs, 64, 2)) * 2.0 ** rng.integers(-6, 6, (n_regs, 64, 2))).astype(np.float32)
-    bits = vals.astype(ml_dtypes.bfloat16).view(np.uint16).astype(np.uint32)
-    return bits[..., 0] | bits[..., 1] << 16
+    return _mfma_words(rng, n_regs, "bf16")
 
 
-def mfma_reference(v, M, N, K, nab, ncd, a_row, b_row, c, cbsz, abid, blgp):
+# An MFMA's element types as numpy reads them (gfx950's 8-bit floats are the OCP E4M3 and E5M2, docs/facts.md
+# §1.12); each register packs 32 / width elements, the first in the low bits.
+_MFMA_DTYPES = {"bf16": np.dtype(ml_dtypes.bfloat16), "f16": np.dtype(np.float16), "i8": np.dtype(np.int8),
+                "fp8": np.dtype(ml_dtypes.float8_e4m3fn), "bf8": np.dtype(ml_dtypes.float8_e5m2)}
+
+
+def _mfma_words(rng, n_regs, el):
+    dt = _MFMA_DTYPES[el]
+    per = 4 // dt.itemsize
+    if el == "i8":
+        vals = rng.integers(-128, 128, (n_regs, 64, per)).astype(np.int8)
+    else:
+        lo = -6 if dt.itemsize == 2 else -3
+        vals = (rng.standard_normal((n_regs, 64, per)) * 2.0 ** rng.integers(lo, -lo, (n_regs, 64, per))).astype(dt)
+    return np.ascontiguousarray(vals).view(np.uint32)[..., 0]
+
+
+def _mfma_decode(word, item, el):
+    """Element `item` of a register word, as float64."""
+    dt = _MFMA_DTYPES[el]
+    per = 4 // dt.itemsize
+    raw = np.array([int(word)], np.uint32).view(dt)
+    return float(raw[item % per].astype(np.float64))
+
+
+def mfma_reference(v, M, N, K, nab, ncd, a_row, b_row, c, cbsz, abid, blgp, name="v_mfma_f32_16x16x32_bf16"):
+    ea, eb = isa.mfma_elements(name)
     KL, MI, S = K // (64 // M), 64 // N, 64 >> cbsz
+    pa, pb = 4 // _MFMA_DTYPES[ea].itemsize, 4 // _MFMA_DTYPES[eb].itemsize
     A, B = np.zeros((M, K)), np.zeros((K, N))
-    bf = lambda w, h: float(f32(np.uint32(((int(w) >> (16 * h)) & 0xFFFF) << 16)))  # noqa: E731
     for lane in range(64):
         la, lb = (lane % S) + S * abid, _BLGP[blgp](lane)
         for item in range(KL):
-            A[lane % M, KL * (lane // M) + item] = bf(v[a_row + item // 2][la], item % 2)
-            B[KL * (lane // N) + item, lane % N] = bf(v[b_row + item // 2][lb], item % 2)
+            A[lane % M, KL * (lane // M) + item] = _mfma_decode(v[a_row + item // pa][la], item, ea)
+            B[KL * (lane // N) + item, lane % N] = _mfma_decode(v[b_row + item // pb][lb], item, eb)
+    integer = ea == "i8"
     C = np.zeros((M, N))
     for i in range(M):
         for j in range(N):
             lane, reg = j + N * ((i // 4) % MI), (i % 4) + 4 * (i // (4 * MI))
-            C[i, j] = float(f32(v[c + reg][lane])) if isinstance(c, int) else c
-    D = (A @ B + C).astype(np.float32)
+            # an inline float constant is its fp32 bit pattern, which an integer MFMA reads as an int32
+            word = np.uint32(v[c + reg][lane]) if isinstance(c, int) else u32(np.float32(c))
+            C[i, j] = float(np.array(word, np.uint32).view(np.int32)) if integer else float(f32(word))
+    if integer:  # exact integer products and sums, the result modulo 2^32
+        D = ((A.astype(np.int64) @ B.astype(np.int64) + C.astype(np.int64)) & 0xFFFFFFFF).astype(np.uint32)
+    else:
+        D = u32((A @ B + C).astype(np.float32))
     out = np.zeros((ncd, 64), np.uint32)
     for i in range(M):
         for j in range(N):
-            out[(i % 4) + 4 * (i // (4 * MI)), j + N * ((i // 4) % MI)] = u32(D[i, j])
+            out[(i % 4) + 4 * (i // (4 * MI)), j + N * ((i // 4) % MI)] = D[i, j]
     return out
 
 
@@ -1845,19 +1875,22 @@ def test_mfma(code, rng, key):
     d, a, b, c, cbsz, abid, blgp = META[key]
     st = new_state(seed=int(rng.integers(1 << 62)))
     set64(st, 126, rand_exec(rng))
-    st.v[_row(a):_row(a) + nab] = _bf16_words(rng, nab)
-    st.v[_row(b):_row(b) + nab] = _bf16_words(rng, nab)
+    ea, eb = isa.mfma_elements(name)
+    st.v[_row(a):_row(a) + nab] = _mfma_words(rng, nab, ea)
+    st.v[_row(b):_row(b) + nab] = _mfma_words(rng, nab, eb)
     if not isinstance(c, str):
-        st.v[_row(c):_row(c) + ncd] = u32(rng.standard_normal((ncd, 64)).astype(np.float32) * 4)
+        st.v[_row(c):_row(c) + ncd] = (rng.integers(-1 << 31, 1 << 31, (ncd, 64)).astype(np.int64) & 0xFFFFFFFF
+                                       ).astype(np.uint32) if ea == "i8" else \
+            u32(rng.standard_normal((ncd, 64)).astype(np.float32) * 4)
     creg = _row(c) if not isinstance(c, str) else float(c)
     if cbsz or abid:  # undefined for these single-block MFMAs (docs/facts.md §1.7): the emulator refuses
         with pytest.raises(EmuError, match="undefined for a single-block MFMA"):
             run(code[key], st)
         return
-    want = mfma_reference(st.v, M, N, K, nab, ncd, _row(a), _row(b), creg, cbsz, abid, blgp)
+    want = mfma_reference(st.v, M, N, K, nab, ncd, _row(a), _row(b), creg, cbsz, abid, blgp, name)
     out = run(code[key], st)
     got = out.v[_row(d):_row(d) + ncd]
-    close = ulp_close(got.ravel(), want.ravel(), 1).reshape(got.shape)
+    close = (got == want) if ea == "i8" else ulp_close(got.ravel(), want.ravel(), 1).reshape(got.shape)
     bad = np.argwhere(~close)
     assert bad.size == 0, f"{key}: {len(bad)} mismatches, first (reg, lane) {bad[:4].tolist()}: " \
                           f"{[float(f32(got[r, l])) for r, l in bad[:3]]} vs " \
@@ -1865,6 +1898,30 @@ def test_mfma(code, rng, key):
     untouched = np.ones(512, bool)
     untouched[_row(d):_row(d) + ncd] = False
     assert (out.v[untouched] == st.v[untouched]).all(), "an MFMA wrote outside its destination"
+
+
+for _mn in ("v_mfma_f32_16x16x32_fp8_fp8", "v_mfma_f32_16x16x32_bf8_bf8"):
+    snippet(f"mfma-special:{_mn}", [f"{_mn} v[20:23], v[0:1], v[4:5], 0"])
+
+
+@pytest.mark.parametrize("name, byte, value", [
+    ("v_mfma_f32_16x16x32_fp8_fp8", 0x01, 2.0 ** -9), ("v_mfma_f32_16x16x32_fp8_fp8", 0x7E, 448.0),
+    ("v_mfma_f32_16x16x32_fp8_fp8", 0xFE, -448.0), ("v_mfma_f32_16x16x32_fp8_fp8", 0x7F, np.nan),
+    ("v_mfma_f32_16x16x32_bf8_bf8", 0x01, 2.0 ** -16), ("v_mfma_f32_16x16x32_bf8_bf8", 0x7B, 57344.0),
+    ("v_mfma_f32_16x16x32_bf8_bf8", 0x7C, np.inf), ("v_mfma_f32_16x16x32_bf8_bf8", 0xFC, -np.inf),
+    ("v_mfma_f32_16x16x32_bf8_bf8", 0x7D, np.nan)])
+def test_mfma_8bit_float_encodings(code, name, byte, value):
+    """gfx950's 8-bit floats are OCP E4M3 (no infinities, 0x7F NaN) and E5M2 (IEEE-like): every A element one
+    code, every B element 1.0, so each result is 32 times the code's value (docs/facts.md §1.12)."""
+    one = 0x38 if "fp8_fp8" in name else 0x3C
+    st = new_state(seed=1)
+    st.v[0:2] = np.uint32(byte * 0x01010101)
+    st.v[4:6] = np.uint32(one * 0x01010101)
+    got = f32(run(code[f"mfma-special:{name}"], st).v[20:24])
+    if np.isnan(value):
+        assert np.isnan(got).all()
+    else:
+        assert (got == np.float32(32 * value)).all(), (hex(byte), got[0, :3])
 
 
 snippet("mfma:chain", ["v_mfma_f32_16x16x32_bf16 a[0:3], v[0:3], v[4:7], 0",
@@ -1947,7 +2004,7 @@ for _mn, _M, _N, _K, _nab, _ncd in isa.MAI.values():
                                   f"v[40:{39 + _ncd}]"])
 
 
-@pytest.mark.parametrize("name", [v[0] for v in isa.MAI.values()])
+@pytest.mark.parametrize("name", [v[0] for v in isa.MAI.values() if isa.mfma_elements(v[0]) == ("bf16", "bf16")])
 def test_mfma_cdna3_accumulation_model(code, rng, name):
     """HKRT_EMU_MFMA=cdna3: every element as MMA-Sim's chunked CDNA3 model gives it, bit for bit, over a wide
     exponent range with zeros, subnormals and cancellation; and it does differ from the exact sum."""

@@ -47,7 +47,7 @@ def test_generated_table_agrees_with_isa():
         else:
             assert int(cond) == op.cond, mnemonic
         assert fields.pop("dpp", "DPP_ANY") == optable.dpp_form(mnemonic)
-        for field in ("cmpx", "shift", "m", "n", "k", "ab_regs", "cd_regs"):
+        for field in ("cmpx", "shift", "m", "n", "k", "ab_regs", "cd_regs", "wide", "elem_a", "elem_b"):
             assert int(fields.pop(field, "0")) == int(getattr(op, field)), (mnemonic, field)
         assert not fields, f"{mnemonic}: fields the test does not know: {fields}"
 
@@ -85,7 +85,10 @@ def test_scalar_parameters_follow_the_mnemonic():
         if name.startswith(("s_branch", "s_cbranch_")):
             assert isa.BRANCH_CONDITIONS[op.cond] == name.removeprefix("s_cbranch_").replace("s_branch", "always")
     for _, (name, m, n, k, ab, cd) in isa.MAI.items():
-        assert isa.OPS[name] == isa.Op("valu_mfma", m=m, n=n, k=k, ab_regs=ab, cd_regs=cd)
+        suffix = re.fullmatch(r"v_mfma_[fi]32_\d+x\d+x\d+_(\w+)", name).group(1)   # "bf16", "i8", "fp8_bf8", ...
+        a, _, b = suffix.partition("_")
+        ea, eb = isa.MFMA_ELEMENTS.index(a), isa.MFMA_ELEMENTS.index(b or a)
+        assert isa.OPS[name] == isa.Op("valu_mfma", m=m, n=n, k=k, ab_regs=ab, cd_regs=cd, elem_a=ea, elem_b=eb)
 
 
 def test_an_undeclared_mnemonic_is_an_error(monkeypatch):

@@ -89,6 +89,7 @@ typedef struct {
   uint8_t cond, type, cmpx, shift; /* compares: condition (ISA numbering), type; v_cmpx; s_lshlN_add: N */
   uint8_t m, n, k, ab_regs, cd_regs; /* MFMA shape and registers per lane */
   uint8_t wide; /* 64-bit operands: bit i source i, bit 3 the destination (isa.WIDE_*) */
+  uint8_t elem_a, elem_b; /* MFMA: A's and B's element type (isa.MFMA_ELEMENTS) */
   uint8_t dpp;
 } op_entry;
 static const op_entry OPS[OP_COUNT];
@@ -521,7 +522,7 @@ static pending_t *issue_vload(ctx_t *c, wave_t *w, queue_t *q, int lgkm, int dst
 /* D += A B for one MFMA (At: A transposed): each entry adds its K products in order of k (the same result as one entry at a
  * time); a row's accumulators stay in registers while k runs. */
 #define MFMA_SUM(name, NN)                                                                             \
-  static void name(double D[32][32], double At[32][32], double B[32][32], int M, int K) {              \
+  static void name(double D[32][32], double At[64][32], double B[64][32], int M, int K) {              \
     for (int i = 0; i < M; i++) {                                                                      \
       double acc[NN];                                                                                  \
       memcpy(acc, D[i], sizeof acc);                                                                   \
@@ -585,7 +586,7 @@ static double cdna3_chunk(double acc, const double *pa, const double *pb, int n)
   return (double)(float)ldexp(ldexp(s31, -31) + ldexp(c24, -24), e);
 }
 
-static void mfma_sum_cdna3(double D[32][32], double At[32][32], double B[32][32], int M, int N, int K) {
+static void mfma_sum_cdna3(double D[32][32], double At[64][32], double B[64][32], int M, int N, int K) {
   int g = K < 8 ? K : 8;
   for (int i = 0; i < M; i++)
     for (int j = 0; j < N; j++) {
@@ -599,6 +600,32 @@ static void mfma_sum_cdna3(double D[32][32], double At[32][32], double B[32][32]
       }
       D[i][j] = acc;
     }
+}
+
+enum { EL_BF16, EL_F16, EL_I8, EL_FP8, EL_BF8 }; /* isa.MFMA_ELEMENTS */
+
+/* OCP 8-bit floats (docs/facts.md §1.12): E4M3 (bias 7, no infinities, S.1111.111 is NaN) and E5M2 (bias 15,
+ * IEEE-like infinities and NaNs); both have subnormals. */
+static double fp8_value(uint32_t b, int e5m2) {
+  int sign = b >> 7 & 1, mbits = e5m2 ? 2 : 3, bias = e5m2 ? 15 : 7;
+  int ex = (b >> mbits) & (e5m2 ? 31 : 15), man = b & ((1 << mbits) - 1);
+  double v;
+  if (e5m2 && ex == 31) v = man ? NAN : INFINITY;
+  else if (!e5m2 && ex == 15 && man == 7) v = NAN;
+  else if (ex == 0) v = ldexp(man, 1 - bias - mbits);
+  else v = ldexp(man + (1 << mbits), ex - bias - mbits);
+  return sign ? -v : v;
+}
+
+/* element `it` of a lane's A or B operand, from the registers starting at `row` */
+static inline double mfma_element(const uint32_t *row, int lane, int it, int el) {
+  if (el <= EL_F16) {
+    uint32_t h = (row[(size_t)(it / 2) * LANES + lane] >> (16 * (it % 2))) & 0xFFFF;
+    return el == EL_BF16 ? f32(h << 16) : (double)f16_of((uint16_t)h);
+  }
+  uint32_t b = (row[(size_t)(it / 4) * LANES + lane] >> (8 * (it % 4))) & 0xFF;
+  if (el == EL_I8) return (int8_t)b;
+  return fp8_value(b, el == EL_BF8);
 }
 
 static inline __attribute__((always_inline)) int mfma(ctx_t *c, wave_t *w, const insn_t *in, int M, int N, int K,
@@ -630,16 +657,28 @@ static inline __attribute__((always_inline)) int mfma(ctx_t *c, wave_t *w, const
       default: lb_of[l] = l;
     }
   }
-  /* At[k][i] = A[i][k] and B[k][j], from lane i + M*q (j + N*q), register it/2, half it%2, k = KL*q + it.
-   * bf16 values and their products are exact in double. */
-  double At[32][32], B[32][32], D[32][32];
-  for (int it = 0; it < KL; it++) {
-    const uint32_t *va = &w->v[(size_t)(ra + it / 2) * LANES], *vb = &w->v[(size_t)(rb + it / 2) * LANES];
-    int sh = 16 * (it % 2);
-    for (int q = 0; q < LANES / M; q++)
-      for (int i = 0; i < M; i++) At[KL * q + it][i] = f32(((va[la_of[i + M * q]] >> sh) & 0xFFFF) << 16);
-    for (int q = 0; q < LANES / N; q++)
-      for (int j = 0; j < N; j++) B[KL * q + it][j] = f32(((vb[lb_of[j + N * q]] >> sh) & 0xFFFF) << 16);
+  /* At[k][i] = A[i][k] and B[k][j], from lane i + M*q (j + N*q), element it (mfma_element), k = KL*q + it.
+   * The elements (bf16, f16, fp8, bf8, i8) and their products are exact in double. */
+  const op_entry *e = &OPS[in->op];
+  int ea = e->elem_a, eb = e->elem_b, integer = ea == EL_I8;
+  double At[64][32], B[64][32], D[32][32];
+  const uint32_t *va = &w->v[(size_t)ra * LANES], *vb = &w->v[(size_t)rb * LANES];
+  if (ea == EL_BF16 && eb == EL_BF16) {
+    for (int it = 0; it < KL; it++) {
+      int sh = 16 * (it % 2);
+      const uint32_t *ra_it = va + (size_t)(it / 2) * LANES, *rb_it = vb + (size_t)(it / 2) * LANES;
+      for (int q = 0; q < LANES / M; q++)
+        for (int i = 0; i < M; i++) At[KL * q + it][i] = f32(((ra_it[la_of[i + M * q]] >> sh) & 0xFFFF) << 16);
+      for (int q = 0; q < LANES / N; q++)
+        for (int j = 0; j < N; j++) B[KL * q + it][j] = f32(((rb_it[lb_of[j + N * q]] >> sh) & 0xFFFF) << 16);
+    }
+  } else {
+    for (int it = 0; it < KL; it++) {
+      for (int q = 0; q < LANES / M; q++)
+        for (int i = 0; i < M; i++) At[KL * q + it][i] = mfma_element(va, la_of[i + M * q], it, ea);
+      for (int q = 0; q < LANES / N; q++)
+        for (int j = 0; j < N; j++) B[KL * q + it][j] = mfma_element(vb, lb_of[j + N * q], it, eb);
+    }
   }
   /* C and D share the lane/register map: D[i][j] at lane j + N*((i/4) % MI), register (i%4) + 4*(i/(4*MI)). */
   uint32_t cconst = 0;
@@ -648,18 +687,20 @@ static inline __attribute__((always_inline)) int mfma(ctx_t *c, wave_t *w, const
     int lane0 = N * ((i / 4) % MI), reg = (i % 4) + 4 * (i / (4 * MI));
     if (in->src[2] >= 256) {
       const uint32_t *row = &w->v[(size_t)(in->src[2] - 256 + reg) * LANES + lane0];
-      for (int j = 0; j < N; j++) D[i][j] = f32(row[j]);
+      for (int j = 0; j < N; j++) D[i][j] = integer ? (double)(int32_t)row[j] : f32(row[j]);
     } else {
-      for (int j = 0; j < N; j++) D[i][j] = f32(cconst);
+      for (int j = 0; j < N; j++) D[i][j] = integer ? (double)(int32_t)cconst : f32(cconst);
     }
   }
-  if (c->L->mfma_model == MFMA_CDNA3) mfma_sum_cdna3(D, At, B, M, N, K);
+  /* i8: products below 2^14 and sums of 64 of them with a 32-bit C are exact in double, wrapped below */
+  if (c->L->mfma_model == MFMA_CDNA3 && ea == EL_BF16 && eb == EL_BF16) mfma_sum_cdna3(D, At, B, M, N, K);
   else if (N == 16) mfma_sum16(D, At, B, M, K);
   else mfma_sum32(D, At, B, M, K);
   uint32_t out[16 * LANES];
   for (int i = 0; i < M; i++) {
     int lane0 = N * ((i / 4) % MI), reg = (i % 4) + 4 * (i / (4 * MI));
-    for (int j = 0; j < N; j++) out[reg * LANES + lane0 + j] = u32f((float)D[i][j]); /* one RNE rounding */
+    for (int j = 0; j < N; j++) /* one RNE rounding; i8: the sum modulo 2^32 */
+      out[reg * LANES + lane0 + j] = integer ? (uint32_t)(int64_t)D[i][j] : u32f((float)D[i][j]);
   }
   for (int r = 0; r < ncd; r++) memcpy(vrow(w, in->dst + r), out + r * LANES, LANES * 4); /* EXEC ignored */
   return 0;

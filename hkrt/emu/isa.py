@@ -149,7 +149,29 @@ MAI = {
     55: ("v_mfma_f32_32x32x16_bf16", 32, 32, 16, 4, 16),
     97: ("v_mfma_f32_16x16x16_bf16", 16, 16, 16, 2, 4),
     96: ("v_mfma_f32_32x32x8_bf16", 32, 32, 8, 2, 16),
+    84: ("v_mfma_f32_16x16x32_f16", 16, 16, 32, 4, 4),
+    85: ("v_mfma_f32_32x32x16_f16", 32, 32, 16, 4, 16),
+    77: ("v_mfma_f32_16x16x16_f16", 16, 16, 16, 2, 4),
+    76: ("v_mfma_f32_32x32x8_f16", 32, 32, 8, 2, 16),
+    54: ("v_mfma_i32_16x16x64_i8", 16, 16, 64, 4, 4),
+    56: ("v_mfma_i32_32x32x32_i8", 32, 32, 32, 4, 16),
+    87: ("v_mfma_i32_16x16x32_i8", 16, 16, 32, 2, 4),
+    86: ("v_mfma_i32_32x32x16_i8", 32, 32, 16, 2, 16),
+    **{op: (f"v_mfma_f32_{shape}_{a}_{b}", m, m, k, 2, cd)
+       for base, (shape, m, k, cd) in ((112, ("16x16x32", 16, 32, 4)), (116, ("32x32x16", 32, 16, 16)))
+       for op, (a, b) in zip(range(base, base + 4), (("bf8", "bf8"), ("bf8", "fp8"), ("fp8", "bf8"), ("fp8", "fp8")))},
 }
+# The element types of an MFMA's A and B (default bf16): each lane's register holds 32 / width of them, element
+# `it` of the lane at bits width * (it % per) of register it / per (docs/facts.md §1.12). The core's codes:
+MFMA_ELEMENTS = ("bf16", "f16", "i8", "fp8", "bf8")
+
+
+def mfma_elements(name: str) -> tuple[str, str]:
+    """(A type, B type) of an MFMA mnemonic."""
+    parts = name.split("_")
+    if parts[-2] in ("fp8", "bf8"):
+        return parts[-2], parts[-1]
+    return parts[-1], parts[-1]
 
 DS = {
     13: "ds_write_b32", 14: "ds_write2_b32", 15: "ds_write2st64_b32", 30: "ds_write_b8", 31: "ds_write_b16",
@@ -246,6 +268,8 @@ class Op:
     ab_regs: int = 0
     cd_regs: int = 0
     wide: int = 0       # 64-bit operands: bit i source i, bit 3 the destination (WIDE_* below)
+    elem_a: int = 0     # MFMA: A's and B's element type, as an index of MFMA_ELEMENTS
+    elem_b: int = 0
 
 
 WIDE_S0, WIDE_S1, WIDE_S2, WIDE_D = 1, 2, 4, 8
@@ -350,7 +374,8 @@ for _ty in ("i32", "u32", "i64", "u64"):
 _declare("valu_compare", "v_cmp_class_f32", type="class")
 _declare("valu_compare", "v_cmpx_class_f32", type="class", cmpx=True)
 for _name, _m, _n, _k, _ab, _cd in MAI.values():
-    _declare("valu_mfma", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd)
+    _ea, _eb = (MFMA_ELEMENTS.index(t) for t in mfma_elements(_name))
+    _declare("valu_mfma", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd, elem_a=_ea, elem_b=_eb)
 # memory
 _declare("ds", " ".join(DS.values()))
 _declare("buffer_op", " ".join(MUBUF.values()))
