@@ -202,6 +202,12 @@ def vop3p_lines() -> list[str]:
             out += [f"{m} v5, a7", f"{m} v255, a255"]
         elif m == "v_accvgpr_write_b32":
             out += [f"{m} a5, v7", f"{m} a255, -16", f"{m} a0, 64"]
+        elif m.startswith("v_pk_") and m.endswith(("16", "_b16")):   # packed 16-bit: one register per operand
+            neg = " neg_lo:[1,0] neg_hi:[0,1]" if m.endswith("f16") else ""
+            if m in isa.VOP3P_THREE_SOURCES:
+                out += [f"{m} v5, v7, v9, v11", f"{m} v250, s7, v9, v11 op_sel:[1,0,1] op_sel_hi:[0,1,0]"]
+            else:
+                out += [f"{m} v5, v7, v9", f"{m} v255, s7, v9 op_sel:[1,0] op_sel_hi:[0,1]{neg}"]
         else:
             out += [f"{m} v[4:5], v[6:7], v[8:9]", f"{m} v[4:5], v[6:7], v[8:9] op_sel_hi:[0,1] neg_lo:[1,0]"]
     for mn, m, n, k, nab, ncd in isa.MAI.values():
@@ -484,6 +490,8 @@ def expected_fields(text: str) -> dict:
             exp["bitop3"] = int(mods.get("bitop3", "0"), 0)
     elif name in isa.VOP3P.values():
         put("dst", "src0", "src1", "src2")
+        if name.startswith("v_pk_") and name not in isa.VOP3P_THREE_SOURCES and name != "v_pk_mov_b32":
+            exp["src2"] = NONE
     elif name in [m[0] for m in isa.MAI.values()]:
         put("dst", "src0", "src1", "src2")
         exp["imm"] = int(mods.get("cbsz", 0)) | int(mods.get("abid", 0)) << 4 | int(mods.get("blgp", 0)) << 8

@@ -3213,6 +3213,50 @@ def test_valu16(code, rng, name):
                    lambda g, w: _cmp16(cmp, g, w))
 
 
+# Packed 16-bit math (VOP3P, docs/facts.md §6.6): each result half is the 16-bit op on the halves op_sel picks
+# (low result) and op_sel_hi picks (high result; the assembler's default takes the high halves).
+PACKED16 = {
+    "v_pk_add_f16": ("v_add_f16", 2), "v_pk_mul_f16": ("v_mul_f16", 2), "v_pk_min_f16": ("v_min_f16", 2),
+    "v_pk_max_f16": ("v_max_f16", 2), "v_pk_fma_f16": ("v_fma_f16", 3), "v_pk_add_u16": ("v_add_u16", 2),
+    "v_pk_sub_u16": ("v_sub_u16", 2), "v_pk_add_i16": ("v_add_i16", 2), "v_pk_sub_i16": ("v_sub_i16", 2),
+    "v_pk_mul_lo_u16": ("v_mul_lo_u16", 2), "v_pk_lshlrev_b16": ("v_lshlrev_b16", 2),
+    "v_pk_lshrrev_b16": ("v_lshrrev_b16", 2), "v_pk_ashrrev_i16": ("v_ashrrev_i16", 2),
+    "v_pk_max_i16": ("v_max_i16", 2), "v_pk_min_i16": ("v_min_i16", 2), "v_pk_max_u16": ("v_max_u16", 2),
+    "v_pk_min_u16": ("v_min_u16", 2), "v_pk_mad_u16": ("v_mad_u16", 3), "v_pk_mad_i16": ("v_mad_i16", 3),
+}
+_PK_SELECT = ([1, 0, 1], [0, 1, 0])   # op_sel, op_sel_hi of the variant: swapped halves for some sources
+for _m, (_base, _n) in PACKED16.items():
+    _srcs = ", ".join(SRC[:_n])
+    snippet(f"pk:{_m}", [f"{_m} v10, {_srcs}"], covers=[_m])
+    _os, _osh = (",".join(map(str, x[:_n])) for x in _PK_SELECT)
+    _neg = f" neg_lo:[{','.join(['1'] + ['0'] * (_n - 1))}] neg_hi:[{','.join(['0'] * (_n - 1) + ['1'])}]" \
+        if _base.endswith("f16") else ""
+    snippet(f"pk:{_m}:sel", [f"{_m} v10, {_srcs} op_sel:[{_os}] op_sel_hi:[{_osh}]{_neg}"])
+
+
+@pytest.mark.parametrize("name", list(PACKED16))
+def test_packed16(code, rng, name):
+    """Both halves against the 16-bit op's own reference (test_valu16's), with the default halves and with
+    op_sel / op_sel_hi swapping some sources' halves and neg_lo / neg_hi negating fp16 ones."""
+    base, n = PACKED16[name]
+    kinds, ref, cmp = {**VALU16, **VALU16_PRESERVE}[base]
+    fp = base.endswith("f16")
+    for key, (os_, osh) in ((f"pk:{name}", ([0] * 3, [1] * 3)), (f"pk:{name}:sel", _PK_SELECT)):
+        srcs = [_gen16(rng, k) | (_gen16(rng, k) << 16) for k in kinds]
+        e = rand_exec(rng)
+        st, out = _valu_run(code, rng, key, srcs, e)
+        lo_in = [(s >> (16 * os_[i])) & 0xFFFF for i, s in enumerate(srcs)]
+        hi_in = [(s >> (16 * osh[i])) & 0xFFFF for i, s in enumerate(srcs)]
+        if fp and key.endswith(":sel"):   # neg_lo on the first source, neg_hi on the last
+            lo_in[0] = lo_in[0] ^ 0x8000
+            hi_in[n - 1] = hi_in[n - 1] ^ 0x8000
+        for half, ins in ((0, lo_in), (1, hi_in)):
+            want = ref(*ins) & 0xFFFF
+            got = (out.v[10] >> (16 * half)) & 0xFFFF
+            check_rows(got, want, e, (st.v[10] >> (16 * half)) & 0xFFFF, f"{key} half {half}",
+                       lambda g, w: _cmp16(cmp, g, w))
+
+
 snippet("v16:mac", ["v_mac_f16 v10, v1, v2", "v_madmk_f16 v11, v1, 0x4a00, v2", "v_madak_f16 v12, v1, v2, 0xc500"],
         covers=["v_mac_f16", "v_madmk_f16", "v_madak_f16"])
 

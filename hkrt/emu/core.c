@@ -1716,6 +1716,67 @@ static int valu_shift64(ctx_t *c, wave_t *w, const insn_t *in) {
 
 /* ---- packed fp32 (VOP3P) on register pairs */
 
+/* Packed 16-bit math (VOP3P, docs/facts.md §6.6): each half of the result from the halves of the sources that
+ * op_sel (low result) and op_sel_hi (high result) pick, neg / neg_hi negating the fp16 ones; clamp clamps fp16
+ * to [0, 1] and saturates the integer adds and subtracts. An inline float constant is its fp16 value in the low
+ * half, 0 in the high one. */
+static uint32_t packed16_half(const insn_t *in, int op, uint32_t a, uint32_t b, uint32_t cc) {
+  int clamp = in->flags >> F_CLAMP & 1;
+  int32_t ia = (int16_t)a, ib = (int16_t)b, ic = (int16_t)cc, t;
+  switch (op) {
+    case OP_V_PK_ADD_F16: return hpost(in, hf(a) + hf(b));
+    case OP_V_PK_MUL_F16: return hpost(in, hf(a) * hf(b));
+    case OP_V_PK_FMA_F16: return hpost(in, fma(hf(a), hf(b), hf(cc)));
+    case OP_V_PK_MAX_F16: return hsel(in, hmax(a, b));
+    case OP_V_PK_MIN_F16: return hsel(in, hmin(a, b));
+    case OP_V_PK_ADD_U16: t = (int32_t)(a + b); return clamp && t > 0xFFFF ? 0xFFFF : (uint32_t)t & 0xFFFF;
+    case OP_V_PK_SUB_U16: return a < b ? (clamp ? 0 : (a - b) & 0xFFFF) : a - b;
+    case OP_V_PK_ADD_I16: t = ia + ib; return (uint32_t)(clamp ? SAT(t, -32768, 32767) : t) & 0xFFFF;
+    case OP_V_PK_SUB_I16: t = ia - ib; return (uint32_t)(clamp ? SAT(t, -32768, 32767) : t) & 0xFFFF;
+    case OP_V_PK_MUL_LO_U16: return (a * b) & 0xFFFF;
+    case OP_V_PK_LSHLREV_B16: return (b << (a & 15)) & 0xFFFF;
+    case OP_V_PK_LSHRREV_B16: return b >> (a & 15);
+    case OP_V_PK_ASHRREV_I16: return (uint32_t)(ib >> (a & 15)) & 0xFFFF;
+    case OP_V_PK_MAX_I16: return (uint32_t)(ia > ib ? ia : ib) & 0xFFFF;
+    case OP_V_PK_MIN_I16: return (uint32_t)(ia < ib ? ia : ib) & 0xFFFF;
+    case OP_V_PK_MAX_U16: return a > b ? a : b;
+    case OP_V_PK_MIN_U16: return a < b ? a : b;
+    case OP_V_PK_MAD_U16: t = (int32_t)(a * b + cc); return clamp && (uint32_t)t > 0xFFFF ? 0xFFFF : (uint32_t)t & 0xFFFF;
+    case OP_V_PK_MAD_I16: t = ia * ib + ic; return (uint32_t)(clamp ? SAT(t, -32768, 32767) : t) & 0xFFFF;
+  }
+  return 0;
+}
+
+static int valu_packed16(ctx_t *c, wave_t *w, const insn_t *in) {
+  valu32_t o;
+  if (valu32_operands(c, w, in, &o)) return 1;
+  int op = in->op, fp = op == OP_V_PK_ADD_F16 || op == OP_V_PK_MUL_F16 || op == OP_V_PK_FMA_F16 ||
+                        op == OP_V_PK_MAX_F16 || op == OP_V_PK_MIN_F16;
+  for (int i = 0; i < 3; i++)
+    if (fp && in->src[i] >= 240 && in->src[i] <= 248) {
+      for (int l = 0; l < LANES; l++) o.t[i][l] = INLINE_F16[in->src[i] - 240];
+      o.s[i] = o.t[i];
+    }
+  int opsel = (in->flags >> F_OPSEL) & 7, opsel_hi = (in->flags >> F_OPSEL_HI) & 7;
+  int neg = (in->flags >> F_NEG) & 7, neg_hi = (in->flags >> F_NEG_HI) & 7;
+  uint32_t res[LANES];
+  for (int l = 0; l < LANES; l++) {
+    uint32_t h[2][3];
+    for (int i = 0; i < 3; i++) {
+      uint32_t v = o.s[i][l];
+      h[0][i] = (opsel >> i & 1 ? v >> 16 : v) & 0xFFFF;
+      h[1][i] = (opsel_hi >> i & 1 ? v >> 16 : v) & 0xFFFF;
+      if (fp) {
+        if (neg >> i & 1) h[0][i] ^= 0x8000;
+        if (neg_hi >> i & 1) h[1][i] ^= 0x8000;
+      }
+    }
+    res[l] = packed16_half(in, op, h[0][0], h[0][1], h[0][2]) | packed16_half(in, op, h[1][0], h[1][1], h[1][2]) << 16;
+  }
+  vwrite(w, in, in->dst, res, o.exec);
+  return 0;
+}
+
 static int valu_packed_f32(ctx_t *c, wave_t *w, const insn_t *in) {
   uint64_t exec;
   int src_of[LANES], op = in->op, n = op == OP_V_PK_FMA_F32 ? 3 : 2;

@@ -310,7 +310,7 @@ def _vop3p(w0: int, w1: int) -> _Rec:
     elif r.name == "v_accvgpr_write_b32":
         r.dst += AGPR - VGPR
         r.src[1] = r.src[2] = NONE
-    elif r.name != "v_pk_fma_f32":
+    elif r.name not in isa.VOP3P_THREE_SOURCES:
         r.src[2] = NONE
     r.flags |= ((w0 >> 8) & 7) << FLAGS["NEG_HI"]
     r.flags |= ((w0 >> 11) & 7) << FLAGS["OPSEL"]
