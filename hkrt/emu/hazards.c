@@ -15,6 +15,7 @@
 enum { K_NONE, K_VALU, K_TRANS, K_MFMA, K_SALU, K_MEM };
 enum { ROLE_PLAIN, ROLE_SRCC, ROLE_LANESEL, ROLE_MASK, ROLE_WIDE_STORE };
 #define HZ_LONG_AGO (-(1ll << 40))
+#define HZ_MAX_WAIT 20 /* no rule asks for more (P + 4 with at most 16 passes) */
 
 static void hz_reset(wave_t *w) {
   w->ws = 0;
@@ -62,6 +63,9 @@ static int hz_vector(ctx_t *c, wave_t *w, int reg, int n, int writing) {
     int r = reg + i;
     vhz_t *h = &w->vh[r];
     int64_t since = hz_since(w, h->ws);
+    if (since >= HZ_MAX_WAIT && c->role == ROLE_PLAIN && (!writing || (hz_since(w, h->c_ws) >= HZ_MAX_WAIT &&
+                                                                      hz_since(w, h->st_ws) >= HZ_MAX_WAIT)))
+      continue; /* every rule long satisfied: the common case */
     int need = 0;
     const char *rule = "";
     if (!writing) {
