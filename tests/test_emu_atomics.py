@@ -696,7 +696,7 @@ def test_scratch_bounds(code, rng):
 
 _DMA = [m[len("scratch_load_lds_"):] for m in isa.MNEMONICS if m.startswith("scratch_load_lds_")]
 for _s in _DMA:
-    snippet(f"scratch:dma:{_s}", _FILL + ["s_mov_b32 m0, s13", f"scratch_load_lds_{_s} v1, off",
+    snippet(f"scratch:dma:{_s}", _FILL + ["s_mov_b32 m0, s13", "s_nop 0", f"scratch_load_lds_{_s} v1, off",
                                           "s_waitcnt vmcnt(0)"], covers=[f"scratch_load_lds_{_s}"])
 
 

@@ -2644,18 +2644,18 @@ def test_buffer_stores(code, rng, suffix):
 _DMA_BUF = [s for s in _BUF_LOADS if "d16" not in s and s != "dwordx2"]
 _DMA_GLOBAL = [m[len("global_load_lds_"):] for m in isa.MNEMONICS if m.startswith("global_load_lds_")]
 for _s in _DMA_BUF:
-    snippet(f"dma:buf:{_s}", ["s_mov_b32 m0, s13", f"buffer_load_{_s} v1, s[8:11], s12 offen lds",
+    snippet(f"dma:buf:{_s}", ["s_mov_b32 m0, s13", "s_nop 0", f"buffer_load_{_s} v1, s[8:11], s12 offen lds",
                               "s_waitcnt vmcnt(0)"])
 for _s in _DMA_GLOBAL:
     _io = int(_GEN.integers(0, 64)) * 16
-    snippet(f"dma:glb:{_s}", ["s_mov_b32 m0, s13", f"global_load_lds_{_s} v[2:3], off offset:{_io}",
-                              "s_mov_b32 m0, s14", f"global_load_lds_{_s} v1, s[20:21] offset:{_io}",
+    snippet(f"dma:glb:{_s}", ["s_mov_b32 m0, s13", "s_nop 0", f"global_load_lds_{_s} v[2:3], off offset:{_io}",
+                              "s_mov_b32 m0, s14", "s_nop 0", f"global_load_lds_{_s} v1, s[20:21] offset:{_io}",
                               "s_waitcnt vmcnt(0)"], covers=[f"global_load_lds_{_s}"], meta=_io)
-snippet("dma:early", ["s_mov_b32 m0, 0", "buffer_load_dword v1, s[8:11], 0 offen lds", "ds_read_b32 v10, v2",
+snippet("dma:early", ["s_mov_b32 m0, 0", "s_nop 0", "buffer_load_dword v1, s[8:11], 0 offen lds", "ds_read_b32 v10, v2",
                       "s_waitcnt lgkmcnt(0)"])
-snippet("dma:early_global", ["s_mov_b32 m0, 0", "global_load_lds_dword v[4:5], off", "ds_read_b32 v10, v2",
+snippet("dma:early_global", ["s_mov_b32 m0, 0", "s_nop 0", "global_load_lds_dword v[4:5], off", "ds_read_b32 v10, v2",
                              "s_waitcnt lgkmcnt(0)"])
-snippet("dma:waited", ["s_mov_b32 m0, 0", "buffer_load_dword v1, s[8:11], 0 offen lds", "s_waitcnt vmcnt(0)",
+snippet("dma:waited", ["s_mov_b32 m0, 0", "s_nop 0", "buffer_load_dword v1, s[8:11], 0 offen lds", "s_waitcnt vmcnt(0)",
                        "ds_read_b32 v10, v2", "s_waitcnt lgkmcnt(0)"])
 
 
@@ -2748,7 +2748,7 @@ for _s in ("ubyte", "ushort", "dword"):
     _imm = int(_GEN.integers(0, 4 // _wd)) * _wd
     snippet(f"swz:{_s}", [f"buffer_load_{_s} v10, v[4:5], s[16:19], s12 idxen offen offset:{_imm}",
                           f"buffer_load_{_s} v11, v4, s[16:19], 0 idxen", "s_waitcnt vmcnt(0)"], meta=_imm)
-snippet("swz:dma", ["s_mov_b32 m0, s13", "buffer_load_dword v4, s[16:19], s12 idxen lds", "s_waitcnt vmcnt(0)"])
+snippet("swz:dma", ["s_mov_b32 m0, s13", "s_nop 0", "buffer_load_dword v4, s[16:19], s12 idxen lds", "s_waitcnt vmcnt(0)"])
 snippet("swz:wide", ["buffer_load_dwordx2 v[10:11], v4, s[16:19], 0 idxen", "s_waitcnt vmcnt(0)"])
 snippet("tid:swz", ["buffer_load_dword v10, v1, s[20:23], s12 offen offset:12",
                     "buffer_store_dword v11, v2, s[20:23], s12 offen", "buffer_store_byte v12, v3, s[20:23], s12 offen",
@@ -2756,7 +2756,7 @@ snippet("tid:swz", ["buffer_load_dword v10, v1, s[20:23], s12 offen offset:12",
 snippet("tid:linear", ["buffer_load_dwordx4 v[10:13], v1, s[20:23], s12 offen offset:16",
                        "buffer_store_dwordx2 v[14:15], v1, s[20:23], s12 offen", "s_waitcnt vmcnt(0)"])
 snippet("tid:idxen", ["buffer_load_dword v10, v4, s[20:23], 0 idxen", "s_waitcnt vmcnt(0)"])
-snippet("hk:load", ["buffer_load_dwordx4 v[10:13], v1, s[8:11], s12 offen", "s_mov_b32 m0, s13",
+snippet("hk:load", ["buffer_load_dwordx4 v[10:13], v1, s[8:11], s12 offen", "s_mov_b32 m0, s13", "s_nop 0",
                     "buffer_load_dwordx4 v1, s[8:11], s12 offen lds", "s_waitcnt vmcnt(0)"])
 
 

@@ -35,6 +35,8 @@ typedef struct {
   uint64_t mask;
   uint32_t lds_base, slot;
   int64_t done; /* timing model: cycle at which the data has arrived (or the store is acknowledged) */
+  uint32_t seq; /* strict mode: an LDS write's sequence number in its wave (hazards.c) */
+  int32_t rec;  /* strict mode: the record index of the instruction that issued it */
   uint32_t data[LANES * 4];
 } pending_t;
 
@@ -42,6 +44,31 @@ typedef struct {
   pending_t e[QMAX];
   int n;
 } queue_t;
+
+/* strict mode's wait-state bookkeeping (hazards.c): the last writer of each register, stamped with the
+ * wave's count of issued wait states */
+typedef struct {
+  int64_t ws, c_ws, st_ws; /* last write; last read as an MFMA's SrcC; last read as data of a wide store */
+  int32_t pc, c_pc, st_pc; /* their record indices */
+  uint8_t kind, passes, c_passes, n; /* the writer's kind, MFMA passes and the register range it wrote */
+  uint16_t base;
+} vhz_t;
+typedef struct {
+  int64_t ws;
+  int32_t pc;
+  uint8_t kind;
+} shz_t;
+typedef struct {
+  uint16_t reg;
+  uint8_t n, file_v;
+} hz_write_t;
+#define HZ_WRITES 16
+/* strict mode: the last write of one LDS dword (hazards.c) */
+typedef struct {
+  uint32_t gen, seq; /* the workgroup it belongs to; its sequence number in the writing wave */
+  int32_t pc;        /* record index of the writing instruction */
+  uint8_t wave, bytes, dma, pad;
+} lds_owner_t;
 
 typedef struct {
   uint32_t s[128];
@@ -58,6 +85,12 @@ typedef struct {
   int64_t next_issue, last_issue, prev_issue;
   int64_t *vready;  /* NV: cycle at which each vector register's pending ALU/MFMA result is ready */
   uint8_t *vmfma;   /* NV: 1 if that result comes from an MFMA (same-shape accumulation chains bypass it) */
+  /* strict mode only (hazards.c) */
+  int64_t ws; /* wait states issued */
+  vhz_t vh[NV];
+  shz_t sh[128];
+  uint32_t lds_seq, lds_done, dma_seq; /* LDS writes issued, retired; LDS DMAs delivered */
+  uint32_t safe_ds, safe_dma;          /* lds_done and dma_seq when the last barrier released */
 } wave_t;
 
 enum { W_RUN = 0, W_BARRIER = 1, W_DONE = 2 };
@@ -76,6 +109,13 @@ typedef struct {
   double started;  /* host seconds at the launch's start (its time budget) */
   int64_t now;     /* timing model: the current cycle of the CU being stepped */
   int next;        /* record the stepped wave runs next: the following one unless its handler branches */
+  /* strict mode (hazards.c) */
+  const insn_t *cur;  /* the instruction being run */
+  int role;           /* how the operand being fetched is used (ROLE_*) */
+  int hz_nw;
+  hz_write_t hz_w[HZ_WRITES]; /* its register writes, committed once it has run */
+  lds_owner_t *lds_own;       /* per LDS dword; NULL: races not tracked */
+  uint32_t wg_gen;
 } ctx_t;
 
 /* The opcode table (generated from isa.OPS into optable.h, which is included after the handlers): for each
@@ -249,6 +289,8 @@ static int gwrite(ctx_t *c, uint64_t addr, const void *in, uint32_t n) {
 
 /* ---------------------------------------------------------------- hazards */
 
+#include "hazards.c"
+
 static int check_v(ctx_t *c, wave_t *w, int reg, int n, int writing) {
   for (int i = 0; i < n; i++)
     if (reg + i < NV && w->vpend[reg + i]) {
@@ -257,7 +299,7 @@ static int check_v(ctx_t *c, wave_t *w, int reg, int n, int writing) {
       return fail(c, E_HAZARD, 0, "%s %c%d while a load into it is outstanding (missing s_waitcnt)",
                   writing ? "write of" : "read of", r >= 256 ? 'a' : 'v', r & 255);
     }
-  return 0;
+  return c->L->strict ? hz_vector(c, w, reg, n, writing) : 0;
 }
 
 static int check_s(ctx_t *c, wave_t *w, int reg, int n, int writing) {
@@ -267,7 +309,7 @@ static int check_s(ctx_t *c, wave_t *w, int reg, int n, int writing) {
       return fail(c, E_HAZARD, 0, "%s s%d while a scalar load into it is outstanding (missing s_waitcnt lgkmcnt)",
                   writing ? "write of" : "read of", reg + i);
     }
-  return 0;
+  return c->L->strict ? hz_scalar(c, w, reg, n, writing) : 0;
 }
 
 /* ---------------------------------------------------------------- operands */
@@ -298,6 +340,7 @@ static int sval(ctx_t *c, wave_t *w, const insn_t *in, int code, uint32_t *out) 
   else if (code == 255) *out = in->literal;
   else if (code == 235) *out = (uint32_t)(c->L->shared_base >> 32); /* 32-bit use: the aperture's high half */
   else if (code == 237) *out = (uint32_t)(c->L->private_base >> 32);
+  else if ((code == 251 || code == 252) && c->L->strict && hz_zero_flag(c, w, code)) return 1;
   else if (code == 251) *out = vcc_of(w) == 0;
   else if (code == 252) *out = exec_of(w) == 0;
   else if (code == 253) *out = (uint32_t)w->scc;
@@ -455,15 +498,20 @@ static void deliver(ctx_t *c, wave_t *w, pending_t *p) {
           uint32_t at = a + 4 * k;
           if (!lds_in(c, at, 4)) break; /* LDS-side out of range: masked off (docs/facts.md §3.5) */
           memcpy(c->lds + at, &p->data[l * 4 + k], 4);
+          if (c->lds_own && lds_race(c, c->cur_wave, at, 4, 1, 1, w->dma_seq + 1, p->rec)) return;
           if (c->lds_pend)
             for (int b = 0; b < 4; b++)
               if (c->lds_pend[at + b]) c->lds_pend[at + b]--;
         }
       }
       break;
+    case PK_LDS:
+      w->lds_done = p->seq; /* LDS writes retire in order */
+      break;
     default:
       break; /* stores were performed at issue */
   }
+  if (p->kind == PK_LDS_DMA) w->dma_seq++;
 }
 
 /* Retire entries so that at most `keep` remain. LDS results retire in order; scalar loads may return out of
@@ -640,8 +688,10 @@ static inline __attribute__((always_inline)) int mfma(ctx_t *c, wave_t *w, const
     return fail(c, E_INVALID, 0, "MFMA A and B operands must be vector registers");
   int ra = in->src[0] - 256, rb = in->src[1] - 256;
   if (check_v(c, w, ra, nab, 0) || check_v(c, w, rb, nab, 0)) return 1;
-  if (in->src[2] >= 256 && check_v(c, w, in->src[2] - 256, ncd, 0)) return 1;
-  if (vdst_check(c, w, in->dst, ncd)) return 1;
+  c->role = ROLE_SRCC;
+  int bad = in->src[2] >= 256 && check_v(c, w, in->src[2] - 256, ncd, 0);
+  c->role = ROLE_PLAIN;
+  if (bad || vdst_check(c, w, in->dst, ncd)) return 1;
   /* the lane each lane takes its A and B values from (CBSZ/ABID broadcast, BLGP permutation) */
   int S = 64 >> cbsz, la_of[LANES], lb_of[LANES];
   for (int l = 0; l < LANES; l++) {
@@ -1514,6 +1564,7 @@ static int valu_compare(ctx_t *c, wave_t *w, const insn_t *in) {
     }
   }
   if (e->cmpx) { /* v_cmpx writes EXEC as well as its destination */
+    if (c->L->strict && hz_scalar(c, w, 126, 2, 1)) return 1;
     w->s[126] = (uint32_t)m;
     w->s[127] = (uint32_t)(m >> 32);
   }
@@ -1560,6 +1611,22 @@ static int valu_move64(ctx_t *c, wave_t *w, const insn_t *in) {
 }
 
 /* v_readfirstlane_b32, v_readlane_b32 (to an SGPR), v_writelane_b32 (from one, ignoring EXEC) */
+/* v_readlane/v_writelane's lane select (src1), which has its own wait-state rule (hazards.c) */
+static int lane_select(ctx_t *c, wave_t *w, const insn_t *in, uint32_t *sel) {
+  c->role = ROLE_LANESEL;
+  int rc = sval(c, w, in, in->src[1], sel);
+  c->role = ROLE_PLAIN;
+  return rc;
+}
+
+/* A lane mask or carry-in read from SGPRs (v_cndmask, v_addc...): exempt from the SGPR-as-constant rule. */
+static int lane_mask(ctx_t *c, wave_t *w, const insn_t *in, uint64_t *m) {
+  c->role = ROLE_MASK;
+  int rc = sval64(c, w, in, in->src[2], m);
+  c->role = ROLE_PLAIN;
+  return rc;
+}
+
 static int valu_cross_lane(ctx_t *c, wave_t *w, const insn_t *in) {
   uint64_t exec;
   int src_of[LANES];
@@ -1573,10 +1640,10 @@ static int valu_cross_lane(ctx_t *c, wave_t *w, const insn_t *in) {
       return swrite(c, w, in->dst, s[lane]);
     }
     case OP_V_READLANE_B32:
-      if (vsrc(c, w, in, in->src[0], t, &s) || sval(c, w, in, in->src[1], &sel)) return 1;
+      if (vsrc(c, w, in, in->src[0], t, &s) || lane_select(c, w, in, &sel)) return 1;
       return swrite(c, w, in->dst, s[sel & 63]);
     case OP_V_WRITELANE_B32:
-      if (sval(c, w, in, in->src[0], &val) || sval(c, w, in, in->src[1], &sel) || vdst_check(c, w, in->dst, 1))
+      if (sval(c, w, in, in->src[0], &val) || lane_select(c, w, in, &sel) || vdst_check(c, w, in->dst, 1))
         return 1;
       vrow(w, in->dst)[sel & 63] = val;
       return 0;
@@ -1589,7 +1656,7 @@ static int valu_cndmask(ctx_t *c, wave_t *w, const insn_t *in) {
   int src_of[LANES];
   uint32_t t[3][LANES], res[LANES];
   const uint32_t *s[3];
-  if (valu_lanes(c, w, in, &exec, src_of) || vsrcs(c, w, in, 2, t, s) || sval64(c, w, in, in->src[2], &m) ||
+  if (valu_lanes(c, w, in, &exec, src_of) || vsrcs(c, w, in, 2, t, s) || lane_mask(c, w, in, &m) ||
       vdst_check(c, w, in->dst, 1))
     return 1;
   int mods = (in->flags & ((1u << F_VOP3) | (1u << F_DPP))) && (in->flags & ((7u << F_ABS) | (7u << F_NEG)));
@@ -1630,7 +1697,7 @@ static int valu_carry(ctx_t *c, wave_t *w, const insn_t *in) {
   uint32_t t[3][LANES], res[LANES];
   const uint32_t *s[3];
   if (valu_lanes(c, w, in, &exec, src_of) || vsrcs(c, w, in, 2, t, s) || vdst_check(c, w, in->dst, 1)) return 1;
-  if (in->src[2] >= 0 && sval64(c, w, in, in->src[2], &cin)) return 1;
+  if (in->src[2] >= 0 && lane_mask(c, w, in, &cin)) return 1;
   int clamp = in->flags >> F_CLAMP & 1;
   for (int l = 0; l < LANES; l++) {
     uint64_t a = s[0][l], b = s[1][l], ci = cin >> l & 1, r;
@@ -2530,7 +2597,7 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
     for (int l = 0; l < LANES; l++) {
       uint32_t a = addr[l] + (uint32_t)in->imm;
       if (a & 7) return fail(c, E_MEMORY, a, "ds_read_b64_tr_b16 address %#x is not 8-byte aligned", a);
-      if (lds_check_read(c, a, 8)) return 1;
+      if (lds_check_read(c, a, 8) || (c->lds_own && lds_race(c, c->cur_wave, a, 8, 0, 0, 0, w->pc))) return 1;
       lds_read_bytes(c, a, chunk[l], 8);
     }
     pending_t *p = issue_vload(c, w, &w->lgkm, 1, in->dst, 2, exec);
@@ -2559,12 +2626,16 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
         if ((a0 | a1) & (uint32_t)(bytes - 1) & 3)
           return fail(c, E_MEMORY, a0, "misaligned LDS access at %#x", a0);
         if (lds_check_read(c, a0, bytes) || lds_check_read(c, a1, bytes)) return 1;
+        if (c->lds_own && (lds_race(c, c->cur_wave, a0, (uint32_t)bytes, 0, 0, 0, w->pc) ||
+                           lds_race(c, c->cur_wave, a1, (uint32_t)bytes, 0, 0, 0, w->pc)))
+          return 1;
         lds_read_bytes(c, a0, buf, bytes);
         lds_read_bytes(c, a1, (uint8_t *)buf + bytes, bytes);
       } else {
         uint32_t a = addr[l] + (uint32_t)in->imm;
         if (bytes >= 4 && (a & 3)) return fail(c, E_MEMORY, a, "misaligned LDS access at %#x", a);
         if (lds_check_read(c, a, bytes)) return 1;
+        if (c->lds_own && lds_race(c, c->cur_wave, a, (uint32_t)bytes, 0, 0, 0, w->pc)) return 1;
         lds_read_bytes(c, a, buf, bytes);
         if (bytes == 1) buf[0] = sext ? (uint32_t)(int32_t)(int8_t)buf[0] : buf[0] & 0xFF;
         if (bytes == 2) buf[0] = sext ? (uint32_t)(int32_t)(int16_t)buf[0] : buf[0] & 0xFFFF;
@@ -2582,6 +2653,7 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
   pending_t *p = issue(c, w, &w->lgkm, 1);
   p->kind = PK_LDS;
   p->lgkm_lds = 1;
+  p->seq = ++w->lds_seq;
   for (int l = 0; l < LANES; l++) {
     if (!(exec >> l & 1)) continue;
     uint32_t buf[4], buf2[4];
@@ -2591,12 +2663,16 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
       for (int r = 0; r < dregs; r++) buf2[r] = vrow(w, in->src[2] + r)[l];
       uint32_t a0 = addr[l] + (uint32_t)in->imm * stride, a1 = addr[l] + (uint32_t)in->imm2 * stride;
       if ((a0 | a1) & 3) return fail(c, E_MEMORY, a0, "misaligned LDS access at %#x", a0);
+      if (c->lds_own && (lds_race(c, c->cur_wave, a0, (uint32_t)bytes, 1, 0, p->seq, w->pc) ||
+                         lds_race(c, c->cur_wave, a1, (uint32_t)bytes, 1, 0, p->seq, w->pc)))
+        return 1;
       lds_write_bytes(c, a0, buf, bytes);
       lds_write_bytes(c, a1, buf2, bytes);
     } else {
       uint32_t a = addr[l] + (uint32_t)in->imm;
       if (bytes >= 4 && (a & 3)) return fail(c, E_MEMORY, a, "misaligned LDS access at %#x", a);
       if (bytes == 2 && (a & 1)) return fail(c, E_MEMORY, a, "misaligned LDS access at %#x", a);
+      if (c->lds_own && lds_race(c, c->cur_wave, a, (uint32_t)bytes, 1, 0, p->seq, w->pc)) return 1;
       lds_write_bytes(c, a, buf, bytes);
     }
   }
@@ -2681,7 +2757,9 @@ static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const u
                 const uint32_t *dw_ok /* bitmask of in-range dwords per lane, or NULL = all */, int flat) {
   uint64_t exec = exec_of(w);
   if (m->load && m->lds) { /* direct-to-LDS (docs/facts.md §3.5): placed by M0 and lane, delivered at retire */
+    if (c->L->strict && hz_m0_lds_dma(c, w)) return 1;
     pending_t *p = issue(c, w, &w->vm, 0);
+    p->rec = w->pc;
     p->kind = PK_LDS_DMA;
     p->mask = exec;
     p->dwords = (uint8_t)m->dwords;
@@ -2742,7 +2820,11 @@ static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const u
   }
   /* store: data register is in src1 for FLAT, dst (VDATA) for MUBUF */
   int data = in->op >= OP_GLOBAL_LOAD_UBYTE ? in->src[1] : in->dst;
-  if (check_v(c, w, data - 256, m->dwords, 0)) return 1;
+  /* more than 8 bytes of data and (MUBUF) no SGPR offset: the data registers have a WAR rule (hazards.c) */
+  c->role = m->dwords > 2 && (in->op >= OP_GLOBAL_LOAD_UBYTE || in->src[2] >= 128) ? ROLE_WIDE_STORE : ROLE_PLAIN;
+  int bad = check_v(c, w, data - 256, m->dwords, 0);
+  c->role = ROLE_PLAIN;
+  if (bad) return 1;
   pending_t *p = issue(c, w, &w->vm, 0);
   p->kind = PK_STORE;
   for (int l = 0; l < LANES; l++) {
@@ -2955,8 +3037,18 @@ static int step(ctx_t *c, wave_t *w) {
   L->insn_count++;
   if (in->op >= OP_COUNT) return fail(c, E_INVALID, 0, "instruction record with opcode id %d", in->op);
   c->next = w->pc + 1;
+  if (L->strict) {
+    w->ws++;
+    c->cur = in;
+    c->hz_nw = 0;
+    if (hz_before(c, w, in)) return L->err;
+  }
   int rc = OPS[in->op].run(c, w, in);
   if (rc) return rc;
+  if (L->strict) {
+    if (L->err) return L->err; /* a check inside a delivery at retire (an LDS race) */
+    hz_commit(c, w, in);
+  }
   w->pc = c->next;
   return 0;
 }
@@ -2972,6 +3064,7 @@ static void init_wave(ctx_t *c, wave_t *w, int wi, const uint32_t wg[3], uint32_
   for (size_t i = 0; i < (size_t)NV * LANES; i++) w->v[i] = POISON;
   memset(w->vpend, 0, sizeof w->vpend);
   memset(w->spend, 0, sizeof w->spend);
+  if (L->strict) hz_reset(w);
   w->vm.n = w->lgkm.n = 0;
   w->scc = 0;
   w->status = W_RUN;
@@ -3016,6 +3109,7 @@ static int run_workgroup(ctx_t *c, const uint32_t wg[3]) {
   if (check_budget(c)) return L->err;
   for (uint32_t i = 0; i < c->lds_size; i += 4) memcpy(c->lds + i, &(uint32_t){POISON}, 4);
   if (c->lds_pend) memset(c->lds_pend, 0, c->lds_size);
+  c->wg_gen++; /* every LDS dword's last write now belongs to an earlier workgroup */
   for (int i = 0; i < nw; i++) init_wave(c, &c->waves[i], i, wg, threads);
   c->nwaves = nw;
   int rr = 0;
@@ -3027,6 +3121,7 @@ static int run_workgroup(ctx_t *c, const uint32_t wg[3]) {
     }
     if (!alive) return 0;
     if (!running) { /* every live wave waits at the barrier: release them */
+      if (c->lds_own) lds_barrier_released(c);
       for (int i = 0; i < nw; i++)
         if (c->waves[i].status == W_BARRIER) c->waves[i].status = W_RUN;
       continue;
@@ -3072,7 +3167,8 @@ int emu_run(emu_launch *L) {
   c.waves = calloc((size_t)nw, sizeof(wave_t));
   c.lds = malloc(c.lds_size + 16);
   c.lds_pend = L->strict ? malloc(c.lds_size + 16) : NULL;
-  int ok = c.waves && c.lds && (!L->strict || c.lds_pend);
+  c.lds_own = L->strict ? calloc(c.lds_size / 4 + 4, sizeof(lds_owner_t)) : NULL;
+  int ok = c.waves && c.lds && (!L->strict || (c.lds_pend && c.lds_own));
   for (int i = 0; ok && i < nw; i++) {
     c.waves[i].v = malloc((size_t)NV * LANES * 4);
     if (!c.waves[i].v) ok = 0;
@@ -3092,6 +3188,7 @@ int emu_run(emu_launch *L) {
   free(c.waves);
   free(c.lds);
   free(c.lds_pend);
+  free(c.lds_own);
   return rc;
 }
 
@@ -3115,6 +3212,7 @@ int emu_run_wave_state(emu_launch *L, uint32_t *s, uint32_t *v, int32_t *scc, ui
   w.scc = *scc;
   w.pc = L->entry;
   w.status = W_RUN;
+  if (L->strict) hz_reset(&w);
   c.waves = &w;
   c.nwaves = 1;
   c.lds_size = L->lds_bytes;

@@ -421,6 +421,7 @@ def c_header() -> str:
     for i, n in enumerate(isa.MNEMONICS):
         lines.append(f"#define OP_{n.upper()} {i}")
     lines.append(f"#define OP_COUNT {len(isa.MNEMONICS)}")
+    lines.append("static const char *const OP_NAME[OP_COUNT] = {" + ",".join(f'"{n}"' for n in isa.MNEMONICS) + "};")
     for k, v in FLAGS.items():
         lines.append(f"#define F_{k} {v}")
     for k, v in SDWA_FIELDS.items():

@@ -1,0 +1,210 @@
+"""Strict mode's planted hazards (hkrt/emu/hazards.c, docs/facts.md §11): for every wait-state rule a snippet
+one wait state short, which must fail naming both instructions, and the same snippet with the wait state
+added, which must pass; for LDS races, multi-wave kernels with and without the barrier that orders them.
+"""
+import re
+
+import numpy as np
+import pytest
+
+from hkrt.emu.errors import HazardError
+
+from emu_harness import EmuError, assemble_many, new_state, run
+from kernel_harness import EmuMachine
+
+MFMA16 = "v_mfma_f32_16x16x32_bf16"
+MFMA32 = "v_mfma_f32_32x32x16_bf16"
+CMPX = "v_cmpx_eq_u32_e32 vcc, v0, v0"  # writes EXEC (unchanged: every lane compares equal)
+
+
+def nops(n: int) -> list[str]:
+    """n wait states of s_nop (s_nop k gives k + 1)."""
+    out = []
+    while n > 0:
+        k = min(n, 16)
+        out.append(f"s_nop {k - 1}")
+        n -= k
+    return out
+
+
+# rule -> (producer lines, consumer lines, wait states required, producer mnemonic, consumer mnemonic)
+RULES = {
+    "mfma16 result read by VALU": ([f"{MFMA16} v[0:3], v[4:7], v[8:11], v[0:3]"], ["v_add_f32 v12, v0, v1"], 8,
+                                   MFMA16, "v_add_f32"),
+    "mfma32 result read by VALU": ([f"{MFMA32} v[0:15], v[16:19], v[20:23], v[0:15]"], ["v_mov_b32 v30, v15"], 12,
+                                   MFMA32, "v_mov_b32"),
+    "mfma result read by LDS store": (["v_mov_b32 v20, 0", "s_nop 1", f"{MFMA16} v[0:3], v[4:7], v[8:11], v[0:3]"],
+                                      ["ds_write_b32 v20, v2"], 8, MFMA16, "ds_write_b32"),
+    "mfma result read as SrcA": ([f"{MFMA16} v[0:3], v[4:7], v[8:11], v[0:3]"],
+                                 [f"{MFMA16} v[12:15], v[0:3], v[8:11], v[12:15]"], 8, MFMA16, MFMA16),
+    "mfma32 result read as SrcB": ([f"{MFMA32} v[0:15], v[16:19], v[20:23], v[0:15]"],
+                                   [f"{MFMA16} v[24:27], v[16:19], v[12:15], v[24:27]"], 12, MFMA32, MFMA16),
+    "mfma result overlapped as SrcC": ([f"{MFMA16} v[0:3], v[4:7], v[8:11], v[0:3]"],
+                                       [f"{MFMA16} v[2:5], v[12:15], v[8:11], v[2:5]"], 5, MFMA16, MFMA16),
+    "mfma result overwritten by VALU": ([f"{MFMA16} v[0:3], v[4:7], v[8:11], v[0:3]"], ["v_mov_b32 v3, 0"], 8,
+                                        MFMA16, "v_mov_b32"),
+    "mfma SrcC overwritten by VALU": ([f"{MFMA16} v[12:15], v[4:7], v[8:11], v[0:3]"], ["v_mov_b32 v1, 0"], 3,
+                                      MFMA16, "v_mov_b32"),
+    "mfma32 SrcC overwritten by VALU": ([f"{MFMA32} v[16:31], v[4:7], v[8:11], v[32:47]"], ["v_mov_b32 v40, 0"], 7,
+                                        MFMA32, "v_mov_b32"),
+    "VALU write read by MFMA": (["v_mov_b32 v5, 0"], [f"{MFMA16} v[12:15], v[4:7], v[8:11], v[12:15]"], 2,
+                                "v_mov_b32", MFMA16),
+    "VALU write of EXEC before MFMA": ([CMPX], [f"{MFMA16} v[12:15], v[4:7], v[8:11], v[12:15]"], 4,
+                                       "v_cmpx_eq_u32", MFMA16),
+    "VALU SGPR write read by VALU": (["v_readfirstlane_b32 s20, v0"], ["v_add_u32 v1, s20, v1"], 2,
+                                     "v_readfirstlane_b32", "v_add_u32"),
+    "VALU SGPR write as lane select": (["v_readfirstlane_b32 s20, v0"], ["v_readlane_b32 s21, v1, s20"], 4,
+                                       "v_readfirstlane_b32", "v_readlane_b32"),
+    "VALU write read by v_readlane": (["v_mov_b32 v1, 0"], ["v_readlane_b32 s21, v1, 3"], 1,
+                                      "v_mov_b32", "v_readlane_b32"),
+    "VALU write of EXEC before v_writelane": ([CMPX], ["v_writelane_b32 v1, s2, 5"], 4, "v_cmpx_eq_u32",
+                                              "v_writelane_b32"),
+    "VALU write read by DPP": (["v_mov_b32 v1, 0"], ["v_mov_b32_dpp v2, v1 quad_perm:[1,0,3,2] row_mask:0xf "
+                                                    "bank_mask:0xf"], 2, "v_mov_b32", "v_mov_b32"),
+    "VALU write of EXEC before DPP": ([CMPX], ["v_mov_b32_dpp v2, v1 quad_perm:[1,0,3,2] row_mask:0xf "
+                                              "bank_mask:0xf"], 5, "v_cmpx_eq_u32", "v_mov_b32"),
+    "VALU write of VCC read as VCCZ": (["v_cmp_eq_u32_e32 vcc, v0, v1"], ["v_mov_b32 v2, src_vccz"], 5,
+                                       "v_cmp_eq_u32", "v_mov_b32"),
+    "transcendental read by VALU": (["v_exp_f32 v1, v0"], ["v_add_f32 v2, v1, v1"], 1, "v_exp_f32", "v_add_f32"),
+}
+
+
+def _snippet(rule: str, waits: int) -> list[str]:
+    producer, consumer, *_ = RULES[rule]
+    return producer + nops(waits) + consumer + ["s_endpgm"]
+
+
+@pytest.fixture(scope="module")
+def code(tc):
+    keys = [(r, w) for r, (_, _, need, *_) in RULES.items() for w in (need - 1, need)]
+    return dict(zip(keys, assemble_many(tc.mc, [_snippet(r, w) for r, w in keys])))
+
+
+def _state():
+    st = new_state(lds_bytes=256)
+    st.v[:256] = 0x3F803F80  # bf16 pairs of 1.0: finite MFMA inputs
+    return st
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+def test_one_wait_state_short_fails_naming_both(code, rule):
+    _, _, need, producer, consumer = RULES[rule]
+    with pytest.raises(EmuError) as e:
+        run(code[rule, need - 1], _state())
+    msg = str(e.value)
+    pat = (rf"wait-state hazard \(.*\): {consumer}\S* at pc 0x[0-9a-f]+, \S+: {need - 1} wait states after "
+           rf"{producer}\S* at pc 0x[0-9a-f]+, {need} required")
+    assert re.search(pat, msg), msg
+    run(code[rule, need - 1], _state(), strict=False)  # only strict mode checks
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+def test_required_wait_states_pass(code, rule):
+    run(code[rule, RULES[rule][2]], _state())
+
+
+def test_accumulation_chain_needs_no_wait(tc):
+    chain = assemble_many(tc.mc, [[f"{MFMA16} v[0:3], v[4:7], v[8:11], v[0:3]",
+                                   f"{MFMA16} v[0:3], v[12:15], v[8:11], v[0:3]", "s_endpgm"]])[0]
+    run(chain, _state())
+
+
+def test_independent_instructions_count_as_wait_states(tc):
+    """Seven VALU ops and an s_nop 0 between an MFMA and its reader are its 8 wait states."""
+    lines = [f"{MFMA16} v[0:3], v[4:7], v[8:11], v[0:3]"] + [f"v_mov_b32 v{40 + i}, 0" for i in range(7)]
+    short, enough = assemble_many(tc.mc, [lines + ["v_add_f32 v12, v0, v1", "s_endpgm"],
+                                          lines + ["s_nop 0", "v_add_f32 v12, v0, v1", "s_endpgm"]])
+    with pytest.raises(EmuError, match="7 wait states"):
+        run(short, _state())
+    run(enough, _state())
+
+
+# ---------------------------------------------------------------- rules that need memory
+
+def _mem_state(m, n=1024):
+    st = _state()
+    base = m.memory.alloc(n)
+    st.s[20], st.s[21] = base & 0xFFFFFFFF, base >> 32
+    st.s[8:12] = [base & 0xFFFFFFFF, base >> 32, n, 0x00027000]  # a raw buffer resource over it
+    st.v[0] = np.arange(64) * 4  # per-lane byte offsets
+    st.v[2], st.v[3] = st.s[20] + st.v[0], st.s[21]
+    return st
+
+
+MEM_RULES = {
+    # VALU writes an SGPR that a VMEM instruction then reads (its saddr): 5
+    "VALU SGPR write read by VMEM": (["v_readfirstlane_b32 s20, v40", "v_readfirstlane_b32 s21, v41"],
+                                     ["global_load_dword v1, v0, s[20:21]"], 5),
+    # a store of more than 8 bytes, then a VALU overwriting its data: 2
+    "wide store data overwritten": (["global_store_dwordx4 v[2:3], v[4:7], off"], ["v_mov_b32 v5, 0"], 2),
+    # SALU writes M0, then an LDS DMA: 1
+    "SALU M0 write before LDS DMA": (["s_mov_b32 m0, 0"], ["buffer_load_dword v0, s[8:11], 0 offen lds"], 1),
+}
+
+
+@pytest.mark.parametrize("rule", list(MEM_RULES))
+def test_memory_rules(tc, rule):
+    from hkrt.emu.machine import Machine
+    producer, consumer, need = MEM_RULES[rule]
+    tail = ["s_waitcnt vmcnt(0)", "s_endpgm"]
+    short, enough = assemble_many(tc.mc, [producer + nops(need - 1) + consumer + tail,
+                                          producer + nops(need) + consumer + tail])
+    m = Machine(1 << 20)
+    st = _mem_state(m)
+    st.v[40], st.v[41] = st.s[20], st.s[21]
+    with pytest.raises(EmuError, match=rf"{need - 1} wait states after .*{need} required"):
+        run(short, st, machine=m)
+    run(enough, st, machine=m)
+
+
+# ---------------------------------------------------------------- cross-wave LDS races
+
+RACES = r"""
+#include <hip/hip_runtime.h>
+extern "C" __global__ __launch_bounds__(128) void k(const float* in, float* out) {
+  __shared__ float s[128];
+  int t = threadIdx.x;
+#if CASE == 0  /* both waves write the same dwords: ordered only with a barrier between */
+  if (t < 64) s[t] = in[t];
+#if FIXED
+  __syncthreads();
+#endif
+  if (t >= 64) s[t - 64] = in[t];
+  __syncthreads();
+  out[t] = s[t % 64];
+#else  /* a barrier the writes had not retired before: the wait must come first (all in asm, so the compiler
+          adds no wait of its own; the launch gives 512 bytes of dynamic LDS) */
+  float v = in[t], r;
+  asm volatile("ds_write_b32 %0, %1" :: "v"((unsigned)(t * 4)), "v"(v) : "memory");
+#if FIXED
+  asm volatile("s_waitcnt lgkmcnt(0)" ::: "memory");
+#endif
+  asm volatile("s_barrier\n\tds_read_b32 %0, %1\n\ts_waitcnt lgkmcnt(0)"
+               : "=v"(r) : "v"((unsigned)(((t + 64) % 128) * 4)) : "memory");
+  out[t] = r;
+#endif
+}
+"""
+
+
+@pytest.mark.parametrize("case", [0, 1])
+@pytest.mark.parametrize("fixed", [0, 1])
+def test_lds_races(compile_hip, case, fixed):
+    co = compile_hip(RACES, name=f"race{case}{fixed}", extra=[f"-DCASE={case}", f"-DFIXED={fixed}"])
+    x = np.random.default_rng().standard_normal(128).astype(np.float32)
+    expect = np.concatenate([x[64:], x[64:]]) if case == 0 else np.roll(x, -64)
+    for strict in (False, True):
+        dev = EmuMachine(strict=strict)
+        din, dout = dev.put(x), dev.put(np.full(128, np.nan, np.float32))
+        mod = dev.load(co)
+        launch = lambda: dev.m.launch(mod, "k", (1, 1, 1), (128, 1, 1), 512 * case,  # noqa: E731
+                                      np.array([din, dout], np.uint64).tobytes())
+        if strict and not fixed:
+            what = "writes" if case == 0 else "reads"
+            with pytest.raises(HazardError, match=rf"LDS race: ds_\w+ at pc 0x[0-9a-f]+ \(wave \d\) {what} LDS byte "
+                                                  rf"0x[0-9a-f]+, written by ds_write_b32 at pc 0x[0-9a-f]+ \(wave \d\)"):
+                launch()
+            continue
+        launch()
+        if fixed:
+            np.testing.assert_array_equal(dev.get(dout, (128,), np.float32), expect)
