@@ -3457,7 +3457,8 @@ def test_fmac_f64_modifiers_dpp_constants(code, rng):
 
 
 snippet("div:f32", ["v_div_scale_f32 v4, s[20:21], v2, v2, v1", "v_div_scale_f32 v5, vcc, v1, v2, v1",
-                    "v_rcp_f32 v6, v4", "v_fma_f32 v7, -v4, v6, 1.0", "v_fma_f32 v6, v7, v6, v6",
+                    "v_rcp_f32 v6, v4", "s_nop 0",  # a transcendental's result needs one wait state (§11.1)
+                    "v_fma_f32 v7, -v4, v6, 1.0", "v_fma_f32 v6, v7, v6, v6",
                     "v_mul_f32 v7, v5, v6", "v_fma_f32 v8, -v4, v7, v5", "v_fma_f32 v7, v8, v6, v7",
                     "v_fma_f32 v4, -v4, v7, v5", "v_div_fmas_f32 v4, v4, v6, v7", "v_div_fixup_f32 v10, v4, v2, v1"],
         covers=["v_div_scale_f32", "v_div_fmas_f32", "v_div_fixup_f32"])
