@@ -128,8 +128,13 @@ def vector_alu_lines() -> list[str]:
     out += ["v_add_f32_e64 v5, -|v7|, s9 clamp mul:2", "v_mul_f32_e64 v5, v7, -v9 div:2",
             "v_max_f32_e64 v5, |v7|, |v9| clamp"]
     for m in isa.VOPC.values():
-        if m.endswith(("_i64", "_u64")):
+        if m.endswith(("_i64", "_u64", "_f64")) and "class" not in m:
             out += [f"{m} vcc, v[6:7], v[8:9]", f"{m} vcc, s[6:7], v[8:9]", f"{m}_e64 s[10:11], v[6:7], s[8:9]"]
+        elif m.endswith("class_f64"):
+            out += [f"{m} vcc, v[6:7], v9", f"{m} vcc, s[6:7], v9", f"{m}_e64 s[10:11], -v[6:7], s9"]
+        elif m.endswith("16"):  # 16-bit operands: 16-bit literals
+            out += [f"{m} vcc, v7, v9", f"{m} vcc, 0x3001, v9", f"{m} vcc, s101, v9",
+                    f"{m}_e64 s[10:11], v7, s9", f"{m}_e64 vcc, -1, v9"]
         else:
             out += [f"{m} vcc, v7, v9", f"{m} vcc, 0x3f000001, v9", f"{m} vcc, s101, v9",
                     f"{m}_e64 s[10:11], v7, s9", f"{m}_e64 vcc, -1, v9"]

@@ -916,13 +916,14 @@ _I_COND = {"f": lambda a, b: np.zeros(a.shape, bool), "lt": np.less, "eq": np.eq
            "gt": np.greater, "ne": np.not_equal, "ge": np.greater_equal, "t": lambda a, b: np.ones(a.shape, bool)}
 
 
-def _class_bits(u: int) -> int:
-    """The v_cmp_class_f32 class index of an fp32 pattern (ISA bit list: sNaN, qNaN, -inf, -norm, -denorm,
-    -0, +0, +denorm, +norm, +inf)."""
-    e, m, neg = (u >> 23) & 0xFF, u & 0x7FFFFF, u >> 31
-    if e == 0xFF and m:
-        return 1 if m & 0x400000 else 0
-    if e == 0xFF:
+def _class_bits(u: int, bits: int = 32) -> int:
+    """The v_cmp_class class index of a float pattern of 16, 32 or 64 bits (ISA bit list: sNaN, qNaN, -inf,
+    -norm, -denorm, -0, +0, +denorm, +norm, +inf)."""
+    mant_bits, exp_bits = {16: (10, 5), 32: (23, 8), 64: (52, 11)}[bits]
+    e, m, neg = (u >> mant_bits) & ((1 << exp_bits) - 1), u & ((1 << mant_bits) - 1), u >> (bits - 1)
+    if e == (1 << exp_bits) - 1 and m:
+        return 1 if m >> (mant_bits - 1) else 0
+    if e == (1 << exp_bits) - 1:
         return 2 if neg else 9
     if e:
         return 3 if neg else 8
@@ -931,32 +932,92 @@ def _class_bits(u: int) -> int:
     return 5 if neg else 6
 
 
+def _cmp_type(name) -> str:
+    return name.split("_")[-1]
+
+
+def _wide_src0(name) -> bool:  # 64-bit first operand (as a (lo, hi) pair of rows)
+    return _cmp_type(name) in ("i64", "u64", "f64")
+
+
+def _wide_src1(name) -> bool:
+    return _wide_src0(name) and "class" not in name
+
+
+def _join64(pair) -> np.ndarray:
+    return _u64(pair[0]) | _u64(pair[1]) << np.uint64(32)
+
+
 def vopc_ref(name, a, b):
-    """Per-lane boolean of a VOPC compare on lane vectors (64-bit types take (lo, hi) row pairs)."""
+    """Per-lane boolean of a VOPC compare on lane vectors (64-bit operands take (lo, hi) row pairs; 16-bit
+    operands are the low halves of the rows)."""
     parts = name.split("_")  # v, cmp|cmpx, cond, type
     cond, ty = parts[2], parts[3]
     if cond == "class":
-        return np.array([(int(y) >> _class_bits(int(x))) & 1 for x, y in zip(a, b)], bool)
-    if ty == "f32":
+        width = int(ty[1:])
+        xs = _join64(a) if width == 64 else np.asarray(a, np.uint32) & ((1 << width) - 1)
+        return np.array([(int(y) >> _class_bits(int(x), width)) & 1 for x, y in zip(xs, b)], bool)
+    if ty in ("f16", "f32", "f64"):
+        if ty == "f64":
+            a, b = _join64(a).view(np.float64), _join64(b).view(np.float64)
+        elif ty == "f16":
+            a, b = (np.asarray(x, np.uint32).astype(np.uint16).view(np.float16) for x in (a, b))
+        else:
+            a, b = f32(a), f32(b)
         with np.errstate(invalid="ignore"):
-            return _f_cond(cond)(f32(a), f32(b))
+            return _f_cond(cond)(a, b)
     if ty in ("i64", "u64"):
-        a = _u64(a[0]) | _u64(a[1]) << np.uint64(32)
-        b = _u64(b[0]) | _u64(b[1]) << np.uint64(32)
+        a, b = _join64(a), _join64(b)
         if ty == "i64":
             a, b = a.view(np.int64), b.view(np.int64)
+    elif ty in ("i16", "u16"):
+        a, b = (np.asarray(x, np.uint32).astype(np.uint16) for x in (a, b))
+        if ty == "i16":
+            a, b = a.view(np.int16), b.view(np.int16)
     elif ty == "i32":
         a, b = _i64(a), _i64(b)
     return _I_COND[cond](a, b)
 
 
+_F16_EDGES = np.array([0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x3C00, 0xBC00, 0x7BFF, 0x7C00, 0xFC00,
+                       0x7E00, 0xFE01, 0x7C01, 0x7D00], np.uint32)  # +-0, denormals, normals, +-inf, q/sNaN
+_F64_EDGES = np.array([0, 1 << 63, 1, 0x000FFFFFFFFFFFFF, 0x0010000000000000, 0x3FF0000000000000,
+                       0xBFF0000000000000, 0x7FF0000000000000, 0xFFF0000000000000, 0x7FF8000000000000,
+                       0xFFF8000000000001, 0x7FF0000000000001, 0x7FF4000000000000], np.uint64)
+
+
+def _split64(x) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, np.uint64)
+    return (x & np.uint64(M32)).astype(np.uint32), (x >> np.uint64(32)).astype(np.uint32)
+
+
+def _rand_f16_rows(rng) -> np.ndarray:
+    """fp16 patterns in the low halves (edge values mixed in), random junk in the high halves."""
+    lo = np.asarray(rng.random(64) * 8 - 4, np.float16).view(np.uint16).astype(np.uint32)
+    pick = rng.random(64) < 0.4
+    lo[pick] = rng.choice(_F16_EDGES, pick.sum())
+    return lo | (rand_u32(rng) << np.uint32(16))
+
+
+def _rand_f64(rng) -> np.ndarray:
+    x = (rng.random(64) * 2.0 ** rng.integers(-30, 30, 64)) * np.where(rng.random(64) < 0.5, -1, 1)
+    u = x.astype(np.float64).view(np.uint64).copy()
+    pick = rng.random(64) < 0.35
+    u[pick] = rng.choice(_F64_EDGES, pick.sum())
+    return u
+
+
 def _vopc_inputs(rng, name):
-    ty = name.split("_")[-1]
+    ty = _cmp_type(name)
     if "class" in name:
+        mask = rng.integers(0, 1 << 10, 64).astype(np.uint32)
+        if ty == "f64":
+            return _split64(_rand_f64(rng)), mask
+        if ty == "f16":
+            return _rand_f16_rows(rng), mask
         specials = np.array([0x7F800001, 0x7FC00000, 0xFF800000, 0xBF800000, 0x80000001, 0x80000000, 0,
                              0x00000001, 0x3F800000, 0x7F800000, 0xFFC00001, 0x7FA00000], np.uint32)
-        a = rng.choice(specials, 64)
-        return a, rng.integers(0, 1 << 10, 64).astype(np.uint32)
+        return rng.choice(specials, 64), mask
     if ty == "f32":
         a, b = rand_f32(rng), rand_f32(rng)
         b[:12] = a[:12]  # equal operands
@@ -964,6 +1025,15 @@ def _vopc_inputs(rng, name):
         a[nan & (rng.random(64) < 0.5)] = 0x7FC00000
         b[nan & (rng.random(64) < 0.5)] = 0xFFC00001
         return a, b
+    if ty == "f16":
+        a, b = _rand_f16_rows(rng), _rand_f16_rows(rng)
+        b[:12] = (b[:12] & 0xFFFF0000) | (a[:12] & 0xFFFF)  # equal values, different high halves
+        b[12:14] = (b[12:14] & 0xFFFF0000) | (a[12:14] & 0xFFFF) ^ 0x8000  # +-0 against -+0 among them
+        return a, b
+    if ty == "f64":
+        a, b = _rand_f64(rng), _rand_f64(rng)
+        b[:12] = a[:12]
+        return _split64(a), _split64(b)
     if ty in ("i64", "u64"):
         a = (rand_u32(rng), rand_u32(rng))
         b = (rand_u32(rng), rand_u32(rng))
@@ -972,23 +1042,55 @@ def _vopc_inputs(rng, name):
         return a, b
     a, b = rand_u32(rng), rand_u32(rng)
     b[:12] = a[:12]
+    if ty in ("i16", "u16"):
+        b[12:24] = (b[12:24] & 0xFFFF0000) | (a[12:24] & 0xFFFF)  # equal low halves, different high ones
+        a[24:28] = (a[24:28] & 0xFFFF0000) | np.array([0x7FFF, 0x8000, 0xFFFF, 0], np.uint32)
     return a, b
 
 
+# constant first operands per operand width: (assembly text, the operand's value as the compare sees it)
+_F16_INLINE = {"0.5": 0x3800, "-0.5": 0xB800, "1.0": 0x3C00, "-1.0": 0xBC00, "2.0": 0x4000, "-2.0": 0xC000,
+               "4.0": 0x4400, "-4.0": 0xC400}
+_F64_INLINE = {"0.5": 0x3FE0000000000000, "-1.0": 0xBFF0000000000000, "4.0": 0x4010000000000000}
+
+
+def _vopc_constant(name) -> tuple[str, object]:
+    ty = _cmp_type(name)
+    if ty in ("f16", "i16", "u16"):  # fp16 inline constants, inline integers, 16-bit literals
+        pool = list(_F16_INLINE.items()) + [("-7", 0xFFF9), ("33", 33)]
+        v = int(_GEN.integers(65, 1 << 16))
+        pool.append((f"0x{v:x}", v))
+        return pool[int(_GEN.integers(len(pool)))]
+    if ty in ("f64", "i64", "u64"):  # 64-bit inline constants; an fp64 literal is the high word
+        pool = [("-5", (1 << 64) - 5), ("17", 17)]
+        if ty == "f64":
+            hi = int(_GEN.integers(1, 1 << 32)) & ~0xFFFF | 0x4000  # not an inline value
+            pool += list(_F64_INLINE.items()) + [(f"0x{hi:x}", hi << 32)]
+        t, v = pool[int(_GEN.integers(len(pool)))]
+        return t, _split64(np.full(64, v, np.uint64))
+    t, v = const_operands(6)[0]
+    return t, v
+
+
 for _m in isa.VOPC.values():
-    _w64 = _m.endswith(("i64", "u64"))
-    _va, _vb = ("v[2:3]", "v[4:5]") if _w64 else ("v2", "v4")
+    _va = "v[2:3]" if _wide_src0(_m) else "v2"
+    _vb = "v[4:5]" if _wide_src1(_m) else "v4"
     snippet(f"vopc:{_m}", [f"{_m}_e32 vcc, {_va}, {_vb}"], covers=[_m])
     snippet(f"vopc64:{_m}", [f"{_m}_e64 s[20:21], {_va}, {_vb}"])
-    if not _w64:  # a constant first operand (literal in VOPC, inline in VOP3)
-        _kk = [(t, v) for t, v in const_operands(6)][:2]
-        snippet(f"vopc:{_m}:k", [f"{_m}_e32 vcc, {_kk[0][0]}, {_vb}", "v_cndmask_b32 v10, 0, 1, vcc"],
-                meta=_kk[0][1])
+    if "class" not in _m:  # a constant first operand (literal in VOPC, inline in VOP3)
+        _k = _vopc_constant(_m)
+        snippet(f"vopc:{_m}:k", [f"{_m}_e32 vcc, {_k[0]}, {_vb}", "v_cndmask_b32 v10, 0, 1, vcc"], meta=_k[1])
+
+
+def _set_operand(st, reg, x):
+    if isinstance(x, tuple):
+        st.v[reg], st.v[reg + 1] = x
+    else:
+        st.v[reg] = x
 
 
 @pytest.mark.parametrize("name", list(isa.VOPC.values()))
 def test_vopc(code, rng, name):
-    w64 = name.endswith(("i64", "u64"))
     cmpx = name.startswith("v_cmpx")
     for form in ("vopc", "vopc64"):
         for trial in range(3):
@@ -996,10 +1098,8 @@ def test_vopc(code, rng, name):
             e = ALL if trial == 0 else rand_exec(rng)
             st = new_state(seed=int(rng.integers(1 << 62)))
             set64(st, 126, e)
-            if w64:
-                st.v[2], st.v[3], st.v[4], st.v[5] = a[0], a[1], b[0], b[1]
-            else:
-                st.v[2], st.v[4] = a, b
+            _set_operand(st, 2, a)
+            _set_operand(st, 4, b)
             out = run(code[f"{form}:{name}"], st)
             bits = vopc_ref(name, a, b) & lanes(e)  # inactive lanes write 0
             want = int(sum(int(x) << i for i, x in enumerate(bits)))
@@ -1011,15 +1111,57 @@ def test_vopc(code, rng, name):
                 assert out.exec == e
             if form == "vopc64":
                 assert out.vcc == st.vcc, "the VOP3 form must not touch VCC"
-    if not w64:
+    if "class" not in name:
         st = new_state(seed=int(rng.integers(1 << 62)))
         a, b = _vopc_inputs(rng, name)
-        st.v[4] = b
+        _set_operand(st, 4, b)
         out = run(code[f"vopc:{name}:k"], st)
         k = META[f"vopc:{name}:k"]
-        want = vopc_ref(name, np.full(64, k, np.uint32), b)
+        want = vopc_ref(name, k if isinstance(k, tuple) else np.full(64, k, np.uint32), b)
         if not cmpx:
-            assert (out.v[10] == want.astype(np.uint32)).all(), f"{name} with constant {k:#x}"
+            assert (out.v[10] == want.astype(np.uint32)).all(), f"{name} with constant {k}"
+
+
+_MOD_CASES = ["v_cmp_lt_f16_e64 s[20:21], -v2, |v4|", "v_cmp_eq_f64_e64 s[20:21], |v[2:3]|, -v[4:5]",
+              "v_cmp_class_f16_e64 s[20:21], -v2, v4", "v_cmp_class_f64_e64 s[20:21], |v[2:3]|, v4",
+              "v_cmp_ge_f16_sdwa s[20:21], -v2, v4 src0_sel:WORD_1 src1_sel:WORD_0",
+              "v_cmp_lt_i16_sdwa s[20:21], sext(v2), v4 src0_sel:BYTE_1 src1_sel:WORD_1",
+              "v_cmp_gt_u16_sdwa s[20:21], v2, v4 src0_sel:WORD_1 src1_sel:BYTE_0",
+              "v_cmp_class_f16_sdwa s[20:21], |v2|, v4 src0_sel:WORD_1 src1_sel:DWORD"]
+for _i, _line in enumerate(_MOD_CASES):
+    snippet(f"vopc:mods:{_i}", [_line])
+
+
+def test_vopc_source_modifiers(code, rng):
+    """abs/neg on fp16 and fp64 compares and class tests (VOP3 and SDWA), SDWA selects on 16-bit compares:
+    the expectation applies each modifier to the operand bits by hand, then compares with numpy."""
+    neg16, abs16 = (lambda x: x ^ np.uint32(0x8000)), (lambda x: x & np.uint32(0xFFFF7FFF))
+    for i, line in enumerate(_MOD_CASES):
+        name = line.split("_e64")[0].split("_sdwa")[0].split()[0]
+        a, b = _vopc_inputs(rng, name)
+        if not _wide_src1(name) and "class" not in name:
+            b = rand_u32(rng) if "16" in name and "f16" not in name else b
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        _set_operand(st, 2, a)
+        _set_operand(st, 4, b)
+        out = run(code[f"vopc:mods:{i}"], st)
+        if i == 0:
+            want = vopc_ref(name, neg16(a), abs16(b))
+        elif i == 1:
+            want = vopc_ref(name, (a[0], a[1] & np.uint32(0x7FFFFFFF)), (b[0], b[1] ^ np.uint32(0x80000000)))
+        elif i == 2:
+            want = vopc_ref(name, neg16(a), b)
+        elif i == 3:
+            want = vopc_ref(name, (a[0], a[1] & np.uint32(0x7FFFFFFF)), b)
+        elif i == 4:
+            want = vopc_ref(name, neg16(_sel(a, "WORD_1", False)), _sel(b, "WORD_0", False))
+        elif i == 5:
+            want = vopc_ref(name, _sel(a, "BYTE_1", True), _sel(b, "WORD_1", False))
+        elif i == 6:
+            want = vopc_ref(name, _sel(a, "WORD_1", False), _sel(b, "BYTE_0", False))
+        else:
+            want = vopc_ref(name, abs16(_sel(a, "WORD_1", False)), b)
+        assert s64(out, 20) == _mask_of(want), f"{line}: {s64(out, 20):#x} want {_mask_of(want):#x}"
 
 
 # ------------------------------------------------------------------------------------------------ VALU specials

@@ -81,7 +81,8 @@ typedef struct {
 /* The opcode table (generated from isa.OPS into optable.h, which is included after the handlers): for each
  * opcode id the function that runs it and the parameters that function reads. */
 typedef int (*op_handler)(ctx_t *c, wave_t *w, const insn_t *in);
-enum { CT_F32, CT_I32, CT_U32, CT_I64, CT_U64, CT_CLASS };                     /* .type: isa.COMPARE_TYPES */
+enum { CT_F16, CT_F32, CT_F64, CT_I16, CT_U16, CT_I32, CT_U32, CT_I64, CT_U64, CT_CLASS_F16, CT_CLASS_F32,
+       CT_CLASS_F64 }; /* .type: isa.COMPARE_TYPES */
 enum { BR_ALWAYS, BR_SCC0, BR_SCC1, BR_VCCZ, BR_VCCNZ, BR_EXECZ, BR_EXECNZ };  /* .cond of a branch */
 enum { DPP_ANY, DPP_NONE_VOPC, DPP_NONE, DPP_ROW_NEWBCAST, DPP_NOT_VOP12 };   /* .dpp: see dpp_refused() */
 typedef struct {
@@ -622,7 +623,8 @@ static inline float fpost(const insn_t *in, float x) {
   return x;
 }
 
-static inline int cmp_f32(int cond, float a, float b) {
+/* a float compare by condition (isa._CMP_FLOAT order); fp16 and fp32 operands arrive widened, exactly */
+static inline int cmp_float(int cond, double a, double b) {
   int un = a != a || b != b;
   switch (cond) {
     case 0: return 0;
@@ -648,16 +650,29 @@ static inline int cmp_f32(int cond, float a, float b) {
   ((cond) == 0 ? 0 : (cond) == 1 ? (a) < (b) : (cond) == 2 ? (a) == (b) : (cond) == 3 ? (a) <= (b) \
    : (cond) == 4 ? (a) > (b) : (cond) == 5 ? (a) != (b) : (cond) == 6 ? (a) >= (b) : 1)
 
+/* The class index of a float for v_cmp_class (docs/facts.md §13.1): 0 sNaN, 1 qNaN, 2 -inf, 3 -normal,
+ * 4 -denormal, 5 -0, 6 +0, 7 +denormal, 8 +normal, 9 +inf; any width, from its sign, exponent and mantissa. */
+static int float_class(int neg, int exp_all_ones, int exp_zero, int mant_zero, int quiet) {
+  if (exp_all_ones) return mant_zero ? (neg ? 2 : 9) : quiet ? 1 : 0;
+  if (exp_zero) return mant_zero ? (neg ? 5 : 6) : neg ? 4 : 7;
+  return neg ? 3 : 8;
+}
+
 static int class_f32(float x, uint32_t m) {
-  uint32_t u = u32f(x);
-  int neg = u >> 31, e = (u >> 23) & 0xFF, f = u & 0x7FFFFF;
-  int bit;
-  if (e == 0xFF && f) bit = (f & 0x400000) ? 1 : 0;
-  else if (e == 0xFF) bit = neg ? 2 : 9;
-  else if (e == 0 && f == 0) bit = neg ? 5 : 6;
-  else if (e == 0) bit = neg ? 4 : 7;
-  else bit = neg ? 3 : 8;
-  return (m >> bit) & 1;
+  uint32_t u = u32f(x), e = (u >> 23) & 0xFF, f = u & 0x7FFFFF;
+  return (m >> float_class(u >> 31, e == 0xFF, e == 0, f == 0, (f >> 22) & 1)) & 1;
+}
+
+static int class_f64(double x, uint32_t m) {
+  uint64_t u;
+  memcpy(&u, &x, 8);
+  uint64_t e = (u >> 52) & 0x7FF, f = u & 0xFFFFFFFFFFFFFull;
+  return (m >> float_class((int)(u >> 63), e == 0x7FF, e == 0, f == 0, (int)((f >> 51) & 1))) & 1;
+}
+
+static int class_f16(uint16_t u, uint32_t m) {
+  uint32_t e = (u >> 10) & 0x1F, f = u & 0x3FF;
+  return (m >> float_class(u >> 15, e == 0x1F, e == 0, f == 0, (f >> 9) & 1)) & 1;
 }
 
 /* ---- DPP (docs/facts.md §6.4): src0 comes from another lane of the same VGPR */
@@ -1014,20 +1029,51 @@ static int valu_bit(ctx_t *c, wave_t *w, const insn_t *in) {
 
 /* ---- VOPC compares: condition and operand type come from the opcode table (isa.OPS) */
 
+/* 16-bit operands (docs/facts.md §13.1): the low half of the 32-bit value, except that the inline float
+ * constants are fp16 patterns. */
+static const uint16_t INLINE_F16[9] = {0x3800, 0xB800, 0x3C00, 0xBC00, 0x4000, 0xC000, 0x4400, 0xC400, 0x3118};
+static inline uint16_t op16(const insn_t *in, int i, uint32_t v) {
+  int code = in->src[i];
+  return code >= 240 && code <= 248 ? INLINE_F16[code - 240] : (uint16_t)v;
+}
+
+static inline double fmod_src64(const insn_t *in, int i, double x) {
+  if (in->flags >> (F_ABS + i) & 1) x = fabs(x);
+  if (in->flags >> (F_NEG + i) & 1) x = -x;
+  return x;
+}
+
+/* A 64-bit compare source as lo/hi rows; a literal is the high half of an fp64 operand (low half 0) and the
+ * zero-extended value of an integer one (docs/facts.md §13.1). */
+static int cmp_src64(ctx_t *c, wave_t *w, const insn_t *in, int i, int is_float, uint32_t *tl, uint32_t *th,
+                     const uint32_t **lo, const uint32_t **hi) {
+  if (vsrc64(c, w, in, in->src[i], tl, th, lo, hi)) return 1;
+  if (is_float && in->src[i] == 255)
+    for (int l = 0; l < LANES; l++) tl[l] = 0, th[l] = in->literal;
+  return 0;
+}
+
 static int valu_compare(ctx_t *c, wave_t *w, const insn_t *in) {
   const op_entry *e = &OPS[in->op];
   uint64_t exec, m = 0;
-  int src_of[LANES], cond = e->cond;
+  int src_of[LANES], cond = e->cond, ty = e->type;
   if (valu_lanes(c, w, in, &exec, src_of)) return 1;
-  if (e->type == CT_I64 || e->type == CT_U64) {
-    uint32_t tl[2][LANES], th[2][LANES];
-    const uint32_t *lo[2], *hi[2];
-    for (int i = 0; i < 2; i++)
-      if (vsrc64(c, w, in, in->src[i], tl[i], th[i], &lo[i], &hi[i])) return 1;
+  if (ty == CT_I64 || ty == CT_U64 || ty == CT_F64 || ty == CT_CLASS_F64) {
+    uint32_t tl[2][LANES], th[2][LANES], t1[LANES];
+    const uint32_t *lo[2], *hi[2], *mask = NULL;
+    if (cmp_src64(c, w, in, 0, ty != CT_I64 && ty != CT_U64, tl[0], th[0], &lo[0], &hi[0])) return 1;
+    if (ty == CT_CLASS_F64 ? vsrc(c, w, in, in->src[1], t1, &mask)
+                           : cmp_src64(c, w, in, 1, ty == CT_F64, tl[1], th[1], &lo[1], &hi[1]))
+      return 1;
     for (int l = 0; l < LANES; l++) {
       if (!(exec >> l & 1)) continue;
-      uint64_t a = (uint64_t)lo[0][l] | ((uint64_t)hi[0][l] << 32), b = (uint64_t)lo[1][l] | ((uint64_t)hi[1][l] << 32);
-      int r = e->type == CT_I64 ? CMP_INT(cond, (int64_t)a, (int64_t)b) : CMP_INT(cond, a, b);
+      uint64_t a = (uint64_t)lo[0][l] | ((uint64_t)hi[0][l] << 32), b = 0;
+      if (ty != CT_CLASS_F64) b = (uint64_t)lo[1][l] | ((uint64_t)hi[1][l] << 32);
+      int r;
+      if (ty == CT_I64) r = CMP_INT(cond, (int64_t)a, (int64_t)b);
+      else if (ty == CT_U64) r = CMP_INT(cond, a, b);
+      else if (ty == CT_F64) r = cmp_float(cond, fmod_src64(in, 0, f64(a)), fmod_src64(in, 1, f64(b)));
+      else r = class_f64(fmod_src64(in, 0, f64(a)), mask[l]);
       m |= (uint64_t)r << l;
     }
   } else {
@@ -1036,11 +1082,27 @@ static int valu_compare(ctx_t *c, wave_t *w, const insn_t *in) {
     if (vsrcs(c, w, in, 2, t, s)) return 1;
     for (int l = 0; l < LANES; l++) {
       if (!(exec >> l & 1)) continue;
+      uint32_t x = s[0][l], y = s[1][l];
       int r;
-      if (e->type == CT_F32) r = cmp_f32(cond, fmod_src(in, 0, f32(s[0][l])), fmod_src(in, 1, f32(s[1][l])));
-      else if (e->type == CT_I32) r = CMP_INT(cond, (int32_t)s[0][l], (int32_t)s[1][l]);
-      else if (e->type == CT_U32) r = CMP_INT(cond, s[0][l], s[1][l]);
-      else r = class_f32(fmod_src(in, 0, f32(s[0][l])), s[1][l]);
+      switch (ty) {
+        case CT_F32: r = cmp_float(cond, fmod_src(in, 0, f32(x)), fmod_src(in, 1, f32(y))); break;
+        case CT_F16:
+          r = cmp_float(cond, fmod_src(in, 0, (float)f16_of(op16(in, 0, x))), fmod_src(in, 1, (float)f16_of(op16(in, 1, y))));
+          break;
+        case CT_I16: r = CMP_INT(cond, (int16_t)op16(in, 0, x), (int16_t)op16(in, 1, y)); break;
+        case CT_U16: r = CMP_INT(cond, op16(in, 0, x), op16(in, 1, y)); break;
+        case CT_I32: r = CMP_INT(cond, (int32_t)x, (int32_t)y); break;
+        case CT_U32: r = CMP_INT(cond, x, y); break;
+        case CT_CLASS_F32: r = class_f32(fmod_src(in, 0, f32(x)), y); break;
+        default: { /* CT_CLASS_F16: the modifiers act on the sign bit, which is all they can change */
+          uint16_t h = op16(in, 0, x);
+          int ab = in->flags & (1u << F_SDWA) ? (in->flags2 >> SDWA_SRC0_ABS) & 1 : (in->flags >> F_ABS) & 1;
+          int ng = in->flags & (1u << F_SDWA) ? (in->flags2 >> SDWA_SRC0_NEG) & 1 : (in->flags >> F_NEG) & 1;
+          if (ab) h &= 0x7FFF;
+          if (ng) h ^= 0x8000;
+          r = class_f16(h, y);
+        }
+      }
       m |= (uint64_t)r << l;
     }
   }

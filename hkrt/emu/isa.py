@@ -73,17 +73,17 @@ VOP2 = {
 }
 
 # VOPC compares: opcode = base + index of the condition; the same numbers serve VOP3 (op < 256).
-_CMP_F32 = ["f", "lt", "eq", "le", "gt", "lg", "ge", "o", "u", "nge", "nlg", "ngt", "nle", "neq", "nlt", "tru"]
+_CMP_FLOAT = ["f", "lt", "eq", "le", "gt", "lg", "ge", "o", "u", "nge", "nlg", "ngt", "nle", "neq", "nlt", "tru"]
 _CMP_INT = ["f", "lt", "eq", "le", "gt", "ne", "ge", "t"]
-VOPC = {16: "v_cmp_class_f32", 17: "v_cmpx_class_f32"}
-for _i, _c in enumerate(_CMP_F32):
-    VOPC[0x40 + _i] = f"v_cmp_{_c}_f32"
-for _i, _c in enumerate(_CMP_F32):
-    VOPC[0x50 + _i] = f"v_cmpx_{_c}_f32"
-for _base, _ty in ((0xC0, "i32"), (0xC8, "u32"), (0xE0, "i64"), (0xE8, "u64")):
+VOPC = {0x10: "v_cmp_class_f32", 0x11: "v_cmpx_class_f32", 0x12: "v_cmp_class_f64", 0x13: "v_cmpx_class_f64",
+        0x14: "v_cmp_class_f16", 0x15: "v_cmpx_class_f16"}
+for _base, _ty in ((0x20, "f16"), (0x40, "f32"), (0x60, "f64")):
+    for _i, _c in enumerate(_CMP_FLOAT):
+        VOPC[_base + _i] = f"v_cmp_{_c}_{_ty}"
+        VOPC[_base + 0x10 + _i] = f"v_cmpx_{_c}_{_ty}"
+for _base, _ty in ((0xA0, "i16"), (0xA8, "u16"), (0xC0, "i32"), (0xC8, "u32"), (0xE0, "i64"), (0xE8, "u64")):
     for _i, _c in enumerate(_CMP_INT):
         VOPC[_base + _i] = f"v_cmp_{_c}_{_ty}"
-    for _i, _c in enumerate(_CMP_INT):
         VOPC[_base + 0x10 + _i] = f"v_cmpx_{_c}_{_ty}"
 
 # VOP3-only opcodes (VOP3 also encodes VOPC at op, VOP2 at 0x100 + op and VOP1 at 0x140 + op).
@@ -205,7 +205,7 @@ def segment_has(seg: int, base: str) -> bool:
 class Op:
     """The C function of core.c that runs a mnemonic, and the parameters it reads from the opcode table."""
     handler: str
-    cond: int = 0       # compares: the condition's ISA code (its offset in _CMP_F32 or _CMP_INT); branches:
+    cond: int = 0       # compares: the condition's ISA code (its offset in _CMP_FLOAT or _CMP_INT); branches:
                         # its index in BRANCH_CONDITIONS; s_bitcmp0/1: the bit value that sets SCC
     type: str = ""      # compares: operand type, one of COMPARE_TYPES
     cmpx: bool = False  # v_cmpx_*: the result is written to EXEC as well
@@ -217,7 +217,7 @@ class Op:
     cd_regs: int = 0
 
 
-COMPARE_TYPES = ("f32", "i32", "u32", "i64", "u64", "class")
+COMPARE_TYPES = ("f16", "f32", "f64", "i16", "u16", "i32", "u32", "i64", "u64", "class_f16", "class_f32", "class_f64")
 BRANCH_CONDITIONS = ("always", "scc0", "scc1", "vccz", "vccnz", "execz", "execnz")
 OPS: dict[str, Op] = {}
 
@@ -288,15 +288,17 @@ _declare("valu_mbcnt", "v_mbcnt_lo_u32_b32 v_mbcnt_hi_u32_b32")
 _declare("valu_shift64", "v_lshlrev_b64 v_lshrrev_b64 v_ashrrev_i64 v_lshl_add_u64")
 _declare("valu_mad64", "v_mad_u64_u32 v_mad_i64_i32")
 _declare("valu_packed_f32", "v_pk_fma_f32 v_pk_mul_f32 v_pk_add_f32 v_pk_mov_b32")
-for _i, _c in enumerate(_CMP_F32):
-    _declare("valu_compare", f"v_cmp_{_c}_f32", cond=_i, type="f32")
-    _declare("valu_compare", f"v_cmpx_{_c}_f32", cond=_i, type="f32", cmpx=True)
-for _ty in ("i32", "u32", "i64", "u64"):
+for _ty in ("f16", "f32", "f64"):
+    for _i, _c in enumerate(_CMP_FLOAT):
+        _declare("valu_compare", f"v_cmp_{_c}_{_ty}", cond=_i, type=_ty)
+        _declare("valu_compare", f"v_cmpx_{_c}_{_ty}", cond=_i, type=_ty, cmpx=True)
+for _ty in ("i16", "u16", "i32", "u32", "i64", "u64"):
     for _i, _c in enumerate(_CMP_INT):
         _declare("valu_compare", f"v_cmp_{_c}_{_ty}", cond=_i, type=_ty)
         _declare("valu_compare", f"v_cmpx_{_c}_{_ty}", cond=_i, type=_ty, cmpx=True)
-_declare("valu_compare", "v_cmp_class_f32", type="class")
-_declare("valu_compare", "v_cmpx_class_f32", type="class", cmpx=True)
+for _ty in ("f16", "f32", "f64"):
+    _declare("valu_compare", f"v_cmp_class_{_ty}", type=f"class_{_ty}")
+    _declare("valu_compare", f"v_cmpx_class_{_ty}", type=f"class_{_ty}", cmpx=True)
 for _name, _m, _n, _k, _ab, _cd in MAI.values():
     _declare("valu_mfma", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd)
 # memory
@@ -375,6 +377,6 @@ def timing_class(name: str) -> tuple[str, int]:
         return "salu", 0
     if name in _TRANS:
         return "trans", 0
-    if name in _VALU64 or name.endswith(("_i64", "_u64")):
+    if name in _VALU64 or name.endswith(("_i64", "_u64", "_f64")):
         return "valu64", 0
     return "valu", 0
