@@ -83,10 +83,30 @@ def scalar_lines() -> list[str]:
             "s_waitcnt vmcnt(0)", "s_waitcnt lgkmcnt(0)", "s_waitcnt vmcnt(17) lgkmcnt(3)", "s_waitcnt vmcnt(63)",
             "s_waitcnt expcnt(2)", "s_waitcnt 0"]
     for i, m in enumerate(isa.SMEM.values()):
-        n = [1, 2, 4, 8, 16][i]
-        out += [f"{m} {_regs('s', 16, n)}, s[2:3], 0x{4 * i + 4:x}", f"{m} {_regs('s', 32, n)}, s[98:99], s7",
-                f"{m} {_regs('s', 48, n)}, s[0:1], 0xffffc"]
+        if m in ("s_memtime", "s_memrealtime"):
+            out += [f"{m} s[16:17]", f"{m} s[100:101]"]
+            continue
+        if m.startswith(("s_dcache_inv", "s_dcache_wb")):
+            out.append(m)
+            continue
+        n = _smem_dwords(m)
+        base = "s[8:11]" if "buffer" in m else "s[2:3]"
+        data = _regs("s", 16, n) if "probe" not in m else "7"
+        if m.startswith("s_dcache_discard"):
+            out += [f"{m} s[2:3], 0x{4 * i + 4:x}", f"{m} s[98:99], s7"]
+            continue
+        out += [f"{m} {data}, {base}, 0x{4 * i + 4:x}", f"{m} {_regs('s', 32, n) if 'probe' not in m else '3'}, "
+                f"{base}, s7", f"{m} {_regs('s', 48, n) if 'probe' not in m else '0'}, {base}, 0xffffc"]
     return out
+
+
+def _smem_dwords(m: str) -> int:
+    """SDATA registers of an SMEM op: the dword count (cmpswap: data and compare value)."""
+    n = 2 if m.endswith("_x2") else 1
+    for tag, k in (("x16", 16), ("x8", 8), ("x4", 4), ("x2", 2)):
+        if m.endswith(tag):
+            n = k
+    return 2 * n if "cmpswap" in m else n
 
 
 # VOP1/VOP2/VOPC ops that have no _e64 form in llvm-mc, or whose e32 form needs special operands.
@@ -435,7 +455,23 @@ def expected_fields(text: str) -> dict:
         imm = _waitcnt_imm(text) if name == "s_waitcnt" else int(ops[0], 0) if ops else 0
         exp["imm"] = imm - 0x10000 if imm >= 0x8000 else imm  # SIMM16 is kept sign-extended
     elif name in isa.SMEM.values():
-        exp["dst"], exp["src0"] = c[0], c[1]
+        if name.startswith("s_dcache_discard"):  # no SDATA: SBASE and the offset
+            exp["src0"] = c[0]
+            if ops[1].startswith("s"):
+                exp["src1"] = c[1]
+            else:
+                exp["imm"] = int(ops[1], 0)
+            exp.pop("literal", None)
+            return exp
+        if len(ops) < 3:  # s_memtime, cache maintenance: at most a destination
+            if ops:
+                exp["dst"] = c[0]
+            exp.pop("literal", None)
+            return exp
+        if "probe" in name:
+            exp["dst"], exp["src0"] = int(ops[0], 0), c[1]
+        else:
+            exp["dst"], exp["src0"] = c[0], c[1]
         if ops[2].startswith("s"):
             exp["src1"] = c[2]
         else:
@@ -654,10 +690,10 @@ def test_kernels_decode_like_objdump(tc):
 
 # ------------------------------------------------------------------------------------------------ tests (c)
 
-UNKNOWN = ["v_sin_f32 v1, v2", "s_getreg_b32 s1, hwreg(HW_REG_MODE)", "ds_append v1",
+UNKNOWN = ["v_sin_f32 v1, v2", "s_rfe_b64 s[0:1]", "ds_append v1",
            "v_mfma_f32_4x4x4_16b_f16 a[0:3], v[0:1], v[2:3], a[0:3]", "buffer_load_format_x v1, v2, s[4:7], 0 offen",
            "ds_read_b64_tr_b8 v[2:3], v1", "ds_consume v1", "v_add_f16 v1, v2, v3",
-           "s_memtime s[2:3]", "v_dot2_f32_f16 v1, v2, v3, v4", "s_trap 2"]
+           "tbuffer_load_format_x v1, off, s[4:7], 0", "v_dot2_f32_f16 v1, v2, v3, v4", "s_cbranch_g_fork s[0:1], s[2:3]"]
 
 
 def test_unknown_encodings_decode_as_invalid(tc):

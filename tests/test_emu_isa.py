@@ -2187,6 +2187,186 @@ def test_smem_waitcnt(code, rng):
     assert list(out.s[20:22]) == list(data[2:4])
 
 
+_SB_N = (1, 2, 4, 8, 16)
+for _n in _SB_N:
+    _x = "" if _n == 1 else f"x{_n}"
+    snippet(f"sbload:{_n}", [f"s_buffer_load_dword{_x} {_regs_text(20, _n, 's')}, s[8:11], 0x{4 * _n:x}",
+                             f"s_buffer_load_dword{_x} {_regs_text(40, _n, 's')}, s[8:11], s4",
+                             "s_waitcnt lgkmcnt(0)"], covers=[f"s_buffer_load_dword{_x}"])
+for _n in (1, 2, 4):
+    _x = "" if _n == 1 else f"x{_n}"
+    snippet(f"sstore:{_n}", [f"s_store_dword{_x} {_regs_text(20, _n, 's')}, s[2:3], 0x{8 * _n:x}",
+                             f"s_store_dword{_x} {_regs_text(24, _n, 's')}, s[2:3], s4 glc",
+                             "s_waitcnt lgkmcnt(0)"], covers=[f"s_store_dword{_x}"])
+    snippet(f"sbstore:{_n}", [f"s_buffer_store_dword{_x} {_regs_text(20, _n, 's')}, s[8:11], s4",
+                              "s_waitcnt lgkmcnt(0)"], covers=[f"s_buffer_store_dword{_x}"])
+
+
+def _descriptor(st, base, num_records):
+    """A buffer descriptor in s[8:11]: base address, stride 0, NUM_RECORDS bytes."""
+    st.s[8], st.s[9], st.s[10], st.s[11] = base & M32, (base >> 32) & 0xFFFF, num_records, 0x00027000
+
+
+@pytest.mark.parametrize("n", _SB_N)
+def test_smem_buffer_loads(code, rng, n):
+    """s_buffer_load_dword*: descriptor base + offset; dwords at or beyond NUM_RECORDS read 0 (the last
+    trials straddle the limit)."""
+    mem = Mem(rng, 512)
+    data = mem.bytes().view("<u4")
+    for trial in range(4):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        soff = int(rng.integers(0, 64)) * 4
+        limit = 512 if trial == 0 else soff + 4 * int(rng.integers(0, n + 1)) + int(rng.integers(0, 4))
+        _descriptor(st, mem.bases[0], limit)
+        st.s[4] = soff + int(rng.integers(0, 4))  # the low two offset bits are ignored
+        out = run(code[f"sbload:{n}"], st, machine=mem.m)
+        for dst, off in ((20, 4 * n), (40, soff)):
+            want = [int(data[off // 4 + i]) if off + 4 * i + 4 <= limit else 0 for i in range(n)]
+            assert list(out.s[dst:dst + n]) == want, (trial, dst, off, limit)
+
+
+@pytest.mark.parametrize("n", (1, 2, 4))
+def test_smem_stores(code, rng, n):
+    """s_store_dword* to an address (immediate and SGPR offsets), s_buffer_store_dword* through a descriptor
+    (dwords beyond NUM_RECORDS are dropped); nothing else in memory changes."""
+    mem = Mem(rng, 512)
+    st = new_state(seed=int(rng.integers(1 << 62)))
+    set64(st, 2, mem.bases[0])
+    soff = 0x100 + 16 * int(rng.integers(0, 8))
+    st.s[4] = soff + int(rng.integers(0, 4))
+    before = mem.bytes().view("<u4").copy()
+    out = run(code[f"sstore:{n}"], st, machine=mem.m)
+    want = before.copy()
+    want[2 * n:3 * n] = st.s[20:20 + n]
+    want[soff // 4:soff // 4 + n] = st.s[24:24 + n]
+    assert (mem.bytes().view("<u4") == want).all()
+    assert (out.s[20:28] == st.s[20:28]).all()
+    mem = Mem(rng, 512)
+    st = new_state(seed=int(rng.integers(1 << 62)))
+    limit = soff + 4 * int(rng.integers(0, n + 1))
+    _descriptor(st, mem.bases[0], limit)
+    st.s[4] = soff
+    before = mem.bytes().view("<u4").copy()
+    run(code[f"sbstore:{n}"], st, machine=mem.m)
+    want = before.copy()
+    kept = (limit - soff) // 4
+    want[soff // 4:soff // 4 + kept] = st.s[20:20 + kept]
+    assert (mem.bytes().view("<u4") == want).all(), (limit, soff)
+
+
+def _sat_ref(op, old, x, cmp, bits):
+    """The memory value a scalar atomic leaves, as Python ints (ISA atomic descriptions)."""
+    m = (1 << bits) - 1
+    sgn = lambda v: v - (1 << bits) if v >> (bits - 1) else v  # noqa: E731
+    return {"swap": x, "cmpswap": x if old == cmp else old, "add": (old + x) & m, "sub": (old - x) & m,
+            "smin": x if sgn(x) < sgn(old) else old, "umin": min(x, old), "smax": x if sgn(x) > sgn(old) else old,
+            "umax": max(x, old), "and": old & x, "or": old | x, "xor": old ^ x,
+            "inc": 0 if old >= x else old + 1, "dec": x if old == 0 or old > x else old - 1}[op]
+
+
+_SATOMICS = [f"s_{kind}atomic_{a}{x}" for kind in ("", "buffer_") for a in isa._SMEM_ATOMICS for x in ("", "_x2")]
+for _m in _SATOMICS:
+    _w = 2 if _m.endswith("_x2") else 1
+    _nd = 2 * _w if "cmpswap" in _m else _w
+    _base = "s[8:11]" if "buffer" in _m else "s[2:3]"
+    snippet(f"satomic:{_m}", [f"{_m} {_regs_text(20, _nd, 's')}, {_base}, 0x40 glc",
+                              f"{_m} {_regs_text(32, _nd, 's')}, {_base}, s4", "s_waitcnt lgkmcnt(0)"], covers=[_m])
+
+
+@pytest.mark.parametrize("name", _SATOMICS)
+def test_smem_atomics(code, rng, name):
+    """Scalar atomics: the memory result of each op on edge-heavy operands, the old value returned with glc
+    (and SDATA untouched without it); a buffer atomic beyond NUM_RECORDS does nothing and returns 0."""
+    words = 2 if name.endswith("_x2") else 1
+    bits = 32 * words
+    op = name.split("atomic_")[1].removesuffix("_x2")
+    for trial in range(4):
+        mem = Mem(rng, 256)
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        soff = 0x80 + 8 * int(rng.integers(0, 8))
+        st.s[4] = soff
+        limit = 256 if trial < 3 else soff  # the last trial: the SGPR-offset atomic is out of range
+        if "buffer" in name:
+            _descriptor(st, mem.bases[0], limit)
+        else:
+            set64(st, 2, mem.bases[0])
+            limit = 256
+        mem_words = mem.bytes().view("<u4").copy()
+        if trial == 1:  # edge values: equal operands, zero, all ones, the sign boundary
+            for r in (20, 32):
+                st.s[r:r + 2 * words] = rng.choice([0, 1, M32, 0x80000000, 0x7FFFFFFF], 2 * words)
+        if trial == 2 and op == "cmpswap":  # the compare value matches memory
+            st.s[20 + words:20 + 2 * words] = mem_words[0x40 // 4:0x40 // 4 + words]
+
+        def val(a, k):
+            return sum(int(a[k + i]) << (32 * i) for i in range(words))
+        olds = {off: val(mem_words, off // 4) for off in (0x40, soff)}
+        out = run(code[f"satomic:{name}"], st, machine=mem.m)
+        got = mem.bytes().view("<u4")
+        for reg, off, glc in ((20, 0x40, True), (32, soff, False)):
+            x, cmp = val(st.s, reg), val(st.s, reg + words)
+            inside = off + 4 * words <= limit
+            want_mem = _sat_ref(op, olds[off], x, cmp, bits) if inside else olds[off]
+            assert val(got, off // 4) == want_mem, (name, trial, off, hex(olds[off]), hex(x))
+            if glc:
+                assert val(out.s, reg) == (olds[off] if inside else 0), (name, trial)
+            else:
+                assert val(out.s, reg) == x
+
+
+snippet("smem:time", ["s_memtime s[20:21]", "s_nop 0", "s_nop 0", "s_memrealtime s[22:23]",
+                      "s_waitcnt lgkmcnt(0)"], covers=["s_memtime", "s_memrealtime"])
+_SMEM_NOPS = ["s_dcache_inv", "s_dcache_wb", "s_dcache_inv_vol", "s_dcache_wb_vol", "s_atc_probe 7, s[2:3], 0x8",
+              "s_atc_probe_buffer 3, s[8:11], s4", "s_dcache_discard s[2:3], 0x40", "s_dcache_discard_x2 s[2:3], s4"]
+snippet("smem:nops", _SMEM_NOPS, covers=[ln.split()[0] for ln in _SMEM_NOPS])
+_SSCRATCH = [n for n in isa.SMEM.values() if n.startswith("s_scratch_")]
+for _m in _SSCRATCH:
+    _n = 1 if _m.endswith("dword") else int(_m[-1])
+    snippet(f"sscratch:{_m}", [f"{_m} {_regs_text(20, _n, 's')}, s[2:3], 0x10"], covers=[_m])
+
+
+def test_smem_memtime(code, rng):
+    """s_memtime / s_memrealtime return the wave-instructions issued so far, this one included (the
+    emulator's clock, docs/facts.md §13.3): 1 for the first instruction, 4 for the fourth."""
+    out = run(code["smem:time"], new_state(seed=int(rng.integers(1 << 62))))
+    assert s64(out, 20) == 1 and s64(out, 22) == 4
+
+
+def test_smem_cache_ops_change_nothing(code, rng):
+    mem = Mem(rng, 256)
+    st = new_state(seed=int(rng.integers(1 << 62)))
+    set64(st, 2, mem.bases[0])
+    _descriptor(st, mem.bases[0], 256)
+    before = mem.bytes()
+    out = run(code["smem:nops"], st, machine=mem.m)
+    assert (out.s == st.s).all() and (out.v == st.v).all() and (mem.bytes() == before).all()
+
+
+@pytest.mark.parametrize("name", _SSCRATCH)
+def test_scalar_scratch_is_refused(code, rng, name):
+    expect_error(code[f"sscratch:{name}"], new_state(seed=int(rng.integers(1 << 62))),
+                 rf"scalar scratch access .* at `{name}")
+
+
+snippet("smem:fault:load", ["s_load_dwordx2 s[20:21], s[2:3], 0x10", "s_waitcnt lgkmcnt(0)"])
+snippet("smem:fault:store", ["s_store_dwordx4 s[20:23], s[2:3], s4", "s_waitcnt lgkmcnt(0)"])
+snippet("smem:fault:atomic", ["s_atomic_add_x2 s[20:21], s[2:3], 0x8 glc", "s_waitcnt lgkmcnt(0)"])
+
+
+@pytest.mark.parametrize("key", ["smem:fault:load", "smem:fault:store", "smem:fault:atomic"])
+def test_smem_faults_are_errors(code, rng, key):
+    """Scalar memory outside every allocation, including addresses that wrap around 2^48 and the end of an
+    allocation, is a memory error naming the instruction; memory is not touched."""
+    mem = Mem(rng, 64)
+    for base, soff in ((0xFFFFFFFFFFF8, 0), (mem.bases[0] + 56, 4), (0x10, 0)):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        set64(st, 2, base)
+        st.s[4] = soff
+        before = mem.bytes()
+        expect_error(code[key], st, r"outside every device allocation .*at `s_", machine=mem.m)
+        assert (mem.bytes() == before).all()
+
+
 # ------------------------------------------------------------------------------------------------ global
 
 _GOFF = {}

@@ -90,6 +90,7 @@ typedef struct {
   uint8_t cond, type, cmpx, shift; /* compares: condition (ISA numbering), type; v_cmpx; s_lshlN_add: N */
   uint8_t m, n, k, ab_regs, cd_regs; /* MFMA shape and registers per lane */
   uint8_t dpp;
+  uint8_t dwords, buffer; /* scalar memory: dwords moved; SBASE is a buffer descriptor */
 } op_entry;
 static const op_entry OPS[OP_COUNT];
 
@@ -1666,33 +1667,6 @@ static int sopp_branch(ctx_t *c, wave_t *w, const insn_t *in) {
 
 /* ---------------------------------------------------------------- memory instructions */
 
-static int smem(ctx_t *c, wave_t *w, const insn_t *in) {
-  int n = in->op == OP_S_LOAD_DWORD ? 1 : in->op == OP_S_LOAD_DWORDX2 ? 2 : in->op == OP_S_LOAD_DWORDX4 ? 4
-        : in->op == OP_S_LOAD_DWORDX8 ? 8 : 16;
-  if (check_s(c, w, in->src[0], 2, 0)) return 1;
-  uint64_t addr = sget64(w, in->src[0]) & 0xFFFFFFFFFFFFull;
-  addr += (int64_t)in->imm;
-  if (in->src[1] >= 0) {
-    uint32_t off;
-    if (sval(c, w, in, in->src[1], &off)) return 1;
-    addr += off;
-  }
-  addr &= ~3ull; /* low two bits ignored */
-  if (in->dst + n > 102) return fail(c, E_INVALID, 0, "scalar load destination out of range");
-  if (check_s(c, w, in->dst, n, 1)) return 1;
-  pending_t *p = issue(c, w, &w->lgkm, 1);
-  p->kind = PK_SGPR;
-  p->reg = (uint16_t)in->dst;
-  p->nregs = (uint8_t)n;
-  if (gread(c, addr, p->data, 4u * n)) return 1;
-  for (int r = 0; r < n; r++) {
-    w->s[in->dst + r] = POISON;
-    w->spend[in->dst + r]++;
-  }
-  if (c->tm) tm_smem(c, w, p);
-  return 0;
-}
-
 static int lds_check_read(ctx_t *c, uint32_t addr, uint32_t n) {
   if (!c->lds_pend) return 0;
   for (uint32_t i = 0; i < n && (uint64_t)addr + i < c->lds_size; i++)
@@ -2474,6 +2448,164 @@ static int buffer_op(ctx_t *c, wave_t *w, const insn_t *in) {
     addr[l] += boff;
   }
   return atomic ? vmem_atomic(c, w, in, &a, addr, ok, 0) : vmem(c, w, in, &m, addr, ok, 0);
+}
+
+/* ---------------------------------------------------------------- scalar memory (docs/facts.md §13.3) */
+
+/* Where an SMEM access goes: SBASE holds a 64-bit address (its low 48 bits count) or a buffer descriptor
+ * (base in bits 47:0, NUM_RECORDS in its third dword); the offset is the immediate plus the offset SGPR, low
+ * two bits ignored. Buffer forms check each dword against NUM_RECORDS (in_range), address forms do not. */
+typedef struct {
+  uint64_t base;
+  int64_t offset;
+  int buffer;
+  uint32_t num_records;
+} saddr_t;
+
+static int smem_address(ctx_t *c, wave_t *w, const insn_t *in, saddr_t *a) {
+  a->buffer = OPS[in->op].buffer;
+  if (check_s(c, w, in->src[0], a->buffer ? 4 : 2, 0)) return 1;
+  a->base = sget64(w, in->src[0]) & 0xFFFFFFFFFFFFull;
+  a->num_records = a->buffer ? w->s[in->src[0] + 2] : 0;
+  a->offset = in->imm;
+  if (in->src[1] >= 0) {
+    uint32_t off;
+    if (sval(c, w, in, in->src[1], &off)) return 1;
+    a->offset += off;
+  }
+  a->offset &= ~(int64_t)3;
+  return 0;
+}
+
+static inline int in_range(const saddr_t *a, int dword, int bytes) {
+  int64_t off = a->offset + 4 * (int64_t)dword;
+  return !a->buffer || (off >= 0 && off + bytes <= (int64_t)a->num_records);
+}
+
+static inline uint64_t saddr_at(const saddr_t *a, int dword) {
+  return a->base + (uint64_t)(a->offset + 4 * (int64_t)dword);
+}
+
+/* The SGPRs an SMEM result lands in: poisoned now, delivered when s_waitcnt lgkmcnt retires the entry. */
+static pending_t *smem_result(ctx_t *c, wave_t *w, const insn_t *in, int n) {
+  if (in->dst < 0 || in->dst + n > 102) {
+    fail(c, E_INVALID, 0, "scalar memory destination s%d..s%d is out of range", in->dst, in->dst + n - 1);
+    return NULL;
+  }
+  if (check_s(c, w, in->dst, n, 1)) return NULL;
+  pending_t *p = issue(c, w, &w->lgkm, 1);
+  p->kind = PK_SGPR;
+  p->reg = (uint16_t)in->dst;
+  p->nregs = (uint8_t)n;
+  for (int r = 0; r < n; r++) {
+    w->s[in->dst + r] = POISON;
+    w->spend[in->dst + r]++;
+  }
+  if (c->tm) tm_smem(c, w, p);
+  return p;
+}
+
+/* s_load_dword*, s_buffer_load_dword*: buffer dwords beyond NUM_RECORDS read 0 */
+static int smem_load(ctx_t *c, wave_t *w, const insn_t *in) {
+  int n = OPS[in->op].dwords;
+  saddr_t a;
+  uint32_t data[16];
+  if (smem_address(c, w, in, &a)) return 1;
+  for (int i = 0; i < n; i++) {
+    data[i] = 0;
+    if (in_range(&a, i, 4) && gread(c, saddr_at(&a, i), &data[i], 4)) return 1;
+  }
+  pending_t *p = smem_result(c, w, in, n);
+  if (!p) return 1;
+  memcpy(p->data, data, 4u * n);
+  return 0;
+}
+
+/* s_store_dword*, s_buffer_store_dword*: written at issue (buffer dwords beyond NUM_RECORDS dropped); the
+ * entry on the lgkm queue is what s_waitcnt lgkmcnt waits for */
+static int smem_store(ctx_t *c, wave_t *w, const insn_t *in) {
+  int n = OPS[in->op].dwords;
+  saddr_t a;
+  uint32_t data[4];
+  if (smem_address(c, w, in, &a)) return 1;
+  for (int i = 0; i < n; i++)
+    if (sval(c, w, in, in->dst + i, &data[i])) return 1;
+  uint8_t *at[4];
+  for (int i = 0; i < n; i++) /* every dword is checked before any is written: a faulting store writes nothing */
+    if (in_range(&a, i, 4) && !(at[i] = translate(c, saddr_at(&a, i), 4)))
+      return fail(c, E_MEMORY, saddr_at(&a, i), "scalar memory write of 4 bytes at %#llx is outside every device "
+                  "allocation", (unsigned long long)saddr_at(&a, i));
+  for (int i = 0; i < n; i++)
+    if (in_range(&a, i, 4)) memcpy(at[i], &data[i], 4);
+  pending_t *p = issue(c, w, &w->lgkm, 1);
+  p->kind = PK_STORE;
+  if (c->tm) tm_smem(c, w, p);
+  return 0;
+}
+
+static int smem_atomic_op(int op, int *aop) {
+  switch (op) {
+#define SA(name, a)                                                                                               \
+  case OP_S_ATOMIC_##name: case OP_S_ATOMIC_##name##_X2: case OP_S_BUFFER_ATOMIC_##name:                          \
+  case OP_S_BUFFER_ATOMIC_##name##_X2: *aop = a; return 1;
+    SA(SWAP, A_SWAP) SA(CMPSWAP, A_CMPSWAP) SA(ADD, A_ADD) SA(SUB, A_SUB) SA(SMIN, A_SMIN) SA(UMIN, A_UMIN)
+    SA(SMAX, A_SMAX) SA(UMAX, A_UMAX) SA(AND, A_AND) SA(OR, A_OR) SA(XOR, A_XOR) SA(INC, A_INC) SA(DEC, A_DEC)
+#undef SA
+    default: return 0;
+  }
+}
+
+/* s_atomic_*, s_buffer_atomic_*: SDATA holds the data (cmpswap: then the compare value); with GLC the old
+ * value returns to SDATA's first dword(s). A buffer atomic outside NUM_RECORDS changes nothing, returns 0. */
+static int smem_atomic(ctx_t *c, wave_t *w, const insn_t *in) {
+  int words = OPS[in->op].dwords, bytes = 4 * words, aop;
+  if (!smem_atomic_op(in->op, &aop)) return fail(c, E_UNIMPL, 0, "scalar atomic without an operation");
+  saddr_t a;
+  if (smem_address(c, w, in, &a)) return 1;
+  uint32_t d[4] = {0};
+  int nd = aop == A_CMPSWAP ? 2 * words : words;
+  for (int i = 0; i < nd; i++)
+    if (sval(c, w, in, in->dst + i, &d[i])) return 1;
+  uint64_t x = words == 2 ? (uint64_t)d[0] | (uint64_t)d[1] << 32 : d[0];
+  uint64_t y = words == 2 ? (uint64_t)d[2] | (uint64_t)d[3] << 32 : d[1];
+  uint64_t old = 0;
+  if (in_range(&a, 0, bytes)) {
+    uint64_t at = saddr_at(&a, 0);
+    uint8_t *m = translate(c, at, (uint32_t)bytes);
+    if (!m)
+      return fail(c, E_MEMORY, at, "scalar atomic of %d bytes at %#llx is outside every device allocation", bytes,
+                  (unsigned long long)at);
+    memcpy(&old, m, (size_t)bytes);
+    uint64_t nv = atomic_apply(aop, bytes, old, x, y);
+    memcpy(m, &nv, (size_t)bytes);
+  }
+  if (!(in->flags >> F_SC0 & 1)) {
+    pending_t *p = issue(c, w, &w->lgkm, 1);
+    p->kind = PK_STORE;
+    if (c->tm) tm_smem(c, w, p);
+    return 0;
+  }
+  pending_t *p = smem_result(c, w, in, words);
+  if (!p) return 1;
+  memcpy(p->data, &old, (size_t)bytes);
+  return 0;
+}
+
+/* s_memtime, s_memrealtime: the launch's wave-instruction count so far, a monotonic 64-bit counter
+ * (docs/facts.md §13.3: the emulator has no clock) */
+static int smem_time(ctx_t *c, wave_t *w, const insn_t *in) {
+  pending_t *p = smem_result(c, w, in, 2);
+  if (!p) return 1;
+  uint64_t t = c->L->insn_count;
+  memcpy(p->data, &t, 8);
+  return 0;
+}
+
+static int smem_nop(ctx_t *c, wave_t *w, const insn_t *in) { return 0; }
+
+static int refused_scalar_scratch(ctx_t *c, wave_t *w, const insn_t *in) {
+  return fail(c, E_UNIMPL, 0, "scalar scratch access (s_scratch_load/store): the emulator does not model the "
+              "swizzled private-segment addressing of scalar scratch");
 }
 
 /* ---------------------------------------------------------------- wave step */

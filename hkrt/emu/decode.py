@@ -231,8 +231,8 @@ def _smem(w0: int, w1: int) -> _Rec:
     if imm:
         r.imm = _sext(w1 & 0x1FFFFF, 21)
         r.src[1] = (w1 >> 25) & 0x7F if soe else NONE
-    else:
-        r.src[1] = w1 & 0x7F
+    else:  # the offset SGPR: SOFFSET when SOE is set, else the OFFSET field's low bits
+        r.src[1] = (w1 >> 25) & 0x7F if soe else w1 & 0x7F
     if (w0 >> 16) & 1:
         r.flags |= 1 << FLAGS["SC0"]
     return r

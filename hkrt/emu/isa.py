@@ -51,7 +51,22 @@ SOPP = {
     14: "s_sleep", 15: "s_setprio",
 }
 
-SMEM = {0: "s_load_dword", 1: "s_load_dwordx2", 2: "s_load_dwordx4", 3: "s_load_dwordx8", 4: "s_load_dwordx16"}
+_SMEM_ATOMICS = ["swap", "cmpswap", "add", "sub", "smin", "umin", "smax", "umax", "and", "or", "xor", "inc", "dec"]
+SMEM = {
+    0: "s_load_dword", 1: "s_load_dwordx2", 2: "s_load_dwordx4", 3: "s_load_dwordx8", 4: "s_load_dwordx16",
+    5: "s_scratch_load_dword", 6: "s_scratch_load_dwordx2", 7: "s_scratch_load_dwordx4",
+    8: "s_buffer_load_dword", 9: "s_buffer_load_dwordx2", 10: "s_buffer_load_dwordx4", 11: "s_buffer_load_dwordx8",
+    12: "s_buffer_load_dwordx16", 16: "s_store_dword", 17: "s_store_dwordx2", 18: "s_store_dwordx4",
+    21: "s_scratch_store_dword", 22: "s_scratch_store_dwordx2", 23: "s_scratch_store_dwordx4",
+    24: "s_buffer_store_dword", 25: "s_buffer_store_dwordx2", 26: "s_buffer_store_dwordx4",
+    32: "s_dcache_inv", 33: "s_dcache_wb", 34: "s_dcache_inv_vol", 35: "s_dcache_wb_vol", 36: "s_memtime",
+    37: "s_memrealtime", 38: "s_atc_probe", 39: "s_atc_probe_buffer", 40: "s_dcache_discard", 41: "s_dcache_discard_x2",
+    # scalar atomics (docs/facts.md §13.3): buffer forms at 64, their x2 at 96; address forms at 128 and 160
+    **{64 + i: f"s_buffer_atomic_{a}" for i, a in enumerate(_SMEM_ATOMICS)},
+    **{96 + i: f"s_buffer_atomic_{a}_x2" for i, a in enumerate(_SMEM_ATOMICS)},
+    **{128 + i: f"s_atomic_{a}" for i, a in enumerate(_SMEM_ATOMICS)},
+    **{160 + i: f"s_atomic_{a}_x2" for i, a in enumerate(_SMEM_ATOMICS)},
+}
 
 VOP1 = {
     0: "v_nop", 1: "v_mov_b32", 2: "v_readfirstlane_b32", 5: "v_cvt_f32_i32", 6: "v_cvt_f32_u32",
@@ -215,6 +230,8 @@ class Op:
     k: int = 0
     ab_regs: int = 0
     cd_regs: int = 0
+    dwords: int = 0     # scalar memory: dwords moved (atomics: 1 or 2, the memory operand's width)
+    buffer: bool = False  # scalar memory: SBASE holds a buffer descriptor, not an address
 
 
 COMPARE_TYPES = ("f16", "f32", "f64", "i16", "u16", "i32", "u32", "i64", "u64", "class_f16", "class_f32", "class_f64")
@@ -263,7 +280,24 @@ for _c in ("eq", "lg", "gt", "ge", "lt", "le"):  # lg is the integer compares' n
         _declare("salu_compare", f"s_cmp_{_c}_u64", cond=_cond, type="u64")
 _declare("salu_bitcmp", "s_bitcmp0_b32", cond=0)
 _declare("salu_bitcmp", "s_bitcmp1_b32", cond=1)
-_declare("smem", " ".join(SMEM.values()))
+# scalar memory (docs/facts.md §13.3)
+for _n in (1, 2, 4, 8, 16):
+    _x = "" if _n == 1 else f"x{_n}"
+    _declare("smem_load", f"s_load_dword{_x}", dwords=_n)
+    _declare("smem_load", f"s_buffer_load_dword{_x}", dwords=_n, buffer=True)
+    if _n <= 4:
+        _declare("smem_store", f"s_store_dword{_x}", dwords=_n)
+        _declare("smem_store", f"s_buffer_store_dword{_x}", dwords=_n, buffer=True)
+for _a in _SMEM_ATOMICS:
+    _declare("smem_atomic", f"s_atomic_{_a}", dwords=1)
+    _declare("smem_atomic", f"s_buffer_atomic_{_a}", dwords=1, buffer=True)
+    _declare("smem_atomic", f"s_atomic_{_a}_x2", dwords=2)
+    _declare("smem_atomic", f"s_buffer_atomic_{_a}_x2", dwords=2, buffer=True)
+_declare("smem_time", "s_memtime s_memrealtime")
+# cache maintenance and address-translation probes: no data moves in a machine without caches
+_declare("smem_nop", "s_dcache_inv s_dcache_wb s_dcache_inv_vol s_dcache_wb_vol s_atc_probe s_atc_probe_buffer "
+                     "s_dcache_discard s_dcache_discard_x2")
+_declare("refused_scalar_scratch", " ".join(n for n in SMEM.values() if n.startswith("s_scratch_")))
 # vector ALU
 _declare("valu_nop", "v_nop")
 _declare("valu_move", "v_mov_b32 v_accvgpr_mov_b32 v_accvgpr_read_b32 v_accvgpr_write_b32")
@@ -353,12 +387,16 @@ MFMA_CYCLES = {"v_mfma_f32_16x16x32_bf16": 16, "v_mfma_f32_32x32x16_bf16": 32,
                "v_mfma_f32_16x16x16_bf16": 16, "v_mfma_f32_32x32x8_bf16": 32}
 
 
+# instructions without an effect the emulator models whose cost the timing model was not given
+UNTIMED_NOPS = {n for n, op in OPS.items() if op.handler in ("smem_nop",)}
 _MAI_NAMES = {m[0] for m in MAI.values()}
 _SMEM_NAMES = set(SMEM.values())
 
 
 def timing_class(name: str) -> tuple[str, int]:
     """(issue class, matrix-pipe cycles or 0) of a mnemonic."""
+    if name in UNTIMED_NOPS:
+        return "untimed", 0
     if name in MFMA_CYCLES:
         return "mfma", MFMA_CYCLES[name]
     if name in _MAI_NAMES:  # a matrix op whose pass count the model was not given
