@@ -50,9 +50,44 @@ def _regs(kind: str, first: int, n: int) -> str:
     return f"{kind}{first}" if n == 1 else f"{kind}[{first}:{first + n - 1}]"
 
 
+# scalar ops whose operands the name-based patterns below do not fit
+_SCALAR_LINES = {
+    "s_bfm_b64": ["s_bfm_b64 s[4:5], s7, s9", "s_bfm_b64 s[10:11], 0x12345678, 63"],
+    "s_bfe_u64": ["s_bfe_u64 s[4:5], s[6:7], s9", "s_bfe_u64 s[10:11], exec, 0x12345678"],
+    "s_bfe_i64": ["s_bfe_i64 s[4:5], s[6:7], s9", "s_bfe_i64 s[98:99], -1, 63"],
+    "s_cbranch_g_fork": ["s_cbranch_g_fork s[4:5], s[6:7]"],
+    "s_rfe_restore_b64": ["s_rfe_restore_b64 s[4:5], s9"],
+    "s_getreg_b32": ["s_getreg_b32 s9, hwreg(HW_REG_MODE)", "s_getreg_b32 s100, hwreg(HW_REG_HW_ID, 3, 7)"],
+    "s_setreg_b32": ["s_setreg_b32 hwreg(HW_REG_MODE, 4, 2), s9"],
+    "s_setreg_imm32_b32": ["s_setreg_imm32_b32 hwreg(HW_REG_MODE, 0, 4), 0x12345678"],
+    "s_setpc_b64": ["s_setpc_b64 s[4:5]"], "s_rfe_b64": ["s_rfe_b64 s[4:5]"], "s_cbranch_join": ["s_cbranch_join s5"],
+    "s_set_gpr_idx_idx": ["s_set_gpr_idx_idx s5", "s_set_gpr_idx_idx 7"],
+    "s_bcnt0_i32_b64": ["s_bcnt0_i32_b64 s5, s[6:7]"], "s_ff0_i32_b64": ["s_ff0_i32_b64 s5, s[6:7]"],
+    "s_flbit_i32_b64": ["s_flbit_i32_b64 s5, s[6:7]"], "s_flbit_i32_i64": ["s_flbit_i32_i64 s5, s[6:7]"],
+    "s_bitset0_b64": ["s_bitset0_b64 s[4:5], s7"], "s_bitset1_b64": ["s_bitset1_b64 s[4:5], 63"],
+    "s_bitreplicate_b64_b32": ["s_bitreplicate_b64_b32 s[4:5], s7", "s_bitreplicate_b64_b32 s[4:5], 0x1234567"],
+    "s_bitcmp0_b64": ["s_bitcmp0_b64 s[4:5], s7"], "s_bitcmp1_b64": ["s_bitcmp1_b64 s[4:5], 63"],
+    "s_set_gpr_idx_on": ["s_set_gpr_idx_on s5, gpr_idx(SRC0,DST)"],
+    "s_cbranch_i_fork": ["s_cbranch_i_fork s[4:5], 0x7fff"], "s_call_b64": ["s_call_b64 s[4:5], 0x8001"],
+    "s_movrels_b32": ["s_movrels_b32 s5, s7"], "s_movrels_b64": ["s_movrels_b64 s[4:5], s[6:7]"],
+    "s_movreld_b32": ["s_movreld_b32 s5, s7", "s_movreld_b32 s0, -7"],
+    "s_movreld_b64": ["s_movreld_b64 s[4:5], s[6:7]", "s_movreld_b64 s[98:99], 0xfffff"],
+}
+# operand text the generic reading in expected_fields does not parse: (register operands as fields)
+# (field, operand index; split() also cuts at the commas inside hwreg(...))
+_OPAQUE = {"s_getreg_b32": (("dst", 0),), "s_setreg_b32": (("src0", -1),), "s_setreg_imm32_b32": (("literal", -1),),
+           "s_sendmsg": (), "s_sendmsghalt": (), "s_set_gpr_idx_on": (("src0", 0),), "s_set_gpr_idx_mode": ()}
+_SOURCE_ONLY = {"s_setpc_b64", "s_rfe_b64", "s_cbranch_join", "s_set_gpr_idx_idx", "s_cbranch_g_fork",
+                "s_rfe_restore_b64"}
+
+
 def scalar_lines() -> list[str]:
     out = []
+    for m in [*isa.SOP2.values(), *isa.SOPK.values(), *isa.SOP1.values(), *isa.SOPC.values()]:
+        out += _SCALAR_LINES.get(m, [])
     for m in isa.SOP2.values():
+        if m in _SCALAR_LINES:
+            continue
         if m in ("s_lshl_b64", "s_lshr_b64", "s_ashr_i64"):
             out += [f"{m} s[4:5], s[6:7], s9", f"{m} s[98:99], -1, 63"]
         elif m.endswith(("_b64", "_i64")):
@@ -61,8 +96,11 @@ def scalar_lines() -> list[str]:
             out += [f"{m} s5, s7, s9", f"{m} s101, 0x89abcdef, -16"]
     out += ["s_or_b64 exec, exec, vcc", "s_add_u32 m0, 64, vcc_hi", "s_and_b32 vcc_lo, 0.5, -4.0"]
     for m in isa.SOPK.values():
-        out += [f"{m} s9, 0x7fff", f"{m} s100, 0x8001"]
+        if m not in _SCALAR_LINES:
+            out += [f"{m} s9, 0x7fff", f"{m} s100, 0x8001"]
     for m in isa.SOP1.values():
+        if m in _SCALAR_LINES:
+            continue
         if m == "s_getpc_b64":
             out.append(f"{m} s[20:21]")
         elif m in ("s_bcnt1_i32_b64", "s_ff1_i32_b64"):
@@ -73,6 +111,8 @@ def scalar_lines() -> list[str]:
             out += [f"{m} s5, s7", f"{m} s0, -7"]
     out += ["s_mov_b64 s[4:5], src_shared_base", "s_mov_b32 s2, src_shared_base", "s_mov_b32 m0, 0x1000"]
     for m in isa.SOPC.values():
+        if m in _SCALAR_LINES:
+            continue
         if m.endswith("_u64"):
             out.append(f"{m} s[4:5], s[6:7]")
         else:
@@ -81,7 +121,11 @@ def scalar_lines() -> list[str]:
             "s_branch -1", "s_cbranch_scc0 -32768", "s_cbranch_scc1 32767", "s_cbranch_vccz 7", "s_cbranch_vccnz -9",
             "s_cbranch_execz 0", "s_cbranch_execnz 12",
             "s_waitcnt vmcnt(0)", "s_waitcnt lgkmcnt(0)", "s_waitcnt vmcnt(17) lgkmcnt(3)", "s_waitcnt vmcnt(63)",
-            "s_waitcnt expcnt(2)", "s_waitcnt 0"]
+            "s_waitcnt expcnt(2)", "s_waitcnt 0", "s_wakeup", "s_setkill 1", "s_sethalt 3",
+            "s_sendmsg sendmsg(MSG_INTERRUPT)", "s_sendmsghalt sendmsg(MSG_INTERRUPT)", "s_trap 2", "s_icache_inv",
+            "s_incperflevel 5", "s_decperflevel 5", "s_ttracedata", "s_cbranch_cdbgsys 3", "s_cbranch_cdbguser -3",
+            "s_cbranch_cdbgsys_or_user 0", "s_cbranch_cdbgsys_and_user 9", "s_endpgm_saved", "s_set_gpr_idx_off",
+            "s_set_gpr_idx_mode gpr_idx(SRC1)"]
     for i, m in enumerate(isa.SMEM.values()):
         if m in ("s_memtime", "s_memrealtime"):
             out += [f"{m} s[16:17]", f"{m} s[100:101]"]
@@ -429,6 +473,10 @@ def expected_fields(text: str) -> dict:
     mn, ops, mods, words = split(text)
     name = base_mnemonic(mn)
     exp: dict = {}
+    if name in _OPAQUE:  # hwreg(), sendmsg(), gpr_idx(): only the register or literal operands are checked
+        for key, i in _OPAQUE[name]:
+            exp[key] = int(ops[i], 0) & 0xFFFFFFFF if key == "literal" else operand(ops[i])[0]
+        return exp
     codes = [operand(o) for o in ops] if not name.startswith(("s_waitcnt",)) else []
     lits = [lit for _, lit, _, _ in codes if lit is not None]
     if lits:
@@ -440,7 +488,9 @@ def expected_fields(text: str) -> dict:
             if k:
                 exp[k] = v
 
-    if name in isa.SOP2.values():
+    if name in _SOURCE_ONLY:
+        put("src0", "src1")
+    elif name in isa.SOP2.values():
         put("dst", "src0", "src1")
     elif name in isa.SOPK.values():
         exp["dst"] = exp["src0"] = c[0]
@@ -690,10 +740,10 @@ def test_kernels_decode_like_objdump(tc):
 
 # ------------------------------------------------------------------------------------------------ tests (c)
 
-UNKNOWN = ["v_sin_f32 v1, v2", "s_rfe_b64 s[0:1]", "ds_append v1",
+UNKNOWN = ["v_sin_f32 v1, v2", "tbuffer_store_format_x v1, off, s[4:7], 0", "ds_append v1",
            "v_mfma_f32_4x4x4_16b_f16 a[0:3], v[0:1], v[2:3], a[0:3]", "buffer_load_format_x v1, v2, s[4:7], 0 offen",
            "ds_read_b64_tr_b8 v[2:3], v1", "ds_consume v1", "v_add_f16 v1, v2, v3",
-           "tbuffer_load_format_x v1, off, s[4:7], 0", "v_dot2_f32_f16 v1, v2, v3, v4", "s_cbranch_g_fork s[0:1], s[2:3]"]
+           "tbuffer_load_format_x v1, off, s[4:7], 0", "v_dot2_f32_f16 v1, v2, v3, v4", "ds_gws_init v2 gds"]
 
 
 def test_unknown_encodings_decode_as_invalid(tc):

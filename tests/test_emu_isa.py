@@ -205,6 +205,32 @@ def _sat_ovf(r):  # signed 32-bit overflow of an exact result
     return int(not -(1 << 31) <= r < (1 << 31))
 
 
+def _bfe64(a, b, signed):
+    """s_bfe_*64: the field of width S1[22:16] at offset S1[5:0] of a 64-bit S0, zero- or sign-extended."""
+    off, width = b & 63, (b >> 16) & 0x7F
+    if width == 0:
+        return 0
+    v = (sx(a, 64) if signed else a) >> off
+    width = min(width, 64)
+    v &= (1 << width) - 1
+    return sx(v, width) & M64 if signed else v
+
+
+def _groups(x, n):  # which of the n 4-bit groups of x have a bit set
+    return [(x >> (4 * i)) & 0xF != 0 for i in range(n)]
+
+
+def _flbit_signed(x, bits):
+    """Leading bits equal to the sign bit (the position of the first differing bit from the MSB); -1 for 0, -1."""
+    if x in (0, (1 << bits) - 1):
+        return M32
+    s = x >> (bits - 1)
+    for i in range(bits - 1, -1, -1):
+        if (x >> i) & 1 != s:
+            return bits - 1 - i
+    return M32
+
+
 def _bfe(a, b, signed):
     off, width = b & 31, (b >> 16) & 0x7F
     if width == 0:
@@ -266,8 +292,13 @@ SOP2_64 = {  # 64-bit S0, S1 (shifts: 32-bit S1)
     "s_lshl_b64": lambda a, b, c: (a << (b & 63), _nz((a << (b & 63)) & M64)),
     "s_lshr_b64": lambda a, b, c: (a >> (b & 63), _nz(a >> (b & 63))),
     "s_ashr_i64": lambda a, b, c: (sx(a, 64) >> (b & 63), _nz(sx(a, 64) >> (b & 63))),
+    "s_nand_b64": lambda a, b, c: (~(a & b), _nz(~(a & b) & M64)),
+    "s_nor_b64": lambda a, b, c: (~(a | b), _nz(~(a | b) & M64)),
+    "s_xnor_b64": lambda a, b, c: (~(a ^ b), _nz(~(a ^ b) & M64)),
+    "s_bfe_u64": lambda a, b, c: (_bfe64(a, b, False), _nz(_bfe64(a, b, False))),
+    "s_bfe_i64": lambda a, b, c: (_bfe64(a, b, True), _nz(_bfe64(a, b, True))),
 }
-SHIFT64 = {"s_lshl_b64", "s_lshr_b64", "s_ashr_i64"}
+SHIFT64 = {"s_lshl_b64", "s_lshr_b64", "s_ashr_i64", "s_bfe_u64", "s_bfe_i64"}  # their S1 is 32-bit
 
 
 def _ff1(x, n):
@@ -285,6 +316,11 @@ SOP1_32 = {  # name -> (value(a, scc), scc or None)
     "s_sext_i32_i8": lambda a, c: (sx(a, 8), None),
     "s_sext_i32_i16": lambda a, c: (sx(a, 16), None),
     "s_abs_i32": lambda a, c: (abs(sx(a)), _nz(abs(sx(a)) & M32)),
+    "s_bcnt0_i32_b32": lambda a, c: (32 - bin(a).count("1"), _nz(32 - bin(a).count("1"))),
+    "s_ff0_i32_b32": lambda a, c: (_ff1(~a & M32, 32), None),
+    "s_flbit_i32": lambda a, c: (_flbit_signed(a, 32), None),
+    "s_wqm_b32": lambda a, c: (sum(0xF << 4 * i for i, g in enumerate(_groups(a, 8)) if g), _nz(a)),
+    "s_quadmask_b32": lambda a, c: (sum(1 << i for i, g in enumerate(_groups(a, 8)) if g), _nz(a)),
 }
 SOP1_64 = {  # 64-bit source; result width in the second slot
     "s_mov_b64": (lambda a, c: (a, None), 64),
@@ -292,6 +328,13 @@ SOP1_64 = {  # 64-bit source; result width in the second slot
     "s_not_b64": (lambda a, c: (~a, _nz(~a & M64)), 64),
     "s_bcnt1_i32_b64": (lambda a, c: (bin(a).count("1"), _nz(a)), 32),
     "s_ff1_i32_b64": (lambda a, c: (_ff1(a, 64), None), 32),
+    "s_brev_b64": (lambda a, c: (int(f"{a:064b}"[::-1], 2), None), 64),
+    "s_bcnt0_i32_b64": (lambda a, c: (64 - bin(a).count("1"), _nz(64 - bin(a).count("1"))), 32),
+    "s_ff0_i32_b64": (lambda a, c: (_ff1(~a & M64, 64), None), 32),
+    "s_flbit_i32_b64": (lambda a, c: (64 - a.bit_length() if a else M32, None), 32),
+    "s_flbit_i32_i64": (lambda a, c: (_flbit_signed(a, 64), None), 32),
+    "s_wqm_b64": (lambda a, c: (sum(0xF << 4 * i for i, g in enumerate(_groups(a, 16)) if g), _nz(a)), 64),
+    "s_quadmask_b64": (lambda a, c: (sum(1 << i for i, g in enumerate(_groups(a, 16)) if g), _nz(a)), 64),
 }
 SAVEEXEC = {  # new EXEC from (S0, old EXEC)
     "s_and_saveexec_b64": lambda s, e: s & e, "s_or_saveexec_b64": lambda s, e: s | e,
@@ -479,6 +522,196 @@ def test_sopc(code, rng, name):
         out = run(code[f"sopc:{name}"], st)
         assert out.scc == int(SOPC[name](a, b)), f"{name}({a:#x}, {b:#x})"
         assert (out.s == st.s).all()
+
+
+snippet("sop2:s_bfm_b64", ["s_bfm_b64 s[20:21], s1, s2"], covers=["s_bfm_b64"])
+snippet("sop1:bitset", ["s_bitset0_b32 s20, s1", "s_bitset1_b32 s21, s2", "s_bitset0_b64 s[22:23], s1",
+                        "s_bitset1_b64 s[24:25], s2", "s_bitreplicate_b64_b32 s[26:27], s3"],
+        covers=["s_bitset0_b32", "s_bitset1_b32", "s_bitset0_b64", "s_bitset1_b64", "s_bitreplicate_b64_b32"])
+for _m in ("s_andn1_wrexec_b64", "s_andn2_wrexec_b64"):
+    snippet(f"sop1:{_m}", [f"{_m} s[20:21], s[2:3]"], covers=[_m])
+for _m in ("s_bitcmp0_b64", "s_bitcmp1_b64"):
+    snippet(f"sopc:{_m}", [f"{_m} s[2:3], s4"], covers=[_m])
+
+
+def test_scalar_bit_fields_64(code, rng):
+    """s_bfm_b64 (no SCC), s_bitset0/1 (read-modify-write of the destination), s_bitreplicate_b64_b32."""
+    for trial in range(24):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        st.scc = int(rng.integers(0, 2))
+        a, b, r = scalar_inputs(rng, 3)
+        st.s[1], st.s[2], st.s[3] = a, b, r
+        out = run(code["sop2:s_bfm_b64"], st)
+        assert s64(out, 20) == (((1 << (a & 63)) - 1) << (b & 63)) & M64 and out.scc == st.scc, (a, b)
+        out = run(code["sop1:bitset"], st)
+        assert out.s[20] == int(st.s[20]) & ~(1 << (a & 31)) & M32
+        assert out.s[21] == int(st.s[21]) | (1 << (b & 31))
+        assert s64(out, 22) == s64(st, 22) & ~(1 << (a & 63)) & M64
+        assert s64(out, 24) == s64(st, 24) | (1 << (b & 63))
+        assert s64(out, 26) == sum(3 << (2 * i) for i in range(32) if (r >> i) & 1)
+        assert out.scc == st.scc
+
+
+@pytest.mark.parametrize("name", ["s_andn1_wrexec_b64", "s_andn2_wrexec_b64"])
+def test_wrexec(code, rng, name):
+    """EXEC = ~S0 & EXEC (andn1) or S0 & ~EXEC (andn2); the destination gets the new EXEC; SCC = EXEC != 0."""
+    for trial in range(12):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        a = scalar_inputs(rng, 1, 64)[0] if trial % 4 else ALL
+        e = rand_exec(rng) if trial % 3 else ALL
+        set64(st, 2, a)
+        set64(st, 126, e)
+        out = run(code[f"sop1:{name}"], st)
+        new = (~a & e if "andn1" in name else a & ~e) & M64
+        assert out.exec == new and s64(out, 20) == new and out.scc == _nz(new), (hex(a), hex(e))
+
+
+@pytest.mark.parametrize("name", ["s_bitcmp0_b64", "s_bitcmp1_b64"])
+def test_bitcmp64(code, rng, name):
+    for trial in range(24):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        a = scalar_inputs(rng, 1, 64)[0]
+        b = int(rng.integers(0, 1 << 32))
+        set64(st, 2, a)
+        st.s[4] = b
+        out = run(code[f"sopc:{name}"], st)
+        assert out.scc == int((a >> (b & 63)) & 1 == (1 if name.endswith("1_b64") else 0)), (hex(a), b & 63)
+
+
+snippet("movrel", ["s_mov_b32 m0, s1", "s_movrels_b32 s20, s40", "s_movrels_b64 s[22:23], s[40:41]",
+                   "s_movreld_b32 s50, s2", "s_movreld_b64 s[60:61], s[2:3]"],
+        covers=["s_movrels_b32", "s_movrels_b64", "s_movreld_b32", "s_movreld_b64"])
+
+
+def test_movrel(code, rng):
+    """s_movrels reads SGPR[operand + M0], s_movreld writes it; beyond s101 is an error."""
+    for trial in range(8):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        k = 2 * int(rng.integers(0, 11))
+        st.s[1] = k
+        out = run(code["movrel"], st)
+        assert out.s[20] == st.s[40 + k] and s64(out, 22) == s64(st, 40 + k)
+        assert out.s[50 + k] == st.s[2] and s64(out, 60 + k) == s64(st, 2)
+        untouched = [r for r in range(44, 101) if r not in (50 + k, 60 + k, 61 + k)]
+        assert (out.s[untouched] == st.s[untouched]).all()
+    st = new_state()
+    st.s[1] = 62
+    expect_error(code["movrel"], st, r"s_movrels indexes s102 .*only s0..s101")
+
+
+# calls: code is placed at 0x1000 (image base 0), so device addresses are 0x1000 + byte offset
+snippet("jump:setpc", ["s_getpc_b64 s[2:3]", "s_add_u32 s2, s2, 12", "s_setpc_b64 s[2:3]", "s_mov_b32 s30, 1",
+                       "s_mov_b32 s31, 7"], covers=["s_setpc_b64"])
+snippet("jump:swappc", ["s_getpc_b64 s[2:3]", "s_add_u32 s2, s2, 16", "s_swappc_b64 s[4:5], s[2:3]",
+                        "s_mov_b32 s31, 7", "s_endpgm", "s_add_u32 s30, s30, 5", "s_setpc_b64 s[4:5]"],
+        covers=["s_swappc_b64"])
+snippet("jump:call", ["s_call_b64 s[4:5], 2", "s_mov_b32 s31, 7", "s_endpgm", "s_add_u32 s30, s30, 5",
+                      "s_setpc_b64 s[4:5]"], covers=["s_call_b64"])
+snippet("jump:bad", ["s_setpc_b64 s[2:3]"])
+
+
+def test_calls_and_returns(code):
+    """s_setpc jumps to an absolute address; s_swappc and s_call save the next instruction's address and a
+    s_setpc to it returns."""
+    st = new_state()
+    st.s[30] = 100
+    out = run(code["jump:setpc"], st)
+    assert (out.s[30], out.s[31]) == (100, 7)
+    out = run(code["jump:swappc"], st)
+    assert (out.s[30], out.s[31], s64(out, 4)) == (105, 7, 0x100C)
+    out = run(code["jump:call"], st)
+    assert (out.s[30], out.s[31], s64(out, 4)) == (105, 7, 0x1004)
+    for target in (0x1002, 0x0FFC, 0x1008, 1 << 63, 0):  # misaligned, before, past the end, far away
+        set64(st, 2, target)
+        expect_error(code["jump:bad"], st, r"jump to .* not an instruction of the kernel")
+
+
+snippet("hwreg:mode", ["s_getreg_b32 s20, hwreg(HW_REG_MODE)", "s_getreg_b32 s21, hwreg(HW_REG_MODE, 4, 4)",
+                       "s_setreg_imm32_b32 hwreg(HW_REG_MODE, 4, 2), 3", "s_setreg_b32 hwreg(HW_REG_MODE, 0, 4), s1",
+                       "s_getreg_b32 s22, hwreg(HW_REG_MODE, 8, 2)"],
+        covers=["s_getreg_b32", "s_setreg_b32", "s_setreg_imm32_b32"])
+snippet("hwreg:hw_id", ["s_getreg_b32 s20, hwreg(HW_REG_HW_ID)"])
+snippet("hwreg:round", ["s_setreg_imm32_b32 hwreg(HW_REG_MODE, 0, 2), 1"])
+snippet("hwreg:excp", ["s_setreg_b32 hwreg(HW_REG_MODE, 12, 9), s1"])
+
+
+def test_hardware_registers(code):
+    """MODE reads as the emulator's fixed mode (nearest-even rounding, denormals kept, DX10_CLAMP, IEEE: 0x3f0);
+    writes that keep it are accepted, writes that would change it are refused, other registers are refused by
+    name."""
+    st = new_state()
+    st.s[1] = 0
+    out = run(code["hwreg:mode"], st)
+    assert (out.s[20], out.s[21], out.s[22]) == (0x3F0, 0xF, 3)
+    st.s[1] = 2  # FP_ROUND: round toward -inf for fp32
+    expect_error(code["hwreg:mode"], st, r"s_setreg would set MODE to 0x3f2")
+    expect_error(code["hwreg:hw_id"], st, r"hardware register 4 \(HW_REG_HW_ID\).*only HW_REG_MODE")
+    expect_error(code["hwreg:round"], st, r"s_setreg would set MODE to 0x3f1")
+    st.s[1] = 1  # an exception enable
+    expect_error(code["hwreg:excp"], st, r"s_setreg would set MODE to 0x13f0")
+
+
+snippet("gpr_idx:on", ["s_set_gpr_idx_on s1, gpr_idx(SRC0,DST)", "v_mov_b32 v10, v2", "s_set_gpr_idx_off",
+                       "v_mov_b32 v40, v2", "s_mov_b32 s20, m0"], covers=["s_set_gpr_idx_on", "s_set_gpr_idx_off"])
+snippet("gpr_idx:mode", ["s_set_gpr_idx_on s1, gpr_idx(SRC0)", "s_set_gpr_idx_mode gpr_idx(SRC1)",
+                         "s_set_gpr_idx_idx s2", "v_add_u32 v30, v1, v3", "s_mov_b32 s20, m0", "s_set_gpr_idx_off"],
+        covers=["s_set_gpr_idx_mode", "s_set_gpr_idx_idx"])
+
+
+def test_vgpr_index_mode(code, rng):
+    """With s_set_gpr_idx_on, the VALU operands M0[15:12] selects are offset by M0[7:0]; scalar instructions
+    and the instructions after s_set_gpr_idx_off are not."""
+    for trial in range(4):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        k, j = int(rng.integers(0, 30)), int(rng.integers(0, 30))
+        st.s[1], st.s[2], st.s[124] = k | 0xABCD0000, j, 0x12340F00
+        out = run(code["gpr_idx:on"], st)
+        assert (out.v[10 + k] == st.v[2 + k]).all() and (out.v[40] == st.v[2]).all()
+        if k:
+            assert (out.v[10] == st.v[10]).all()
+        assert out.s[20] == (0x12340F00 & ~0xF0FF) | k | 0x9000  # M0: index and mode set, other bits kept
+        out = run(code["gpr_idx:mode"], st)
+        assert (out.v[30] == (st.v[1].astype(np.uint64) + st.v[3 + j]).astype(np.uint32)).all()
+        assert out.s[20] == (0x12340F00 & ~0xF0FF) | j | 0x2000
+    st = new_state()
+    st.s[1] = 250
+    expect_error(code["gpr_idx:on"], st, r"VGPR index mode: v10 \+ M0\[7:0\] \(250\) is beyond v255")
+
+
+_SOPP_NOPS = ["s_wakeup", "s_icache_inv", "s_incperflevel 3", "s_decperflevel 3", "s_ttracedata", "s_sethalt 0"]
+snippet("sopp:nops", _SOPP_NOPS, covers=[ln.split()[0] for ln in _SOPP_NOPS])
+_CDBG = ["s_cbranch_cdbgsys", "s_cbranch_cdbguser", "s_cbranch_cdbgsys_or_user", "s_cbranch_cdbgsys_and_user"]
+snippet("sopp:cdbg", sum(([f"{b} 1", "s_add_u32 s30, s30, 1"] for b in _CDBG), []), covers=_CDBG)
+snippet("sopp:endpgm_saved", ["s_mov_b32 s30, 1", "s_endpgm_saved", "s_mov_b32 s31, 2"], covers=["s_endpgm_saved"])
+snippet("sopp:halt", ["s_sethalt 1"])
+snippet("sopp:trap", ["s_trap 2"], covers=["s_trap"])
+_REFUSED = {"s_cbranch_g_fork s[0:1], s[2:3]": "fork/join", "s_cbranch_i_fork s[0:1], 4": "fork/join",
+            "s_cbranch_join s0": "fork/join", "s_rfe_b64 s[0:1]": "trap handler",
+            "s_rfe_restore_b64 s[0:1], s2": "trap handler", "s_setkill 1": "pixel shaders",
+            "s_sendmsg sendmsg(MSG_INTERRUPT)": "s_sendmsg", "s_sendmsghalt sendmsg(MSG_INTERRUPT)": "s_sendmsg",
+            "s_setvskip s0, s1": "vector-skip"}
+for _i, _line in enumerate(_REFUSED):
+    snippet(f"refused:{_i}", [_line], covers=[_line.split()[0]])
+
+
+def test_program_control_without_effect(code, rng):
+    """Hints, cache invalidation and trace data change no state; the debugger branches are never taken (no
+    debugger is attached); s_endpgm_saved ends the wave."""
+    st = new_state(seed=int(rng.integers(1 << 62)))
+    out = run(code["sopp:nops"], st)
+    assert (out.s == st.s).all() and (out.v == st.v).all() and out.scc == st.scc
+    st.s[30] = 0
+    assert run(code["sopp:cdbg"], st).s[30] == 4
+    out = run(code["sopp:endpgm_saved"], st)
+    assert (out.s[30], out.s[31]) == (1, st.s[31])
+
+
+def test_halt_trap_and_refused_instructions(code):
+    st = new_state()
+    expect_error(code["sopp:halt"], st, r"s_sethalt 1 halts the wave")
+    expect_error(code["sopp:trap"], st, r"the kernel executed s_trap 2 .*no trap handler")
+    for i, (line, why) in enumerate(_REFUSED.items()):
+        expect_error(code[f"refused:{i}"], st, rf"not modelled by the emulator: .*{why}.* at `{line.split()[0]}")
 
 
 # ================================================================================================ vector ALU
@@ -2266,8 +2499,8 @@ def _sat_ref(op, old, x, cmp, bits):
 
 _SATOMICS = [f"s_{kind}atomic_{a}{x}" for kind in ("", "buffer_") for a in isa._SMEM_ATOMICS for x in ("", "_x2")]
 for _m in _SATOMICS:
-    _w = 2 if _m.endswith("_x2") else 1
-    _nd = 2 * _w if "cmpswap" in _m else _w
+    _words = 2 if _m.endswith("_x2") else 1
+    _nd = 2 * _words if "cmpswap" in _m else _words
     _base = "s[8:11]" if "buffer" in _m else "s[2:3]"
     snippet(f"satomic:{_m}", [f"{_m} {_regs_text(20, _nd, 's')}, {_base}, 0x40 glc",
                               f"{_m} {_regs_text(32, _nd, 's')}, {_base}, s4", "s_waitcnt lgkmcnt(0)"], covers=[_m])

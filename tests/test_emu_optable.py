@@ -47,7 +47,7 @@ def test_generated_table_agrees_with_isa():
         else:
             assert int(cond) == op.cond, mnemonic
         assert fields.pop("dpp", "DPP_ANY") == optable.dpp_form(mnemonic)
-        for field in ("cmpx", "shift", "m", "n", "k", "ab_regs", "cd_regs", "dwords", "buffer"):
+        for field in ("cmpx", "shift", "m", "n", "k", "ab_regs", "cd_regs", "dwords", "buffer", "untimed"):
             assert int(fields.pop(field, "0")) == int(getattr(op, field)), (mnemonic, field)
         assert not fields, f"{mnemonic}: fields the test does not know: {fields}"
 
@@ -86,7 +86,7 @@ def test_scalar_parameters_follow_the_mnemonic():
         m = re.fullmatch(r"s_lshl(\d)_add_u32", name)
         if m:
             assert op.shift == int(m.group(1)), name
-        if name.startswith(("s_branch", "s_cbranch_")):
+        if op.handler == "sopp_branch":
             assert isa.BRANCH_CONDITIONS[op.cond] == name.removeprefix("s_cbranch_").replace("s_branch", "always")
     for _, (name, m, n, k, ab, cd) in isa.MAI.items():
         assert isa.OPS[name] == isa.Op("valu_mfma", m=m, n=n, k=k, ab_regs=ab, cd_regs=cd)

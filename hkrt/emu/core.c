@@ -47,6 +47,7 @@ typedef struct {
   uint32_t s[128];
   uint32_t *v; /* NV * LANES */
   int scc;
+  uint32_t mode; /* the MODE hardware register (docs/facts.md §13.2) */
   int pc; /* record index */
   int status;
   queue_t vm, lgkm;
@@ -83,7 +84,8 @@ typedef struct {
 typedef int (*op_handler)(ctx_t *c, wave_t *w, const insn_t *in);
 enum { CT_F16, CT_F32, CT_F64, CT_I16, CT_U16, CT_I32, CT_U32, CT_I64, CT_U64, CT_CLASS_F16, CT_CLASS_F32,
        CT_CLASS_F64 }; /* .type: isa.COMPARE_TYPES */
-enum { BR_ALWAYS, BR_SCC0, BR_SCC1, BR_VCCZ, BR_VCCNZ, BR_EXECZ, BR_EXECNZ };  /* .cond of a branch */
+enum { BR_ALWAYS, BR_SCC0, BR_SCC1, BR_VCCZ, BR_VCCNZ, BR_EXECZ, BR_EXECNZ, BR_CDBGSYS, BR_CDBGUSER,
+       BR_CDBGSYS_OR_USER, BR_CDBGSYS_AND_USER }; /* .cond of a branch */
 enum { DPP_ANY, DPP_NONE_VOPC, DPP_NONE, DPP_ROW_NEWBCAST, DPP_NOT_VOP12 };   /* .dpp: see dpp_refused() */
 typedef struct {
   op_handler run;
@@ -91,6 +93,7 @@ typedef struct {
   uint8_t m, n, k, ab_regs, cd_regs; /* MFMA shape and registers per lane */
   uint8_t dpp;
   uint8_t dwords, buffer; /* scalar memory: dwords moved; SBASE is a buffer descriptor */
+  uint8_t untimed;        /* read by the timing classes (isa.py), not by core.c */
 } op_entry;
 static const op_entry OPS[OP_COUNT];
 
@@ -1371,6 +1374,18 @@ static int valu_mfma(ctx_t *c, wave_t *w, const insn_t *in) {
   return mfma(c, w, in, e->m, e->n, e->k, e->ab_regs, e->cd_regs);
 }
 
+/* Continue at byte address `target` of the program (branch targets, s_setpc/s_swappc/s_call): it must be the
+ * start of one of the kernel's instructions. */
+static int jump(ctx_t *c, int64_t target) {
+  emu_launch *L = c->L;
+  int64_t word = (target - (int64_t)L->code_base) / 4;
+  if (target < (int64_t)L->code_base || (target & 3) || word >= L->code_words || L->index[word] < 0)
+    return fail(c, E_INVALID, (uint64_t)target, "jump to %#llx, which is not an instruction of the kernel",
+                (unsigned long long)target);
+  c->next = L->index[word];
+  return 0;
+}
+
 /* ---------------------------------------------------------------- SALU */
 
 #define S32(n) (sval(c, w, in, in->src[n], n ? &b : &a))
@@ -1499,9 +1514,23 @@ static int salu_bit64(ctx_t *c, wave_t *w, const insn_t *in) {
   uint32_t a = 0, b = 0;
   uint64_t A = 0, B = 0, R;
   int op = in->op;
+  if (op == OP_S_BFM_B64) { /* no SCC */
+    if (S32(0) || S32(1)) return 1;
+    return swrite64(c, w, in->dst, ((1ull << (a & 63)) - 1) << (b & 63));
+  }
   if (op == OP_S_LSHL_B64 || op == OP_S_LSHR_B64 || op == OP_S_ASHR_I64) {
     if (S64(0) || S32(1)) return 1;
     R = op == OP_S_LSHL_B64 ? A << (b & 63) : op == OP_S_LSHR_B64 ? A >> (b & 63) : (uint64_t)((int64_t)A >> (b & 63));
+  } else if (op == OP_S_BFE_U64 || op == OP_S_BFE_I64) { /* S1: offset in [5:0], width in [22:16] */
+    if (S64(0) || S32(1)) return 1;
+    uint32_t o = b & 63, wd = (b >> 16) & 0x7F;
+    if (wd == 0) R = 0;
+    else if (op == OP_S_BFE_U64) R = wd >= 64 ? A >> o : (A >> o) & ((1ull << wd) - 1);
+    else {
+      int64_t v = (int64_t)A >> o;
+      if (wd < 64) v = (int64_t)((uint64_t)v << (64 - wd)) >> (64 - wd);
+      R = (uint64_t)v;
+    }
   } else {
     if (S64(0) || S64(1)) return 1;
     switch (op) {
@@ -1510,6 +1539,9 @@ static int salu_bit64(ctx_t *c, wave_t *w, const insn_t *in) {
       case OP_S_XOR_B64: R = A ^ B; break;
       case OP_S_ANDN2_B64: R = A & ~B; break;
       case OP_S_ORN2_B64: R = A | ~B; break;
+      case OP_S_NAND_B64: R = ~(A & B); break;
+      case OP_S_NOR_B64: R = ~(A | B); break;
+      case OP_S_XNOR_B64: R = ~(A ^ B); break;
       default: return salu_unhandled(c);
     }
   }
@@ -1544,6 +1576,50 @@ static int salu_unary(ctx_t *c, wave_t *w, const insn_t *in) {
     case OP_S_SEXT_I32_I8: if (S32(0)) return 1; return swrite(c, w, in->dst, (uint32_t)(int32_t)(int8_t)a);
     case OP_S_SEXT_I32_I16: if (S32(0)) return 1; return swrite(c, w, in->dst, (uint32_t)(int32_t)(int16_t)a);
     case OP_S_ABS_I32: if (S32(0)) return 1; r = (int32_t)a < 0 ? -a : a; w->scc = r != 0; return swrite(c, w, in->dst, r);
+    case OP_S_BREV_B64:
+      if (S64(0)) return 1;
+      R = 0;
+      for (int i = 0; i < 64; i++) R |= ((A >> i) & 1ull) << (63 - i);
+      return swrite64(c, w, in->dst, R);
+    case OP_S_BCNT0_I32_B32: if (S32(0)) return 1; r = 32u - (uint32_t)__builtin_popcount(a); w->scc = r != 0; return swrite(c, w, in->dst, r);
+    case OP_S_BCNT0_I32_B64: if (S64(0)) return 1; r = 64u - (uint32_t)__builtin_popcountll(A); w->scc = r != 0; return swrite(c, w, in->dst, r);
+    case OP_S_FF0_I32_B32: if (S32(0)) return 1; return swrite(c, w, in->dst, ~a ? (uint32_t)__builtin_ctz(~a) : 0xFFFFFFFFu);
+    case OP_S_FF0_I32_B64: if (S64(0)) return 1; return swrite(c, w, in->dst, ~A ? (uint32_t)__builtin_ctzll(~A) : 0xFFFFFFFFu);
+    case OP_S_FLBIT_I32_B64: if (S64(0)) return 1; return swrite(c, w, in->dst, A ? (uint32_t)__builtin_clzll(A) : 0xFFFFFFFFu);
+    case OP_S_FLBIT_I32: /* leading bits equal to the sign bit; -1 for 0 and -1 */
+      if (S32(0)) return 1;
+      r = (int32_t)a < 0 ? ~a : a;
+      return swrite(c, w, in->dst, r ? (uint32_t)__builtin_clz(r) : 0xFFFFFFFFu);
+    case OP_S_FLBIT_I32_I64:
+      if (S64(0)) return 1;
+      R = (int64_t)A < 0 ? ~A : A;
+      return swrite(c, w, in->dst, R ? (uint32_t)__builtin_clzll(R) : 0xFFFFFFFFu);
+    case OP_S_BITSET0_B32: case OP_S_BITSET1_B32: /* the destination's bit S0[4:0] */
+      if (S32(0) || sval(c, w, in, in->dst, &r)) return 1;
+      r = in->op == OP_S_BITSET1_B32 ? r | 1u << (a & 31) : r & ~(1u << (a & 31));
+      return swrite(c, w, in->dst, r);
+    case OP_S_BITSET0_B64: case OP_S_BITSET1_B64:
+      if (S32(0) || sval64(c, w, in, in->dst, &R)) return 1;
+      R = in->op == OP_S_BITSET1_B64 ? R | 1ull << (a & 63) : R & ~(1ull << (a & 63));
+      return swrite64(c, w, in->dst, R);
+    case OP_S_WQM_B32: case OP_S_QUADMASK_B32: /* per 4-bit group: any bit set -> all four (wqm) or one bit */
+      if (S32(0)) return 1;
+      for (int q = 0; q < 8; q++)
+        if (a >> (4 * q) & 0xF) r |= in->op == OP_S_WQM_B32 ? 0xFu << (4 * q) : 1u << q;
+      w->scc = r != 0;
+      return swrite(c, w, in->dst, r);
+    case OP_S_WQM_B64: case OP_S_QUADMASK_B64:
+      if (S64(0)) return 1;
+      R = 0;
+      for (int q = 0; q < 16; q++)
+        if (A >> (4 * q) & 0xF) R |= in->op == OP_S_WQM_B64 ? 0xFull << (4 * q) : 1ull << q;
+      w->scc = R != 0;
+      return swrite64(c, w, in->dst, R);
+    case OP_S_BITREPLICATE_B64_B32: /* each bit of S0 twice */
+      if (S32(0)) return 1;
+      R = 0;
+      for (int i = 0; i < 32; i++) R |= (uint64_t)((a >> i) & 1u) * 3ull << (2 * i);
+      return swrite64(c, w, in->dst, R);
     default: return salu_unhandled(c);
   }
 }
@@ -1553,6 +1629,13 @@ static int salu_saveexec(ctx_t *c, wave_t *w, const insn_t *in) {
   uint64_t A, R;
   if (sval64(c, w, in, in->src[0], &A)) return 1;
   uint64_t e = exec_of(w);
+  if (in->op == OP_S_ANDN1_WREXEC_B64 || in->op == OP_S_ANDN2_WREXEC_B64) { /* the new EXEC to the destination */
+    R = in->op == OP_S_ANDN1_WREXEC_B64 ? ~A & e : A & ~e;
+    w->s[126] = (uint32_t)R;
+    w->s[127] = (uint32_t)(R >> 32);
+    w->scc = R != 0;
+    return swrite64(c, w, in->dst, R);
+  }
   switch (in->op) {
     case OP_S_AND_SAVEEXEC_B64: R = A & e; break;
     case OP_S_OR_SAVEEXEC_B64: R = A | e; break;
@@ -1601,8 +1684,125 @@ static int salu_compare_imm(ctx_t *c, wave_t *w, const insn_t *in) {
 /* s_bitcmp0/1_b32: SCC = whether bit S1[4:0] of S0 equals the table's bit value */
 static int salu_bitcmp(ctx_t *c, wave_t *w, const insn_t *in) {
   uint32_t a = 0, b = 0;
+  uint64_t A = 0, B;
+  if (OPS[in->op].type == CT_U64) { /* s_bitcmp*_b64: bit S1[5:0] of a 64-bit S0 */
+    if (S64(0) || S32(1)) return 1;
+    w->scc = ((A >> (b & 63)) & 1) == OPS[in->op].cond;
+    return 0;
+  }
   if (S32(0) || S32(1)) return 1;
   w->scc = ((a >> (b & 31)) & 1) == OPS[in->op].cond;
+  return 0;
+}
+
+/* s_movrels: D = SGPR[S0 + M0]; s_movreld: SGPR[D + M0] = S0 (docs/facts.md §13.2). The register indexed must
+ * stay within s0..s101. */
+static int salu_movrel(ctx_t *c, wave_t *w, const insn_t *in) {
+  int wide = in->op == OP_S_MOVRELS_B64 || in->op == OP_S_MOVRELD_B64;
+  int reld = in->op == OP_S_MOVRELD_B32 || in->op == OP_S_MOVRELD_B64;
+  int base = reld ? in->dst : in->src[0];
+  uint64_t at = (uint64_t)(uint32_t)base + w->s[124];
+  if (base < 0 || base > 101 || at + (wide ? 2 : 1) > 102)
+    return fail(c, E_INVALID, 0, "s_movrel%c indexes s%llu (operand %d + M0 %u): only s0..s101 can be indexed",
+                reld ? 'd' : 's', (unsigned long long)at, base, w->s[124]);
+  uint32_t a = 0, b;
+  uint64_t A = 0, B;
+  if (reld) {
+    if (wide ? S64(0) : S32(0)) return 1;
+    return wide ? swrite64(c, w, (int)at, A) : swrite(c, w, (int)at, a);
+  }
+  if (wide ? sval64(c, w, in, (int)at, &A) : sval(c, w, in, (int)at, &a)) return 1;
+  return wide ? swrite64(c, w, in->dst, A) : swrite(c, w, in->dst, a);
+}
+
+/* s_setpc_b64: PC = S0; s_swappc_b64: D = the next instruction's address, PC = S0; s_call_b64: D = that
+ * address, PC += 4 + 4 * SIMM16. Addresses are device addresses (image_base + offset, as s_getpc_b64 gives). */
+static int salu_jump(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t A = 0, ret = c->L->image_base + in->pc + in->size;
+  if (in->op == OP_S_CALL_B64) {
+    if (swrite64(c, w, in->dst, ret)) return 1;
+    return jump(c, (int64_t)in->pc + 4 + 4 * (int64_t)(int16_t)in->imm);
+  }
+  if (sval64(c, w, in, in->src[0], &A)) return 1; /* read before D is written: they may overlap */
+  if (in->op == OP_S_SWAPPC_B64 && swrite64(c, w, in->dst, ret)) return 1;
+  if (A < c->L->image_base || A - c->L->image_base > (uint64_t)INT32_MAX)
+    return fail(c, E_INVALID, A, "jump to %#llx, which is not an instruction of the kernel", (unsigned long long)A);
+  return jump(c, (int64_t)(A - c->L->image_base));
+}
+
+/* The MODE register the emulator implements (docs/facts.md §13.2): FP_ROUND 0 (nearest even), FP_DENORM 0xF
+ * (fp32 and fp16/fp64 denormals kept), DX10_CLAMP and IEEE set, no exception enables; GPR_IDX_EN (bit 27)
+ * follows s_set_gpr_idx_on/off. */
+#define MODE_DEFAULT 0x3F0u
+#define MODE_GPR_IDX_EN (1u << 27)
+#define HW_REG_MODE 1
+
+static const char *hwreg_name(int id) {
+  switch (id) {
+    case 2: return "HW_REG_STATUS";
+    case 3: return "HW_REG_TRAPSTS";
+    case 4: return "HW_REG_HW_ID";
+    case 5: return "HW_REG_GPR_ALLOC";
+    case 6: return "HW_REG_LDS_ALLOC";
+    case 7: return "HW_REG_IB_STS";
+    case 15: return "HW_REG_SH_MEM_BASES";
+    case 20: return "HW_REG_XCC_ID";
+    default: return "an unnamed register";
+  }
+}
+
+/* s_getreg_b32 / s_setreg_b32 / s_setreg_imm32_b32 on hwreg(id, offset, size) (SIMM16 [5:0], [10:6],
+ * [15:11] = size - 1). Only MODE is modelled; a write may not change what the emulator implements. */
+static int salu_hwreg(ctx_t *c, wave_t *w, const insn_t *in) {
+  int id = in->imm & 63, off = (in->imm >> 6) & 31, size = ((in->imm >> 11) & 31) + 1;
+  int get = in->op == OP_S_GETREG_B32;
+  if (id != HW_REG_MODE)
+    return fail(c, E_UNIMPL, 0, "%s of hardware register %d (%s): the emulator models only HW_REG_MODE",
+                get ? "s_getreg_b32" : "s_setreg", id, hwreg_name(id));
+  uint32_t mask = size >= 32 ? ~0u : (1u << size) - 1, v = in->literal;
+  if (get) return swrite(c, w, in->dst, (w->mode >> off) & mask);
+  if (in->op == OP_S_SETREG_B32 && sval(c, w, in, in->src[0], &v)) return 1;
+  uint32_t field = mask << off, mode = (w->mode & ~field) | ((v << off) & field);
+  if ((mode & ~MODE_GPR_IDX_EN) != MODE_DEFAULT)
+    return fail(c, E_UNIMPL, 0, "s_setreg would set MODE to %#x: the emulator implements only MODE %#x (round to "
+                "nearest even, denormals kept, DX10_CLAMP and IEEE on, no exceptions enabled)",
+                mode & ~MODE_GPR_IDX_EN, MODE_DEFAULT);
+  w->mode = mode;
+  return 0;
+}
+
+/* VGPR indexing (docs/facts.md §13.2): s_set_gpr_idx_on S0, SIMM4 sets MODE.GPR_IDX_EN, M0[7:0] = S0[7:0] and
+ * M0[15:12] = SIMM4 (which VALU operands are indexed: src0, src1, src2, dst); _off clears GPR_IDX_EN, _mode sets
+ * M0[15:12], _idx M0[7:0]. Other bits of M0 are kept. */
+static int gpr_idx(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint32_t a = 0, b, m0 = w->s[124];
+  switch (in->op) {
+    case OP_S_SET_GPR_IDX_OFF: w->mode &= ~MODE_GPR_IDX_EN; return 0;
+    case OP_S_SET_GPR_IDX_MODE: m0 = (m0 & ~0xF000u) | (uint32_t)(in->imm & 0xF) << 12; break;
+    case OP_S_SET_GPR_IDX_ON:
+      if (S32(0)) return 1;
+      m0 = (m0 & ~0xF0FFu) | (a & 0xFF) | (uint32_t)(in->src[1] & 0xF) << 12; /* SIMM4 sits in the SSRC1 field */
+      w->mode |= MODE_GPR_IDX_EN;
+      break;
+    default:
+      if (S32(0)) return 1;
+      m0 = (m0 & ~0xFFu) | (a & 0xFF);
+  }
+  return swrite(c, w, 124, m0);
+}
+
+/* With GPR_IDX_EN, a VALU instruction's VGPR operands that M0[15:12] selects are offset by M0[7:0]. */
+static int gpr_indexed(ctx_t *c, wave_t *w, insn_t *x) {
+  int tc = OP_TCLASS[x->op];
+  if (tc != TC_VALU && tc != TC_TRANS && tc != TC_VALU64) return 0;
+  uint32_t m0 = w->s[124], off = m0 & 0xFF;
+  int16_t *slot[4] = {&x->src[0], &x->src[1], &x->src[2], &x->dst};
+  for (int k = 0; k < 4; k++) {
+    if (!(m0 >> (12 + k) & 1) || *slot[k] < 256 || *slot[k] >= 512) continue;
+    if (*slot[k] + (int)off >= 512)
+      return fail(c, E_INVALID, 0, "VGPR index mode: v%d + M0[7:0] (%u) is beyond v255", *slot[k] - 256, off);
+    *slot[k] = (int16_t)(*slot[k] + (int)off);
+  }
   return 0;
 }
 #undef S32
@@ -1643,7 +1843,6 @@ static int sopp_waitcnt(ctx_t *c, wave_t *w, const insn_t *in) {
 }
 
 static int sopp_branch(ctx_t *c, wave_t *w, const insn_t *in) {
-  emu_launch *L = c->L;
   int taken;
   switch (OPS[in->op].cond) {
     case BR_ALWAYS: taken = 1; break;
@@ -1653,16 +1852,40 @@ static int sopp_branch(ctx_t *c, wave_t *w, const insn_t *in) {
     case BR_VCCNZ: taken = vcc_of(w) != 0; break;
     case BR_EXECZ: taken = exec_of(w) == 0; break;
     case BR_EXECNZ: taken = exec_of(w) != 0; break;
+    /* the debugger status bits: no debugger is attached to an emulated wave, so they are 0 */
+    case BR_CDBGSYS: case BR_CDBGUSER: case BR_CDBGSYS_OR_USER: case BR_CDBGSYS_AND_USER: taken = 0; break;
     default: return fail(c, E_UNIMPL, 0, "program-control instruction not implemented");
   }
   if (!taken) return 0;
-  int64_t target = (int64_t)in->pc + 4 + 4 * (int64_t)(int16_t)in->imm;
-  int64_t word = (target - (int64_t)L->code_base) / 4;
-  if (word < 0 || word >= L->code_words || L->index[word] < 0)
-    return fail(c, E_INVALID, (uint64_t)target, "branch to %#llx, which is not an instruction of the kernel",
-                (unsigned long long)target);
-  c->next = L->index[word];
+  return jump(c, (int64_t)in->pc + 4 + 4 * (int64_t)(int16_t)in->imm);
+}
+
+/* s_sethalt: bit 0 set halts the wave until a debugger or the host resumes it, which never happens here */
+static int sopp_sethalt(ctx_t *c, wave_t *w, const insn_t *in) {
+  if (in->imm & 1)
+    return fail(c, E_INVALID, 0, "s_sethalt %d halts the wave; nothing resumes a halted wave in the emulator",
+                in->imm & 0xFFFF);
   return 0;
+}
+
+static int sopp_trap(ctx_t *c, wave_t *w, const insn_t *in) {
+  return fail(c, E_INVALID, 0, "the kernel executed s_trap %d (a trap, e.g. from __builtin_trap or a failed "
+              "assert); the emulator has no trap handler", in->imm & 0xFF);
+}
+
+/* Instructions the emulator refuses, with the reason numbered by the opcode table's .cond (isa.py). */
+static int refused(ctx_t *c, wave_t *w, const insn_t *in) {
+  static const char *why[] = {
+    "",
+    "fork/join divergence control through a stack in SGPRs: no compiler for gfx9+ emits it",
+    "a return from a trap handler: the emulator runs no trap handler",
+    "s_setkill: the kill bit belongs to pixel shaders",
+    "s_sendmsg: messages to the SPI or host interrupts are not modelled",
+    "s_setvskip: the vector-skip mode is not modelled",
+  };
+  int k = OPS[in->op].cond;
+  return fail(c, E_UNIMPL, 0, "instruction not modelled by the emulator: %s",
+              k > 0 && k < (int)(sizeof why / sizeof why[0]) ? why[k] : "(no reason recorded)");
 }
 
 /* ---------------------------------------------------------------- memory instructions */
@@ -2619,6 +2842,12 @@ static int step(ctx_t *c, wave_t *w) {
   L->insn_count++;
   if (in->op >= OP_COUNT) return fail(c, E_INVALID, 0, "instruction record with opcode id %d", in->op);
   c->next = w->pc + 1;
+  insn_t indexed;
+  if (w->mode & MODE_GPR_IDX_EN) { /* rare: run a copy whose VGPR operands are indexed */
+    indexed = *in;
+    if (gpr_indexed(c, w, &indexed)) return 1;
+    in = &indexed;
+  }
   int rc = OPS[in->op].run(c, w, in);
   if (rc) return rc;
   w->pc = c->next;
@@ -2638,6 +2867,7 @@ static void init_wave(ctx_t *c, wave_t *w, int wi, const uint32_t wg[3], uint32_
   memset(w->spend, 0, sizeof w->spend);
   w->vm.n = w->lgkm.n = 0;
   w->scc = 0;
+  w->mode = MODE_DEFAULT;
   w->status = W_RUN;
   w->pc = L->entry;
   for (uint32_t i = 0; i < L->user_sgpr_count && i < 32; i++) w->s[i] = L->user_sgprs[i];
@@ -2777,6 +3007,7 @@ int emu_run_wave_state(emu_launch *L, uint32_t *s, uint32_t *v, int32_t *scc, ui
   w.v = v;
   memcpy(w.s, s, sizeof w.s);
   w.scc = *scc;
+  w.mode = MODE_DEFAULT;
   w.pc = L->entry;
   w.status = W_RUN;
   c.waves = &w;

@@ -126,6 +126,9 @@ def decode_one(words: list[int], i: int) -> _Rec:
             r.dst = (w0 >> 16) & 0x7F
             r.src[0] = r.dst
             r.imm = w0 & 0xFFFF
+            if r.name == "s_setreg_imm32_b32":  # its data is a trailing literal; SDST is unused
+                r.dst = r.src[0] = NONE
+                _literal(words, i, r, LITERAL)
         else:
             r = _Rec(isa.SOP2.get((w0 >> 23) & 0x7F, "invalid"), 4)
             r.dst, r.src[0], r.src[1] = (w0 >> 16) & 0x7F, w0 & 0xFF, (w0 >> 8) & 0xFF
