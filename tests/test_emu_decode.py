@@ -792,3 +792,15 @@ def test_dpp_decodes_like_objdump(tc, tmp_path):
     assert not problems, "\n".join(problems[:40])
     # the gfx9 quirk (docs/facts.md §6.4): bound_ctrl:0 and bound_ctrl:1 set the same bit, objdump prints :1
     assert "bound_ctrl:0" not in res.stdout and "bound_ctrl:1" in res.stdout
+
+
+def test_smem_sgpr_offset_with_soe_comes_from_soffset(tc):
+    """IMM = 0 with SOE = 1: the offset SGPR is the SOFFSET field (bits 63:57), not the OFFSET field; llvm-mc
+    -disassemble reads these words as `s_load_dword s1, s[2:3], s7` although OFFSET holds 5."""
+    words = bytes([0x41, 0x40, 0x00, 0xC0, 0x05, 0x00, 0x00, 0x0E])
+    res = subprocess.run([tc.mc, "-arch=amdgcn", "-mcpu=gfx950", "-disassemble"],
+                         input=",".join(f"{b:#04x}" for b in words) + "\n", capture_output=True, text=True)
+    assert "s_load_dword s1, s[2:3], s7" in res.stdout, res.stdout + res.stderr
+    rec = decode.decode(words, 0, "t").insns[0]
+    assert (isa.MNEMONICS[int(rec["op"])], int(rec["dst"]), int(rec["src0"]), int(rec["src1"])) == \
+        ("s_load_dword", 1, 2, 7)

@@ -2,8 +2,9 @@
 
 Opcode numbers follow the CDNA3/CDNA4 ISA encodings and were checked against the
 toolchain's assembler (tests/test_emu_decode.py re-checks every one with llvm-mc).
-Only instructions the execution core implements are listed; anything else decodes
-as unknown and raises UnimplementedInstruction if executed. An instruction goes in its
+Only instructions the execution core implements are listed, and those it refuses by
+name with a reason (REFUSED, PARTIAL); anything else decodes as unknown and raises
+UnimplementedInstruction if executed. An instruction goes in its
 encoding's table and in OPS, which names the core.c function that runs it and its
 parameters (optable.py generates the core's dispatch table from OPS; the opcode ids
 are the order of MNEMONICS, which decides nothing else).
@@ -425,6 +426,10 @@ MFMA_CYCLES = {"v_mfma_f32_16x16x32_bf16": 16, "v_mfma_f32_32x32x16_bf16": 32,
                "v_mfma_f32_16x16x16_bf16": 16, "v_mfma_f32_32x32x8_bf16": 32}
 
 
+# Listed only so that the core can refuse them by name, with the reason (docs/facts.md §13.2, §13.3).
+REFUSED = {n for n, op in OPS.items() if op.handler in ("refused", "refused_scalar_scratch")}
+# Run for some operands only, the others refused by name: hardware registers other than MODE (§13.2).
+PARTIAL = {"s_getreg_b32", "s_setreg_b32", "s_setreg_imm32_b32"}
 # instructions without an effect the emulator models whose cost the timing model was not given
 UNTIMED_NOPS = {n for n, op in OPS.items() if op.untimed}
 _MAI_NAMES = {m[0] for m in MAI.values()}
