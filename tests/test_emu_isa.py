@@ -2440,6 +2440,23 @@ def _descriptor(st, base, num_records):
     st.s[8], st.s[9], st.s[10], st.s[11] = base & M32, (base >> 32) & 0xFFFF, num_records, 0x00027000
 
 
+snippet("smem:imm_and_sgpr", ["s_load_dword s20, s[2:3], s4 offset:0x10", "s_load_dwordx2 s[22:23], s[2:3], s5 offset:-0x8",
+                             "s_buffer_load_dword s24, s[8:11], s4 offset:0x20", "s_waitcnt lgkmcnt(0)"])
+
+
+def test_smem_offset_sgpr_plus_immediate(code, rng):
+    """SOE with IMM: the address adds the SGPR offset and the (signed, for s_load) immediate."""
+    mem = Mem(rng, 1024)
+    data = mem.bytes().view("<u4")
+    st = new_state(seed=int(rng.integers(1 << 62)))
+    set64(st, 2, mem.bases[0])
+    _descriptor(st, mem.bases[0], 1024)
+    st.s[4], st.s[5] = 4 * int(rng.integers(0, 100)), 4 * int(rng.integers(2, 100))
+    out = run(code["smem:imm_and_sgpr"], st, machine=mem.m)
+    k, j = int(st.s[4]) // 4, int(st.s[5]) // 4
+    assert out.s[20] == data[k + 4] and list(out.s[22:24]) == list(data[j - 2:j]) and out.s[24] == data[k + 8]
+
+
 @pytest.mark.parametrize("n", _SB_N)
 def test_smem_buffer_loads(code, rng, n):
     """s_buffer_load_dword*: descriptor base + offset; dwords at or beyond NUM_RECORDS read 0 (the last
