@@ -50,9 +50,44 @@ def _regs(kind: str, first: int, n: int) -> str:
     return f"{kind}{first}" if n == 1 else f"{kind}[{first}:{first + n - 1}]"
 
 
+# scalar ops whose operands the name-based patterns below do not fit
+_SCALAR_LINES = {
+    "s_bfm_b64": ["s_bfm_b64 s[4:5], s7, s9", "s_bfm_b64 s[10:11], 0x12345678, 63"],
+    "s_bfe_u64": ["s_bfe_u64 s[4:5], s[6:7], s9", "s_bfe_u64 s[10:11], exec, 0x12345678"],
+    "s_bfe_i64": ["s_bfe_i64 s[4:5], s[6:7], s9", "s_bfe_i64 s[98:99], -1, 63"],
+    "s_cbranch_g_fork": ["s_cbranch_g_fork s[4:5], s[6:7]"],
+    "s_rfe_restore_b64": ["s_rfe_restore_b64 s[4:5], s9"],
+    "s_getreg_b32": ["s_getreg_b32 s9, hwreg(HW_REG_MODE)", "s_getreg_b32 s100, hwreg(HW_REG_HW_ID, 3, 7)"],
+    "s_setreg_b32": ["s_setreg_b32 hwreg(HW_REG_MODE, 4, 2), s9"],
+    "s_setreg_imm32_b32": ["s_setreg_imm32_b32 hwreg(HW_REG_MODE, 0, 4), 0x12345678"],
+    "s_setpc_b64": ["s_setpc_b64 s[4:5]"], "s_rfe_b64": ["s_rfe_b64 s[4:5]"], "s_cbranch_join": ["s_cbranch_join s5"],
+    "s_set_gpr_idx_idx": ["s_set_gpr_idx_idx s5", "s_set_gpr_idx_idx 7"],
+    "s_bcnt0_i32_b64": ["s_bcnt0_i32_b64 s5, s[6:7]"], "s_ff0_i32_b64": ["s_ff0_i32_b64 s5, s[6:7]"],
+    "s_flbit_i32_b64": ["s_flbit_i32_b64 s5, s[6:7]"], "s_flbit_i32_i64": ["s_flbit_i32_i64 s5, s[6:7]"],
+    "s_bitset0_b64": ["s_bitset0_b64 s[4:5], s7"], "s_bitset1_b64": ["s_bitset1_b64 s[4:5], 63"],
+    "s_bitreplicate_b64_b32": ["s_bitreplicate_b64_b32 s[4:5], s7", "s_bitreplicate_b64_b32 s[4:5], 0x1234567"],
+    "s_bitcmp0_b64": ["s_bitcmp0_b64 s[4:5], s7"], "s_bitcmp1_b64": ["s_bitcmp1_b64 s[4:5], 63"],
+    "s_set_gpr_idx_on": ["s_set_gpr_idx_on s5, gpr_idx(SRC0,DST)"],
+    "s_cbranch_i_fork": ["s_cbranch_i_fork s[4:5], 0x7fff"], "s_call_b64": ["s_call_b64 s[4:5], 0x8001"],
+    "s_movrels_b32": ["s_movrels_b32 s5, s7"], "s_movrels_b64": ["s_movrels_b64 s[4:5], s[6:7]"],
+    "s_movreld_b32": ["s_movreld_b32 s5, s7", "s_movreld_b32 s0, -7"],
+    "s_movreld_b64": ["s_movreld_b64 s[4:5], s[6:7]", "s_movreld_b64 s[98:99], 0xfffff"],
+}
+# operand text the generic reading in expected_fields does not parse: (register operands as fields)
+# (field, operand index; split() also cuts at the commas inside hwreg(...))
+_OPAQUE = {"s_getreg_b32": (("dst", 0),), "s_setreg_b32": (("src0", -1),), "s_setreg_imm32_b32": (("literal", -1),),
+           "s_sendmsg": (), "s_sendmsghalt": (), "s_set_gpr_idx_on": (("src0", 0),), "s_set_gpr_idx_mode": ()}
+_SOURCE_ONLY = {"s_setpc_b64", "s_rfe_b64", "s_cbranch_join", "s_set_gpr_idx_idx", "s_cbranch_g_fork",
+                "s_rfe_restore_b64"}
+
+
 def scalar_lines() -> list[str]:
     out = []
+    for m in [*isa.SOP2.values(), *isa.SOPK.values(), *isa.SOP1.values(), *isa.SOPC.values()]:
+        out += _SCALAR_LINES.get(m, [])
     for m in isa.SOP2.values():
+        if m in _SCALAR_LINES:
+            continue
         if m in ("s_lshl_b64", "s_lshr_b64", "s_ashr_i64"):
             out += [f"{m} s[4:5], s[6:7], s9", f"{m} s[98:99], -1, 63"]
         elif m.endswith(("_b64", "_i64")):
@@ -61,8 +96,11 @@ def scalar_lines() -> list[str]:
             out += [f"{m} s5, s7, s9", f"{m} s101, 0x89abcdef, -16"]
     out += ["s_or_b64 exec, exec, vcc", "s_add_u32 m0, 64, vcc_hi", "s_and_b32 vcc_lo, 0.5, -4.0"]
     for m in isa.SOPK.values():
-        out += [f"{m} s9, 0x7fff", f"{m} s100, 0x8001"]
+        if m not in _SCALAR_LINES:
+            out += [f"{m} s9, 0x7fff", f"{m} s100, 0x8001"]
     for m in isa.SOP1.values():
+        if m in _SCALAR_LINES:
+            continue
         if m == "s_getpc_b64":
             out.append(f"{m} s[20:21]")
         elif m in ("s_bcnt1_i32_b64", "s_ff1_i32_b64"):
@@ -73,6 +111,8 @@ def scalar_lines() -> list[str]:
             out += [f"{m} s5, s7", f"{m} s0, -7"]
     out += ["s_mov_b64 s[4:5], src_shared_base", "s_mov_b32 s2, src_shared_base", "s_mov_b32 m0, 0x1000"]
     for m in isa.SOPC.values():
+        if m in _SCALAR_LINES:
+            continue
         if m.endswith("_u64"):
             out.append(f"{m} s[4:5], s[6:7]")
         else:
@@ -81,12 +121,36 @@ def scalar_lines() -> list[str]:
             "s_branch -1", "s_cbranch_scc0 -32768", "s_cbranch_scc1 32767", "s_cbranch_vccz 7", "s_cbranch_vccnz -9",
             "s_cbranch_execz 0", "s_cbranch_execnz 12",
             "s_waitcnt vmcnt(0)", "s_waitcnt lgkmcnt(0)", "s_waitcnt vmcnt(17) lgkmcnt(3)", "s_waitcnt vmcnt(63)",
-            "s_waitcnt expcnt(2)", "s_waitcnt 0"]
+            "s_waitcnt expcnt(2)", "s_waitcnt 0", "s_wakeup", "s_setkill 1", "s_sethalt 3",
+            "s_sendmsg sendmsg(MSG_INTERRUPT)", "s_sendmsghalt sendmsg(MSG_INTERRUPT)", "s_trap 2", "s_icache_inv",
+            "s_incperflevel 5", "s_decperflevel 5", "s_ttracedata", "s_cbranch_cdbgsys 3", "s_cbranch_cdbguser -3",
+            "s_cbranch_cdbgsys_or_user 0", "s_cbranch_cdbgsys_and_user 9", "s_endpgm_saved", "s_set_gpr_idx_off",
+            "s_set_gpr_idx_mode gpr_idx(SRC1)"]
     for i, m in enumerate(isa.SMEM.values()):
-        n = [1, 2, 4, 8, 16][i]
-        out += [f"{m} {_regs('s', 16, n)}, s[2:3], 0x{4 * i + 4:x}", f"{m} {_regs('s', 32, n)}, s[98:99], s7",
-                f"{m} {_regs('s', 48, n)}, s[0:1], 0xffffc"]
+        if m in ("s_memtime", "s_memrealtime"):
+            out += [f"{m} s[16:17]", f"{m} s[100:101]"]
+            continue
+        if m.startswith(("s_dcache_inv", "s_dcache_wb")):
+            out.append(m)
+            continue
+        n = _smem_dwords(m)
+        base = "s[8:11]" if "buffer" in m else "s[2:3]"
+        data = _regs("s", 16, n) if "probe" not in m else "7"
+        if m.startswith("s_dcache_discard"):
+            out += [f"{m} s[2:3], 0x{4 * i + 4:x}", f"{m} s[98:99], s7"]
+            continue
+        out += [f"{m} {data}, {base}, 0x{4 * i + 4:x}", f"{m} {_regs('s', 32, n) if 'probe' not in m else '3'}, "
+                f"{base}, s7", f"{m} {_regs('s', 48, n) if 'probe' not in m else '0'}, {base}, 0xffffc"]
     return out
+
+
+def _smem_dwords(m: str) -> int:
+    """SDATA registers of an SMEM op: the dword count (cmpswap: data and compare value)."""
+    n = 2 if m.endswith("_x2") else 1
+    for tag, k in (("x16", 16), ("x8", 8), ("x4", 4), ("x2", 2)):
+        if m.endswith(tag):
+            n = k
+    return 2 * n if "cmpswap" in m else n
 
 
 # VOP1/VOP2/VOPC ops that have no _e64 form in llvm-mc, or whose e32 form needs special operands.
@@ -143,8 +207,13 @@ def vector_alu_lines() -> list[str]:
     out += ["v_add_f32_e64 v5, -|v7|, s9 clamp mul:2", "v_mul_f32_e64 v5, v7, -v9 div:2",
             "v_max_f32_e64 v5, |v7|, |v9| clamp"]
     for m in isa.VOPC.values():
-        if m.endswith(("_i64", "_u64")):
+        if m.endswith(("_i64", "_u64", "_f64")) and "class" not in m:
             out += [f"{m} vcc, v[6:7], v[8:9]", f"{m} vcc, s[6:7], v[8:9]", f"{m}_e64 s[10:11], v[6:7], s[8:9]"]
+        elif m.endswith("class_f64"):
+            out += [f"{m} vcc, v[6:7], v9", f"{m} vcc, s[6:7], v9", f"{m}_e64 s[10:11], -v[6:7], s9"]
+        elif m.endswith("16"):  # 16-bit operands: 16-bit literals
+            out += [f"{m} vcc, v7, v9", f"{m} vcc, 0x3001, v9", f"{m} vcc, s101, v9",
+                    f"{m}_e64 s[10:11], v7, s9", f"{m}_e64 vcc, -1, v9"]
         else:
             out += [f"{m} vcc, v7, v9", f"{m} vcc, 0x3f000001, v9", f"{m} vcc, s101, v9",
                     f"{m}_e64 s[10:11], v7, s9", f"{m}_e64 vcc, -1, v9"]
@@ -436,6 +505,10 @@ def expected_fields(text: str) -> dict:
     mn, ops, mods, words = split(text)
     name = base_mnemonic(mn)
     exp: dict = {}
+    if name in _OPAQUE:  # hwreg(), sendmsg(), gpr_idx(): only the register or literal operands are checked
+        for key, i in _OPAQUE[name]:
+            exp[key] = int(ops[i], 0) & 0xFFFFFFFF if key == "literal" else operand(ops[i])[0]
+        return exp
     codes = [operand(o) for o in ops] if not name.startswith(("s_waitcnt",)) else []
     lits = [lit for _, lit, _, _ in codes if lit is not None]
     if lits:
@@ -447,7 +520,9 @@ def expected_fields(text: str) -> dict:
             if k:
                 exp[k] = v
 
-    if name in isa.SOP2.values():
+    if name in _SOURCE_ONLY:
+        put("src0", "src1")
+    elif name in isa.SOP2.values():
         put("dst", "src0", "src1")
     elif name in isa.SOPK.values():
         exp["dst"] = exp["src0"] = c[0]
@@ -462,7 +537,23 @@ def expected_fields(text: str) -> dict:
         imm = _waitcnt_imm(text) if name == "s_waitcnt" else int(ops[0], 0) if ops else 0
         exp["imm"] = imm - 0x10000 if imm >= 0x8000 else imm  # SIMM16 is kept sign-extended
     elif name in isa.SMEM.values():
-        exp["dst"], exp["src0"] = c[0], c[1]
+        if name.startswith("s_dcache_discard"):  # no SDATA: SBASE and the offset
+            exp["src0"] = c[0]
+            if ops[1].startswith("s"):
+                exp["src1"] = c[1]
+            else:
+                exp["imm"] = int(ops[1], 0)
+            exp.pop("literal", None)
+            return exp
+        if len(ops) < 3:  # s_memtime, cache maintenance: at most a destination
+            if ops:
+                exp["dst"] = c[0]
+            exp.pop("literal", None)
+            return exp
+        if "probe" in name:
+            exp["dst"], exp["src0"] = int(ops[0], 0), c[1]
+        else:
+            exp["dst"], exp["src0"] = c[0], c[1]
         if ops[2].startswith("s"):
             exp["src1"] = c[2]
         else:
@@ -683,10 +774,10 @@ def test_kernels_decode_like_objdump(tc):
 
 # ------------------------------------------------------------------------------------------------ tests (c)
 
-UNKNOWN = ["v_sin_f32 v1, v2", "s_getreg_b32 s1, hwreg(HW_REG_MODE)", "ds_append v1",
+UNKNOWN = ["v_sin_f32 v1, v2", "tbuffer_store_format_x v1, off, s[4:7], 0", "ds_append v1",
            "v_mfma_f32_4x4x4_16b_f16 a[0:3], v[0:1], v[2:3], a[0:3]", "buffer_load_format_x v1, v2, s[4:7], 0 offen",
            "ds_read_b64_tr_b8 v[2:3], v1", "ds_consume v1", "v_cubeid_f32 v1, v2, v3, v4",
-           "s_memtime s[2:3]", "v_dot2_f32_f16 v1, v2, v3, v4", "s_trap 2"]
+           "tbuffer_load_format_x v1, off, s[4:7], 0", "v_dot2_f32_f16 v1, v2, v3, v4", "ds_gws_init v2 gds"]
 
 
 def test_unknown_encodings_decode_as_invalid(tc):
@@ -735,3 +826,15 @@ def test_dpp_decodes_like_objdump(tc, tmp_path):
     assert not problems, "\n".join(problems[:40])
     # the gfx9 quirk (docs/facts.md §6.4): bound_ctrl:0 and bound_ctrl:1 set the same bit, objdump prints :1
     assert "bound_ctrl:0" not in res.stdout and "bound_ctrl:1" in res.stdout
+
+
+def test_smem_sgpr_offset_with_soe_comes_from_soffset(tc):
+    """IMM = 0 with SOE = 1: the offset SGPR is the SOFFSET field (bits 63:57), not the OFFSET field; llvm-mc
+    -disassemble reads these words as `s_load_dword s1, s[2:3], s7` although OFFSET holds 5."""
+    words = bytes([0x41, 0x40, 0x00, 0xC0, 0x05, 0x00, 0x00, 0x0E])
+    res = subprocess.run([tc.mc, "-arch=amdgcn", "-mcpu=gfx950", "-disassemble"],
+                         input=",".join(f"{b:#04x}" for b in words) + "\n", capture_output=True, text=True)
+    assert "s_load_dword s1, s[2:3], s7" in res.stdout, res.stdout + res.stderr
+    rec = decode.decode(words, 0, "t").insns[0]
+    assert (isa.MNEMONICS[int(rec["op"])], int(rec["dst"]), int(rec["src0"]), int(rec["src1"])) == \
+        ("s_load_dword", 1, 2, 7)

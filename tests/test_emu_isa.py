@@ -206,6 +206,32 @@ def _sat_ovf(r):  # signed 32-bit overflow of an exact result
     return int(not -(1 << 31) <= r < (1 << 31))
 
 
+def _bfe64(a, b, signed):
+    """s_bfe_*64: the field of width S1[22:16] at offset S1[5:0] of a 64-bit S0, zero- or sign-extended."""
+    off, width = b & 63, (b >> 16) & 0x7F
+    if width == 0:
+        return 0
+    v = (sx(a, 64) if signed else a) >> off
+    width = min(width, 64)
+    v &= (1 << width) - 1
+    return sx(v, width) & M64 if signed else v
+
+
+def _groups(x, n):  # which of the n 4-bit groups of x have a bit set
+    return [(x >> (4 * i)) & 0xF != 0 for i in range(n)]
+
+
+def _flbit_signed(x, bits):
+    """Leading bits equal to the sign bit (the position of the first differing bit from the MSB); -1 for 0, -1."""
+    if x in (0, (1 << bits) - 1):
+        return M32
+    s = x >> (bits - 1)
+    for i in range(bits - 1, -1, -1):
+        if (x >> i) & 1 != s:
+            return bits - 1 - i
+    return M32
+
+
 def _bfe(a, b, signed):
     off, width = b & 31, (b >> 16) & 0x7F
     if width == 0:
@@ -267,8 +293,13 @@ SOP2_64 = {  # 64-bit S0, S1 (shifts: 32-bit S1)
     "s_lshl_b64": lambda a, b, c: (a << (b & 63), _nz((a << (b & 63)) & M64)),
     "s_lshr_b64": lambda a, b, c: (a >> (b & 63), _nz(a >> (b & 63))),
     "s_ashr_i64": lambda a, b, c: (sx(a, 64) >> (b & 63), _nz(sx(a, 64) >> (b & 63))),
+    "s_nand_b64": lambda a, b, c: (~(a & b), _nz(~(a & b) & M64)),
+    "s_nor_b64": lambda a, b, c: (~(a | b), _nz(~(a | b) & M64)),
+    "s_xnor_b64": lambda a, b, c: (~(a ^ b), _nz(~(a ^ b) & M64)),
+    "s_bfe_u64": lambda a, b, c: (_bfe64(a, b, False), _nz(_bfe64(a, b, False))),
+    "s_bfe_i64": lambda a, b, c: (_bfe64(a, b, True), _nz(_bfe64(a, b, True))),
 }
-SHIFT64 = {"s_lshl_b64", "s_lshr_b64", "s_ashr_i64"}
+SHIFT64 = {"s_lshl_b64", "s_lshr_b64", "s_ashr_i64", "s_bfe_u64", "s_bfe_i64"}  # their S1 is 32-bit
 
 
 def _ff1(x, n):
@@ -286,6 +317,11 @@ SOP1_32 = {  # name -> (value(a, scc), scc or None)
     "s_sext_i32_i8": lambda a, c: (sx(a, 8), None),
     "s_sext_i32_i16": lambda a, c: (sx(a, 16), None),
     "s_abs_i32": lambda a, c: (abs(sx(a)), _nz(abs(sx(a)) & M32)),
+    "s_bcnt0_i32_b32": lambda a, c: (32 - bin(a).count("1"), _nz(32 - bin(a).count("1"))),
+    "s_ff0_i32_b32": lambda a, c: (_ff1(~a & M32, 32), None),
+    "s_flbit_i32": lambda a, c: (_flbit_signed(a, 32), None),
+    "s_wqm_b32": lambda a, c: (sum(0xF << 4 * i for i, g in enumerate(_groups(a, 8)) if g), _nz(a)),
+    "s_quadmask_b32": lambda a, c: (sum(1 << i for i, g in enumerate(_groups(a, 8)) if g), _nz(a)),
 }
 SOP1_64 = {  # 64-bit source; result width in the second slot
     "s_mov_b64": (lambda a, c: (a, None), 64),
@@ -293,6 +329,13 @@ SOP1_64 = {  # 64-bit source; result width in the second slot
     "s_not_b64": (lambda a, c: (~a, _nz(~a & M64)), 64),
     "s_bcnt1_i32_b64": (lambda a, c: (bin(a).count("1"), _nz(a)), 32),
     "s_ff1_i32_b64": (lambda a, c: (_ff1(a, 64), None), 32),
+    "s_brev_b64": (lambda a, c: (int(f"{a:064b}"[::-1], 2), None), 64),
+    "s_bcnt0_i32_b64": (lambda a, c: (64 - bin(a).count("1"), _nz(64 - bin(a).count("1"))), 32),
+    "s_ff0_i32_b64": (lambda a, c: (_ff1(~a & M64, 64), None), 32),
+    "s_flbit_i32_b64": (lambda a, c: (64 - a.bit_length() if a else M32, None), 32),
+    "s_flbit_i32_i64": (lambda a, c: (_flbit_signed(a, 64), None), 32),
+    "s_wqm_b64": (lambda a, c: (sum(0xF << 4 * i for i, g in enumerate(_groups(a, 16)) if g), _nz(a)), 64),
+    "s_quadmask_b64": (lambda a, c: (sum(1 << i for i, g in enumerate(_groups(a, 16)) if g), _nz(a)), 64),
 }
 SAVEEXEC = {  # new EXEC from (S0, old EXEC)
     "s_and_saveexec_b64": lambda s, e: s & e, "s_or_saveexec_b64": lambda s, e: s | e,
@@ -480,6 +523,196 @@ def test_sopc(code, rng, name):
         out = run(code[f"sopc:{name}"], st)
         assert out.scc == int(SOPC[name](a, b)), f"{name}({a:#x}, {b:#x})"
         assert (out.s == st.s).all()
+
+
+snippet("sop2:s_bfm_b64", ["s_bfm_b64 s[20:21], s1, s2"], covers=["s_bfm_b64"])
+snippet("sop1:bitset", ["s_bitset0_b32 s20, s1", "s_bitset1_b32 s21, s2", "s_bitset0_b64 s[22:23], s1",
+                        "s_bitset1_b64 s[24:25], s2", "s_bitreplicate_b64_b32 s[26:27], s3"],
+        covers=["s_bitset0_b32", "s_bitset1_b32", "s_bitset0_b64", "s_bitset1_b64", "s_bitreplicate_b64_b32"])
+for _m in ("s_andn1_wrexec_b64", "s_andn2_wrexec_b64"):
+    snippet(f"sop1:{_m}", [f"{_m} s[20:21], s[2:3]"], covers=[_m])
+for _m in ("s_bitcmp0_b64", "s_bitcmp1_b64"):
+    snippet(f"sopc:{_m}", [f"{_m} s[2:3], s4"], covers=[_m])
+
+
+def test_scalar_bit_fields_64(code, rng):
+    """s_bfm_b64 (no SCC), s_bitset0/1 (read-modify-write of the destination), s_bitreplicate_b64_b32."""
+    for trial in range(24):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        st.scc = int(rng.integers(0, 2))
+        a, b, r = scalar_inputs(rng, 3)
+        st.s[1], st.s[2], st.s[3] = a, b, r
+        out = run(code["sop2:s_bfm_b64"], st)
+        assert s64(out, 20) == (((1 << (a & 63)) - 1) << (b & 63)) & M64 and out.scc == st.scc, (a, b)
+        out = run(code["sop1:bitset"], st)
+        assert out.s[20] == int(st.s[20]) & ~(1 << (a & 31)) & M32
+        assert out.s[21] == int(st.s[21]) | (1 << (b & 31))
+        assert s64(out, 22) == s64(st, 22) & ~(1 << (a & 63)) & M64
+        assert s64(out, 24) == s64(st, 24) | (1 << (b & 63))
+        assert s64(out, 26) == sum(3 << (2 * i) for i in range(32) if (r >> i) & 1)
+        assert out.scc == st.scc
+
+
+@pytest.mark.parametrize("name", ["s_andn1_wrexec_b64", "s_andn2_wrexec_b64"])
+def test_wrexec(code, rng, name):
+    """EXEC = ~S0 & EXEC (andn1) or S0 & ~EXEC (andn2); the destination gets the new EXEC; SCC = EXEC != 0."""
+    for trial in range(12):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        a = scalar_inputs(rng, 1, 64)[0] if trial % 4 else ALL
+        e = rand_exec(rng) if trial % 3 else ALL
+        set64(st, 2, a)
+        set64(st, 126, e)
+        out = run(code[f"sop1:{name}"], st)
+        new = (~a & e if "andn1" in name else a & ~e) & M64
+        assert out.exec == new and s64(out, 20) == new and out.scc == _nz(new), (hex(a), hex(e))
+
+
+@pytest.mark.parametrize("name", ["s_bitcmp0_b64", "s_bitcmp1_b64"])
+def test_bitcmp64(code, rng, name):
+    for trial in range(24):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        a = scalar_inputs(rng, 1, 64)[0]
+        b = int(rng.integers(0, 1 << 32))
+        set64(st, 2, a)
+        st.s[4] = b
+        out = run(code[f"sopc:{name}"], st)
+        assert out.scc == int((a >> (b & 63)) & 1 == (1 if name.endswith("1_b64") else 0)), (hex(a), b & 63)
+
+
+snippet("movrel", ["s_mov_b32 m0, s1", "s_movrels_b32 s20, s40", "s_movrels_b64 s[22:23], s[40:41]",
+                   "s_movreld_b32 s50, s2", "s_movreld_b64 s[60:61], s[2:3]"],
+        covers=["s_movrels_b32", "s_movrels_b64", "s_movreld_b32", "s_movreld_b64"])
+
+
+def test_movrel(code, rng):
+    """s_movrels reads SGPR[operand + M0], s_movreld writes it; beyond s101 is an error."""
+    for trial in range(8):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        k = 2 * int(rng.integers(0, 11))
+        st.s[1] = k
+        out = run(code["movrel"], st)
+        assert out.s[20] == st.s[40 + k] and s64(out, 22) == s64(st, 40 + k)
+        assert out.s[50 + k] == st.s[2] and s64(out, 60 + k) == s64(st, 2)
+        untouched = [r for r in range(44, 101) if r not in (50 + k, 60 + k, 61 + k)]
+        assert (out.s[untouched] == st.s[untouched]).all()
+    st = new_state()
+    st.s[1] = 62
+    expect_error(code["movrel"], st, r"s_movrels indexes s102 .*only s0..s101")
+
+
+# calls: code is placed at 0x1000 (image base 0), so device addresses are 0x1000 + byte offset
+snippet("jump:setpc", ["s_getpc_b64 s[2:3]", "s_add_u32 s2, s2, 12", "s_setpc_b64 s[2:3]", "s_mov_b32 s30, 1",
+                       "s_mov_b32 s31, 7"], covers=["s_setpc_b64"])
+snippet("jump:swappc", ["s_getpc_b64 s[2:3]", "s_add_u32 s2, s2, 16", "s_swappc_b64 s[4:5], s[2:3]",
+                        "s_mov_b32 s31, 7", "s_endpgm", "s_add_u32 s30, s30, 5", "s_setpc_b64 s[4:5]"],
+        covers=["s_swappc_b64"])
+snippet("jump:call", ["s_call_b64 s[4:5], 2", "s_mov_b32 s31, 7", "s_endpgm", "s_add_u32 s30, s30, 5",
+                      "s_setpc_b64 s[4:5]"], covers=["s_call_b64"])
+snippet("jump:bad", ["s_setpc_b64 s[2:3]"])
+
+
+def test_calls_and_returns(code):
+    """s_setpc jumps to an absolute address; s_swappc and s_call save the next instruction's address and a
+    s_setpc to it returns."""
+    st = new_state()
+    st.s[30] = 100
+    out = run(code["jump:setpc"], st)
+    assert (out.s[30], out.s[31]) == (100, 7)
+    out = run(code["jump:swappc"], st)
+    assert (out.s[30], out.s[31], s64(out, 4)) == (105, 7, 0x100C)
+    out = run(code["jump:call"], st)
+    assert (out.s[30], out.s[31], s64(out, 4)) == (105, 7, 0x1004)
+    for target in (0x1002, 0x0FFC, 0x1008, 1 << 63, 0):  # misaligned, before, past the end, far away
+        set64(st, 2, target)
+        expect_error(code["jump:bad"], st, r"jump to .* not an instruction of the kernel")
+
+
+snippet("hwreg:mode", ["s_getreg_b32 s20, hwreg(HW_REG_MODE)", "s_getreg_b32 s21, hwreg(HW_REG_MODE, 4, 4)",
+                       "s_setreg_imm32_b32 hwreg(HW_REG_MODE, 4, 2), 3", "s_setreg_b32 hwreg(HW_REG_MODE, 0, 4), s1",
+                       "s_getreg_b32 s22, hwreg(HW_REG_MODE, 8, 2)"],
+        covers=["s_getreg_b32", "s_setreg_b32", "s_setreg_imm32_b32"])
+snippet("hwreg:hw_id", ["s_getreg_b32 s20, hwreg(HW_REG_HW_ID)"])
+snippet("hwreg:round", ["s_setreg_imm32_b32 hwreg(HW_REG_MODE, 0, 2), 1"])
+snippet("hwreg:excp", ["s_setreg_b32 hwreg(HW_REG_MODE, 12, 9), s1"])
+
+
+def test_hardware_registers(code):
+    """MODE reads as the emulator's fixed mode (nearest-even rounding, denormals kept, DX10_CLAMP, IEEE: 0x3f0);
+    writes that keep it are accepted, writes that would change it are refused, other registers are refused by
+    name."""
+    st = new_state()
+    st.s[1] = 0
+    out = run(code["hwreg:mode"], st)
+    assert (out.s[20], out.s[21], out.s[22]) == (0x3F0, 0xF, 3)
+    st.s[1] = 2  # FP_ROUND: round toward -inf for fp32
+    expect_error(code["hwreg:mode"], st, r"s_setreg would set MODE to 0x3f2")
+    expect_error(code["hwreg:hw_id"], st, r"hardware register 4 \(HW_REG_HW_ID\).*only HW_REG_MODE")
+    expect_error(code["hwreg:round"], st, r"s_setreg would set MODE to 0x3f1")
+    st.s[1] = 1  # an exception enable
+    expect_error(code["hwreg:excp"], st, r"s_setreg would set MODE to 0x13f0")
+
+
+snippet("gpr_idx:on", ["s_set_gpr_idx_on s1, gpr_idx(SRC0,DST)", "v_mov_b32 v10, v2", "s_set_gpr_idx_off",
+                       "v_mov_b32 v40, v2", "s_mov_b32 s20, m0"], covers=["s_set_gpr_idx_on", "s_set_gpr_idx_off"])
+snippet("gpr_idx:mode", ["s_set_gpr_idx_on s1, gpr_idx(SRC0)", "s_set_gpr_idx_mode gpr_idx(SRC1)",
+                         "s_set_gpr_idx_idx s2", "v_add_u32 v30, v1, v3", "s_mov_b32 s20, m0", "s_set_gpr_idx_off"],
+        covers=["s_set_gpr_idx_mode", "s_set_gpr_idx_idx"])
+
+
+def test_vgpr_index_mode(code, rng):
+    """With s_set_gpr_idx_on, the VALU operands M0[15:12] selects are offset by M0[7:0]; scalar instructions
+    and the instructions after s_set_gpr_idx_off are not."""
+    for trial in range(4):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        k, j = int(rng.integers(0, 30)), int(rng.integers(0, 30))
+        st.s[1], st.s[2], st.s[124] = k | 0xABCD0000, j, 0x12340F00
+        out = run(code["gpr_idx:on"], st)
+        assert (out.v[10 + k] == st.v[2 + k]).all() and (out.v[40] == st.v[2]).all()
+        if k:
+            assert (out.v[10] == st.v[10]).all()
+        assert out.s[20] == (0x12340F00 & ~0xF0FF) | k | 0x9000  # M0: index and mode set, other bits kept
+        out = run(code["gpr_idx:mode"], st)
+        assert (out.v[30] == (st.v[1].astype(np.uint64) + st.v[3 + j]).astype(np.uint32)).all()
+        assert out.s[20] == (0x12340F00 & ~0xF0FF) | j | 0x2000
+    st = new_state()
+    st.s[1] = 250
+    expect_error(code["gpr_idx:on"], st, r"VGPR index mode: v10 \+ M0\[7:0\] \(250\) is beyond v255")
+
+
+_SOPP_NOPS = ["s_wakeup", "s_icache_inv", "s_incperflevel 3", "s_decperflevel 3", "s_ttracedata", "s_sethalt 0"]
+snippet("sopp:nops", _SOPP_NOPS, covers=[ln.split()[0] for ln in _SOPP_NOPS])
+_CDBG = ["s_cbranch_cdbgsys", "s_cbranch_cdbguser", "s_cbranch_cdbgsys_or_user", "s_cbranch_cdbgsys_and_user"]
+snippet("sopp:cdbg", sum(([f"{b} 1", "s_add_u32 s30, s30, 1"] for b in _CDBG), []), covers=_CDBG)
+snippet("sopp:endpgm_saved", ["s_mov_b32 s30, 1", "s_endpgm_saved", "s_mov_b32 s31, 2"], covers=["s_endpgm_saved"])
+snippet("sopp:halt", ["s_sethalt 1"])
+snippet("sopp:trap", ["s_trap 2"], covers=["s_trap"])
+_REFUSED = {"s_cbranch_g_fork s[0:1], s[2:3]": "fork/join", "s_cbranch_i_fork s[0:1], 4": "fork/join",
+            "s_cbranch_join s0": "fork/join", "s_rfe_b64 s[0:1]": "trap handler",
+            "s_rfe_restore_b64 s[0:1], s2": "trap handler", "s_setkill 1": "pixel shaders",
+            "s_sendmsg sendmsg(MSG_INTERRUPT)": "s_sendmsg", "s_sendmsghalt sendmsg(MSG_INTERRUPT)": "s_sendmsg",
+            "s_setvskip s0, s1": "vector-skip"}
+for _i, _line in enumerate(_REFUSED):
+    snippet(f"refused:{_i}", [_line], covers=[_line.split()[0]])
+
+
+def test_program_control_without_effect(code, rng):
+    """Hints, cache invalidation and trace data change no state; the debugger branches are never taken (no
+    debugger is attached); s_endpgm_saved ends the wave."""
+    st = new_state(seed=int(rng.integers(1 << 62)))
+    out = run(code["sopp:nops"], st)
+    assert (out.s == st.s).all() and (out.v == st.v).all() and out.scc == st.scc
+    st.s[30] = 0
+    assert run(code["sopp:cdbg"], st).s[30] == 4
+    out = run(code["sopp:endpgm_saved"], st)
+    assert (out.s[30], out.s[31]) == (1, st.s[31])
+
+
+def test_halt_trap_and_refused_instructions(code):
+    st = new_state()
+    expect_error(code["sopp:halt"], st, r"s_sethalt 1 halts the wave")
+    expect_error(code["sopp:trap"], st, r"the kernel executed s_trap 2 .*no trap handler")
+    for i, (line, why) in enumerate(_REFUSED.items()):
+        expect_error(code[f"refused:{i}"], st, rf"not modelled by the emulator: .*{why}.* at `{line.split()[0]}")
 
 
 # ================================================================================================ vector ALU
@@ -918,13 +1151,14 @@ _I_COND = {"f": lambda a, b: np.zeros(a.shape, bool), "lt": np.less, "eq": np.eq
            "gt": np.greater, "ne": np.not_equal, "ge": np.greater_equal, "t": lambda a, b: np.ones(a.shape, bool)}
 
 
-def _class_bits(u: int) -> int:
-    """The v_cmp_class_f32 class index of an fp32 pattern (ISA bit list: sNaN, qNaN, -inf, -norm, -denorm,
-    -0, +0, +denorm, +norm, +inf)."""
-    e, m, neg = (u >> 23) & 0xFF, u & 0x7FFFFF, u >> 31
-    if e == 0xFF and m:
-        return 1 if m & 0x400000 else 0
-    if e == 0xFF:
+def _class_bits(u: int, bits: int = 32) -> int:
+    """The v_cmp_class class index of a float pattern of 16, 32 or 64 bits (ISA bit list: sNaN, qNaN, -inf,
+    -norm, -denorm, -0, +0, +denorm, +norm, +inf)."""
+    mant_bits, exp_bits = {16: (10, 5), 32: (23, 8), 64: (52, 11)}[bits]
+    e, m, neg = (u >> mant_bits) & ((1 << exp_bits) - 1), u & ((1 << mant_bits) - 1), u >> (bits - 1)
+    if e == (1 << exp_bits) - 1 and m:
+        return 1 if m >> (mant_bits - 1) else 0
+    if e == (1 << exp_bits) - 1:
         return 2 if neg else 9
     if e:
         return 3 if neg else 8
@@ -933,32 +1167,92 @@ def _class_bits(u: int) -> int:
     return 5 if neg else 6
 
 
+def _cmp_type(name) -> str:
+    return name.split("_")[-1]
+
+
+def _wide_src0(name) -> bool:  # 64-bit first operand (as a (lo, hi) pair of rows)
+    return _cmp_type(name) in ("i64", "u64", "f64")
+
+
+def _wide_src1(name) -> bool:
+    return _wide_src0(name) and "class" not in name
+
+
+def _join64(pair) -> np.ndarray:
+    return _u64(pair[0]) | _u64(pair[1]) << np.uint64(32)
+
+
 def vopc_ref(name, a, b):
-    """Per-lane boolean of a VOPC compare on lane vectors (64-bit types take (lo, hi) row pairs)."""
+    """Per-lane boolean of a VOPC compare on lane vectors (64-bit operands take (lo, hi) row pairs; 16-bit
+    operands are the low halves of the rows)."""
     parts = name.split("_")  # v, cmp|cmpx, cond, type
     cond, ty = parts[2], parts[3]
     if cond == "class":
-        return np.array([(int(y) >> _class_bits(int(x))) & 1 for x, y in zip(a, b)], bool)
-    if ty == "f32":
+        width = int(ty[1:])
+        xs = _join64(a) if width == 64 else np.asarray(a, np.uint32) & ((1 << width) - 1)
+        return np.array([(int(y) >> _class_bits(int(x), width)) & 1 for x, y in zip(xs, b)], bool)
+    if ty in ("f16", "f32", "f64"):
+        if ty == "f64":
+            a, b = _join64(a).view(np.float64), _join64(b).view(np.float64)
+        elif ty == "f16":
+            a, b = (np.asarray(x, np.uint32).astype(np.uint16).view(np.float16) for x in (a, b))
+        else:
+            a, b = f32(a), f32(b)
         with np.errstate(invalid="ignore"):
-            return _f_cond(cond)(f32(a), f32(b))
+            return _f_cond(cond)(a, b)
     if ty in ("i64", "u64"):
-        a = _u64(a[0]) | _u64(a[1]) << np.uint64(32)
-        b = _u64(b[0]) | _u64(b[1]) << np.uint64(32)
+        a, b = _join64(a), _join64(b)
         if ty == "i64":
             a, b = a.view(np.int64), b.view(np.int64)
+    elif ty in ("i16", "u16"):
+        a, b = (np.asarray(x, np.uint32).astype(np.uint16) for x in (a, b))
+        if ty == "i16":
+            a, b = a.view(np.int16), b.view(np.int16)
     elif ty == "i32":
         a, b = _i64(a), _i64(b)
     return _I_COND[cond](a, b)
 
 
+_F16_EDGES = np.array([0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x3C00, 0xBC00, 0x7BFF, 0x7C00, 0xFC00,
+                       0x7E00, 0xFE01, 0x7C01, 0x7D00], np.uint32)  # +-0, denormals, normals, +-inf, q/sNaN
+_F64_EDGES = np.array([0, 1 << 63, 1, 0x000FFFFFFFFFFFFF, 0x0010000000000000, 0x3FF0000000000000,
+                       0xBFF0000000000000, 0x7FF0000000000000, 0xFFF0000000000000, 0x7FF8000000000000,
+                       0xFFF8000000000001, 0x7FF0000000000001, 0x7FF4000000000000], np.uint64)
+
+
+def _split64(x) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, np.uint64)
+    return (x & np.uint64(M32)).astype(np.uint32), (x >> np.uint64(32)).astype(np.uint32)
+
+
+def _rand_f16_rows(rng) -> np.ndarray:
+    """fp16 patterns in the low halves (edge values mixed in), random junk in the high halves."""
+    lo = np.asarray(rng.random(64) * 8 - 4, np.float16).view(np.uint16).astype(np.uint32)
+    pick = rng.random(64) < 0.4
+    lo[pick] = rng.choice(_F16_EDGES, pick.sum())
+    return lo | (rand_u32(rng) << np.uint32(16))
+
+
+def _rand_f64(rng) -> np.ndarray:
+    x = (rng.random(64) * 2.0 ** rng.integers(-30, 30, 64)) * np.where(rng.random(64) < 0.5, -1, 1)
+    u = x.astype(np.float64).view(np.uint64).copy()
+    pick = rng.random(64) < 0.35
+    u[pick] = rng.choice(_F64_EDGES, pick.sum())
+    return u
+
+
 def _vopc_inputs(rng, name):
-    ty = name.split("_")[-1]
+    ty = _cmp_type(name)
     if "class" in name:
+        mask = rng.integers(0, 1 << 10, 64).astype(np.uint32)
+        if ty == "f64":
+            return _split64(_rand_f64(rng)), mask
+        if ty == "f16":
+            return _rand_f16_rows(rng), mask
         specials = np.array([0x7F800001, 0x7FC00000, 0xFF800000, 0xBF800000, 0x80000001, 0x80000000, 0,
                              0x00000001, 0x3F800000, 0x7F800000, 0xFFC00001, 0x7FA00000], np.uint32)
-        a = rng.choice(specials, 64)
-        return a, rng.integers(0, 1 << 10, 64).astype(np.uint32)
+        return rng.choice(specials, 64), mask
     if ty == "f32":
         a, b = rand_f32(rng), rand_f32(rng)
         b[:12] = a[:12]  # equal operands
@@ -966,6 +1260,15 @@ def _vopc_inputs(rng, name):
         a[nan & (rng.random(64) < 0.5)] = 0x7FC00000
         b[nan & (rng.random(64) < 0.5)] = 0xFFC00001
         return a, b
+    if ty == "f16":
+        a, b = _rand_f16_rows(rng), _rand_f16_rows(rng)
+        b[:12] = (b[:12] & 0xFFFF0000) | (a[:12] & 0xFFFF)  # equal values, different high halves
+        b[12:14] = (b[12:14] & 0xFFFF0000) | (a[12:14] & 0xFFFF) ^ 0x8000  # +-0 against -+0 among them
+        return a, b
+    if ty == "f64":
+        a, b = _rand_f64(rng), _rand_f64(rng)
+        b[:12] = a[:12]
+        return _split64(a), _split64(b)
     if ty in ("i64", "u64"):
         a = (rand_u32(rng), rand_u32(rng))
         b = (rand_u32(rng), rand_u32(rng))
@@ -974,23 +1277,55 @@ def _vopc_inputs(rng, name):
         return a, b
     a, b = rand_u32(rng), rand_u32(rng)
     b[:12] = a[:12]
+    if ty in ("i16", "u16"):
+        b[12:24] = (b[12:24] & 0xFFFF0000) | (a[12:24] & 0xFFFF)  # equal low halves, different high ones
+        a[24:28] = (a[24:28] & 0xFFFF0000) | np.array([0x7FFF, 0x8000, 0xFFFF, 0], np.uint32)
     return a, b
 
 
+# constant first operands per operand width: (assembly text, the operand's value as the compare sees it)
+_F16_INLINE = {"0.5": 0x3800, "-0.5": 0xB800, "1.0": 0x3C00, "-1.0": 0xBC00, "2.0": 0x4000, "-2.0": 0xC000,
+               "4.0": 0x4400, "-4.0": 0xC400}
+_F64_INLINE = {"0.5": 0x3FE0000000000000, "-1.0": 0xBFF0000000000000, "4.0": 0x4010000000000000}
+
+
+def _vopc_constant(name) -> tuple[str, object]:
+    ty = _cmp_type(name)
+    if ty in ("f16", "i16", "u16"):  # fp16 inline constants, inline integers, 16-bit literals
+        pool = list(_F16_INLINE.items()) + [("-7", 0xFFF9), ("33", 33)]
+        v = int(_GEN.integers(65, 1 << 16))
+        pool.append((f"0x{v:x}", v))
+        return pool[int(_GEN.integers(len(pool)))]
+    if ty in ("f64", "i64", "u64"):  # 64-bit inline constants; an fp64 literal is the high word
+        pool = [("-5", (1 << 64) - 5), ("17", 17)]
+        if ty == "f64":
+            hi = int(_GEN.integers(1, 1 << 32)) & ~0xFFFF | 0x4000  # not an inline value
+            pool += list(_F64_INLINE.items()) + [(f"0x{hi:x}", hi << 32)]
+        t, v = pool[int(_GEN.integers(len(pool)))]
+        return t, _split64(np.full(64, v, np.uint64))
+    t, v = const_operands(6)[0]
+    return t, v
+
+
 for _m in isa.VOPC.values():
-    _w64 = _m.endswith(("i64", "u64"))
-    _va, _vb = ("v[2:3]", "v[4:5]") if _w64 else ("v2", "v4")
+    _va = "v[2:3]" if _wide_src0(_m) else "v2"
+    _vb = "v[4:5]" if _wide_src1(_m) else "v4"
     snippet(f"vopc:{_m}", [f"{_m}_e32 vcc, {_va}, {_vb}"], covers=[_m])
     snippet(f"vopc64:{_m}", [f"{_m}_e64 s[20:21], {_va}, {_vb}"])
-    if not _w64:  # a constant first operand (literal in VOPC, inline in VOP3)
-        _kk = [(t, v) for t, v in const_operands(6)][:2]
-        snippet(f"vopc:{_m}:k", [f"{_m}_e32 vcc, {_kk[0][0]}, {_vb}", "v_cndmask_b32 v10, 0, 1, vcc"],
-                meta=_kk[0][1])
+    if "class" not in _m:  # a constant first operand (literal in VOPC, inline in VOP3)
+        _k = _vopc_constant(_m)
+        snippet(f"vopc:{_m}:k", [f"{_m}_e32 vcc, {_k[0]}, {_vb}", "v_cndmask_b32 v10, 0, 1, vcc"], meta=_k[1])
+
+
+def _set_operand(st, reg, x):
+    if isinstance(x, tuple):
+        st.v[reg], st.v[reg + 1] = x
+    else:
+        st.v[reg] = x
 
 
 @pytest.mark.parametrize("name", list(isa.VOPC.values()))
 def test_vopc(code, rng, name):
-    w64 = name.endswith(("i64", "u64"))
     cmpx = name.startswith("v_cmpx")
     for form in ("vopc", "vopc64"):
         for trial in range(3):
@@ -998,10 +1333,8 @@ def test_vopc(code, rng, name):
             e = ALL if trial == 0 else rand_exec(rng)
             st = new_state(seed=int(rng.integers(1 << 62)))
             set64(st, 126, e)
-            if w64:
-                st.v[2], st.v[3], st.v[4], st.v[5] = a[0], a[1], b[0], b[1]
-            else:
-                st.v[2], st.v[4] = a, b
+            _set_operand(st, 2, a)
+            _set_operand(st, 4, b)
             out = run(code[f"{form}:{name}"], st)
             bits = vopc_ref(name, a, b) & lanes(e)  # inactive lanes write 0
             want = int(sum(int(x) << i for i, x in enumerate(bits)))
@@ -1013,15 +1346,57 @@ def test_vopc(code, rng, name):
                 assert out.exec == e
             if form == "vopc64":
                 assert out.vcc == st.vcc, "the VOP3 form must not touch VCC"
-    if not w64:
+    if "class" not in name:
         st = new_state(seed=int(rng.integers(1 << 62)))
         a, b = _vopc_inputs(rng, name)
-        st.v[4] = b
+        _set_operand(st, 4, b)
         out = run(code[f"vopc:{name}:k"], st)
         k = META[f"vopc:{name}:k"]
-        want = vopc_ref(name, np.full(64, k, np.uint32), b)
+        want = vopc_ref(name, k if isinstance(k, tuple) else np.full(64, k, np.uint32), b)
         if not cmpx:
-            assert (out.v[10] == want.astype(np.uint32)).all(), f"{name} with constant {k:#x}"
+            assert (out.v[10] == want.astype(np.uint32)).all(), f"{name} with constant {k}"
+
+
+_MOD_CASES = ["v_cmp_lt_f16_e64 s[20:21], -v2, |v4|", "v_cmp_eq_f64_e64 s[20:21], |v[2:3]|, -v[4:5]",
+              "v_cmp_class_f16_e64 s[20:21], -v2, v4", "v_cmp_class_f64_e64 s[20:21], |v[2:3]|, v4",
+              "v_cmp_ge_f16_sdwa s[20:21], -v2, v4 src0_sel:WORD_1 src1_sel:WORD_0",
+              "v_cmp_lt_i16_sdwa s[20:21], sext(v2), v4 src0_sel:BYTE_1 src1_sel:WORD_1",
+              "v_cmp_gt_u16_sdwa s[20:21], v2, v4 src0_sel:WORD_1 src1_sel:BYTE_0",
+              "v_cmp_class_f16_sdwa s[20:21], |v2|, v4 src0_sel:WORD_1 src1_sel:DWORD"]
+for _i, _line in enumerate(_MOD_CASES):
+    snippet(f"vopc:mods:{_i}", [_line])
+
+
+def test_vopc_source_modifiers(code, rng):
+    """abs/neg on fp16 and fp64 compares and class tests (VOP3 and SDWA), SDWA selects on 16-bit compares:
+    the expectation applies each modifier to the operand bits by hand, then compares with numpy."""
+    neg16, abs16 = (lambda x: x ^ np.uint32(0x8000)), (lambda x: x & np.uint32(0xFFFF7FFF))
+    for i, line in enumerate(_MOD_CASES):
+        name = line.split("_e64")[0].split("_sdwa")[0].split()[0]
+        a, b = _vopc_inputs(rng, name)
+        if not _wide_src1(name) and "class" not in name:
+            b = rand_u32(rng) if "16" in name and "f16" not in name else b
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        _set_operand(st, 2, a)
+        _set_operand(st, 4, b)
+        out = run(code[f"vopc:mods:{i}"], st)
+        if i == 0:
+            want = vopc_ref(name, neg16(a), abs16(b))
+        elif i == 1:
+            want = vopc_ref(name, (a[0], a[1] & np.uint32(0x7FFFFFFF)), (b[0], b[1] ^ np.uint32(0x80000000)))
+        elif i == 2:
+            want = vopc_ref(name, neg16(a), b)
+        elif i == 3:
+            want = vopc_ref(name, (a[0], a[1] & np.uint32(0x7FFFFFFF)), b)
+        elif i == 4:
+            want = vopc_ref(name, neg16(_sel(a, "WORD_1", False)), _sel(b, "WORD_0", False))
+        elif i == 5:
+            want = vopc_ref(name, _sel(a, "BYTE_1", True), _sel(b, "WORD_1", False))
+        elif i == 6:
+            want = vopc_ref(name, _sel(a, "WORD_1", False), _sel(b, "BYTE_0", False))
+        else:
+            want = vopc_ref(name, abs16(_sel(a, "WORD_1", False)), b)
+        assert s64(out, 20) == _mask_of(want), f"{line}: {s64(out, 20):#x} want {_mask_of(want):#x}"
 
 
 # ------------------------------------------------------------------------------------------------ VALU specials
@@ -2208,6 +2583,203 @@ def test_smem_waitcnt(code, rng):
     assert out.s[20] == data[0] and out.s[21] != data[0]
     out = run(code["smem:endpgm"], st, machine=mem.m)
     assert list(out.s[20:22]) == list(data[2:4])
+
+
+_SB_N = (1, 2, 4, 8, 16)
+for _n in _SB_N:
+    _x = "" if _n == 1 else f"x{_n}"
+    snippet(f"sbload:{_n}", [f"s_buffer_load_dword{_x} {_regs_text(20, _n, 's')}, s[8:11], 0x{4 * _n:x}",
+                             f"s_buffer_load_dword{_x} {_regs_text(40, _n, 's')}, s[8:11], s4",
+                             "s_waitcnt lgkmcnt(0)"], covers=[f"s_buffer_load_dword{_x}"])
+for _n in (1, 2, 4):
+    _x = "" if _n == 1 else f"x{_n}"
+    snippet(f"sstore:{_n}", [f"s_store_dword{_x} {_regs_text(20, _n, 's')}, s[2:3], 0x{8 * _n:x}",
+                             f"s_store_dword{_x} {_regs_text(24, _n, 's')}, s[2:3], s4 glc",
+                             "s_waitcnt lgkmcnt(0)"], covers=[f"s_store_dword{_x}"])
+    snippet(f"sbstore:{_n}", [f"s_buffer_store_dword{_x} {_regs_text(20, _n, 's')}, s[8:11], s4",
+                              "s_waitcnt lgkmcnt(0)"], covers=[f"s_buffer_store_dword{_x}"])
+
+
+def _descriptor(st, base, num_records):
+    """A buffer descriptor in s[8:11]: base address, stride 0, NUM_RECORDS bytes."""
+    st.s[8], st.s[9], st.s[10], st.s[11] = base & M32, (base >> 32) & 0xFFFF, num_records, 0x00027000
+
+
+snippet("smem:imm_and_sgpr", ["s_load_dword s20, s[2:3], s4 offset:0x10", "s_load_dwordx2 s[22:23], s[2:3], s5 offset:-0x8",
+                             "s_buffer_load_dword s24, s[8:11], s4 offset:0x20", "s_waitcnt lgkmcnt(0)"])
+
+
+def test_smem_offset_sgpr_plus_immediate(code, rng):
+    """SOE with IMM: the address adds the SGPR offset and the (signed, for s_load) immediate."""
+    mem = Mem(rng, 1024)
+    data = mem.bytes().view("<u4")
+    st = new_state(seed=int(rng.integers(1 << 62)))
+    set64(st, 2, mem.bases[0])
+    _descriptor(st, mem.bases[0], 1024)
+    st.s[4], st.s[5] = 4 * int(rng.integers(0, 100)), 4 * int(rng.integers(2, 100))
+    out = run(code["smem:imm_and_sgpr"], st, machine=mem.m)
+    k, j = int(st.s[4]) // 4, int(st.s[5]) // 4
+    assert out.s[20] == data[k + 4] and list(out.s[22:24]) == list(data[j - 2:j]) and out.s[24] == data[k + 8]
+
+
+@pytest.mark.parametrize("n", _SB_N)
+def test_smem_buffer_loads(code, rng, n):
+    """s_buffer_load_dword*: descriptor base + offset; dwords at or beyond NUM_RECORDS read 0 (the last
+    trials straddle the limit)."""
+    mem = Mem(rng, 512)
+    data = mem.bytes().view("<u4")
+    for trial in range(4):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        soff = int(rng.integers(0, 64)) * 4
+        limit = 512 if trial == 0 else soff + 4 * int(rng.integers(0, n + 1)) + int(rng.integers(0, 4))
+        _descriptor(st, mem.bases[0], limit)
+        st.s[4] = soff + int(rng.integers(0, 4))  # the low two offset bits are ignored
+        out = run(code[f"sbload:{n}"], st, machine=mem.m)
+        for dst, off in ((20, 4 * n), (40, soff)):
+            want = [int(data[off // 4 + i]) if off + 4 * i + 4 <= limit else 0 for i in range(n)]
+            assert list(out.s[dst:dst + n]) == want, (trial, dst, off, limit)
+
+
+@pytest.mark.parametrize("n", (1, 2, 4))
+def test_smem_stores(code, rng, n):
+    """s_store_dword* to an address (immediate and SGPR offsets), s_buffer_store_dword* through a descriptor
+    (dwords beyond NUM_RECORDS are dropped); nothing else in memory changes."""
+    mem = Mem(rng, 512)
+    st = new_state(seed=int(rng.integers(1 << 62)))
+    set64(st, 2, mem.bases[0])
+    soff = 0x100 + 16 * int(rng.integers(0, 8))
+    st.s[4] = soff + int(rng.integers(0, 4))
+    before = mem.bytes().view("<u4").copy()
+    out = run(code[f"sstore:{n}"], st, machine=mem.m)
+    want = before.copy()
+    want[2 * n:3 * n] = st.s[20:20 + n]
+    want[soff // 4:soff // 4 + n] = st.s[24:24 + n]
+    assert (mem.bytes().view("<u4") == want).all()
+    assert (out.s[20:28] == st.s[20:28]).all()
+    mem = Mem(rng, 512)
+    st = new_state(seed=int(rng.integers(1 << 62)))
+    limit = soff + 4 * int(rng.integers(0, n + 1))
+    _descriptor(st, mem.bases[0], limit)
+    st.s[4] = soff
+    before = mem.bytes().view("<u4").copy()
+    run(code[f"sbstore:{n}"], st, machine=mem.m)
+    want = before.copy()
+    kept = (limit - soff) // 4
+    want[soff // 4:soff // 4 + kept] = st.s[20:20 + kept]
+    assert (mem.bytes().view("<u4") == want).all(), (limit, soff)
+
+
+def _sat_ref(op, old, x, cmp, bits):
+    """The memory value a scalar atomic leaves, as Python ints (ISA atomic descriptions)."""
+    m = (1 << bits) - 1
+    sgn = lambda v: v - (1 << bits) if v >> (bits - 1) else v  # noqa: E731
+    return {"swap": x, "cmpswap": x if old == cmp else old, "add": (old + x) & m, "sub": (old - x) & m,
+            "smin": x if sgn(x) < sgn(old) else old, "umin": min(x, old), "smax": x if sgn(x) > sgn(old) else old,
+            "umax": max(x, old), "and": old & x, "or": old | x, "xor": old ^ x,
+            "inc": 0 if old >= x else old + 1, "dec": x if old == 0 or old > x else old - 1}[op]
+
+
+_SATOMICS = [f"s_{kind}atomic_{a}{x}" for kind in ("", "buffer_") for a in isa._SMEM_ATOMICS for x in ("", "_x2")]
+for _m in _SATOMICS:
+    _words = 2 if _m.endswith("_x2") else 1
+    _nd = 2 * _words if "cmpswap" in _m else _words
+    _base = "s[8:11]" if "buffer" in _m else "s[2:3]"
+    snippet(f"satomic:{_m}", [f"{_m} {_regs_text(20, _nd, 's')}, {_base}, 0x40 glc",
+                              f"{_m} {_regs_text(32, _nd, 's')}, {_base}, s4", "s_waitcnt lgkmcnt(0)"], covers=[_m])
+
+
+@pytest.mark.parametrize("name", _SATOMICS)
+def test_smem_atomics(code, rng, name):
+    """Scalar atomics: the memory result of each op on edge-heavy operands, the old value returned with glc
+    (and SDATA untouched without it); a buffer atomic beyond NUM_RECORDS does nothing and returns 0."""
+    words = 2 if name.endswith("_x2") else 1
+    bits = 32 * words
+    op = name.split("atomic_")[1].removesuffix("_x2")
+    for trial in range(4):
+        mem = Mem(rng, 256)
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        soff = 0x80 + 8 * int(rng.integers(0, 8))
+        st.s[4] = soff
+        limit = 256 if trial < 3 else soff  # the last trial: the SGPR-offset atomic is out of range
+        if "buffer" in name:
+            _descriptor(st, mem.bases[0], limit)
+        else:
+            set64(st, 2, mem.bases[0])
+            limit = 256
+        mem_words = mem.bytes().view("<u4").copy()
+        if trial == 1:  # edge values: equal operands, zero, all ones, the sign boundary
+            for r in (20, 32):
+                st.s[r:r + 2 * words] = rng.choice([0, 1, M32, 0x80000000, 0x7FFFFFFF], 2 * words)
+        if trial == 2 and op == "cmpswap":  # the compare value matches memory
+            st.s[20 + words:20 + 2 * words] = mem_words[0x40 // 4:0x40 // 4 + words]
+
+        def val(a, k):
+            return sum(int(a[k + i]) << (32 * i) for i in range(words))
+        olds = {off: val(mem_words, off // 4) for off in (0x40, soff)}
+        out = run(code[f"satomic:{name}"], st, machine=mem.m)
+        got = mem.bytes().view("<u4")
+        for reg, off, glc in ((20, 0x40, True), (32, soff, False)):
+            x, cmp = val(st.s, reg), val(st.s, reg + words)
+            inside = off + 4 * words <= limit
+            want_mem = _sat_ref(op, olds[off], x, cmp, bits) if inside else olds[off]
+            assert val(got, off // 4) == want_mem, (name, trial, off, hex(olds[off]), hex(x))
+            if glc:
+                assert val(out.s, reg) == (olds[off] if inside else 0), (name, trial)
+            else:
+                assert val(out.s, reg) == x
+
+
+snippet("smem:time", ["s_memtime s[20:21]", "s_nop 0", "s_nop 0", "s_memrealtime s[22:23]",
+                      "s_waitcnt lgkmcnt(0)"], covers=["s_memtime", "s_memrealtime"])
+_SMEM_NOPS = ["s_dcache_inv", "s_dcache_wb", "s_dcache_inv_vol", "s_dcache_wb_vol", "s_atc_probe 7, s[2:3], 0x8",
+              "s_atc_probe_buffer 3, s[8:11], s4", "s_dcache_discard s[2:3], 0x40", "s_dcache_discard_x2 s[2:3], s4"]
+snippet("smem:nops", _SMEM_NOPS, covers=[ln.split()[0] for ln in _SMEM_NOPS])
+_SSCRATCH = [n for n in isa.SMEM.values() if n.startswith("s_scratch_")]
+for _m in _SSCRATCH:
+    _n = 1 if _m.endswith("dword") else int(_m[-1])
+    snippet(f"sscratch:{_m}", [f"{_m} {_regs_text(20, _n, 's')}, s[2:3], 0x10"], covers=[_m])
+
+
+def test_smem_memtime(code, rng):
+    """s_memtime / s_memrealtime return the wave-instructions issued so far, this one included (the
+    emulator's clock, docs/facts.md §13.3): 1 for the first instruction, 4 for the fourth."""
+    out = run(code["smem:time"], new_state(seed=int(rng.integers(1 << 62))))
+    assert s64(out, 20) == 1 and s64(out, 22) == 4
+
+
+def test_smem_cache_ops_change_nothing(code, rng):
+    mem = Mem(rng, 256)
+    st = new_state(seed=int(rng.integers(1 << 62)))
+    set64(st, 2, mem.bases[0])
+    _descriptor(st, mem.bases[0], 256)
+    before = mem.bytes()
+    out = run(code["smem:nops"], st, machine=mem.m)
+    assert (out.s == st.s).all() and (out.v == st.v).all() and (mem.bytes() == before).all()
+
+
+@pytest.mark.parametrize("name", _SSCRATCH)
+def test_scalar_scratch_is_refused(code, rng, name):
+    expect_error(code[f"sscratch:{name}"], new_state(seed=int(rng.integers(1 << 62))),
+                 rf"scalar scratch access .* at `{name}")
+
+
+snippet("smem:fault:load", ["s_load_dwordx2 s[20:21], s[2:3], 0x10", "s_waitcnt lgkmcnt(0)"])
+snippet("smem:fault:store", ["s_store_dwordx4 s[20:23], s[2:3], s4", "s_waitcnt lgkmcnt(0)"])
+snippet("smem:fault:atomic", ["s_atomic_add_x2 s[20:21], s[2:3], 0x8 glc", "s_waitcnt lgkmcnt(0)"])
+
+
+@pytest.mark.parametrize("key", ["smem:fault:load", "smem:fault:store", "smem:fault:atomic"])
+def test_smem_faults_are_errors(code, rng, key):
+    """Scalar memory outside every allocation, including addresses that wrap around 2^48 and the end of an
+    allocation, is a memory error naming the instruction; memory is not touched."""
+    mem = Mem(rng, 64)
+    for base, soff in ((0xFFFFFFFFFFF8, 0), (mem.bases[0] + 56, 4), (0x10, 0)):
+        st = new_state(seed=int(rng.integers(1 << 62)))
+        set64(st, 2, base)
+        st.s[4] = soff
+        before = mem.bytes()
+        expect_error(code[key], st, r"outside every device allocation .*at `s_", machine=mem.m)
+        assert (mem.bytes() == before).all()
 
 
 # ------------------------------------------------------------------------------------------------ global

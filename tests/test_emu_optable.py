@@ -47,7 +47,8 @@ def test_generated_table_agrees_with_isa():
         else:
             assert int(cond) == op.cond, mnemonic
         assert fields.pop("dpp", "DPP_ANY") == optable.dpp_form(mnemonic)
-        for field in ("cmpx", "shift", "m", "n", "k", "ab_regs", "cd_regs", "wide", "elem_a", "elem_b"):
+        for field in ("cmpx", "shift", "m", "n", "k", "ab_regs", "cd_regs", "wide", "elem_a", "elem_b", "dwords",
+                      "buffer", "untimed"):
             assert int(fields.pop(field, "0")) == int(getattr(op, field)), (mnemonic, field)
         assert not fields, f"{mnemonic}: fields the test does not know: {fields}"
 
@@ -55,21 +56,25 @@ def test_generated_table_agrees_with_isa():
 def test_compare_parameters_follow_the_encoding():
     """A VOPC opcode is its group's base plus the condition code; the declared condition must be that offset,
     the type that of the group, and cmpx that of the group's second half."""
-    groups = {0x40: ("f32", False), 0x50: ("f32", True), 0xC0: ("i32", False), 0xD0: ("i32", True),
-              0xC8: ("u32", False), 0xD8: ("u32", True), 0xE0: ("i64", False), 0xF0: ("i64", True),
-              0xE8: ("u64", False), 0xF8: ("u64", True)}
+    groups = {}
+    for base, ty in ((0x20, "f16"), (0x40, "f32"), (0x60, "f64")):
+        groups[base], groups[base + 0x10] = (ty, False), (ty, True)
+    for base, ty in ((0xA0, "i16"), (0xA8, "u16"), (0xC0, "i32"), (0xC8, "u32"), (0xE0, "i64"), (0xE8, "u64")):
+        groups[base], groups[base + 0x10] = (ty, False), (ty, True)
+    classes = {0x10: ("class_f32", False), 0x11: ("class_f32", True), 0x12: ("class_f64", False),
+               0x13: ("class_f64", True), 0x14: ("class_f16", False), 0x15: ("class_f16", True)}
     checked = 0
     for opcode, name in isa.VOPC.items():
         op = isa.OPS[name]
         assert op.handler == "valu_compare"
-        if op.type == "class":
-            assert (opcode, op.cmpx) in ((16, False), (17, True))
+        if op.type.startswith("class"):
+            assert classes[opcode] == (op.type, op.cmpx), name
             continue
-        base = opcode & ~(0xF if op.type == "f32" else 0x7)
+        base = opcode & ~(0xF if op.type.startswith("f") else 0x7)
         assert groups[base] == (op.type, op.cmpx), name
         assert opcode - base == op.cond, name
         checked += 1
-    assert checked == 2 * 16 + 8 * 8
+    assert checked == 3 * 2 * 16 + 6 * 2 * 8
 
 
 def test_scalar_parameters_follow_the_mnemonic():
@@ -82,7 +87,7 @@ def test_scalar_parameters_follow_the_mnemonic():
         m = re.fullmatch(r"s_lshl(\d)_add_u32", name)
         if m:
             assert op.shift == int(m.group(1)), name
-        if name.startswith(("s_branch", "s_cbranch_")):
+        if op.handler == "sopp_branch":
             assert isa.BRANCH_CONDITIONS[op.cond] == name.removeprefix("s_cbranch_").replace("s_branch", "always")
     for _, (name, m, n, k, ab, cd) in isa.MAI.items():
         suffix = re.fullmatch(r"v_mfma_[fi]32_\d+x\d+x\d+_(\w+)", name).group(1)   # "bf16", "i8", "fp8_bf8", ...

@@ -74,6 +74,7 @@ typedef struct {
   uint32_t s[128];
   uint32_t *v; /* NV * LANES */
   int scc;
+  uint32_t mode; /* the MODE hardware register (docs/facts.md §13.2) */
   int pc; /* record index */
   int status;
   queue_t vm, lgkm;
@@ -121,8 +122,10 @@ typedef struct {
 /* The opcode table (generated from isa.OPS into optable.h, which is included after the handlers): for each
  * opcode id the function that runs it and the parameters that function reads. */
 typedef int (*op_handler)(ctx_t *c, wave_t *w, const insn_t *in);
-enum { CT_F32, CT_I32, CT_U32, CT_I64, CT_U64, CT_CLASS };                     /* .type: isa.COMPARE_TYPES */
-enum { BR_ALWAYS, BR_SCC0, BR_SCC1, BR_VCCZ, BR_VCCNZ, BR_EXECZ, BR_EXECNZ };  /* .cond of a branch */
+enum { CT_F16, CT_F32, CT_F64, CT_I16, CT_U16, CT_I32, CT_U32, CT_I64, CT_U64, CT_CLASS_F16, CT_CLASS_F32,
+       CT_CLASS_F64 }; /* .type: isa.COMPARE_TYPES */
+enum { BR_ALWAYS, BR_SCC0, BR_SCC1, BR_VCCZ, BR_VCCNZ, BR_EXECZ, BR_EXECNZ, BR_CDBGSYS, BR_CDBGUSER,
+       BR_CDBGSYS_OR_USER, BR_CDBGSYS_AND_USER }; /* .cond of a branch */
 enum { DPP_ANY, DPP_NONE_VOPC, DPP_NONE, DPP_ROW_NEWBCAST, DPP_NOT_VOP12 };   /* .dpp: see dpp_refused() */
 typedef struct {
   op_handler run;
@@ -131,6 +134,8 @@ typedef struct {
   uint8_t wide; /* 64-bit operands: bit i source i, bit 3 the destination (isa.WIDE_*) */
   uint8_t elem_a, elem_b; /* MFMA: A's and B's element type (isa.MFMA_ELEMENTS) */
   uint8_t dpp;
+  uint8_t dwords, buffer; /* scalar memory: dwords moved; SBASE is a buffer descriptor */
+  uint8_t untimed;        /* read by the timing classes (isa.py), not by core.c */
 } op_entry;
 static const op_entry OPS[OP_COUNT];
 
@@ -780,7 +785,8 @@ static inline float fpost(const insn_t *in, float x) {
   return x;
 }
 
-static inline int cmp_f32(int cond, float a, float b) {
+/* a float compare by condition (isa._CMP_FLOAT order); fp16 and fp32 operands arrive widened, exactly */
+static inline int cmp_float(int cond, double a, double b) {
   int un = a != a || b != b;
   switch (cond) {
     case 0: return 0;
@@ -806,16 +812,29 @@ static inline int cmp_f32(int cond, float a, float b) {
   ((cond) == 0 ? 0 : (cond) == 1 ? (a) < (b) : (cond) == 2 ? (a) == (b) : (cond) == 3 ? (a) <= (b) \
    : (cond) == 4 ? (a) > (b) : (cond) == 5 ? (a) != (b) : (cond) == 6 ? (a) >= (b) : 1)
 
+/* The class index of a float for v_cmp_class (docs/facts.md §13.1): 0 sNaN, 1 qNaN, 2 -inf, 3 -normal,
+ * 4 -denormal, 5 -0, 6 +0, 7 +denormal, 8 +normal, 9 +inf; any width, from its sign, exponent and mantissa. */
+static int float_class(int neg, int exp_all_ones, int exp_zero, int mant_zero, int quiet) {
+  if (exp_all_ones) return mant_zero ? (neg ? 2 : 9) : quiet ? 1 : 0;
+  if (exp_zero) return mant_zero ? (neg ? 5 : 6) : neg ? 4 : 7;
+  return neg ? 3 : 8;
+}
+
 static int class_f32(float x, uint32_t m) {
-  uint32_t u = u32f(x);
-  int neg = u >> 31, e = (u >> 23) & 0xFF, f = u & 0x7FFFFF;
-  int bit;
-  if (e == 0xFF && f) bit = (f & 0x400000) ? 1 : 0;
-  else if (e == 0xFF) bit = neg ? 2 : 9;
-  else if (e == 0 && f == 0) bit = neg ? 5 : 6;
-  else if (e == 0) bit = neg ? 4 : 7;
-  else bit = neg ? 3 : 8;
-  return (m >> bit) & 1;
+  uint32_t u = u32f(x), e = (u >> 23) & 0xFF, f = u & 0x7FFFFF;
+  return (m >> float_class(u >> 31, e == 0xFF, e == 0, f == 0, (f >> 22) & 1)) & 1;
+}
+
+static int class_f64(double x, uint32_t m) {
+  uint64_t u;
+  memcpy(&u, &x, 8);
+  uint64_t e = (u >> 52) & 0x7FF, f = u & 0xFFFFFFFFFFFFFull;
+  return (m >> float_class((int)(u >> 63), e == 0x7FF, e == 0, f == 0, (int)((f >> 51) & 1))) & 1;
+}
+
+static int class_f16(uint16_t u, uint32_t m) {
+  uint32_t e = (u >> 10) & 0x1F, f = u & 0x3FF;
+  return (m >> float_class(u >> 15, e == 0x1F, e == 0, f == 0, (f >> 9) & 1)) & 1;
 }
 
 /* ---- DPP (docs/facts.md §6.4): src0 comes from another lane of the same VGPR */
@@ -1533,20 +1552,50 @@ static int valu_f64(ctx_t *c, wave_t *w, const insn_t *in) {
 
 /* ---- VOPC compares: condition and operand type come from the opcode table (isa.OPS) */
 
+/* 16-bit operands (docs/facts.md §13.1): the low half of the 32-bit value, except that the inline float
+ * constants are fp16 patterns. */
+static inline uint16_t op16(const insn_t *in, int i, uint32_t v) {
+  int code = in->src[i];
+  return code >= 240 && code <= 248 ? INLINE_F16[code - 240] : (uint16_t)v;
+}
+
+static inline double fmod_src64(const insn_t *in, int i, double x) {
+  if (in->flags >> (F_ABS + i) & 1) x = fabs(x);
+  if (in->flags >> (F_NEG + i) & 1) x = -x;
+  return x;
+}
+
+/* A 64-bit compare source as lo/hi rows; a literal is the high half of an fp64 operand (low half 0) and the
+ * zero-extended value of an integer one (docs/facts.md §13.1). */
+static int cmp_src64(ctx_t *c, wave_t *w, const insn_t *in, int i, int is_float, uint32_t *tl, uint32_t *th,
+                     const uint32_t **lo, const uint32_t **hi) {
+  if (vsrc64(c, w, in, in->src[i], tl, th, lo, hi)) return 1;
+  if (is_float && in->src[i] == 255)
+    for (int l = 0; l < LANES; l++) tl[l] = 0, th[l] = in->literal;
+  return 0;
+}
+
 static int valu_compare(ctx_t *c, wave_t *w, const insn_t *in) {
   const op_entry *e = &OPS[in->op];
   uint64_t exec, m = 0;
-  int src_of[LANES], cond = e->cond;
+  int src_of[LANES], cond = e->cond, ty = e->type;
   if (valu_lanes(c, w, in, &exec, src_of)) return 1;
-  if (e->type == CT_I64 || e->type == CT_U64) {
-    uint32_t tl[2][LANES], th[2][LANES];
-    const uint32_t *lo[2], *hi[2];
-    for (int i = 0; i < 2; i++)
-      if (vsrc64(c, w, in, in->src[i], tl[i], th[i], &lo[i], &hi[i])) return 1;
+  if (ty == CT_I64 || ty == CT_U64 || ty == CT_F64 || ty == CT_CLASS_F64) {
+    uint32_t tl[2][LANES], th[2][LANES], t1[LANES];
+    const uint32_t *lo[2], *hi[2], *mask = NULL;
+    if (cmp_src64(c, w, in, 0, ty != CT_I64 && ty != CT_U64, tl[0], th[0], &lo[0], &hi[0])) return 1;
+    if (ty == CT_CLASS_F64 ? vsrc(c, w, in, in->src[1], t1, &mask)
+                           : cmp_src64(c, w, in, 1, ty == CT_F64, tl[1], th[1], &lo[1], &hi[1]))
+      return 1;
     for (int l = 0; l < LANES; l++) {
       if (!(exec >> l & 1)) continue;
-      uint64_t a = (uint64_t)lo[0][l] | ((uint64_t)hi[0][l] << 32), b = (uint64_t)lo[1][l] | ((uint64_t)hi[1][l] << 32);
-      int r = e->type == CT_I64 ? CMP_INT(cond, (int64_t)a, (int64_t)b) : CMP_INT(cond, a, b);
+      uint64_t a = (uint64_t)lo[0][l] | ((uint64_t)hi[0][l] << 32), b = 0;
+      if (ty != CT_CLASS_F64) b = (uint64_t)lo[1][l] | ((uint64_t)hi[1][l] << 32);
+      int r;
+      if (ty == CT_I64) r = CMP_INT(cond, (int64_t)a, (int64_t)b);
+      else if (ty == CT_U64) r = CMP_INT(cond, a, b);
+      else if (ty == CT_F64) r = cmp_float(cond, fmod_src64(in, 0, f64(a)), fmod_src64(in, 1, f64(b)));
+      else r = class_f64(fmod_src64(in, 0, f64(a)), mask[l]);
       m |= (uint64_t)r << l;
     }
   } else {
@@ -1555,11 +1604,27 @@ static int valu_compare(ctx_t *c, wave_t *w, const insn_t *in) {
     if (vsrcs(c, w, in, 2, t, s)) return 1;
     for (int l = 0; l < LANES; l++) {
       if (!(exec >> l & 1)) continue;
+      uint32_t x = s[0][l], y = s[1][l];
       int r;
-      if (e->type == CT_F32) r = cmp_f32(cond, fmod_src(in, 0, f32(s[0][l])), fmod_src(in, 1, f32(s[1][l])));
-      else if (e->type == CT_I32) r = CMP_INT(cond, (int32_t)s[0][l], (int32_t)s[1][l]);
-      else if (e->type == CT_U32) r = CMP_INT(cond, s[0][l], s[1][l]);
-      else r = class_f32(fmod_src(in, 0, f32(s[0][l])), s[1][l]);
+      switch (ty) {
+        case CT_F32: r = cmp_float(cond, fmod_src(in, 0, f32(x)), fmod_src(in, 1, f32(y))); break;
+        case CT_F16:
+          r = cmp_float(cond, fmod_src(in, 0, (float)f16_of(op16(in, 0, x))), fmod_src(in, 1, (float)f16_of(op16(in, 1, y))));
+          break;
+        case CT_I16: r = CMP_INT(cond, (int16_t)op16(in, 0, x), (int16_t)op16(in, 1, y)); break;
+        case CT_U16: r = CMP_INT(cond, op16(in, 0, x), op16(in, 1, y)); break;
+        case CT_I32: r = CMP_INT(cond, (int32_t)x, (int32_t)y); break;
+        case CT_U32: r = CMP_INT(cond, x, y); break;
+        case CT_CLASS_F32: r = class_f32(fmod_src(in, 0, f32(x)), y); break;
+        default: { /* CT_CLASS_F16: the modifiers act on the sign bit, which is all they can change */
+          uint16_t h = op16(in, 0, x);
+          int ab = in->flags & (1u << F_SDWA) ? (in->flags2 >> SDWA_SRC0_ABS) & 1 : (in->flags >> F_ABS) & 1;
+          int ng = in->flags & (1u << F_SDWA) ? (in->flags2 >> SDWA_SRC0_NEG) & 1 : (in->flags >> F_NEG) & 1;
+          if (ab) h &= 0x7FFF;
+          if (ng) h ^= 0x8000;
+          r = class_f16(h, y);
+        }
+      }
       m |= (uint64_t)r << l;
     }
   }
@@ -1905,6 +1970,18 @@ static int valu_mfma(ctx_t *c, wave_t *w, const insn_t *in) {
   return mfma(c, w, in, e->m, e->n, e->k, e->ab_regs, e->cd_regs);
 }
 
+/* Continue at byte address `target` of the program (branch targets, s_setpc/s_swappc/s_call): it must be the
+ * start of one of the kernel's instructions. */
+static int jump(ctx_t *c, int64_t target) {
+  emu_launch *L = c->L;
+  int64_t word = (target - (int64_t)L->code_base) / 4;
+  if (target < (int64_t)L->code_base || (target & 3) || word >= L->code_words || L->index[word] < 0)
+    return fail(c, E_INVALID, (uint64_t)target, "jump to %#llx, which is not an instruction of the kernel",
+                (unsigned long long)target);
+  c->next = L->index[word];
+  return 0;
+}
+
 /* ---------------------------------------------------------------- SALU */
 
 #define S32(n) (sval(c, w, in, in->src[n], n ? &b : &a))
@@ -2033,9 +2110,23 @@ static int salu_bit64(ctx_t *c, wave_t *w, const insn_t *in) {
   uint32_t a = 0, b = 0;
   uint64_t A = 0, B = 0, R;
   int op = in->op;
+  if (op == OP_S_BFM_B64) { /* no SCC */
+    if (S32(0) || S32(1)) return 1;
+    return swrite64(c, w, in->dst, ((1ull << (a & 63)) - 1) << (b & 63));
+  }
   if (op == OP_S_LSHL_B64 || op == OP_S_LSHR_B64 || op == OP_S_ASHR_I64) {
     if (S64(0) || S32(1)) return 1;
     R = op == OP_S_LSHL_B64 ? A << (b & 63) : op == OP_S_LSHR_B64 ? A >> (b & 63) : (uint64_t)((int64_t)A >> (b & 63));
+  } else if (op == OP_S_BFE_U64 || op == OP_S_BFE_I64) { /* S1: offset in [5:0], width in [22:16] */
+    if (S64(0) || S32(1)) return 1;
+    uint32_t o = b & 63, wd = (b >> 16) & 0x7F;
+    if (wd == 0) R = 0;
+    else if (op == OP_S_BFE_U64) R = wd >= 64 ? A >> o : (A >> o) & ((1ull << wd) - 1);
+    else {
+      int64_t v = (int64_t)A >> o;
+      if (wd < 64) v = (int64_t)((uint64_t)v << (64 - wd)) >> (64 - wd);
+      R = (uint64_t)v;
+    }
   } else {
     if (S64(0) || S64(1)) return 1;
     switch (op) {
@@ -2044,6 +2135,9 @@ static int salu_bit64(ctx_t *c, wave_t *w, const insn_t *in) {
       case OP_S_XOR_B64: R = A ^ B; break;
       case OP_S_ANDN2_B64: R = A & ~B; break;
       case OP_S_ORN2_B64: R = A | ~B; break;
+      case OP_S_NAND_B64: R = ~(A & B); break;
+      case OP_S_NOR_B64: R = ~(A | B); break;
+      case OP_S_XNOR_B64: R = ~(A ^ B); break;
       default: return salu_unhandled(c);
     }
   }
@@ -2078,6 +2172,50 @@ static int salu_unary(ctx_t *c, wave_t *w, const insn_t *in) {
     case OP_S_SEXT_I32_I8: if (S32(0)) return 1; return swrite(c, w, in->dst, (uint32_t)(int32_t)(int8_t)a);
     case OP_S_SEXT_I32_I16: if (S32(0)) return 1; return swrite(c, w, in->dst, (uint32_t)(int32_t)(int16_t)a);
     case OP_S_ABS_I32: if (S32(0)) return 1; r = (int32_t)a < 0 ? -a : a; w->scc = r != 0; return swrite(c, w, in->dst, r);
+    case OP_S_BREV_B64:
+      if (S64(0)) return 1;
+      R = 0;
+      for (int i = 0; i < 64; i++) R |= ((A >> i) & 1ull) << (63 - i);
+      return swrite64(c, w, in->dst, R);
+    case OP_S_BCNT0_I32_B32: if (S32(0)) return 1; r = 32u - (uint32_t)__builtin_popcount(a); w->scc = r != 0; return swrite(c, w, in->dst, r);
+    case OP_S_BCNT0_I32_B64: if (S64(0)) return 1; r = 64u - (uint32_t)__builtin_popcountll(A); w->scc = r != 0; return swrite(c, w, in->dst, r);
+    case OP_S_FF0_I32_B32: if (S32(0)) return 1; return swrite(c, w, in->dst, ~a ? (uint32_t)__builtin_ctz(~a) : 0xFFFFFFFFu);
+    case OP_S_FF0_I32_B64: if (S64(0)) return 1; return swrite(c, w, in->dst, ~A ? (uint32_t)__builtin_ctzll(~A) : 0xFFFFFFFFu);
+    case OP_S_FLBIT_I32_B64: if (S64(0)) return 1; return swrite(c, w, in->dst, A ? (uint32_t)__builtin_clzll(A) : 0xFFFFFFFFu);
+    case OP_S_FLBIT_I32: /* leading bits equal to the sign bit; -1 for 0 and -1 */
+      if (S32(0)) return 1;
+      r = (int32_t)a < 0 ? ~a : a;
+      return swrite(c, w, in->dst, r ? (uint32_t)__builtin_clz(r) : 0xFFFFFFFFu);
+    case OP_S_FLBIT_I32_I64:
+      if (S64(0)) return 1;
+      R = (int64_t)A < 0 ? ~A : A;
+      return swrite(c, w, in->dst, R ? (uint32_t)__builtin_clzll(R) : 0xFFFFFFFFu);
+    case OP_S_BITSET0_B32: case OP_S_BITSET1_B32: /* the destination's bit S0[4:0] */
+      if (S32(0) || sval(c, w, in, in->dst, &r)) return 1;
+      r = in->op == OP_S_BITSET1_B32 ? r | 1u << (a & 31) : r & ~(1u << (a & 31));
+      return swrite(c, w, in->dst, r);
+    case OP_S_BITSET0_B64: case OP_S_BITSET1_B64:
+      if (S32(0) || sval64(c, w, in, in->dst, &R)) return 1;
+      R = in->op == OP_S_BITSET1_B64 ? R | 1ull << (a & 63) : R & ~(1ull << (a & 63));
+      return swrite64(c, w, in->dst, R);
+    case OP_S_WQM_B32: case OP_S_QUADMASK_B32: /* per 4-bit group: any bit set -> all four (wqm) or one bit */
+      if (S32(0)) return 1;
+      for (int q = 0; q < 8; q++)
+        if (a >> (4 * q) & 0xF) r |= in->op == OP_S_WQM_B32 ? 0xFu << (4 * q) : 1u << q;
+      w->scc = r != 0;
+      return swrite(c, w, in->dst, r);
+    case OP_S_WQM_B64: case OP_S_QUADMASK_B64:
+      if (S64(0)) return 1;
+      R = 0;
+      for (int q = 0; q < 16; q++)
+        if (A >> (4 * q) & 0xF) R |= in->op == OP_S_WQM_B64 ? 0xFull << (4 * q) : 1ull << q;
+      w->scc = R != 0;
+      return swrite64(c, w, in->dst, R);
+    case OP_S_BITREPLICATE_B64_B32: /* each bit of S0 twice */
+      if (S32(0)) return 1;
+      R = 0;
+      for (int i = 0; i < 32; i++) R |= (uint64_t)((a >> i) & 1u) * 3ull << (2 * i);
+      return swrite64(c, w, in->dst, R);
     default: return salu_unhandled(c);
   }
 }
@@ -2087,6 +2225,13 @@ static int salu_saveexec(ctx_t *c, wave_t *w, const insn_t *in) {
   uint64_t A, R;
   if (sval64(c, w, in, in->src[0], &A)) return 1;
   uint64_t e = exec_of(w);
+  if (in->op == OP_S_ANDN1_WREXEC_B64 || in->op == OP_S_ANDN2_WREXEC_B64) { /* the new EXEC to the destination */
+    R = in->op == OP_S_ANDN1_WREXEC_B64 ? ~A & e : A & ~e;
+    w->s[126] = (uint32_t)R;
+    w->s[127] = (uint32_t)(R >> 32);
+    w->scc = R != 0;
+    return swrite64(c, w, in->dst, R);
+  }
   switch (in->op) {
     case OP_S_AND_SAVEEXEC_B64: R = A & e; break;
     case OP_S_OR_SAVEEXEC_B64: R = A | e; break;
@@ -2135,8 +2280,125 @@ static int salu_compare_imm(ctx_t *c, wave_t *w, const insn_t *in) {
 /* s_bitcmp0/1_b32: SCC = whether bit S1[4:0] of S0 equals the table's bit value */
 static int salu_bitcmp(ctx_t *c, wave_t *w, const insn_t *in) {
   uint32_t a = 0, b = 0;
+  uint64_t A = 0, B;
+  if (OPS[in->op].type == CT_U64) { /* s_bitcmp*_b64: bit S1[5:0] of a 64-bit S0 */
+    if (S64(0) || S32(1)) return 1;
+    w->scc = ((A >> (b & 63)) & 1) == OPS[in->op].cond;
+    return 0;
+  }
   if (S32(0) || S32(1)) return 1;
   w->scc = ((a >> (b & 31)) & 1) == OPS[in->op].cond;
+  return 0;
+}
+
+/* s_movrels: D = SGPR[S0 + M0]; s_movreld: SGPR[D + M0] = S0 (docs/facts.md §13.2). The register indexed must
+ * stay within s0..s101. */
+static int salu_movrel(ctx_t *c, wave_t *w, const insn_t *in) {
+  int wide = in->op == OP_S_MOVRELS_B64 || in->op == OP_S_MOVRELD_B64;
+  int reld = in->op == OP_S_MOVRELD_B32 || in->op == OP_S_MOVRELD_B64;
+  int base = reld ? in->dst : in->src[0];
+  uint64_t at = (uint64_t)(uint32_t)base + w->s[124];
+  if (base < 0 || base > 101 || at + (wide ? 2 : 1) > 102)
+    return fail(c, E_INVALID, 0, "s_movrel%c indexes s%llu (operand %d + M0 %u): only s0..s101 can be indexed",
+                reld ? 'd' : 's', (unsigned long long)at, base, w->s[124]);
+  uint32_t a = 0, b;
+  uint64_t A = 0, B;
+  if (reld) {
+    if (wide ? S64(0) : S32(0)) return 1;
+    return wide ? swrite64(c, w, (int)at, A) : swrite(c, w, (int)at, a);
+  }
+  if (wide ? sval64(c, w, in, (int)at, &A) : sval(c, w, in, (int)at, &a)) return 1;
+  return wide ? swrite64(c, w, in->dst, A) : swrite(c, w, in->dst, a);
+}
+
+/* s_setpc_b64: PC = S0; s_swappc_b64: D = the next instruction's address, PC = S0; s_call_b64: D = that
+ * address, PC += 4 + 4 * SIMM16. Addresses are device addresses (image_base + offset, as s_getpc_b64 gives). */
+static int salu_jump(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t A = 0, ret = c->L->image_base + in->pc + in->size;
+  if (in->op == OP_S_CALL_B64) {
+    if (swrite64(c, w, in->dst, ret)) return 1;
+    return jump(c, (int64_t)in->pc + 4 + 4 * (int64_t)(int16_t)in->imm);
+  }
+  if (sval64(c, w, in, in->src[0], &A)) return 1; /* read before D is written: they may overlap */
+  if (in->op == OP_S_SWAPPC_B64 && swrite64(c, w, in->dst, ret)) return 1;
+  if (A < c->L->image_base || A - c->L->image_base > (uint64_t)INT32_MAX)
+    return fail(c, E_INVALID, A, "jump to %#llx, which is not an instruction of the kernel", (unsigned long long)A);
+  return jump(c, (int64_t)(A - c->L->image_base));
+}
+
+/* The MODE register the emulator implements (docs/facts.md §13.2): FP_ROUND 0 (nearest even), FP_DENORM 0xF
+ * (fp32 and fp16/fp64 denormals kept), DX10_CLAMP and IEEE set, no exception enables; GPR_IDX_EN (bit 27)
+ * follows s_set_gpr_idx_on/off. */
+#define MODE_DEFAULT 0x3F0u
+#define MODE_GPR_IDX_EN (1u << 27)
+#define HW_REG_MODE 1
+
+static const char *hwreg_name(int id) {
+  switch (id) {
+    case 2: return "HW_REG_STATUS";
+    case 3: return "HW_REG_TRAPSTS";
+    case 4: return "HW_REG_HW_ID";
+    case 5: return "HW_REG_GPR_ALLOC";
+    case 6: return "HW_REG_LDS_ALLOC";
+    case 7: return "HW_REG_IB_STS";
+    case 15: return "HW_REG_SH_MEM_BASES";
+    case 20: return "HW_REG_XCC_ID";
+    default: return "an unnamed register";
+  }
+}
+
+/* s_getreg_b32 / s_setreg_b32 / s_setreg_imm32_b32 on hwreg(id, offset, size) (SIMM16 [5:0], [10:6],
+ * [15:11] = size - 1). Only MODE is modelled; a write may not change what the emulator implements. */
+static int salu_hwreg(ctx_t *c, wave_t *w, const insn_t *in) {
+  int id = in->imm & 63, off = (in->imm >> 6) & 31, size = ((in->imm >> 11) & 31) + 1;
+  int get = in->op == OP_S_GETREG_B32;
+  if (id != HW_REG_MODE)
+    return fail(c, E_UNIMPL, 0, "%s of hardware register %d (%s): the emulator models only HW_REG_MODE",
+                get ? "s_getreg_b32" : "s_setreg", id, hwreg_name(id));
+  uint32_t mask = size >= 32 ? ~0u : (1u << size) - 1, v = in->literal;
+  if (get) return swrite(c, w, in->dst, (w->mode >> off) & mask);
+  if (in->op == OP_S_SETREG_B32 && sval(c, w, in, in->src[0], &v)) return 1;
+  uint32_t field = mask << off, mode = (w->mode & ~field) | ((v << off) & field);
+  if ((mode & ~MODE_GPR_IDX_EN) != MODE_DEFAULT)
+    return fail(c, E_UNIMPL, 0, "s_setreg would set MODE to %#x: the emulator implements only MODE %#x (round to "
+                "nearest even, denormals kept, DX10_CLAMP and IEEE on, no exceptions enabled)",
+                mode & ~MODE_GPR_IDX_EN, MODE_DEFAULT);
+  w->mode = mode;
+  return 0;
+}
+
+/* VGPR indexing (docs/facts.md §13.2): s_set_gpr_idx_on S0, SIMM4 sets MODE.GPR_IDX_EN, M0[7:0] = S0[7:0] and
+ * M0[15:12] = SIMM4 (which VALU operands are indexed: src0, src1, src2, dst); _off clears GPR_IDX_EN, _mode sets
+ * M0[15:12], _idx M0[7:0]. Other bits of M0 are kept. */
+static int gpr_idx(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint32_t a = 0, b, m0 = w->s[124];
+  switch (in->op) {
+    case OP_S_SET_GPR_IDX_OFF: w->mode &= ~MODE_GPR_IDX_EN; return 0;
+    case OP_S_SET_GPR_IDX_MODE: m0 = (m0 & ~0xF000u) | (uint32_t)(in->imm & 0xF) << 12; break;
+    case OP_S_SET_GPR_IDX_ON:
+      if (S32(0)) return 1;
+      m0 = (m0 & ~0xF0FFu) | (a & 0xFF) | (uint32_t)(in->src[1] & 0xF) << 12; /* SIMM4 sits in the SSRC1 field */
+      w->mode |= MODE_GPR_IDX_EN;
+      break;
+    default:
+      if (S32(0)) return 1;
+      m0 = (m0 & ~0xFFu) | (a & 0xFF);
+  }
+  return swrite(c, w, 124, m0);
+}
+
+/* With GPR_IDX_EN, a VALU instruction's VGPR operands that M0[15:12] selects are offset by M0[7:0]. */
+static int gpr_indexed(ctx_t *c, wave_t *w, insn_t *x) {
+  int tc = OP_TCLASS[x->op];
+  if (tc != TC_VALU && tc != TC_TRANS && tc != TC_VALU64) return 0;
+  uint32_t m0 = w->s[124], off = m0 & 0xFF;
+  int16_t *slot[4] = {&x->src[0], &x->src[1], &x->src[2], &x->dst};
+  for (int k = 0; k < 4; k++) {
+    if (!(m0 >> (12 + k) & 1) || *slot[k] < 256 || *slot[k] >= 512) continue;
+    if (*slot[k] + (int)off >= 512)
+      return fail(c, E_INVALID, 0, "VGPR index mode: v%d + M0[7:0] (%u) is beyond v255", *slot[k] - 256, off);
+    *slot[k] = (int16_t)(*slot[k] + (int)off);
+  }
   return 0;
 }
 #undef S32
@@ -2177,7 +2439,6 @@ static int sopp_waitcnt(ctx_t *c, wave_t *w, const insn_t *in) {
 }
 
 static int sopp_branch(ctx_t *c, wave_t *w, const insn_t *in) {
-  emu_launch *L = c->L;
   int taken;
   switch (OPS[in->op].cond) {
     case BR_ALWAYS: taken = 1; break;
@@ -2187,46 +2448,43 @@ static int sopp_branch(ctx_t *c, wave_t *w, const insn_t *in) {
     case BR_VCCNZ: taken = vcc_of(w) != 0; break;
     case BR_EXECZ: taken = exec_of(w) == 0; break;
     case BR_EXECNZ: taken = exec_of(w) != 0; break;
+    /* the debugger status bits: no debugger is attached to an emulated wave, so they are 0 */
+    case BR_CDBGSYS: case BR_CDBGUSER: case BR_CDBGSYS_OR_USER: case BR_CDBGSYS_AND_USER: taken = 0; break;
     default: return fail(c, E_UNIMPL, 0, "program-control instruction not implemented");
   }
   if (!taken) return 0;
-  int64_t target = (int64_t)in->pc + 4 + 4 * (int64_t)(int16_t)in->imm;
-  int64_t word = (target - (int64_t)L->code_base) / 4;
-  if (word < 0 || word >= L->code_words || L->index[word] < 0)
-    return fail(c, E_INVALID, (uint64_t)target, "branch to %#llx, which is not an instruction of the kernel",
-                (unsigned long long)target);
-  c->next = L->index[word];
+  return jump(c, (int64_t)in->pc + 4 + 4 * (int64_t)(int16_t)in->imm);
+}
+
+/* s_sethalt: bit 0 set halts the wave until a debugger or the host resumes it, which never happens here */
+static int sopp_sethalt(ctx_t *c, wave_t *w, const insn_t *in) {
+  if (in->imm & 1)
+    return fail(c, E_INVALID, 0, "s_sethalt %d halts the wave; nothing resumes a halted wave in the emulator",
+                in->imm & 0xFFFF);
   return 0;
+}
+
+static int sopp_trap(ctx_t *c, wave_t *w, const insn_t *in) {
+  return fail(c, E_INVALID, 0, "the kernel executed s_trap %d (a trap, e.g. from __builtin_trap or a failed "
+              "assert); the emulator has no trap handler", in->imm & 0xFF);
+}
+
+/* Instructions the emulator refuses, with the reason numbered by the opcode table's .cond (isa.py). */
+static int refused(ctx_t *c, wave_t *w, const insn_t *in) {
+  static const char *why[] = {
+    "",
+    "fork/join divergence control through a stack in SGPRs: no compiler for gfx9+ emits it",
+    "a return from a trap handler: the emulator runs no trap handler",
+    "s_setkill: the kill bit belongs to pixel shaders",
+    "s_sendmsg: messages to the SPI or host interrupts are not modelled",
+    "s_setvskip: the vector-skip mode is not modelled",
+  };
+  int k = OPS[in->op].cond;
+  return fail(c, E_UNIMPL, 0, "instruction not modelled by the emulator: %s",
+              k > 0 && k < (int)(sizeof why / sizeof why[0]) ? why[k] : "(no reason recorded)");
 }
 
 /* ---------------------------------------------------------------- memory instructions */
-
-static int smem(ctx_t *c, wave_t *w, const insn_t *in) {
-  int n = in->op == OP_S_LOAD_DWORD ? 1 : in->op == OP_S_LOAD_DWORDX2 ? 2 : in->op == OP_S_LOAD_DWORDX4 ? 4
-        : in->op == OP_S_LOAD_DWORDX8 ? 8 : 16;
-  if (check_s(c, w, in->src[0], 2, 0)) return 1;
-  uint64_t addr = sget64(w, in->src[0]) & 0xFFFFFFFFFFFFull;
-  addr += (int64_t)in->imm;
-  if (in->src[1] >= 0) {
-    uint32_t off;
-    if (sval(c, w, in, in->src[1], &off)) return 1;
-    addr += off;
-  }
-  addr &= ~3ull; /* low two bits ignored */
-  if (in->dst + n > 102) return fail(c, E_INVALID, 0, "scalar load destination out of range");
-  if (check_s(c, w, in->dst, n, 1)) return 1;
-  pending_t *p = issue(c, w, &w->lgkm, 1);
-  p->kind = PK_SGPR;
-  p->reg = (uint16_t)in->dst;
-  p->nregs = (uint8_t)n;
-  if (gread(c, addr, p->data, 4u * n)) return 1;
-  for (int r = 0; r < n; r++) {
-    w->s[in->dst + r] = POISON;
-    w->spend[in->dst + r]++;
-  }
-  if (c->tm) tm_smem(c, w, p);
-  return 0;
-}
 
 static int lds_check_read(ctx_t *c, uint32_t addr, uint32_t n) {
   if (!c->lds_pend) return 0;
@@ -3026,6 +3284,164 @@ static int buffer_op(ctx_t *c, wave_t *w, const insn_t *in) {
   return atomic ? vmem_atomic(c, w, in, &a, addr, ok, 0) : vmem(c, w, in, &m, addr, ok, 0);
 }
 
+/* ---------------------------------------------------------------- scalar memory (docs/facts.md §13.3) */
+
+/* Where an SMEM access goes: SBASE holds a 64-bit address (its low 48 bits count) or a buffer descriptor
+ * (base in bits 47:0, NUM_RECORDS in its third dword); the offset is the immediate plus the offset SGPR, low
+ * two bits ignored. Buffer forms check each dword against NUM_RECORDS (in_range), address forms do not. */
+typedef struct {
+  uint64_t base;
+  int64_t offset;
+  int buffer;
+  uint32_t num_records;
+} saddr_t;
+
+static int smem_address(ctx_t *c, wave_t *w, const insn_t *in, saddr_t *a) {
+  a->buffer = OPS[in->op].buffer;
+  if (check_s(c, w, in->src[0], a->buffer ? 4 : 2, 0)) return 1;
+  a->base = sget64(w, in->src[0]) & 0xFFFFFFFFFFFFull;
+  a->num_records = a->buffer ? w->s[in->src[0] + 2] : 0;
+  a->offset = in->imm;
+  if (in->src[1] >= 0) {
+    uint32_t off;
+    if (sval(c, w, in, in->src[1], &off)) return 1;
+    a->offset += off;
+  }
+  a->offset &= ~(int64_t)3;
+  return 0;
+}
+
+static inline int in_range(const saddr_t *a, int dword, int bytes) {
+  int64_t off = a->offset + 4 * (int64_t)dword;
+  return !a->buffer || (off >= 0 && off + bytes <= (int64_t)a->num_records);
+}
+
+static inline uint64_t saddr_at(const saddr_t *a, int dword) {
+  return a->base + (uint64_t)(a->offset + 4 * (int64_t)dword);
+}
+
+/* The SGPRs an SMEM result lands in: poisoned now, delivered when s_waitcnt lgkmcnt retires the entry. */
+static pending_t *smem_result(ctx_t *c, wave_t *w, const insn_t *in, int n) {
+  if (in->dst < 0 || in->dst + n > 102) {
+    fail(c, E_INVALID, 0, "scalar memory destination s%d..s%d is out of range", in->dst, in->dst + n - 1);
+    return NULL;
+  }
+  if (check_s(c, w, in->dst, n, 1)) return NULL;
+  pending_t *p = issue(c, w, &w->lgkm, 1);
+  p->kind = PK_SGPR;
+  p->reg = (uint16_t)in->dst;
+  p->nregs = (uint8_t)n;
+  for (int r = 0; r < n; r++) {
+    w->s[in->dst + r] = POISON;
+    w->spend[in->dst + r]++;
+  }
+  if (c->tm) tm_smem(c, w, p);
+  return p;
+}
+
+/* s_load_dword*, s_buffer_load_dword*: buffer dwords beyond NUM_RECORDS read 0 */
+static int smem_load(ctx_t *c, wave_t *w, const insn_t *in) {
+  int n = OPS[in->op].dwords;
+  saddr_t a;
+  uint32_t data[16];
+  if (smem_address(c, w, in, &a)) return 1;
+  for (int i = 0; i < n; i++) {
+    data[i] = 0;
+    if (in_range(&a, i, 4) && gread(c, saddr_at(&a, i), &data[i], 4)) return 1;
+  }
+  pending_t *p = smem_result(c, w, in, n);
+  if (!p) return 1;
+  memcpy(p->data, data, 4u * n);
+  return 0;
+}
+
+/* s_store_dword*, s_buffer_store_dword*: written at issue (buffer dwords beyond NUM_RECORDS dropped); the
+ * entry on the lgkm queue is what s_waitcnt lgkmcnt waits for */
+static int smem_store(ctx_t *c, wave_t *w, const insn_t *in) {
+  int n = OPS[in->op].dwords;
+  saddr_t a;
+  uint32_t data[4];
+  if (smem_address(c, w, in, &a)) return 1;
+  for (int i = 0; i < n; i++)
+    if (sval(c, w, in, in->dst + i, &data[i])) return 1;
+  uint8_t *at[4];
+  for (int i = 0; i < n; i++) /* every dword is checked before any is written: a faulting store writes nothing */
+    if (in_range(&a, i, 4) && !(at[i] = translate(c, saddr_at(&a, i), 4)))
+      return fail(c, E_MEMORY, saddr_at(&a, i), "scalar memory write of 4 bytes at %#llx is outside every device "
+                  "allocation", (unsigned long long)saddr_at(&a, i));
+  for (int i = 0; i < n; i++)
+    if (in_range(&a, i, 4)) memcpy(at[i], &data[i], 4);
+  pending_t *p = issue(c, w, &w->lgkm, 1);
+  p->kind = PK_STORE;
+  if (c->tm) tm_smem(c, w, p);
+  return 0;
+}
+
+static int smem_atomic_op(int op, int *aop) {
+  switch (op) {
+#define SA(name, a)                                                                                               \
+  case OP_S_ATOMIC_##name: case OP_S_ATOMIC_##name##_X2: case OP_S_BUFFER_ATOMIC_##name:                          \
+  case OP_S_BUFFER_ATOMIC_##name##_X2: *aop = a; return 1;
+    SA(SWAP, A_SWAP) SA(CMPSWAP, A_CMPSWAP) SA(ADD, A_ADD) SA(SUB, A_SUB) SA(SMIN, A_SMIN) SA(UMIN, A_UMIN)
+    SA(SMAX, A_SMAX) SA(UMAX, A_UMAX) SA(AND, A_AND) SA(OR, A_OR) SA(XOR, A_XOR) SA(INC, A_INC) SA(DEC, A_DEC)
+#undef SA
+    default: return 0;
+  }
+}
+
+/* s_atomic_*, s_buffer_atomic_*: SDATA holds the data (cmpswap: then the compare value); with GLC the old
+ * value returns to SDATA's first dword(s). A buffer atomic outside NUM_RECORDS changes nothing, returns 0. */
+static int smem_atomic(ctx_t *c, wave_t *w, const insn_t *in) {
+  int words = OPS[in->op].dwords, bytes = 4 * words, aop;
+  if (!smem_atomic_op(in->op, &aop)) return fail(c, E_UNIMPL, 0, "scalar atomic without an operation");
+  saddr_t a;
+  if (smem_address(c, w, in, &a)) return 1;
+  uint32_t d[4] = {0};
+  int nd = aop == A_CMPSWAP ? 2 * words : words;
+  for (int i = 0; i < nd; i++)
+    if (sval(c, w, in, in->dst + i, &d[i])) return 1;
+  uint64_t x = words == 2 ? (uint64_t)d[0] | (uint64_t)d[1] << 32 : d[0];
+  uint64_t y = words == 2 ? (uint64_t)d[2] | (uint64_t)d[3] << 32 : d[1];
+  uint64_t old = 0;
+  if (in_range(&a, 0, bytes)) {
+    uint64_t at = saddr_at(&a, 0);
+    uint8_t *m = translate(c, at, (uint32_t)bytes);
+    if (!m)
+      return fail(c, E_MEMORY, at, "scalar atomic of %d bytes at %#llx is outside every device allocation", bytes,
+                  (unsigned long long)at);
+    memcpy(&old, m, (size_t)bytes);
+    uint64_t nv = atomic_apply(aop, bytes, old, x, y);
+    memcpy(m, &nv, (size_t)bytes);
+  }
+  if (!(in->flags >> F_SC0 & 1)) {
+    pending_t *p = issue(c, w, &w->lgkm, 1);
+    p->kind = PK_STORE;
+    if (c->tm) tm_smem(c, w, p);
+    return 0;
+  }
+  pending_t *p = smem_result(c, w, in, words);
+  if (!p) return 1;
+  memcpy(p->data, &old, (size_t)bytes);
+  return 0;
+}
+
+/* s_memtime, s_memrealtime: the launch's wave-instruction count so far, a monotonic 64-bit counter
+ * (docs/facts.md §13.3: the emulator has no clock) */
+static int smem_time(ctx_t *c, wave_t *w, const insn_t *in) {
+  pending_t *p = smem_result(c, w, in, 2);
+  if (!p) return 1;
+  uint64_t t = c->L->insn_count;
+  memcpy(p->data, &t, 8);
+  return 0;
+}
+
+static int smem_nop(ctx_t *c, wave_t *w, const insn_t *in) { return 0; }
+
+static int refused_scalar_scratch(ctx_t *c, wave_t *w, const insn_t *in) {
+  return fail(c, E_UNIMPL, 0, "scalar scratch access (s_scratch_load/store): the emulator does not model the "
+              "swizzled private-segment addressing of scalar scratch");
+}
+
 /* ---------------------------------------------------------------- wave step */
 
 #include "optable.h"
@@ -3037,6 +3453,12 @@ static int step(ctx_t *c, wave_t *w) {
   L->insn_count++;
   if (in->op >= OP_COUNT) return fail(c, E_INVALID, 0, "instruction record with opcode id %d", in->op);
   c->next = w->pc + 1;
+  insn_t indexed;
+  if (w->mode & MODE_GPR_IDX_EN) { /* rare: run a copy whose VGPR operands are indexed */
+    indexed = *in;
+    if (gpr_indexed(c, w, &indexed)) return 1;
+    in = &indexed;
+  }
   if (L->strict) {
     w->ws++;
     c->cur = in;
@@ -3067,6 +3489,7 @@ static void init_wave(ctx_t *c, wave_t *w, int wi, const uint32_t wg[3], uint32_
   if (L->strict) hz_reset(w);
   w->vm.n = w->lgkm.n = 0;
   w->scc = 0;
+  w->mode = MODE_DEFAULT;
   w->status = W_RUN;
   w->pc = L->entry;
   for (uint32_t i = 0; i < L->user_sgpr_count && i < 32; i++) w->s[i] = L->user_sgprs[i];
@@ -3210,6 +3633,7 @@ int emu_run_wave_state(emu_launch *L, uint32_t *s, uint32_t *v, int32_t *scc, ui
   w.v = v;
   memcpy(w.s, s, sizeof w.s);
   w.scc = *scc;
+  w.mode = MODE_DEFAULT;
   w.pc = L->entry;
   w.status = W_RUN;
   if (L->strict) hz_reset(&w);

@@ -126,6 +126,9 @@ def decode_one(words: list[int], i: int) -> _Rec:
             r.dst = (w0 >> 16) & 0x7F
             r.src[0] = r.dst
             r.imm = w0 & 0xFFFF
+            if r.name == "s_setreg_imm32_b32":  # its data is a trailing literal; SDST is unused
+                r.dst = r.src[0] = NONE
+                _literal(words, i, r, LITERAL)
         else:
             r = _Rec(isa.SOP2.get((w0 >> 23) & 0x7F, "invalid"), 4)
             r.dst, r.src[0], r.src[1] = (w0 >> 16) & 0x7F, w0 & 0xFF, (w0 >> 8) & 0xFF
@@ -239,8 +242,8 @@ def _smem(w0: int, w1: int) -> _Rec:
     if imm:
         r.imm = _sext(w1 & 0x1FFFFF, 21)
         r.src[1] = (w1 >> 25) & 0x7F if soe else NONE
-    else:
-        r.src[1] = w1 & 0x7F
+    else:  # the offset SGPR: SOFFSET when SOE is set, else the OFFSET field's low bits
+        r.src[1] = (w1 >> 25) & 0x7F if soe else w1 & 0x7F
     if (w0 >> 16) & 1:
         r.flags |= 1 << FLAGS["SC0"]
     return r

@@ -2,8 +2,9 @@
 
 Opcode numbers follow the CDNA3/CDNA4 ISA encodings and were checked against the
 toolchain's assembler (tests/test_emu_decode.py re-checks every one with llvm-mc).
-Only instructions the execution core implements are listed; anything else decodes
-as unknown and raises UnimplementedInstruction if executed. An instruction goes in its
+Only instructions the execution core implements are listed, and those it refuses by
+name with a reason (REFUSED, PARTIAL); anything else decodes as unknown and raises
+UnimplementedInstruction if executed. An instruction goes in its
 encoding's table and in OPS, which names the core.c function that runs it and its
 parameters (optable.py generates the core's dispatch table from OPS; the opcode ids
 are the order of MNEMONICS, which decides nothing else).
@@ -20,13 +21,16 @@ SOP2 = {
     37: "s_bfe_u32", 38: "s_bfe_i32", 42: "s_absdiff_i32", 44: "s_mul_hi_u32", 45: "s_mul_hi_i32",
     46: "s_lshl1_add_u32", 47: "s_lshl2_add_u32", 48: "s_lshl3_add_u32", 49: "s_lshl4_add_u32",
     50: "s_pack_ll_b32_b16", 51: "s_pack_lh_b32_b16", 52: "s_pack_hh_b32_b16",
+    23: "s_nand_b64", 25: "s_nor_b64", 27: "s_xnor_b64", 35: "s_bfm_b64", 39: "s_bfe_u64", 40: "s_bfe_i64",
+    41: "s_cbranch_g_fork", 43: "s_rfe_restore_b64",
 }
 
 SOPK = {
     0: "s_movk_i32", 1: "s_cmovk_i32", 2: "s_cmpk_eq_i32", 3: "s_cmpk_lg_i32", 4: "s_cmpk_gt_i32",
     5: "s_cmpk_ge_i32", 6: "s_cmpk_lt_i32", 7: "s_cmpk_le_i32", 8: "s_cmpk_eq_u32", 9: "s_cmpk_lg_u32",
     10: "s_cmpk_gt_u32", 11: "s_cmpk_ge_u32", 12: "s_cmpk_lt_u32", 13: "s_cmpk_le_u32", 14: "s_addk_i32",
-    15: "s_mulk_i32",
+    15: "s_mulk_i32", 16: "s_cbranch_i_fork", 17: "s_getreg_b32", 18: "s_setreg_b32", 20: "s_setreg_imm32_b32",
+    21: "s_call_b64",
 }
 
 SOP1 = {
@@ -36,22 +40,46 @@ SOP1 = {
     32: "s_and_saveexec_b64", 33: "s_or_saveexec_b64", 34: "s_xor_saveexec_b64", 35: "s_andn2_saveexec_b64",
     36: "s_orn2_saveexec_b64", 37: "s_nand_saveexec_b64", 38: "s_nor_saveexec_b64", 39: "s_xnor_saveexec_b64",
     48: "s_abs_i32", 51: "s_andn1_saveexec_b64", 52: "s_orn1_saveexec_b64",
+    6: "s_wqm_b32", 7: "s_wqm_b64", 9: "s_brev_b64", 10: "s_bcnt0_i32_b32", 11: "s_bcnt0_i32_b64",
+    14: "s_ff0_i32_b32", 15: "s_ff0_i32_b64", 19: "s_flbit_i32_b64", 20: "s_flbit_i32", 21: "s_flbit_i32_i64",
+    24: "s_bitset0_b32", 25: "s_bitset0_b64", 26: "s_bitset1_b32", 27: "s_bitset1_b64", 29: "s_setpc_b64",
+    30: "s_swappc_b64", 31: "s_rfe_b64", 40: "s_quadmask_b32", 41: "s_quadmask_b64", 42: "s_movrels_b32",
+    43: "s_movrels_b64", 44: "s_movreld_b32", 45: "s_movreld_b64", 46: "s_cbranch_join", 50: "s_set_gpr_idx_idx",
+    53: "s_andn1_wrexec_b64", 54: "s_andn2_wrexec_b64", 55: "s_bitreplicate_b64_b32",
 }
 
 SOPC = {
     0: "s_cmp_eq_i32", 1: "s_cmp_lg_i32", 2: "s_cmp_gt_i32", 3: "s_cmp_ge_i32", 4: "s_cmp_lt_i32",
     5: "s_cmp_le_i32", 6: "s_cmp_eq_u32", 7: "s_cmp_lg_u32", 8: "s_cmp_gt_u32", 9: "s_cmp_ge_u32",
     10: "s_cmp_lt_u32", 11: "s_cmp_le_u32", 12: "s_bitcmp0_b32", 13: "s_bitcmp1_b32", 18: "s_cmp_eq_u64",
-    19: "s_cmp_lg_u64",
+    19: "s_cmp_lg_u64", 14: "s_bitcmp0_b64", 15: "s_bitcmp1_b64", 16: "s_setvskip", 17: "s_set_gpr_idx_on",
 }
 
 SOPP = {
     0: "s_nop", 1: "s_endpgm", 2: "s_branch", 4: "s_cbranch_scc0", 5: "s_cbranch_scc1", 6: "s_cbranch_vccz",
     7: "s_cbranch_vccnz", 8: "s_cbranch_execz", 9: "s_cbranch_execnz", 10: "s_barrier", 12: "s_waitcnt",
-    14: "s_sleep", 15: "s_setprio",
+    14: "s_sleep", 15: "s_setprio", 3: "s_wakeup", 11: "s_setkill", 13: "s_sethalt", 16: "s_sendmsg",
+    17: "s_sendmsghalt", 18: "s_trap", 19: "s_icache_inv", 20: "s_incperflevel", 21: "s_decperflevel",
+    22: "s_ttracedata", 23: "s_cbranch_cdbgsys", 24: "s_cbranch_cdbguser", 25: "s_cbranch_cdbgsys_or_user",
+    26: "s_cbranch_cdbgsys_and_user", 27: "s_endpgm_saved", 28: "s_set_gpr_idx_off", 29: "s_set_gpr_idx_mode",
 }
 
-SMEM = {0: "s_load_dword", 1: "s_load_dwordx2", 2: "s_load_dwordx4", 3: "s_load_dwordx8", 4: "s_load_dwordx16"}
+_SMEM_ATOMICS = ["swap", "cmpswap", "add", "sub", "smin", "umin", "smax", "umax", "and", "or", "xor", "inc", "dec"]
+SMEM = {
+    0: "s_load_dword", 1: "s_load_dwordx2", 2: "s_load_dwordx4", 3: "s_load_dwordx8", 4: "s_load_dwordx16",
+    5: "s_scratch_load_dword", 6: "s_scratch_load_dwordx2", 7: "s_scratch_load_dwordx4",
+    8: "s_buffer_load_dword", 9: "s_buffer_load_dwordx2", 10: "s_buffer_load_dwordx4", 11: "s_buffer_load_dwordx8",
+    12: "s_buffer_load_dwordx16", 16: "s_store_dword", 17: "s_store_dwordx2", 18: "s_store_dwordx4",
+    21: "s_scratch_store_dword", 22: "s_scratch_store_dwordx2", 23: "s_scratch_store_dwordx4",
+    24: "s_buffer_store_dword", 25: "s_buffer_store_dwordx2", 26: "s_buffer_store_dwordx4",
+    32: "s_dcache_inv", 33: "s_dcache_wb", 34: "s_dcache_inv_vol", 35: "s_dcache_wb_vol", 36: "s_memtime",
+    37: "s_memrealtime", 38: "s_atc_probe", 39: "s_atc_probe_buffer", 40: "s_dcache_discard", 41: "s_dcache_discard_x2",
+    # scalar atomics (docs/facts.md §13.3): buffer forms at 64, their x2 at 96; address forms at 128 and 160
+    **{64 + i: f"s_buffer_atomic_{a}" for i, a in enumerate(_SMEM_ATOMICS)},
+    **{96 + i: f"s_buffer_atomic_{a}_x2" for i, a in enumerate(_SMEM_ATOMICS)},
+    **{128 + i: f"s_atomic_{a}" for i, a in enumerate(_SMEM_ATOMICS)},
+    **{160 + i: f"s_atomic_{a}_x2" for i, a in enumerate(_SMEM_ATOMICS)},
+}
 
 VOP1 = {
     0: "v_nop", 1: "v_mov_b32", 2: "v_readfirstlane_b32", 5: "v_cvt_f32_i32", 6: "v_cvt_f32_u32",
@@ -93,17 +121,17 @@ VOP2_LITERAL_K = {"v_madmk_f16": 1, "v_madak_f16": 2}
 VOP2_ACCUMULATE = {"v_fmac_f32", "v_fmac_f64", "v_mac_f16"}
 
 # VOPC compares: opcode = base + index of the condition; the same numbers serve VOP3 (op < 256).
-_CMP_F32 = ["f", "lt", "eq", "le", "gt", "lg", "ge", "o", "u", "nge", "nlg", "ngt", "nle", "neq", "nlt", "tru"]
+_CMP_FLOAT = ["f", "lt", "eq", "le", "gt", "lg", "ge", "o", "u", "nge", "nlg", "ngt", "nle", "neq", "nlt", "tru"]
 _CMP_INT = ["f", "lt", "eq", "le", "gt", "ne", "ge", "t"]
-VOPC = {16: "v_cmp_class_f32", 17: "v_cmpx_class_f32"}
-for _i, _c in enumerate(_CMP_F32):
-    VOPC[0x40 + _i] = f"v_cmp_{_c}_f32"
-for _i, _c in enumerate(_CMP_F32):
-    VOPC[0x50 + _i] = f"v_cmpx_{_c}_f32"
-for _base, _ty in ((0xC0, "i32"), (0xC8, "u32"), (0xE0, "i64"), (0xE8, "u64")):
+VOPC = {0x10: "v_cmp_class_f32", 0x11: "v_cmpx_class_f32", 0x12: "v_cmp_class_f64", 0x13: "v_cmpx_class_f64",
+        0x14: "v_cmp_class_f16", 0x15: "v_cmpx_class_f16"}
+for _base, _ty in ((0x20, "f16"), (0x40, "f32"), (0x60, "f64")):
+    for _i, _c in enumerate(_CMP_FLOAT):
+        VOPC[_base + _i] = f"v_cmp_{_c}_{_ty}"
+        VOPC[_base + 0x10 + _i] = f"v_cmpx_{_c}_{_ty}"
+for _base, _ty in ((0xA0, "i16"), (0xA8, "u16"), (0xC0, "i32"), (0xC8, "u32"), (0xE0, "i64"), (0xE8, "u64")):
     for _i, _c in enumerate(_CMP_INT):
         VOPC[_base + _i] = f"v_cmp_{_c}_{_ty}"
-    for _i, _c in enumerate(_CMP_INT):
         VOPC[_base + 0x10 + _i] = f"v_cmpx_{_c}_{_ty}"
 
 # VOP3-only opcodes (VOP3 also encodes VOPC at op, VOP2 at 0x100 + op and VOP1 at 0x140 + op).
@@ -263,8 +291,9 @@ def segment_has(seg: int, base: str) -> bool:
 class Op:
     """The C function of core.c that runs a mnemonic, and the parameters it reads from the opcode table."""
     handler: str
-    cond: int = 0       # compares: the condition's ISA code (its offset in _CMP_F32 or _CMP_INT); branches:
-                        # its index in BRANCH_CONDITIONS; s_bitcmp0/1: the bit value that sets SCC
+    cond: int = 0       # compares: the condition's ISA code (its offset in _CMP_FLOAT or _CMP_INT); branches:
+                        # its index in BRANCH_CONDITIONS; s_bitcmp0/1: the bit value that sets SCC;
+                        # refused: the reason's number in core.c's refused()
     type: str = ""      # compares: operand type, one of COMPARE_TYPES
     cmpx: bool = False  # v_cmpx_*: the result is written to EXEC as well
     shift: int = 0      # s_lshlN_add_u32: N
@@ -276,11 +305,15 @@ class Op:
     wide: int = 0       # 64-bit operands: bit i source i, bit 3 the destination (WIDE_* below)
     elem_a: int = 0     # MFMA: A's and B's element type, as an index of MFMA_ELEMENTS
     elem_b: int = 0
+    dwords: int = 0     # scalar memory: dwords moved (atomics: 1 or 2, the memory operand's width)
+    buffer: bool = False  # scalar memory: SBASE holds a buffer descriptor, not an address
+    untimed: bool = False  # no effect to model and no cost the timing model knows: timing class "untimed"
 
 
 WIDE_S0, WIDE_S1, WIDE_S2, WIDE_D = 1, 2, 4, 8
-COMPARE_TYPES = ("f32", "i32", "u32", "i64", "u64", "class")
-BRANCH_CONDITIONS = ("always", "scc0", "scc1", "vccz", "vccnz", "execz", "execnz")
+COMPARE_TYPES = ("f16", "f32", "f64", "i16", "u16", "i32", "u32", "i64", "u64", "class_f16", "class_f32", "class_f64")
+BRANCH_CONDITIONS = ("always", "scc0", "scc1", "vccz", "vccnz", "execz", "execnz", "cdbgsys", "cdbguser",
+                     "cdbgsys_or_user", "cdbgsys_and_user")
 OPS: dict[str, Op] = {}
 
 
@@ -294,8 +327,19 @@ def _declare(handler: str, names: str, **params) -> None:
 _declare("invalid_op", "invalid")
 # program control (SOPP)
 _declare("sopp_nop", "s_nop s_sleep")  # their only effect is on timing (timing_model.c)
+# no effect in the emulator and no cost the timing model knows (docs/facts.md §13.2): s_wakeup wakes waves from
+# an s_sleep, which never blocks here; cache and performance hints; thread-trace data with no trace running
+_declare("sopp_nop", "s_wakeup s_icache_inv s_incperflevel s_decperflevel s_ttracedata", untimed=True)
 _declare("sopp_setprio", "s_setprio")
-_declare("sopp_endpgm", "s_endpgm")
+_declare("sopp_endpgm", "s_endpgm s_endpgm_saved")
+_declare("sopp_sethalt", "s_sethalt")
+_declare("sopp_trap", "s_trap")
+_declare("gpr_idx", "s_set_gpr_idx_on s_set_gpr_idx_off s_set_gpr_idx_mode s_set_gpr_idx_idx")
+# refused, each with its reason (core.c refused()): no compute kernel the toolchain builds needs them
+for _name, _why in (("s_cbranch_g_fork", 1), ("s_cbranch_i_fork", 1), ("s_cbranch_join", 1),
+                    ("s_rfe_b64", 2), ("s_rfe_restore_b64", 2), ("s_setkill", 3), ("s_sendmsg", 4),
+                    ("s_sendmsghalt", 4), ("s_setvskip", 5)):
+    _declare("refused", _name, cond=_why)
 _declare("sopp_barrier", "s_barrier")
 _declare("sopp_waitcnt", "s_waitcnt")
 for _i, _c in enumerate(BRANCH_CONDITIONS):
@@ -303,6 +347,9 @@ for _i, _c in enumerate(BRANCH_CONDITIONS):
 # scalar ALU
 _declare("salu_move", "s_mov_b32 s_mov_b64 s_cmov_b32 s_cmov_b64 s_movk_i32 s_cmovk_i32 s_cselect_b32 "
                       "s_cselect_b64 s_getpc_b64")
+_declare("salu_movrel", "s_movrels_b32 s_movrels_b64 s_movreld_b32 s_movreld_b64")
+_declare("salu_jump", "s_setpc_b64 s_swappc_b64 s_call_b64")
+_declare("salu_hwreg", "s_getreg_b32 s_setreg_b32 s_setreg_imm32_b32")
 _declare("salu_arith", "s_add_u32 s_sub_u32 s_add_i32 s_sub_i32 s_addc_u32 s_subb_u32 s_min_i32 s_min_u32 "
                        "s_max_i32 s_max_u32 s_mul_i32 s_mul_hi_u32 s_mul_hi_i32 s_absdiff_i32")
 for _n in range(1, 5):
@@ -311,11 +358,16 @@ _declare("salu_arith_imm", "s_addk_i32 s_mulk_i32")
 _declare("salu_bit", "s_and_b32 s_or_b32 s_xor_b32 s_andn2_b32 s_orn2_b32 s_nand_b32 s_nor_b32 s_xnor_b32 "
                      "s_lshl_b32 s_lshr_b32 s_ashr_i32 s_bfm_b32 s_bfe_u32 s_bfe_i32 s_pack_ll_b32_b16 "
                      "s_pack_lh_b32_b16 s_pack_hh_b32_b16")
-_declare("salu_bit64", "s_and_b64 s_or_b64 s_xor_b64 s_andn2_b64 s_orn2_b64 s_lshl_b64 s_lshr_b64 s_ashr_i64")
+_declare("salu_bit64", "s_and_b64 s_or_b64 s_xor_b64 s_andn2_b64 s_orn2_b64 s_nand_b64 s_nor_b64 s_xnor_b64 "
+                       "s_lshl_b64 s_lshr_b64 s_ashr_i64 s_bfm_b64 s_bfe_u64 s_bfe_i64")
 _declare("salu_unary", "s_not_b32 s_not_b64 s_brev_b32 s_bcnt1_i32_b32 s_bcnt1_i32_b64 s_ff1_i32_b32 "
-                       "s_ff1_i32_b64 s_flbit_i32_b32 s_sext_i32_i8 s_sext_i32_i16 s_abs_i32")
+                       "s_ff1_i32_b64 s_flbit_i32_b32 s_sext_i32_i8 s_sext_i32_i16 s_abs_i32 s_wqm_b32 s_wqm_b64 "
+                       "s_brev_b64 s_bcnt0_i32_b32 s_bcnt0_i32_b64 s_ff0_i32_b32 s_ff0_i32_b64 s_flbit_i32_b64 "
+                       "s_flbit_i32 s_flbit_i32_i64 s_bitset0_b32 s_bitset0_b64 s_bitset1_b32 s_bitset1_b64 "
+                       "s_quadmask_b32 s_quadmask_b64 s_bitreplicate_b64_b32")
 _declare("salu_saveexec", " ".join(f"s_{o}_saveexec_b64" for o in
                                    ("and", "or", "xor", "andn2", "orn2", "nand", "nor", "xnor", "andn1", "orn1")))
+_declare("salu_saveexec", "s_andn1_wrexec_b64 s_andn2_wrexec_b64")
 for _c in ("eq", "lg", "gt", "ge", "lt", "le"):  # lg is the integer compares' ne
     _cond = _CMP_INT.index("ne" if _c == "lg" else _c)
     for _ty in ("i32", "u32"):
@@ -325,7 +377,26 @@ for _c in ("eq", "lg", "gt", "ge", "lt", "le"):  # lg is the integer compares' n
         _declare("salu_compare", f"s_cmp_{_c}_u64", cond=_cond, type="u64")
 _declare("salu_bitcmp", "s_bitcmp0_b32", cond=0)
 _declare("salu_bitcmp", "s_bitcmp1_b32", cond=1)
-_declare("smem", " ".join(SMEM.values()))
+_declare("salu_bitcmp", "s_bitcmp0_b64", cond=0, type="u64")
+_declare("salu_bitcmp", "s_bitcmp1_b64", cond=1, type="u64")
+# scalar memory (docs/facts.md §13.3)
+for _n in (1, 2, 4, 8, 16):
+    _x = "" if _n == 1 else f"x{_n}"
+    _declare("smem_load", f"s_load_dword{_x}", dwords=_n)
+    _declare("smem_load", f"s_buffer_load_dword{_x}", dwords=_n, buffer=True)
+    if _n <= 4:
+        _declare("smem_store", f"s_store_dword{_x}", dwords=_n)
+        _declare("smem_store", f"s_buffer_store_dword{_x}", dwords=_n, buffer=True)
+for _a in _SMEM_ATOMICS:
+    _declare("smem_atomic", f"s_atomic_{_a}", dwords=1)
+    _declare("smem_atomic", f"s_buffer_atomic_{_a}", dwords=1, buffer=True)
+    _declare("smem_atomic", f"s_atomic_{_a}_x2", dwords=2)
+    _declare("smem_atomic", f"s_buffer_atomic_{_a}_x2", dwords=2, buffer=True)
+_declare("smem_time", "s_memtime s_memrealtime")
+# cache maintenance and address-translation probes: no data moves in a machine without caches
+_declare("smem_nop", "s_dcache_inv s_dcache_wb s_dcache_inv_vol s_dcache_wb_vol s_atc_probe s_atc_probe_buffer "
+                     "s_dcache_discard s_dcache_discard_x2", untimed=True)
+_declare("refused_scalar_scratch", " ".join(n for n in SMEM.values() if n.startswith("s_scratch_")))
 # vector ALU
 _declare("valu_nop", "v_nop")
 _declare("valu_move", "v_mov_b32 v_accvgpr_mov_b32 v_accvgpr_read_b32 v_accvgpr_write_b32")
@@ -371,15 +442,17 @@ _declare("valu_shift64", "v_lshlrev_b64 v_lshrrev_b64 v_ashrrev_i64 v_lshl_add_u
 _declare("valu_mad64", "v_mad_u64_u32 v_mad_i64_i32")
 _declare("valu_packed_f32", "v_pk_fma_f32 v_pk_mul_f32 v_pk_add_f32 v_pk_mov_b32")
 _declare("valu_packed16", " ".join(v for k, v in VOP3P.items() if k < 48))
-for _i, _c in enumerate(_CMP_F32):
-    _declare("valu_compare", f"v_cmp_{_c}_f32", cond=_i, type="f32")
-    _declare("valu_compare", f"v_cmpx_{_c}_f32", cond=_i, type="f32", cmpx=True)
-for _ty in ("i32", "u32", "i64", "u64"):
+for _ty in ("f16", "f32", "f64"):
+    for _i, _c in enumerate(_CMP_FLOAT):
+        _declare("valu_compare", f"v_cmp_{_c}_{_ty}", cond=_i, type=_ty)
+        _declare("valu_compare", f"v_cmpx_{_c}_{_ty}", cond=_i, type=_ty, cmpx=True)
+for _ty in ("i16", "u16", "i32", "u32", "i64", "u64"):
     for _i, _c in enumerate(_CMP_INT):
         _declare("valu_compare", f"v_cmp_{_c}_{_ty}", cond=_i, type=_ty)
         _declare("valu_compare", f"v_cmpx_{_c}_{_ty}", cond=_i, type=_ty, cmpx=True)
-_declare("valu_compare", "v_cmp_class_f32", type="class")
-_declare("valu_compare", "v_cmpx_class_f32", type="class", cmpx=True)
+for _ty in ("f16", "f32", "f64"):
+    _declare("valu_compare", f"v_cmp_class_{_ty}", type=f"class_{_ty}")
+    _declare("valu_compare", f"v_cmpx_class_{_ty}", type=f"class_{_ty}", cmpx=True)
 for _name, _m, _n, _k, _ab, _cd in MAI.values():
     _ea, _eb = (MFMA_ELEMENTS.index(t) for t in mfma_elements(_name))
     _declare("valu_mfma", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd, elem_a=_ea, elem_b=_eb)
@@ -428,19 +501,29 @@ _TRANS = {"v_exp_f32", "v_log_f32", "v_rcp_f32", "v_rcp_iflag_f32", "v_rsq_f32",
 _VALU64 = {"v_mov_b64", "v_lshlrev_b64", "v_lshrrev_b64", "v_ashrrev_i64", "v_mad_u64_u32", "v_mad_i64_i32",
            "v_lshl_add_u64", "v_mul_lo_u32", "v_mul_hi_u32", "v_mul_hi_i32"}
 BRANCHES = ("s_branch", "s_cbranch_scc0", "s_cbranch_scc1", "s_cbranch_vccz", "s_cbranch_vccnz",
-            "s_cbranch_execz", "s_cbranch_execnz")
+            "s_cbranch_execz", "s_cbranch_execnz", "s_cbranch_cdbgsys", "s_cbranch_cdbguser",
+            "s_cbranch_cdbgsys_or_user", "s_cbranch_cdbgsys_and_user", "s_setpc_b64", "s_swappc_b64",
+            "s_call_b64")
 # MFMA cycles on the matrix pipe, 4 per pass (LLVM SISchedule.td, gfx950 model; CDNA4 ISA MFMA table):
 # the gfx950 double-rate bf16 shapes take as many passes as the CDNA3 shapes of half their K.
 MFMA_CYCLES = {"v_mfma_f32_16x16x32_bf16": 16, "v_mfma_f32_32x32x16_bf16": 32,
                "v_mfma_f32_16x16x16_bf16": 16, "v_mfma_f32_32x32x8_bf16": 32}
 
 
+# Listed only so that the core can refuse them by name, with the reason (docs/facts.md §13.2, §13.3).
+REFUSED = {n for n, op in OPS.items() if op.handler in ("refused", "refused_scalar_scratch")}
+# Run for some operands only, the others refused by name: hardware registers other than MODE (§13.2).
+PARTIAL = {"s_getreg_b32", "s_setreg_b32", "s_setreg_imm32_b32"}
+# instructions without an effect the emulator models whose cost the timing model was not given
+UNTIMED_NOPS = {n for n, op in OPS.items() if op.untimed}
 _MAI_NAMES = {m[0] for m in MAI.values()}
 _SMEM_NAMES = set(SMEM.values())
 
 
 def timing_class(name: str) -> tuple[str, int]:
     """(issue class, matrix-pipe cycles or 0) of a mnemonic."""
+    if name in UNTIMED_NOPS:
+        return "untimed", 0
     if name in MFMA_CYCLES:
         return "mfma", MFMA_CYCLES[name]
     if name in _MAI_NAMES:  # a matrix op whose pass count the model was not given
@@ -459,6 +542,6 @@ def timing_class(name: str) -> tuple[str, int]:
         return "salu", 0
     if name in _TRANS:
         return "trans", 0
-    if name in _VALU64 or name.endswith(("_i64", "_u64")):
+    if name in _VALU64 or name.endswith(("_i64", "_u64", "_f64")):
         return "valu64", 0
     return "valu", 0
