@@ -177,6 +177,8 @@ def vector_alu_lines() -> list[str]:
             out += ["v_readfirstlane_b32 s5, v7", "v_readfirstlane_b32 vcc_lo, v255"]
         elif m == "v_accvgpr_mov_b32":
             out += ["v_accvgpr_mov_b32 a5, a7", "v_accvgpr_mov_b32 a255, a0"]
+        elif m.startswith("v_permlane"):   # VGPRs only, both written
+            out += [f"{m} v5, v7", f"{m} v255, v0", f"{m}_e64 v200, v17"]
         elif m == "v_mov_b64":
             out += ["v_mov_b64 v[4:5], v[6:7]", "v_mov_b64 v[254:255], s[100:101]", "v_mov_b64 v[4:5], 1.0",
                     "v_mov_b64 v[4:5], -4", "v_mov_b64 v[4:5], 0x12345678", "v_mov_b64_e64 v[8:9], v[2:3]"]

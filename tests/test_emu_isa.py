@@ -3785,6 +3785,40 @@ def test_valu16(code, rng, name):
                    lambda g, w: _cmp16(cmp, g, w))
 
 
+snippet("permlane:swaps", ["v_permlane16_swap_b32 v1, v2", "v_permlane32_swap_b32_e64 v3, v4",
+                           "v_permlane16_swap_b32 v5, v5"], covers=["v_permlane16_swap_b32", "v_permlane32_swap_b32"])
+snippet("permlane:partial", ["v_permlane32_swap_b32 v3, v4"])
+
+
+def _swap_rows(d, s, span):
+    """The reference: rows of 16 lanes; VDST's rows at odd multiples of `span` lanes trade with SRC0's before them."""
+    d, s = d.copy(), s.copy()
+    for lane in range(64):
+        if (lane // span) % 2:
+            d[lane], s[lane - span] = s[lane - span], d[lane]
+    return d, s
+
+
+def test_permlane_swaps(code, rng):
+    """Both registers are written: permlane16 trades VDST's odd rows with SRC0's even rows, permlane32 VDST's
+    upper half with SRC0's lower half; with one register for both, its rows trade among themselves."""
+    st = new_state(seed=int(rng.integers(1 << 62)))
+    for r in (1, 2, 3, 4, 5):
+        st.v[r] = rand_u32(rng)
+    out = run(code["permlane:swaps"], st)
+    for (rd, rs, span) in ((1, 2, 16), (3, 4, 32)):
+        d, s_ = _swap_rows(st.v[rd], st.v[rs], span)
+        assert (out.v[rd] == d).all() and (out.v[rs] == s_).all(), (rd, rs)
+    same = st.v[5].copy()
+    for lane in range(64):
+        if (lane // 16) % 2:
+            same[lane], same[lane - 16] = same[lane - 16], same[lane]
+    assert (out.v[5] == same).all()
+    st = new_state(seed=2, exec_mask=rand_exec(rng) & ~1)
+    with pytest.raises(EmuError, match="inactive lanes"):
+        run(code["permlane:partial"], st)
+
+
 # Packed 16-bit math (VOP3P, docs/facts.md §6.6): each result half is the 16-bit op on the halves op_sel picks
 # (low result) and op_sel_hi picks (high result; the assembler's default takes the high halves).
 PACKED16 = {

@@ -1848,6 +1848,31 @@ static int valu_shift64(ctx_t *c, wave_t *w, const insn_t *in) {
 
 /* ---- packed fp32 (VOP3P) on register pairs */
 
+/* v_permlane16_swap_b32 / v_permlane32_swap_b32 (gfx950, docs/facts.md §6.7): rows of 16 lanes; the odd rows
+ * of VDST trade places with the even rows of SRC0 (permlane16), or rows 2-3 of VDST with rows 0-1 of SRC0
+ * (permlane32). Both registers are written. What an inactive lane gives or receives (the FI and BOUND_CTRL
+ * modifiers decide) is not known to us: a partial EXEC is refused. */
+static int valu_permlane_swap(ctx_t *c, wave_t *w, const insn_t *in) {
+  if (in->src[0] < 256 || in->src[0] >= 256 + NV)
+    return fail(c, E_INVALID, 0, "the permlane swaps take a VGPR source");
+  if (exec_of(w) != ~0ull)
+    return fail(c, E_UNIMPL, 0, "a permlane swap with inactive lanes (EXEC %#llx): the rule for them is not "
+                "emulated", (unsigned long long)exec_of(w));
+  int src = in->src[0] - 256;
+  if (check_v(c, w, src, 1, 0) || check_v(c, w, in->dst - 256, 1, 0) || vdst_check(c, w, in->dst, 1) ||
+      check_v(c, w, src, 1, 1))
+    return 1;
+  int span = in->op == OP_V_PERMLANE16_SWAP_B32 ? 16 : 32;
+  uint32_t *d = vrow(w, in->dst), *s = vrow(w, in->src[0]);
+  for (int l = 0; l < LANES; l++)
+    if ((l / span) % 2) {
+      uint32_t t = d[l];
+      d[l] = s[l - span];
+      s[l - span] = t;
+    }
+  return 0;
+}
+
 /* Packed 16-bit math (VOP3P, docs/facts.md §6.6): each half of the result from the halves of the sources that
  * op_sel (low result) and op_sel_hi (high result) pick, neg / neg_hi negating the fp16 ones; clamp clamps fp16
  * to [0, 1] and saturates the integer adds and subtracts. An inline float constant is its fp16 value in the low

@@ -82,6 +82,7 @@ SMEM = {
 }
 
 VOP1 = {
+    89: "v_permlane16_swap_b32", 90: "v_permlane32_swap_b32",
     0: "v_nop", 1: "v_mov_b32", 2: "v_readfirstlane_b32", 5: "v_cvt_f32_i32", 6: "v_cvt_f32_u32",
     7: "v_cvt_u32_f32", 8: "v_cvt_i32_f32", 10: "v_cvt_f16_f32", 11: "v_cvt_f32_f16", 27: "v_fract_f32",
     28: "v_trunc_f32", 29: "v_ceil_f32", 30: "v_rndne_f32", 31: "v_floor_f32", 32: "v_exp_f32",
@@ -441,6 +442,7 @@ _declare("valu_mbcnt", "v_mbcnt_lo_u32_b32 v_mbcnt_hi_u32_b32")
 _declare("valu_shift64", "v_lshlrev_b64 v_lshrrev_b64 v_ashrrev_i64 v_lshl_add_u64")
 _declare("valu_mad64", "v_mad_u64_u32 v_mad_i64_i32")
 _declare("valu_packed_f32", "v_pk_fma_f32 v_pk_mul_f32 v_pk_add_f32 v_pk_mov_b32")
+_declare("valu_permlane_swap", "v_permlane16_swap_b32 v_permlane32_swap_b32")
 _declare("valu_packed16", " ".join(v for k, v in VOP3P.items() if k < 48))
 for _ty in ("f16", "f32", "f64"):
     for _i, _c in enumerate(_CMP_FLOAT):
@@ -465,7 +467,8 @@ _declare("flat_op", " ".join(f"scratch_{n}" for n in FLAT.values() if segment_ha
 
 # Which DPP form an op has, for the core's refusal of the others (docs/facts.md §6.4): VOP1/VOP2 ops have one
 # except these; gfx950 has none for VOPC compares; 64-bit operands take only row_newbcast.
-NO_DPP_FORM = {"v_nop", "v_readfirstlane_b32", "v_accvgpr_mov_b32", "v_madmk_f16", "v_madak_f16"}
+NO_DPP_FORM = {"v_nop", "v_readfirstlane_b32", "v_accvgpr_mov_b32", "v_madmk_f16", "v_madak_f16",
+               "v_permlane16_swap_b32", "v_permlane32_swap_b32"}
 DPP_ROW_NEWBCAST_ONLY = {"v_mov_b64"} | {n for n, o in OPS.items() if o.wide}
 
 
