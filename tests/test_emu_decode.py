@@ -273,6 +273,8 @@ def vop3p_lines() -> list[str]:
             out += [f"{m} v5, a7", f"{m} v255, a255"]
         elif m == "v_accvgpr_write_b32":
             out += [f"{m} a5, v7", f"{m} a255, -16", f"{m} a0, 64"]
+        elif m.startswith("v_dot"):
+            out += [f"{m} v5, v7, v9, v11", f"{m} v250, s7, v9, v11 clamp"]
         elif m.startswith("v_pk_") and m.endswith(("16", "_b16")):   # packed 16-bit: one register per operand
             neg = " neg_lo:[1,0] neg_hi:[0,1]" if m.endswith("f16") else ""
             if m in isa.VOP3P_THREE_SOURCES:

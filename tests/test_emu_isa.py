@@ -3819,6 +3819,42 @@ def test_permlane_swaps(code, rng):
         run(code["permlane:partial"], st)
 
 
+_DOTS = {"v_dot2_i32_i16": (16, True), "v_dot2_u32_u16": (16, False), "v_dot4_i32_i8": (8, True),
+         "v_dot4_u32_u8": (8, False), "v_dot8_i32_i4": (4, True), "v_dot8_u32_u4": (4, False)}
+for _m in _DOTS:
+    snippet(f"dot:{_m}", [f"{_m} v10, v1, v2, v3", f"{_m} v11, v1, v2, v3 clamp"], covers=[_m])
+
+
+def _dot_reference(a, b, c, bits, signed, clamp):
+    elems = 32 // bits
+    shifts = np.arange(elems, dtype=np.uint64) * bits
+    ea = (a.astype(np.uint64)[:, None] >> shifts) & ((1 << bits) - 1)
+    eb = (b.astype(np.uint64)[:, None] >> shifts) & ((1 << bits) - 1)
+    ea, eb = ea.astype(np.int64), eb.astype(np.int64)
+    if signed:
+        ea = np.where(ea >= 1 << (bits - 1), ea - (1 << bits), ea)
+        eb = np.where(eb >= 1 << (bits - 1), eb - (1 << bits), eb)
+    acc = (c.astype(np.int32).astype(np.int64) if signed else c.astype(np.int64)) + (ea * eb).sum(axis=1)
+    if clamp:
+        acc = np.clip(acc, -(1 << 31), (1 << 31) - 1) if signed else np.clip(acc, 0, (1 << 32) - 1)
+    return (acc & 0xFFFFFFFF).astype(np.uint32)
+
+
+@pytest.mark.parametrize("name", list(_DOTS))
+def test_integer_dot_products(code, rng, name):
+    """D = S2 + the exact sum of the element products; clamp saturates (near-limit accumulators make it
+    matter), else the sum wraps modulo 2^32."""
+    bits, signed = _DOTS[name]
+    e = rand_exec(rng)
+    a, b = rand_u32(rng), rand_u32(rng)
+    c = rand_u32(rng)
+    c[:16] = np.array([0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0, 0x7FFFFF00, 0x80000100, 1, 0xFFFFFF00] * 2, np.uint32)
+    st = _vstate(rng, e, v1=a, v2=b, v3=c)
+    out = run(code[f"dot:{name}"], st)
+    check_rows(out.v[10], _dot_reference(a, b, c, bits, signed, False), e, st.v[10], name)
+    check_rows(out.v[11], _dot_reference(a, b, c, bits, signed, True), e, st.v[11], f"{name} clamp")
+
+
 # Packed 16-bit math (VOP3P, docs/facts.md §6.6): each result half is the 16-bit op on the halves op_sel picks
 # (low result) and op_sel_hi picks (high result; the assembler's default takes the high halves).
 PACKED16 = {

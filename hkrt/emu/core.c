@@ -1873,6 +1873,43 @@ static int valu_permlane_swap(ctx_t *c, wave_t *w, const insn_t *in) {
   return 0;
 }
 
+/* The integer dot products (VOP3P, docs/facts.md §6.8): D = S2 + the sum of the products of S0's and S1's
+ * packed 16-, 8- or 4-bit elements, signed or unsigned, exactly; clamp saturates to the 32-bit result's range,
+ * else it wraps. Only the default op_sel / op_sel_hi and no neg modifiers are emulated. */
+static int valu_dot_int(ctx_t *c, wave_t *w, const insn_t *in) {
+  valu32_t o;
+  if (valu32_operands(c, w, in, &o)) return 1;
+  if ((in->flags >> F_OPSEL & 7) || ((in->flags >> F_OPSEL_HI) & 7) != 7 || (in->flags >> F_NEG & 7) ||
+      (in->flags >> F_NEG_HI & 7))
+    return fail(c, E_UNIMPL, 0, "a dot product with op_sel, op_sel_hi or neg modifiers is not emulated");
+  int bits, sgn;
+  switch (in->op) {
+    case OP_V_DOT2_I32_I16: bits = 16; sgn = 1; break;
+    case OP_V_DOT2_U32_U16: bits = 16; sgn = 0; break;
+    case OP_V_DOT4_I32_I8: bits = 8; sgn = 1; break;
+    case OP_V_DOT4_U32_U8: bits = 8; sgn = 0; break;
+    case OP_V_DOT8_I32_I4: bits = 4; sgn = 1; break;
+    default: bits = 4; sgn = 0; break; /* v_dot8_u32_u4 */
+  }
+  int clamp = in->flags >> F_CLAMP & 1;
+  uint32_t res[LANES], mask = (1u << bits) - 1;
+  for (int l = 0; l < LANES; l++) {
+    int64_t acc = sgn ? (int64_t)(int32_t)o.s[2][l] : (int64_t)o.s[2][l];
+    for (int e = 0; e < 32 / bits; e++) {
+      int64_t a = (o.s[0][l] >> (bits * e)) & mask, b = (o.s[1][l] >> (bits * e)) & mask;
+      if (sgn) {
+        a -= (a >> (bits - 1)) << bits; /* sign-extend the element */
+        b -= (b >> (bits - 1)) << bits;
+      }
+      acc += a * b;
+    }
+    if (clamp) acc = sgn ? SAT(acc, INT32_MIN, INT32_MAX) : SAT(acc, 0, (int64_t)UINT32_MAX);
+    res[l] = (uint32_t)acc;
+  }
+  vwrite(w, in, in->dst, res, o.exec);
+  return 0;
+}
+
 /* Packed 16-bit math (VOP3P, docs/facts.md §6.6): each half of the result from the halves of the sources that
  * op_sel (low result) and op_sel_hi (high result) pick, neg / neg_hi negating the fp16 ones; clamp clamps fp16
  * to [0, 1] and saturates the integer adds and subtracts. An inline float constant is its fp16 value in the low

@@ -173,11 +173,14 @@ VOP3P = {
     5: "v_pk_lshrrev_b16", 6: "v_pk_ashrrev_i16", 7: "v_pk_max_i16", 8: "v_pk_min_i16", 9: "v_pk_mad_u16",
     10: "v_pk_add_u16", 11: "v_pk_sub_u16", 12: "v_pk_max_u16", 13: "v_pk_min_u16", 14: "v_pk_fma_f16",
     15: "v_pk_add_f16", 16: "v_pk_mul_f16", 17: "v_pk_min_f16", 18: "v_pk_max_f16",
+    38: "v_dot2_i32_i16", 39: "v_dot2_u32_u16", 40: "v_dot4_i32_i8", 41: "v_dot4_u32_u8", 42: "v_dot8_i32_i4",
+    43: "v_dot8_u32_u4",
     48: "v_pk_fma_f32", 49: "v_pk_mul_f32", 50: "v_pk_add_f32", 51: "v_pk_mov_b32",
     88: "v_accvgpr_read_b32", 89: "v_accvgpr_write_b32",
 }
 # VOP3P ops that read a third source (the others' src2 field is unused)
-VOP3P_THREE_SOURCES = {"v_pk_fma_f32", "v_pk_mad_i16", "v_pk_mad_u16", "v_pk_fma_f16"}
+VOP3P_THREE_SOURCES = {"v_pk_fma_f32", "v_pk_mad_i16", "v_pk_mad_u16", "v_pk_fma_f16", "v_dot2_i32_i16",
+                       "v_dot2_u32_u16", "v_dot4_i32_i8", "v_dot4_u32_u8", "v_dot8_i32_i4", "v_dot8_u32_u4"}
 # Matrix ops (VOP3P-MAI encoding): mnemonic -> (M, N, K, A/B registers per lane, C/D registers per lane).
 MAI = {
     53: ("v_mfma_f32_16x16x32_bf16", 16, 16, 32, 4, 4),
@@ -443,7 +446,8 @@ _declare("valu_shift64", "v_lshlrev_b64 v_lshrrev_b64 v_ashrrev_i64 v_lshl_add_u
 _declare("valu_mad64", "v_mad_u64_u32 v_mad_i64_i32")
 _declare("valu_packed_f32", "v_pk_fma_f32 v_pk_mul_f32 v_pk_add_f32 v_pk_mov_b32")
 _declare("valu_permlane_swap", "v_permlane16_swap_b32 v_permlane32_swap_b32")
-_declare("valu_packed16", " ".join(v for k, v in VOP3P.items() if k < 48))
+_declare("valu_packed16", " ".join(v for k, v in VOP3P.items() if k < 19))
+_declare("valu_dot_int", "v_dot2_i32_i16 v_dot2_u32_u16 v_dot4_i32_i8 v_dot4_u32_u8 v_dot8_i32_i4 v_dot8_u32_u4")
 for _ty in ("f16", "f32", "f64"):
     for _i, _c in enumerate(_CMP_FLOAT):
         _declare("valu_compare", f"v_cmp_{_c}_{_ty}", cond=_i, type=_ty)
