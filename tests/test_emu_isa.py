@@ -822,10 +822,13 @@ def _cvt_u32(a):
 
 
 def _cvt_i32(a):
-    x = f32(a).astype(np.float64)
+    return _cvt_i32_of(np.trunc(f32(a).astype(np.float64)))
+
+
+def _cvt_i32_of(x):
+    """An integer-valued float64 (or NaN, inf) as an int32 result: NaN -> 0, saturated at the ends."""
     with np.errstate(invalid="ignore"):
-        r = np.where(np.isnan(x), 0, np.clip(np.trunc(np.nan_to_num(x, posinf=1e300, neginf=-1e300)),
-                                             -(1 << 31), (1 << 31) - 1))
+        r = np.where(np.isnan(x), 0, np.clip(np.nan_to_num(x, posinf=1e300, neginf=-1e300), -(1 << 31), (1 << 31) - 1))
     return _w(r.astype(np.int64))
 
 
@@ -934,6 +937,14 @@ VALU = {
     "v_cvt_f16_f32": ((F,), lambda a: _f16_bits(f32(a)), "lo16"),
     "v_cvt_f32_f16": ((U,), lambda a: u32(np.asarray(a & 0xFFFF, np.uint16).view(np.float16).astype(np.float32)), "f"),
     "v_cvt_f32_bf16": ((U,), lambda a: (a & 0xFFFF) << 16, "eq"),
+    **{f"v_cvt_f32_ubyte{_n}": ((U,), (lambda n: lambda a: u32(((a >> (8 * n)) & 0xFF).astype(np.float32)))(_n), "eq")
+       for _n in range(4)},
+    "v_cvt_rpi_i32_f32": ((F,), lambda a: _cvt_i32_of(np.floor(f32(a).astype(np.float64) + 0.5)), "eq"),
+    "v_cvt_flr_i32_f32": ((F,), lambda a: _cvt_i32_of(np.floor(f32(a).astype(np.float64))), "eq"),
+    "v_frexp_exp_i32_f32": ((F,), lambda a: _w(np.frexp(f32(a))[1].astype(np.int64)), "eq"),
+    "v_frexp_mant_f32": ((F,), lambda a: u32(np.frexp(f32(a))[0].astype(np.float32)), "f"),
+    "v_ffbh_i32": ((U,), _lanewise(lambda a: 32 - ((~a & M32) if a >> 31 else a).bit_length()
+                                   if a not in (0, M32) else M32), "eq"),
     "v_fract_f32": ((F,), _fract, "f"),
     "v_trunc_f32": ((F,), _fop(np.trunc), "f"),
     "v_ceil_f32": ((F,), _fop(np.ceil), "f"),

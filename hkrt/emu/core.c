@@ -1045,6 +1045,30 @@ static int valu_convert(ctx_t *c, wave_t *w, const insn_t *in) {
         break;
       }
       case OP_V_CVT_F16_F32: r = f16_bits((_Float16)FA); break;
+      case OP_V_CVT_F32_UBYTE0: case OP_V_CVT_F32_UBYTE1: case OP_V_CVT_F32_UBYTE2: case OP_V_CVT_F32_UBYTE3:
+      { /* byte n of S0 as a float */
+        int n = op == OP_V_CVT_F32_UBYTE0 ? 0 : op == OP_V_CVT_F32_UBYTE1 ? 1 : op == OP_V_CVT_F32_UBYTE2 ? 2 : 3;
+        FR((float)((x >> (8 * n)) & 0xFF));
+        break;
+      }
+      case OP_V_CVT_RPI_I32_F32: case OP_V_CVT_FLR_I32_F32: { /* floor(S0 + 0.5) or floor(S0), saturated as cvt_i32 */
+        double p = floor((double)FA + (op == OP_V_CVT_RPI_I32_F32 ? 0.5 : 0.0));
+        r = p != p ? 0 : p <= -2147483648.0 ? 0x80000000u : p >= 2147483648.0 ? 0x7FFFFFFFu : (uint32_t)(int32_t)p;
+        break;
+      }
+      case OP_V_FREXP_EXP_I32_F32: { /* the exponent of S0 as frexp gives it; 0 for zero, inf and NaN */
+        float p = FA;
+        int e = 0;
+        if (!isinf(p) && p == p) frexpf(p, &e);
+        r = (uint32_t)e;
+        break;
+      }
+      case OP_V_FREXP_MANT_F32: { /* the mantissa in [0.5, 1) with S0's sign; inf and NaN pass through */
+        float p = FA;
+        int e;
+        FR(isinf(p) || p != p ? p : frexpf(p, &e));
+        break;
+      }
       case OP_V_CVT_PK_BF16_F32: r = bf16_rne(FA) | (bf16_rne(FB) << 16); break;
       case OP_V_CVT_PKRTZ_F16_F32: r = f16_rtz(FA) | ((uint32_t)f16_rtz(FB) << 16); break;
       case OP_V_PACK_B32_F16: {
@@ -1144,6 +1168,11 @@ static int valu_bit(ctx_t *c, wave_t *w, const insn_t *in) {
         break;
       }
       case OP_V_FFBH_U32: r = x ? (uint32_t)__builtin_clz(x) : 0xFFFFFFFFu; break;
+      case OP_V_FFBH_I32: { /* the first bit from the MSB that differs from the sign bit; -1 for 0 and -1 */
+        uint32_t v = (x >> 31) ? ~x : x;
+        r = v ? (uint32_t)__builtin_clz(v) : 0xFFFFFFFFu;
+        break;
+      }
       case OP_V_FFBL_B32: r = x ? (uint32_t)__builtin_ctz(x) : 0xFFFFFFFFu; break;
       case OP_V_BFE_U32: { uint32_t off = y & 31, wdt = z & 31; r = wdt ? (x >> off) & ((1u << wdt) - 1) : 0; break; }
       case OP_V_BFE_I32: {

@@ -83,6 +83,9 @@ SMEM = {
 
 VOP1 = {
     89: "v_permlane16_swap_b32", 90: "v_permlane32_swap_b32",
+    12: "v_cvt_rpi_i32_f32", 13: "v_cvt_flr_i32_f32", 17: "v_cvt_f32_ubyte0", 18: "v_cvt_f32_ubyte1",
+    19: "v_cvt_f32_ubyte2", 20: "v_cvt_f32_ubyte3", 47: "v_ffbh_i32", 51: "v_frexp_exp_i32_f32",
+    52: "v_frexp_mant_f32",
     0: "v_nop", 1: "v_mov_b32", 2: "v_readfirstlane_b32", 5: "v_cvt_f32_i32", 6: "v_cvt_f32_u32",
     7: "v_cvt_u32_f32", 8: "v_cvt_i32_f32", 10: "v_cvt_f16_f32", 11: "v_cvt_f32_f16", 27: "v_fract_f32",
     28: "v_trunc_f32", 29: "v_ceil_f32", 30: "v_rndne_f32", 31: "v_floor_f32", 32: "v_exp_f32",
@@ -410,7 +413,9 @@ _declare("valu_cndmask", "v_cndmask_b32")
 _declare("valu_f32", "v_add_f32 v_sub_f32 v_subrev_f32 v_mul_f32 v_min_f32 v_max_f32 v_fma_f32 v_fmac_f32 "
                      "v_min3_f32 v_max3_f32 v_med3_f32 v_ldexp_f32 v_exp_f32 v_log_f32 v_rcp_f32 v_rcp_iflag_f32 "
                      "v_rsq_f32 v_sqrt_f32 v_fract_f32 v_trunc_f32 v_ceil_f32 v_rndne_f32 v_floor_f32")
-_declare("valu_convert", "v_cvt_f32_i32 v_cvt_f32_u32 v_cvt_u32_f32 v_cvt_i32_f32 v_cvt_f16_f32 "
+_declare("valu_convert", "v_cvt_rpi_i32_f32 v_cvt_flr_i32_f32 v_cvt_f32_ubyte0 v_cvt_f32_ubyte1 v_cvt_f32_ubyte2 "
+                         "v_cvt_f32_ubyte3 v_frexp_exp_i32_f32 v_frexp_mant_f32 "
+                         "v_cvt_f32_i32 v_cvt_f32_u32 v_cvt_u32_f32 v_cvt_i32_f32 v_cvt_f16_f32 "
                          "v_cvt_f32_bf16 v_cvt_pk_bf16_f32 v_cvt_pkrtz_f16_f32 v_pack_b32_f16")
 # ops with a 16-bit result or 16-bit sources (docs/facts.md §6.5)
 _declare("valu_16", "v_add_f16 v_sub_f16 v_subrev_f16 v_mul_f16 v_mac_f16 v_madmk_f16 v_madak_f16 v_max_f16 "
@@ -437,7 +442,7 @@ _declare("valu_int", "v_add_u32 v_sub_u32 v_subrev_u32 v_mul_i32_i24 v_mul_hi_i3
                      "v_min_i32 v_max_i32 v_min_u32 v_max_u32 v_min3_i32 v_max3_i32 v_min3_u32 v_max3_u32 "
                      "v_med3_i32 v_med3_u32 v_lshl_add_u32 v_add_lshl_u32 v_add3_u32")
 _declare("valu_bit", "v_lshrrev_b32 v_ashrrev_i32 v_lshlrev_b32 v_and_b32 v_or_b32 v_xor_b32 v_xnor_b32 "
-                     "v_not_b32 v_bfrev_b32 v_ffbh_u32 v_ffbl_b32 v_bfe_u32 v_bfe_i32 v_bfi_b32 v_alignbit_b32 "
+                     "v_not_b32 v_bfrev_b32 v_ffbh_u32 v_ffbh_i32 v_ffbl_b32 v_bfe_u32 v_bfe_i32 v_bfi_b32 v_alignbit_b32 "
                      "v_alignbyte_b32 v_lshl_or_b32 v_and_or_b32 v_or3_b32 v_perm_b32 v_bitop3_b32 "
                      "v_bcnt_u32_b32")
 _declare("valu_carry", "v_add_co_u32 v_sub_co_u32 v_subrev_co_u32 v_addc_co_u32 v_subb_co_u32 v_subbrev_co_u32")
