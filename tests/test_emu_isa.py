@@ -821,6 +821,13 @@ def _cvt_u32(a):
     return r.astype(np.uint64).astype(np.uint32)
 
 
+def _sad(a, b, bits):
+    """The sum over the `bits`-wide parts of |a - b|."""
+    m = (1 << bits) - 1
+    return sum(np.abs(((_u64(a) >> s) & m).astype(np.int64) - ((_u64(b) >> s) & m).astype(np.int64))
+               for s in range(0, 32, bits)).astype(np.uint64)
+
+
 def _cvt_i32(a):
     return _cvt_i32_of(np.trunc(f32(a).astype(np.float64)))
 
@@ -1007,6 +1014,17 @@ VALU = {
     "v_lshl_add_u32": ((U, U, U), lambda a, b, c: (a << (b & 31)) + c, "eq"),
     "v_add_lshl_u32": ((U, U, U), lambda a, b, c: (a + b) << (c & 31), "eq"),
     "v_add3_u32": ((U, U, U), lambda a, b, c: a + b + c, "eq"),
+    "v_xad_u32": ((U, U, U), lambda a, b, c: (a ^ b) + c, "eq"),
+    "v_sad_u32": ((U, U, U), lambda a, b, c: _w(np.abs(_u64(a).astype(np.int64) - _u64(b).astype(np.int64))
+                                                 + _u64(c).astype(np.int64)), "eq"),
+    "v_sad_u16": ((U, U, U), lambda a, b, c: _w(_sad(a, b, 16) + _u64(c)), "eq"),
+    "v_sad_u8": ((U, U, U), lambda a, b, c: _w(_sad(a, b, 8) + _u64(c)), "eq"),
+    "v_sad_hi_u8": ((U, U, U), lambda a, b, c: _w((_sad(a, b, 8) << 16) + _u64(c)), "eq"),
+    "v_lerp_u8": ((U, U, U), lambda a, b, c: sum(((((_u64(a) >> s) & 255) + ((_u64(b) >> s) & 255)
+                                                   + ((_u64(c) >> s) & 1)) >> 1) << s for s in (0, 8, 16, 24)), "eq"),
+    "v_bfm_b32": ((U, U), lambda a, b: _w(((1 << (_u64(a) & 31)) - 1) << (_u64(b) & 31)), "eq"),
+    "v_add_i32": ((U, U), lambda a, b: _w(_i64(a) + _i64(b)), "eq"),
+    "v_sub_i32": ((U, U), lambda a, b: _w(_i64(a) - _i64(b)), "eq"),
     "v_lshl_or_b32": ((U, U, U), lambda a, b, c: (a << (b & 31)) | c, "eq"),
     "v_and_or_b32": ((U, U, U), lambda a, b, c: (a & b) | c, "eq"),
     "v_or3_b32": ((U, U, U), lambda a, b, c: a | b | c, "eq"),
@@ -3866,6 +3884,21 @@ def test_integer_dot_products(code, rng, name):
     check_rows(out.v[11], _dot_reference(a, b, c, bits, signed, True), e, st.v[11], f"{name} clamp")
 
 
+snippet("valu:i32clamp", ["v_add_i32 v10, v1, v2 clamp", "v_sub_i32 v11, v1, v2 clamp"])
+
+
+def test_signed_add_sub_clamp(code, rng):
+    """v_add_i32 / v_sub_i32 with clamp saturate to the int32 range (near-limit operands make it matter)."""
+    a, b = rand_u32(rng), rand_u32(rng)
+    a[:8] = np.array([0x7FFFFFFF, 0x80000000, 0x7FFFFFF0, 0x80000010, 5, 0xFFFFFFFF, 0x40000000, 0xC0000000], np.uint32)
+    b[:8] = np.array([1, 1, 0x100, 0x7FFFFFFF, 0x80000000, 0x80000000, 0x40000000, 0x40000001], np.uint32)
+    st = _vstate(rng, ALL, v1=a, v2=b)
+    out = run(code["valu:i32clamp"], st)
+    sat = lambda t: _w(np.clip(t, -(1 << 31), (1 << 31) - 1))  # noqa: E731
+    check_rows(out.v[10], sat(_i64(a) + _i64(b)), ALL, st.v[10], "v_add_i32 clamp")
+    check_rows(out.v[11], sat(_i64(a) - _i64(b)), ALL, st.v[11], "v_sub_i32 clamp")
+
+
 # Packed 16-bit math (VOP3P, docs/facts.md §6.6): each result half is the 16-bit op on the halves op_sel picks
 # (low result) and op_sel_hi picks (high result; the assembler's default takes the high halves).
 PACKED16 = {
@@ -3998,6 +4031,13 @@ def _fin(fn):
     return ref
 
 
+def _signed_zero_pick(r, a, b, is_min):
+    """IEEE-mode min/max order -0 below +0 (as the fp32 forms, _fmin1): fmin/fmax leave a tie of zeros to chance."""
+    both_zero = (a == 0) & (b == 0)
+    neg = np.signbit(a) | np.signbit(b) if is_min else np.signbit(a) & np.signbit(b)
+    return np.where(both_zero, np.where(neg, -0.0, 0.0), r)
+
+
 def _frac64(a):
     return np.minimum(a - np.floor(a), np.nextafter(1.0, 0.0))
 
@@ -4011,8 +4051,8 @@ def _dtoi(a, lo, hi):
 VALU64 = {
     "v_add_f64": ("dd", "d", _fin(lambda a, b: a + b)),
     "v_mul_f64": ("dd", "d", _fin(lambda a, b: a * b)),
-    "v_min_f64": ("dd", "d", _fin(np.fmin)),
-    "v_max_f64": ("dd", "d", _fin(np.fmax)),
+    "v_min_f64": ("dd", "d", _fin(lambda a, b: _signed_zero_pick(np.fmin(a, b), a, b, True))),
+    "v_max_f64": ("dd", "d", _fin(lambda a, b: _signed_zero_pick(np.fmax(a, b), a, b, False))),
     "v_ldexp_f64": ("di", "d", _fin(lambda a, n: np.ldexp(a, np.clip(n.view(np.int32), -3000, 3000)))),
     "v_trunc_f64": ("d", "d", _fin(np.trunc)),
     "v_ceil_f64": ("d", "d", _fin(np.ceil)),

@@ -1137,6 +1137,30 @@ static int valu_int(ctx_t *c, wave_t *w, const insn_t *in) {
       case OP_V_LSHL_ADD_U32: r = (x << (y & 31)) + z; break;
       case OP_V_ADD_LSHL_U32: r = (x + y) << (z & 31); break;
       case OP_V_ADD3_U32: r = x + y + z; break;
+      case OP_V_XAD_U32: r = (x ^ y) + z; break;
+      case OP_V_SAD_U32: r = (x > y ? x - y : y - x) + z; break;
+      case OP_V_SAD_U16: case OP_V_SAD_U8: case OP_V_SAD_HI_U8: { /* sums of absolute differences of the parts */
+        int bits = op == OP_V_SAD_U16 ? 16 : 8;
+        uint32_t m = (1u << bits) - 1, sum = 0;
+        for (int sh = 0; sh < 32; sh += bits) {
+          uint32_t a = (x >> sh) & m, b = (y >> sh) & m;
+          sum += a > b ? a - b : b - a;
+        }
+        r = (op == OP_V_SAD_HI_U8 ? sum << 16 : sum) + z;
+        break;
+      }
+      case OP_V_LERP_U8: /* per byte: the rounded average, the rounding bit from S2's byte */
+        r = 0;
+        for (int sh = 0; sh < 32; sh += 8)
+          r |= ((((x >> sh) & 0xFF) + ((y >> sh) & 0xFF) + ((z >> sh) & 1)) >> 1) << sh;
+        break;
+      case OP_V_BFM_B32: r = ((1u << (x & 31)) - 1u) << (y & 31); break;
+      case OP_V_ADD_I32: case OP_V_SUB_I32: {
+        int64_t t = op == OP_V_ADD_I32 ? (int64_t)(int32_t)x + (int32_t)y : (int64_t)(int32_t)x - (int32_t)y;
+        if (in->flags >> F_CLAMP & 1) t = t < INT32_MIN ? INT32_MIN : t > INT32_MAX ? INT32_MAX : t; /* saturate */
+        r = (uint32_t)t;
+        break;
+      }
       default: return valu_unhandled(c);
     }
     res[l] = r;

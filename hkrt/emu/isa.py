@@ -145,6 +145,8 @@ VOP3 = {
     466: "v_min3_u32", 467: "v_max3_f32", 468: "v_max3_i32", 469: "v_max3_u32", 470: "v_med3_f32",
     471: "v_med3_i32", 472: "v_med3_u32", 488: "v_mad_u64_u32", 489: "v_mad_i64_i32", 493: "v_perm_b32",
     509: "v_lshl_add_u32", 510: "v_add_lshl_u32", 511: "v_add3_u32", 512: "v_lshl_or_b32",
+    461: "v_lerp_u8", 473: "v_sad_u8", 474: "v_sad_hi_u8", 475: "v_sad_u16", 476: "v_sad_u32", 499: "v_xad_u32",
+    659: "v_bfm_b32", 668: "v_add_i32", 669: "v_sub_i32",
     513: "v_and_or_b32", 514: "v_or3_b32", 520: "v_lshl_add_u64", 564: "v_bitop3_b32",
     616: "v_cvt_pk_bf16_f32", 645: "v_mul_lo_u32", 646: "v_mul_hi_u32", 647: "v_mul_hi_i32",
     648: "v_ldexp_f32", 649: "v_readlane_b32", 650: "v_writelane_b32", 651: "v_bcnt_u32_b32",
@@ -165,7 +167,7 @@ VOP3B = {"v_add_co_u32", "v_sub_co_u32", "v_subrev_co_u32", "v_addc_co_u32", "v_
          "v_subbrev_co_u32", "v_mad_u64_u32", "v_mad_i64_i32", "v_div_scale_f32", "v_div_scale_f64"}
 
 # VOP3-only opcodes with two sources (their src2 field is unused).
-VOP3_TWO_SOURCES = {"v_mul_lo_u32", "v_mul_hi_u32", "v_mul_hi_i32", "v_ldexp_f32", "v_readlane_b32",
+VOP3_TWO_SOURCES = {"v_bfm_b32", "v_add_i32", "v_sub_i32", "v_mul_lo_u32", "v_mul_hi_u32", "v_mul_hi_i32", "v_ldexp_f32", "v_readlane_b32",
                     "v_writelane_b32", "v_bcnt_u32_b32", "v_mbcnt_lo_u32_b32", "v_mbcnt_hi_u32_b32",
                     "v_lshlrev_b64", "v_lshrrev_b64", "v_ashrrev_i64", "v_cvt_pkrtz_f16_f32", "v_pack_b32_f16",
                     "v_cvt_pk_bf16_f32", "v_add_f64", "v_mul_f64", "v_min_f64", "v_max_f64", "v_ldexp_f64",
@@ -440,7 +442,8 @@ _declare("valu_f64", "v_div_scale_f32 v_div_fmas_f32 v_div_fixup_f32")  # the sa
 _declare("valu_int", "v_add_u32 v_sub_u32 v_subrev_u32 v_mul_i32_i24 v_mul_hi_i32_i24 v_mul_u32_u24 "
                      "v_mul_hi_u32_u24 v_mad_i32_i24 v_mad_u32_u24 v_mul_lo_u32 v_mul_hi_u32 v_mul_hi_i32 "
                      "v_min_i32 v_max_i32 v_min_u32 v_max_u32 v_min3_i32 v_max3_i32 v_min3_u32 v_max3_u32 "
-                     "v_med3_i32 v_med3_u32 v_lshl_add_u32 v_add_lshl_u32 v_add3_u32")
+                     "v_med3_i32 v_med3_u32 v_lshl_add_u32 v_add_lshl_u32 v_add3_u32 v_xad_u32 v_sad_u32 "
+                     "v_sad_u16 v_sad_u8 v_sad_hi_u8 v_lerp_u8 v_bfm_b32 v_add_i32 v_sub_i32")
 _declare("valu_bit", "v_lshrrev_b32 v_ashrrev_i32 v_lshlrev_b32 v_and_b32 v_or_b32 v_xor_b32 v_xnor_b32 "
                      "v_not_b32 v_bfrev_b32 v_ffbh_u32 v_ffbh_i32 v_ffbl_b32 v_bfe_u32 v_bfe_i32 v_bfi_b32 v_alignbit_b32 "
                      "v_alignbyte_b32 v_lshl_or_b32 v_and_or_b32 v_or3_b32 v_perm_b32 v_bitop3_b32 "
