@@ -24,12 +24,10 @@ try:
 except ImportError as exc:  # raised on `import hkrt.dask` only
     raise ImportError(f"hkrt.dask needs dask: install it with `pip install hkrt[dask]` ({exc})") from exc
 
-from .array import SUPPORTED, bfloat16
+from .array import SUPPORTED
 from .devices import parse_spec
 from .gemm import gemm
-
-FLOAT32 = np.dtype(np.float32)
-OUT_DTYPES = (bfloat16, FLOAT32)
+from .request import FLOAT32, parse_out_dtype
 
 
 def matmul(x, y, *, out_dtype=None, strategy: str | None = None):
@@ -55,7 +53,7 @@ def matmul(x, y, *, out_dtype=None, strategy: str | None = None):
         raise ValueError(f"inner dimensions differ: x is {x.shape} and y is {y.shape}")
     if y.ndim == 3 and (x.ndim != 3 or x.shape[0] != y.shape[0]):
         raise ValueError(f"batched y {y.shape} needs a batched x with the same batch size, got x {x.shape}")
-    out_dtype = _out_dtype(out_dtype)
+    out_dtype = parse_out_dtype(out_dtype)
     if strategy is not None and not isinstance(strategy, str):
         raise TypeError(f"strategy must be a kernel family or variant name (str), not {type(strategy).__name__}")
     batch = "b" if x.ndim == 3 else ""
@@ -71,18 +69,6 @@ def matmul(x, y, *, out_dtype=None, strategy: str | None = None):
 def _partial_product(a: np.ndarray, b: np.ndarray, strategy: str | None) -> np.ndarray:
     """One block's product in fp32, on this worker's device, with the K block's axis (length 1) kept."""
     return gemm(a, b, out_dtype=FLOAT32, strategy=strategy)[..., None, :]
-
-
-def _out_dtype(out_dtype) -> np.dtype:
-    if out_dtype is None:
-        return bfloat16
-    try:
-        dt = np.dtype(out_dtype)
-    except TypeError:
-        raise TypeError(f"out_dtype must be bfloat16 or float32, not {out_dtype!r}") from None
-    if dt not in OUT_DTYPES:
-        raise TypeError(f"out_dtype must be bfloat16 or float32, not {dt}")
-    return dt
 
 
 def device_workers(devices, *, env: dict | None = None, **nanny_options) -> dict:

@@ -186,17 +186,25 @@ def _epilogue(bias, activation, alpha, beta, c, n: int, result_shape) -> Epilogu
     return Epilogue(alpha, beta, activation, bias, c)
 
 
+def parse_out_dtype(out_dtype) -> np.dtype:
+    """`out_dtype=` as a dtype (None: bfloat16), or a TypeError: the result is bfloat16 or float32."""
+    if out_dtype is None:
+        return bfloat16
+    try:
+        dt = np.dtype(out_dtype)
+    except TypeError:
+        raise TypeError(f"out_dtype must be bfloat16 or float32, not {out_dtype!r}") from None
+    if dt not in OUT_DTYPES:
+        raise TypeError(f"out_dtype must be bfloat16 or float32, not {dt}")
+    return dt
+
+
 def _out_dtype(out_dtype, out, result_shape, *, host_call: bool) -> np.dtype:
     if out is not None and not isinstance(out, (np.ndarray, DeviceArray)):
         raise TypeError(f"out must be a numpy array or a DeviceArray, not {type(out).__name__}")
     if out_dtype is None:
         out_dtype = out.dtype if out is not None and np.dtype(out.dtype) in OUT_DTYPES else bfloat16
-    try:
-        out_dtype = np.dtype(out_dtype)
-    except TypeError:
-        raise TypeError(f"out_dtype must be bfloat16 or float32, not {out_dtype!r}") from None
-    if out_dtype not in OUT_DTYPES:
-        raise TypeError(f"out_dtype must be bfloat16 or float32, not {out_dtype}")
+    out_dtype = parse_out_dtype(out_dtype)
     if out is not None:
         if tuple(out.shape) != result_shape:
             raise ValueError(f"out must have shape {result_shape}, got {tuple(out.shape)}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import struct
 import sys
-import zlib
 from pathlib import Path
 
 import ml_dtypes
@@ -19,10 +18,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from emu_harness import assemble_many, new_state, run  # noqa: E402
+from emu_harness import new_state, run  # noqa: E402
 from kernel_harness import EmuMachine  # noqa: E402
 from test_emu_isa import (_LOADS, _STORES, ALL, LDS_BYTES, M32, SEED, WORD3, Mem,  # noqa: E402
-                          _w, expect_error, lanes, load_rows, rand_exec, set64, store_bytes)
+                          _w, assembled, expect_error, lanes, load_rows, rand_exec, seeded_rng, set64, store_bytes)
 from test_emu_isa import _regs_text as _regs  # noqa: E402
 
 from hkrt.emu import isa, timing  # noqa: E402
@@ -42,15 +41,12 @@ def snippet(key, lines, covers=()):
 
 @pytest.fixture(scope="module")
 def code(tc):
-    keys = list(SNIPPETS)
-    return dict(zip(keys, assemble_many(tc.mc, [SNIPPETS[k] for k in keys])))
+    return assembled(tc, SNIPPETS)
 
 
 @pytest.fixture
 def rng(request):
-    seed = (SEED, zlib.crc32(request.node.nodeid.encode()))
-    print(f"random inputs: HKRT_TEST_SEED={SEED} (test stream {seed[1]})")
-    return np.random.default_rng(seed)
+    return seeded_rng(request)
 
 
 # ------------------------------------------------------------------------------------------------ the model

@@ -50,17 +50,27 @@ def covers(*names):
     return lambda f: f
 
 
+def assembled(tc, snippets: dict[str, list[str]]) -> dict[str, bytes]:
+    """A module's snippets, assembled in one llvm-mc run (its `code` fixture)."""
+    keys = list(snippets)
+    return dict(zip(keys, assemble_many(tc.mc, [snippets[k] for k in keys])))
+
+
+def seeded_rng(request) -> np.random.Generator:
+    """This test's random stream: fresh each run, replayed by HKRT_TEST_SEED (printed on failure)."""
+    seed = (SEED, zlib.crc32(request.node.nodeid.encode()))
+    print(f"random inputs: HKRT_TEST_SEED={SEED} (test stream {seed[1]})")
+    return np.random.default_rng(seed)
+
+
 @pytest.fixture(scope="module")
 def code(tc) -> dict[str, bytes]:
-    keys = list(SNIPPETS)
-    return dict(zip(keys, assemble_many(tc.mc, [SNIPPETS[k] for k in keys])))
+    return assembled(tc, SNIPPETS)
 
 
 @pytest.fixture
 def rng(request):
-    seed = (SEED, zlib.crc32(request.node.nodeid.encode()))
-    print(f"random inputs: HKRT_TEST_SEED={SEED} (test stream {seed[1]})")
-    return np.random.default_rng(seed)
+    return seeded_rng(request)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -794,15 +804,21 @@ def _fmax1(a: int, b: int) -> int:
     return a if f32(a) >= f32(b) else b
 
 
+def _med3_by(a, b, c, is_nan, fmin, fmax, value):
+    """The ISA's V_MED3 formula, over one float format's min/max (it decides between +0 and -0, which a sort
+    does not)."""
+    if is_nan(a) or is_nan(b) or is_nan(c):
+        return fmin(fmin(a, b), c)
+    m = fmax(fmax(a, b), c)
+    if value(m) == value(a):
+        return fmax(b, c)
+    if value(m) == value(b):
+        return fmax(a, c)
+    return fmax(a, b)
+
+
 def _med3_1(a: int, b: int, c: int) -> int:
-    if _is_nan(a) or _is_nan(b) or _is_nan(c):
-        return _fmin1(_fmin1(a, b), c)
-    m = _fmax1(_fmax1(a, b), c)
-    if f32(m) == f32(a):
-        return _fmax1(b, c)
-    if f32(m) == f32(b):
-        return _fmax1(a, c)
-    return _fmax1(a, b)
+    return _med3_by(a, b, c, _is_nan, _fmin1, _fmax1, f32)
 
 
 def _align(hi, lo, shift):
@@ -3556,44 +3572,39 @@ def _hq(h: int) -> int:  # quiet a signaling NaN
     return h | 0x200
 
 
-def _hmin(a: int, b: int) -> int:
-    if _hnan(a) and not a & 0x200:
-        return _hq(a)
-    if _hnan(b) and not b & 0x200:
-        return _hq(b)
+def _hnan_pick(a: int, b: int) -> int | None:
+    """IEEE-mode min/max with a NaN operand: a signalling NaN comes back quieted, a quiet one loses; None
+    when neither is a NaN."""
+    for x in (a, b):
+        if _hnan(x) and not x & 0x200:
+            return _hq(x)
     if _hnan(a):
         return b
     if _hnan(b):
         return a
+    return None
+
+
+def _hmin(a: int, b: int) -> int:
+    nan = _hnan_pick(a, b)
+    if nan is not None:
+        return nan
     if (a | b) & 0x7FFF == 0:
         return a if a & 0x8000 else b
     return a if float(_h(a)) < float(_h(b)) else b
 
 
 def _hmax(a: int, b: int) -> int:
-    if _hnan(a) and not a & 0x200:
-        return _hq(a)
-    if _hnan(b) and not b & 0x200:
-        return _hq(b)
-    if _hnan(a):
-        return b
-    if _hnan(b):
-        return a
+    nan = _hnan_pick(a, b)
+    if nan is not None:
+        return nan
     if (a | b) & 0x7FFF == 0:
         return b if a & 0x8000 else a
     return a if float(_h(a)) >= float(_h(b)) else b
 
 
 def _hmed3(a, b, c):
-    """The ISA's V_MED3 formula (as for fp32, _med3_1): it decides between +0 and -0, which a sort does not."""
-    if _hnan(a) or _hnan(b) or _hnan(c):
-        return _hmin(_hmin(a, b), c)
-    m = _hmax(_hmax(a, b), c)
-    if float(_h(m)) == float(_h(a)):
-        return _hmax(b, c)
-    if float(_h(m)) == float(_h(b)):
-        return _hmax(a, c)
-    return _hmax(a, b)
+    return _med3_by(a, b, c, _hnan, _hmin, _hmax, lambda h: float(_h(h)))
 
 
 def _lo(x):

@@ -981,6 +981,13 @@ static int valu32_operands(ctx_t *c, wave_t *w, const insn_t *in, valu32_t *o) {
 #define FC fmod_src(in, 2, f32(z))
 #define FR(e) r = u32f(fpost(in, (e)))
 
+#define MED3(a, b, c) ((a) > (b) ? ((b) > (c) ? (b) : (a) > (c) ? (c) : (a)) : ((a) > (c) ? (a) : (b) > (c) ? (c) : (b)))
+#define SAT(v, lo, hi) ((v) < (lo) ? (lo) : (v) > (hi) ? (hi) : (v))
+
+/* float -> 32-bit integer, truncating: NaN gives 0, out-of-range values saturate */
+static inline uint32_t d_to_i32(double x) { return x != x ? 0 : (uint32_t)(int32_t)trunc(SAT(x, -2147483648.0, 2147483647.0)); }
+static inline uint32_t d_to_u32(double x) { return x != x ? 0 : (uint32_t)trunc(SAT(x, 0.0, 4294967295.0)); }
+
 static int valu_f32(ctx_t *c, wave_t *w, const insn_t *in) {
   valu32_t o;
   if (valu32_operands(c, w, in, &o)) return 1;
@@ -1034,16 +1041,8 @@ static int valu_convert(ctx_t *c, wave_t *w, const insn_t *in) {
       case OP_V_CVT_F32_I32: FR((float)(int32_t)x); break;
       case OP_V_CVT_F32_U32: FR((float)x); break;
       case OP_V_CVT_F32_BF16: FR(f32((x & 0xFFFF) << 16)); break;
-      case OP_V_CVT_U32_F32: {
-        float p = FA;
-        r = p != p ? 0 : p <= 0.0f ? 0 : p >= 4294967296.0f ? 0xFFFFFFFFu : (uint32_t)p;
-        break;
-      }
-      case OP_V_CVT_I32_F32: {
-        float p = FA;
-        r = p != p ? 0 : p <= -2147483648.0f ? 0x80000000u : p >= 2147483648.0f ? 0x7FFFFFFFu : (uint32_t)(int32_t)p;
-        break;
-      }
+      case OP_V_CVT_U32_F32: r = d_to_u32(FA); break;
+      case OP_V_CVT_I32_F32: r = d_to_i32(FA); break;
       case OP_V_CVT_F16_F32: r = f16_bits((_Float16)FA); break;
       case OP_V_CVT_F32_UBYTE0: case OP_V_CVT_F32_UBYTE1: case OP_V_CVT_F32_UBYTE2: case OP_V_CVT_F32_UBYTE3:
       { /* byte n of S0 as a float */
@@ -1051,11 +1050,8 @@ static int valu_convert(ctx_t *c, wave_t *w, const insn_t *in) {
         FR((float)((x >> (8 * n)) & 0xFF));
         break;
       }
-      case OP_V_CVT_RPI_I32_F32: case OP_V_CVT_FLR_I32_F32: { /* floor(S0 + 0.5) or floor(S0), saturated as cvt_i32 */
-        double p = floor((double)FA + (op == OP_V_CVT_RPI_I32_F32 ? 0.5 : 0.0));
-        r = p != p ? 0 : p <= -2147483648.0 ? 0x80000000u : p >= 2147483648.0 ? 0x7FFFFFFFu : (uint32_t)(int32_t)p;
-        break;
-      }
+      case OP_V_CVT_RPI_I32_F32: r = d_to_i32(floor((double)FA + 0.5)); break; /* saturated as cvt_i32 */
+      case OP_V_CVT_FLR_I32_F32: r = d_to_i32(floor((double)FA)); break;
       case OP_V_FREXP_EXP_I32_F32: { /* the exponent of S0 as frexp gives it; 0 for zero, inf and NaN */
         float p = FA;
         int e = 0;
@@ -1157,8 +1153,7 @@ static int valu_int(ctx_t *c, wave_t *w, const insn_t *in) {
       case OP_V_BFM_B32: r = ((1u << (x & 31)) - 1u) << (y & 31); break;
       case OP_V_ADD_I32: case OP_V_SUB_I32: {
         int64_t t = op == OP_V_ADD_I32 ? (int64_t)(int32_t)x + (int32_t)y : (int64_t)(int32_t)x - (int32_t)y;
-        if (in->flags >> F_CLAMP & 1) t = t < INT32_MIN ? INT32_MIN : t > INT32_MAX ? INT32_MAX : t; /* saturate */
-        r = (uint32_t)t;
+        r = (uint32_t)(in->flags >> F_CLAMP & 1 ? SAT(t, INT32_MIN, INT32_MAX) : t);
         break;
       }
       default: return valu_unhandled(c);
@@ -1293,8 +1288,6 @@ static inline uint32_t hsel(const insn_t *in, uint32_t h) {
   return (in->flags & ((3u << F_OMOD) | (1u << F_CLAMP))) ? hpost(in, hf(h)) : h;
 }
 
-#define MED3(a, b, c) ((a) > (b) ? ((b) > (c) ? (b) : (a) > (c) ? (c) : (a)) : ((a) > (c) ? (a) : (b) > (c) ? (c) : (b)))
-#define SAT(v, lo, hi) ((v) < (lo) ? (lo) : (v) > (hi) ? (hi) : (v))
 
 /* fp16 -> 16-bit integer, truncating; NaN gives 0, out-of-range values saturate. */
 static inline uint32_t h_to_int(double x, double lo, double hi) {
@@ -1477,9 +1470,6 @@ static inline double dmax(double a, double b) {
   return a >= b ? a : b;
 }
 
-/* float -> 32-bit integer, truncating: NaN gives 0, out-of-range values saturate */
-static inline uint32_t d_to_i32(double x) { return x != x ? 0 : (uint32_t)(int32_t)trunc(SAT(x, -2147483648.0, 2147483647.0)); }
-static inline uint32_t d_to_u32(double x) { return x != x ? 0 : (uint32_t)trunc(SAT(x, 0.0, 4294967295.0)); }
 
 static inline int biased_exp(double x, int wide) { return wide ? (int)(bits64(x) >> 52 & 0x7FF) : (int)(u32f((float)x) >> 23 & 0xFF); }
 static inline int is_denorm(double x, int wide) { return x != 0 && biased_exp(x, wide) == 0; }
