@@ -183,7 +183,9 @@ class DeviceArray:
     @property
     def ptr(self) -> int:
         """The device address of element 0; using an array after .free() is an error."""
-        owner = self._base or self
+        owner = self._base
+        if owner is None:
+            owner = self
         if owner._freed:
             raise ValueError("this device array was freed; it cannot be used any more")
         block = owner._block
@@ -202,6 +204,11 @@ class DeviceArray:
     @cached_property  # shape and strides never change
     def is_contiguous(self) -> bool:
         return self.strides == contiguous_strides(self.shape, self.dtype.itemsize)
+
+    @cached_property
+    def layout_key(self) -> tuple:
+        """What a compiled call depends on of this array but its address: shape, strides, dtype, device."""
+        return (self.shape, self.strides, self.dtype, self.device)
 
     @cached_property
     def _extent(self) -> int:

@@ -104,6 +104,9 @@ class Program:
     def run(self, slots: dict[str, int], stream) -> None:
         """Launch everything on `stream` (a Stream or None), the workspace allocated for this run and
         given back after it in stream order."""
+        if not self.workspace:
+            self.launch_all(slots, stream_handle(stream))
+            return
         blocks = [self.device.allocator.malloc(n, stream) for n in self.workspace]
         try:
             for i, blk in enumerate(blocks):
@@ -238,35 +241,49 @@ def _basic(prog, name, tile, a, b, c, c_item, m, n, k, batches) -> None:
 # -- binding and running
 
 
-def bind_inputs(device, a, b, bias, c, reads_c: bool, stream) -> tuple[dict[str, int], list]:
-    """The slots' addresses for one call: device operands where they lie, host operands uploaded (bf16
-    A as it is and B as N x K; fp32 bias and C), queued on `stream` without waiting. Returns the slots
-    and what was uploaded (host and device copies), which the caller keeps until the stream has passed
-    the copies."""
-    keep = []
+def host_operands(a, b, bias, c, reads_c: bool) -> list[tuple[str, np.ndarray]]:
+    """The host operands of a call as the device takes them, by slot: bf16 A as it is and B as N x K (the
+    transpose rides on the conversion copy, which happens anyway), fp32 bias and C; C-contiguous."""
+    staged = []
+    if isinstance(a, np.ndarray):
+        staged.append((A, np.ascontiguousarray(a.astype(bfloat16, copy=False))))
+    if isinstance(b, np.ndarray):
+        staged.append((B, np.ascontiguousarray(np.swapaxes(b, -1, -2).astype(bfloat16, copy=False))))
+    if isinstance(bias, np.ndarray):
+        staged.append((BIAS, np.ascontiguousarray(bias.astype(FLOAT32, copy=False))))
+    if reads_c and isinstance(c, np.ndarray):
+        staged.append((C, np.ascontiguousarray(c.astype(FLOAT32, copy=False))))
+    return staged
 
-    def up(host: np.ndarray) -> int:
+
+def device_slots(a, b, bias, c, reads_c: bool) -> dict[str, int]:
+    """The slots of the operands already on the device, where they lie (a Weight's data is its operand;
+    .ptr refuses memory a reset freed)."""
+    slots = {}
+    if type(a) is DeviceArray:
+        slots[A] = a.ptr
+    if type(b) is DeviceArray:
+        slots[B] = b.ptr
+    elif b is not None and not isinstance(b, np.ndarray):
+        slots[B] = b.data.ptr
+    if type(bias) is DeviceArray:
+        slots[BIAS] = bias.ptr
+    if reads_c and type(c) is DeviceArray:
+        slots[C] = c.ptr
+    return slots
+
+
+def bind_inputs(device, a, b, bias, c, reads_c: bool, stream) -> tuple[dict[str, int], list]:
+    """The slots' addresses for one call: device operands where they lie, host operands uploaded (see
+    host_operands), queued on `stream` without waiting. Returns the slots and what was uploaded (host and
+    device copies), which the caller keeps until the stream has passed the copies. a may be None (bound
+    later: a prepared GEMM's A)."""
+    slots = device_slots(a, b, bias, c, reads_c)
+    keep = []
+    for slot, host in host_operands(a, b, bias, c, reads_c):
         d = upload_contiguous(host, device, stream)
         keep.append((host, d))
-        return d._ptr
-
-    slots = {}
-    if isinstance(a, DeviceArray):
-        slots[A] = a.ptr
-    elif a is not None:  # None: bound later (a prepared GEMM's A)
-        slots[A] = up(np.ascontiguousarray(a.astype(bfloat16, copy=False)))
-    if isinstance(b, DeviceArray):
-        slots[B] = b.ptr
-    elif isinstance(b, np.ndarray):
-        # The transpose to N x K rides on the bf16 conversion copy, which happens anyway.
-        slots[B] = up(np.ascontiguousarray(np.swapaxes(b, -1, -2).astype(bfloat16, copy=False)))
-    else:  # a Weight: its data is its operand (.ptr refuses memory a reset freed)
-        slots[B] = b.data.ptr
-    if bias is not None:
-        slots[BIAS] = bias.ptr if isinstance(bias, DeviceArray) else \
-            up(np.ascontiguousarray(bias.astype(FLOAT32, copy=False)))
-    if c is not None and reads_c:
-        slots[C] = c.ptr if isinstance(c, DeviceArray) else up(np.ascontiguousarray(c.astype(FLOAT32, copy=False)))
+        slots[slot] = d._ptr
     return slots, keep
 
 
@@ -291,12 +308,12 @@ class Executable:
     def __call__(self, a, b, bias, c, out, stream) -> DeviceArray | np.ndarray:
         """The result: on the device (`out` if it is a device array), ordered on `stream`; for a host call
         (numpy A), waited for and copied back (into `out` if it is a numpy array)."""
+        if self.host_call and not isinstance(out, DeviceArray):
+            return self._host_call(a, b, bias, c, out, stream)
         dev = self.device
         # out sharing memory with an input would be read after being partly written: compute beside, then copy
-        aliased = isinstance(out, DeviceArray) and out.size > 0 and any(
-            isinstance(x, DeviceArray) and x.size and out.overlaps(x)
-            for x in (a, getattr(b, "data", b), c if self.reads_c else None, bias))
-        result = out if isinstance(out, DeviceArray) and not aliased else \
+        aliased = out is not None and self._overlaps_inputs(out, a, b, bias, c)
+        result = out if out is not None and not aliased else \
             DeviceArray._allocate(self.result_shape, self.out_dtype, self.result_strides, self.result_bytes, dev, stream)
         uploads = ()
         if self.program is not None:
@@ -308,15 +325,59 @@ class Executable:
             dev.activate()
             dev.driver.memcpy_dtod(out.ptr, result.ptr, result.nbytes, stream_handle(stream))
             result = out
-        if self.host_call:  # the copy back waits for everything, the uploads included
-            host = result.numpy()
-            if isinstance(out, np.ndarray):
-                out[...] = host
-                return out
-            return host
+        if self.host_call:  # a device out for numpy operands: written, and its copy returned
+            return result.numpy()
         if uploads:  # host data went up for a device call: it must outlive the copies
             (stream.synchronize() if stream is not None else dev.synchronize())
         return result
+
+    def _overlaps_inputs(self, out: DeviceArray, a, b, bias, c) -> bool:
+        start = out.ptr
+        end = start + out._extent
+        if start == end:
+            return False
+        for x in (a, b if type(b) is DeviceArray else getattr(b, "data", None), bias, c if self.reads_c else None):
+            if type(x) is DeviceArray and x._extent and x._ptr < end and start < x._ptr + x._extent:
+                return True
+        return False
+
+    def _host_call(self, a, b, bias, c, out: np.ndarray | None, stream) -> np.ndarray:
+        """Numpy in, numpy out: the result, every host operand and the program's workspace share one
+        staging block (one allocation for the call), and the result comes back straight into `out` or a
+        new array."""
+        dev = self.device
+        host = out if out is not None else np.empty(self.result_shape, self.out_dtype)
+        program = self.program
+        if program is None:
+            return host
+        staged = host_operands(a, b, bias, c, self.reads_c)
+        offsets, total = [], _staging_size(self.result_bytes)
+        for nbytes in [data.nbytes for _, data in staged] + program.workspace:
+            offsets.append(total)
+            total += _staging_size(nbytes)
+        block = dev.allocator.malloc(total, stream)
+        try:
+            base = block.ptr
+            handle = stream_handle(stream)
+            slots = device_slots(a, b, bias, c, self.reads_c)
+            slots[OUT] = base
+            dev.activate()
+            for (slot, data), offset in zip(staged, offsets):
+                slots[slot] = base + offset
+                dev.driver.memcpy_htod(base + offset, data, data.nbytes, handle)
+            for i, offset in enumerate(offsets[len(staged):]):
+                slots[f"w{i}"] = base + offset
+            program.launch_all(slots, handle)
+            dev.driver.memcpy_dtoh(host, base, self.result_bytes, handle)
+            (stream.synchronize() if stream is not None else dev.synchronize())  # the copies read and write host memory
+        finally:
+            block.free()
+        return host
+
+
+def _staging_size(nbytes: int) -> int:
+    """Bytes one operand takes in a staging block: whole 256-byte lines, so the next one stays aligned."""
+    return -(-nbytes // 256) * 256
 
 
 def compile_executable(req: GemmRequest, plan) -> Executable:

@@ -92,7 +92,8 @@ class CachingAllocator:
         with self._lock:
             if self._freed:
                 self._take_freed()
-            blk = self._reuse(size, stream)
+            pool = self._pool.get(size)
+            blk = self._reuse(pool, stream) if pool else None
             if blk is None:
                 blk = Block(self._device_malloc(nbytes, size), size, self,
                             generation=self.device.generation)
@@ -102,19 +103,19 @@ class CachingAllocator:
             self._in_use += size
             return blk
 
-    def _reuse(self, size: int, stream) -> Block | None:
-        pool = self._pool.get(size)
-        if not pool:
-            return None
-        key = 0 if stream is None else stream_key(stream)
+    def _reuse(self, pool: list[Block], stream) -> Block | None:
+        key = None
         for i in range(len(pool) - 1, -1, -1):  # the latest freed first: the likeliest to be on this stream
             blk = pool[i]
-            if (not blk.recorded or (0 if blk.stream is None else stream_key(blk.stream)) == key
-                    or self.device.driver.event_query(blk.event)):
-                pool.pop(i)
-                self._cached -= blk.size
+            if blk.recorded:  # another stream may take it once its event has passed
+                if key is None:
+                    key = stream_key(stream)
+                if stream_key(blk.stream) != key and not self.device.driver.event_query(blk.event):
+                    continue
                 blk.recorded = False
-                return blk
+            del pool[i]
+            self._cached -= blk.size
+            return blk
         return None
 
     def _device_malloc(self, nbytes: int, size: int) -> int:
@@ -145,23 +146,25 @@ class CachingAllocator:
 
         A block whose event cannot be made (the device faulted, or its stream is gone) cannot be told
         safe for other streams: it goes back to the device instead, and the others are still pooled."""
-        while self._freed:
-            blk = self._freed.popleft()
-            if not blk.live or not blk.valid:
+        freed, generation = self._freed, self.device.generation
+        while freed:
+            blk = freed.popleft()
+            if not blk.live or blk.generation != generation:
                 continue  # given back twice, or freed by a device reset
             blk.live = False
             self._live.discard(blk)
             self._in_use -= blk.size
-            try:
-                if blk.stream is not None and stream_key(blk.stream) != 0:
-                    self.device.activate()
-                    if blk.event is None:
-                        blk.event = self.device.driver.event_create()
-                    self.device.driver.event_record(blk.event, stream_handle(blk.stream))
-                    blk.recorded = True
-            except (HipError, ValueError) as exc:
-                self._release(blk, f"it could not be pooled ({exc})")
-                continue
+            if blk.stream is not None:
+                try:
+                    if stream_key(blk.stream) != 0:
+                        self.device.activate()
+                        if blk.event is None:
+                            blk.event = self.device.driver.event_create()
+                        self.device.driver.event_record(blk.event, stream_handle(blk.stream))
+                        blk.recorded = True
+                except (HipError, ValueError) as exc:
+                    self._release(blk, f"it could not be pooled ({exc})")
+                    continue
             self._pool[blk.size].append(blk)
             self._cached += blk.size
 

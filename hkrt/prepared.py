@@ -34,12 +34,12 @@ def _operand_key(x):
         return ()
     t = type(x)
     if t is DeviceArray:
-        return (x.shape, x.strides, x.dtype, x.device, x.ptr % FAST_ALIGN == 0, x.read_only)
-    if t is np.ndarray:
-        return (x.shape, x.dtype, x.flags.c_contiguous, x.flags.writeable)
+        return (x.layout_key, x._ptr % FAST_ALIGN == 0, x.read_only)
     if t is Weight:  # the program reads its operand's layout; its pointer is bound per call
-        op = x.operand
-        return ("weight", x.k, x.n, op.ld, op.aligned, x.device)
+        return x.layout_key
+    if t is np.ndarray:
+        flags = x.flags
+        return (x.shape, x.dtype, flags.c_contiguous, flags.writeable)
     return None
 
 
@@ -48,16 +48,14 @@ def signature(a, b, bias, activation, alpha, beta, c, out_dtype, out, strategy, 
     parts = (_operand_key(a), _operand_key(b), _operand_key(bias), _operand_key(c), _operand_key(out))
     if None in parts:
         return None
-    key = (parts, activation, type(alpha), alpha, type(beta), beta, out_dtype, strategy, device)
-    try:
-        hash(key)
-    except TypeError:  # an argument gemm will refuse anyway
-        return None
-    return key
+    return (parts, activation, type(alpha), alpha, type(beta), beta, out_dtype, strategy, device)
 
 
 def lookup(key) -> Executable | None:
-    exe = _cache.get(key)
+    try:
+        exe = _cache.get(key)
+    except TypeError:  # an unhashable argument, which gemm will refuse anyway
+        return None
     if exe is not None and exe.generation != exe.device.generation:
         return None  # compiled before a reset: its kernels are gone
     return exe
@@ -69,7 +67,10 @@ def compile_call(req: GemmRequest, key) -> Executable:
         with _lock:
             if len(_cache) >= MAX_CACHED:
                 _cache.pop(next(iter(_cache)))  # the oldest: calls of a few shapes in a loop stay cached
-            _cache[key] = exe
+            try:
+                _cache[key] = exe
+            except TypeError:  # not hashable after all: the call stays uncached
+                pass
     return exe
 
 
@@ -122,7 +123,8 @@ class PreparedGemm:
         self._held = (req.b, ep.bias, ep.c)
         self._spans = [x.span() for x in (getattr(req.b, "data", req.b), ep.bias, ep.c if ep.reads_c else None)
                        if isinstance(x, DeviceArray)]   # the bound inputs' bytes, fixed from now on
-        self._strides = template.strides
+        self._a_key, self._a_bytes = template.layout_key, template.nbytes
+        self._out_key = (req.result_shape, self._exe.result_strides, req.out_dtype, dev)
         self._workspace: dict[int, list] = {}
         self._generation = dev.generation
         template.free()
@@ -132,49 +134,51 @@ class PreparedGemm:
                 f"kernels={self.plan.gemm if self.plan else None})")
 
     def __call__(self, a: DeviceArray, *, out: DeviceArray | None = None, stream=None) -> DeviceArray:
-        dev = self.device
-        if type(a) is not DeviceArray or a.shape != self.shape or a.dtype != bfloat16 or a.strides != self._strides \
-                or a.device is not dev:
+        if type(a) is not DeviceArray or a.layout_key != self._a_key:
             raise ValueError(self._mismatch(a))
         ptr = a.ptr
         if ptr % FAST_ALIGN:
             raise ValueError(f"a's address {ptr:#x} is not {FAST_ALIGN}-byte aligned, as planned; "
                              f"use hkrt.gemm for unaligned operands")
+        dev = self.device
         if self._generation != dev.generation:
             raise ValueError(f"this plan was made before {dev} was reset; plan again")
         if stream is None:
             stream = self.stream
-        elif type(stream) is not Stream:
-            stream = as_stream(stream, dev)
-        if stream is not None and stream.device is not dev:
-            raise ValueError(f"stream belongs to {stream.device}, but the plan runs on {dev}")
+        else:
+            if type(stream) is not Stream:
+                stream = as_stream(stream, dev)
+            if stream is not None and stream.device is not dev:
+                raise ValueError(f"stream belongs to {stream.device}, but the plan runs on {dev}")
         exe = self._exe
         if out is None:  # new memory: it overlaps nothing
             out = DeviceArray._allocate(exe.result_shape, exe.out_dtype, exe.result_strides, exe.result_bytes, dev,
                                         stream)
             out_ptr = out._ptr
         else:
-            if (type(out) is not DeviceArray or out.shape != self.result_shape or out.dtype != self.out_dtype
-                    or not out.is_contiguous or out.device is not dev or out.read_only):
+            if type(out) is not DeviceArray or out.layout_key != self._out_key or out.read_only:
                 raise ValueError(f"out must be a writeable contiguous {self.out_dtype} device array of shape "
                                  f"{self.result_shape} on {dev}, got {out!r}")
             out_ptr = out.ptr
-            out_end = out_ptr + out._extent
-            overlaps = ptr < out_end and out_ptr < ptr + a._extent
+            out_end = out_ptr + exe.result_bytes
+            overlaps = ptr < out_end and out_ptr < ptr + self._a_bytes
             for start, end in self._spans:
                 overlaps = overlaps or (start < out_end and out_ptr < end)
             if overlaps:  # out shares memory with an input: computed beside, then copied
                 return exe(a, *self._held, out, stream)
         if exe.program is None:
             return out
-        ws = self._workspace_for(stream) if exe.program.workspace else None
+        values = self._workspace_for(stream) if exe.program.workspace else {}
+        values[A] = ptr
+        values[OUT] = out_ptr
         handle = None if stream is None else stream.handle
+        pack = ADDRESS.pack_into
         dev.activate()
         with exe.program._lock:  # the launches' argument buffers: one call at a time fills them
             for prepared, patches in self._launches:
                 args = prepared.args
                 for offset, slot, addend in patches:
-                    ADDRESS.pack_into(args, offset, (ptr if slot == A else out_ptr if slot == OUT else ws[slot]) + addend)
+                    pack(args, offset, values[slot] + addend)
                 prepared(handle)
         return out
 
@@ -192,7 +196,7 @@ class PreparedGemm:
         if not isinstance(a, DeviceArray):
             return f"a must be an hkrt DeviceArray (use hkrt.asarray), not {type(a).__name__}"
         return (f"a is {a.shape} {a.dtype} (strides {a.strides}) on {a.device}; this plan takes "
-                f"{self.shape} bfloat16 (strides {self._strides}) on {self.device}")
+                f"{self.shape} bfloat16 (strides {self._a_key[1]}) on {self.device}")
 
     def __del__(self):
         for blocks in getattr(self, "_workspace", {}).values():

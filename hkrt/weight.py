@@ -39,6 +39,8 @@ class Weight:
             data, op = padded, execute.Operand(padded.ptr, "nk", self.n, k8, k8)
         self.operand = op
         self.data = data
+        # what a compiled call depends on of this operand (its pointer is bound per call)
+        self.layout_key = ("weight", self.k, self.n, op.ld, op.aligned, data.device)
 
     @property
     def device(self) -> Device:

@@ -47,6 +47,14 @@ def compile_hip(tc, tmp_path):
     return _compile
 
 
+@pytest.fixture(autouse=True)
+def _allocations_unpoisoned():
+    """A test's poison_allocations() (tests/kernel_harness.py) ends with the test."""
+    yield
+    from kernel_harness import stop_poisoning
+    stop_poisoning()
+
+
 @pytest.fixture
 def launched(monkeypatch):
     """Names of the kernels the runtime looks up (one per launch site, when a call is compiled), in order.

@@ -76,10 +76,33 @@ def poison_cache(*nbytes: int, device=None) -> None:
         blk.free()
 
 
-def poison_for(result_shape, out_dtype=BF16, device=None):
-    """Poison the blocks a gemm with this result takes: the result and an M x N fp32 accumulator."""
-    size, mn = int(np.prod(result_shape)), int(np.prod(result_shape[-2:]))
-    poison_cache(size * np.dtype(out_dtype).itemsize, mn * 4, device=device)
+_poisoned = []   # (allocator, its own malloc) while a test poisons allocations
+
+
+def poison_allocations(device=None) -> None:
+    """Until the test ends, every block the device's allocator hands out is NaN-filled first (0xFF bytes:
+    NaN in fp32 and bf16), on the stream it is allocated for: results, accumulators, workspace and host
+    calls' staging alike, whatever sizes they take. The conftest's autouse fixture undoes it."""
+    import hkrt
+    from hkrt.memory import stream_handle
+    dev = hkrt.get_device(device)
+    alloc = dev.allocator
+    if "malloc" in vars(alloc):
+        return
+    plain = alloc.malloc
+
+    def malloc(nbytes, stream=None):
+        blk = plain(nbytes, stream)
+        dev.activate()
+        dev.driver.memset(blk.ptr, 0xFF, blk.size, stream_handle(stream))
+        return blk
+    alloc.malloc = malloc
+    _poisoned.append(alloc)
+
+
+def stop_poisoning() -> None:
+    while _poisoned:
+        del _poisoned.pop().malloc
 
 
 # ---------------------------------------------------------------------------------------------------------

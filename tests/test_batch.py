@@ -15,7 +15,7 @@ from hkrt import registry
 from hkrt import strategy as strategies
 
 from kernel_harness import (BF16, F32, EmuMachine, check, check_variant, fresh_rng, launch_info, nan_array,
-                            normal, poison_for, run_variant, variants)
+                            normal, poison_allocations, run_variant, variants)
 
 FAMILIES = ["basic", "small", "pingpong", "interleave", "producer_consumer"]
 GEMM_VARIANTS = [v for f in FAMILIES for v in variants(f)]
@@ -69,7 +69,7 @@ def test_every_family_batched(rng, family, launched):
     a = normal(rng, (batch, m, k))
     for b in (normal(rng, (batch, k, n)), normal(rng, (k, n))):  # per-batch B, shared 2-D B
         for out_dtype in (BF16, F32):
-            poison_for((batch, m, n), out_dtype)
+            poison_allocations()
             launched.clear()
             got = hkrt.gemm(a, b, strategy=family, out_dtype=out_dtype)
             check(got, a, b, out_dtype=out_dtype, splits=_splits(batch, m, n, k, family, False, OUT[out_dtype]),

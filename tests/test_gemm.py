@@ -21,7 +21,8 @@ from hkrt import registry
 from hkrt.array import DeviceArray
 from hkrt.reference import activate64, bf64, expected
 
-from kernel_harness import ACTS, BF16, F32, assert_close, check, fresh_rng, nan_array, normal, poison_for
+from kernel_harness import (ACTS, BF16, F32, assert_close, check, fresh_rng, nan_array, normal, poison_allocations,
+                            stop_poisoning)
 
 
 @pytest.fixture
@@ -65,13 +66,20 @@ def test_tolerance_catches_errors(rng):
         check(poisoned, a, b, out_dtype=np.float32)
 
 
-def test_poison_reaches_the_next_allocations():
-    """poison_for() really hands NaN-filled memory to the result and the fp32 accumulator."""
-    for shape, dtype in (((37, 45), BF16), ((3, 64, 65), F32), ((1, 1), BF16)):
-        poison_for(shape, dtype)
-        result = DeviceArray(shape, dtype)
-        acc = DeviceArray(shape[-2:], F32)
-        assert np.isnan(result.numpy()).all() and np.isnan(acc.numpy()).all()
+def test_poisoned_allocations_are_nan_filled():
+    """poison_allocations() hands NaN-filled memory to every allocation of any size, blocks reused from the
+    cache included, until stop_poisoning() (the conftest calls it after each test)."""
+    def pooled_zeros(n):  # a cached block that holds zeros
+        z = DeviceArray((n,), F32)
+        z.copy_from(np.zeros(n, F32))
+        z.free()
+    pooled_zeros(64)
+    poison_allocations()
+    for shape, dtype in (((64,), F32), ((37, 45), BF16), ((3, 64, 65), F32), ((1, 1), BF16)):
+        assert np.isnan(DeviceArray(shape, dtype).numpy()).all(), (shape, dtype)
+    stop_poisoning()
+    pooled_zeros(64)
+    assert (DeviceArray((64,), F32).numpy() == 0).all(), "still poisoning after stop_poisoning()"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -86,7 +94,7 @@ SHAPES = [(1, 1, 1), (1, 1, 300), (1, 64, 64), (64, 1, 64), (64, 64, 1), (2, 3, 
 @pytest.mark.parametrize("out_dtype", [BF16, F32], ids=["bf16", "f32"])
 def test_shapes(rng, m, n, k, out_dtype):
     a, b = normal(rng, (m, k)), normal(rng, (k, n))
-    poison_for((m, n), out_dtype)
+    poison_allocations()
     got = hkrt.gemm(a, b, out_dtype=out_dtype)
     assert isinstance(got, np.ndarray)
     check(got, a, b, out_dtype=out_dtype)
@@ -130,14 +138,14 @@ def test_empty_dimensions(rng, m, n, k):
 def test_k_zero(rng, m, n):
     """K = 0: the product is zero, the result only bias and beta * c (through the activation)."""
     a, b = normal(rng, (m, 0)), normal(rng, (0, n))
-    poison_for((m, n), F32)
+    poison_allocations()
     got = hkrt.gemm(a, b, out_dtype=np.float32)
     assert got.shape == (m, n)
     assert np.all(got == 0), "K = 0 with no epilogue must give zeros"
     bias, c = normal(rng, n), normal(rng, (m, n))
     for out_dtype in (BF16, F32):
         for act in ACTS:
-            poison_for((m, n), out_dtype)
+            poison_allocations()
             got = hkrt.gemm(a, b, bias=bias, c=c, beta=-1.5, alpha=2.0, activation=act, out_dtype=out_dtype)
             check(got, a, b, bias=bias, c=c, beta=-1.5, alpha=2.0, activation=act, out_dtype=out_dtype,
                   what=f"K=0 {act}")
@@ -166,7 +174,7 @@ def test_batched(rng, batch, m, n, k):
     a = normal(rng, (batch, m, k))
     for b in (normal(rng, (k, n)), normal(rng, (batch, k, n))):
         for out_dtype in (BF16, F32):
-            poison_for((batch, m, n), out_dtype)
+            poison_allocations()
             got = hkrt.gemm(a, b, out_dtype=out_dtype)
             assert got.shape == (batch, m, n)
             check(got, a, b, out_dtype=out_dtype, what=f"batched a, {b.ndim}-D b")
@@ -251,10 +259,10 @@ def test_bias_and_activation(rng, activation, out_dtype):
     # scaled so that the pre-activation values span about [-6, 6], where the activations differ most
     a, b = normal(rng, (m, k), scale=1.5 / k ** 0.25), normal(rng, (k, n), scale=1.5 / k ** 0.25)
     bias = normal(rng, n)
-    poison_for((m, n), out_dtype)
+    poison_allocations()
     got = hkrt.gemm(a, b, bias=bias, activation=activation, out_dtype=out_dtype)
     check(got, a, b, bias=bias, activation=activation, out_dtype=out_dtype)
-    poison_for((m, n), out_dtype)
+    poison_allocations()
     got = hkrt.gemm(a, b, activation=activation, out_dtype=out_dtype)
     check(got, a, b, activation=activation, out_dtype=out_dtype, what="activation without bias")
     assert hkrt.gemm(a, b, activation="none", out_dtype=out_dtype).dtype == out_dtype
@@ -276,7 +284,7 @@ def test_gelu_is_the_tanh_form(rng):
 def test_alpha_beta(rng, alpha, beta, out_dtype):
     m, n, k = 65, 70, 45
     a, b, c = normal(rng, (m, k)), normal(rng, (k, n)), normal(rng, (m, n), scale=4.0)
-    poison_for((m, n), out_dtype)
+    poison_allocations()
     got = hkrt.gemm(a, b, alpha=alpha, beta=beta, c=c, out_dtype=out_dtype)
     check(got, a, b, alpha=alpha, beta=beta, c=c, out_dtype=out_dtype)
     bias = normal(rng, n)
@@ -419,7 +427,7 @@ def test_nan_inf_propagate(rng, activation):
     assert np.isnan(ref).any() and np.isposinf(ref).any() and np.isneginf(ref).any()
     ref = activate64(ref, activation)
     for out_dtype in (BF16, F32):
-        poison_for((m, n), out_dtype)
+        poison_allocations()
         got = hkrt.gemm(a, b, activation=activation, out_dtype=out_dtype)
         _assert_same_specials(got, ref, f"{activation} {np.dtype(out_dtype)}")
         finite = np.isfinite(ref)
@@ -457,7 +465,7 @@ def test_device_arrays_in_device_array_out(rng):
     m, n, k = 70, 65, 90
     a, b = normal(rng, (m, k), BF16), normal(rng, (k, n), BF16)
     da, db = hkrt.asarray(a), hkrt.asarray(b)
-    poison_for((m, n))
+    poison_allocations()
     r = hkrt.gemm(da, db)
     assert isinstance(r, DeviceArray) and r.shape == (m, n) and r.dtype == BF16
     check(r.numpy(), a, b)
@@ -558,7 +566,7 @@ def test_weight_reuse(rng):
         a = normal(rng, (m, k))
         for weight in (w, w_nk):
             for out_dtype in (BF16, F32):
-                poison_for((m, n), out_dtype)
+                poison_allocations()
                 got = hkrt.gemm(a, weight, out_dtype=out_dtype)
                 check(got, a, b_saved, out_dtype=out_dtype, what=f"{weight!r}")
             bias = normal(rng, n)
