@@ -135,6 +135,12 @@ def _destroy_event(device, handle, generation) -> None:
 class DeviceArray:
     """An array in device memory: shape, dtype and strides (in bytes), like numpy's."""
 
+    # an array of its own contiguous memory from the allocator, until said otherwise (the hot path sets less)
+    read_only = False
+    _base = _keep = None
+    _freed = False
+    _owns = True
+
     def __init__(self, shape, dtype, *, device: Device | str | None = None, stream: Stream | None = None,
                  strides=None, read_only: bool = False, _block=None, _ptr=None, _base=None, _keep=None):
         self.device = device if type(device) is Device else get_device(device)
@@ -163,7 +169,6 @@ class DeviceArray:
         """A new contiguous array from arguments already checked (the hot path of a compiled call)."""
         self = cls.__new__(cls)
         self.device, self.shape, self.dtype, self.strides, self.stream = device, shape, dtype, strides, stream
-        self.read_only, self._base, self._keep, self._freed, self._owns = False, None, None, False, True
         self.is_contiguous = True   # fills the cached property: this array is contiguous by construction
         self._block = block = device.allocator.malloc(nbytes, stream)
         self._ptr = block.ptr
