@@ -10,20 +10,23 @@ it compiled (hkrt.prepared) and repeated calls skip straight to the launches.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import registry
 from .array import DeviceArray, bfloat16, contiguous_strides, upload_contiguous
-from .memory import stream_handle
+from .memory import stream_handle, stream_key
 from .registry import ADDRESS, Addr, BoundLaunch
 from .request import FAST_MAX_BUFFER, FLOAT32, GemmRequest, padded_k
 
 FAST_ALIGN = 16            # bytes: operand rows and batches for the direct-to-LDS loads
 A, B, C, BIAS, OUT = "a", "b", "c", "bias", "out"   # the slots every program may bind
+COUNTERS, EPOCH = "counters", "epoch"   # split-K arrival counters, and the run's number they count under
 
 
 @dataclass
@@ -85,33 +88,60 @@ def operand_b(req: GemmRequest) -> Operand:
 # -- compiling
 
 
-@dataclass
+@dataclass(eq=False)
 class Program:
     """The launches of one request shape, with the operands' addresses as slots. workspace: bytes of each
-    scratch slot ("w0", "w1", ...), taken from the allocator for each run."""
+    scratch slot ("w0", "w1", ...), taken from the allocator for each run. counters: bytes of the COUNTERS
+    slot, the words split-K launches count arrivals in, kept per stream (counters_for); each run's launches
+    count under a new EPOCH (kernels/include/hkrt/sync.hpp), so a run that ended part-way leaves nothing the
+    next one would miscount."""
     device: object
     launches: list[BoundLaunch] = field(default_factory=list)
     workspace: list[int] = field(default_factory=list)
+    counters: int = 0
+    _counter_blocks: dict = field(default_factory=dict, repr=False)
+    _epochs: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def scratch(self, nbytes: int) -> Addr:
         self.workspace.append(nbytes)
         return Addr(f"w{len(self.workspace) - 1}")
 
+    def counter_words(self, words: int) -> tuple[Addr, Addr]:
+        """Room for `words` 64-bit counters: their address and the epoch slot."""
+        self.counters = max(self.counters, 8 * words)
+        return Addr(COUNTERS), Addr(EPOCH)
+
+    def bind_counters(self, values: dict[str, int], stream) -> None:
+        """A run's counters (this stream's, zeroed at their first use) and its epoch, 32 bits, never 0."""
+        key = stream_key(stream)
+        blk = self._counter_blocks.get(key)
+        if blk is None or not blk.valid:
+            blk = self.device.allocator.malloc(self.counters, stream)
+            self.device.activate()
+            self.device.driver.memset(blk.ptr, 0, self.counters, stream_handle(stream))
+            self._counter_blocks[key] = blk
+        values[COUNTERS] = blk.ptr
+        values[EPOCH] = next(self._epochs) % 0xFFFFFFFF + 1
+
     def launch(self, name: str, grid, args: list) -> None:
         self.launches.append(registry.kernel(self.device, name).bind(grid, args))
+
+    def __del__(self):
+        for blk in self.__dict__.get("_counter_blocks", {}).values():
+            blk.free()
 
     def run(self, slots: dict[str, int], stream) -> None:
         """Launch everything on `stream` (a Stream or None), the workspace allocated for this run and
         given back after it in stream order."""
         if not self.workspace:
-            self.launch_all(slots, stream_handle(stream))
+            self.launch_all(slots, stream)
             return
         blocks = [self.device.allocator.malloc(n, stream) for n in self.workspace]
         try:
             for i, blk in enumerate(blocks):
                 slots[f"w{i}"] = blk.ptr
-            self.launch_all(slots, stream_handle(stream))
+            self.launch_all(slots, stream)
         finally:
             for blk in blocks:  # stream order keeps each block busy until the launches above are done
                 blk.free()
@@ -128,11 +158,14 @@ class Program:
             out.append((launch.prepared, tuple(p for p in launch.patches if p[1] not in fixed)))
         return out
 
-    def launch_all(self, slots: dict[str, int], stream_handle) -> None:
-        """The launches alone, every slot (workspace included) bound by the caller."""
+    def launch_all(self, slots: dict[str, int], stream) -> None:
+        """The launches alone, every slot but the counters (workspace included) bound by the caller."""
+        handle = stream_handle(stream)
         with self._lock:  # the launches' argument buffers are shared: one run at a time fills them
+            if self.counters:
+                self.bind_counters(slots, stream)
             for launch in self.launches:
-                launch(slots, stream_handle)
+                launch(slots, handle)
 
 
 def repack(prog: Program, op: Operand, batches: int, *, transpose: bool, cols_to: int,
@@ -196,9 +229,12 @@ def compile_request(req: GemmRequest, plan) -> Program:
     per = min(batches, registry.MAX_GRID[1], registry.MAX_GRID[2])
     # The fp32 the epilogue kernel reads: each batch's split-K partials, or its whole product; one chunk's
     # worth, reused by the next chunk in stream order.
-    acc = prog.scratch(per * plan.splits * mn * 4) if plan.epilogue else None
+    acc = prog.scratch(per * plan.splits * mn * 4) if plan.epilogue or plan.splits > 1 else None
     acc_stride = plan.splits * mn
     tiles = -(-m // la.tile.m) * -(-n // la.tile.n)
+    chunks = -(-batches // per)
+    # each chunk's launch counts in words of its own: one run has one epoch
+    counters, epoch = prog.counter_words(chunks * per * tiles) if plan.splits > 1 else (0, 0)
     for b0 in range(0, batches, per):
         nb = min(per, batches - b0)
         out_ptr = Addr(OUT) + b0 * mn * out_item
@@ -208,9 +244,11 @@ def compile_request(req: GemmRequest, plan) -> Program:
         if plan.family == "basic":
             _basic(prog, plan.gemm, la.tile, (a_ptr, A_.ld, a_stride), (b_ptr, B_.ld, b_stride), (target, t_stride),
                    4 if acc is not None else out_item, m, n, kk, nb)
-        elif plan.family == "small":  # grid z is the split, so the batch is y
+        elif plan.family == "small":  # grid z is the split, so the batch is y; it sums the splits itself
             prog.launch(plan.gemm, (tiles, nb, plan.splits),
-                        [a_ptr, b_ptr, target, m, n, kk, A_.ld, B_.ld, a_stride, b_stride, acc_stride])
+                        [a_ptr, b_ptr, out_ptr, acc if acc is not None else 0,
+                         counters + b0 * tiles * 8 if plan.splits > 1 else 0, epoch, m, n, kk, A_.ld, B_.ld, a_stride, b_stride, mn,
+                         c_ptr, bias if bias is not None else 0, ep_req.alpha, ep_req.beta, ep_req.act, c_stride])
         else:
             args = [a_ptr, b_ptr, target, m, n, kk, A_.ld, B_.ld, n, a_stride, b_stride, t_stride]
             if la.fused:  # fused, or run as identity when the epilogue kernel finishes
@@ -367,7 +405,7 @@ class Executable:
                 dev.driver.memcpy_htod(base + offset, data, data.nbytes, handle)
             for i, offset in enumerate(offsets[len(staged):]):
                 slots[f"w{i}"] = base + offset
-            program.launch_all(slots, handle)
+            program.launch_all(slots, stream)
             dev.driver.memcpy_dtoh(host, base, self.result_bytes, handle)
             (stream.synchronize() if stream is not None else dev.synchronize())  # the copies read and write host memory
         finally:

@@ -67,13 +67,18 @@ class LaunchSpec:
     dynamic_lds: int
     tile: Tile
     strategy: str        # the kernel family the strategy table picks by
-    epilogue: str        # "none", "alpha_beta_bias_act" (fused) or "split_k_partials"
+    epilogue: str        # "none", "alpha_beta_bias_act" (fused) or "split_k_fused" (split K, finished fused)
     out: str             # what it writes to C: "bf16" or "f32"
     b_layout: str        # how it reads B: "kn" or "nk"
 
     @property
     def fused(self) -> bool:
-        return self.epilogue == "alpha_beta_bias_act"
+        return self.epilogue in ("alpha_beta_bias_act", "split_k_fused")
+
+    @property
+    def splits_k(self) -> bool:
+        """It splits K over grid.z (its blocks sum the splits themselves)."""
+        return self.epilogue == "split_k_fused"
 
     @property
     def is_gemm(self) -> bool:

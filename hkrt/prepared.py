@@ -168,13 +168,16 @@ class PreparedGemm:
                 return exe(a, *self._held, out, stream)
         if exe.program is None:
             return out
-        values = self._workspace_for(stream) if exe.program.workspace else {}
+        program = exe.program
+        values = self._workspace_for(stream) if program.workspace else {}
         values[A] = ptr
         values[OUT] = out_ptr
         handle = None if stream is None else stream.handle
         pack = ADDRESS.pack_into
         dev.activate()
-        with exe.program._lock:  # the launches' argument buffers: one call at a time fills them
+        with program._lock:  # the launches' argument buffers: one call at a time fills them
+            if program.counters:
+                program.bind_counters(values, stream)
             for prepared, patches in self._launches:
                 args = prepared.args
                 for offset, slot, addend in patches:

@@ -44,8 +44,9 @@ def spec(arch: str, name: str) -> mf.KernelSpec:
 
 @dataclass(frozen=True)
 class Addr:
-    """A device address known only when a prepared launch runs: the pointer bound to `slot`, plus `offset`
-    bytes. Arithmetic on it (base + i * stride) stays symbolic."""
+    """A 64-bit argument known only when a prepared launch runs: the value bound to `slot` (a device
+    address, or a per-run number such as the split-K epoch), plus `offset`. Arithmetic on it (base + i *
+    stride) stays symbolic."""
     slot: str
     offset: int = 0
 
@@ -72,8 +73,9 @@ def pack_template(spec_: mf.KernelSpec, values: list) -> tuple[bytes, tuple[tupl
     patches = []
     for arg, value in zip(explicit, values):
         if isinstance(value, Addr):
-            if arg.kind != "global_buffer":
-                raise TypeError(f"kernel {spec_.name}: argument at offset {arg.offset} is not a pointer")
+            if arg.size != 8:
+                raise TypeError(f"kernel {spec_.name}: argument at offset {arg.offset} is not 64-bit, so no slot "
+                                f"value can go there")
             patches.append((arg.offset, value.slot, value.offset))
             continue
         if arg.kind == "global_buffer":

@@ -1,47 +1,113 @@
-// Small and skinny bf16 GEMMs for gfx950: 64x128 block tile, 4 waves (1 x 4, 64 x 32 each), split-K.
+// Small and skinny bf16 GEMMs for gfx950: 64x128 block tile, 4 waves (1 x 4, 64 x 32 each), split-K,
+// finished in the same launch.
 //
 // For problems that cannot fill 256 CUs with 256x256 tiles (decode-like M <= 128, small N): grid.z
-// splits the K tiles into ranges, each block accumulates its range and writes fp32 partial products
-// to W + split * M * N (row stride N); the epilogue kernel sums the splits and applies
-// alpha/beta/bias/activation and the output type. C = A * B^T, A M x K and B N x K K-contiguous;
-// edge rules as in hkrt/gemm_tile.hpp.
+// splits the K tiles into ranges. With one split a block applies the epilogue act(alpha * acc +
+// beta * Cin + bias) and stores C itself. With more, each block stores its range's fp32 partial sums
+// to W + split * M * N (row stride N) and arrives at its tile's counter; the last block to arrive sums
+// the splits in split order (so the result does not depend on which block is last), applies the
+// epilogue and stores C. No second launch: on the model a launch costs about 4 us, the whole roofline
+// time of a 4096 x 4096 weight.
 //
-// Batches: grid (tiles, batch, splits); blockIdx.y picks the batch (z is taken by the splits). Its A and B
-// lie batch_a, batch_b elements (64-bit) past the previous one's (batch_b 0 shares one B), its partials
-// batch_w elements past the previous batch's (splits * M * N when packed).
+// C = A * B^T, A M x K and B N x K K-contiguous; C and Cin M x N (row stride N), C bf16 or, with
+// HKRT_OUT_F32, fp32; edge rules as in hkrt/gemm_tile.hpp. `counters` holds one 64-bit word per output tile
+// of each batch (blockIdx.x + tiles * batch), zero or left by launches of other epochs (hkrt/sync.hpp);
+// `epoch` must differ from theirs.
+//
+// Batches: grid (tiles, batch, splits); blockIdx.y picks the batch (z is taken by the splits). Its A, B, C
+// and Cin lie batch_a, batch_b, batch_c, batch_cin elements (64-bit) past the previous one's (batch_b 0
+// shares one B; a null Cin has batch_cin 0), its partials splits * M * N elements past the previous batch's.
 #include "hkrt/gemm_tile.hpp"
 #include "hkrt/schedule.hpp"
 
+#ifndef HKRT_OUT_F32
+#define HKRT_OUT_F32 0
+#endif
+
 using namespace hkrt;
+
+#if HKRT_OUT_F32
+using out_t = float;
+#else
+using out_t = bf16;
+#endif
 
 namespace {
 using Gemm = TileGemm<64, 128, 1, 4>;
 constexpr int GROUP_M = 8;
+
+// The tile's last block sums the splits' fp32 partials in a layout of its own: thread t owns column
+// n0 + t % BN of rows m0 + 2 i + t / BN (two rows per pass), coalesced. Rows go PASSES at a time, and each
+// split's loads for them are issued together, so the sum waits on memory once per split and row group,
+// not once per element; row groups past M are skipped.
+constexpr int ROWS_PER_PASS = Gemm::THREADS / Gemm::BN, PASSES = 8;
+
+template <int ACT>
+__device__ void sum_splits(const TileStore<out_t, true>& out, const float* W, int M, int N, int m0, int n0,
+                           int splits) {
+  const rsrc_t parts = make_buffer(W, static_cast<uint32_t>(M) * N * 4 * splits);
+  const uint32_t split_bytes = static_cast<uint32_t>(M) * N * 4;
+  const int col = n0 + static_cast<int>(threadIdx.x) % Gemm::BN, row0 = m0 + static_cast<int>(threadIdx.x) / Gemm::BN;
+  for (int r = 0; r < Gemm::BM && m0 + r < M; r += ROWS_PER_PASS * PASSES) {
+    uint32_t at[PASSES];
+    float sum[PASSES];
+#pragma unroll
+    for (int i = 0; i < PASSES; ++i) {
+      const int row = row0 + r + ROWS_PER_PASS * i;
+      at[i] = col < N && row < M ? (static_cast<uint32_t>(row) * N + col) * 4 : kOutOfRange;
+      sum[i] = 0.0f;
+    }
+    for (int s = 0; s < splits; ++s) {  // in split order: the same sum whichever block is last
+      float part[PASSES];
+#pragma unroll
+      for (int i = 0; i < PASSES; ++i) part[i] = load_f32(parts, at[i] + (at[i] == kOutOfRange ? 0 : s * split_bytes));
+#pragma unroll
+      for (int i = 0; i < PASSES; ++i) sum[i] += part[i];
+    }
+#pragma unroll
+    for (int i = 0; i < PASSES; ++i) out.template store<ACT>(row0 + r + ROWS_PER_PASS * i, col, 0, sum[i]);
+  }
+}
 }  // namespace
 
-extern "C" __global__ __launch_bounds__(Gemm::THREADS) void gemm_small(
-    const bf16* __restrict__ A, const bf16* __restrict__ B, float* __restrict__ W, int M, int N, int K,
-    int lda, int ldb, int64_t batch_a, int64_t batch_b, int64_t batch_w) {
+// Three blocks per CU, as the LDS allows: the epilogue must not take the registers that would cost one.
+extern "C" __global__ __launch_bounds__(Gemm::THREADS, 3) void gemm_small(
+    const bf16* __restrict__ A, const bf16* __restrict__ B, out_t* __restrict__ C, float* __restrict__ W,
+    unsigned long long* __restrict__ counters, uint64_t epoch, int M, int N, int K, int lda, int ldb,
+    int64_t batch_a, int64_t batch_b, int64_t batch_c, const float* __restrict__ Cin, const float* __restrict__ bias,
+    float alpha, float beta, int act, int64_t batch_cin) {
   __shared__ __attribute__((aligned(1024))) bf16 As0[Gemm::ATile::kBytes / 2], As1[Gemm::ATile::kBytes / 2];
   __shared__ __attribute__((aligned(1024))) bf16 Bs0[Gemm::BTile::kBytes / 2], Bs1[Gemm::BTile::kBytes / 2];
 
-  const int batch = blockIdx.y;
+  const int batch = blockIdx.y, splits = gridDim.z, split = blockIdx.z;
   A += batch * batch_a;
   B += batch * batch_b;
-  W += batch * batch_w;
+  C += batch * batch_c;
+  Cin += batch * batch_cin;  // a null Cin has batch_cin 0: it stays null
 
   const int tiles_m = (M + Gemm::BM - 1) / Gemm::BM, tiles_n = (N + Gemm::BN - 1) / Gemm::BN;
   int tm, tn;
   grouped_tile<GROUP_M>(xcd_remap(blockIdx.x, tiles_m * tiles_n), tiles_m, tiles_n, tm, tn);
   const int m0 = tm * Gemm::BM, n0 = tn * Gemm::BN;
-  const int tiles_k = (K + kSliceK - 1) / kSliceK, per_split = (tiles_k + gridDim.z - 1) / gridDim.z;
-  const int kt_begin = min(tiles_k, static_cast<int>(blockIdx.z) * per_split);
+  const int tiles_k = (K + kSliceK - 1) / kSliceK, per_split = (tiles_k + splits - 1) / splits;
+  const int kt_begin = min(tiles_k, split * per_split);
   const int kt_end = min(tiles_k, kt_begin + per_split);
 
   Gemm g(A, B, M, N, K, lda, ldb, m0, n0);
   g.run({As0, As1, Bs0, Bs1}, kt_begin, kt_end);
 
-  float* part = W + static_cast<size_t>(blockIdx.z) * M * N;
-  const TileStore<float, false> out(part, M, N, N);
-  g.for_each_output([&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); });
+  const TileStore<out_t, true> out(C, M, N, N, Cin, N, bias, alpha, beta);
+  if (splits == 1) {
+    with_activation(act, [&](auto a) {
+      g.for_each_output([&](int r, int c, int ur, float v) { out.template store<a()>(m0 + r, n0 + c, ur, v); });
+    });
+    return;
+  }
+
+  W += static_cast<size_t>(batch) * splits * M * N;
+  const TileStore<float, false> partial(W + static_cast<size_t>(split) * M * N, M, N, N);
+  g.for_each_output([&](int r, int c, int ur, float v) { partial.store(m0 + r, n0 + c, ur, v); });
+  if (!last_to_arrive(counters + batch * tiles_m * tiles_n + blockIdx.x, splits, static_cast<unsigned>(epoch))) return;
+
+  with_activation(act, [&](auto a) { sum_splits<a()>(out, W, M, N, m0, n0, splits); });
 }

@@ -160,11 +160,13 @@ class EmuMachine:
 
 
 def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=None, alpha=1.0, beta=0.0,
-                act=0):
+                act=0, counters=None, epoch=1):
     """Launch any GEMM variant on A (M x K) and B (N x K, stored K x N for a kn variant) into a poisoned
-    output; returns (result, launch stats). The small family writes fp32 split-K partials: the result is
-    their sum in float64 (exact, so checked with splits=1). A fused-epilogue variant takes c, bias,
-    alpha, beta and act (null c and bias pointers read as zeros); the default is the identity epilogue.
+    output; returns (result, launch stats). The small family splits K `splits` ways and sums the splits in
+    the launch, counting arrivals in `counters` (64-bit words, default zeros) under `epoch`: checked to
+    leave every word at (epoch, splits). A fused-epilogue variant (the small family too)
+    takes c, bias, alpha, beta and act (null c and bias pointers read as zeros); the default is the identity
+    epilogue.
 
     A batch in one launch: A (batch x M x K) with B 3-D (one per batch) or 2-D (shared: batch stride 0), c
     3-D or 2-D likewise; the matrices packed, so the batch strides are their sizes. A single product passes
@@ -187,17 +189,23 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
                            ldb, n, s_a, s_b, s_c)
         return dev.get(dc, out_shape, out_dtype(variant)), stats
     db = dev.put(b_nk)
-    if la["epilogue"] == "split_k_partials":  # grid (tiles, batch, splits); each batch's partials packed
+    dcin = dev.put(c) if c is not None else 0
+    s_cin = m * n if c is not None and c.ndim == 3 else 0
+    dbias = dev.put(bias) if bias is not None else 0
+    if la["epilogue"] == "split_k_fused":  # grid (tiles, batch, splits); partials packed, one counter per tile
+        dc = dev.poisoned(out_shape, out_dtype(variant))
         dw = dev.poisoned((batch, splits, m, n), F32)
-        stats = dev.launch(variant, (tiles_m * tiles_n, batch, splits), "<QQQiiiiixxxxqqq", da, db, dw, m, n, k, k,
-                           k, s_a, s_b, splits * m * n if batched else 0)
-        got = dev.get(dw, (batch, splits, m, n), F32).astype(np.float64).sum(axis=1)
-        return (got if batched else got[0]), stats
+        words = np.zeros(batch * tiles_m * tiles_n, np.uint64) if counters is None else counters
+        dcount = dev.put(words)
+        stats = dev.launch(variant, (tiles_m * tiles_n, batch, splits), "<QQQQQQiiiiixxxxqqqQQffixxxxq", da, db, dc, dw,
+                           dcount, epoch, m, n, k, k, k, s_a, s_b, s_c, dcin, dbias, alpha, beta, act, s_cin)
+        if splits > 1:
+            left = dev.get(dcount, words.shape, np.uint64)
+            want = np.uint64(epoch << 32 | splits)
+            assert (left == want).all(), f"{variant}: counters {left[left != want][:4]}, not {int(want):#x}"
+        return dev.get(dc, out_shape, out_dtype(variant)), stats
     dc = dev.poisoned(out_shape, out_dtype(variant))
     if la["epilogue"] == "alpha_beta_bias_act":  # grid (tiles, batch)
-        dcin = dev.put(c) if c is not None else 0
-        s_cin = m * n if c is not None and c.ndim == 3 else 0
-        dbias = dev.put(bias) if bias is not None else 0
         stats = dev.launch(variant, (tiles_m * tiles_n, batch, 1), "<QQQiiiiiiqqqQQffiiq", da, db, dc, m, n, k,
                            k, k, n, s_a, s_b, s_c, dcin, dbias, alpha, beta, act, n, s_cin)
     else:
@@ -209,8 +217,6 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
 
 def check_variant(got, variant, a, b_nk, *, what="result", **kw):
     """A direct launch's result against the reference (kw: expected()'s epilogue arguments)."""
-    la = launch_info(variant)
-    if la["epilogue"] != "split_k_partials":  # partial sums come back as their float64 sum
-        assert got.dtype == out_dtype(variant), f"{what}: dtype {got.dtype}, expected {out_dtype(variant)}"
+    assert got.dtype == out_dtype(variant), f"{what}: dtype {got.dtype}, expected {out_dtype(variant)}"
     ref, tol = expected(a, b_nk, b_nk=True, out_dtype=out_dtype(variant), **kw)
     assert_close(got, ref, tol, what)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import hkrt
-from hkrt import registry
+from hkrt import config, prepared, registry
 
+from kernel_harness import fresh_rng
 from test_gemm import BF16, check, normal
 
 
@@ -59,3 +60,39 @@ def test_repacks_taller_than_a_grid(tiny_grid):
     a2 = hkrt.asarray(normal(rng, (m, 42)).astype(BF16))           # K = 42: padded to 48 by the repack
     b2 = normal(rng, (42, n))
     check(hkrt.gemm(a2, b2, strategy="pingpong").numpy(), a2.numpy(), b2)
+
+
+def _counter_words(block, nbytes: int) -> np.ndarray:
+    host = np.empty(nbytes // 8, np.uint64)
+    hkrt.get_device().driver.memcpy_dtoh(host, block.ptr, host.nbytes, None)
+    return host
+
+
+def test_split_k_counters_count_each_run_under_its_own_epoch():
+    """The small kernel's last block of each tile sums the splits, found by arrival counters kept between
+    runs (per stream). Each run counts under a new epoch, so a later run never takes a word's old count
+    for its own: repeated calls through gemm, a plan and numpy, on two streams, stay right, and after each
+    run every word holds that run's epoch with every split counted."""
+    rng = fresh_rng()
+    m, n, k = 16, 1024, 4096
+    b = normal(rng, (k, n))
+    w = hkrt.Weight(b)
+    prepared.clear()
+    plan = hkrt.plan((m, k), w)
+    splits = plan.plan.splits
+    assert splits > 1
+    for stream in (None, hkrt.Stream(), None):
+        for call in ("gemm", "plan", "numpy"):
+            a = normal(rng, (m, k))
+            da = hkrt.asarray(a.astype(BF16), stream=stream)
+            got = (hkrt.gemm(da, w, stream=stream).numpy() if call == "gemm" else
+                   plan(da, stream=stream).numpy() if call == "plan" else hkrt.gemm(a, b))
+            check(got, a, b, what=f"{call} on {stream}")
+    for prog in [plan._exe.program] + [e.program for e in prepared._cache.values()]:
+        seen = set()   # each program's runs count under epochs of their own (programs' words never meet)
+        for blk in prog._counter_blocks.values():
+            words = _counter_words(blk, prog.counters)
+            assert (words & np.uint64(0xFFFFFFFF) == splits).all(), words
+            epoch = set((words >> np.uint64(32)).tolist())
+            assert len(epoch) == 1 and not epoch & seen, (epoch, seen)
+            seen |= epoch

@@ -29,8 +29,8 @@ def test_pingpong_and_interleave(variant, shape):
     check_variant(got, variant, a, b)
 
 
-FUSED = [v for v in variants("pingpong") + variants("producer_consumer")
-         if launch_info(v)["epilogue"] == "alpha_beta_bias_act"]
+FUSED = [v for v in variants("pingpong") + variants("producer_consumer") + variants("small")
+         if launch_info(v)["epilogue"] in ("alpha_beta_bias_act", "split_k_fused")]
 
 
 @pytest.mark.parametrize("act", sorted(ACT_CODES))
@@ -59,11 +59,33 @@ def test_fused_epilogue_without_cin_or_bias(variant):
 @pytest.mark.parametrize("splits", [1, 3, 8])
 @pytest.mark.parametrize("shape", [(1, 1, 8), (1, 300, 1024), (70, 129, 520), (128, 64, 8), (5, 7, 64)],
                          ids=lambda s: "x".join(map(str, s)))
-def test_small_split_k_partials_sum_to_the_product(shape, splits):
+@pytest.mark.parametrize("variant", variants("small"))
+def test_small_sums_its_splits_in_the_launch(variant, shape, splits):
+    """Every split count (more splits than K tiles too: the extra blocks add zeros), with an epilogue: the
+    tile's last block sums the splits and leaves the counters at zero (run_variant checks)."""
     m, n, k = shape
     a, b = bf16_operands(m, n, k)
-    got, _ = run_variant(EmuMachine(), "gemm_small_nk_f32", a, b, splits=splits)
-    check_variant(got, "gemm_small_nk_f32", a, b)  # summed exactly: no fp32 additions of partials
+    rng = np.random.default_rng()
+    cin, bias = rng.standard_normal((m, n)).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    got, _ = run_variant(EmuMachine(), variant, a, b, splits=splits, c=cin, bias=bias, alpha=0.75, beta=-1.5, act=3)
+    check_variant(got, variant, a, b, c=cin, bias=bias, alpha=0.75, beta=-1.5, activation="silu")
+
+
+@pytest.mark.parametrize("variant", variants("small"))
+def test_small_ignores_counts_other_epochs_left(variant):
+    """Counter words left by another launch (any epoch but this one's, any count, e.g. a launch that ended
+    part-way) count as no arrivals: the sums are right and every word ends at this launch's full count."""
+    m, n, k, splits = 70, 300, 1024, 5
+    a, b = bf16_operands(m, n, k)
+    rng = np.random.default_rng()
+    tiles = -(-m // 64) * -(-n // 128)
+    epoch = int(rng.integers(2, 1 << 32))
+    stale = rng.integers(1, 1 << 32, tiles, dtype=np.uint64)
+    stale[stale == epoch] = epoch - 1
+    words = stale << np.uint64(32) | rng.integers(0, splits + 3, tiles, dtype=np.uint64)
+    words[0] = np.uint64((epoch - 1) << 32 | (splits - 1))   # one arrival short of "last" in the previous epoch
+    got, _ = run_variant(EmuMachine(), variant, a, b, splits=splits, counters=words, epoch=epoch)
+    check_variant(got, variant, a, b)
 
 
 @pytest.mark.parametrize("shape", BASIC_SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -76,7 +98,7 @@ def test_basic_any_shape(variant, shape):
 
 
 @pytest.mark.parametrize("variant", variants("pingpong")[:1] + variants("pingpong_m128")[:1] + variants("interleave")[:1]
-                         + ["gemm_small_nk_f32"] + variants("basic")[:1])
+                         + variants("small") + variants("basic")[:1])
 def test_the_bound_holds_under_the_cdna3_mfma_model(variant):
     """The shared tolerance is derived for both MFMA accumulation models (hkrt/reference.py). The chunked one
     truncates every product toward zero: with all-positive inputs over a long K its error is one-sided and

@@ -55,6 +55,6 @@ def test_a_batch_counts_all_its_tiles():
     assert family(dev, 256, 256, 256, batch=64) == "pingpong_m128"
     assert family(dev, 16384, 256, 256) == "pingpong_m128"     # 64 tiles: 0.0120 ms, small 0.0258
     assert family(dev, 64, 4096, 4096, batch=8) == "small"     # M <= 128
-    one = strategy.choose(dev, 256, 512, 8192, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
-    two = strategy.choose(dev, 256, 512, 8192, b_layout="nk", out="f32", epilogue=False, fast_ok=True, batch=2)
+    one = strategy.choose(dev, 256, 1024, 8192, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
+    two = strategy.choose(dev, 256, 1024, 8192, b_layout="nk", out="f32", epilogue=False, fast_ok=True, batch=2)
     assert two.family == "small" and one.splits == 2 * two.splits == 16
