@@ -47,8 +47,8 @@ def test_generated_table_agrees_with_isa():
         else:
             assert int(cond) == op.cond, mnemonic
         assert fields.pop("dpp", "DPP_ANY") == optable.dpp_form(mnemonic)
-        for field in ("cmpx", "shift", "m", "n", "k", "ab_regs", "cd_regs", "wide", "elem_a", "elem_b", "dwords",
-                      "buffer", "untimed"):
+        for field in ("cmpx", "shift", "m", "n", "k", "ab_regs", "cd_regs", "wide", "elem_a", "elem_b", "blocks",
+                      "sparse", "dwords", "buffer", "untimed"):
             assert int(fields.pop(field, "0")) == int(getattr(op, field)), (mnemonic, field)
         assert not fields, f"{mnemonic}: fields the test does not know: {fields}"
 
@@ -94,6 +94,16 @@ def test_scalar_parameters_follow_the_mnemonic():
         a, _, b = suffix.partition("_")
         ea, eb = isa.MFMA_ELEMENTS.index(a), isa.MFMA_ELEMENTS.index(b or a)
         assert isa.OPS[name] == isa.Op("valu_mfma", m=m, n=n, k=k, ab_regs=ab, cd_regs=cd, elem_a=ea, elem_b=eb)
+    for _, (name, m, n, k, blocks, ab, cd) in isa.MAI_BLOCKS.items():
+        el = isa.MFMA_ELEMENTS.index(name.rsplit("_", 1)[1])
+        assert isa.OPS[name] == isa.Op("valu_matrix", m=m, n=n, k=k, blocks=blocks, ab_regs=ab, cd_regs=cd,
+                                       elem_a=el, elem_b=el)
+    for _, (name, m, n, k, ab, cd) in isa.SMFMAC.items():
+        suffix = re.fullmatch(r"v_smfmac_[fi]32_\d+x\d+x\d+_(\w+)", name).group(1)
+        a, _, b = suffix.partition("_")
+        ea, eb = isa.MFMA_ELEMENTS.index(a), isa.MFMA_ELEMENTS.index(b or a)
+        assert isa.OPS[name] == isa.Op("valu_matrix", m=m, n=n, k=k, blocks=1, ab_regs=ab, cd_regs=cd, elem_a=ea,
+                                       elem_b=eb, sparse=True)
 
 
 def test_an_undeclared_mnemonic_is_an_error(monkeypatch):
