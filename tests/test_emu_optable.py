@@ -47,8 +47,8 @@ def test_generated_table_agrees_with_isa():
         else:
             assert int(cond) == op.cond, mnemonic
         assert fields.pop("dpp", "DPP_ANY") == optable.dpp_form(mnemonic)
-        for field in ("cmpx", "shift", "m", "n", "k", "ab_regs", "cd_regs", "wide", "elem_a", "elem_b", "blocks",
-                      "sparse", "dwords", "buffer", "untimed"):
+        for field in ("cmpx", "shift", "m", "n", "k", "ab_regs", "cd_regs", "wide", "elem_a", "elem_b", "dwords",
+                      "buffer", "untimed"):
             assert int(fields.pop(field, "0")) == int(getattr(op, field)), (mnemonic, field)
         assert not fields, f"{mnemonic}: fields the test does not know: {fields}"
 
@@ -94,16 +94,17 @@ def test_scalar_parameters_follow_the_mnemonic():
         a, _, b = suffix.partition("_")
         ea, eb = isa.MFMA_ELEMENTS.index(a), isa.MFMA_ELEMENTS.index(b or a)
         assert isa.OPS[name] == isa.Op("valu_mfma", m=m, n=n, k=k, ab_regs=ab, cd_regs=cd, elem_a=ea, elem_b=eb)
+    widths = {"f16": 16, "bf16": 16, "i8": 8, "f32": 32, "f64": 64}
     for _, (name, m, n, k, blocks, ab, cd) in isa.MAI_BLOCKS.items():
-        el = isa.MFMA_ELEMENTS.index(name.rsplit("_", 1)[1])
-        assert isa.OPS[name] == isa.Op("valu_matrix", m=m, n=n, k=k, blocks=blocks, ab_regs=ab, cd_regs=cd,
-                                       elem_a=el, elem_b=el)
+        el = name.rsplit("_", 1)[1]
+        assert isa.OPS[name] == isa.Op("valu_mfma_blocks", m=m, n=n, k=k, ab_regs=ab, cd_regs=cd,
+                                       elem_a=isa.MFMA_ELEMENTS.index(el), elem_b=isa.MFMA_ELEMENTS.index(el))
+        assert 64 * (32 * ab // widths[el]) // (k * m) == blocks, name   # how the core counts the blocks
     for _, (name, m, n, k, ab, cd) in isa.SMFMAC.items():
         suffix = re.fullmatch(r"v_smfmac_[fi]32_\d+x\d+x\d+_(\w+)", name).group(1)
         a, _, b = suffix.partition("_")
         ea, eb = isa.MFMA_ELEMENTS.index(a), isa.MFMA_ELEMENTS.index(b or a)
-        assert isa.OPS[name] == isa.Op("valu_matrix", m=m, n=n, k=k, blocks=1, ab_regs=ab, cd_regs=cd, elem_a=ea,
-                                       elem_b=eb, sparse=True)
+        assert isa.OPS[name] == isa.Op("valu_smfmac", m=m, n=n, k=k, ab_regs=ab, cd_regs=cd, elem_a=ea, elem_b=eb)
 
 
 def test_an_undeclared_mnemonic_is_an_error(monkeypatch):

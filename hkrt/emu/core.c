@@ -133,7 +133,6 @@ typedef struct {
   uint8_t m, n, k, ab_regs, cd_regs; /* MFMA shape and registers per lane */
   uint8_t wide; /* 64-bit operands: bit i source i, bit 3 the destination (isa.WIDE_*) */
   uint8_t elem_a, elem_b; /* MFMA: A's and B's element type (isa.MFMA_ELEMENTS) */
-  uint8_t blocks, sparse; /* older-layout MFMAs and SMFMAC: independent blocks; A 4:2 compressed */
   uint8_t dpp;
   uint8_t dwords, buffer; /* scalar memory: dwords moved; SBASE is a buffer descriptor */
   uint8_t untimed;        /* read by the timing classes (isa.py), not by core.c */
@@ -2144,9 +2143,13 @@ static double exact_dot64(const double *a, const double *b, int n, double acc) {
   return hi == 0.0 && naive == 0.0 ? naive : hi; /* an exact zero keeps IEEE's sign of zero */
 }
 
-static int valu_matrix(ctx_t *c, wave_t *w, const insn_t *in) {
+static int matrix_op(ctx_t *c, wave_t *w, const insn_t *in, int sparse) {
   const op_entry *e = &OPS[in->op];
-  int M = e->m, N = e->n, K = e->k, NB = e->blocks, sparse = e->sparse, ea = e->elem_a, eb = e->elem_b;
+  int M = e->m, N = e->n, K = e->k, ea = e->elem_a, eb = e->elem_b;
+  /* a dense lane holds 32 ab_regs / width elements of A, all of one block's K when there are several blocks,
+   * so the block count follows from the table: NB = 64 (items per lane) / (K M); SMFMACs have one block */
+  static const int width[] = {16, 16, 8, 8, 8, 32, 64}; /* isa.MFMA_ELEMENTS */
+  int NB = sparse ? 1 : 64 * (32 * e->ab_regs / width[ea]) / (K * M);
   int wide = ea == EL_F64, integer = ea == EL_I8, nb = e->ab_regs, na = sparse ? nb / 2 : nb, ncd = e->cd_regs;
   int cbsz = in->imm & 7, abid = (in->imm >> 4) & 15, blgp = (in->imm >> 8) & 7;
   int KA = sparse ? K / 2 : K, KLa = KA * M * NB / 64, KLb = K * N * NB / 64, log_nb = 0, set = 0;
@@ -2243,6 +2246,9 @@ static int valu_matrix(ctx_t *c, wave_t *w, const insn_t *in) {
   for (int r = 0; r < ncd; r++) memcpy(vrow(w, in->dst + r), out + r * LANES, LANES * 4); /* EXEC ignored */
   return 0;
 }
+
+static int valu_mfma_blocks(ctx_t *c, wave_t *w, const insn_t *in) { return matrix_op(c, w, in, 0); }
+static int valu_smfmac(ctx_t *c, wave_t *w, const insn_t *in) { return matrix_op(c, w, in, 1); }
 
 /* Continue at byte address `target` of the program (branch targets, s_setpc/s_swappc/s_call): it must be the
  * start of one of the kernel's instructions. */

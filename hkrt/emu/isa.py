@@ -340,7 +340,7 @@ class Op:
     type: str = ""      # compares: operand type, one of COMPARE_TYPES
     cmpx: bool = False  # v_cmpx_*: the result is written to EXEC as well
     shift: int = 0      # s_lshlN_add_u32: N
-    m: int = 0          # MFMA: block shape M x N x K and registers per lane of A/B and of C/D (from MAI)
+    m: int = 0          # MFMA: block shape M x N x K and registers per lane of A/B (SMFMAC: of B) and of C/D
     n: int = 0
     k: int = 0
     ab_regs: int = 0
@@ -348,8 +348,6 @@ class Op:
     wide: int = 0       # 64-bit operands: bit i source i, bit 3 the destination (WIDE_* below)
     elem_a: int = 0     # MFMA: A's and B's element type, as an index of MFMA_ELEMENTS
     elem_b: int = 0
-    blocks: int = 0     # older-layout MFMAs (MAI_BLOCKS): independent blocks; SMFMAC: 1
-    sparse: bool = False  # SMFMAC: A is 4:2 compressed, ab_regs counts B's registers and A has half of them
     dwords: int = 0     # scalar memory: dwords moved (atomics: 1 or 2, the memory operand's width)
     buffer: bool = False  # scalar memory: SBASE holds a buffer descriptor, not an address
     untimed: bool = False  # no effect to model and no cost the timing model knows: timing class "untimed"
@@ -508,11 +506,10 @@ for _name, _m, _n, _k, _ab, _cd in MAI.values():
     _declare("valu_mfma", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd, elem_a=_ea, elem_b=_eb)
 for _name, _m, _n, _k, _nb, _ab, _cd in MAI_BLOCKS.values():
     _ea, _eb = (MFMA_ELEMENTS.index(t) for t in mfma_elements(_name))
-    _declare("valu_matrix", _name, m=_m, n=_n, k=_k, blocks=_nb, ab_regs=_ab, cd_regs=_cd, elem_a=_ea, elem_b=_eb)
+    _declare("valu_mfma_blocks", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd, elem_a=_ea, elem_b=_eb)
 for _name, _m, _n, _k, _ab, _cd in SMFMAC.values():
     _ea, _eb = (MFMA_ELEMENTS.index(t) for t in mfma_elements(_name))
-    _declare("valu_matrix", _name, m=_m, n=_n, k=_k, blocks=1, ab_regs=_ab, cd_regs=_cd, elem_a=_ea, elem_b=_eb,
-             sparse=True)
+    _declare("valu_smfmac", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd, elem_a=_ea, elem_b=_eb)  # ab: B's
 # memory
 _declare("ds", " ".join(DS.values()))
 _declare("buffer_op", " ".join(MUBUF.values()))
