@@ -395,3 +395,25 @@ def test_smfmac_refuses_undefined_fields(code):
     raw = bytearray(code["sparse-blgp"])
     raw[7] |= 0x20   # BLGP = 1 (bits 31:29 of the second word)
     expect_error(bytes(raw), new_state(seed=4), "SMFMAC with BLGP 1")
+
+
+# ------------------------------------------------------------------------------------------------ timing
+
+def test_smfmac_timing_reads_its_own_operands(tc, tmp_path):
+    """The timing model's register dependencies of an SMFMAC: it waits for an ALU write of its accumulator D
+    (its C) and of its index VGPR, but not for registers past that one VGPR or past A, which has half of B's
+    registers."""
+    from test_emu_timing import _Asm
+    from test_emu_timing import run as timed
+    asm = _Asm(tc.mc, tmp_path)
+    op = "v_smfmac_f32_16x16x32_f16 v[0:3], v[4:5], v[8:11], v20"
+    def cycles(first):  # the cycle the SMFMAC issues at
+        got = []
+        timed(asm, [first, op], trace=got)
+        return int(got[0]["cycle"][got[0]["op"] == isa.MNEMONICS.index(op.split()[0])][0])
+    # a transcendental result is ready well after the next issue slot, so a reader of it waits
+    unrelated = cycles("v_exp_f32 v40, v41")
+    assert cycles("v_exp_f32 v2, v41") > unrelated        # D is read as the accumulator
+    assert cycles("v_exp_f32 v20, v41") > unrelated       # the index VGPR
+    assert cycles("v_exp_f32 v23, v41") == unrelated      # not a source
+    assert cycles("v_exp_f32 v6, v41") == unrelated       # past A's two registers

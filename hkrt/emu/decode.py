@@ -443,4 +443,8 @@ def c_header() -> str:
     for name, k in (("OP_MFMA_AB_REGS", 0), ("OP_MFMA_CD_REGS", 1)):
         lines.append(f"static const unsigned char {name}[OP_COUNT] = {{" + ",".join(
             str(mai[n][k] if n in mai else 0) for n in isa.MNEMONICS) + "};")
+    # SMFMAC: A has half of B's registers, SRC2 is one index VGPR and D is the accumulator
+    sparse = {m[0] for m in isa.SMFMAC.values()}
+    lines.append("static const unsigned char OP_MFMA_SPARSE[OP_COUNT] = {" + ",".join(
+        str(int(n in sparse)) for n in isa.MNEMONICS) + "};")
     return "\n".join(lines) + "\n"
