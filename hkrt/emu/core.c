@@ -2177,7 +2177,8 @@ static int matrix_op(ctx_t *c, wave_t *w, const insn_t *in, int sparse) {
   c->role = ROLE_PLAIN;
   if (bad || vdst_check(c, w, in->dst, ncd)) return 1;
   /* f64 ops read BLGP as negate bits for A, B and C */
-  double sa = wide && (blgp & 1) ? -1.0 : 1.0, sb = wide && (blgp & 2) ? -1.0 : 1.0, sc = wide && (blgp & 4) ? -1.0 : 1.0;
+  double sa = wide && (blgp & 1) ? -1.0 : 1.0, sb = wide && (blgp & 2) ? -1.0 : 1.0;
+  double sc = wide && (blgp & 4) ? -1.0 : 1.0;
   const uint32_t *va = &w->v[(size_t)ra * LANES], *vb = &w->v[(size_t)rb * LANES];
   const uint32_t *vidx = sparse ? &w->v[(size_t)(in->src[2] - 256) * LANES] : NULL;
   double At[2048], Bm[2048], D[2048]; /* [b][k][i], [b][k][j], [b][i][j]: at most 2048 entries each */
