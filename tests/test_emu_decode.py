@@ -292,6 +292,15 @@ def vop3p_lines() -> list[str]:
                 f"cbsz:1 abid:1 blgp:3",
                 f"{mn} {_regs('a', 64, ncd)}, {ab[0]}, {ab[1]}, 1.0 blgp:7",
                 f"{mn} {_regs('v', 64, ncd)}, {ab[0]}, {ab[1]}, {_regs('v', 64, ncd)} cbsz:4 abid:15 blgp:5"]
+    for mn, m, n, k, nb, nab, ncd in isa.MAI_BLOCKS.values():
+        ab = _regs("v", 0, nab), _regs("v", 4, nab)
+        mods = " neg:[1,0,1]" if "f64" in mn else " cbsz:1 abid:1 blgp:6"
+        out += [f"{mn} {_regs('a', 0, ncd)}, {ab[0]}, {ab[1]}, {_regs('a', 0, ncd)}{mods}",
+                f"{mn} {_regs('v', 32, ncd)}, {_regs('a', 8, nab)}, {_regs('v', 6, nab)}, 1.0"]
+    for mn, m, n, k, nb, ncd in isa.SMFMAC.values():
+        a, b = _regs("v", 0, nb // 2), _regs("a", 8, nb)
+        out += [f"{mn} {_regs('a', 0, ncd)}, {a}, {b}, v20 cbsz:1 abid:2",
+                f"{mn} {_regs('v', 32, ncd)}, {_regs('a', 4, nb // 2)}, {_regs('v', 8, nb)}, v21 abid:1"]
     return out
 
 
@@ -587,9 +596,12 @@ def expected_fields(text: str) -> dict:
         put("dst", "src0", "src1", "src2")
         if name.startswith("v_pk_") and name not in isa.VOP3P_THREE_SOURCES and name != "v_pk_mov_b32":
             exp["src2"] = NONE
-    elif name in [m[0] for m in isa.MAI.values()]:
+    elif name in [m[0] for m in isa.MATRIX_OPS.values()]:
         put("dst", "src0", "src1", "src2")
-        exp["imm"] = int(mods.get("cbsz", 0)) | int(mods.get("abid", 0)) << 4 | int(mods.get("blgp", 0)) << 8
+        blgp = int(mods.get("blgp", 0))
+        if "neg" in mods:  # an f64 MFMA's neg:[a,b,c] is written into the BLGP field, A in its low bit
+            blgp = sum(int(x) << i for i, x in enumerate(mods["neg"].strip("[]").split(",")))
+        exp["imm"] = int(mods.get("cbsz", 0)) | int(mods.get("abid", 0)) << 4 | blgp << 8
     elif name.startswith("ds_"):
         if name.startswith(("ds_read", "ds_swizzle")):
             put("dst", "src0")
@@ -779,7 +791,7 @@ def test_kernels_decode_like_objdump(tc):
 # ------------------------------------------------------------------------------------------------ tests (c)
 
 UNKNOWN = ["v_sin_f32 v1, v2", "tbuffer_store_format_x v1, off, s[4:7], 0", "ds_append v1",
-           "v_mfma_f32_4x4x4_16b_f16 a[0:3], v[0:1], v[2:3], a[0:3]", "buffer_load_format_x v1, v2, s[4:7], 0 offen",
+           "buffer_load_format_x v1, v2, s[4:7], 0 offen",
            "ds_read_b64_tr_b8 v[2:3], v1", "ds_consume v1", "v_cubeid_f32 v1, v2, v3, v4",
            "tbuffer_load_format_x v1, off, s[4:7], 0", "v_dot2_f32_f16 v1, v2, v3, v4", "ds_gws_init v2 gds"]
 

@@ -94,6 +94,17 @@ def test_scalar_parameters_follow_the_mnemonic():
         a, _, b = suffix.partition("_")
         ea, eb = isa.MFMA_ELEMENTS.index(a), isa.MFMA_ELEMENTS.index(b or a)
         assert isa.OPS[name] == isa.Op("valu_mfma", m=m, n=n, k=k, ab_regs=ab, cd_regs=cd, elem_a=ea, elem_b=eb)
+    widths = {"f16": 16, "bf16": 16, "i8": 8, "f32": 32, "f64": 64}
+    for _, (name, m, n, k, blocks, ab, cd) in isa.MAI_BLOCKS.items():
+        el = name.rsplit("_", 1)[1]
+        assert isa.OPS[name] == isa.Op("valu_mfma_blocks", m=m, n=n, k=k, ab_regs=ab, cd_regs=cd,
+                                       elem_a=isa.MFMA_ELEMENTS.index(el), elem_b=isa.MFMA_ELEMENTS.index(el))
+        assert 64 * (32 * ab // widths[el]) // (k * m) == blocks, name   # how the core counts the blocks
+    for _, (name, m, n, k, ab, cd) in isa.SMFMAC.items():
+        suffix = re.fullmatch(r"v_smfmac_[fi]32_\d+x\d+x\d+_(\w+)", name).group(1)
+        a, _, b = suffix.partition("_")
+        ea, eb = isa.MFMA_ELEMENTS.index(a), isa.MFMA_ELEMENTS.index(b or a)
+        assert isa.OPS[name] == isa.Op("valu_smfmac", m=m, n=n, k=k, ab_regs=ab, cd_regs=cd, elem_a=ea, elem_b=eb)
 
 
 def test_an_undeclared_mnemonic_is_an_error(monkeypatch):

@@ -655,19 +655,20 @@ static void mfma_sum_cdna3(double D[32][32], double At[64][32], double B[64][32]
     }
 }
 
-enum { EL_BF16, EL_F16, EL_I8, EL_FP8, EL_BF8 }; /* isa.MFMA_ELEMENTS */
+enum { EL_BF16, EL_F16, EL_I8, EL_FP8, EL_BF8, EL_F32, EL_F64 }; /* isa.MFMA_ELEMENTS */
 
-/* OCP 8-bit floats (docs/facts.md §1.12): E4M3 (bias 7, no infinities, S.1111.111 is NaN) and E5M2 (bias 15,
- * IEEE-like infinities and NaNs); both have subnormals. */
-static double fp8_value(uint32_t b, int e5m2) {
-  int sign = b >> 7 & 1, mbits = e5m2 ? 2 : 3, bias = e5m2 ? 15 : 7;
-  int ex = (b >> mbits) & (e5m2 ? 31 : 15), man = b & ((1 << mbits) - 1);
-  double v;
-  if (e5m2 && ex == 31) v = man ? NAN : INFINITY;
-  else if (!e5m2 && ex == 15 && man == 7) v = NAN;
-  else if (ex == 0) v = ldexp(man, 1 - bias - mbits);
-  else v = ldexp(man + (1 << mbits), ex - bias - mbits);
-  return sign ? -v : v;
+/* OCP 8-bit floats (docs/facts.md §1.12), both with subnormals: E4M3 has bias 7, no infinities and S.1111.111 as
+ * NaN; E5M2 has bias 15 and IEEE-like infinities and NaNs. */
+static double mfma_fp8_to_f64(uint32_t b) {
+  int ex = (b >> 3) & 15, man = b & 7;
+  double v = ex == 15 && man == 7 ? NAN : ex == 0 ? ldexp(man, -9) : ldexp(man + 8, ex - 10);
+  return b & 0x80 ? -v : v;
+}
+
+static double mfma_bf8_to_f64(uint32_t b) {
+  int ex = (b >> 2) & 31, man = b & 3;
+  double v = ex == 31 ? (man ? NAN : INFINITY) : ex == 0 ? ldexp(man, -16) : ldexp(man + 4, ex - 17);
+  return b & 0x80 ? -v : v;
 }
 
 /* element `it` of a lane's A or B operand, from the registers starting at `row` */
@@ -678,7 +679,21 @@ static inline double mfma_element(const uint32_t *row, int lane, int it, int el)
   }
   uint32_t b = (row[(size_t)(it / 4) * LANES + lane] >> (8 * (it % 4))) & 0xFF;
   if (el == EL_I8) return (int8_t)b;
-  return fp8_value(b, el == EL_BF8);
+  return el == EL_BF8 ? mfma_bf8_to_f64(b) : mfma_fp8_to_f64(b);
+}
+
+/* the lane whose B values lane l reads under BLGP (docs/facts.md §1.7) */
+static inline int blgp_lane(int l, int blgp) {
+  switch (blgp) {
+    case 1: return l % 32;
+    case 2: return l % 32 + 32;
+    case 3: return (l + 16) % 64;
+    case 4: return l % 16;
+    case 5: return l % 16 + 16;
+    case 6: return l % 16 + 32;
+    case 7: return l % 16 + 48;
+    default: return l;
+  }
 }
 
 static inline __attribute__((always_inline)) int mfma(ctx_t *c, wave_t *w, const insn_t *in, int M, int N, int K,
@@ -701,16 +716,7 @@ static inline __attribute__((always_inline)) int mfma(ctx_t *c, wave_t *w, const
   int S = 64 >> cbsz, la_of[LANES], lb_of[LANES];
   for (int l = 0; l < LANES; l++) {
     la_of[l] = cbsz ? (l % S) + S * abid : l;
-    switch (blgp) {
-      case 1: lb_of[l] = l % 32; break;
-      case 2: lb_of[l] = l % 32 + 32; break;
-      case 3: lb_of[l] = (l + 16) % 64; break;
-      case 4: lb_of[l] = l % 16; break;
-      case 5: lb_of[l] = l % 16 + 16; break;
-      case 6: lb_of[l] = l % 16 + 32; break;
-      case 7: lb_of[l] = l % 16 + 48; break;
-      default: lb_of[l] = l;
-    }
+    lb_of[l] = blgp_lane(l, blgp);
   }
   /* At[k][i] = A[i][k] and B[k][j], from lane i + M*q (j + N*q), element it (mfma_element), k = KL*q + it.
    * The elements (bf16, f16, fp8, bf8, i8) and their products are exact in double. */
@@ -2074,6 +2080,176 @@ static int valu_mfma(ctx_t *c, wave_t *w, const insn_t *in) {
   if (e->m == 32 && e->n == 32) return mfma(c, w, in, 32, 32, e->k, e->ab_regs, e->cd_regs);
   return mfma(c, w, in, e->m, e->n, e->k, e->ab_regs, e->cd_regs);
 }
+
+/* ---- the general matrix op: the older layouts (several blocks; f32, f64 elements) and SMFMAC (docs/facts.md
+ * §1.13, §1.14). One block/lane map serves every shape: with NB blocks and KL = K M NB / 64 consecutive k per
+ * lane, A[i][k] of block b is item k % KL of lane i + M b + M NB (k / KL) (B likewise by column); an SMFMAC's A
+ * is the same map over its K / 2 stored (compressed) columns. */
+
+/* where D[i][j] of block b lives: register (an f64 element: register pair) and lane; H rows per register
+ * group (4, or 1 for f64), 64 / N groups side by side, and a register holding the rows of BPR blocks */
+static inline void matrix_out_pos(int M, int N, int b, int i, int j, int wide, int *reg, int *lane) {
+  int H = wide ? 1 : 4, MR = 64 / N, BPR = M * N >= 64 * H ? 1 : 64 * H / (M * N);
+  *reg = b * (M * N / 64) + (i / (H * MR)) * H + i % H;
+  *lane = (b % BPR) * N + ((i / H) % MR) * BPR * N + j;
+}
+
+static inline double matrix_element(const uint32_t *row, int lane, int it, int el) {
+  if (el == EL_F32) return f32(row[(size_t)it * LANES + lane]);
+  if (el == EL_F64)
+    return f64(row[(size_t)2 * it * LANES + lane] | (uint64_t)row[(size_t)(2 * it + 1) * LANES + lane] << 32);
+  return mfma_element(row, lane, it, el);
+}
+
+/* acc + sum a[t] b[t] rounded once to double: each product splits exactly into p + e (fma), and the terms are
+ * kept as non-overlapping partial sums (Shewchuk's exact summation) until one final correctly rounded add.
+ * Infinite or NaN terms give IEEE's answer. */
+static double exact_dot64(const double *a, const double *b, int n, double acc) {
+  double naive = acc, terms[2 * 4 + 1], part[2 * 4 + 1];
+  int nt = 0, np = 0;
+  for (int t = 0; t < n; t++) {
+    double p = a[t] * b[t];
+    naive += p;
+    terms[nt++] = p;
+    terms[nt++] = fma(a[t], b[t], -p);
+  }
+  terms[nt++] = acc;
+  if (!isfinite(naive) || !isfinite(acc)) return naive;
+  for (int t = 0; t < nt; t++) {
+    double x = terms[t];
+    int m = 0;
+    for (int q = 0; q < np; q++) {
+      double y = part[q];
+      if (fabs(x) < fabs(y)) { double tmp = x; x = y; y = tmp; }
+      double hi = x + y, lo = y - (hi - x);
+      if (lo != 0.0) part[m++] = lo;
+      x = hi;
+    }
+    part[m++] = x;
+    np = m;
+  }
+  double hi = part[--np], lo = 0.0;
+  while (np > 0) {
+    double x = hi, y = part[--np];
+    hi = x + y;
+    lo = y - (hi - x);
+    if (lo != 0.0) break;
+  }
+  /* a half-way case the top two partials hide: the next partial decides the rounding */
+  if (np > 0 && ((lo < 0 && part[np - 1] < 0) || (lo > 0 && part[np - 1] > 0))) {
+    double y = 2 * lo, x = hi + y;
+    if (y == x - hi) hi = x;
+  }
+  return hi == 0.0 && naive == 0.0 ? naive : hi; /* an exact zero keeps IEEE's sign of zero */
+}
+
+static int matrix_op(ctx_t *c, wave_t *w, const insn_t *in, int sparse) {
+  const op_entry *e = &OPS[in->op];
+  int M = e->m, N = e->n, K = e->k, ea = e->elem_a, eb = e->elem_b;
+  /* a dense lane holds 32 ab_regs / width elements of A, all of one block's K when there are several blocks,
+   * so the block count follows from the table: NB = 64 (items per lane) / (K M); SMFMACs have one block */
+  static const int width[] = {16, 16, 8, 8, 8, 32, 64}; /* isa.MFMA_ELEMENTS */
+  int NB = sparse ? 1 : 64 * (32 * e->ab_regs / width[ea]) / (K * M);
+  int wide = ea == EL_F64, integer = ea == EL_I8, nb = e->ab_regs, na = sparse ? nb / 2 : nb, ncd = e->cd_regs;
+  int cbsz = in->imm & 7, abid = (in->imm >> 4) & 15, blgp = (in->imm >> 8) & 7;
+  int KA = sparse ? K / 2 : K, KLa = KA * M * NB / 64, KLb = K * N * NB / 64, log_nb = 0, set = 0;
+  while ((1 << log_nb) < NB) log_nb++;
+  if (in->src[0] < 256 || in->src[1] < 256)
+    return fail(c, E_INVALID, 0, "MFMA A and B operands must be vector registers");
+  if (sparse) {
+    /* the index register holds 32 / (2 KLa) sets of 2-bit indices; ABID picks one when CBSZ is 0 (§1.14) */
+    int nsets = 32 / (2 * KLa);
+    if (in->src[2] < 256) return fail(c, E_INVALID, 0, "SMFMAC compression indices (SRC2) must be a VGPR");
+    if (blgp) return fail(c, E_INVALID, 0, "SMFMAC with BLGP %d: the ISA defines no B lane pattern for it", blgp);
+    if (!cbsz && abid >= nsets)
+      return fail(c, E_INVALID, 0, "SMFMAC with ABID %d: this shape's index register holds %d index sets", abid,
+                  nsets);
+    set = cbsz ? 0 : abid;
+  } else if (wide ? cbsz || abid : cbsz > log_nb || abid >= (1 << cbsz)) {
+    return fail(c, E_INVALID, 0, "MFMA with CBSZ %d / ABID %d: undefined for this %d-block MFMA", cbsz, abid, NB);
+  }
+  int ra = in->src[0] - 256, rb = in->src[1] - 256;
+  if (check_v(c, w, ra, na, 0) || check_v(c, w, rb, nb, 0)) return 1;
+  int csrc = sparse ? in->dst : in->src[2]; /* an SMFMAC accumulates into D itself */
+  if (sparse && check_v(c, w, in->src[2] - 256, 1, 0)) return 1;
+  c->role = ROLE_SRCC;
+  int bad = csrc >= 256 && check_v(c, w, csrc - 256, ncd, 0);
+  c->role = ROLE_PLAIN;
+  if (bad || vdst_check(c, w, in->dst, ncd)) return 1;
+  /* f64 ops read BLGP as negate bits for A, B and C */
+  double sa = wide && (blgp & 1) ? -1.0 : 1.0, sb = wide && (blgp & 2) ? -1.0 : 1.0;
+  double sc = wide && (blgp & 4) ? -1.0 : 1.0;
+  const uint32_t *va = &w->v[(size_t)ra * LANES], *vb = &w->v[(size_t)rb * LANES];
+  const uint32_t *vidx = sparse ? &w->v[(size_t)(in->src[2] - 256) * LANES] : NULL;
+  double At[2048], Bm[2048], D[2048]; /* [b][k][i], [b][k][j], [b][i][j]: at most 2048 entries each */
+  memset(At, 0, sizeof(double) * NB * K * M);
+  for (int b = 0; b < NB; b++) {
+    int bs = sparse ? b : (b & ~((1 << cbsz) - 1)) + abid; /* CBSZ/ABID: the block A is read from */
+    for (int k = 0; k < KA; k++)
+      for (int i = 0; i < M; i++) {
+        int lane = i + M * bs + M * NB * (k / KLa), it = k % KLa;
+        double x = sa * matrix_element(va, lane, it, ea);
+        /* a stored value of group k / 2 sits at dense column 4 (k / 2) + its 2-bit index */
+        int kd = sparse ? 4 * (k / 2) + (int)(vidx[lane] >> (2 * KLa * set + 2 * it) & 3) : k;
+        At[((size_t)b * K + kd) * M + i] += x;
+      }
+    for (int k = 0; k < K; k++)
+      for (int j = 0; j < N; j++) {
+        int lane = j + N * b + N * NB * (k / KLb);
+        Bm[((size_t)b * K + k) * N + j] = sb * matrix_element(vb, wide ? lane : blgp_lane(lane, blgp), k % KLb, eb);
+      }
+  }
+  uint32_t cconst = 0;
+  uint64_t cconst64 = 0;
+  if (csrc < 256 && (wide ? sval64(c, w, in, csrc, &cconst64) : sval(c, w, in, csrc, &cconst))) return 1;
+  for (int b = 0; b < NB; b++)
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) {
+        int reg, lane;
+        matrix_out_pos(M, N, b, i, j, wide, &reg, &lane);
+        double x;
+        if (wide) {
+          uint64_t u = csrc < 256 ? cconst64
+                                  : w->v[(size_t)(csrc - 256 + 2 * reg) * LANES + lane] |
+                                        (uint64_t)w->v[(size_t)(csrc - 256 + 2 * reg + 1) * LANES + lane] << 32;
+          x = sc * f64(u);
+        } else {
+          uint32_t u = csrc < 256 ? cconst : w->v[(size_t)(csrc - 256 + reg) * LANES + lane];
+          x = integer ? (double)(int32_t)u : f32(u);
+        }
+        D[((size_t)b * M + i) * N + j] = x;
+      }
+  uint32_t out[32 * LANES];
+  for (int b = 0; b < NB; b++)
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) {
+        double *d = &D[((size_t)b * M + i) * N + j];
+        if (wide) {
+          double a[4], bv[4];
+          for (int k = 0; k < K; k++) {
+            a[k] = At[((size_t)b * K + k) * M + i];
+            bv[k] = Bm[((size_t)b * K + k) * N + j];
+          }
+          *d = exact_dot64(a, bv, K, *d);
+        } else { /* products of these elements are exact in double; i8 sums too, wrapped below */
+          for (int k = 0; k < K; k++) *d += At[((size_t)b * K + k) * M + i] * Bm[((size_t)b * K + k) * N + j];
+        }
+        int reg, lane;
+        matrix_out_pos(M, N, b, i, j, wide, &reg, &lane);
+        if (wide) {
+          uint64_t u = bits64(*d);
+          out[(size_t)2 * reg * LANES + lane] = (uint32_t)u;
+          out[(size_t)(2 * reg + 1) * LANES + lane] = (uint32_t)(u >> 32);
+        } else {
+          out[(size_t)reg * LANES + lane] = integer ? (uint32_t)(int64_t)*d : u32f((float)*d);
+        }
+      }
+  for (int r = 0; r < ncd; r++) memcpy(vrow(w, in->dst + r), out + r * LANES, LANES * 4); /* EXEC ignored */
+  return 0;
+}
+
+static int valu_mfma_blocks(ctx_t *c, wave_t *w, const insn_t *in) { return matrix_op(c, w, in, 0); }
+static int valu_smfmac(ctx_t *c, wave_t *w, const insn_t *in) { return matrix_op(c, w, in, 1); }
 
 /* Continue at byte address `target` of the program (branch targets, s_setpc/s_swappc/s_call): it must be the
  * start of one of the kernel's instructions. */

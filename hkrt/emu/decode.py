@@ -294,14 +294,16 @@ def _vop3(w0: int, w1: int) -> _Rec:
 def _vop3p(w0: int, w1: int) -> _Rec:
     op = (w0 >> 16) & 0x7F
     srcs = [w1 & 0x1FF, (w1 >> 9) & 0x1FF, (w1 >> 18) & 0x1FF]
-    if op in isa.MAI:
-        r = _Rec(isa.MAI[op][0], 8)
+    if op in isa.MATRIX_OPS:
+        r = _Rec(isa.MATRIX_OPS[op][0], 8)
         acc_cd = (w0 >> 15) & 1
         r.dst = (AGPR if acc_cd else VGPR) + (w0 & 0xFF)
         a_acc, b_acc = (w1 >> 27) & 1, (w1 >> 28) & 1
         r.src[0] = srcs[0] + (AGPR - VGPR if a_acc and srcs[0] >= VGPR else 0)
         r.src[1] = srcs[1] + (AGPR - VGPR if b_acc and srcs[1] >= VGPR else 0)
-        r.src[2] = srcs[2] + (AGPR - VGPR if acc_cd and srcs[2] >= VGPR else 0)
+        # C shares D's register file; an SMFMAC's SRC2 (its compression indices) is always a VGPR
+        sparse = op in isa.SMFMAC
+        r.src[2] = srcs[2] + (AGPR - VGPR if acc_cd and not sparse and srcs[2] >= VGPR else 0)
         r.imm = ((w0 >> 8) & 7) | (((w0 >> 11) & 0xF) << 4) | (((w1 >> 29) & 7) << 8)  # cbsz | abid | blgp
         return r
     r = _Rec(isa.VOP3P.get(op, "invalid"), 8)
@@ -436,9 +438,13 @@ def c_header() -> str:
         str(isa.TIMING_CLASSES.index(cls)) for cls, _ in timing) + "};")
     lines.append("static const unsigned char OP_XDL_CYCLES[OP_COUNT] = {" + ",".join(
         str(cyc) for _, cyc in timing) + "};")
-    # registers per lane of an MFMA's A/B and C/D operands (isa.MAI), 0 for other ops
-    mai = {m[0]: m[4:] for m in isa.MAI.values()}
+    # registers per lane of an MFMA's (widest) A/B and C/D operands (isa.MATRIX_OPS), 0 for other ops
+    mai = {m[0]: m[1:] for m in isa.MATRIX_OPS.values()}
     for name, k in (("OP_MFMA_AB_REGS", 0), ("OP_MFMA_CD_REGS", 1)):
         lines.append(f"static const unsigned char {name}[OP_COUNT] = {{" + ",".join(
             str(mai[n][k] if n in mai else 0) for n in isa.MNEMONICS) + "};")
+    # SMFMAC: A has half of B's registers, SRC2 is one index VGPR and D is the accumulator
+    sparse = {m[0] for m in isa.SMFMAC.values()}
+    lines.append("static const unsigned char OP_MFMA_SPARSE[OP_COUNT] = {" + ",".join(
+        str(int(n in sparse)) for n in isa.MNEMONICS) + "};")
     return "\n".join(lines) + "\n"

@@ -204,9 +204,43 @@ MAI = {
        for base, (shape, m, k, cd) in ((112, ("16x16x32", 16, 32, 4)), (116, ("32x32x16", 32, 16, 16)))
        for op, (a, b) in zip(range(base, base + 4), (("bf8", "bf8"), ("bf8", "fp8"), ("fp8", "bf8"), ("fp8", "fp8")))},
 }
+# The older matrix layouts (docs/facts.md §1.13): f32 and f64 elements and shapes of several independent blocks;
+# mnemonic -> (M, N, K, blocks, A/B registers per lane, C/D registers per lane).
+MAI_BLOCKS = {
+    **{op: (f"v_mfma_f32_{shape}_f32", m, m, k, nb, 1, cd) for op, (shape, m, k, nb, cd) in (
+        (64, ("32x32x1_2b", 32, 1, 2, 32)), (65, ("16x16x1_4b", 16, 1, 4, 16)), (66, ("4x4x1_16b", 4, 1, 16, 4)),
+        (68, ("32x32x2", 32, 2, 1, 16)), (69, ("16x16x4", 16, 4, 1, 4)))},
+    **{op: (f"v_mfma_{out}_{shape}_{el}", m, m, 4, nb, regs, cd)
+       for el, out, regs, base in (("f16", "f32", 2, 72), ("i8", "i32", 1, 80), ("bf16", "f32", 2, 93))
+       for op, (shape, m, nb, cd) in zip(range(base, base + 3), (("32x32x4_2b", 32, 2, 32), ("16x16x4_4b", 16, 4, 16),
+                                                                 ("4x4x4_16b", 4, 16, 4)))},
+    110: ("v_mfma_f64_16x16x4_f64", 16, 16, 4, 1, 2, 8),
+    111: ("v_mfma_f64_4x4x4_4b_f64", 4, 4, 4, 4, 2, 2),
+}
+# Sparse matrix ops (docs/facts.md §1.14): A is 4:2 compressed (half of B's registers), SRC2 is the VGPR of
+# compression indices and the accumulator is VDST; mnemonic -> (M, N, K, B registers per lane, C/D registers).
+SMFMAC = {
+    98: ("v_smfmac_f32_16x16x32_f16", 16, 16, 32, 4, 4), 100: ("v_smfmac_f32_32x32x16_f16", 32, 32, 16, 4, 16),
+    102: ("v_smfmac_f32_16x16x32_bf16", 16, 16, 32, 4, 4), 104: ("v_smfmac_f32_32x32x16_bf16", 32, 32, 16, 4, 16),
+    106: ("v_smfmac_i32_16x16x64_i8", 16, 16, 64, 4, 4), 108: ("v_smfmac_i32_32x32x32_i8", 32, 32, 32, 4, 16),
+    90: ("v_smfmac_f32_16x16x64_f16", 16, 16, 64, 8, 4), 91: ("v_smfmac_f32_32x32x32_f16", 32, 32, 32, 8, 16),
+    57: ("v_smfmac_f32_16x16x64_bf16", 16, 16, 64, 8, 4), 70: ("v_smfmac_f32_32x32x32_bf16", 32, 32, 32, 8, 16),
+    58: ("v_smfmac_i32_16x16x128_i8", 16, 16, 128, 8, 4), 71: ("v_smfmac_i32_32x32x64_i8", 32, 32, 64, 8, 16),
+    **{op: (f"v_smfmac_f32_{shape}_{a}_{b}", m, m, k, regs, cd)
+       for ops, shape, m, k, regs, cd in (((120, 121, 122, 123), "16x16x64", 16, 64, 4, 4),
+                                          ((124, 125, 126, 127), "32x32x32", 32, 32, 4, 16),
+                                          ((59, 60, 61, 67), "16x16x128", 16, 128, 8, 4),
+                                          ((75, 78, 79, 83), "32x32x64", 32, 64, 8, 16))
+       for op, (a, b) in zip(ops, (("bf8", "bf8"), ("bf8", "fp8"), ("fp8", "bf8"), ("fp8", "fp8")))},
+}
+# every VOP3P-MAI opcode: its mnemonic and registers per lane of its widest A/B operand and of C/D
+MATRIX_OPS = {**{op: (v[0], v[4], v[5]) for op, v in MAI.items()},
+              **{op: (v[0], v[5], v[6]) for op, v in MAI_BLOCKS.items()},
+              **{op: (v[0], v[4], v[5]) for op, v in SMFMAC.items()}}
 # The element types of an MFMA's A and B (default bf16): each lane's register holds 32 / width of them, element
-# `it` of the lane at bits width * (it % per) of register it / per (docs/facts.md §1.12). The core's codes:
-MFMA_ELEMENTS = ("bf16", "f16", "i8", "fp8", "bf8")
+# `it` of the lane at bits width * (it % per) of register it / per (docs/facts.md §1.12); an f64 element takes
+# registers 2 it and 2 it + 1. The core's codes:
+MFMA_ELEMENTS = ("bf16", "f16", "i8", "fp8", "bf8", "f32", "f64")
 
 
 def mfma_elements(name: str) -> tuple[str, str]:
@@ -306,7 +340,7 @@ class Op:
     type: str = ""      # compares: operand type, one of COMPARE_TYPES
     cmpx: bool = False  # v_cmpx_*: the result is written to EXEC as well
     shift: int = 0      # s_lshlN_add_u32: N
-    m: int = 0          # MFMA: block shape M x N x K and registers per lane of A/B and of C/D (from MAI)
+    m: int = 0          # MFMA: block shape M x N x K and registers per lane of A/B (SMFMAC: of B) and of C/D
     n: int = 0
     k: int = 0
     ab_regs: int = 0
@@ -470,6 +504,12 @@ for _ty in ("f16", "f32", "f64"):
 for _name, _m, _n, _k, _ab, _cd in MAI.values():
     _ea, _eb = (MFMA_ELEMENTS.index(t) for t in mfma_elements(_name))
     _declare("valu_mfma", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd, elem_a=_ea, elem_b=_eb)
+for _name, _m, _n, _k, _nb, _ab, _cd in MAI_BLOCKS.values():
+    _ea, _eb = (MFMA_ELEMENTS.index(t) for t in mfma_elements(_name))
+    _declare("valu_mfma_blocks", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd, elem_a=_ea, elem_b=_eb)
+for _name, _m, _n, _k, _ab, _cd in SMFMAC.values():
+    _ea, _eb = (MFMA_ELEMENTS.index(t) for t in mfma_elements(_name))
+    _declare("valu_smfmac", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd, elem_a=_ea, elem_b=_eb)  # ab: B's
 # memory
 _declare("ds", " ".join(DS.values()))
 _declare("buffer_op", " ".join(MUBUF.values()))
@@ -489,7 +529,7 @@ def all_mnemonics() -> list[str]:
     names = ["invalid"]
     for table in (SOP2, SOPK, SOP1, SOPC, SOPP, SMEM, VOP1, VOP2, VOPC, VOP3, VOP3P):
         names += table.values()
-    names += [m[0] for m in MAI.values()]
+    names += [m[0] for m in MATRIX_OPS.values()]
     names += DS.values()
     names += MUBUF.values()
     names += [f"global_{n}" for n in FLAT.values()]
@@ -523,6 +563,11 @@ BRANCHES = ("s_branch", "s_cbranch_scc0", "s_cbranch_scc1", "s_cbranch_vccz", "s
 # the gfx950 double-rate bf16 shapes take as many passes as the CDNA3 shapes of half their K.
 MFMA_CYCLES = {"v_mfma_f32_16x16x32_bf16": 16, "v_mfma_f32_32x32x16_bf16": 32,
                "v_mfma_f32_16x16x16_bf16": 16, "v_mfma_f32_32x32x8_bf16": 32}
+# The older layouts and SMFMAC, from the same gfx950 model (SIDPGFX950FullSpeedModel's InstRW lines): 4x4 f32/f16/
+# bf16/i8 2 passes, their 16x16 8 and 32x32 16; f64 4x4x4 4 passes, 16x16x4 16; SMFMAC 16x16 4, 32x32 8.
+MFMA_CYCLES |= {v[0]: 4 * {4: 2, 16: 8, 32: 16}[v[1]] for v in MAI_BLOCKS.values() if "f64" not in v[0]}
+MFMA_CYCLES |= {"v_mfma_f64_4x4x4_4b_f64": 16, "v_mfma_f64_16x16x4_f64": 64}
+MFMA_CYCLES |= {v[0]: 4 * {16: 4, 32: 8}[v[1]] for v in SMFMAC.values()}
 
 
 # Listed only so that the core can refuse them by name, with the reason (docs/facts.md §13.2, §13.3).
@@ -531,7 +576,7 @@ REFUSED = {n for n, op in OPS.items() if op.handler in ("refused", "refused_scal
 PARTIAL = {"s_getreg_b32", "s_setreg_b32", "s_setreg_imm32_b32"}
 # instructions without an effect the emulator models whose cost the timing model was not given
 UNTIMED_NOPS = {n for n, op in OPS.items() if op.untimed}
-_MAI_NAMES = {m[0] for m in MAI.values()}
+_MAI_NAMES = {m[0] for m in MATRIX_OPS.values()}
 _SMEM_NAMES = set(SMEM.values())
 
 

@@ -441,17 +441,25 @@ static int64_t ready_at(ctx_t *c, cu_t *u, wave_t *w, int64_t t, int *reason) {
     return max64(t, kth_done(&w->lgkm, 1));
   }
   /* register dependencies on earlier ALU/MFMA results */
-  int mfma = cls == TC_MFMA;
+  int mfma = cls == TC_MFMA, sparse = mfma && OP_MFMA_SPARSE[op];
   for (int s = 0; s < 4; s++) {
     int code = in->src[s];
     if (code < 256 || code >= 256 + NV) continue;
-    int r0 = code - 256, n = mfma ? (s == 2 ? OP_MFMA_CD_REGS[op] : OP_MFMA_AB_REGS[op]) : 1;
+    /* an MFMA reads C from SRC2; an SMFMAC reads half of B's registers as A, one index VGPR as SRC2 and its C
+     * from D (below) */
+    int n = !mfma ? 1 : s == 2 ? (sparse ? 1 : OP_MFMA_CD_REGS[op]) : OP_MFMA_AB_REGS[op] >> (sparse && s == 0);
+    int r0 = code - 256, chain = mfma && s == 2 && !sparse;
     for (int r = r0; r < r0 + n && r < NV; r++) {
       int64_t rd = w->vready[r];
-      if (mfma && s == 2 && w->vmfma[r]) rd -= P->mfma_writeback; /* accumulation chain */
+      if (chain && w->vmfma[r]) rd -= P->mfma_writeback; /* accumulation chain */
       if (rd > when) { when = rd; *reason = R_DEPENDENCY; }
     }
   }
+  if (sparse && in->dst >= 256)
+    for (int r = in->dst - 256; r < in->dst - 256 + OP_MFMA_CD_REGS[op] && r < NV; r++) {
+      int64_t rd = w->vready[r] - (w->vmfma[r] ? P->mfma_writeback : 0);
+      if (rd > when) { when = rd; *reason = R_DEPENDENCY; }
+    }
   int simd = w->simd;
   if (mfma && u->xdl_free[simd] > when) { when = u->xdl_free[simd]; *reason = R_UNIT; }
   if ((cls == TC_VALU || cls == TC_TRANS || cls == TC_VALU64) && u->valu_free[simd] > when) {
