@@ -3517,7 +3517,8 @@ def test_buffer_hipkittens_descriptor(code, rng):
 def test_every_mnemonic_has_a_semantics_test():
     """Each mnemonic the decoder can produce is exercised by at least one test above."""
     import test_emu_atomics  # atomics, lane exchanges and scratch have their own file
-    covered = COVERED | test_emu_atomics.COVERED
+    import test_emu_lowp  # the low-precision conversions and MFMAs too
+    covered = COVERED | test_emu_atomics.COVERED | test_emu_lowp.COVERED
     missing = set(isa.MNEMONICS) - {"invalid"} - covered
     unknown = covered - set(isa.MNEMONICS)
     assert not missing and not unknown, f"no semantics test: {sorted(missing)}; not mnemonics: {sorted(unknown)}"
