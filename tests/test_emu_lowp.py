@@ -442,15 +442,17 @@ snippet("mods:v_cvt_sr_bf8_f32", ["v_cvt_sr_bf8_f32 v100, -|v16|, v17"])
 
 @pytest.mark.parametrize("name", ["v_cvt_pk_fp8_f32", "v_cvt_sr_bf8_f32"])
 def test_fp32_source_modifiers(code, rng, name):
-    """neg and abs act on the fp32 value sources (CDNA4 ISA Table 31: "supports: neg, abs")."""
+    """neg and abs act on the fp32 value sources (CDNA4 ISA Table 31: "supports: neg, abs"); the random word of
+    the SR form is an integer and takes none here."""
     c = CONVS[name]
     st = new_state(seed=int(rng.integers(1 << 62)))
     st.v[16] = u32(_values_near(rng, 64, c.dst).astype(np.float32))
-    st.v[17] = u32(_values_near(rng, 64, c.dst).astype(np.float32)) if not c.sr else st.v[17]
     a = f32(st.v[16]).astype(np.float64)
-    a = -np.abs(a) if c.sr else -a
-    srcs = [u32(a.astype(np.float32))[None], st.v[17:18] if c.sr else
-            u32(np.abs(f32(st.v[17])).astype(np.float32))[None]]
+    if c.sr:   # -|v16|, v17
+        srcs = [u32((-np.abs(a)).astype(np.float32))[None], st.v[17:18].copy()]
+    else:      # -v16, |v17|
+        st.v[17] = u32(_values_near(rng, 64, c.dst).astype(np.float32))
+        srcs = [u32((-a).astype(np.float32))[None], u32(np.abs(f32(st.v[17])))[None]]
     want = conversion_reference(c, srcs, 0, st.v[100:101].copy())
     out = run(code[f"mods:{name}"], st)
     check_conversion(c, out.v[100:101], want, 0, name)
@@ -536,17 +538,10 @@ for _mn, _M, _N, _K, _nab, _ncd in isa.VOP3PX2.values():
 
 def _mfma_values(rng, fmt: str, nregs: int) -> np.ndarray:
     """Registers of random codes of a format, finite and of both signs (NaN and infinities have their own test)."""
-    vals, codes = _finite_table(fmt)
-    pick = codes[rng.integers(0, len(codes), (64, 32))] | (rng.integers(0, 2, (64, 32)).astype(np.uint64)
-                                                            << np.uint64(FMTS[fmt].bits - 1))
-    bits = FMTS[fmt].bits
-    words = np.zeros((nregs, 64), np.uint64)
-    for it in range(32):
-        off = it * bits
-        words[off // 32] |= (pick[:, it] << np.uint64(off % 32)) & 0xFFFFFFFF
-        if off % 32 + bits > 32:
-            words[off // 32 + 1] |= pick[:, it] >> np.uint64(32 - off % 32)
-    return words.astype(np.uint32)
+    _, codes = _finite_table(fmt)
+    sign = np.uint64(1 << (FMTS[fmt].bits - 1))
+    pick = codes[rng.integers(0, len(codes), (32, 64))] | rng.integers(0, 2, (32, 64)).astype(np.uint64) * sign
+    return pack(list(pick), FMTS[fmt].bits, nregs)
 
 
 @pytest.mark.parametrize("key", _MFMA_CASES)
@@ -669,3 +664,36 @@ def test_scaled_mfma_decodes_like_objdump(tc, tmp_path):
         flags = int(r["flags"])
         assert int(r["imm2"]) == a_code | b_code << 16, line
         assert (flags >> decode.FLAGS["OPSEL"]) & 3 == sel and (flags >> decode.FLAGS["OPSEL_HI"]) & 3 == hi, line
+
+
+for _ta in ("fp8", "fp4"):
+    snippet(f"passes:{_ta}", [f"v_mfma_f32_16x16x128_f8f6f4 v[200:203], v[0:{_nregs(_ta) - 1}], v[16:19], 0 "
+                              f"cbsz:{NARROW.index(_ta)} blgp:4", "s_nop 7", "v_mov_b32 v1, v200"])
+
+
+def test_mfma_passes_follow_the_formats_in_strict_mode(code):
+    """A VALU read of an MFMA result needs passes + 4 wait states (docs/facts.md §1.10, §11.1): with an fp8 A the
+    16x16x128 MFMA takes 8 passes (12 needed), with fp4 A and B 4 (8 needed): s_nop 7 is enough only for fp4."""
+    st = new_state(seed=3)
+    run(code["passes:fp4"], st, strict=True)
+    with pytest.raises(EmuError, match="MFMA result read by VALU or memory.*12 required"):
+        run(code["passes:fp8"], st, strict=True)
+
+
+snippet("e64-opsel:v_cvt_f32_fp8", ["v_cvt_f32_fp8_e64 v100, v16"])
+snippet("e64-opsel:v_cvt_pk_f32_bf8", ["v_cvt_pk_f32_bf8_e64 v[100:101], v16"])
+
+
+@pytest.mark.parametrize("name, sel", [("v_cvt_f32_fp8", 1), ("v_cvt_f32_fp8", 2), ("v_cvt_f32_fp8", 3),
+                                       ("v_cvt_pk_f32_bf8", 1)])
+def test_vop3_form_selects_with_op_sel(code, rng, name, sel):
+    """[I] In the VOP3 form the byte (half) comes from OP_SEL[1:0] (OP_SEL[0]), as in the scaled forms (CDNA4 ISA
+    Table 31 names "Op_Sel"; llvm-mc has no syntax for it, so the bits are set in the encoding here)."""
+    c = CONVS[name]
+    enc = bytearray(code[f"e64-opsel:{name}"])
+    enc[1] |= sel << 3                      # OP_SEL is bits 14:11 of the first word
+    st = new_state(seed=int(rng.integers(1 << 62)))
+    st.v[16] = _narrow_words(c.src, 32 // FMTS[c.src].bits, 1, int(rng.integers(0, 4)))[0]
+    want = conversion_reference(c, [st.v[16:17].copy()], sel, st.v[100:100 + c.oregs].copy())
+    out = run(bytes(enc), st)
+    check_conversion(c, out.v[100:100 + c.oregs], want, sel, name)
