@@ -697,3 +697,25 @@ def test_vop3_form_selects_with_op_sel(code, rng, name, sel):
     want = conversion_reference(c, [st.v[16:17].copy()], sel, st.v[100:100 + c.oregs].copy())
     out = run(bytes(enc), st)
     check_conversion(c, out.v[100:100 + c.oregs], want, sel, name)
+
+
+for _ta in ("fp8", "fp4"):
+    snippet(f"timed:{_ta}", [f"v_mfma_scale_f32_32x32x64_f8f6f4 v[200:215], v[0:{_nregs(_ta) - 1}], v[16:19], "
+                             f"v[200:215], v60, v61 cbsz:{NARROW.index(_ta)} blgp:4"] * 6)
+
+
+def test_timing_model_charges_the_format_s_cycles(code):
+    """The timing model's matrix pipe is busy 64 cycles per 32x32x64 MFMA with an fp8 operand, 32 without."""
+    from hkrt.emu import launch, timing
+    from hkrt.emu.machine import Machine
+    busy = {}
+    for ta in ("fp8", "fp4"):
+        prog = decode.decode(code[f"timed:{ta}"], 0, "timed")
+        mod = launch.core()
+        L, keep = launch.new_launch(mod.ffi, prog, Machine(1 << 20).memory)  # noqa: F841
+        L.grid, L.block, L.max_insns = [1, 1, 1], [64, 1, 1], 1000
+        P = timing.fill(mod.ffi, timing.get_model("mi355x"), 1, False)
+        L.model = P
+        assert mod.lib.emu_run(L) == 0, mod.ffi.string(L.err_msg).decode()
+        busy[ta] = P.xdl_busy
+    assert busy == {"fp8": 6 * 64, "fp4": 6 * 32}
