@@ -165,10 +165,45 @@ def _r(m: str, i: int, n: int) -> str:
     return f"v[{n}:{n + 1}]" if wide else f"v{n}"
 
 
+# the low-precision conversions and MFMAs (docs/facts.md §1.15): multi-register operands, op_sel byte/word selects
+_LOWP_LINES = {
+    "v_cvt_f32_fp8": ["v_cvt_f32_fp8 v5, v7", "v_cvt_f32_fp8 v255, s101", "v_cvt_f32_fp8_e64 v5, v7",
+                      "v_cvt_f32_fp8_sdwa v5, v7 src0_sel:BYTE_3"],
+    "v_cvt_f32_bf8": ["v_cvt_f32_bf8 v5, 0x12", "v_cvt_f32_bf8_sdwa v5, s7 src0_sel:BYTE_1"],
+    "v_cvt_pk_f32_fp8": ["v_cvt_pk_f32_fp8 v[4:5], v7", "v_cvt_pk_f32_fp8_e64 v[254:255], s7",
+                         "v_cvt_pk_f32_fp8_sdwa v[4:5], v7 src0_sel:WORD_1"],
+    "v_cvt_pk_f32_bf8": ["v_cvt_pk_f32_bf8 v[4:5], 64", "v_cvt_pk_f32_bf8_sdwa v[8:9], v7 src0_sel:WORD_0"],
+    "v_cvt_scalef32_sr_pk_fp4_f32": ["v_cvt_scalef32_sr_pk_fp4_f32 v5, v[6:7], v9, v11 op_sel:[0,0,1,1]"],
+    "v_cvt_scalef32_2xpk16_fp6_f32": ["v_cvt_scalef32_2xpk16_fp6_f32 v[0:5], v[6:21], v[22:37], v38"],
+    "v_cvt_scalef32_2xpk16_bf6_f32": ["v_cvt_scalef32_2xpk16_bf6_f32 v[10:15], v[16:31], v[32:47], 1.0"],
+    **{f"v_cvt_scalef32_sr_pk32_{t}_f32": [f"v_cvt_scalef32_sr_pk32_{t}_f32 v[0:5], v[6:37], v38, s39"]
+       for t in ("fp6", "bf6")},
+    **{f"v_cvt_scalef32_pk32_f32_{t}": [f"v_cvt_scalef32_pk32_f32_{t} v[0:31], v[32:37], v38"] for t in ("fp6", "bf6")},
+    **{f"v_cvt_scalef32_pk32_{t}_{h}": [f"v_cvt_scalef32_pk32_{t}_{h} v[0:5], v[6:21], s22"]
+       for t in ("fp6", "bf6") for h in ("f16", "bf16")},
+    **{f"v_cvt_scalef32_sr_pk32_{t}_{h}": [f"v_cvt_scalef32_sr_pk32_{t}_{h} v[0:5], v[6:21], v22, v23"]
+       for t in ("fp6", "bf6") for h in ("f16", "bf16")},
+    **{f"v_cvt_scalef32_pk32_{h}_{t}": [f"v_cvt_scalef32_pk32_{h}_{t} v[0:15], v[16:21], v22"]
+       for t in ("fp6", "bf6") for h in ("f16", "bf16")},
+    **{f"v_cvt_scalef32_pk_f32_{t}": [f"v_cvt_scalef32_pk_f32_{t} v[4:5], v7, v9 op_sel:[1,0,0]",
+                                      f"v_cvt_scalef32_pk_f32_{t} v[4:5], s7, 1.0"] for t in ("fp8", "bf8", "fp4")},
+    "v_mfma_ld_scale_b32": ["v_mfma_ld_scale_b32 v1, v2", "v_mfma_ld_scale_b32 s0, 64 op_sel:[1,1] op_sel_hi:[0,0]"],
+    **{name: [f"{name} v[0:{ncd - 1}], v[4:11], v[12:19], v[0:{ncd - 1}]",
+              f"{name} a[0:{ncd - 1}], v[4:9], a[12:15], 0 cbsz:2 blgp:4",
+              f"{name} v[32:{31 + ncd}], a[4:7], v[12:17], 1.0 cbsz:4 blgp:3"]
+       for name, m, n, k, nab, ncd in isa.MAI_F8F6F4.values()},
+    **{name: [f"{name} v[0:{ncd - 1}], v[4:11], v[12:19], v[0:{ncd - 1}], v20, v21",
+              f"{name} a[0:{ncd - 1}], v[4:7], v[12:15], 0, s20, 1.0 op_sel:[1,0,0] op_sel_hi:[0,1,0] cbsz:4 blgp:4"]
+       for name, m, n, k, nab, ncd in isa.VOP3PX2.values()},
+}
+
+
 def vector_alu_lines() -> list[str]:
     out = []
     for m in isa.VOP1.values():
-        if isa.OPS[m].wide:
+        if m in _LOWP_LINES:
+            out += _LOWP_LINES[m]
+        elif isa.OPS[m].wide:
             out += [f"{m} {_r(m, 3, 4)}, {_r(m, 0, 6)}", f"{m}_e64 {_r(m, 3, 8)}, {_r(m, 0, 2)}",
                     f"{m} {_r(m, 3, 4)}, 1.0", f"{m} {_r(m, 3, 4)}, -4"]
         elif m == "v_nop":
@@ -232,7 +267,9 @@ def vector_alu_lines() -> list[str]:
     ]
     out += dpp_lines()
     for m in isa.VOP3.values():
-        if m in ("v_div_scale_f32", "v_div_scale_f64"):
+        if m in _LOWP_LINES:
+            out += _LOWP_LINES[m]
+        elif m in ("v_div_scale_f32", "v_div_scale_f64"):
             out += [f"{m} {_r(m, 3, 4)}, vcc, {_r(m, 0, 6)}, {_r(m, 1, 8)}, {_r(m, 2, 6)}",
                     f"{m} {_r(m, 3, 4)}, s[10:11], {_r(m, 0, 6)}, {_r(m, 1, 8)}, {_r(m, 2, 8)}"]
         elif isa.OPS[m].wide:
@@ -265,7 +302,9 @@ def vector_alu_lines() -> list[str]:
 def vop3p_lines() -> list[str]:
     out = []
     for m in isa.VOP3P.values():
-        if m == "v_pk_fma_f32":
+        if m in _LOWP_LINES:
+            out += _LOWP_LINES[m]
+        elif m == "v_pk_fma_f32":
             out += [f"{m} v[4:5], v[6:7], v[8:9], v[10:11]", f"{m} v[4:5], s[6:7], v[8:9], v[10:11] op_sel:[1,0,0]"]
         elif m == "v_pk_mov_b32":
             out += [f"{m} v[4:5], v[6:7], v[8:9] op_sel:[1,0]", f"{m} v[4:5], s[6:7], v[8:9] op_sel:[0,1]"]
@@ -301,6 +340,8 @@ def vop3p_lines() -> list[str]:
         a, b = _regs("v", 0, nb // 2), _regs("a", 8, nb)
         out += [f"{mn} {_regs('a', 0, ncd)}, {a}, {b}, v20 cbsz:1 abid:2",
                 f"{mn} {_regs('v', 32, ncd)}, {_regs('a', 4, nb // 2)}, {_regs('v', 8, nb)}, v21 abid:1"]
+    for mn, *_ in (*isa.MAI_F8F6F4.values(), *isa.VOP3PX2.values()):
+        out += _LOWP_LINES[mn]
     return out
 
 
@@ -415,7 +456,8 @@ def dpp_lines() -> list[str]:
             srcs = ", ".join(_r(m, k, 6 + 2 * k) for k in range(2 if m in isa.VOP2.values() else 1))
             out.append(f"{m}_dpp {_r(m, 3, 4)}, {srcs} row_newbcast:{i % 16} {masks}")
         elif m in isa.VOP1.values():
-            out.append(f"{m}_dpp v5, v7 {ctrl} {masks}")
+            pk = m in isa.DPP_ROW_NEWBCAST_ONLY  # v_cvt_pk_f32_fp8/bf8: a 64-bit result
+            out.append(f"{m}_dpp {'v[4:5]' if pk else 'v5'}, v7 {f'row_newbcast:{i % 16}' if pk else ctrl} {masks}")
         elif m in _CARRY_OUT:
             cin = ", vcc" if m in ("v_addc_co_u32", "v_subb_co_u32", "v_subbrev_co_u32") else ""
             out.append(f"{m}_dpp v5, vcc, v7, v9{cin} {ctrl} {masks}")
@@ -592,16 +634,23 @@ def expected_fields(text: str) -> dict:
             exp.setdefault("src2", NONE)
         if name == "v_bitop3_b32":
             exp["bitop3"] = int(mods.get("bitop3", "0"), 0)
+    elif name == "v_mfma_ld_scale_b32":  # two sources, no destination
+        put("src0", "src1")
+        exp["dst"] = exp["src2"] = NONE
     elif name in isa.VOP3P.values():
         put("dst", "src0", "src1", "src2")
         if name.startswith("v_pk_") and name not in isa.VOP3P_THREE_SOURCES and name != "v_pk_mov_b32":
             exp["src2"] = NONE
-    elif name in [m[0] for m in isa.MATRIX_OPS.values()]:
+    elif name in [m[0] for m in (*isa.MATRIX_OPS.values(), *isa.VOP3PX2.values())]:
         put("dst", "src0", "src1", "src2")
         blgp = int(mods.get("blgp", 0))
         if "neg" in mods:  # an f64 MFMA's neg:[a,b,c] is written into the BLGP field, A in its low bit
             blgp = sum(int(x) << i for i, x in enumerate(mods["neg"].strip("[]").split(",")))
-        exp["imm"] = int(mods.get("cbsz", 0)) | int(mods.get("abid", 0)) << 4 | blgp << 8
+        # a scaled form sets ABID bit 0 (docs/facts.md §1.15) and holds its scale operands' codes in imm2
+        scaled = name in [m[0] for m in isa.VOP3PX2.values()]
+        exp["imm"] = int(mods.get("cbsz", 0)) | (int(mods.get("abid", 0)) | scaled) << 4 | blgp << 8
+        if scaled:
+            exp["imm2"] = c[4] | c[5] << 16
     elif name.startswith("ds_"):
         if name.startswith(("ds_read", "ds_swizzle")):
             put("dst", "src0")
@@ -734,7 +783,7 @@ def test_forms_are_exercised(listing):
     """The line set really contains the encoding variants the brief lists (guards against a thinned table)."""
     texts = [text for _, (text, _) in listing]
     sizes = {len(enc) for _, (_, enc) in listing}
-    assert sizes == {4, 8}
+    assert sizes == {4, 8, 16}
     for needle in ("_e64", "_sdwa", "_dpp", "bound_ctrl", "row_newbcast", "_e32", " lds", " offen", " idxen", "offset:-", "cbsz:1", "blgp:7", ", a[",
                    "s[10:11] offset", "0x12345678", "src_shared_base"):
         assert any(needle in t for t in texts), needle

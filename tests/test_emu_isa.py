@@ -3518,7 +3518,8 @@ def test_every_mnemonic_has_a_semantics_test():
     """Each mnemonic the decoder can produce is exercised by at least one test above."""
     import test_emu_atomics  # atomics, lane exchanges and scratch have their own file
     import test_emu_mfma  # the older-layout MFMAs and SMFMAC
-    covered = COVERED | test_emu_atomics.COVERED | test_emu_mfma.COVERED
+    import test_emu_lowp  # the low-precision conversions and MFMAs too
+    covered = COVERED | test_emu_atomics.COVERED | test_emu_mfma.COVERED | test_emu_lowp.COVERED
     missing = set(isa.MNEMONICS) - {"invalid"} - covered
     unknown = covered - set(isa.MNEMONICS)
     assert not missing and not unknown, f"no semantics test: {sorted(missing)}; not mnemonics: {sorted(unknown)}"

@@ -292,6 +292,14 @@ static int gwrite(ctx_t *c, uint64_t addr, const void *in, uint32_t n) {
   return 0;
 }
 
+/* Matrix-pipe cycles of an MFMA: the opcode table's figure (isa.MFMA_CYCLES), which for the f8f6f4 MFMAs is that
+ * with an fp8/bf8 operand; without one (CBSZ and BLGP both 2 or more) they take half (docs/facts.md §1.15). */
+static inline int mfma_cycles(const insn_t *in) {
+  int op = in->op, f8f6f4 = op == OP_V_MFMA_F32_16X16X128_F8F6F4 || op == OP_V_MFMA_F32_32X32X64_F8F6F4 ||
+                            op == OP_V_MFMA_SCALE_F32_16X16X128_F8F6F4 || op == OP_V_MFMA_SCALE_F32_32X32X64_F8F6F4;
+  return f8f6f4 && (in->imm & 7) >= 2 && (in->imm >> 8 & 7) >= 2 ? OP_XDL_CYCLES[op] / 2 : OP_XDL_CYCLES[op];
+}
+
 /* ---------------------------------------------------------------- hazards */
 
 #include "hazards.c"
@@ -657,19 +665,80 @@ static void mfma_sum_cdna3(double D[32][32], double At[64][32], double B[64][32]
 
 enum { EL_BF16, EL_F16, EL_I8, EL_FP8, EL_BF8, EL_F32, EL_F64 }; /* isa.MFMA_ELEMENTS */
 
-/* OCP 8-bit floats (docs/facts.md §1.12), both with subnormals: E4M3 has bias 7, no infinities and S.1111.111 as
- * NaN; E5M2 has bias 15 and IEEE-like infinities and NaNs. */
-static double mfma_fp8_to_f64(uint32_t b) {
-  int ex = (b >> 3) & 15, man = b & 7;
-  double v = ex == 15 && man == 7 ? NAN : ex == 0 ? ldexp(man, -9) : ldexp(man + 8, ex - 10);
-  return b & 0x80 ? -v : v;
+/* ---- narrow floats (docs/facts.md §1.15): one description per format, and the one decoder and encoder every
+ * conversion and MFMA uses. The first five are in the order of the f8f6f4 MFMAs' CBSZ/BLGP codes. */
+enum { NF_FP8, NF_BF8, NF_FP6, NF_BF6, NF_FP4, NF_F16, NF_BF16, NF_F32 };
+enum { NK_FN, NK_IEEE, NK_SAT }; /* E4M3: no infinities, all-ones is NaN; IEEE infinities and NaNs; neither */
+typedef struct {
+  uint8_t bits, mbits, kind;
+  int16_t bias;
+} nf_t;
+static const nf_t NF[] = {{8, 3, NK_FN, 7},   {8, 2, NK_IEEE, 15},  {6, 3, NK_SAT, 1},     {6, 2, NK_SAT, 3},
+                          {4, 1, NK_SAT, 1},  {16, 10, NK_IEEE, 15}, {16, 7, NK_IEEE, 127}, {32, 23, NK_IEEE, 127}};
+enum { NF_RNE, NF_TRUNC };
+
+static double nf_decode(uint32_t code, int f) {
+  const nf_t *t = &NF[f];
+  int eb = t->bits - 1 - t->mbits, top = (1 << eb) - 1, sign = code >> (t->bits - 1) & 1;
+  int ex = code >> t->mbits & top, man = code & ((1 << t->mbits) - 1);
+  double v;
+  if (t->kind == NK_IEEE && ex == top) v = man ? NAN : INFINITY;
+  else if (t->kind == NK_FN && ex == top && man == (1 << t->mbits) - 1) v = NAN;
+  else if (ex == 0) v = ldexp(man, 1 - t->bias - t->mbits);
+  else v = ldexp(man + (1 << t->mbits), ex - t->bias - t->mbits);
+  return sign ? -v : v;
 }
 
-static double mfma_bf8_to_f64(uint32_t b) {
-  int ex = (b >> 2) & 31, man = b & 3;
-  double v = ex == 31 ? (man ? NAN : INFINITY) : ex == 0 ? ldexp(man, -16) : ldexp(man + 4, ex - 17);
-  return b & 0x80 ? -v : v;
+/* x rounded to format f, to nearest even or toward zero. With MODE.FP16_OVFL clear (the only MODE the core runs),
+ * what exceeds the largest finite value after rounding, and an infinity, becomes E4M3's NaN or an infinity; the
+ * 6- and 4-bit formats saturate (they have neither), and take NaN to the largest value with its sign. */
+static uint32_t nf_encode(double x, int f, int mode) {
+  const nf_t *t = &NF[f];
+  int m = t->mbits, eb = t->bits - 1 - m, top = (1 << eb) - 1;
+  uint32_t sign = (uint32_t)(signbit(x) != 0) << (t->bits - 1), mmask = (1u << m) - 1;
+  uint32_t maxcode = t->kind == NK_IEEE ? (uint32_t)(top - 1) << m | mmask
+                   : t->kind == NK_FN ? (uint32_t)top << m | (mmask - 1) : (uint32_t)top << m | mmask;
+  uint32_t over = t->kind == NK_IEEE ? (uint32_t)top << m : t->kind == NK_FN ? (uint32_t)top << m | mmask : maxcode;
+  if (x != x) return sign | (t->kind == NK_IEEE ? (uint32_t)top << m | 1u << (m - 1) : over);
+  double a = fabs(x);
+  if (isinf(a)) return sign | over;
+  if (a == 0) return sign;
+  int e;
+  frexp(a, &e);
+  e -= 1; /* a in [2^e, 2^(e+1)) */
+  if (e < 1 - t->bias) e = 1 - t->bias; /* a subnormal of the format: the ulp of the smallest normal */
+  double q = ldexp(a, m - e), n = mode == NF_TRUNC ? floor(q) : nearbyint(q); /* in ulps of a's binade */
+  if (n >= (double)(2u << m)) { /* rounded up into the next binade */
+    n /= 2;
+    e += 1;
+  }
+  if (n < (double)(1u << m)) return sign | (uint32_t)n; /* subnormal (or zero) */
+  int field = e + t->bias;
+  if (field > top) return sign | over;
+  uint32_t code = (uint32_t)field << m | ((uint32_t)n & mmask);
+  return sign | (code > maxcode ? over : code);
 }
+
+/* Stochastic rounding as the ISA's V_CVT_SR_FP8_F32 pseudocode gives it: the top 23 - m bits of the random word
+ * are added to x's fp32 mantissa field (a carry out of the field is lost), then the result is truncated to the m
+ * mantissa bits of format f. NaN and infinities convert as they are. */
+static uint32_t nf_encode_sr(float x, int f, uint32_t random) {
+  uint32_t u = u32f(x);
+  if ((u & 0x7F800000u) != 0x7F800000u)
+    u = (u & 0xFF800000u) | ((u + (random >> (9 + NF[f].mbits))) & 0x7FFFFFu);
+  return nf_encode(f32(u), f, NF_TRUNC);
+}
+
+/* bits [off, off + width) of a lane's value held in consecutive registers from `row` (width < 32): a packed
+ * narrow element may straddle two registers */
+static inline uint32_t lane_bits(const uint32_t *row, int lane, int off, int width) {
+  const uint32_t *r = row + (size_t)(off / 32) * LANES + lane;
+  uint64_t v = (uint64_t)r[0] | (off % 32 + width > 32 ? (uint64_t)r[LANES] << 32 : 0);
+  return (uint32_t)(v >> (off % 32)) & ((1u << width) - 1);
+}
+
+/* An E8M0 scale (bias 127; 0xFF is NaN) as the power of two it stands for */
+static inline double e8m0(uint32_t s) { return s == 255 ? NAN : ldexp(1.0, (int)s - 127); }
 
 /* element `it` of a lane's A or B operand, from the registers starting at `row` */
 static inline double mfma_element(const uint32_t *row, int lane, int it, int el) {
@@ -679,7 +748,7 @@ static inline double mfma_element(const uint32_t *row, int lane, int it, int el)
   }
   uint32_t b = (row[(size_t)(it / 4) * LANES + lane] >> (8 * (it % 4))) & 0xFF;
   if (el == EL_I8) return (int8_t)b;
-  return el == EL_BF8 ? mfma_bf8_to_f64(b) : mfma_fp8_to_f64(b);
+  return nf_decode(b, el == EL_BF8 ? NF_BF8 : NF_FP8);
 }
 
 /* the lane whose B values lane l reads under BLGP (docs/facts.md §1.7) */
@@ -1084,6 +1153,141 @@ static int valu_convert(ctx_t *c, wave_t *w, const insn_t *in) {
     res[l] = r;
   }
   vwrite(w, in, in->dst, res, o.exec);
+  return 0;
+}
+
+/* ---- the low-precision conversions (docs/facts.md §1.15), each described by lowp_convert_of():
+ * from/to: element formats (NF_*); n: elements per lane; sr: stochastic rounding with S1's random word;
+ * scaled: the last source's fp32 exponent is an E8M0 scale (dividing on the way to a narrow format, multiplying
+ * on the way back); pair: the 2xpk16 forms, whose elements alternate between S0 and S1.
+ * The rest follows from the sizes: n f32 elements in two sources when n = 2 and not sr (else in S0's registers);
+ * a result of 8 bits goes to the byte OPSEL[3:2] selects, of 16 bits to the half OPSEL[3] selects (the rest of the
+ * register is kept), a wider one fills registers; a narrow source of 8 bits is the byte OPSEL[1:0] selects, of 16
+ * bits the half OPSEL[0] selects. */
+typedef struct {
+  uint8_t from, to, n, sr, scaled, pair;
+} lowp_t;
+
+static int lowp_convert_of(int op, lowp_t *d) {
+  switch (op) {
+#define LP(name, from, to, n, sr, scaled) case OP_V_CVT_##name: *d = (lowp_t){from, to, n, sr, scaled, 0}; return 1;
+#define LPS(name, from, to, n) LP(SCALEF32_##name, from, to, n, 0, 1)
+#define LPSR(name, from, to, n) LP(SCALEF32_##name, from, to, n, 1, 1)
+    LP(F32_FP8, NF_FP8, NF_F32, 1, 0, 0) LP(F32_BF8, NF_BF8, NF_F32, 1, 0, 0)
+    LP(PK_F32_FP8, NF_FP8, NF_F32, 2, 0, 0) LP(PK_F32_BF8, NF_BF8, NF_F32, 2, 0, 0)
+    LP(PK_FP8_F32, NF_F32, NF_FP8, 2, 0, 0) LP(PK_BF8_F32, NF_F32, NF_BF8, 2, 0, 0)
+    LP(SR_FP8_F32, NF_F32, NF_FP8, 1, 1, 0) LP(SR_BF8_F32, NF_F32, NF_BF8, 1, 1, 0)
+    LP(SR_F16_F32, NF_F32, NF_F16, 1, 1, 0) LP(SR_BF16_F32, NF_F32, NF_BF16, 1, 1, 0)
+    LP(PK_F16_F32, NF_F32, NF_F16, 2, 0, 0)
+    LPS(PK_FP8_F32, NF_F32, NF_FP8, 2) LPS(PK_BF8_F32, NF_F32, NF_BF8, 2)
+    LPSR(SR_FP8_F32, NF_F32, NF_FP8, 1) LPSR(SR_BF8_F32, NF_F32, NF_BF8, 1)
+    LPS(PK_F32_FP8, NF_FP8, NF_F32, 2) LPS(PK_F32_BF8, NF_BF8, NF_F32, 2)
+    LPS(F32_FP8, NF_FP8, NF_F32, 1) LPS(F32_BF8, NF_BF8, NF_F32, 1)
+    LPS(PK_FP4_F32, NF_F32, NF_FP4, 2) LPSR(SR_PK_FP4_F32, NF_F32, NF_FP4, 2) LPS(PK_F32_FP4, NF_FP4, NF_F32, 2)
+    LPS(PK_FP8_F16, NF_F16, NF_FP8, 2) LPS(PK_BF8_F16, NF_F16, NF_BF8, 2)
+    LPSR(SR_FP8_F16, NF_F16, NF_FP8, 1) LPSR(SR_BF8_F16, NF_F16, NF_BF8, 1)
+    LPS(PK_FP8_BF16, NF_BF16, NF_FP8, 2) LPS(PK_BF8_BF16, NF_BF16, NF_BF8, 2)
+    LPSR(SR_FP8_BF16, NF_BF16, NF_FP8, 1) LPSR(SR_BF8_BF16, NF_BF16, NF_BF8, 1)
+    LPS(PK_F16_FP8, NF_FP8, NF_F16, 2) LPS(PK_F16_BF8, NF_BF8, NF_F16, 2)
+    LPS(F16_FP8, NF_FP8, NF_F16, 1) LPS(F16_BF8, NF_BF8, NF_F16, 1)
+    LPS(PK_BF16_FP8, NF_FP8, NF_BF16, 2) LPS(PK_BF16_BF8, NF_BF8, NF_BF16, 2)
+    LPS(PK_FP4_F16, NF_F16, NF_FP4, 2) LPS(PK_FP4_BF16, NF_BF16, NF_FP4, 2)
+    LPSR(SR_PK_FP4_F16, NF_F16, NF_FP4, 2) LPSR(SR_PK_FP4_BF16, NF_BF16, NF_FP4, 2)
+    LPS(PK_F16_FP4, NF_FP4, NF_F16, 2) LPS(PK_BF16_FP4, NF_FP4, NF_BF16, 2)
+    LPSR(SR_PK32_FP6_F32, NF_F32, NF_FP6, 32) LPSR(SR_PK32_BF6_F32, NF_F32, NF_BF6, 32)
+    LPS(PK32_F32_FP6, NF_FP6, NF_F32, 32) LPS(PK32_F32_BF6, NF_BF6, NF_F32, 32)
+    LPS(PK32_FP6_F16, NF_F16, NF_FP6, 32) LPS(PK32_FP6_BF16, NF_BF16, NF_FP6, 32)
+    LPS(PK32_BF6_F16, NF_F16, NF_BF6, 32) LPS(PK32_BF6_BF16, NF_BF16, NF_BF6, 32)
+    LPSR(SR_PK32_FP6_F16, NF_F16, NF_FP6, 32) LPSR(SR_PK32_FP6_BF16, NF_BF16, NF_FP6, 32)
+    LPSR(SR_PK32_BF6_F16, NF_F16, NF_BF6, 32) LPSR(SR_PK32_BF6_BF16, NF_BF16, NF_BF6, 32)
+    LPS(PK32_F16_FP6, NF_FP6, NF_F16, 32) LPS(PK32_BF16_FP6, NF_FP6, NF_BF16, 32)
+    LPS(PK32_F16_BF6, NF_BF6, NF_F16, 32) LPS(PK32_BF16_BF6, NF_BF6, NF_BF16, 32)
+#undef LPSR
+#undef LPS
+#undef LP
+    case OP_V_CVT_SCALEF32_2XPK16_FP6_F32: *d = (lowp_t){NF_F32, NF_FP6, 32, 0, 1, 1}; return 1;
+    case OP_V_CVT_SCALEF32_2XPK16_BF6_F32: *d = (lowp_t){NF_F32, NF_BF6, 32, 0, 1, 1}; return 1;
+    default: return 0;
+  }
+}
+
+static inline uint32_t prng_next(uint32_t r) { return (r << 1) ^ (r >> 31 ? 197u : 0u); } /* V_PRNG_B32 */
+
+static int valu_lowp_convert(ctx_t *c, wave_t *w, const insn_t *in) {
+  lowp_t d;
+  if (!lowp_convert_of(in->op, &d)) return valu_unhandled(c);
+  int wf = NF[d.from].bits, wt = NF[d.to].bits, narrow_in = d.from <= NF_FP4;
+  int in_bits = d.n * wf, out_bits = d.n * wt;
+  int nvals = d.pair || (d.from == NF_F32 && d.n == 2 && !d.sr) ? 2 : 1; /* sources holding the elements */
+  int vregs = in_bits / 32 / nvals > 1 ? in_bits / 32 / nvals : 1, oregs = out_bits > 32 ? out_bits / 32 : 1;
+  int nsrc = nvals + d.sr + d.scaled;
+  /* the unscaled conversions from fp32 but v_cvt_pk_f16_f32 "ignore clamp, omod" (CDNA4 ISA Table 31); on the
+   * others their effect is not documented */
+  int ignores_mods = !d.scaled && !narrow_in && (d.to <= NF_BF8 || d.sr);
+  if (!ignores_mods && (in->flags >> F_CLAMP & 1 || in->flags >> F_OMOD & 3))
+    return fail(c, E_UNIMPL, 0, "clamp or an output modifier on %s: not modelled", OP_NAME[in->op]);
+  for (int i = 0; i < nsrc; i++)
+    if (in->src[i] < 0) return fail(c, E_INVALID, 0, "%s is missing source %d", OP_NAME[in->op], i);
+  /* one-register sources (with DPP and SDWA applied, VOP1 forms) and the registers of multi-register ones */
+  valu32_t o;
+  const uint32_t *src[3];
+  if (vregs == 1) {
+    if (valu32_operands(c, w, in, &o)) return 1;
+    for (int i = 0; i < 3; i++) src[i] = o.s[i];
+  } else {
+    int src_of[LANES];
+    if (valu_lanes(c, w, in, &o.exec, src_of)) return 1;
+    for (int i = 0; i < nsrc; i++) {
+      int n = i < nvals ? vregs : 1;
+      if (n > 1 && in->src[i] < 256)
+        return fail(c, E_INVALID, 0, "%s: source %d spans %d registers and must be a VGPR", OP_NAME[in->op], i, n);
+      if (n > 1 ? check_v(c, w, in->src[i] - 256, n, 0) : vsrc(c, w, in, in->src[i], o.t[i], &src[i])) return 1;
+      if (n > 1) src[i] = vrow(w, in->src[i]);
+    }
+  }
+  if (vdst_check(c, w, in->dst, oregs)) return 1;
+  int opsel = (in->flags >> F_OPSEL) & 15;
+  int in_shift = in_bits == 8 ? 8 * (opsel & 3) : in_bits == 16 ? 16 * (opsel & 1) : 0;
+  int out_shift = out_bits == 8 ? 8 * (opsel >> 2) : out_bits == 16 ? 16 * (opsel >> 3) : 0;
+  uint32_t res[32][LANES];
+  const uint32_t *old = vrow(w, in->dst);
+  for (int l = 0; l < LANES; l++) {
+    int sexp = d.scaled ? (src[nsrc - 1][l] >> 23) & 0xFF : 127;
+    double scale = d.scaled ? e8m0((uint32_t)sexp) : 1.0;
+    uint32_t random = d.sr ? src[nvals][l] : 0, packed[32] = {0};
+    for (int e = 0; e < d.n; e++) {
+      uint32_t code;
+      if (narrow_in) { /* decode, scale up, round to the wide format */
+        double v = nf_decode(lane_bits(src[0], l, in_shift + e * wf, wf), d.from) * scale;
+        code = d.to == NF_F32 ? u32f((float)v) : nf_encode(v, d.to, NF_RNE);
+      } else { /* widen exactly, apply the source's modifiers, scale down, round to the narrow format */
+        int s = d.pair ? e % 2 : nvals == 2 ? e : 0, k = d.pair ? e / 2 : nvals == 2 ? 0 : e;
+        double x;
+        if (d.from == NF_F32) x = f32(src[s][(size_t)k * LANES + l]);
+        else {
+          uint32_t word = src[s][(size_t)(k / 2) * LANES + l], half = d.n == 1 ? opsel & 1 : k % 2;
+          x = nf_decode(word >> (16 * half) & 0xFFFF, d.from);
+        }
+        if (in->flags >> (F_ABS + s) & 1) x = fabs(x);
+        if (in->flags >> (F_NEG + s) & 1) x = -x;
+        double v = x / scale;
+        if (d.sr) {
+          code = nf_encode_sr((float)v, d.to, random);
+          random = prng_next(random);
+        } else
+          code = nf_encode(v, d.to, NF_RNE);
+      }
+      int off = e * wt;
+      packed[off / 32] |= code << (off % 32);
+      if (off % 32 + wt > 32) packed[off / 32 + 1] |= code >> (32 - off % 32);
+    }
+    if (out_bits < 32) { /* into the selected byte or half; the rest of the register is kept */
+      uint32_t field = ((1u << out_bits) - 1) << out_shift;
+      res[0][l] = (old[l] & ~field) | (packed[0] << out_shift);
+    } else
+      for (int r = 0; r < oregs; r++) res[r][l] = packed[r];
+  }
+  for (int r = 0; r < oregs; r++) vwrite(w, in, in->dst + r, res[r], o.exec);
   return 0;
 }
 
@@ -2248,8 +2452,93 @@ static int matrix_op(ctx_t *c, wave_t *w, const insn_t *in, int sparse) {
   return 0;
 }
 
+/* ---- the f8f6f4 MFMAs and their scaled forms (docs/facts.md §1.15): CBSZ and BLGP give A's and B's formats (NF_FP8
+ * .. NF_FP4) and so their register counts; the scaled forms multiply each 32-deep K block of A's rows and B's
+ * columns by an E8M0 scale before the sums. */
+
+static inline int nf_regs(int f) { return f <= NF_BF8 ? 8 : f <= NF_BF6 ? 6 : 4; }
+
+/* The scale byte lane l gives the A (which 0) or B (1) operand: the byte OP_SEL/OP_SEL_HI select of a register or
+ * SGPR; an inline float constant gives its exponent (CDNA4 ISA §7.2). */
+static int mfma_scales(ctx_t *c, wave_t *w, const insn_t *in, int which, uint32_t out[LANES]) {
+  int code = which ? (in->imm2 >> 16) & 0xFFFF : in->imm2 & 0xFFFF;
+  int sel = (in->flags >> (F_OPSEL + which) & 1) | (in->flags >> (F_OPSEL_HI + which) & 1) << 1;
+  if (code == 255) return fail(c, E_INVALID, 0, "a scaled MFMA's scale operand may not be a literal");
+  uint32_t tmp[LANES];
+  const uint32_t *row;
+  if (vsrc(c, w, in, code, tmp, &row)) return 1;
+  for (int l = 0; l < LANES; l++)
+    out[l] = code >= 240 && code <= 248 ? (row[l] >> 23) & 0xFF : (row[l] >> (8 * sel)) & 0xFF;
+  return 0;
+}
+
+static int mfma_f8f6f4(ctx_t *c, wave_t *w, const insn_t *in, int M, int N, int K, int ncd) {
+  int fa = in->imm & 7, abid = (in->imm >> 4) & 15, fb = (in->imm >> 8) & 7;
+  int scale_form = in->op == OP_V_MFMA_SCALE_F32_16X16X128_F8F6F4 || in->op == OP_V_MFMA_SCALE_F32_32X32X64_F8F6F4;
+  if (fa > NF_FP4 || fb > NF_FP4)
+    return fail(c, E_INVALID, 0, "f8f6f4 MFMA with CBSZ %d / BLGP %d: formats are 0-4 (fp8 bf8 fp6 bf6 fp4)", fa, fb);
+  if (abid & ~scale_form)
+    return fail(c, E_INVALID, 0, "f8f6f4 MFMA with ABID %d: only a scaled form's ABID bit 0 is defined", abid);
+  if (in->src[0] < 256 || in->src[1] < 256)
+    return fail(c, E_INVALID, 0, "MFMA A and B operands must be vector registers");
+  int ra = in->src[0] - 256, rb = in->src[1] - 256;
+  if (check_v(c, w, ra, nf_regs(fa), 0) || check_v(c, w, rb, nf_regs(fb), 0)) return 1;
+  uint32_t sa[LANES], sb[LANES];
+  int scaled = scale_form && (abid & 1); /* ABID bit 0 clear: every scale is 1.0 */
+  if (scaled && (mfma_scales(c, w, in, 0, sa) || mfma_scales(c, w, in, 1, sb))) return 1;
+  c->role = ROLE_SRCC;
+  int bad = in->src[2] >= 256 && check_v(c, w, in->src[2] - 256, ncd, 0);
+  c->role = ROLE_PLAIN;
+  if (bad || vdst_check(c, w, in->dst, ncd)) return 1;
+  /* A[i][k] is item it of lane i + M*g: 6- and 4-bit formats k = 32g + it; 8-bit ones hold two 16-deep runs,
+   * k = 16g + it for it < 16 and K/2 + 16g + it - 16 above (CDNA4 ISA §7.1.5.1). B likewise by column. */
+  double At[128][32], B[128][32], D[32][32];
+  const uint32_t *va = &w->v[(size_t)ra * LANES], *vb = &w->v[(size_t)rb * LANES];
+  int G = 64 / M, wa = NF[fa].bits, wb = NF[fb].bits;
+  for (int g = 0; g < G; g++)
+    for (int it = 0; it < 32; it++) {
+      int ka = wa == 8 ? (it / 16) * (K / 2) + 16 * g + it % 16 : 32 * g + it;
+      int kb = wb == 8 ? (it / 16) * (K / 2) + 16 * g + it % 16 : 32 * g + it;
+      for (int i = 0; i < M; i++) {
+        int l = i + M * g;
+        At[ka][i] = nf_decode(lane_bits(va, l, it * wa, wa), fa) * (scaled ? e8m0(sa[i + M * (ka / 32)]) : 1.0);
+        B[kb][i] = nf_decode(lane_bits(vb, l, it * wb, wb), fb) * (scaled ? e8m0(sb[i + N * (kb / 32)]) : 1.0);
+      }
+    }
+  /* C and D: the layout of the other MFMAs of the shape (see mfma()) */
+  int MI = 64 / N;
+  uint32_t cconst = 0;
+  if (in->src[2] < 256 && sval(c, w, in, in->src[2], &cconst)) return 1;
+  for (int i = 0; i < M; i++) {
+    int lane0 = N * ((i / 4) % MI), reg = (i % 4) + 4 * (i / (4 * MI));
+    const uint32_t *row = in->src[2] >= 256 ? &w->v[(size_t)(in->src[2] - 256 + reg) * LANES + lane0] : NULL;
+    for (int j = 0; j < N; j++) D[i][j] = f32(row ? row[j] : cconst);
+  }
+  if (N == 16) mfma_sum16(D, At, B, M, K); /* scaled elements and their products are exact in double */
+  else mfma_sum32(D, At, B, M, K);
+  uint32_t out[16 * LANES];
+  for (int i = 0; i < M; i++) {
+    int lane0 = N * ((i / 4) % MI), reg = (i % 4) + 4 * (i / (4 * MI));
+    for (int j = 0; j < N; j++) out[reg * LANES + lane0 + j] = u32f((float)D[i][j]); /* one RNE rounding */
+  }
+  for (int r = 0; r < ncd; r++) memcpy(vrow(w, in->dst + r), out + r * LANES, LANES * 4); /* EXEC ignored */
+  return 0;
+}
+
 static int valu_mfma_blocks(ctx_t *c, wave_t *w, const insn_t *in) { return matrix_op(c, w, in, 0); }
 static int valu_smfmac(ctx_t *c, wave_t *w, const insn_t *in) { return matrix_op(c, w, in, 1); }
+static int valu_mfma_f8f6f4(ctx_t *c, wave_t *w, const insn_t *in) {
+  const op_entry *e = &OPS[in->op];
+  if (e->m == 16) return mfma_f8f6f4(c, w, in, 16, 16, e->k, e->cd_regs);
+  return mfma_f8f6f4(c, w, in, 32, 32, e->k, e->cd_regs);
+}
+
+/* v_mfma_ld_scale_b32 is defined only as the first half of a scaled MFMA, which the decoder joins with the MFMA
+ * that follows it; one that no f8f6f4 MFMA follows has no defined effect. */
+static int mfma_ld_scale_alone(ctx_t *c, wave_t *w, const insn_t *in) {
+  return fail(c, E_INVALID, 0, "v_mfma_ld_scale_b32 not followed by an f8f6f4 MFMA: the ISA defines it only as "
+              "the first half of v_mfma_scale_f32_*_f8f6f4");
+}
 
 /* Continue at byte address `target` of the program (branch targets, s_setpc/s_swappc/s_call): it must be the
  * start of one of the kernel's instructions. */

@@ -179,6 +179,9 @@ def decode_one(words: list[int], i: int) -> _Rec:
         return _smem(w0, w1)
     if fmt6 == 0b110100:
         if (w0 >> 23) == 0b110100111:
+            if (w0 >> 16) & 0x7F == _LD_SCALE and i + 3 < len(words) and words[i + 2] >> 23 == 0b110100111 \
+                    and (words[i + 2] >> 16) & 0x7F in isa.VOP3PX2:
+                return _vop3px2(w0, w1, words[i + 2], words[i + 3])
             return _vop3p(w0, w1)
         return _vop3(w0, w1)
     if fmt6 == 0b110110:
@@ -315,6 +318,8 @@ def _vop3p(w0: int, w1: int) -> _Rec:
     elif r.name == "v_accvgpr_write_b32":
         r.dst += AGPR - VGPR
         r.src[1] = r.src[2] = NONE
+    elif r.name == "v_mfma_ld_scale_b32":  # two sources, no destination
+        r.dst = r.src[2] = NONE
     elif r.name not in isa.VOP3P_THREE_SOURCES:
         r.src[2] = NONE
     r.flags |= ((w0 >> 8) & 7) << FLAGS["NEG_HI"]
@@ -322,6 +327,22 @@ def _vop3p(w0: int, w1: int) -> _Rec:
     r.flags |= (((w1 >> 27) & 3) | (((w0 >> 14) & 1) << 2)) << FLAGS["OPSEL_HI"]
     r.flags |= ((w0 >> 15) & 1) << FLAGS["CLAMP"]
     r.flags |= ((w1 >> 29) & 7) << FLAGS["NEG"]
+    return r
+
+
+_LD_SCALE = next(op for op, n in isa.VOP3P.items() if n == "v_mfma_ld_scale_b32")
+
+
+def _vop3px2(w0: int, w1: int, w2: int, w3: int) -> _Rec:
+    """A scaled f8f6f4 MFMA (docs/facts.md §1.15): the v_mfma_ld_scale_b32 pair (w0, w1) holds the A and B scale
+    operands and their byte selects in OP_SEL/OP_SEL_HI, the MFMA pair (w2, w3) the rest. The record is the
+    MFMA's with imm2 = the scale operand codes (A in bits 15:0, B in 31:16) and the byte selects in flags."""
+    r = _vop3p(w2, w3)
+    r.name = isa.VOP3PX2[(w2 >> 16) & 0x7F][0]
+    r.op, r.size = isa.OPCODE_ID[r.name], 16
+    r.imm2 = (w1 & 0x1FF) | ((w1 >> 9) & 0x1FF) << 16
+    r.flags |= ((w0 >> 11) & 3) << FLAGS["OPSEL"]
+    r.flags |= ((w1 >> 27) & 3) << FLAGS["OPSEL_HI"]
     return r
 
 
@@ -382,6 +403,8 @@ def _text(r: _Rec) -> str:
     for s in r.src:
         if s != NONE:
             ops.append(f"{r.literal:#x}" if s == LITERAL else operand_name(s))
+    if r.size == 16:  # a scaled MFMA: its scale operands
+        ops += [operand_name(r.imm2 & 0xFFFF), operand_name(r.imm2 >> 16)]
     extra = []
     if r.imm and r.name.split("_")[0] in ("ds", "buffer", "global", "flat", "scratch", "s"):
         extra.append(f"imm:{r.imm:#x}" if r.imm >= 0 else f"imm:-{-r.imm:#x}")
@@ -438,8 +461,8 @@ def c_header() -> str:
         str(isa.TIMING_CLASSES.index(cls)) for cls, _ in timing) + "};")
     lines.append("static const unsigned char OP_XDL_CYCLES[OP_COUNT] = {" + ",".join(
         str(cyc) for _, cyc in timing) + "};")
-    # registers per lane of an MFMA's (widest) A/B and C/D operands (isa.MATRIX_OPS), 0 for other ops
-    mai = {m[0]: m[1:] for m in isa.MATRIX_OPS.values()}
+    # registers per lane of an MFMA's (widest) A/B and C/D operands (isa.MATRIX_OPS, isa.VOP3PX2), 0 for other ops
+    mai = {m[0]: m[1:] for m in isa.MATRIX_OPS.values()} | {m[0]: m[4:] for m in isa.VOP3PX2.values()}
     for name, k in (("OP_MFMA_AB_REGS", 0), ("OP_MFMA_CD_REGS", 1)):
         lines.append(f"static const unsigned char {name}[OP_COUNT] = {{" + ",".join(
             str(mai[n][k] if n in mai else 0) for n in isa.MNEMONICS) + "};")

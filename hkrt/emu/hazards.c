@@ -35,7 +35,7 @@ static void hz_reset(wave_t *w) {
 static inline int hz_class(const ctx_t *c) { return OP_TCLASS[c->cur->op]; }
 static inline int hz_is_valu(int tc) { return tc == TC_VALU || tc == TC_VALU64 || tc == TC_TRANS; }
 static inline int hz_is_mem(int tc) { return tc == TC_VMEM || tc == TC_LDS; }
-static inline int hz_passes(int op) { return OP_XDL_CYCLES[op] / 4; }
+static inline int hz_passes(const insn_t *in) { return mfma_cycles(in) / 4; }
 
 static void reg_name(char *out, size_t n, int file_v, int r) {
   if (!file_v) snprintf(out, n, r == 106 ? "vcc_lo" : r == 107 ? "vcc_hi" : r == 124 ? "m0" : r == 126 ? "exec_lo"
@@ -89,7 +89,7 @@ static int hz_vector(ctx_t *c, wave_t *w, int reg, int n, int writing) {
       if (c->role == ROLE_SRCC) {
         h->c_ws = w->ws;
         h->c_pc = w->pc;
-        h->c_passes = (uint8_t)hz_passes(op);
+        h->c_passes = (uint8_t)hz_passes(c->cur);
       } else if (c->role == ROLE_WIDE_STORE) {
         h->st_ws = w->ws;
         h->st_pc = w->pc;
@@ -186,7 +186,7 @@ static void hz_commit(ctx_t *c, wave_t *w, const insn_t *in) {
         h->ws = w->ws;
         h->pc = w->pc;
         h->kind = kind;
-        h->passes = (uint8_t)hz_passes(in->op);
+        h->passes = (uint8_t)hz_passes(in);
         h->base = e->reg;
         h->n = e->n;
       } else if (!e->file_v && r < 128) {

@@ -9,6 +9,7 @@ encoding's table and in OPS, which names the core.c function that runs it and it
 parameters (optable.py generates the core's dispatch table from OPS; the opcode ids
 are the order of MNEMONICS, which decides nothing else).
 """
+import re
 from dataclasses import dataclass
 
 SOP2 = {
@@ -103,6 +104,8 @@ VOP1 = {
     67: "v_frexp_exp_i16_f16", 68: "v_floor_f16", 69: "v_ceil_f16", 70: "v_trunc_f16", 71: "v_rndne_f16",
     72: "v_fract_f16", 73: "v_sin_f16", 74: "v_cos_f16", 77: "v_cvt_norm_i16_f16", 78: "v_cvt_norm_u16_f16",
     79: "v_sat_pk_u8_i16",
+    # the 8-bit float conversions (docs/facts.md §1.15)
+    84: "v_cvt_f32_fp8", 85: "v_cvt_f32_bf8", 86: "v_cvt_pk_f32_fp8", 87: "v_cvt_pk_f32_bf8",
 }
 
 VOP2 = {
@@ -161,6 +164,18 @@ VOP3 = {
     506: "v_med3_f16", 507: "v_med3_i16", 508: "v_med3_u16", 515: "v_mad_f16", 516: "v_mad_u16",
     517: "v_mad_i16", 518: "v_fma_f16", 519: "v_div_fixup_f16", 665: "v_cvt_pknorm_i16_f16",
     666: "v_cvt_pknorm_u16_f16", 670: "v_add_i16", 671: "v_sub_i16",
+    # the low-precision conversions (docs/facts.md §1.15)
+    615: "v_cvt_pk_f16_f32", 674: "v_cvt_pk_fp8_f32", 675: "v_cvt_pk_bf8_f32", 676: "v_cvt_sr_fp8_f32",
+    677: "v_cvt_sr_bf8_f32", 678: "v_cvt_sr_f16_f32", 679: "v_cvt_sr_bf16_f32",
+    **{565 + i: f"v_cvt_scalef32_{n}" for i, n in enumerate((
+        "pk_fp8_f32", "pk_bf8_f32", "sr_fp8_f32", "sr_bf8_f32", "pk_f32_fp8", "pk_f32_bf8", "f32_fp8", "f32_bf8",
+        "pk_fp4_f32", "sr_pk_fp4_f32", "pk_f32_fp4", "pk_fp8_f16", "pk_bf8_f16", "sr_fp8_f16", "sr_bf8_f16",
+        "pk_fp8_bf16", "pk_bf8_bf16", "sr_fp8_bf16", "sr_bf8_bf16", "pk_f16_fp8", "pk_f16_bf8", "f16_fp8",
+        "f16_bf8", "pk_fp4_f16", "pk_fp4_bf16", "sr_pk_fp4_f16", "sr_pk_fp4_bf16", "pk_f16_fp4", "pk_bf16_fp4",
+        "2xpk16_fp6_f32", "2xpk16_bf6_f32", "sr_pk32_fp6_f32", "sr_pk32_bf6_f32", "pk32_f32_fp6", "pk32_f32_bf6",
+        "pk32_fp6_f16", "pk32_fp6_bf16", "pk32_bf6_f16", "pk32_bf6_bf16", "sr_pk32_fp6_f16", "sr_pk32_fp6_bf16",
+        "sr_pk32_bf6_f16", "sr_pk32_bf6_bf16", "pk32_f16_fp6", "pk32_bf16_fp6", "pk32_f16_bf6", "pk32_bf16_bf6"))},
+    617: "v_cvt_scalef32_pk_bf16_fp8", 618: "v_cvt_scalef32_pk_bf16_bf8",
 }
 # VOP3 opcodes whose bits [14:8] hold an SGPR destination (carry / condition out): the VOP3B form.
 VOP3B = {"v_add_co_u32", "v_sub_co_u32", "v_subrev_co_u32", "v_addc_co_u32", "v_subb_co_u32",
@@ -182,6 +197,7 @@ VOP3P = {
     43: "v_dot8_u32_u4",
     48: "v_pk_fma_f32", 49: "v_pk_mul_f32", 50: "v_pk_add_f32", 51: "v_pk_mov_b32",
     88: "v_accvgpr_read_b32", 89: "v_accvgpr_write_b32",
+    44: "v_mfma_ld_scale_b32",  # alone: refused; before an f8f6f4 MFMA: the first half of a VOP3PX2 op
 }
 # VOP3P ops that read a third source (the others' src2 field is unused)
 VOP3P_THREE_SOURCES = {"v_pk_fma_f32", "v_pk_mad_i16", "v_pk_mad_u16", "v_pk_fma_f16", "v_dot2_i32_i16",
@@ -233,10 +249,17 @@ SMFMAC = {
                                           ((75, 78, 79, 83), "32x32x64", 32, 64, 8, 16))
        for op, (a, b) in zip(ops, (("bf8", "bf8"), ("bf8", "fp8"), ("fp8", "bf8"), ("fp8", "fp8")))},
 }
+# The f8f6f4 MFMAs (VOP3P-MAI, docs/facts.md §1.15): A's and B's formats come from CBSZ and BLGP, and with
+# them A's and B's register counts (the 8 here is the largest, for fp8/bf8). Same tuple layout as MAI.
+MAI_F8F6F4 = {45: ("v_mfma_f32_16x16x128_f8f6f4", 16, 16, 128, 8, 4),
+              46: ("v_mfma_f32_32x32x64_f8f6f4", 32, 32, 64, 8, 16)}
+# Their scaled forms (VOP3PX2: a v_mfma_ld_scale_b32 word pair, then the MFMA's), by the MFMA's opcode.
+VOP3PX2 = {op: (name.replace("v_mfma_", "v_mfma_scale_"), *rest) for op, (name, *rest) in MAI_F8F6F4.items()}
 # every VOP3P-MAI opcode: its mnemonic and registers per lane of its widest A/B operand and of C/D
 MATRIX_OPS = {**{op: (v[0], v[4], v[5]) for op, v in MAI.items()},
               **{op: (v[0], v[5], v[6]) for op, v in MAI_BLOCKS.items()},
-              **{op: (v[0], v[4], v[5]) for op, v in SMFMAC.items()}}
+              **{op: (v[0], v[4], v[5]) for op, v in SMFMAC.items()},
+              **{op: (v[0], v[4], v[5]) for op, v in MAI_F8F6F4.items()}}
 # The element types of an MFMA's A and B (default bf16): each lane's register holds 32 / width of them, element
 # `it` of the lane at bits width * (it % per) of register it / per (docs/facts.md §1.12); an f64 element takes
 # registers 2 it and 2 it + 1. The core's codes:
@@ -510,6 +533,18 @@ for _name, _m, _n, _k, _nb, _ab, _cd in MAI_BLOCKS.values():
 for _name, _m, _n, _k, _ab, _cd in SMFMAC.values():
     _ea, _eb = (MFMA_ELEMENTS.index(t) for t in mfma_elements(_name))
     _declare("valu_smfmac", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd, elem_a=_ea, elem_b=_eb)  # ab: B's
+for _name, _m, _n, _k, _ab, _cd in (*MAI_F8F6F4.values(), *VOP3PX2.values()):
+    _declare("valu_mfma_f8f6f4", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd)
+_declare("mfma_ld_scale_alone", "v_mfma_ld_scale_b32")
+# the 8-bit, 6-bit and 4-bit float conversions (docs/facts.md §1.15); core.c's lowp_convert_of() has each one's
+# formats and operand layout
+_declare("valu_lowp_convert", " ".join(n for n in (*VOP1.values(), *VOP3.values())
+                                       if re.fullmatch(r"v_cvt_((pk_)?f32_(fp8|bf8)|pk_(fp8|bf8)_f32|sr_\w+_f32|"
+                                                       r"pk_f16_f32|scalef32_\w+)", n)))
+# their VOP3 forms with two sources: all but the scaled ones that take two values or a random word as well
+VOP3_TWO_SOURCES |= {n for n, op in OPS.items() if op.handler == "valu_lowp_convert" and n in VOP3.values()
+                     and not (n.startswith("v_cvt_scalef32_") and ("_sr_" in n or "2xpk16" in n or
+                                                                   n.endswith(("pk_fp8_f32", "pk_bf8_f32", "pk_fp4_f32"))))}
 # memory
 _declare("ds", " ".join(DS.values()))
 _declare("buffer_op", " ".join(MUBUF.values()))
@@ -522,6 +557,7 @@ _declare("flat_op", " ".join(f"scratch_{n}" for n in FLAT.values() if segment_ha
 NO_DPP_FORM = {"v_nop", "v_readfirstlane_b32", "v_accvgpr_mov_b32", "v_madmk_f16", "v_madak_f16",
                "v_permlane16_swap_b32", "v_permlane32_swap_b32"}
 DPP_ROW_NEWBCAST_ONLY = {"v_mov_b64"} | {n for n, o in OPS.items() if o.wide}
+DPP_ROW_NEWBCAST_ONLY |= {"v_cvt_pk_f32_fp8", "v_cvt_pk_f32_bf8"}  # a 64-bit result: llvm-mc treats them alike
 
 
 def all_mnemonics() -> list[str]:
@@ -530,6 +566,7 @@ def all_mnemonics() -> list[str]:
     for table in (SOP2, SOPK, SOP1, SOPC, SOPP, SMEM, VOP1, VOP2, VOPC, VOP3, VOP3P):
         names += table.values()
     names += [m[0] for m in MATRIX_OPS.values()]
+    names += [m[0] for m in VOP3PX2.values()]
     names += DS.values()
     names += MUBUF.values()
     names += [f"global_{n}" for n in FLAT.values()]
@@ -568,6 +605,9 @@ MFMA_CYCLES = {"v_mfma_f32_16x16x32_bf16": 16, "v_mfma_f32_32x32x16_bf16": 32,
 MFMA_CYCLES |= {v[0]: 4 * {4: 2, 16: 8, 32: 16}[v[1]] for v in MAI_BLOCKS.values() if "f64" not in v[0]}
 MFMA_CYCLES |= {"v_mfma_f64_4x4x4_4b_f64": 16, "v_mfma_f64_16x16x4_f64": 64}
 MFMA_CYCLES |= {v[0]: 4 * {16: 4, 32: 8}[v[1]] for v in SMFMAC.values()}
+# The f8f6f4 MFMAs and their scaled forms (CDNA4 ISA §7.1.5 table and Table 28): 32 / 64 cycles when A or B is
+# fp8/bf8, half that when both are fp6/bf6/fp4; the table holds the first, core.c's mfma_cycles() halves it.
+MFMA_CYCLES.update({name: 32 if m == 16 else 64 for name, m, *_ in (*MAI_F8F6F4.values(), *VOP3PX2.values())})
 
 
 # Listed only so that the core can refuse them by name, with the reason (docs/facts.md §13.2, §13.3).
@@ -576,7 +616,7 @@ REFUSED = {n for n, op in OPS.items() if op.handler in ("refused", "refused_scal
 PARTIAL = {"s_getreg_b32", "s_setreg_b32", "s_setreg_imm32_b32"}
 # instructions without an effect the emulator models whose cost the timing model was not given
 UNTIMED_NOPS = {n for n, op in OPS.items() if op.untimed}
-_MAI_NAMES = {m[0] for m in MATRIX_OPS.values()}
+_MAI_NAMES = {m[0] for m in (*MATRIX_OPS.values(), *VOP3PX2.values())}
 _SMEM_NAMES = set(SMEM.values())
 
 

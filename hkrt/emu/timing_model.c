@@ -561,7 +561,7 @@ static int issue_one(ctx_t *c, tm_t *T, cu_t *u, group_t *g, int wi, int64_t t) 
   int simd = w->simd;
   switch (cls) {
     case TC_MFMA: {
-      int cyc = OP_XDL_CYCLES[op];
+      int cyc = mfma_cycles(in);
       u->xdl_free[simd] = t + cyc;
       P->xdl_busy += (uint64_t)cyc;
       P->mfma_ops++;
