@@ -3581,6 +3581,16 @@ static inline uint32_t load_extend(const memop_t *m, uint32_t raw, uint32_t old)
 }
 
 /* Per-lane address (valid[] says whether the lane accesses memory at all; OOB buffer lanes read 0). */
+/* The lanes of `exec` whose access reaches memory: a buffer access wholly outside its range reads zeros or is
+ * dropped by the address unit (docs/facts.md §3.3) and moves no data, so the timing model counts none for it. */
+static uint64_t lanes_in_range(uint64_t exec, const uint32_t *dw_ok) {
+  if (!dw_ok) return exec;
+  uint64_t in = 0;
+  for (int l = 0; l < LANES; l++)
+    if ((exec >> l & 1) && dw_ok[l]) in |= 1ull << l;
+  return in;
+}
+
 static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const uint64_t *lane_addr,
                 const uint32_t *dw_ok /* bitmask of in-range dwords per lane, or NULL = all */, int flat) {
   uint64_t exec = exec_of(w);
@@ -3613,7 +3623,7 @@ static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const u
         }
       }
     }
-    if (c->tm) tm_vmem(c, w, p, lane_addr, m->bytes, exec, 0, 1);
+    if (c->tm) tm_vmem(c, w, p, lane_addr, m->bytes, lanes_in_range(exec, dw_ok), 0, 1);
     return 0;
   }
   if (m->load) {
@@ -3643,7 +3653,7 @@ static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const u
       if (m->bytes < 4) buf[0] = load_extend(m, buf[0], m->d16 ? old[l] : 0);
       for (int k = 0; k < m->dwords; k++) p->data[k * LANES + l] = buf[k];
     }
-    if (c->tm) tm_vmem(c, w, p, lane_addr, m->bytes, exec, 0, 0);
+    if (c->tm) tm_vmem(c, w, p, lane_addr, m->bytes, lanes_in_range(exec, dw_ok), 0, 0);
     return 0;
   }
   /* store: data register is in src1 for FLAT, dst (VDATA) for MUBUF */
@@ -3677,7 +3687,7 @@ static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const u
         }
     }
   }
-  if (c->tm) tm_vmem(c, w, p, lane_addr, m->bytes, exec, 1, 0);
+  if (c->tm) tm_vmem(c, w, p, lane_addr, m->bytes, lanes_in_range(exec, dw_ok), 1, 0);
   return 0;
 }
 
