@@ -2779,10 +2779,6 @@ snippet("smem:time", ["s_memtime s[20:21]", "s_nop 0", "s_nop 0", "s_memrealtime
 _SMEM_NOPS = ["s_dcache_inv", "s_dcache_wb", "s_dcache_inv_vol", "s_dcache_wb_vol", "s_atc_probe 7, s[2:3], 0x8",
               "s_atc_probe_buffer 3, s[8:11], s4", "s_dcache_discard s[2:3], 0x40", "s_dcache_discard_x2 s[2:3], s4"]
 snippet("smem:nops", _SMEM_NOPS, covers=[ln.split()[0] for ln in _SMEM_NOPS])
-_SSCRATCH = [n for n in isa.SMEM.values() if n.startswith("s_scratch_")]
-for _m in _SSCRATCH:
-    _n = 1 if _m.endswith("dword") else int(_m[-1])
-    snippet(f"sscratch:{_m}", [f"{_m} {_regs_text(20, _n, 's')}, s[2:3], 0x10"], covers=[_m])
 
 
 def test_smem_memtime(code, rng):
@@ -2800,12 +2796,6 @@ def test_smem_cache_ops_change_nothing(code, rng):
     before = mem.bytes()
     out = run(code["smem:nops"], st, machine=mem.m)
     assert (out.s == st.s).all() and (out.v == st.v).all() and (mem.bytes() == before).all()
-
-
-@pytest.mark.parametrize("name", _SSCRATCH)
-def test_scalar_scratch_is_refused(code, rng, name):
-    expect_error(code[f"sscratch:{name}"], new_state(seed=int(rng.integers(1 << 62))),
-                 rf"scalar scratch access .* at `{name}")
 
 
 snippet("smem:fault:load", ["s_load_dwordx2 s[20:21], s[2:3], 0x10", "s_waitcnt lgkmcnt(0)"])
@@ -3143,8 +3133,9 @@ def test_flat_stores(code, rng, suffix):
 # structured lanes when index >= num_records. Out-of-range loads read 0, stores are dropped.
 WORD3 = 0x00020000
 STRIDE = 48
-_BUF_LOADS = [m[len("buffer_load_"):] for m in isa.MUBUF.values() if m.startswith("buffer_load_")]
-_BUF_STORES = [m[len("buffer_store_"):] for m in isa.MUBUF.values() if m.startswith("buffer_store_")]
+_BUF_LOADS = [m[len("buffer_load_"):] for m in isa.MUBUF.values() if m.startswith("buffer_load_") and "format" not in m]
+_BUF_STORES = [m[len("buffer_store_"):] for m in isa.MUBUF.values()
+               if m.startswith("buffer_store_") and "format" not in m]
 for _s in _BUF_LOADS:
     _wd, _n, _how = _LOADS[_s]
     _i1, _i2 = int(_GEN.integers(0, 4096 // _wd)) * _wd, int(_GEN.integers(0, 16 // _wd or 1)) * _wd
@@ -3517,7 +3508,8 @@ def test_buffer_hipkittens_descriptor(code, rng):
 def test_every_mnemonic_has_a_semantics_test():
     """Each mnemonic the decoder can produce is exercised by at least one test above."""
     import test_emu_atomics  # atomics, lane exchanges and scratch have their own file
-    covered = COVERED | test_emu_atomics.COVERED
+    import test_emu_mem2  # formatted buffer access, more DS ops, scalar scratch
+    covered = COVERED | test_emu_atomics.COVERED | test_emu_mem2.COVERED
     missing = set(isa.MNEMONICS) - {"invalid"} - covered
     unknown = covered - set(isa.MNEMONICS)
     assert not missing and not unknown, f"no semantics test: {sorted(missing)}; not mnemonics: {sorted(unknown)}"

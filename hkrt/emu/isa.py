@@ -248,6 +248,11 @@ DS = {
     # lane exchange through the LDS unit, no LDS access (docs/facts.md §9.4)
     61: "ds_swizzle_b32", 62: "ds_permute_b32", 63: "ds_bpermute_b32",
     254: "ds_read_b96", 255: "ds_read_b128",
+    # docs/facts.md §9.6: addressed by M0 and the lane id, the wrapping and conditional exchanges, the wave
+    # counters, and the transposing reads of 4-, 6- and 8-bit elements (§1.11 has the 16-bit one)
+    29: "ds_write_addtid_b32", 182: "ds_read_addtid_b32", 52: "ds_wrap_rtn_b32", 126: "ds_condxchg32_rtn_b64",
+    189: "ds_consume", 190: "ds_append", 224: "ds_read_b64_tr_b4", 225: "ds_read_b96_tr_b6",
+    226: "ds_read_b64_tr_b8",
 }
 
 # The atomics MUBUF, FLAT and GLOBAL share (same opcodes in all three; docs/facts.md §9): 32-bit, then x2.
@@ -259,6 +264,7 @@ _VMEM_ATOMICS = {
     103: "umax_x2", 104: "and_x2", 105: "or_x2", 106: "xor_x2", 107: "inc_x2", 108: "dec_x2",
 }
 
+_XYZW = ("x", "xy", "xyz", "xyzw")
 MUBUF = {
     16: "buffer_load_ubyte", 17: "buffer_load_sbyte", 18: "buffer_load_ushort", 19: "buffer_load_sshort",
     20: "buffer_load_dword", 21: "buffer_load_dwordx2", 22: "buffer_load_dwordx3", 23: "buffer_load_dwordx4",
@@ -268,7 +274,14 @@ MUBUF = {
     34: "buffer_load_sbyte_d16", 35: "buffer_load_sbyte_d16_hi",
     **{op: f"buffer_atomic_{name}" for op, name in _VMEM_ATOMICS.items()},
     36: "buffer_load_short_d16", 37: "buffer_load_short_d16_hi",
+    # formatted access (docs/facts.md §3.6): the V#'s DATA_FORMAT/NUM_FORMAT/DST_SEL give the layout
+    **{i: f"buffer_{d}_format_{x}" for i, (d, x) in enumerate((d, x) for d in ("load", "store") for x in _XYZW)},
+    **{8 + i: f"buffer_{d}_format_d16_{x}" for i, (d, x) in enumerate((d, x) for d in ("load", "store") for x in _XYZW)},
+    38: "buffer_load_format_d16_hi_x", 39: "buffer_store_format_d16_hi_x",
+    40: "buffer_wbl2", 41: "buffer_inv",  # cache write-back / invalidate (docs/facts.md §9.1)
 }
+# typed buffer access: the same formatted ops with DFMT/NFMT in the instruction (docs/facts.md §3.6)
+MTBUF = {i: "t" + MUBUF[i] for i in range(16)}
 
 # FLAT/GLOBAL share opcodes; the segment field picks the address space (0 flat, 2 global).
 FLAT = {
@@ -316,6 +329,7 @@ class Op:
     elem_b: int = 0
     dwords: int = 0     # scalar memory: dwords moved (atomics: 1 or 2, the memory operand's width)
     buffer: bool = False  # scalar memory: SBASE holds a buffer descriptor, not an address
+    scratch: bool = False  # scalar memory: the address is in the wave's private segment
     untimed: bool = False  # no effect to model and no cost the timing model knows: timing class "untimed"
 
 
@@ -405,7 +419,10 @@ _declare("smem_time", "s_memtime s_memrealtime")
 # cache maintenance and address-translation probes: no data moves in a machine without caches
 _declare("smem_nop", "s_dcache_inv s_dcache_wb s_dcache_inv_vol s_dcache_wb_vol s_atc_probe s_atc_probe_buffer "
                      "s_dcache_discard s_dcache_discard_x2", untimed=True)
-_declare("refused_scalar_scratch", " ".join(n for n in SMEM.values() if n.startswith("s_scratch_")))
+for _n in (1, 2, 4):  # the wave's private segment (docs/facts.md §9.7)
+    _x = "" if _n == 1 else f"x{_n}"
+    _declare("smem_load", f"s_scratch_load_dword{_x}", dwords=_n, scratch=True)
+    _declare("smem_store", f"s_scratch_store_dword{_x}", dwords=_n, scratch=True)
 # vector ALU
 _declare("valu_nop", "v_nop")
 _declare("valu_move", "v_mov_b32 v_accvgpr_mov_b32 v_accvgpr_read_b32 v_accvgpr_write_b32")
@@ -472,7 +489,10 @@ for _name, _m, _n, _k, _ab, _cd in MAI.values():
     _declare("valu_mfma", _name, m=_m, n=_n, k=_k, ab_regs=_ab, cd_regs=_cd, elem_a=_ea, elem_b=_eb)
 # memory
 _declare("ds", " ".join(DS.values()))
-_declare("buffer_op", " ".join(MUBUF.values()))
+_declare("buffer_op", " ".join(n for n in MUBUF.values() if "format" not in n and n not in ("buffer_wbl2", "buffer_inv")))
+_declare("buffer_format", " ".join(n for n in (*MUBUF.values(), *MTBUF.values()) if "format" in n))
+# cache write-back and invalidate: nothing to do in a machine without caches (docs/facts.md §9.1)
+_declare("buffer_cache", "buffer_wbl2 buffer_inv", untimed=True)
 _declare("flat_op", " ".join(f"global_{n}" for n in FLAT.values()))
 _declare("flat_op", " ".join(f"flat_{n}" for n in FLAT.values() if segment_has(SEG_FLAT, n)))
 _declare("flat_op", " ".join(f"scratch_{n}" for n in FLAT.values() if segment_has(SEG_SCRATCH, n)))
@@ -492,6 +512,7 @@ def all_mnemonics() -> list[str]:
     names += [m[0] for m in MAI.values()]
     names += DS.values()
     names += MUBUF.values()
+    names += MTBUF.values()
     names += [f"global_{n}" for n in FLAT.values()]
     names += [f"flat_{n}" for n in FLAT.values() if segment_has(SEG_FLAT, n)]
     names += [f"scratch_{n}" for n in FLAT.values() if segment_has(SEG_SCRATCH, n)]
@@ -526,7 +547,7 @@ MFMA_CYCLES = {"v_mfma_f32_16x16x32_bf16": 16, "v_mfma_f32_32x32x16_bf16": 32,
 
 
 # Listed only so that the core can refuse them by name, with the reason (docs/facts.md §13.2, §13.3).
-REFUSED = {n for n, op in OPS.items() if op.handler in ("refused", "refused_scalar_scratch")}
+REFUSED = {n for n, op in OPS.items() if op.handler == "refused"}
 # Run for some operands only, the others refused by name: hardware registers other than MODE (§13.2).
 PARTIAL = {"s_getreg_b32", "s_setreg_b32", "s_setreg_imm32_b32"}
 # instructions without an effect the emulator models whose cost the timing model was not given
@@ -547,7 +568,7 @@ def timing_class(name: str) -> tuple[str, int]:
         return "smem", 0
     if name.startswith("ds_"):
         return "lds", 0
-    if name.startswith(("buffer_", "global_", "flat_", "scratch_")):
+    if name.startswith(("buffer_", "tbuffer_", "global_", "flat_", "scratch_")):
         return "vmem", 0
     if name in BRANCHES:
         return "branch", 0
