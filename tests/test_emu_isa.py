@@ -641,25 +641,23 @@ snippet("hwreg:mode", ["s_getreg_b32 s20, hwreg(HW_REG_MODE)", "s_getreg_b32 s21
                        "s_setreg_imm32_b32 hwreg(HW_REG_MODE, 4, 2), 3", "s_setreg_b32 hwreg(HW_REG_MODE, 0, 4), s1",
                        "s_getreg_b32 s22, hwreg(HW_REG_MODE, 8, 2)"],
         covers=["s_getreg_b32", "s_setreg_b32", "s_setreg_imm32_b32"])
-snippet("hwreg:hw_id", ["s_getreg_b32 s20, hwreg(HW_REG_HW_ID)"])
-snippet("hwreg:round", ["s_setreg_imm32_b32 hwreg(HW_REG_MODE, 0, 2), 1"])
+snippet("hwreg:gpr_alloc", ["s_getreg_b32 s20, hwreg(HW_REG_GPR_ALLOC)"])
 snippet("hwreg:excp", ["s_setreg_b32 hwreg(HW_REG_MODE, 12, 9), s1"])
+snippet("hwreg:ieee", ["s_setreg_imm32_b32 hwreg(HW_REG_MODE, 9, 1), 0"])
 
 
 def test_hardware_registers(code):
-    """MODE reads as the emulator's fixed mode (nearest-even rounding, denormals kept, DX10_CLAMP, IEEE: 0x3f0);
-    writes that keep it are accepted, writes that would change it are refused, other registers are refused by
-    name."""
+    """MODE reads as the launch's mode (nearest-even rounding, denormals kept, DX10_CLAMP, IEEE: 0x3f0 by
+    default); writes of FP_ROUND/FP_DENORM are accepted (tests/test_emu_mode.py checks what they do), writes that
+    would change the other bits are refused, as are registers the emulator does not model, by name."""
     st = new_state()
-    st.s[1] = 0
+    st.s[1] = 2  # FP_ROUND: round toward -inf for fp32
     out = run(code["hwreg:mode"], st)
     assert (out.s[20], out.s[21], out.s[22]) == (0x3F0, 0xF, 3)
-    st.s[1] = 2  # FP_ROUND: round toward -inf for fp32
-    expect_error(code["hwreg:mode"], st, r"s_setreg would set MODE to 0x3f2")
-    expect_error(code["hwreg:hw_id"], st, r"hardware register 4 \(HW_REG_HW_ID\).*only HW_REG_MODE")
-    expect_error(code["hwreg:round"], st, r"s_setreg would set MODE to 0x3f1")
+    expect_error(code["hwreg:gpr_alloc"], st, r"hardware register 5 \(HW_REG_GPR_ALLOC\)")
     st.s[1] = 1  # an exception enable
     expect_error(code["hwreg:excp"], st, r"s_setreg would set MODE to 0x13f0")
+    expect_error(code["hwreg:ieee"], st, r"s_setreg would set MODE to 0x1f0")
 
 
 snippet("gpr_idx:on", ["s_set_gpr_idx_on s1, gpr_idx(SRC0,DST)", "v_mov_b32 v10, v2", "s_set_gpr_idx_off",

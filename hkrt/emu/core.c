@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <xmmintrin.h>
 
 #include "ops.h"
 
@@ -126,7 +127,8 @@ enum { CT_F16, CT_F32, CT_F64, CT_I16, CT_U16, CT_I32, CT_U32, CT_I64, CT_U64, C
        CT_CLASS_F64 }; /* .type: isa.COMPARE_TYPES */
 enum { BR_ALWAYS, BR_SCC0, BR_SCC1, BR_VCCZ, BR_VCCNZ, BR_EXECZ, BR_EXECNZ, BR_CDBGSYS, BR_CDBGUSER,
        BR_CDBGSYS_OR_USER, BR_CDBGSYS_AND_USER }; /* .cond of a branch */
-enum { DPP_ANY, DPP_NONE_VOPC, DPP_NONE, DPP_ROW_NEWBCAST, DPP_NOT_VOP12 };   /* .dpp: see dpp_refused() */
+enum { DPP_ANY, DPP_NONE_VOPC, DPP_NONE, DPP_ROW_NEWBCAST, DPP_NOT_VOP12 };
+enum { FP_NONE, FP_32, FP_64, FP_16 }; /* .fpmode: isa.FP_* */   /* .dpp: see dpp_refused() */
 typedef struct {
   op_handler run;
   uint8_t cond, type, cmpx, shift; /* compares: condition (ISA numbering), type; v_cmpx; s_lshlN_add: N */
@@ -136,6 +138,7 @@ typedef struct {
   uint8_t dpp;
   uint8_t dwords, buffer, scratch; /* scalar memory: dwords moved; SBASE is a buffer descriptor; private segment */
   uint8_t untimed;        /* read by the timing classes (isa.py), not by core.c */
+  uint8_t fpmode, fpround; /* MODE's float fields the op honours (isa.FP_*), and whether their rounding too */
 } op_entry;
 static const op_entry OPS[OP_COUNT];
 
@@ -1237,8 +1240,34 @@ static int valu_bit(ctx_t *c, wave_t *w, const insn_t *in) {
 static const uint16_t INLINE_F16[9] = {0x3800, 0xB800, 0x3C00, 0xBC00, 0x4000, 0xC000, 0x4400, 0xC400, 0x3118};
 
 static inline int is_nan16(uint32_t h) { return (h & 0x7C00) == 0x7C00 && (h & 0x3FF); }
-static inline double hf(uint32_t h) { return (double)f16_of((uint16_t)h); }
-static inline uint32_t h16(double d) { return f16_bits((_Float16)d); } /* one rounding, to nearest even */
+/* MODE's fp16 fields while a 16-bit float op that honours them runs (fp_mode_enter, docs/facts.md §13.4): the
+ * rounding (MODE.FP_ROUND's encoding: 0 nearest even, 1 up, 2 down, 3 toward zero) and the flushing of denormal
+ * inputs and results; all 0 otherwise. */
+static _Thread_local struct { uint8_t round, daz, ftz; } f16_mode;
+
+static inline double hf(uint32_t h) {
+  if (f16_mode.daz && !(h & 0x7C00)) h &= 0x8000; /* a denormal input reads as zero of its sign */
+  return (double)f16_of((uint16_t)h);
+}
+
+/* r = d rounded to nearest even; moved one fp16 step when MODE rounds otherwise, then flushed if asked (d is the
+ * exact result: the 16-bit ops compute in double without rounding) */
+static uint32_t h16_in_mode(double d, uint32_t r) {
+  double back = (double)f16_of((uint16_t)r);
+  int neg = (r & 0x8000) != 0;
+  if (d == d && back != d) {
+    if (f16_mode.round == 1 && back < d) r = neg ? r - 1 : r + 1;            /* toward +inf */
+    else if (f16_mode.round == 2 && back > d) r = neg ? r + 1 : (r ? r - 1 : 0x8001); /* toward -inf */
+    else if (f16_mode.round == 3 && fabs(back) > fabs(d)) r = r - 1;          /* toward zero */
+  }
+  if (f16_mode.ftz && !(r & 0x7C00) && (r & 0x3FF)) r &= 0x8000;
+  return r;
+}
+
+static inline uint32_t h16(double d) {
+  uint32_t r = f16_bits((_Float16)d); /* one rounding, to nearest even */
+  return f16_mode.round | f16_mode.ftz ? h16_in_mode(d, r) : r;
+}
 
 /* Source i's 16 bits: the high half when VOP3 OP_SEL selects it, then abs/neg on the sign bit. */
 static inline uint32_t src16(const insn_t *in, int i, uint32_t x, int fp) {
@@ -2431,45 +2460,90 @@ static int salu_jump(ctx_t *c, wave_t *w, const insn_t *in) {
   return jump(c, (int64_t)(A - c->L->image_base));
 }
 
-/* The MODE register the emulator implements (docs/facts.md §13.2): FP_ROUND 0 (nearest even), FP_DENORM 0xF
- * (fp32 and fp16/fp64 denormals kept), DX10_CLAMP and IEEE set, no exception enables; GPR_IDX_EN (bit 27)
- * follows s_set_gpr_idx_on/off. */
+/* The MODE register (docs/facts.md §13.2, §13.4): FP_ROUND [3:0] and FP_DENORM [7:4] are honoured by the VALU
+ * ops isa.OPS marks (fp_mode_enter); DX10_CLAMP [8] and IEEE [9] must stay set and the exception enables
+ * [20:12] clear (the core implements only that); GPR_IDX_EN (bit 27) follows s_set_gpr_idx_on/off. */
 #define MODE_DEFAULT 0x3F0u
+#define MODE_FLOAT_FIELDS 0xFFu
 #define MODE_GPR_IDX_EN (1u << 27)
-#define HW_REG_MODE 1
+enum { HW_REG_MODE = 1, HW_REG_STATUS = 2, HW_REG_TRAPSTS = 3, HW_REG_HW_ID = 4, HW_REG_XCC_ID = 20 };
 
 static const char *hwreg_name(int id) {
   switch (id) {
-    case 2: return "HW_REG_STATUS";
-    case 3: return "HW_REG_TRAPSTS";
-    case 4: return "HW_REG_HW_ID";
     case 5: return "HW_REG_GPR_ALLOC";
     case 6: return "HW_REG_LDS_ALLOC";
     case 7: return "HW_REG_IB_STS";
     case 15: return "HW_REG_SH_MEM_BASES";
-    case 20: return "HW_REG_XCC_ID";
     default: return "an unnamed register";
   }
 }
 
+/* The read-only registers the emulator can give plausible values (docs/facts.md §13.4): STATUS with SCC [0],
+ * the user priority [4:3], EXECZ [9], VCCZ [10] and VALID [16]; TRAPSTS 0 (no exception is raised: none can be
+ * enabled); HW_ID with the wave's slot [3:0] and SIMD [5:4] (waves dealt to SIMDs in turn), everything else 0;
+ * XCC_ID 0. Returns 0 if the register is not one of them. */
+static int hwreg_read(ctx_t *c, wave_t *w, int id, uint32_t *v) {
+  int wi = (int)(w - c->waves);
+  switch (id) {
+    case HW_REG_MODE: *v = w->mode; return 1;
+    case HW_REG_STATUS:
+      *v = (uint32_t)(w->scc & 1) | (uint32_t)(w->prio & 3) << 3 | (uint32_t)(exec_of(w) == 0) << 9 |
+           (uint32_t)(vcc_of(w) == 0) << 10 | 1u << 16;
+      return 1;
+    case HW_REG_TRAPSTS: case HW_REG_XCC_ID: *v = 0; return 1;
+    case HW_REG_HW_ID: *v = (uint32_t)(wi / 4 & 15) | (uint32_t)(wi % 4) << 4; return 1;
+    default: return 0;
+  }
+}
+
 /* s_getreg_b32 / s_setreg_b32 / s_setreg_imm32_b32 on hwreg(id, offset, size) (SIMM16 [5:0], [10:6],
- * [15:11] = size - 1). Only MODE is modelled; a write may not change what the emulator implements. */
+ * [15:11] = size - 1). MODE's float fields are writable; the other registers are read-only or refused. */
 static int salu_hwreg(ctx_t *c, wave_t *w, const insn_t *in) {
   int id = in->imm & 63, off = (in->imm >> 6) & 31, size = ((in->imm >> 11) & 31) + 1;
   int get = in->op == OP_S_GETREG_B32;
+  uint32_t mask = size >= 32 ? ~0u : (1u << size) - 1, v = in->literal, now;
+  if (!hwreg_read(c, w, id, &now))
+    return fail(c, E_UNIMPL, 0, "%s of hardware register %d (%s): the emulator models only MODE, STATUS, TRAPSTS, "
+                "HW_ID and XCC_ID", get ? "s_getreg_b32" : "s_setreg", id, hwreg_name(id));
+  if (get) return swrite(c, w, in->dst, (now >> off) & mask);
   if (id != HW_REG_MODE)
-    return fail(c, E_UNIMPL, 0, "%s of hardware register %d (%s): the emulator models only HW_REG_MODE",
-                get ? "s_getreg_b32" : "s_setreg", id, hwreg_name(id));
-  uint32_t mask = size >= 32 ? ~0u : (1u << size) - 1, v = in->literal;
-  if (get) return swrite(c, w, in->dst, (w->mode >> off) & mask);
+    return fail(c, E_UNIMPL, 0, "s_setreg of hardware register %d: the emulator treats it as read-only", id);
   if (in->op == OP_S_SETREG_B32 && sval(c, w, in, in->src[0], &v)) return 1;
   uint32_t field = mask << off, mode = (w->mode & ~field) | ((v << off) & field);
-  if ((mode & ~MODE_GPR_IDX_EN) != MODE_DEFAULT)
-    return fail(c, E_UNIMPL, 0, "s_setreg would set MODE to %#x: the emulator implements only MODE %#x (round to "
-                "nearest even, denormals kept, DX10_CLAMP and IEEE on, no exceptions enabled)",
-                mode & ~MODE_GPR_IDX_EN, MODE_DEFAULT);
+  if ((mode & ~(MODE_GPR_IDX_EN | MODE_FLOAT_FIELDS)) != (MODE_DEFAULT & ~MODE_FLOAT_FIELDS))
+    return fail(c, E_UNIMPL, 0, "s_setreg would set MODE to %#x: beyond FP_ROUND and FP_DENORM the emulator "
+                "implements only DX10_CLAMP and IEEE on and no exceptions enabled (%#x)",
+                mode & ~MODE_GPR_IDX_EN, MODE_DEFAULT & ~MODE_FLOAT_FIELDS);
   w->mode = mode;
   return 0;
+}
+
+/* The host floating-point environment for one VALU op under a MODE other than the default (docs/facts.md
+ * §13.4). fp32 and fp64 ops: MXCSR's rounding control and its DAZ (inputs) / FTZ (results) bits; fp16 ops: the
+ * core's fp16 helpers (f16_mode). Returns 0 when the op honours nothing that differs from the default; else the
+ * MXCSR to restore is in *saved. */
+static int fp_mode_enter(const wave_t *w, int op, uint32_t *saved) {
+  int fp = OPS[op].fpmode;
+  if (!fp) return 0;
+  int half = fp == FP_32 ? 0 : 2;
+  uint32_t rnd = OPS[op].fpround ? (w->mode >> half) & 3 : 0, den = (w->mode >> (4 + half)) & 3;
+  if (!rnd && den == 3) return 0;
+  static const uint32_t RC[4] = {0x0000, 0x4000, 0x2000, 0x6000}; /* MODE order: nearest, up, down, zero */
+  *saved = _mm_getcsr();
+  if (fp == FP_16) { /* computed exactly in double, so only an exact zero's sign depends on the SSE rounding */
+    f16_mode.round = (uint8_t)rnd;
+    f16_mode.daz = !(den & 1);
+    f16_mode.ftz = !(den & 2);
+    _mm_setcsr((*saved & ~0x6000u) | RC[rnd]);
+    return 1;
+  }
+  _mm_setcsr((*saved & ~0xE040u) | RC[rnd] | (den & 1 ? 0 : 0x0040u) | (den & 2 ? 0 : 0x8000u));
+  return 1;
+}
+
+static void fp_mode_leave(int op, uint32_t saved) {
+  if (OPS[op].fpmode == FP_16) memset(&f16_mode, 0, sizeof f16_mode);
+  _mm_setcsr(saved);
 }
 
 /* VGPR indexing (docs/facts.md §13.2): s_set_gpr_idx_on S0, SIMM4 sets MODE.GPR_IDX_EN, M0[7:0] = S0[7:0] and
@@ -3213,7 +3287,7 @@ static pending_t *lds_dma_issue(ctx_t *c, wave_t *w, const insn_t *in, uint64_t 
   return p;
 }
 
-static void lds_dma_put(ctx_t *c, pending_t *p, int l, int k, uint32_t value) {
+static inline void lds_dma_put(ctx_t *c, pending_t *p, int l, int k, uint32_t value) {
   p->data[l * 4 + k] = value;
   uint32_t at = p->lds_base + (uint32_t)l * p->slot + 4 * k;
   if (lds_in(c, at, 4)) {
@@ -3904,7 +3978,10 @@ static int step(ctx_t *c, wave_t *w) {
     c->hz_nw = 0;
     if (hz_before(c, w, in)) return L->err;
   }
+  uint32_t csr = 0;
+  int fenv = w->mode != MODE_DEFAULT && fp_mode_enter(w, in->op, &csr); /* rare: a non-default float mode */
   int rc = OPS[in->op].run(c, w, in);
+  if (fenv) fp_mode_leave(in->op, csr);
   if (rc) return rc;
   if (L->strict) {
     if (L->err) return L->err; /* a check inside a delivery at retire (an LDS race) */
@@ -3928,7 +4005,7 @@ static void init_wave(ctx_t *c, wave_t *w, int wi, const uint32_t wg[3], uint32_
   if (L->strict) hz_reset(w);
   w->vm.n = w->lgkm.n = 0;
   w->scc = 0;
-  w->mode = MODE_DEFAULT;
+  w->mode = L->mode;
   w->status = W_RUN;
   w->pc = L->entry;
   for (uint32_t i = 0; i < L->user_sgpr_count && i < 32; i++) w->s[i] = L->user_sgprs[i];
@@ -4072,7 +4149,7 @@ int emu_run_wave_state(emu_launch *L, uint32_t *s, uint32_t *v, int32_t *scc, ui
   w.v = v;
   memcpy(w.s, s, sizeof w.s);
   w.scc = *scc;
-  w.mode = MODE_DEFAULT;
+  w.mode = L->mode;
   w.pc = L->entry;
   w.status = W_RUN;
   if (L->strict) hz_reset(&w);

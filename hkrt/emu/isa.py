@@ -9,7 +9,7 @@ encoding's table and in OPS, which names the core.c function that runs it and it
 parameters (optable.py generates the core's dispatch table from OPS; the opcode ids
 are the order of MNEMONICS, which decides nothing else).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 SOP2 = {
     0: "s_add_u32", 1: "s_sub_u32", 2: "s_add_i32", 3: "s_sub_i32", 4: "s_addc_u32", 5: "s_subb_u32",
@@ -331,9 +331,15 @@ class Op:
     buffer: bool = False  # scalar memory: SBASE holds a buffer descriptor, not an address
     scratch: bool = False  # scalar memory: the address is in the wave's private segment
     untimed: bool = False  # no effect to model and no cost the timing model knows: timing class "untimed"
+    fpmode: int = 0     # which of MODE's float fields the op honours (FP_* below; 0: none)
+    fpround: bool = False  # it honours the rounding field too, not only the denormal one
 
 
 WIDE_S0, WIDE_S1, WIDE_S2, WIDE_D = 1, 2, 4, 8
+# MODE's float fields an op honours (docs/facts.md §13.4): the fp32 ones (FP_ROUND[1:0], FP_DENORM[1:0]) through
+# the host's SSE mode, the fp16/fp64 ones (FP_ROUND[3:2], FP_DENORM[3:2]) through the SSE mode (fp64) or the
+# core's fp16 rounding helpers (fp16)
+FP_32, FP_64, FP_16 = 1, 2, 3
 COMPARE_TYPES = ("f16", "f32", "f64", "i16", "u16", "i32", "u32", "i64", "u64", "class_f16", "class_f32", "class_f64")
 BRANCH_CONDITIONS = ("always", "scc0", "scc1", "vccz", "vccnz", "execz", "execnz", "cdbgsys", "cdbguser",
                      "cdbgsys_or_user", "cdbgsys_and_user")
@@ -496,6 +502,26 @@ _declare("buffer_cache", "buffer_wbl2 buffer_inv", untimed=True)
 _declare("flat_op", " ".join(f"global_{n}" for n in FLAT.values()))
 _declare("flat_op", " ".join(f"flat_{n}" for n in FLAT.values() if segment_has(SEG_FLAT, n)))
 _declare("flat_op", " ".join(f"scratch_{n}" for n in FLAT.values() if segment_has(SEG_SCRATCH, n)))
+
+# The ops that honour MODE's float fields (docs/facts.md §13.4): the IEEE arithmetic (add, sub, mul, fma, mad)
+# rounds by FP_ROUND and flushes by FP_DENORM; the square root, reciprocals, exp and log flush only (they are
+# approximations, not correctly rounded). Everything else ignores MODE: moves, conversions, min/max/med3 (they
+# return an operand), rounding to integers, frexp/ldexp, compares and class, the division steps, and the MFMAs
+# (which never flush, CDNA4 ISA §7.4).
+_ROUNDED = {FP_32: "v_add_f32 v_sub_f32 v_subrev_f32 v_mul_f32 v_fma_f32 v_fmac_f32 v_pk_fma_f32 v_pk_mul_f32 "
+                   "v_pk_add_f32",
+            FP_64: "v_add_f64 v_mul_f64 v_fma_f64 v_fmac_f64",
+            FP_16: "v_add_f16 v_sub_f16 v_subrev_f16 v_mul_f16 v_mac_f16 v_madmk_f16 v_madak_f16 v_mad_f16 v_fma_f16 "
+                   "v_mad_legacy_f16 v_fma_legacy_f16 v_pk_fma_f16 v_pk_add_f16 v_pk_mul_f16"}
+_FLUSHED = {FP_32: "v_sqrt_f32 v_rcp_f32 v_rcp_iflag_f32 v_rsq_f32 v_exp_f32 v_log_f32",
+            FP_64: "v_sqrt_f64 v_rcp_f64 v_rsq_f64",
+            FP_16: "v_sqrt_f16 v_rcp_f16 v_rsq_f16 v_exp_f16 v_log_f16"}
+for _fp, _names in _ROUNDED.items():
+    for _name in _names.split():
+        OPS[_name] = replace(OPS[_name], fpmode=_fp, fpround=True)
+for _fp, _names in _FLUSHED.items():
+    for _name in _names.split():
+        OPS[_name] = replace(OPS[_name], fpmode=_fp)
 
 # Which DPP form an op has, for the core's refusal of the others (docs/facts.md §6.4): VOP1/VOP2 ops have one
 # except these; gfx950 has none for VOPC compares; 64-bit operands take only row_newbcast.
