@@ -300,3 +300,28 @@ def test_descriptor_float_mode(compile_hip, rng, flush):
     want = [reference("mul", [a[l], b[l]], "f32", NEAREST, flush, flush) for l in range(64)]
     ok = (got.view(np.uint32) == np.asarray(want, np.float32).view(np.uint32)) | np.isnan(got)
     assert ok.all(), f"lanes {np.nonzero(~ok)[0][:6].tolist()}"
+
+
+SETREG_KERNEL = r"""
+#include <hip/hip_runtime.h>
+extern "C" __global__ void k(const float *a, const float *b, float *out) {
+    int i = threadIdx.x;
+    __builtin_amdgcn_s_setreg(1 | (1 << 11), 3);  // hwreg(HW_REG_MODE, 0, 2) = 3: fp32 rounds toward zero
+    out[i] = a[i] + b[i];
+}
+"""
+
+
+def test_kernel_setting_its_rounding_with_s_setreg(compile_hip, rng):
+    """A compiled kernel switches fp32 rounding to toward-zero with __builtin_amdgcn_s_setreg; its sums are
+    truncated, not rounded to nearest."""
+    co = compile_hip(SETREG_KERNEL, name="setreg")
+    dev = EmuMachine(strict=True)
+    a, b = rand_values(rng, "f32"), rand_values(rng, "f32")
+    da, db, dout = dev.put(a), dev.put(b), dev.put(np.zeros(64, np.float32))
+    dev.m.launch(dev.load(co), "k", (1, 1, 1), (64, 1, 1), 0, struct.pack("<QQQ", da, db, dout))
+    got = dev.get(dout, (64,), np.float32)
+    want = np.array([reference("add", [a[l], b[l]], "f32", ZERO, False, False) for l in range(64)], np.float32)
+    assert (got.view(np.uint32) == want.view(np.uint32)).all()
+    with np.errstate(over="ignore"):
+        assert (want != (a + b)).any()  # some sums differ from nearest-even rounding
