@@ -286,7 +286,7 @@ for _m, (_nc, _d16, _hi) in _LOAD_OPS.items():
                                               "s_waitcnt vmcnt(0)"], covers=[_t])
 
 
-def _want_load(rng, mem, st, index, nrec, dfmt, nfmt, sel, ncomp, d16, hi, old):
+def _want_load(mem, index, nrec, dfmt, nfmt, sel, ncomp, d16, hi, old):
     size = sum(LAYOUT[dfmt]) // 8
     img = mem.bytes()
     el = np.stack([img[i * STRIDE:i * STRIDE + size] if i < nrec else np.zeros(size, np.uint8) for i in index])
@@ -330,7 +330,7 @@ def test_buffer_load_format_every_format(code, rng, dfmt, nfmt):
         st = buffer_state(rng, mem, e, w3, nrec)
         st.v[2] = index
         out = run(code[key], st, machine=mem.m)
-        want = _want_load(rng, mem, st, index, nrec, dfmt, nfmt, (4, 5, 6, 7), 4, 0, 0, None)
+        want = _want_load(mem, index, nrec, dfmt, nfmt, (4, 5, 6, 7), 4, 0, 0, None)
         act = lanes(e)
         for k in range(4):
             ok = same_value(out.v[10 + k], want[k])
@@ -359,7 +359,7 @@ def test_buffer_load_format_forms(code, rng, name):
         st.v[2] = index
         out = run(code[key], st, machine=mem.m)
         regs = _nregs(ncomp, d16, hi)
-        want = _want_load(rng, mem, st, index, nrec, dfmt, nfmt, sel, ncomp, d16, hi, st.v[10:10 + regs])
+        want = _want_load(mem, index, nrec, dfmt, nfmt, sel, ncomp, d16, hi, st.v[10:10 + regs])
         act = lanes(e)
         for r in range(regs):
             ok = same_value(out.v[10 + r], want[r]) if not d16 else _same_halves(out.v[10 + r], want[r], nfmt)

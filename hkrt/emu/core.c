@@ -1244,9 +1244,12 @@ static inline int is_nan16(uint32_t h) { return (h & 0x7C00) == 0x7C00 && (h & 0
  * rounding (MODE.FP_ROUND's encoding: 0 nearest even, 1 up, 2 down, 3 toward zero) and the flushing of denormal
  * inputs and results; all 0 otherwise. */
 static _Thread_local struct { uint8_t round, daz, ftz; } f16_mode;
+static int f16_mode_users; /* threads inside such an op: the thread-local f16_mode is read only when nonzero */
+
+static inline int f16_mode_on(void) { return __atomic_load_n(&f16_mode_users, __ATOMIC_RELAXED) != 0; }
 
 static inline double hf(uint32_t h) {
-  if (f16_mode.daz && !(h & 0x7C00)) h &= 0x8000; /* a denormal input reads as zero of its sign */
+  if (f16_mode_on() && f16_mode.daz && !(h & 0x7C00)) h &= 0x8000; /* a denormal input reads as zero of its sign */
   return (double)f16_of((uint16_t)h);
 }
 
@@ -1266,7 +1269,7 @@ static uint32_t h16_in_mode(double d, uint32_t r) {
 
 static inline uint32_t h16(double d) {
   uint32_t r = f16_bits((_Float16)d); /* one rounding, to nearest even */
-  return f16_mode.round | f16_mode.ftz ? h16_in_mode(d, r) : r;
+  return f16_mode_on() && (f16_mode.round | f16_mode.ftz) ? h16_in_mode(d, r) : r;
 }
 
 /* Source i's 16 bits: the high half when VOP3 OP_SEL selects it, then abs/neg on the sign bit. */
@@ -2534,6 +2537,7 @@ static int fp_mode_enter(const wave_t *w, int op, uint32_t *saved) {
     f16_mode.round = (uint8_t)rnd;
     f16_mode.daz = !(den & 1);
     f16_mode.ftz = !(den & 2);
+    __atomic_add_fetch(&f16_mode_users, 1, __ATOMIC_RELAXED);
     _mm_setcsr((*saved & ~0x6000u) | RC[rnd]);
     return 1;
   }
@@ -2542,7 +2546,10 @@ static int fp_mode_enter(const wave_t *w, int op, uint32_t *saved) {
 }
 
 static void fp_mode_leave(int op, uint32_t saved) {
-  if (OPS[op].fpmode == FP_16) memset(&f16_mode, 0, sizeof f16_mode);
+  if (OPS[op].fpmode == FP_16) {
+    memset(&f16_mode, 0, sizeof f16_mode);
+    __atomic_sub_fetch(&f16_mode_users, 1, __ATOMIC_RELAXED);
+  }
   _mm_setcsr(saved);
 }
 
@@ -3715,21 +3722,15 @@ static int buffer_format(ctx_t *c, wave_t *w, const insn_t *in) {
     p->kind = PK_STORE;
     for (int l = 0; l < LANES; l++) {
       if (!(exec >> l & 1) || ok[l] != full || !dfmt) continue; /* out of range or unbound: dropped */
-      uint32_t el[4] = {0, 0, 0, 0}, keep[4] = {0, 0, 0, 0}; /* the element, and the bits this store leaves */
+      uint32_t el[4] = {0, 0, 0, 0};
       int n = f.comps < d->n ? f.comps : d->n;
-      for (int k = 0; k < d->n; k++) keep[d->shift[k] / 32] |= (d->bits[k] == 32 ? ~0u : ((1u << d->bits[k]) - 1) << d->shift[k] % 32);
       for (int k = 0; k < n; k++) {
         uint32_t reg = vrow(w, in->dst + (f.d16 && !f.hi ? k / 2 : k))[l];
         uint32_t v = f.hi ? from_d16(reg >> 16, nfmt) : f.d16 ? from_d16(reg >> 16 * (k & 1), nfmt) : reg;
-        uint32_t mask = d->bits[k] == 32 ? ~0u : ((1u << d->bits[k]) - 1) << d->shift[k] % 32;
         el[d->shift[k] / 32] |= fmt_pack(v, d->bits[k], nfmt) << d->shift[k] % 32;
-        keep[d->shift[k] / 32] &= ~mask;
       }
-      /* components the op does not supply are byte-aligned: their bytes are left as they are */
-      uint8_t bytes[16], *eb = (uint8_t *)el, *kb = (uint8_t *)keep;
-      if (gread(c, addr[l], bytes, m.bytes)) return 1;
-      for (int i = 0; i < m.bytes; i++) bytes[i] = kb[i] ? bytes[i] : eb[i];
-      if (gwrite(c, addr[l], bytes, m.bytes)) return 1;
+      /* the first n components end on a byte (any others are byte-aligned): only their bytes are written */
+      if (gwrite(c, addr[l], el, (uint32_t)(d->shift[n - 1] + d->bits[n - 1]) / 8)) return 1;
     }
     if (c->tm) tm_vmem(c, w, p, addr, m.bytes, exec, 1, 0);
     return 0;
