@@ -574,7 +574,8 @@ MFMA_CYCLES = {"v_mfma_f32_16x16x32_bf16": 16, "v_mfma_f32_32x32x16_bf16": 32,
 
 # Listed only so that the core can refuse them by name, with the reason (docs/facts.md §13.2, §13.3).
 REFUSED = {n for n, op in OPS.items() if op.handler == "refused"}
-# Run for some operands only, the others refused by name: hardware registers other than MODE (§13.2).
+# Run for some operands only, the others refused by name: hardware registers other than MODE, STATUS, TRAPSTS,
+# HW_ID and XCC_ID (docs/facts.md §13.4).
 PARTIAL = {"s_getreg_b32", "s_setreg_b32", "s_setreg_imm32_b32"}
 # instructions without an effect the emulator models whose cost the timing model was not given
 UNTIMED_NOPS = {n for n, op in OPS.items() if op.untimed}
