@@ -32,8 +32,11 @@ NONE = decode.NONE
 
 def _width(name: str) -> int:
     """Registers per lane that the data operand of a memory op spans (both of a cmpswap's operands)."""
-    if "tr_b16" in name:
-        return 2
+    if "_tr_b" in name:
+        return 3 if "b96" in name else 2
+    if "_format_" in name:  # components, two to a register for d16
+        n = len(name.rsplit("_", 1)[1])
+        return 1 if "d16_hi" in name else (n + 1) // 2 if "d16" in name else n
     if "atomic_cmpswap" in name:
         return 4 if name.endswith("_x2") else 2
     if "atomic_" in name and name.endswith("_f64"):
@@ -357,6 +360,12 @@ def memory_lines() -> list[str]:
         wide = 2 if m.endswith("64") else 1
         if m == "ds_nop":
             out += ["ds_nop"]
+        elif m in ("ds_append", "ds_consume", "ds_read_addtid_b32"):  # no address: M0 and the offset
+            out += [f"{m} v4 offset:65532", f"{m} v200", f"{m} a8 offset:16"]
+        elif m == "ds_write_addtid_b32":
+            out += [f"{m} v4 offset:65532", f"{m} a200"]
+        elif m == "ds_wrap_rtn_b32":
+            out += [f"{m} v4, v9, v10, v12 offset:65528", f"{m} v4, v255, v10, v12"]
         elif m == "ds_swizzle_b32":
             out += ["ds_swizzle_b32 v4, v9 offset:swizzle(QUAD_PERM,1,2,3,0)", "ds_swizzle_b32 v200, v255"]
         elif m in ("ds_permute_b32", "ds_bpermute_b32"):
@@ -378,7 +387,16 @@ def memory_lines() -> list[str]:
                     f"{m} {_regs('a', 8, n)}, v3 offset:16"]
         else:
             out += [f"{m} v9, {_regs('v', 4, n)} offset:65528", f"{m} v255, {_regs('a', 200, n)}"]
+    for m in isa.MTBUF.values():
+        n = _width(m)
+        out += [f"{m} {_regs('v', 4, n)}, v9, s[8:11], s13 format:[BUF_DATA_FORMAT_32,BUF_NUM_FORMAT_FLOAT] offen "
+                "offset:4095", f"{m} {_regs('v', 4, n)}, v9, s[96:99], 0 format:[BUF_DATA_FORMAT_8_8_8_8] idxen sc0 nt",
+                f"{m} {_regs('a', 4, n)}, v[8:9], s[8:11], -1 format:[BUF_DATA_FORMAT_2_10_10_10,"
+                "BUF_NUM_FORMAT_SSCALED] idxen offen sc1"]
+    out += ["buffer_wbl2", "buffer_wbl2 sc0 sc1", "buffer_inv", "buffer_inv sc1"]
     for m in isa.MUBUF.values():
+        if m in ("buffer_wbl2", "buffer_inv"):
+            continue
         n = _width(m)
         out += [f"{m} {_regs('v', 4, n)}, v9, s[8:11], s13 offen offset:4095",
                 f"{m} {_regs('v', 4, n)}, v9, s[96:99], 0 idxen offset:12",
@@ -386,7 +404,7 @@ def memory_lines() -> list[str]:
                 f"{m} {_regs('a', 4, n)}, v[8:9], s[8:11], -1 idxen offen"]
         if "_atomic_" in m:
             out += [f"{m} {_regs('v', 4, n)}, v9, s[8:11], s13 offen offset:4095 sc0"]
-        if m.startswith("buffer_load") and "d16" not in m and "x2" not in m:
+        if m.startswith("buffer_load") and "d16" not in m and "x2" not in m and ("format" not in m or m.endswith("_x")):
             out += [f"{m} v9, s[8:11], 0 offen lds", f"{m} off, s[8:11], s13 offset:64 lds"]
     for m in isa.FLAT.values():
         n = _width(m)
@@ -651,6 +669,12 @@ def expected_fields(text: str) -> dict:
         exp["imm"] = int(mods.get("cbsz", 0)) | (int(mods.get("abid", 0)) | scaled) << 4 | blgp << 8
         if scaled:
             exp["imm2"] = c[4] | c[5] << 16
+    elif name in ("ds_append", "ds_consume", "ds_read_addtid_b32"):
+        put("dst")
+        exp["imm"] = int(mods.get("offset", 0))
+    elif name == "ds_write_addtid_b32":
+        exp["src1"] = c[0]
+        exp["imm"] = int(mods.get("offset", 0))
     elif name.startswith("ds_"):
         if name.startswith(("ds_read", "ds_swizzle")):
             put("dst", "src0")
@@ -662,7 +686,19 @@ def expected_fields(text: str) -> dict:
             exp["imm"], exp["imm2"] = int(mods.get("offset0", 0)), int(mods.get("offset1", 0))
         else:
             exp["imm"] = int(mods.get("offset", 0))
-    elif name.startswith("buffer_"):
+    elif name in ("buffer_wbl2", "buffer_inv"):
+        pass
+    elif name.startswith(("buffer_", "tbuffer_")):
+        if name.startswith("tbuffer_"):  # DFMT | NFMT << 4 in imm2 (docs/facts.md §3.6)
+            fm = re.search(r"format:\[([^\]]*)\]", text)
+            names = fm.group(1).split(",") if fm else []
+            dfmt = {"INVALID": 0, "8": 1, "16": 2, "8_8": 3, "32": 4, "16_16": 5, "10_11_11": 6, "11_11_10": 7,
+                    "10_10_10_2": 8, "2_10_10_10": 9, "8_8_8_8": 10, "32_32": 11, "16_16_16_16": 12, "32_32_32": 13,
+                    "32_32_32_32": 14}
+            nfmt = {"UNORM": 0, "SNORM": 1, "USCALED": 2, "SSCALED": 3, "UINT": 4, "SINT": 5, "FLOAT": 7}
+            d = next((dfmt[x.strip()[len("BUF_DATA_FORMAT_"):]] for x in names if "DATA_FORMAT" in x), 1)
+            n = next((nfmt[x.strip()[len("BUF_NUM_FORMAT_"):]] for x in names if "NUM_FORMAT" in x), 0)
+            exp["imm2"] = d | n << 4
         if "lds" in words:
             put("src0", "src1", "src2")
         else:
@@ -839,10 +875,7 @@ def test_kernels_decode_like_objdump(tc):
 
 # ------------------------------------------------------------------------------------------------ tests (c)
 
-UNKNOWN = ["v_sin_f32 v1, v2", "tbuffer_store_format_x v1, off, s[4:7], 0", "ds_append v1",
-           "buffer_load_format_x v1, v2, s[4:7], 0 offen",
-           "ds_read_b64_tr_b8 v[2:3], v1", "ds_consume v1", "v_cubeid_f32 v1, v2, v3, v4",
-           "tbuffer_load_format_x v1, off, s[4:7], 0", "v_dot2_f32_f16 v1, v2, v3, v4", "ds_gws_init v2 gds"]
+UNKNOWN = ["v_sin_f32 v1, v2", "v_cubeid_f32 v1, v2, v3, v4", "v_dot2_f32_f16 v1, v2, v3, v4", "ds_gws_init v2 gds"]
 
 
 def test_unknown_encodings_decode_as_invalid(tc):

@@ -185,10 +185,10 @@ extern "C" __global__ void k(float *x, float s) { x[threadIdx.x] *= s; }
 """
 
 
-def test_a_floating_point_mode_the_core_does_not_implement_is_refused(compile_hip):
-    """The descriptor's FLOAT_MODE (rounding, denormals) and IEEE/DX10 bits: the core implements HIP's default
-    (RNE, denormals kept); a kernel built to flush denormals, or one asking for another rounding, is refused by
-    name instead of being run with the wrong arithmetic. The default-mode kernel runs (a denormal result kept)."""
+def test_the_descriptor_float_mode_is_honoured_and_ieee_off_refused(compile_hip):
+    """The descriptor's FLOAT_MODE (rounding, denormals) sets the waves' MODE (docs/facts.md §13.4): a kernel built
+    to flush denormals flushes, one asking for round-toward-+inf rounds up, the default keeps denormals and rounds
+    to nearest; a kernel with IEEE mode off (which the core does not implement) is refused by name."""
     import struct
     import numpy as np
     from hkrt import codeobject
@@ -202,14 +202,27 @@ def test_a_floating_point_mode_the_core_does_not_implement_is_refused(compile_hi
     d = dev.put(x)
     dev.m.launch(dev.load(default), "k", (1, 1, 1), (64, 1, 1), 0, struct.pack("<Qf", d, 2.0 ** -10))
     assert (dev.get(d, (64,), np.float32) == np.float32(2.0 ** -130)).all()   # a denormal, kept
-    with pytest.raises(EmulationError, match="fp32_denorm.*not emulated"):
-        dev.m.launch(dev.load(flushing), "k", (1, 1, 1), (64, 1, 1), 0, struct.pack("<Qf", d, 2.0))
-    image = bytearray(default.read_bytes())   # the same kernel asking for round-toward-+inf in fp32
-    kd_offset = _file_offset(bytes(image), codeobject.parse(bytes(image)).kernel("k").descriptor_address)
-    rsrc1 = struct.unpack_from("<I", image, kd_offset + 48)[0]
-    struct.pack_into("<I", image, kd_offset + 48, rsrc1 & ~(3 << 12) | (1 << 12))
-    with pytest.raises(EmulationError, match="fp32_round"):
-        dev.m.launch(dev.m.load(bytes(image)), "k", (1, 1, 1), (64, 1, 1), 0, struct.pack("<Qf", d, 2.0))
+    dev.m.launch(dev.load(flushing), "k", (1, 1, 1), (64, 1, 1), 0, struct.pack("<Qf", d, 2.0))
+    assert (dev.get(d, (64,), np.float32).view(np.uint32) == 0).all()  # 2^-130 * 2 flushed on input: +0
+
+    def patched(clear, set_):
+        image = bytearray(default.read_bytes())
+        kd_offset = _file_offset(bytes(image), codeobject.parse(bytes(image)).kernel("k").descriptor_address)
+        rsrc1 = struct.unpack_from("<I", image, kd_offset + 48)[0]
+        struct.pack_into("<I", image, kd_offset + 48, rsrc1 & ~clear | set_)
+        return dev.m.load(bytes(image))
+
+    third = np.float32(1) / np.float32(3)
+    d = dev.put(np.full(64, 1.0, np.float32))
+    dev.m.launch(patched(3 << 12, 1 << 12), "k", (1, 1, 1), (64, 1, 1), 0, struct.pack("<Qf", d, third))
+    assert (dev.get(d, (64,), np.float32) == third).all()  # exact: 1 * third
+    dev.m.launch(patched(3 << 12, 1 << 12), "k", (1, 1, 1), (64, 1, 1), 0, struct.pack("<Qf", d, third))
+    exact = np.float64(third) * np.float64(third)  # exact in double
+    up = np.float32(exact)
+    up = np.nextafter(up, np.float32(1)) if np.float64(up) < exact else up
+    assert np.float64(up) != exact and (dev.get(d, (64,), np.float32) == up).all()  # rounded toward +inf
+    with pytest.raises(EmulationError, match="ieee"):
+        dev.m.launch(patched(1 << 23, 0), "k", (1, 1, 1), (64, 1, 1), 0, struct.pack("<Qf", d, 2.0))
 
 
 def _file_offset(image: bytes, vaddr: int) -> int:

@@ -48,7 +48,7 @@ def test_generated_table_agrees_with_isa():
             assert int(cond) == op.cond, mnemonic
         assert fields.pop("dpp", "DPP_ANY") == optable.dpp_form(mnemonic)
         for field in ("cmpx", "shift", "m", "n", "k", "ab_regs", "cd_regs", "wide", "elem_a", "elem_b", "dwords",
-                      "buffer", "untimed"):
+                      "buffer", "scratch", "untimed", "fpmode", "fpround"):
             assert int(fields.pop(field, "0")) == int(getattr(op, field)), (mnemonic, field)
         assert not fields, f"{mnemonic}: fields the test does not know: {fields}"
 

@@ -158,6 +158,29 @@ def _late_reader(tc, others: str):
     return run(tc, body, grid=(MODEL.cus, 1, 1), machine=machine, user_sgprs=(0, 0), wg_id=True)
 
 
+def test_out_of_range_buffer_lanes_move_no_data(tc):
+    """A buffer load whose upper 32 lanes lie past NUM_RECORDS reads zeros there without touching memory: only
+    the in-range lanes' line comes from HBM (both lines were charged before)."""
+    machine = Machine(1 << 24)
+    addr = machine.memory.alloc(4096)
+    pre = ["v_lshlrev_b32 v2, 2, v0", f"s_mov_b32 s4, {addr & 0xFFFFFFFF}", f"s_mov_b32 s5, {addr >> 32}",
+           "s_mov_b32 s6, 128", "s_mov_b32 s7, 0x20000"]
+    for records, lines in ((128, 1), (256, 2), (0, 0)):
+        p = run(tc, pre[:3] + [f"s_mov_b32 s6, {records}", pre[4], "buffer_load_dword v1, v2, s[4:7], 0 offen",
+                               "s_waitcnt vmcnt(0)"], machine=machine)
+        assert p.bytes_hbm == 128 * lines, (records, p.bytes_hbm)
+
+
+def test_cache_write_back_and_invalidate_wait_like_data_less_memory_ops(tc):
+    """buffer_wbl2 is acknowledged as a store is, buffer_inv after an L1 round trip (the model's guesses,
+    docs/perf-model.md); neither moves data."""
+    base = run(tc, ["s_nop 0"])
+    for op, latency in (("buffer_wbl2 sc1", MODEL.store_latency), ("buffer_inv sc1", MODEL.l1_latency)):
+        p = run(tc, [op, "s_waitcnt vmcnt(0)"])
+        assert latency <= p.cycles - base.cycles <= latency + 40, (op, p.cycles - base.cycles)
+        assert p.bytes_hbm == 0 and p.bytes_stored == 0
+
+
 def test_a_late_cu_is_not_queued_behind_the_others_backlog(tc):
     """255 CUs queue 16 MB of HBM reads (3,500 cycles of HBM time) just before the reader starts. The
     memory arbiters take the requesting CUs in turn, so each of the reader's loads waits for its share of

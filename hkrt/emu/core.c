@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <xmmintrin.h>
 
 #include "ops.h"
 
@@ -126,7 +127,8 @@ enum { CT_F16, CT_F32, CT_F64, CT_I16, CT_U16, CT_I32, CT_U32, CT_I64, CT_U64, C
        CT_CLASS_F64 }; /* .type: isa.COMPARE_TYPES */
 enum { BR_ALWAYS, BR_SCC0, BR_SCC1, BR_VCCZ, BR_VCCNZ, BR_EXECZ, BR_EXECNZ, BR_CDBGSYS, BR_CDBGUSER,
        BR_CDBGSYS_OR_USER, BR_CDBGSYS_AND_USER }; /* .cond of a branch */
-enum { DPP_ANY, DPP_NONE_VOPC, DPP_NONE, DPP_ROW_NEWBCAST, DPP_NOT_VOP12 };   /* .dpp: see dpp_refused() */
+enum { DPP_ANY, DPP_NONE_VOPC, DPP_NONE, DPP_ROW_NEWBCAST, DPP_NOT_VOP12 };
+enum { FP_NONE, FP_32, FP_64, FP_16 }; /* .fpmode: isa.FP_* */   /* .dpp: see dpp_refused() */
 typedef struct {
   op_handler run;
   uint8_t cond, type, cmpx, shift; /* compares: condition (ISA numbering), type; v_cmpx; s_lshlN_add: N */
@@ -134,8 +136,9 @@ typedef struct {
   uint8_t wide; /* 64-bit operands: bit i source i, bit 3 the destination (isa.WIDE_*) */
   uint8_t elem_a, elem_b; /* MFMA: A's and B's element type (isa.MFMA_ELEMENTS) */
   uint8_t dpp;
-  uint8_t dwords, buffer; /* scalar memory: dwords moved; SBASE is a buffer descriptor */
+  uint8_t dwords, buffer, scratch; /* scalar memory: dwords moved; SBASE is a buffer descriptor; private segment */
   uint8_t untimed;        /* read by the timing classes (isa.py), not by core.c */
+  uint8_t fpmode, fpround; /* MODE's float fields the op honours (isa.FP_*), and whether their rounding too */
 } op_entry;
 static const op_entry OPS[OP_COUNT];
 
@@ -1447,8 +1450,37 @@ static int valu_bit(ctx_t *c, wave_t *w, const insn_t *in) {
 static const uint16_t INLINE_F16[9] = {0x3800, 0xB800, 0x3C00, 0xBC00, 0x4000, 0xC000, 0x4400, 0xC400, 0x3118};
 
 static inline int is_nan16(uint32_t h) { return (h & 0x7C00) == 0x7C00 && (h & 0x3FF); }
-static inline double hf(uint32_t h) { return (double)f16_of((uint16_t)h); }
-static inline uint32_t h16(double d) { return f16_bits((_Float16)d); } /* one rounding, to nearest even */
+/* MODE's fp16 fields while a 16-bit float op that honours them runs (fp_mode_enter, docs/facts.md §13.4): the
+ * rounding (MODE.FP_ROUND's encoding: 0 nearest even, 1 up, 2 down, 3 toward zero) and the flushing of denormal
+ * inputs and results; all 0 otherwise. */
+static _Thread_local struct { uint8_t round, daz, ftz; } f16_mode;
+static int f16_mode_users; /* threads inside such an op: the thread-local f16_mode is read only when nonzero */
+
+static inline int f16_mode_on(void) { return __atomic_load_n(&f16_mode_users, __ATOMIC_RELAXED) != 0; }
+
+static inline double hf(uint32_t h) {
+  if (f16_mode_on() && f16_mode.daz && !(h & 0x7C00)) h &= 0x8000; /* a denormal input reads as zero of its sign */
+  return (double)f16_of((uint16_t)h);
+}
+
+/* r = d rounded to nearest even; moved one fp16 step when MODE rounds otherwise, then flushed if asked (d is the
+ * exact result: the 16-bit ops compute in double without rounding) */
+static uint32_t h16_in_mode(double d, uint32_t r) {
+  double back = (double)f16_of((uint16_t)r);
+  int neg = (r & 0x8000) != 0;
+  if (d == d && back != d) {
+    if (f16_mode.round == 1 && back < d) r = neg ? r - 1 : r + 1;            /* toward +inf */
+    else if (f16_mode.round == 2 && back > d) r = neg ? r + 1 : (r ? r - 1 : 0x8001); /* toward -inf */
+    else if (f16_mode.round == 3 && fabs(back) > fabs(d)) r = r - 1;          /* toward zero */
+  }
+  if (f16_mode.ftz && !(r & 0x7C00) && (r & 0x3FF)) r &= 0x8000;
+  return r;
+}
+
+static inline uint32_t h16(double d) {
+  uint32_t r = f16_bits((_Float16)d); /* one rounding, to nearest even */
+  return f16_mode_on() && (f16_mode.round | f16_mode.ftz) ? h16_in_mode(d, r) : r;
+}
 
 /* Source i's 16 bits: the high half when VOP3 OP_SEL selects it, then abs/neg on the sign bit. */
 static inline uint32_t src16(const insn_t *in, int i, uint32_t x, int fp) {
@@ -2896,45 +2928,94 @@ static int salu_jump(ctx_t *c, wave_t *w, const insn_t *in) {
   return jump(c, (int64_t)(A - c->L->image_base));
 }
 
-/* The MODE register the emulator implements (docs/facts.md §13.2): FP_ROUND 0 (nearest even), FP_DENORM 0xF
- * (fp32 and fp16/fp64 denormals kept), DX10_CLAMP and IEEE set, no exception enables; GPR_IDX_EN (bit 27)
- * follows s_set_gpr_idx_on/off. */
+/* The MODE register (docs/facts.md §13.2, §13.4): FP_ROUND [3:0] and FP_DENORM [7:4] are honoured by the VALU
+ * ops isa.OPS marks (fp_mode_enter); DX10_CLAMP [8] and IEEE [9] must stay set and the exception enables
+ * [20:12] clear (the core implements only that); GPR_IDX_EN (bit 27) follows s_set_gpr_idx_on/off. */
 #define MODE_DEFAULT 0x3F0u
+#define MODE_FLOAT_FIELDS 0xFFu
 #define MODE_GPR_IDX_EN (1u << 27)
-#define HW_REG_MODE 1
+enum { HW_REG_MODE = 1, HW_REG_STATUS = 2, HW_REG_TRAPSTS = 3, HW_REG_HW_ID = 4, HW_REG_XCC_ID = 20 };
 
 static const char *hwreg_name(int id) {
   switch (id) {
-    case 2: return "HW_REG_STATUS";
-    case 3: return "HW_REG_TRAPSTS";
-    case 4: return "HW_REG_HW_ID";
     case 5: return "HW_REG_GPR_ALLOC";
     case 6: return "HW_REG_LDS_ALLOC";
     case 7: return "HW_REG_IB_STS";
     case 15: return "HW_REG_SH_MEM_BASES";
-    case 20: return "HW_REG_XCC_ID";
     default: return "an unnamed register";
   }
 }
 
+/* The read-only registers the emulator can give plausible values (docs/facts.md §13.4): STATUS with SCC [0],
+ * the user priority [4:3], EXECZ [9], VCCZ [10] and VALID [16]; TRAPSTS 0 (no exception is raised: none can be
+ * enabled); HW_ID with the wave's slot [3:0] and SIMD [5:4] (waves dealt to SIMDs in turn), everything else 0;
+ * XCC_ID 0. Returns 0 if the register is not one of them. */
+static int hwreg_read(ctx_t *c, wave_t *w, int id, uint32_t *v) {
+  int wi = (int)(w - c->waves);
+  switch (id) {
+    case HW_REG_MODE: *v = w->mode; return 1;
+    case HW_REG_STATUS:
+      *v = (uint32_t)(w->scc & 1) | (uint32_t)(w->prio & 3) << 3 | (uint32_t)(exec_of(w) == 0) << 9 |
+           (uint32_t)(vcc_of(w) == 0) << 10 | 1u << 16;
+      return 1;
+    case HW_REG_TRAPSTS: case HW_REG_XCC_ID: *v = 0; return 1;
+    case HW_REG_HW_ID: *v = (uint32_t)(wi / 4 & 15) | (uint32_t)(wi % 4) << 4; return 1;
+    default: return 0;
+  }
+}
+
 /* s_getreg_b32 / s_setreg_b32 / s_setreg_imm32_b32 on hwreg(id, offset, size) (SIMM16 [5:0], [10:6],
- * [15:11] = size - 1). Only MODE is modelled; a write may not change what the emulator implements. */
+ * [15:11] = size - 1). MODE's float fields are writable; the other registers are read-only or refused. */
 static int salu_hwreg(ctx_t *c, wave_t *w, const insn_t *in) {
   int id = in->imm & 63, off = (in->imm >> 6) & 31, size = ((in->imm >> 11) & 31) + 1;
   int get = in->op == OP_S_GETREG_B32;
+  uint32_t mask = size >= 32 ? ~0u : (1u << size) - 1, v = in->literal, now;
+  if (!hwreg_read(c, w, id, &now))
+    return fail(c, E_UNIMPL, 0, "%s of hardware register %d (%s): the emulator models only MODE, STATUS, TRAPSTS, "
+                "HW_ID and XCC_ID", get ? "s_getreg_b32" : "s_setreg", id, hwreg_name(id));
+  if (get) return swrite(c, w, in->dst, (now >> off) & mask);
   if (id != HW_REG_MODE)
-    return fail(c, E_UNIMPL, 0, "%s of hardware register %d (%s): the emulator models only HW_REG_MODE",
-                get ? "s_getreg_b32" : "s_setreg", id, hwreg_name(id));
-  uint32_t mask = size >= 32 ? ~0u : (1u << size) - 1, v = in->literal;
-  if (get) return swrite(c, w, in->dst, (w->mode >> off) & mask);
+    return fail(c, E_UNIMPL, 0, "s_setreg of hardware register %d: the emulator treats it as read-only", id);
   if (in->op == OP_S_SETREG_B32 && sval(c, w, in, in->src[0], &v)) return 1;
   uint32_t field = mask << off, mode = (w->mode & ~field) | ((v << off) & field);
-  if ((mode & ~MODE_GPR_IDX_EN) != MODE_DEFAULT)
-    return fail(c, E_UNIMPL, 0, "s_setreg would set MODE to %#x: the emulator implements only MODE %#x (round to "
-                "nearest even, denormals kept, DX10_CLAMP and IEEE on, no exceptions enabled)",
-                mode & ~MODE_GPR_IDX_EN, MODE_DEFAULT);
+  if ((mode & ~(MODE_GPR_IDX_EN | MODE_FLOAT_FIELDS)) != (MODE_DEFAULT & ~MODE_FLOAT_FIELDS))
+    return fail(c, E_UNIMPL, 0, "s_setreg would set MODE to %#x: beyond FP_ROUND and FP_DENORM the emulator "
+                "implements only DX10_CLAMP and IEEE on and no exceptions enabled (%#x)",
+                mode & ~MODE_GPR_IDX_EN, MODE_DEFAULT & ~MODE_FLOAT_FIELDS);
   w->mode = mode;
   return 0;
+}
+
+/* The host floating-point environment for one VALU op under a MODE other than the default (docs/facts.md
+ * §13.4). fp32 and fp64 ops: MXCSR's rounding control and its DAZ (inputs) / FTZ (results) bits; fp16 ops: the
+ * core's fp16 helpers (f16_mode). Returns 0 when the op honours nothing that differs from the default; else the
+ * MXCSR to restore is in *saved. */
+static int fp_mode_enter(const wave_t *w, int op, uint32_t *saved) {
+  int fp = OPS[op].fpmode;
+  if (!fp) return 0;
+  int half = fp == FP_32 ? 0 : 2;
+  uint32_t rnd = OPS[op].fpround ? (w->mode >> half) & 3 : 0, den = (w->mode >> (4 + half)) & 3;
+  if (!rnd && den == 3) return 0;
+  static const uint32_t RC[4] = {0x0000, 0x4000, 0x2000, 0x6000}; /* MODE order: nearest, up, down, zero */
+  *saved = _mm_getcsr();
+  if (fp == FP_16) { /* computed exactly in double, so only an exact zero's sign depends on the SSE rounding */
+    f16_mode.round = (uint8_t)rnd;
+    f16_mode.daz = !(den & 1);
+    f16_mode.ftz = !(den & 2);
+    __atomic_add_fetch(&f16_mode_users, 1, __ATOMIC_RELAXED);
+    _mm_setcsr((*saved & ~0x6000u) | RC[rnd]);
+    return 1;
+  }
+  _mm_setcsr((*saved & ~0xE040u) | RC[rnd] | (den & 1 ? 0 : 0x0040u) | (den & 2 ? 0 : 0x8000u));
+  return 1;
+}
+
+static void fp_mode_leave(int op, uint32_t saved) {
+  if (OPS[op].fpmode == FP_16) {
+    memset(&f16_mode, 0, sizeof f16_mode);
+    __atomic_sub_fetch(&f16_mode_users, 1, __ATOMIC_RELAXED);
+  }
+  _mm_setcsr(saved);
 }
 
 /* VGPR indexing (docs/facts.md §13.2): s_set_gpr_idx_on S0, SIMM4 sets MODE.GPR_IDX_EN, M0[7:0] = S0[7:0] and
@@ -3079,7 +3160,7 @@ static inline void lds_write_bytes(ctx_t *c, uint32_t addr, const void *in, uint
 /* Read-modify-write operations. Each one is applied whole when its instruction issues, lane by lane in
  * ascending lane order, so it is atomic against every other access of the launch (waves run one at a time). */
 enum { A_SWAP, A_CMPSWAP, A_ADD, A_SUB, A_RSUB, A_SMIN, A_UMIN, A_SMAX, A_UMAX, A_AND, A_OR, A_XOR, A_INC, A_DEC,
-       A_MSKOR, A_CMPSWAP_F, A_ADD_F, A_MIN_F, A_MAX_F, A_PK_ADD_F16, A_PK_ADD_BF16 };
+       A_MSKOR, A_CMPSWAP_F, A_ADD_F, A_MIN_F, A_MAX_F, A_PK_ADD_F16, A_PK_ADD_BF16, A_WRAP, A_CONDXCHG32 };
 
 typedef struct {
   int aop, bytes; /* bytes: 4 or 8, the memory operand's width */
@@ -3124,6 +3205,13 @@ static uint64_t atomic_apply(int aop, int bytes, uint64_t old, uint64_t x, uint6
     case A_INC: return old >= x ? 0 : old + 1;
     case A_DEC: return old == 0 || old > x ? x : old - 1;
     case A_MSKOR: return (old & ~x) | y;
+    case A_WRAP: return (uint32_t)(old >= x ? old - x : old + y); /* docs/facts.md §9.6 */
+    case A_CONDXCHG32: { /* each dword with bit 31 set in x is replaced by its bits 30:0 (docs/facts.md §9.6) */
+      uint64_t r = old;
+      for (int h = 0; h < 64; h += 32)
+        if (x >> (h + 31) & 1) r = (r & ~(0xFFFFFFFFull << h)) | (x & (0x7FFFFFFFull << h));
+      return r;
+    }
     case A_CMPSWAP_F: /* compared as numbers: +0 equals -0, NaN equals nothing */
       return (wide ? f64(old) == f64(y) : f32((uint32_t)old) == f32((uint32_t)y)) ? x : old;
     case A_ADD_F: return wide ? u64d(f64(old) + f64(x)) : u32f(f32((uint32_t)old) + f32((uint32_t)x));
@@ -3190,6 +3278,7 @@ static int ds_atomic_of(int op, atomic_t *a) {
     DA(ADD_F32, A_ADD_F, 4, 0, 0) DA(ADD_RTN_F32, A_ADD_F, 4, 1, 0) DA(ADD_F64, A_ADD_F, 8, 0, 0)
     DA(ADD_RTN_F64, A_ADD_F, 8, 1, 0) DA(PK_ADD_F16, A_PK_ADD_F16, 4, 0, 0) DA(PK_ADD_RTN_F16, A_PK_ADD_F16, 4, 1, 0)
     DA(PK_ADD_BF16, A_PK_ADD_BF16, 4, 0, 0) DA(PK_ADD_RTN_BF16, A_PK_ADD_BF16, 4, 1, 0)
+    DA(WRAP_RTN_B32, A_WRAP, 4, 1, 1) DA(CONDXCHG32_RTN_B64, A_CONDXCHG32, 8, 1, 0)
 #undef DA
 #undef DA2
 #undef DAU
@@ -3276,13 +3365,13 @@ static int vmem_atomic(ctx_t *c, wave_t *w, const insn_t *in, const atomic_t *a,
   return 0;
 }
 
-/* An LDS atomic: DATA0 is the operand (the compare value of cmpst, the mask of mskor), DATA1 the second one
- * (cmpst's new value, mskor's OR bits). Out-of-range lanes are dropped and return 0. */
+/* An LDS atomic: DATA0 is the operand (the compare value of cmpst, the mask of mskor, wrap's subtrahend), DATA1
+ * the second one (cmpst's new value, mskor's OR bits, wrap's addend). Out-of-range lanes are dropped and return 0. */
 static int ds_atomic(ctx_t *c, wave_t *w, const insn_t *in, const atomic_t *a, const uint32_t *addr) {
   uint64_t exec = exec_of(w), d0[LANES], d1[LANES];
-  if (a->pair) { /* cmpst and mskor: x = DATA1, y = DATA0 for cmpst; x = DATA0 (mask), y = DATA1 for mskor */
-    if (atomic_operands(c, w, a, a->aop == A_MSKOR ? in->src[1] : in->src[2],
-                        a->aop == A_MSKOR ? in->src[2] : in->src[1], d0, d1)) return 1;
+  if (a->pair) { /* cmpst: x = DATA1, y = DATA0; mskor and wrap: x = DATA0, y = DATA1 */
+    int first = a->aop == A_MSKOR || a->aop == A_WRAP;
+    if (atomic_operands(c, w, a, first ? in->src[1] : in->src[2], first ? in->src[2] : in->src[1], d0, d1)) return 1;
   } else if (atomic_operands(c, w, a, in->src[1], in->src[1], d0, d1)) return 1;
   if (a->ret && vdst_check(c, w, in->dst, a->bytes / 4)) return 1;
   pending_t *p = atomic_pending(c, w, &w->lgkm, 1, a, in->dst, exec);
@@ -3362,11 +3451,107 @@ static int ds_lanes(ctx_t *c, wave_t *w, const insn_t *in, const uint32_t *addr)
   return 0;
 }
 
+/* ds_read_addtid_b32 / ds_write_addtid_b32: lane l's dword at M0[17:0] + offset + 4 l (docs/facts.md §9.6);
+ * lanes past the allocation read 0 or are dropped. */
+static int ds_addtid(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec = exec_of(w);
+  int rd = in->op == OP_DS_READ_ADDTID_B32;
+  uint32_t base = (w->s[124] & 0x3FFFF) + (uint32_t)in->imm, eff[LANES];
+  for (int l = 0; l < LANES; l++) eff[l] = base + 4u * (uint32_t)l;
+  if (base & 3) return fail(c, E_MEMORY, base, "misaligned LDS access at %#x", base);
+  pending_t *p;
+  if (rd) {
+    if (vdst_check(c, w, in->dst, 1)) return 1;
+    uint32_t buf[LANES];
+    for (int l = 0; l < LANES; l++) {
+      buf[l] = 0;
+      if (!(exec >> l & 1)) continue;
+      if (lds_check_read(c, eff[l], 4)) return 1;
+      if (c->lds_own && lds_race(c, c->cur_wave, eff[l], 4, 0, 0, 0, w->pc)) return 1;
+      lds_read_bytes(c, eff[l], &buf[l], 4);
+    }
+    p = issue_vload(c, w, &w->lgkm, 1, in->dst, 1, exec);
+    memcpy(p->data, buf, sizeof buf);
+  } else {
+    if (check_v(c, w, in->src[1] - 256, 1, 0)) return 1;
+    p = issue(c, w, &w->lgkm, 1);
+    p->kind = PK_LDS;
+    p->lgkm_lds = 1;
+    p->seq = ++w->lds_seq;
+    for (int l = 0; l < LANES; l++) {
+      if (!(exec >> l & 1)) continue;
+      if (c->lds_own && lds_race(c, c->cur_wave, eff[l], 4, 1, 0, p->seq, w->pc)) return 1;
+      lds_write_bytes(c, eff[l], &vrow(w, in->src[1])[l], 4);
+    }
+  }
+  if (c->tm) tm_lds(c, w, p, eff, NULL, 4, exec, !rd);
+  return 0;
+}
+
+/* ds_append / ds_consume: one wave-wide atomic on the dword at (M0[17:0] + offset) & ~3 (docs/facts.md §9.6):
+ * it grows (shrinks) by the number of active lanes, and every active lane receives the value before. */
+static int ds_counter(ctx_t *c, wave_t *w, const insn_t *in) {
+  uint64_t exec = exec_of(w);
+  uint32_t at = ((w->s[124] & 0x3FFFF) + (uint32_t)in->imm) & ~3u, old = 0, eff[LANES];
+  if (vdst_check(c, w, in->dst, 1)) return 1;
+  if (lds_check_read(c, at, 4)) return 1;
+  if (lds_in(c, at, 4)) {
+    uint32_t n = (uint32_t)__builtin_popcountll(exec), v;
+    memcpy(&old, c->lds + at, 4);
+    v = in->op == OP_DS_APPEND ? old + n : old - n;
+    memcpy(c->lds + at, &v, 4);
+  }
+  pending_t *p = issue_vload(c, w, &w->lgkm, 1, in->dst, 1, exec);
+  for (int l = 0; l < LANES; l++) {
+    p->data[l] = old;
+    eff[l] = at;
+  }
+  if (c->tm) tm_lds(c, w, p, eff, NULL, 4, exec, 1);
+  return 0;
+}
+
+/* The transposing reads ds_read_b64_tr_b16/b8/b4 and ds_read_b96_tr_b6 (docs/facts.md §1.11, §9.6): every lane
+ * reads `bytes` bytes, E = 8 * bytes / bits elements; within each group of 16 lanes, taking the group's 16 E
+ * elements in lane order (lane s's element p is number s E + p), lane q's result element e is number 16 e + q.
+ * Result elements are packed from bit 0 up. EXEC must be all ones. */
+static int ds_read_transposed(ctx_t *c, wave_t *w, const insn_t *in, const uint32_t *addr, int bytes, int bits) {
+  uint64_t exec = exec_of(w);
+  int E = 8 * bytes / bits, regs = bytes / 4, align = bytes == 8 ? 8 : 4;
+  if (exec != ~0ull) return fail(c, E_INVALID, 0, "a transposing LDS read requires EXEC to be all ones");
+  if (vdst_check(c, w, in->dst, regs)) return 1;
+  uint32_t raw[LANES][3], eff[LANES];
+  for (int l = 0; l < LANES; l++) {
+    uint32_t a = eff[l] = addr[l] + (uint32_t)in->imm;
+    if (a % (uint32_t)align) return fail(c, E_MEMORY, a, "transposing LDS read at %#x is not %d-byte aligned", a, align);
+    if (lds_check_read(c, a, (uint32_t)bytes) || (c->lds_own && lds_race(c, c->cur_wave, a, (uint32_t)bytes, 0, 0, 0, w->pc)))
+      return 1;
+    raw[l][2] = 0;
+    lds_read_bytes(c, a, raw[l], (uint32_t)bytes);
+  }
+  pending_t *p = issue_vload(c, w, &w->lgkm, 1, in->dst, regs, exec);
+  uint32_t mask = (1u << bits) - 1;
+  for (int l = 0; l < LANES; l++) {
+    uint32_t out[3] = {0, 0, 0};
+    for (int e = 0; e < E; e++) {
+      int n = 16 * e + l % 16, s = 16 * (l / 16) + n / E, b = bits * (n % E), o = bits * e; /* source lane, bits */
+      uint64_t two = raw[s][b / 32] | (b / 32 + 1 < 3 ? (uint64_t)raw[s][b / 32 + 1] << 32 : 0);
+      uint64_t v = (two >> b % 32) & mask;
+      out[o / 32] |= (uint32_t)(v << o % 32);
+      if (o % 32 + bits > 32) out[o / 32 + 1] |= (uint32_t)(v >> (32 - o % 32));
+    }
+    for (int r = 0; r < regs; r++) p->data[r * LANES + l] = out[r];
+  }
+  if (c->tm) tm_lds(c, w, p, eff, NULL, bytes, exec, 0);
+  return 0;
+}
+
 static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
   uint64_t exec = exec_of(w);
   int op = in->op;
   if (in->flags & (1u << F_GDS)) return fail(c, E_UNIMPL, 0, "GDS is not modelled");
   if (op == OP_DS_NOP) return 0;
+  if (op == OP_DS_READ_ADDTID_B32 || op == OP_DS_WRITE_ADDTID_B32) return ds_addtid(c, w, in);
+  if (op == OP_DS_APPEND || op == OP_DS_CONSUME) return ds_counter(c, w, in);
   if (check_v(c, w, in->src[0] - 256, 1, 0)) return 1;
   uint32_t addr[LANES]; /* copied: the destination may be the address register, and it is poisoned at issue */
   memcpy(addr, vrow(w, in->src[0]), sizeof addr);
@@ -3396,7 +3581,9 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
     case OP_DS_READ_I8_D16_HI: is_read = 1; bytes = 1; d16 = 1; hi = 1; sext = 1; break;
     case OP_DS_READ_U16_D16: is_read = 1; bytes = 2; d16 = 1; break;
     case OP_DS_READ_U16_D16_HI: is_read = 1; bytes = 2; d16 = 1; hi = 1; break;
-    case OP_DS_READ_B64_TR_B16: is_read = 2; bytes = 8; break;
+    case OP_DS_READ_B64_TR_B16: case OP_DS_READ_B64_TR_B8: case OP_DS_READ_B64_TR_B4:
+      return ds_read_transposed(c, w, in, addr, 8, op == OP_DS_READ_B64_TR_B16 ? 16 : op == OP_DS_READ_B64_TR_B8 ? 8 : 4);
+    case OP_DS_READ_B96_TR_B6: return ds_read_transposed(c, w, in, addr, 12, 6);
     case OP_DS_WRITE_B32: break;
     case OP_DS_WRITE_B64: bytes = 8; break;
     case OP_DS_WRITE_B96: bytes = 12; break;
@@ -3418,27 +3605,6 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
       eff0[l] = addr[l] + (uint32_t)in->imm * (two ? stride : 1);
       eff1[l] = addr[l] + (uint32_t)in->imm2 * stride;
     }
-  if (is_read == 2) { /* ds_read_b64_tr_b16: docs/facts.md §1.11 (inferred lane semantics) */
-    if (exec != ~0ull) return fail(c, E_INVALID, 0, "ds_read_b64_tr_b16 requires EXEC to be all ones");
-    if (vdst_check(c, w, in->dst, 2)) return 1;
-    uint16_t chunk[LANES][4];
-    for (int l = 0; l < LANES; l++) {
-      uint32_t a = addr[l] + (uint32_t)in->imm;
-      if (a & 7) return fail(c, E_MEMORY, a, "ds_read_b64_tr_b16 address %#x is not 8-byte aligned", a);
-      if (lds_check_read(c, a, 8) || (c->lds_own && lds_race(c, c->cur_wave, a, 8, 0, 0, 0, w->pc))) return 1;
-      lds_read_bytes(c, a, chunk[l], 8);
-    }
-    pending_t *p = issue_vload(c, w, &w->lgkm, 1, in->dst, 2, exec);
-    for (int l = 0; l < LANES; l++) {
-      int g = l / 16, q = l % 16;
-      uint16_t e[4];
-      for (int k = 0; k < 4; k++) e[k] = chunk[16 * g + 4 * k + q / 4][q % 4];
-      p->data[0 * LANES + l] = e[0] | ((uint32_t)e[1] << 16);
-      p->data[1 * LANES + l] = e[2] | ((uint32_t)e[3] << 16);
-    }
-    if (c->tm) tm_lds(c, w, p, eff0, NULL, bytes, exec, 0);
-    return 0;
-  }
   if (is_read) {
     int words = two ? 2 * (bytes / 4) : (bytes + 3) / 4;
     if (vdst_check(c, w, in->dst, d16 ? 1 : words)) return 1;
@@ -3580,6 +3746,30 @@ static inline uint32_t load_extend(const memop_t *m, uint32_t raw, uint32_t old)
   return raw;
 }
 
+/* An LDS-DMA entry on the vm queue: `dwords` per lane into slots of `slot` bytes from M0 plus the immediate
+   (docs/facts.md §3.5); the LDS bytes read as poison until the entry retires. */
+static pending_t *lds_dma_issue(ctx_t *c, wave_t *w, const insn_t *in, uint64_t exec, int dwords, uint32_t slot) {
+  pending_t *p = issue(c, w, &w->vm, 0);
+  p->rec = w->pc;
+  p->kind = PK_LDS_DMA;
+  p->mask = exec;
+  p->dwords = (uint8_t)dwords;
+  p->slot = slot;
+  p->lds_base = (w->s[124] & 0x3FFFF) + (uint32_t)in->imm;
+  return p;
+}
+
+static inline void lds_dma_put(ctx_t *c, pending_t *p, int l, int k, uint32_t value) {
+  p->data[l * 4 + k] = value;
+  uint32_t at = p->lds_base + (uint32_t)l * p->slot + 4 * k;
+  if (lds_in(c, at, 4)) {
+    uint32_t poison = POISON;
+    memcpy(c->lds + at, &poison, 4);
+    if (c->lds_pend)
+      for (int b = 0; b < 4; b++) c->lds_pend[at + b]++;
+  }
+}
+
 /* Per-lane address (valid[] says whether the lane accesses memory at all; OOB buffer lanes read 0). */
 /* The lanes of `exec` whose access reaches memory: a buffer access wholly outside its range reads zeros or is
  * dropped by the address unit (docs/facts.md §3.3) and moves no data, so the timing model counts none for it. */
@@ -3596,13 +3786,7 @@ static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const u
   uint64_t exec = exec_of(w);
   if (m->load && m->lds) { /* direct-to-LDS (docs/facts.md §3.5): placed by M0 and lane, delivered at retire */
     if (c->L->strict && hz_m0_lds_dma(c, w)) return 1;
-    pending_t *p = issue(c, w, &w->vm, 0);
-    p->rec = w->pc;
-    p->kind = PK_LDS_DMA;
-    p->mask = exec;
-    p->dwords = (uint8_t)m->dwords;
-    p->slot = m->bytes > 4 ? 16 : 4;
-    p->lds_base = (w->s[124] & 0x3FFFF) + (uint32_t)in->imm; /* M0 plus the immediate (docs/facts.md §3.5) */
+    pending_t *p = lds_dma_issue(c, w, in, exec, m->dwords, m->bytes > 4 ? 16 : 4);
     for (int l = 0; l < LANES; l++) {
       if (!(exec >> l & 1)) continue;
       uint32_t buf[4] = {0, 0, 0, 0};
@@ -3612,16 +3796,7 @@ static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const u
         if (gread(c, lane_addr[l] + 4 * k, &buf[k], nb)) return 1;
       }
       if (m->bytes < 4) buf[0] = load_extend(m, buf[0], 0);
-      for (int k = 0; k < m->dwords; k++) {
-        p->data[l * 4 + k] = buf[k];
-        uint32_t at = p->lds_base + (uint32_t)l * p->slot + 4 * k;
-        if (lds_in(c, at, 4)) {
-          uint32_t poison = POISON;
-          memcpy(c->lds + at, &poison, 4);
-          if (c->lds_pend)
-            for (int b = 0; b < 4; b++) c->lds_pend[at + b]++;
-        }
-      }
+      for (int k = 0; k < m->dwords; k++) lds_dma_put(c, p, l, k, buf[k]);
     }
     if (c->tm) tm_vmem(c, w, p, lane_addr, m->bytes, lanes_in_range(exec, dw_ok), 0, 1);
     return 0;
@@ -3821,6 +3996,40 @@ static int buffer_lane(ctx_t *c, const bufmode_t *b, uint32_t index, uint64_t of
   return 0;
 }
 
+/* Every lane's address (base + soffset + the mode's offset) and bitmask of in-range dwords of a MUBUF/MTBUF access
+   of m->bytes per lane through the V# at in->src[1]. */
+static int buffer_addresses(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, uint64_t *addr, uint32_t *ok) {
+  if (check_s(c, w, in->src[1], 4, 0)) return 1;
+  uint32_t *rs = &w->s[in->src[1]];
+  uint64_t base = (uint64_t)rs[0] | ((uint64_t)(rs[1] & 0xFFFF) << 32);
+  uint32_t soff;
+  if (sval(c, w, in, in->src[2], &soff)) return 1;
+  int offen = in->flags >> F_OFFEN & 1, idxen = in->flags >> F_IDXEN & 1;
+  bufmode_t b;
+  if (buffer_mode(c, rs, idxen, m, &b)) return 1;
+  const uint32_t *vidx = NULL, *voff = NULL;
+  if (idxen) {
+    if (check_v(c, w, in->src[0] - 256, 1, 0)) return 1;
+    vidx = vrow(w, in->src[0]);
+  }
+  if (offen) {
+    if (check_v(c, w, in->src[0] - 256 + idxen, 1, 0)) return 1;
+    voff = vrow(w, in->src[0] + idxen);
+  }
+  uint64_t exec = exec_of(w);
+  for (int l = 0; l < LANES; l++) {
+    addr[l] = base + soff;
+    ok[l] = 0;
+    if (!(exec >> l & 1)) continue;
+    uint32_t index = (idxen ? vidx[l] : 0) + (b.add_tid ? (uint32_t)l : 0);
+    uint64_t offset = (offen ? (uint64_t)voff[l] : 0) + (uint32_t)in->imm;
+    uint64_t boff = 0;
+    if (buffer_lane(c, &b, index, offset, m, &boff, &ok[l])) return 1;
+    addr[l] += boff;
+  }
+  return 0;
+}
+
 static int buffer_op(ctx_t *c, wave_t *w, const insn_t *in) {
   memop_t m;
   atomic_t a;
@@ -3832,36 +4041,225 @@ static int buffer_op(ctx_t *c, wave_t *w, const insn_t *in) {
     if (!m.load || m.d16 || m.bytes == 8) return fail(c, E_INVALID, 0, "this buffer instruction has no LDS form");
     m.lds = 1;
   }
-  if (check_s(c, w, in->src[1], 4, 0)) return 1;
-  uint32_t *rs = &w->s[in->src[1]];
-  uint64_t base = (uint64_t)rs[0] | ((uint64_t)(rs[1] & 0xFFFF) << 32);
-  uint32_t soff;
-  if (sval(c, w, in, in->src[2], &soff)) return 1;
-  int offen = in->flags >> F_OFFEN & 1, idxen = in->flags >> F_IDXEN & 1;
-  bufmode_t b;
-  if (buffer_mode(c, rs, idxen, &m, &b)) return 1;
-  const uint32_t *vidx = NULL, *voff = NULL;
-  if (idxen) {
-    if (check_v(c, w, in->src[0] - 256, 1, 0)) return 1;
-    vidx = vrow(w, in->src[0]);
-  }
-  if (offen) {
-    if (check_v(c, w, in->src[0] - 256 + idxen, 1, 0)) return 1;
-    voff = vrow(w, in->src[0] + idxen);
-  }
-  uint64_t addr[LANES], exec = exec_of(w);
+  uint64_t addr[LANES];
   uint32_t ok[LANES];
-  for (int l = 0; l < LANES; l++) {
-    addr[l] = base + soff;
-    ok[l] = 0;
-    if (!(exec >> l & 1)) continue;
-    uint32_t index = (idxen ? vidx[l] : 0) + (b.add_tid ? (uint32_t)l : 0);
-    uint64_t offset = (offen ? (uint64_t)voff[l] : 0) + (uint32_t)in->imm;
-    uint64_t boff = 0;
-    if (buffer_lane(c, &b, index, offset, &m, &boff, &ok[l])) return 1;
-    addr[l] += boff;
-  }
+  if (buffer_addresses(c, w, in, &m, addr, ok)) return 1;
   return atomic ? vmem_atomic(c, w, in, &a, addr, ok, 0) : vmem(c, w, in, &m, addr, ok, 0);
+}
+
+/* buffer_wbl2, buffer_inv: no cache to write back or invalidate (docs/facts.md §9.1); the hardware counts them
+   in vmcnt, so a vmcnt wait still has an entry to retire */
+static int buffer_cache(ctx_t *c, wave_t *w, const insn_t *in) {
+  pending_t *p = issue(c, w, &w->vm, 0);
+  p->kind = PK_STORE;
+  if (c->tm) { /* the model's guess: a write-back is acknowledged as a store is, an invalidate as an L1 access */
+    static const uint64_t no_lanes[LANES];
+    tm_vmem(c, w, p, no_lanes, 0, 0, in->op == OP_BUFFER_WBL2, 0);
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- formatted buffer access (docs/facts.md §3.6)
+   buffer_{load,store}_format_* take DATA_FORMAT (word3[18:15]), NUM_FORMAT (word3[14:12]) from the V#;
+   tbuffer_* take DFMT/NFMT from the instruction (the decoder puts them in imm2: DFMT | NFMT << 4). Loads apply
+   the V#'s DST_SEL (word3[11:0], 3 bits per result component: 0 = zero, 1 = one, 4..7 = x..w). */
+enum { NF_UNORM, NF_SNORM, NF_USCALED, NF_SSCALED, NF_UINT, NF_SINT, NF_RESERVED, NF_FLOAT };
+
+typedef struct {
+  uint8_t n, bytes, bits[4], shift[4]; /* components; element bytes; each component's width and bit position */
+} dfmt_t;
+
+/* Component layout per DATA_FORMAT: x in the lowest bits; a packed format's name lists widths from the top down. */
+static const dfmt_t DFMT[15] = {
+    [1] = {1, 1, {8}, {0}},          [2] = {1, 2, {16}, {0}},         [3] = {2, 2, {8, 8}, {0, 8}},
+    [4] = {1, 4, {32}, {0}},         [5] = {2, 4, {16, 16}, {0, 16}}, [6] = {3, 4, {11, 11, 10}, {0, 11, 22}},
+    [7] = {3, 4, {10, 11, 11}, {0, 10, 21}},   [8] = {4, 4, {2, 10, 10, 10}, {0, 2, 12, 22}},
+    [9] = {4, 4, {10, 10, 10, 2}, {0, 10, 20, 30}}, [10] = {4, 4, {8, 8, 8, 8}, {0, 8, 16, 24}},
+    [11] = {2, 8, {32, 32}, {0, 32}}, [12] = {4, 8, {16, 16, 16, 16}, {0, 16, 32, 48}},
+    [13] = {3, 12, {32, 32, 32}, {0, 32, 64}}, [14] = {4, 16, {32, 32, 32, 32}, {0, 32, 64, 96}},
+};
+
+static inline int nf_is_float(int nfmt) { return nfmt != NF_UINT && nfmt != NF_SINT; }
+
+/* an unsigned float of `mb` mantissa bits and a 5-bit exponent (bias 15): the 11- and 10-bit components */
+static float small_float(uint32_t raw, int mb) {
+  uint32_t e = raw >> mb, m = raw & ((1u << mb) - 1);
+  if (e == 31) return m ? NAN : INFINITY;
+  return e ? ldexpf(1.0f + ldexpf((float)m, -mb), (int)e - 15) : ldexpf((float)m, -14 - mb);
+}
+
+static uint32_t small_float_bits(float f, int mb) {
+  if (f != f) return (31u << mb) | (1u << (mb - 1));
+  if (!(f > 0)) return 0; /* negative values and -0 give 0: the format has no sign */
+  if (isinf(f)) return 31u << mb;
+  int e;
+  frexp((double)f, &e);
+  e -= 1; /* f = 1.x * 2^e */
+  if (e < -14) return (uint32_t)rint(ldexp((double)f, 14 + mb)); /* denormal, or rounds up to the smallest normal */
+  double q = rint(ldexp((double)f, mb - e));
+  if (q >= ldexp(1.0, mb + 1)) { q /= 2; e++; }
+  if (e > 15) return 31u << mb; /* overflow: infinity */
+  return (uint32_t)(e + 15) << mb | ((uint32_t)q - (1u << mb));
+}
+
+/* one component's bits -> its 32-bit value (a float for the float-like number formats, else an integer) */
+static uint32_t fmt_unpack(uint32_t raw, int bits, int nfmt) {
+  uint32_t top = bits == 32 ? ~0u : (1u << bits) - 1;
+  int32_t sv = bits == 32 ? (int32_t)raw : (int32_t)(raw << (32 - bits)) >> (32 - bits);
+  switch (nfmt) {
+    case NF_UNORM: return u32f((float)((double)raw / top));
+    case NF_SNORM: { double v = (double)sv / (double)(top >> 1); return u32f((float)(v < -1 ? -1 : v)); }
+    case NF_USCALED: return u32f((float)raw);
+    case NF_SSCALED: return u32f((float)sv);
+    case NF_UINT: return raw;
+    case NF_SINT: return (uint32_t)sv;
+    default: return bits == 32 ? raw : bits == 16 ? u32f((float)f16_of((uint16_t)raw)) : u32f(small_float(raw, bits - 5));
+  }
+}
+
+/* a 32-bit value -> one component's bits: norm and scaled formats round to nearest even after clamping to
+   the component's range (NaN gives 0), integers saturate, floats round to nearest even */
+static uint32_t fmt_pack(uint32_t v, int bits, int nfmt) {
+  uint32_t top = bits == 32 ? ~0u : (1u << bits) - 1;
+  double f = f32(v), hi = (double)(top >> 1), lo = -hi - 1;
+  if (nf_is_float(nfmt) && nfmt != NF_FLOAT && f != f) return 0;
+  switch (nfmt) {
+    case NF_UNORM: return (uint32_t)rint(SAT(f, 0.0, 1.0) * top);
+    case NF_SNORM: return (uint32_t)(int64_t)rint(SAT(f, -1.0, 1.0) * hi) & top;
+    case NF_USCALED: return (uint32_t)rint(SAT(f, 0.0, (double)top));
+    case NF_SSCALED: return (uint32_t)(int64_t)rint(SAT(f, lo, hi)) & top;
+    case NF_UINT: return v > top ? top : v;
+    case NF_SINT: return (uint32_t)(int64_t)SAT((double)(int32_t)v, lo, hi) & top;
+    default: return bits == 32 ? v : bits == 16 ? f16_bits((_Float16)f32(v)) : small_float_bits(f32(v), bits - 5);
+  }
+}
+
+typedef struct {
+  int comps, store, d16, hi, typed;
+} fmtop_t;
+
+static int format_op_of(int op, fmtop_t *f) {
+  switch (op) {
+#define F4(P, name, st, d, t)                                                                                        \
+  case P##_##name##_X: *f = (fmtop_t){1, st, d, 0, t}; return 1;                                                    \
+  case P##_##name##_XY: *f = (fmtop_t){2, st, d, 0, t}; return 1;                                                   \
+  case P##_##name##_XYZ: *f = (fmtop_t){3, st, d, 0, t}; return 1;                                                  \
+  case P##_##name##_XYZW: *f = (fmtop_t){4, st, d, 0, t}; return 1;
+    F4(OP_BUFFER, LOAD_FORMAT, 0, 0, 0) F4(OP_BUFFER, STORE_FORMAT, 1, 0, 0)
+    F4(OP_BUFFER, LOAD_FORMAT_D16, 0, 1, 0) F4(OP_BUFFER, STORE_FORMAT_D16, 1, 1, 0)
+    F4(OP_TBUFFER, LOAD_FORMAT, 0, 0, 1) F4(OP_TBUFFER, STORE_FORMAT, 1, 0, 1)
+    F4(OP_TBUFFER, LOAD_FORMAT_D16, 0, 1, 1) F4(OP_TBUFFER, STORE_FORMAT_D16, 1, 1, 1)
+#undef F4
+    case OP_BUFFER_LOAD_FORMAT_D16_HI_X: *f = (fmtop_t){1, 0, 1, 1, 0}; return 1;
+    case OP_BUFFER_STORE_FORMAT_D16_HI_X: *f = (fmtop_t){1, 1, 1, 1, 0}; return 1;
+    default: return 0;
+  }
+}
+
+/* a 32-bit component value <-> its d16 register half: float-like formats as fp16 (nearest even), integers
+   their low 16 bits (sign-extended back for SINT) */
+static inline uint32_t to_d16(uint32_t v, int nfmt) { return nf_is_float(nfmt) ? f16_bits((_Float16)f32(v)) : v & 0xFFFF; }
+static inline uint32_t from_d16(uint32_t h, int nfmt) {
+  h &= 0xFFFF;
+  return nf_is_float(nfmt) ? u32f((float)f16_of((uint16_t)h)) : nfmt == NF_SINT ? (uint32_t)(int32_t)(int16_t)h : h;
+}
+
+static int buffer_format(ctx_t *c, wave_t *w, const insn_t *in) {
+  fmtop_t f;
+  if (!format_op_of(in->op, &f)) return fail(c, E_UNIMPL, 0, "formatted buffer instruction without a form");
+  if (check_s(c, w, in->src[1], 4, 0)) return 1;
+  const uint32_t *rs = &w->s[in->src[1]];
+  int dfmt = f.typed ? in->imm2 & 15 : (int)(rs[3] >> 15 & 15), nfmt = f.typed ? in->imm2 >> 4 & 7 : (int)(rs[3] >> 12 & 7);
+  if (!f.typed && (rs[3] >> 23 & 1))
+    return fail(c, E_INVALID, 0, "formatted access through an ADD_TID resource, whose DATA_FORMAT field holds "
+                "stride bits, not a format");
+  if (dfmt == 15 || nfmt == NF_RESERVED)
+    return fail(c, E_INVALID, 0, "reserved buffer format (DATA_FORMAT %d, NUM_FORMAT %d)", dfmt, nfmt);
+  const dfmt_t *d = &DFMT[dfmt];
+  for (int k = 0; k < d->n; k++)
+    if (nfmt == NF_FLOAT && d->bits[k] != 32 && d->bits[k] != 16 && d->bits[k] != 11 && d->bits[k] != 10)
+      return fail(c, E_INVALID, 0, "DATA_FORMAT %d has a %d-bit component, which has no FLOAT form", dfmt, d->bits[k]);
+  int lds = !!(in->flags & (1u << F_LDS));
+  if (lds && (f.store || f.d16 || f.comps != 1)) return fail(c, E_INVALID, 0, "this buffer instruction has no LDS form");
+  memop_t m = {!f.store, dfmt ? d->bytes : 4, dfmt ? (d->bytes + 3) / 4 : 1, 0, 0, 0, lds};
+  uint64_t addr[LANES], exec = exec_of(w);
+  uint32_t ok[LANES], full = (1u << m.dwords) - 1;
+  if (buffer_addresses(c, w, in, &m, addr, ok)) return 1;
+  int nregs = f.hi ? 1 : f.d16 ? (f.comps + 1) / 2 : f.comps, align = m.bytes < 4 ? m.bytes : 4;
+  for (int l = 0; l < LANES; l++)
+    if (exec >> l & 1 && ok[l] == full && addr[l] % (uint64_t)align)
+      return fail(c, E_MEMORY, addr[l], "misaligned %d-byte buffer element at %#llx", m.bytes, (unsigned long long)addr[l]);
+  if (f.store) {
+    for (int k = f.comps; k < d->n; k++)
+      if (dfmt && d->bits[k] % 8)
+        return fail(c, E_UNIMPL, 0, "store of %d of the %d components of packed DATA_FORMAT %d: what the others "
+                    "become is undocumented", f.comps, d->n, dfmt);
+    c->role = nregs > 2 && in->src[2] >= 128 ? ROLE_WIDE_STORE : ROLE_PLAIN;
+    int bad = check_v(c, w, in->dst - 256, nregs, 0);
+    c->role = ROLE_PLAIN;
+    if (bad) return 1;
+    pending_t *p = issue(c, w, &w->vm, 0);
+    p->kind = PK_STORE;
+    for (int l = 0; l < LANES; l++) {
+      if (!(exec >> l & 1) || ok[l] != full || !dfmt) continue; /* out of range or unbound: dropped */
+      uint32_t el[4] = {0, 0, 0, 0};
+      int n = f.comps < d->n ? f.comps : d->n;
+      for (int k = 0; k < n; k++) {
+        uint32_t reg = vrow(w, in->dst + (f.d16 && !f.hi ? k / 2 : k))[l];
+        uint32_t v = f.hi ? from_d16(reg >> 16, nfmt) : f.d16 ? from_d16(reg >> 16 * (k & 1), nfmt) : reg;
+        el[d->shift[k] / 32] |= fmt_pack(v, d->bits[k], nfmt) << d->shift[k] % 32;
+      }
+      /* the first n components end on a byte (any others are byte-aligned): only their bytes are written */
+      if (gwrite(c, addr[l], el, (uint32_t)(d->shift[n - 1] + d->bits[n - 1]) / 8)) return 1;
+    }
+    if (c->tm) tm_vmem(c, w, p, addr, m.bytes, exec, 1, 0);
+    return 0;
+  }
+  uint32_t res[LANES][4];
+  for (int l = 0; l < LANES; l++) {
+    if (!(exec >> l & 1)) continue;
+    uint32_t one = nf_is_float(nfmt) ? 0x3F800000u : 1, comp[4] = {0, 0, 0, one};
+    int in_range = ok[l] == full && dfmt;
+    if (!in_range) comp[3] = 0; /* out of range or unbound: every component reads 0 */
+    else {
+      uint32_t el[4] = {0, 0, 0, 0};
+      if (gread(c, addr[l], el, m.bytes)) return 1;
+      for (int k = 0; k < d->n; k++) {
+        uint32_t word = el[d->shift[k] / 32] >> d->shift[k] % 32;
+        comp[k] = fmt_unpack(d->bits[k] == 32 ? word : word & ((1u << d->bits[k]) - 1), d->bits[k], nfmt);
+      }
+    }
+    for (int k = 0; k < f.comps; k++) {
+      int sel = rs[3] >> 3 * k & 7;
+      if (sel == 2 || sel == 3) return fail(c, E_INVALID, 0, "reserved DST_SEL value %d", sel);
+      res[l][k] = sel == 0 || !dfmt ? 0 : sel == 1 ? one : comp[sel - 4]; /* unbound: all 0 */
+    }
+  }
+  if (lds) { /* buffer_load_format_x lds: the x result dword to LDS at M0 + lane * 4 (docs/facts.md §3.5) */
+    if (c->L->strict && hz_m0_lds_dma(c, w)) return 1;
+    pending_t *p = lds_dma_issue(c, w, in, exec, 1, 4);
+    for (int l = 0; l < LANES; l++)
+      if (exec >> l & 1) lds_dma_put(c, p, l, 0, res[l][0]);
+    if (c->tm) tm_vmem(c, w, p, addr, m.bytes, exec, 0, 1);
+    return 0;
+  }
+  if (vdst_check(c, w, in->dst, nregs)) return 1;
+  uint32_t old[2][LANES];
+  if (f.d16) for (int r = 0; r < nregs; r++) memcpy(old[r], vrow(w, in->dst + r), sizeof old[r]);
+  pending_t *p = issue_vload(c, w, &w->vm, 0, in->dst, nregs, exec);
+  for (int l = 0; l < LANES; l++) {
+    if (!(exec >> l & 1)) continue;
+    for (int r = 0; r < nregs; r++) {
+      uint32_t v;
+      if (f.hi) v = (old[0][l] & 0xFFFF) | to_d16(res[l][0], nfmt) << 16;
+      else if (!f.d16) v = res[l][r];
+      else if (2 * r + 1 < f.comps) v = to_d16(res[l][2 * r], nfmt) | to_d16(res[l][2 * r + 1], nfmt) << 16;
+      else v = (old[r][l] & 0xFFFF0000u) | to_d16(res[l][2 * r], nfmt); /* d16_x / _xyz's last half: high kept */
+      p->data[r * LANES + l] = v;
+    }
+  }
+  if (c->tm) tm_vmem(c, w, p, addr, m.bytes, exec, 0, 0);
+  return 0;
 }
 
 /* ---------------------------------------------------------------- scalar memory (docs/facts.md §13.3) */
@@ -3872,12 +4270,13 @@ static int buffer_op(ctx_t *c, wave_t *w, const insn_t *in) {
 typedef struct {
   uint64_t base;
   int64_t offset;
-  int buffer;
+  int buffer, scratch;
   uint32_t num_records;
 } saddr_t;
 
 static int smem_address(ctx_t *c, wave_t *w, const insn_t *in, saddr_t *a) {
   a->buffer = OPS[in->op].buffer;
+  a->scratch = OPS[in->op].scratch;
   if (check_s(c, w, in->src[0], a->buffer ? 4 : 2, 0)) return 1;
   a->base = sget64(w, in->src[0]) & 0xFFFFFFFFFFFFull;
   a->num_records = a->buffer ? w->s[in->src[0] + 2] : 0;
@@ -3898,6 +4297,21 @@ static inline int in_range(const saddr_t *a, int dword, int bytes) {
 
 static inline uint64_t saddr_at(const saddr_t *a, int dword) {
   return a->base + (uint64_t)(a->offset + 4 * (int64_t)dword);
+}
+
+/* Where dword `dword` of an SMEM access lies. s_scratch_*: SBASE + offset is a byte offset into the wave's
+ * private segment as the hardware lays it out, its lanes' segments interleaved dword by dword (docs/facts.md
+ * §9.7): dword D of it is dword D / 64 of lane D % 64's segment, which the emulator keeps at FLAT_SCRATCH +
+ * lane * size (§9.5). */
+static int smem_dword_addr(ctx_t *c, wave_t *w, const saddr_t *a, int dword, uint64_t *out) {
+  *out = saddr_at(a, dword);
+  if (!a->scratch) return 0;
+  uint64_t n = c->L->scratch_lane_bytes, d = *out / 4; /* the two low bits are ignored */
+  if (*out + 4 > n * LANES)
+    return fail(c, E_MEMORY, *out, "scalar scratch access at private offset %#llx is outside the wave's %llu-byte "
+                "private segment", (unsigned long long)*out, (unsigned long long)(n * LANES));
+  *out = sget64(w, 102) + (d % LANES) * n + 4 * (d / LANES);
+  return 0;
 }
 
 /* The SGPRs an SMEM result lands in: poisoned now, delivered when s_waitcnt lgkmcnt retires the entry. */
@@ -3926,8 +4340,9 @@ static int smem_load(ctx_t *c, wave_t *w, const insn_t *in) {
   uint32_t data[16];
   if (smem_address(c, w, in, &a)) return 1;
   for (int i = 0; i < n; i++) {
+    uint64_t at;
     data[i] = 0;
-    if (in_range(&a, i, 4) && gread(c, saddr_at(&a, i), &data[i], 4)) return 1;
+    if (in_range(&a, i, 4) && (smem_dword_addr(c, w, &a, i, &at) || gread(c, at, &data[i], 4))) return 1;
   }
   pending_t *p = smem_result(c, w, in, n);
   if (!p) return 1;
@@ -3945,10 +4360,14 @@ static int smem_store(ctx_t *c, wave_t *w, const insn_t *in) {
   for (int i = 0; i < n; i++)
     if (sval(c, w, in, in->dst + i, &data[i])) return 1;
   uint8_t *at[4];
-  for (int i = 0; i < n; i++) /* every dword is checked before any is written: a faulting store writes nothing */
-    if (in_range(&a, i, 4) && !(at[i] = translate(c, saddr_at(&a, i), 4)))
-      return fail(c, E_MEMORY, saddr_at(&a, i), "scalar memory write of 4 bytes at %#llx is outside every device "
-                  "allocation", (unsigned long long)saddr_at(&a, i));
+  for (int i = 0; i < n; i++) { /* every dword is checked before any is written: a faulting store writes nothing */
+    uint64_t where;
+    if (!in_range(&a, i, 4)) continue;
+    if (smem_dword_addr(c, w, &a, i, &where)) return 1;
+    if (!(at[i] = translate(c, where, 4)))
+      return fail(c, E_MEMORY, where, "scalar memory write of 4 bytes at %#llx is outside every device "
+                  "allocation", (unsigned long long)where);
+  }
   for (int i = 0; i < n; i++)
     if (in_range(&a, i, 4)) memcpy(at[i], &data[i], 4);
   pending_t *p = issue(c, w, &w->lgkm, 1);
@@ -4017,11 +4436,6 @@ static int smem_time(ctx_t *c, wave_t *w, const insn_t *in) {
 
 static int smem_nop(ctx_t *c, wave_t *w, const insn_t *in) { return 0; }
 
-static int refused_scalar_scratch(ctx_t *c, wave_t *w, const insn_t *in) {
-  return fail(c, E_UNIMPL, 0, "scalar scratch access (s_scratch_load/store): the emulator does not model the "
-              "swizzled private-segment addressing of scalar scratch");
-}
-
 /* ---------------------------------------------------------------- wave step */
 
 #include "optable.h"
@@ -4045,7 +4459,10 @@ static int step(ctx_t *c, wave_t *w) {
     c->hz_nw = 0;
     if (hz_before(c, w, in)) return L->err;
   }
+  uint32_t csr = 0;
+  int fenv = w->mode != MODE_DEFAULT && fp_mode_enter(w, in->op, &csr); /* rare: a non-default float mode */
   int rc = OPS[in->op].run(c, w, in);
+  if (fenv) fp_mode_leave(in->op, csr);
   if (rc) return rc;
   if (L->strict) {
     if (L->err) return L->err; /* a check inside a delivery at retire (an LDS race) */
@@ -4069,7 +4486,7 @@ static void init_wave(ctx_t *c, wave_t *w, int wi, const uint32_t wg[3], uint32_
   if (L->strict) hz_reset(w);
   w->vm.n = w->lgkm.n = 0;
   w->scc = 0;
-  w->mode = MODE_DEFAULT;
+  w->mode = L->mode;
   w->status = W_RUN;
   w->pc = L->entry;
   for (uint32_t i = 0; i < L->user_sgpr_count && i < 32; i++) w->s[i] = L->user_sgprs[i];
@@ -4213,7 +4630,7 @@ int emu_run_wave_state(emu_launch *L, uint32_t *s, uint32_t *v, int32_t *scc, ui
   w.v = v;
   memcpy(w.s, s, sizeof w.s);
   w.scc = *scc;
-  w.mode = MODE_DEFAULT;
+  w.mode = L->mode;
   w.pc = L->entry;
   w.status = W_RUN;
   if (L->strict) hz_reset(&w);

@@ -70,6 +70,7 @@ typedef struct {
   uint64_t private_base;       /* the flat aperture of the private segment (src_private_base) */
   uint64_t scratch_base;       /* device memory holding the private segments of one workgroup's waves */
   uint32_t scratch_lane_bytes; /* private segment bytes per work-item (0: the kernel has none) */
+  uint32_t mode;               /* every wave's initial MODE register (from the kernel descriptor) */
   int32_t strict, seeded;
   int32_t mfma_model;   /* 0: exact sum, one fp32 rounding; 1: MMA-Sim's CDNA3 chunked model (core.c) */
   uint64_t seed, max_insns;

@@ -188,6 +188,8 @@ def decode_one(words: list[int], i: int) -> _Rec:
         return _ds(w0, w1)
     if fmt6 == 0b111000:
         return _mubuf(w0, w1)
+    if fmt6 == 0b111010:
+        return _mtbuf(w0, w1)
     if fmt6 == 0b110111:
         return _flat(w0, w1)
     r = _Rec("invalid", 4)
@@ -374,6 +376,24 @@ def _mubuf(w0: int, w1: int) -> _Rec:
     return r
 
 
+def _mtbuf(w0: int, w1: int) -> _Rec:
+    """MTBUF (docs/facts.md §3.6): MUBUF's operands with a 4-bit OP, DFMT and NFMT in word 0 (put in imm2 as
+    DFMT | NFMT << 4) and SC1/NT in word 1."""
+    r = _Rec(isa.MTBUF.get((w0 >> 15) & 0xF, "invalid"), 8)
+    acc = AGPR - VGPR if (w1 >> 23) & 1 else 0
+    r.imm = w0 & 0xFFF
+    r.imm2 = ((w0 >> 19) & 0xF) | ((w0 >> 23) & 7) << 4
+    for name, bit in (("OFFEN", 12), ("IDXEN", 13), ("SC0", 14)):
+        r.flags |= ((w0 >> bit) & 1) << FLAGS[name]
+    for name, bit in (("SC1", 21), ("NT", 22)):
+        r.flags |= ((w1 >> bit) & 1) << FLAGS[name]
+    r.src[0] = VGPR + (w1 & 0xFF)
+    r.dst = VGPR + ((w1 >> 8) & 0xFF) + acc
+    r.src[1] = 4 * ((w1 >> 16) & 0x1F)
+    r.src[2] = (w1 >> 24) & 0xFF
+    return r
+
+
 def _flat(w0: int, w1: int) -> _Rec:
     """FLAT, GLOBAL and SCRATCH (docs/facts.md §6.2, §9.5). SCRATCH's bit 13 (SVE) says whether ADDR is used."""
     seg = (w0 >> 14) & 3
@@ -406,7 +426,7 @@ def _text(r: _Rec) -> str:
     if r.size == 16:  # a scaled MFMA: its scale operands
         ops += [operand_name(r.imm2 & 0xFFFF), operand_name(r.imm2 >> 16)]
     extra = []
-    if r.imm and r.name.split("_")[0] in ("ds", "buffer", "global", "flat", "scratch", "s"):
+    if r.imm and r.name.split("_")[0] in ("ds", "buffer", "tbuffer", "global", "flat", "scratch", "s"):
         extra.append(f"imm:{r.imm:#x}" if r.imm >= 0 else f"imm:-{-r.imm:#x}")
     if r.flags >> FLAGS["DPP"] & 1:
         d = dpp_fields(r.imm)

@@ -10,7 +10,7 @@ parameters (optable.py generates the core's dispatch table from OPS; the opcode 
 are the order of MNEMONICS, which decides nothing else).
 """
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 SOP2 = {
     0: "s_add_u32", 1: "s_sub_u32", 2: "s_add_i32", 3: "s_sub_i32", 4: "s_addc_u32", 5: "s_subb_u32",
@@ -305,6 +305,11 @@ DS = {
     # lane exchange through the LDS unit, no LDS access (docs/facts.md §9.4)
     61: "ds_swizzle_b32", 62: "ds_permute_b32", 63: "ds_bpermute_b32",
     254: "ds_read_b96", 255: "ds_read_b128",
+    # docs/facts.md §9.6: addressed by M0 and the lane id, the wrapping and conditional exchanges, the wave
+    # counters, and the transposing reads of 4-, 6- and 8-bit elements (§1.11 has the 16-bit one)
+    29: "ds_write_addtid_b32", 182: "ds_read_addtid_b32", 52: "ds_wrap_rtn_b32", 126: "ds_condxchg32_rtn_b64",
+    189: "ds_consume", 190: "ds_append", 224: "ds_read_b64_tr_b4", 225: "ds_read_b96_tr_b6",
+    226: "ds_read_b64_tr_b8",
 }
 
 # The atomics MUBUF, FLAT and GLOBAL share (same opcodes in all three; docs/facts.md §9): 32-bit, then x2.
@@ -316,6 +321,7 @@ _VMEM_ATOMICS = {
     103: "umax_x2", 104: "and_x2", 105: "or_x2", 106: "xor_x2", 107: "inc_x2", 108: "dec_x2",
 }
 
+_XYZW = ("x", "xy", "xyz", "xyzw")
 MUBUF = {
     16: "buffer_load_ubyte", 17: "buffer_load_sbyte", 18: "buffer_load_ushort", 19: "buffer_load_sshort",
     20: "buffer_load_dword", 21: "buffer_load_dwordx2", 22: "buffer_load_dwordx3", 23: "buffer_load_dwordx4",
@@ -325,7 +331,14 @@ MUBUF = {
     34: "buffer_load_sbyte_d16", 35: "buffer_load_sbyte_d16_hi",
     **{op: f"buffer_atomic_{name}" for op, name in _VMEM_ATOMICS.items()},
     36: "buffer_load_short_d16", 37: "buffer_load_short_d16_hi",
+    # formatted access (docs/facts.md §3.6): the V#'s DATA_FORMAT/NUM_FORMAT/DST_SEL give the layout
+    **{i: f"buffer_{d}_format_{x}" for i, (d, x) in enumerate((d, x) for d in ("load", "store") for x in _XYZW)},
+    **{8 + i: f"buffer_{d}_format_d16_{x}" for i, (d, x) in enumerate((d, x) for d in ("load", "store") for x in _XYZW)},
+    38: "buffer_load_format_d16_hi_x", 39: "buffer_store_format_d16_hi_x",
+    40: "buffer_wbl2", 41: "buffer_inv",  # cache write-back / invalidate (docs/facts.md §9.1)
 }
+# typed buffer access: the same formatted ops with DFMT/NFMT in the instruction (docs/facts.md §3.6)
+MTBUF = {i: "t" + MUBUF[i] for i in range(16)}
 
 # FLAT/GLOBAL share opcodes; the segment field picks the address space (0 flat, 2 global).
 FLAT = {
@@ -373,10 +386,17 @@ class Op:
     elem_b: int = 0
     dwords: int = 0     # scalar memory: dwords moved (atomics: 1 or 2, the memory operand's width)
     buffer: bool = False  # scalar memory: SBASE holds a buffer descriptor, not an address
+    scratch: bool = False  # scalar memory: the address is in the wave's private segment
     untimed: bool = False  # no effect to model and no cost the timing model knows: timing class "untimed"
+    fpmode: int = 0     # which of MODE's float fields the op honours (FP_* below; 0: none)
+    fpround: bool = False  # it honours the rounding field too, not only the denormal one
 
 
 WIDE_S0, WIDE_S1, WIDE_S2, WIDE_D = 1, 2, 4, 8
+# MODE's float fields an op honours (docs/facts.md §13.4): the fp32 ones (FP_ROUND[1:0], FP_DENORM[1:0]) through
+# the host's SSE mode, the fp16/fp64 ones (FP_ROUND[3:2], FP_DENORM[3:2]) through the SSE mode (fp64) or the
+# core's fp16 rounding helpers (fp16)
+FP_32, FP_64, FP_16 = 1, 2, 3
 COMPARE_TYPES = ("f16", "f32", "f64", "i16", "u16", "i32", "u32", "i64", "u64", "class_f16", "class_f32", "class_f64")
 BRANCH_CONDITIONS = ("always", "scc0", "scc1", "vccz", "vccnz", "execz", "execnz", "cdbgsys", "cdbguser",
                      "cdbgsys_or_user", "cdbgsys_and_user")
@@ -462,7 +482,10 @@ _declare("smem_time", "s_memtime s_memrealtime")
 # cache maintenance and address-translation probes: no data moves in a machine without caches
 _declare("smem_nop", "s_dcache_inv s_dcache_wb s_dcache_inv_vol s_dcache_wb_vol s_atc_probe s_atc_probe_buffer "
                      "s_dcache_discard s_dcache_discard_x2", untimed=True)
-_declare("refused_scalar_scratch", " ".join(n for n in SMEM.values() if n.startswith("s_scratch_")))
+for _n in (1, 2, 4):  # the wave's private segment (docs/facts.md §9.7)
+    _x = "" if _n == 1 else f"x{_n}"
+    _declare("smem_load", f"s_scratch_load_dword{_x}", dwords=_n, scratch=True)
+    _declare("smem_store", f"s_scratch_store_dword{_x}", dwords=_n, scratch=True)
 # vector ALU
 _declare("valu_nop", "v_nop")
 _declare("valu_move", "v_mov_b32 v_accvgpr_mov_b32 v_accvgpr_read_b32 v_accvgpr_write_b32")
@@ -547,10 +570,33 @@ VOP3_TWO_SOURCES |= {n for n, op in OPS.items() if op.handler == "valu_lowp_conv
                                                                    n.endswith(("pk_fp8_f32", "pk_bf8_f32", "pk_fp4_f32"))))}
 # memory
 _declare("ds", " ".join(DS.values()))
-_declare("buffer_op", " ".join(MUBUF.values()))
+_declare("buffer_op", " ".join(n for n in MUBUF.values() if "format" not in n and n not in ("buffer_wbl2", "buffer_inv")))
+_declare("buffer_format", " ".join(n for n in (*MUBUF.values(), *MTBUF.values()) if "format" in n))
+# cache write-back and invalidate: nothing to do in a machine without caches (docs/facts.md §9.1)
+_declare("buffer_cache", "buffer_wbl2 buffer_inv")  # timed as data-less memory ops (docs/perf-model.md)
 _declare("flat_op", " ".join(f"global_{n}" for n in FLAT.values()))
 _declare("flat_op", " ".join(f"flat_{n}" for n in FLAT.values() if segment_has(SEG_FLAT, n)))
 _declare("flat_op", " ".join(f"scratch_{n}" for n in FLAT.values() if segment_has(SEG_SCRATCH, n)))
+
+# The ops that honour MODE's float fields (docs/facts.md §13.4): the IEEE arithmetic (add, sub, mul, fma, mad)
+# rounds by FP_ROUND and flushes by FP_DENORM; the square root, reciprocals, exp and log flush only (they are
+# approximations, not correctly rounded). Everything else ignores MODE: moves, conversions, min/max/med3 (they
+# return an operand), rounding to integers, frexp/ldexp, compares and class, the division steps, and the MFMAs
+# (which never flush, CDNA4 ISA §7.4).
+_ROUNDED = {FP_32: "v_add_f32 v_sub_f32 v_subrev_f32 v_mul_f32 v_fma_f32 v_fmac_f32 v_pk_fma_f32 v_pk_mul_f32 "
+                   "v_pk_add_f32",
+            FP_64: "v_add_f64 v_mul_f64 v_fma_f64 v_fmac_f64",
+            FP_16: "v_add_f16 v_sub_f16 v_subrev_f16 v_mul_f16 v_mac_f16 v_madmk_f16 v_madak_f16 v_mad_f16 v_fma_f16 "
+                   "v_mad_legacy_f16 v_fma_legacy_f16 v_pk_fma_f16 v_pk_add_f16 v_pk_mul_f16"}
+_FLUSHED = {FP_32: "v_sqrt_f32 v_rcp_f32 v_rcp_iflag_f32 v_rsq_f32 v_exp_f32 v_log_f32",
+            FP_64: "v_sqrt_f64 v_rcp_f64 v_rsq_f64",
+            FP_16: "v_sqrt_f16 v_rcp_f16 v_rsq_f16 v_exp_f16 v_log_f16"}
+for _fp, _names in _ROUNDED.items():
+    for _name in _names.split():
+        OPS[_name] = replace(OPS[_name], fpmode=_fp, fpround=True)
+for _fp, _names in _FLUSHED.items():
+    for _name in _names.split():
+        OPS[_name] = replace(OPS[_name], fpmode=_fp)
 
 # Which DPP form an op has, for the core's refusal of the others (docs/facts.md §6.4): VOP1/VOP2 ops have one
 # except these; gfx950 has none for VOPC compares; 64-bit operands take only row_newbcast.
@@ -569,6 +615,7 @@ def all_mnemonics() -> list[str]:
     names += [m[0] for m in VOP3PX2.values()]
     names += DS.values()
     names += MUBUF.values()
+    names += MTBUF.values()
     names += [f"global_{n}" for n in FLAT.values()]
     names += [f"flat_{n}" for n in FLAT.values() if segment_has(SEG_FLAT, n)]
     names += [f"scratch_{n}" for n in FLAT.values() if segment_has(SEG_SCRATCH, n)]
@@ -611,8 +658,9 @@ MFMA_CYCLES.update({name: 32 if m == 16 else 64 for name, m, *_ in (*MAI_F8F6F4.
 
 
 # Listed only so that the core can refuse them by name, with the reason (docs/facts.md §13.2, §13.3).
-REFUSED = {n for n, op in OPS.items() if op.handler in ("refused", "refused_scalar_scratch")}
-# Run for some operands only, the others refused by name: hardware registers other than MODE (§13.2).
+REFUSED = {n for n, op in OPS.items() if op.handler == "refused"}
+# Run for some operands only, the others refused by name: hardware registers other than MODE, STATUS, TRAPSTS,
+# HW_ID and XCC_ID (docs/facts.md §13.4).
 PARTIAL = {"s_getreg_b32", "s_setreg_b32", "s_setreg_imm32_b32"}
 # instructions without an effect the emulator models whose cost the timing model was not given
 UNTIMED_NOPS = {n for n, op in OPS.items() if op.untimed}
@@ -632,7 +680,7 @@ def timing_class(name: str) -> tuple[str, int]:
         return "smem", 0
     if name.startswith("ds_"):
         return "lds", 0
-    if name.startswith(("buffer_", "global_", "flat_", "scratch_")):
+    if name.startswith(("buffer_", "tbuffer_", "global_", "flat_", "scratch_")):
         return "vmem", 0
     if name in BRANCHES:
         return "branch", 0

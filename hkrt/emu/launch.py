@@ -90,6 +90,7 @@ def new_launch(ffi, prog: decode.Program, memory, image_base: int = 0):
     L.nregions = len(blocks)
     L.shared_base = SHARED_APERTURE
     L.private_base = PRIVATE_APERTURE
+    L.mode = MODE_DEFAULT
     return L, keep
 
 
@@ -120,13 +121,12 @@ def _dispatch_packet(grid, block, kernel: codeobject.Kernel, lds: int, kernarg_a
                        kernel.private_segment_fixed_size, lds, 0, kernarg_addr, 0)
 
 
-# The floating-point mode the execution core implements (compute_pgm_rsrc1's FLOAT_MODE and its neighbours,
-# docs/facts.md §5): round to nearest even, denormals kept on input and output for fp32 and fp16/fp64,
-# IEEE mode (signalling NaNs quieted, IEEE min/max), DX10 clamp (a clamped NaN is 0), and overflow to
-# infinity. It is what HIP compiles for gfx950 by default; a kernel asking for another mode is refused
-# rather than run with the wrong rounding or denormal handling.
-EMULATED_FLOAT_MODE = {"fp32_round": 0, "fp16_64_round": 0, "fp32_denorm": 3, "fp16_64_denorm": 3,
-                       "dx10_clamp": 1, "ieee": 1, "fp16_ovfl": 0}
+# The floating-point mode bits the execution core implements besides the rounding and denormal fields, which
+# it honours (compute_pgm_rsrc1, docs/facts.md §5.2, §13.4): IEEE mode (signalling NaNs quieted, IEEE min/max),
+# DX10 clamp (a clamped NaN is 0) and fp16 overflow to infinity. A kernel asking for others is refused rather
+# than run with the wrong NaN or clamp handling.
+EMULATED_FLOAT_MODE = {"dx10_clamp": 1, "ieee": 1, "fp16_ovfl": 0}
+MODE_DEFAULT = 0x3F0  # MODE with nearest-even rounding, denormals kept, DX10_CLAMP and IEEE set
 
 
 def check_float_mode(kernel: codeobject.Kernel) -> None:
@@ -135,8 +135,15 @@ def check_float_mode(kernel: codeobject.Kernel) -> None:
     if wrong:
         want = ", ".join(f"{k}={EMULATED_FLOAT_MODE[k]}" for k in wrong)
         raise EmulationError(f"the descriptor asks for floating-point mode {wrong}; the emulator implements only "
-                             f"{want} for these (round to nearest even, denormals kept, IEEE and DX10 clamp "
-                             f"modes; e.g. -fgpu-flush-denormals-to-zero is not emulated)", kernel=kernel.name)
+                             f"{want} for these (IEEE and DX10 clamp modes on, fp16 overflow to infinity)",
+                             kernel=kernel.name)
+
+
+def initial_mode(kernel: codeobject.Kernel) -> int:
+    """The MODE register every wave starts with, from the descriptor's float fields (docs/facts.md §13.4)."""
+    m = kernel.descriptor.float_mode
+    return (m["fp32_round"] | m["fp16_64_round"] << 2 | m["fp32_denorm"] << 4 | m["fp16_64_denorm"] << 6 |
+            m["dx10_clamp"] << 8 | m["ieee"] << 9)
 
 
 def private_segment_bytes(kernel: codeobject.Kernel) -> int:
@@ -223,6 +230,7 @@ def run_kernel(machine, module, kernel: codeobject.Kernel, grid, block, dynamic_
         L.block = list(block)
         L.lds_bytes = (lds + 3) // 4 * 4
         L.scratch_base, L.scratch_lane_bytes = scratch, lane_scratch
+        L.mode = initial_mode(kernel)
         L.user_sgpr_count = kd.user_sgpr_count
         L.wg_id_enable = sum(1 << d for d, on in enumerate(kd.enable_workgroup_id) if on)
         L.wg_info = int(kd.enable_workgroup_info)
