@@ -2123,7 +2123,7 @@ def test_dpp(code, rng, key):
 
 # Every VOP1/VOP2 operation the core implements, in DPP form, against its _e32 form run on the operand the
 # DPP rules fetch (computed above): DPP is applied to all of them alike, not to a chosen few.
-_DPP_NONE = isa.NO_DPP_FORM | isa.DPP_ROW_NEWBCAST_ONLY  # no DPP form, or 64-bit (tested on their own)
+_DPP_NONE = isa.NO_DPP_FORM | isa.DPP_ROW_NEWBCAST_ONLY | isa.REFUSED  # no DPP form, 64-bit (tested on their own), refused
 _CARRY_IN = {"v_addc_co_u32", "v_subb_co_u32", "v_subbrev_co_u32"}
 _DPP_GENERIC = []
 for _m in [m for m in list(isa.VOP1.values()) + list(isa.VOP2.values()) if m not in _DPP_NONE]:
@@ -3517,7 +3517,8 @@ def test_buffer_hipkittens_descriptor(code, rng):
 def test_every_mnemonic_has_a_semantics_test():
     """Each mnemonic the decoder can produce is exercised by at least one test above."""
     import test_emu_atomics  # atomics, lane exchanges and scratch have their own file
-    covered = COVERED | test_emu_atomics.COVERED
+    import test_emu_valu2
+    covered = COVERED | test_emu_atomics.COVERED | test_emu_valu2.COVERED
     missing = set(isa.MNEMONICS) - {"invalid"} - covered
     unknown = covered - set(isa.MNEMONICS)
     assert not missing and not unknown, f"no semantics test: {sorted(missing)}; not mnemonics: {sorted(unknown)}"
