@@ -1492,7 +1492,7 @@ static int valu_16(ctx_t *c, wave_t *w, const insn_t *in) {
       case OP_V_TRUNC_F16: r = hpost(in, trunc(fa)); break;
       case OP_V_RNDNE_F16: r = hpost(in, nearbyint(fa)); break;
       case OP_V_FRACT_F16: { double fr = fa - floor(fa); r = hpost(in, fr > 0x1.ffcp-1 ? 0x1.ffcp-1 : fr); break; }
-      case OP_V_SIN_F16: r = hpost(in, isinf(fa) ? NAN : sin_rev(fa)); break;
+      case OP_V_SIN_F16: r = hpost(in, isinf(fa) ? NAN : fa == 0 ? fa : sin_rev(fa)); break; /* sin(-0) = -0 */
       case OP_V_COS_F16: r = hpost(in, isinf(fa) ? NAN : cos_rev(fa)); break;
       case OP_V_CVT_U16_F16: r = h_to_int(fa, 0.0, 65535.0); break;
       case OP_V_CVT_I16_F16: r = h_to_int(fa, -32768.0, 32767.0); break;
