@@ -17,7 +17,7 @@ from emu_harness import assemble_listing  # noqa: E402
 from hkrt.emu import coverage, isa  # noqa: E402
 
 # Today's measured coverage, rounded down: raise it as instructions are implemented, never lower it.
-COVERAGE_FLOOR = 95.0
+COVERAGE_FLOOR = 98.3
 
 
 @pytest.fixture(scope="module")

@@ -217,6 +217,8 @@ def vector_alu_lines() -> list[str]:
             out += ["v_accvgpr_mov_b32 a5, a7", "v_accvgpr_mov_b32 a255, a0"]
         elif m.startswith("v_permlane"):   # VGPRs only, both written
             out += [f"{m} v5, v7", f"{m} v255, v0", f"{m}_e64 v200, v17"]
+        elif m == "v_swap_b32":  # VGPRs only, both written, no _e64 form
+            out += [f"{m} v5, v7", f"{m} v255, v0"]
         elif m == "v_mov_b64":
             out += ["v_mov_b64 v[4:5], v[6:7]", "v_mov_b64 v[254:255], s[100:101]", "v_mov_b64 v[4:5], 1.0",
                     "v_mov_b64 v[4:5], -4", "v_mov_b64 v[4:5], 0x12345678", "v_mov_b64_e64 v[8:9], v[2:3]"]
@@ -229,8 +231,9 @@ def vector_alu_lines() -> list[str]:
         if isa.OPS[m].wide:
             out += [f"{m} {_r(m, 3, 4)}, {_r(m, 0, 6)}, {_r(m, 1, 8)}", f"{m}_e64 {_r(m, 3, 4)}, {_r(m, 0, 6)}, 2.0"]
         elif m in isa.VOP2_LITERAL_K:
-            out += [f"{m} v5, v7, {'0x4200, v9' if m == 'v_madmk_f16' else 'v9, 0x4200'}",
-                    f"{m} v5, 1.0, {'0x1234, v9' if m == 'v_madmk_f16' else 'v9, 0x1234'}"]
+            k_first = isa.VOP2_LITERAL_K[m] == 1  # madmk/fmamk: K is the middle operand
+            out += [f"{m} v5, v7, {'0x4200, v9' if k_first else 'v9, 0x4200'}",
+                    f"{m} v5, 1.0, {'0x1234, v9' if k_first else 'v9, 0x1234'}"]
         elif m in _CARRY_OUT:
             cin = ", vcc" if m in _CARRY_IN else ""
             cin64 = ", s[12:13]" if m in _CARRY_IN else ""
@@ -285,6 +288,10 @@ def vector_alu_lines() -> list[str]:
             out += [f"{m} v[4:5], s[10:11], v7, v9, v[12:13]", f"{m} v[200:201], vcc, v7, 5, s[12:13]"]
         elif m == "v_readlane_b32":
             out += ["v_readlane_b32 s5, v7, s9", "v_readlane_b32 s101, v255, 63"]
+        elif m in ("v_qsad_pk_u16_u8", "v_mqsad_pk_u16_u8"):  # 64-bit S0, S2 and D
+            out += [f"{m} v[4:5], v[6:7], v9, v[10:11]", f"{m} v[200:201], s[6:7], 5, v[10:11]"]
+        elif m == "v_mqsad_u32_u8":  # 64-bit S0, 128-bit S2 and D
+            out += [f"{m} v[0:3], v[4:5], v9, v[12:15]", f"{m} v[200:203], s[6:7], 7, v[12:15]"]
         elif m == "v_writelane_b32":
             out += ["v_writelane_b32 v5, s7, 9", "v_writelane_b32 v255, 17, s9", "v_writelane_b32 v4, s7, m0"]
         elif m in ("v_lshlrev_b64", "v_lshrrev_b64", "v_ashrrev_i64"):
@@ -317,6 +324,8 @@ def vop3p_lines() -> list[str]:
             out += [f"{m} a5, v7", f"{m} a255, -16", f"{m} a0, 64"]
         elif m.startswith("v_dot"):
             out += [f"{m} v5, v7, v9, v11", f"{m} v250, s7, v9, v11 clamp"]
+        elif m.startswith("v_fma_mix"):
+            out += [f"{m} v5, v7, v9, v11", f"{m} v250, s7, -v9, v11 op_sel:[1,0,0] op_sel_hi:[1,1,0] clamp"]
         elif m.startswith("v_pk_") and m.endswith(("16", "_b16")):   # packed 16-bit: one register per operand
             neg = " neg_lo:[1,0] neg_hi:[0,1]" if m.endswith("f16") else ""
             if m in isa.VOP3P_THREE_SOURCES:
@@ -875,7 +884,7 @@ def test_kernels_decode_like_objdump(tc):
 
 # ------------------------------------------------------------------------------------------------ tests (c)
 
-UNKNOWN = ["v_sin_f32 v1, v2", "v_cubeid_f32 v1, v2, v3, v4", "v_dot2_f32_f16 v1, v2, v3, v4", "ds_gws_init v2 gds"]
+UNKNOWN = ["v_screen_partition_4se_b32 v1, v2", "ds_gws_init v2 gds"]
 
 
 def test_unknown_encodings_decode_as_invalid(tc):
@@ -890,8 +899,8 @@ def test_unknown_encodings_decode_as_invalid(tc):
 
 
 def test_executing_an_unknown_encoding_raises(tc):
-    code, = assemble_many(tc.mc, [["v_mov_b32 v1, v2", "v_sin_f32 v1, v2", "s_endpgm"]])
-    with pytest.raises(EmuError, match=r"unknown or unimplemented instruction encoding.*<unknown encoding 0x7e025302"):
+    code, = assemble_many(tc.mc, [["v_mov_b32 v1, v2", "v_screen_partition_4se_b32 v1, v2", "s_endpgm"]])
+    with pytest.raises(EmuError, match=r"unknown or unimplemented instruction encoding.*<unknown encoding 0x7e026f02"):
         run(code, new_state())
 
 

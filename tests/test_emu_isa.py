@@ -2121,7 +2121,7 @@ def test_dpp(code, rng, key):
 
 # Every VOP1/VOP2 operation the core implements, in DPP form, against its _e32 form run on the operand the
 # DPP rules fetch (computed above): DPP is applied to all of them alike, not to a chosen few.
-_DPP_NONE = isa.NO_DPP_FORM | isa.DPP_ROW_NEWBCAST_ONLY  # no DPP form, or 64-bit (tested on their own)
+_DPP_NONE = isa.NO_DPP_FORM | isa.DPP_ROW_NEWBCAST_ONLY | isa.REFUSED  # no DPP form, 64-bit (tested on their own), refused
 _CARRY_IN = {"v_addc_co_u32", "v_subb_co_u32", "v_subbrev_co_u32"}
 _DPP_GENERIC = []
 for _m in [m for m in list(isa.VOP1.values()) + list(isa.VOP2.values()) if m not in _DPP_NONE]:
@@ -3509,7 +3509,9 @@ def test_every_mnemonic_has_a_semantics_test():
     import test_emu_mfma  # the older-layout MFMAs and SMFMAC
     import test_emu_lowp  # the low-precision conversions and MFMAs too
     import test_emu_mem2  # formatted buffer access, more DS ops, scalar scratch
-    covered = COVERED | test_emu_atomics.COVERED | test_emu_mfma.COVERED | test_emu_lowp.COVERED | test_emu_mem2.COVERED
+    import test_emu_valu2  # the remaining VALU ops: dot products, fma_mix, VOP3 and VOP1 leftovers
+    covered = (COVERED | test_emu_atomics.COVERED | test_emu_mfma.COVERED | test_emu_lowp.COVERED
+               | test_emu_mem2.COVERED | test_emu_valu2.COVERED)
     missing = set(isa.MNEMONICS) - {"invalid"} - covered
     unknown = covered - set(isa.MNEMONICS)
     assert not missing and not unknown, f"no semantics test: {sorted(missing)}; not mnemonics: {sorted(unknown)}"

@@ -40,9 +40,10 @@ def _inputs(include: Path) -> list[bytes]:
 
 
 def generated_headers() -> dict[str, str]:
-    """The headers generated from the opcode tables: the decoder's op ids and the dispatch table."""
-    from . import decode, optable
-    return {"ops.h": decode.c_header(), optable.HEADER: optable.c_header()}
+    """The headers generated from the opcode tables (the decoder's op ids and the dispatch table) and the 2/pi
+    bits of v_trig_preop_f64."""
+    from . import decode, optable, two_over_pi
+    return {"ops.h": decode.c_header(), optable.HEADER: optable.c_header(), two_over_pi.HEADER: two_over_pi.c_header()}
 
 
 def build(force: bool = False, verbose: bool = False) -> Path:

@@ -17,6 +17,7 @@
 #include <xmmintrin.h>
 
 #include "ops.h"
+#include "two_over_pi.h"
 
 #include "core_api.h"
 
@@ -240,6 +241,22 @@ static inline float ieee_max(float a, float b) {
   if (b != b) return a;
   if (a == 0.0f && b == 0.0f) return (ua >> 31) ? b : a;
   return a >= b ? a : b;
+}
+
+/* IEEE 754-2019 minimum / maximum (v_minimum3/v_maximum3_f32, docs/facts.md §6.11): a NaN operand gives that NaN,
+ * quieted, whatever the other is; -0 orders below +0. */
+static inline float ieee_minimum(float a, float b) {
+  if (a != a) return f32(u32f(a) | 0x400000u);
+  if (b != b) return f32(u32f(b) | 0x400000u);
+  if (a == 0.0f && b == 0.0f) return signbit(a) ? a : b;
+  return a < b ? a : b;
+}
+
+static inline float ieee_maximum(float a, float b) {
+  if (a != a) return f32(u32f(a) | 0x400000u);
+  if (b != b) return f32(u32f(b) | 0x400000u);
+  if (a == 0.0f && b == 0.0f) return signbit(a) ? b : a;
+  return a > b ? a : b;
 }
 
 static inline float ieee_med3(float a, float b, float c) {
@@ -1066,6 +1083,35 @@ static int valu32_operands(ctx_t *c, wave_t *w, const insn_t *in, valu32_t *o) {
 static inline uint32_t d_to_i32(double x) { return x != x ? 0 : (uint32_t)(int32_t)trunc(SAT(x, -2147483648.0, 2147483647.0)); }
 static inline uint32_t d_to_u32(double x) { return x != x ? 0 : (uint32_t)trunc(SAT(x, 0.0, 4294967295.0)); }
 
+/* The cubemap face of the direction (x, y, z) (V_CUBEID/SC/TC/MA_F32, docs/facts.md §6.11): the major axis is z when
+ * |z| is the largest, else y when |y| >= |x|, else x; the op picks the face id, the face's s or t coordinate, or twice
+ * the major-axis coordinate. */
+static float cube(int op, float x, float y, float z) {
+  float id, sc, tc, ma;
+  if (fabsf(z) >= fabsf(x) && fabsf(z) >= fabsf(y)) id = z < 0 ? 5 : 4, sc = z < 0 ? -x : x, tc = -y, ma = z;
+  else if (fabsf(y) >= fabsf(x)) id = y < 0 ? 3 : 2, sc = x, tc = y < 0 ? -z : z, ma = y;
+  else id = x < 0 ? 1 : 0, sc = x < 0 ? z : -z, tc = -y, ma = x;
+  switch (op) {
+    case OP_V_CUBEID_F32: return id;
+    case OP_V_CUBESC_F32: return sc;
+    case OP_V_CUBETC_F32: return tc;
+    default: return ma * 2.0f;
+  }
+}
+
+/* sin / cos of 2*pi*x, x in revolutions (V_SIN/COS_F32, docs/facts.md §6.11). The fraction of x (exact in double)
+ * is split into quarter turns, so multiples of a quarter turn give exact results; the rest is one libm call in
+ * double, rounded once to fp32. A zero result is +0 unless x is -0 (the ISA's examples); inf gives NaN. */
+static float sincos_rev(float x, int cosine) {
+  if (x != x) return x + x;
+  if (isinf(x)) return f32(0xFFC00000u);
+  if (x == 0) return cosine ? 1.0f : x;
+  double t = 4.0 * ((double)x - nearbyint((double)x)), q = nearbyint(t), a = (t - q) * (M_PI / 2);
+  int k = ((int)q + cosine) & 3; /* cos(a) = sin(a + a quarter turn) */
+  float r = (float)(k == 0 ? sin(a) : k == 1 ? cos(a) : k == 2 ? -sin(a) : -cos(a));
+  return r == 0 ? 0.0f : r;
+}
+
 static int valu_f32(ctx_t *c, wave_t *w, const insn_t *in) {
   valu32_t o;
   if (valu32_operands(c, w, in, &o)) return 1;
@@ -1100,12 +1146,34 @@ static int valu_f32(ctx_t *c, wave_t *w, const insn_t *in) {
       case OP_V_CEIL_F32: FR(ceilf(FA)); break;
       case OP_V_RNDNE_F32: FR(nearbyintf(FA)); break;
       case OP_V_FLOOR_F32: FR(floorf(FA)); break;
+      case OP_V_FMAMK_F32: case OP_V_FMAAK_F32: /* the literal K is the source the decoder put it in */
+        if (in->flags & (1u << F_VOP3)) return fail(c, E_INVALID, 0, "v_fmamk/fmaak_f32 have no VOP3 form");
+        FR(fmaf(FA, FB, FC));
+        break;
+      case OP_V_MUL_LEGACY_F32: FR(FA == 0.0f || FB == 0.0f ? 0.0f : FA * FB); break; /* DX9: 0 * anything = +0 */
+      case OP_V_MINIMUM3_F32: FR(ieee_minimum(ieee_minimum(FA, FB), FC)); break;
+      case OP_V_MAXIMUM3_F32: FR(ieee_maximum(ieee_maximum(FA, FB), FC)); break;
+      case OP_V_CUBEID_F32: case OP_V_CUBESC_F32: case OP_V_CUBETC_F32: case OP_V_CUBEMA_F32:
+        FR(cube(op, FA, FB, FC));
+        break;
+      case OP_V_SIN_F32: FR(sincos_rev(FA, 0)); break;
+      case OP_V_COS_F32: FR(sincos_rev(FA, 1)); break;
+      case OP_V_CVT_OFF_F32_I4: FR((float)((int32_t)(x << 28) >> 28) * 0.0625f); break; /* S0[3:0] signed, / 16 */
       default: return valu_unhandled(c);
     }
     res[l] = r;
   }
   vwrite(w, in, in->dst, res, o.exec);
   return 0;
+}
+
+/* f32 -> u8 as v_cvt_pk_u8_f32 converts (docs/facts.md §6.11): rounded to nearest even, saturated, NaN -> 0 */
+static inline uint32_t f_to_u8(float x) { return x != x ? 0 : (uint32_t)nearbyintf(SAT(x, 0.0f, 255.0f)); }
+
+/* f32 -> normalized 16-bit integer: clamp to [-1, 1] ([0, 1] unsigned), scale, round to nearest even. */
+static inline uint32_t f_to_norm(double x, int sign) {
+  if (x != x) return 0;
+  return (uint32_t)(int32_t)nearbyint(SAT(x, sign ? -1.0 : 0.0, 1.0) * (sign ? 32767.0 : 65535.0)) & 0xFFFF;
 }
 
 static int valu_convert(ctx_t *c, wave_t *w, const insn_t *in) {
@@ -1151,6 +1219,17 @@ static int valu_convert(ctx_t *c, wave_t *w, const insn_t *in) {
         r = lo | (hi << 16);
         break;
       }
+      case OP_V_CVT_PK_U8_F32: case OP_V_CVT_PKACCUM_U8_F32: { /* byte S1[1:0] of S2 (pkaccum: of D) := u8(S0) */
+        uint32_t sh = 8 * (y & 3), base = op == OP_V_CVT_PK_U8_F32 ? o.s[2][l] : vrow(w, in->dst)[l];
+        r = (base & ~(0xFFu << sh)) | f_to_u8(FA) << sh;
+        break;
+      }
+      case OP_V_CVT_PKNORM_I16_F32: r = f_to_norm(FA, 1) | f_to_norm(FB, 1) << 16; break;
+      case OP_V_CVT_PKNORM_U16_F32: r = f_to_norm(FA, 0) | f_to_norm(FB, 0) << 16; break;
+      case OP_V_CVT_PK_U16_U32: r = (x > 0xFFFF ? 0xFFFF : x) | (y > 0xFFFF ? 0xFFFF : y) << 16; break; /* saturating */
+      case OP_V_CVT_PK_I16_I32:
+        r = ((uint32_t)SAT((int32_t)x, -32768, 32767) & 0xFFFF) | (uint32_t)SAT((int32_t)y, -32768, 32767) << 16;
+        break;
       default: return valu_unhandled(c);
     }
     res[l] = r;
@@ -1294,6 +1373,28 @@ static int valu_lowp_convert(ctx_t *c, wave_t *w, const insn_t *in) {
   return 0;
 }
 
+/* V_MSAD_U8 (docs/facts.md §6.11): S2 + the sum of |S0 - S1| over the bytes whose reference byte (S1's) is not 0 */
+static inline uint32_t msad_u8(uint32_t x, uint32_t y, uint32_t z) {
+  for (int sh = 0; sh < 32; sh += 8) {
+    uint32_t a = (x >> sh) & 0xFF, b = (y >> sh) & 0xFF;
+    if (b) z += a > b ? a - b : b - a;
+  }
+  return z;
+}
+
+static inline uint32_t sad_u8(uint32_t x, uint32_t y, uint32_t z) {
+  for (int sh = 0; sh < 32; sh += 8) {
+    uint32_t a = (x >> sh) & 0xFF, b = (y >> sh) & 0xFF;
+    z += a > b ? a - b : b - a;
+  }
+  return z;
+}
+
+/* a 16-bit result into the half of D that VOP3 OP_SEL[3] picks, the other half kept */
+static inline uint32_t half16(const insn_t *in, uint32_t old, uint32_t h) {
+  return (in->flags >> (F_OPSEL + 3) & 1) ? (old & 0xFFFF) | h << 16 : (old & 0xFFFF0000u) | (h & 0xFFFF);
+}
+
 static int valu_int(ctx_t *c, wave_t *w, const insn_t *in) {
   valu32_t o;
   if (valu32_operands(c, w, in, &o)) return 1;
@@ -1369,6 +1470,15 @@ static int valu_int(ctx_t *c, wave_t *w, const insn_t *in) {
         r = (uint32_t)(in->flags >> F_CLAMP & 1 ? SAT(t, INT32_MIN, INT32_MAX) : t);
         break;
       }
+      case OP_V_MSAD_U8: r = msad_u8(x, y, z); break;
+      case OP_V_ASHR_PK_I8_I32: case OP_V_ASHR_PK_U8_I32: { /* both shifted, saturated to 8 bits, into 16 of D */
+        int32_t p = (int32_t)x >> (z & 31), q = (int32_t)y >> (z & 31);
+        int sg = op == OP_V_ASHR_PK_I8_I32, lo = sg ? -128 : 0, hi = sg ? 127 : 255;
+        uint32_t h = ((uint32_t)SAT(p, lo, hi) & 0xFF) | ((uint32_t)SAT(q, lo, hi) & 0xFF) << 8;
+        r = half16(in, vrow(w, in->dst)[l], h);
+        break;
+      }
+      case OP_V_PRNG_B32: r = (x << 1) ^ ((x >> 31) ? 197u : 0u); break; /* one LFSR step */
       default: return valu_unhandled(c);
     }
     res[l] = r;
@@ -1437,6 +1547,15 @@ static int valu_bit(ctx_t *c, wave_t *w, const insn_t *in) {
         break;
       }
       case OP_V_BCNT_U32_B32: r = (uint32_t)__builtin_popcount(x) + y; break;
+      case OP_V_BITOP3_B16: { /* 16-bit sources (OP_SEL picks the high halves) into the half OP_SEL[3] picks */
+        uint32_t tt = ((in->flags >> F_NEG) & 7) | (((in->flags >> F_ABS) & 7) << 3) | (((in->flags >> F_OMOD) & 3) << 6);
+        int os = in->flags >> F_OPSEL;
+        uint32_t a = os & 1 ? x >> 16 : x, b2 = os & 2 ? y >> 16 : y, c2 = os & 4 ? z >> 16 : z, b = 0;
+        for (int i = 0; i < 8; i++)
+          if (tt >> i & 1) b |= ((i & 4) ? a : ~a) & ((i & 2) ? b2 : ~b2) & ((i & 1) ? c2 : ~c2);
+        r = half16(in, vrow(w, in->dst)[l], b & 0xFFFF);
+        break;
+      }
       default: return valu_unhandled(c);
     }
     res[l] = r;
@@ -1615,7 +1734,7 @@ static int valu_16(ctx_t *c, wave_t *w, const insn_t *in) {
       case OP_V_TRUNC_F16: r = hpost(in, trunc(fa)); break;
       case OP_V_RNDNE_F16: r = hpost(in, nearbyint(fa)); break;
       case OP_V_FRACT_F16: { double fr = fa - floor(fa); r = hpost(in, fr > 0x1.ffcp-1 ? 0x1.ffcp-1 : fr); break; }
-      case OP_V_SIN_F16: r = hpost(in, isinf(fa) ? NAN : sin_rev(fa)); break;
+      case OP_V_SIN_F16: r = hpost(in, isinf(fa) ? NAN : fa == 0 ? fa : sin_rev(fa)); break; /* sin(-0) = -0 */
       case OP_V_COS_F16: r = hpost(in, isinf(fa) ? NAN : cos_rev(fa)); break;
       case OP_V_CVT_U16_F16: r = h_to_int(fa, 0.0, 65535.0); break;
       case OP_V_CVT_I16_F16: r = h_to_int(fa, -32768.0, 32767.0); break;
@@ -1757,6 +1876,23 @@ static inline double div_fixup(double q, double den, double num) {
   return signbit(den) != signbit(num) ? -fabs(q) : fabs(q);
 }
 
+/* V_TRIG_PREOP_F64 (docs/facts.md §6.11): the 53 bits of 2/pi that start `shift` bits into its fraction (bits past
+ * the 1201 the ISA defines are 0), with their place value; a large x moves the window along by its exponent, and
+ * from exponent 1968 the result is scaled up by 2^128 to stay normal. */
+static double trig_preop(double x, uint32_t segment) {
+  int e = (int)(bits64(x) >> 52 & 0x7FF), shift = (int)(segment & 31) * 53;
+  if (e > 1077) shift += e - 1077;
+  uint64_t m = 0;
+  for (int i = shift; i < shift + 53; i++) /* bit i of the fraction, 0 its most significant */
+    m = m << 1 | (i < TWO_OVER_PI_BITS ? (TWO_OVER_PI[i >> 5] >> (31 - (i & 31))) & 1 : 0);
+  int scale = -53 - shift + (e >= 1968 ? 128 : 0);
+  if (scale < -1074) { /* the ISA rounds toward zero: drop the bits below the smallest denormal's place */
+    m = -1074 - scale >= 64 ? 0 : m >> (-1074 - scale);
+    scale = -1074;
+  }
+  return ldexp((double)m, scale); /* exact now */
+}
+
 static int valu_f64(ctx_t *c, wave_t *w, const insn_t *in) {
   const op_entry *e = &OPS[in->op];
   uint64_t exec;
@@ -1808,6 +1944,7 @@ static int valu_f64(ctx_t *c, wave_t *w, const insn_t *in) {
       case OP_V_FREXP_MANT_F64: d = isinf(a) || a != a ? a : dpost(in, frexp(a, &e2)); break;
       case OP_V_FRACT_F64: { double fr = a - floor(a); d = dpost(in, fr > 0x1.fffffffffffffp-1 ? 0x1.fffffffffffffp-1 : fr); break; }
       case OP_V_LDEXP_F64: d = dpost(in, ldexp(a, SAT((int32_t)lo[1][l], -4096, 4096))); break;
+      case OP_V_TRIG_PREOP_F64: d = dpost(in, trig_preop(a, lo[1][l])); break;
       case OP_V_ADD_F64: d = dpost(in, a + b); break;
       case OP_V_MUL_F64: d = dpost(in, a * b); break;
       case OP_V_MIN_F64: d = dpost(in, dmin(a, b)); break;
@@ -2164,11 +2301,16 @@ static int valu_permlane_swap(ctx_t *c, wave_t *w, const insn_t *in) {
 static int valu_dot_int(ctx_t *c, wave_t *w, const insn_t *in) {
   valu32_t o;
   if (valu32_operands(c, w, in, &o)) return 1;
-  if ((in->flags >> F_OPSEL & 7) || ((in->flags >> F_OPSEL_HI) & 7) != 7 || (in->flags >> F_NEG & 7) ||
-      (in->flags >> F_NEG_HI & 7))
-    return fail(c, E_UNIMPL, 0, "a dot product with op_sel, op_sel_hi or neg modifiers is not emulated");
+  int op = in->op, accumulate = op == OP_V_DOT2C_I32_I16 || op == OP_V_DOT4C_I32_I8 || op == OP_V_DOT8C_I32_I4;
+  if (accumulate ? (in->flags >> F_OPSEL & 15) || (in->flags >> F_NEG & 7) || (in->flags >> F_ABS & 7)
+                 : (in->flags >> F_OPSEL & 7) || ((in->flags >> F_OPSEL_HI) & 7) != 7 || (in->flags >> F_NEG & 7) ||
+                   (in->flags >> F_NEG_HI & 7))
+    return fail(c, E_UNIMPL, 0, "a dot product with op_sel, op_sel_hi, neg or abs modifiers is not emulated");
   int bits, sgn;
-  switch (in->op) {
+  switch (op) { /* the VOP2 dot*c forms accumulate into D (the decoder makes it S2) */
+    case OP_V_DOT2C_I32_I16: bits = 16; sgn = 1; break;
+    case OP_V_DOT4C_I32_I8: bits = 8; sgn = 1; break;
+    case OP_V_DOT8C_I32_I4: bits = 4; sgn = 1; break;
     case OP_V_DOT2_I32_I16: bits = 16; sgn = 1; break;
     case OP_V_DOT2_U32_U16: bits = 16; sgn = 0; break;
     case OP_V_DOT4_I32_I8: bits = 8; sgn = 1; break;
@@ -2195,17 +2337,155 @@ static int valu_dot_int(ctx_t *c, wave_t *w, const insn_t *in) {
   return 0;
 }
 
+/* The floating-point dot products (docs/facts.md §6.11), as the ISA's pseudocode reads: each product of two fp16 or
+ * bf16 elements in fp32 (exact, bar bf16 underflow), then fp32 additions rounded one at a time, in the pseudocode's
+ * order: v_dot2_f32_bf16 (p0 + p1) + S2, v_dot2_f32_f16 (S2 + p0) + p1, the VOP2 dot2c forms (D + p0) + p1.
+ * neg_lo / neg_hi negate S0's and S1's low / high elements (the VOP2 forms keep neg_hi in the ABS field); S2 takes
+ * no modifier; clamp clamps the result to [0, 1]. */
+static inline float clamp01(float x) { return x != x || x <= 0 ? 0.0f : x > 1 ? 1.0f : x; } /* NaN, -0 -> +0 */
+
+static int valu_dot_float(ctx_t *c, wave_t *w, const insn_t *in) {
+  valu32_t o;
+  if (valu32_operands(c, w, in, &o)) return 1;
+  int op = in->op, bf16 = op == OP_V_DOT2_F32_BF16 || op == OP_V_DOT2C_F32_BF16;
+  int vop3p = op == OP_V_DOT2_F32_BF16 || op == OP_V_DOT2_F32_F16;
+  if (vop3p ? (in->flags >> F_OPSEL & 7) || ((in->flags >> F_OPSEL_HI) & 7) != 7 : (in->flags >> F_OPSEL & 15) ||
+                                                                                   (in->flags >> F_OMOD & 3))
+    return fail(c, E_UNIMPL, 0, "a floating-point dot product with op_sel, op_sel_hi or omod is not emulated");
+  int neg = in->flags >> F_NEG & 3, neg_hi = (vop3p ? in->flags >> F_NEG_HI : in->flags >> F_ABS) & 3;
+  uint32_t res[LANES];
+  for (int l = 0; l < LANES; l++) {
+    float e[2][2]; /* [source][element] */
+    for (int i = 0; i < 2; i++)
+      for (int k = 0; k < 2; k++) {
+        uint32_t h = (o.s[i][l] >> (16 * k)) & 0xFFFF;
+        if ((k ? neg_hi : neg) >> i & 1) h ^= 0x8000;
+        e[i][k] = bf16 ? f32(h << 16) : (float)f16_of((uint16_t)h);
+      }
+    float p0 = e[0][0] * e[1][0], p1 = e[0][1] * e[1][1], acc = f32(o.s[2][l]), t;
+    if (op == OP_V_DOT2_F32_BF16) {
+      t = p0 + p1;
+      t = t + acc;
+    } else {
+      t = acc + p0;
+      t = t + p1;
+    }
+    res[l] = u32f(in->flags >> F_CLAMP & 1 ? clamp01(t) : t);
+  }
+  vwrite(w, in, in->dst, res, o.exec);
+  return 0;
+}
+
+/* v_fma_mix_f32 / v_fma_mixlo_f16 / v_fma_mixhi_f16 (VOP3P, docs/facts.md §6.11): source i is fp32 when
+ * op_sel_hi[i] is 0, else the fp16 half op_sel[i] picks; the neg_hi field is |x| and neg is -x; one fused fp32
+ * multiply-add, which mixlo / mixhi round to fp16 into the low / high half of D (the other half kept). An inline or
+ * literal float constant in an fp16 position is refused: which pattern it stands for there is not known to us. */
+static int valu_fma_mix(ctx_t *c, wave_t *w, const insn_t *in) {
+  valu32_t o;
+  if (valu32_operands(c, w, in, &o)) return 1;
+  int op = in->op, opsel = in->flags >> F_OPSEL & 7, half = in->flags >> F_OPSEL_HI & 7;
+  int neg = in->flags >> F_NEG & 7, ab = in->flags >> F_NEG_HI & 7;
+  for (int i = 0; i < 3; i++)
+    if ((half >> i & 1) && in->src[i] > 208 && in->src[i] < 256)
+      return fail(c, E_UNIMPL, 0, "v_fma_mix with a float constant as an fp16 source is not emulated");
+  const uint32_t *old = vrow(w, in->dst);
+  uint32_t res[LANES];
+  for (int l = 0; l < LANES; l++) {
+    float v[3];
+    for (int i = 0; i < 3; i++) {
+      uint32_t x = o.s[i][l];
+      v[i] = !(half >> i & 1) ? f32(x) : (float)f16_of((uint16_t)((opsel >> i & 1) ? x >> 16 : x));
+      if (ab >> i & 1) v[i] = fabsf(v[i]);
+      if (neg >> i & 1) v[i] = -v[i];
+    }
+    float r = fmaf(v[0], v[1], v[2]);
+    if (in->flags >> F_CLAMP & 1) r = clamp01(r);
+    uint32_t h = f16_bits((_Float16)r);
+    res[l] = op == OP_V_FMA_MIX_F32 ? u32f(r) : op == OP_V_FMA_MIXLO_F16 ? (old[l] & 0xFFFF0000u) | h
+                                                                        : (old[l] & 0xFFFF) | h << 16;
+  }
+  vwrite(w, in, in->dst, res, o.exec);
+  return 0;
+}
+
+/* v_swap_b32 (VOP1, docs/facts.md §6.11): VDST and the VGPR SRC0 trade values in the EXEC lanes. */
+static int valu_swap(ctx_t *c, wave_t *w, const insn_t *in) {
+  if (in->flags & ((1u << F_SDWA) | (1u << F_DPP) | (1u << F_VOP3)))
+    return fail(c, E_INVALID, 0, "v_swap_b32 has only the VOP1 encoding");
+  if (in->src[0] < 256 || in->src[0] >= 256 + NV) return fail(c, E_INVALID, 0, "v_swap_b32 swaps two VGPRs");
+  int src = in->src[0] - 256;
+  if (check_v(c, w, src, 1, 0) || check_v(c, w, in->dst - 256, 1, 0) || vdst_check(c, w, in->dst, 1) ||
+      check_v(c, w, src, 1, 1))
+    return 1;
+  uint64_t exec = exec_of(w);
+  uint32_t *d = vrow(w, in->dst), *s = vrow(w, in->src[0]);
+  for (int l = 0; l < LANES; l++)
+    if (exec >> l & 1) {
+      uint32_t t = d[l];
+      d[l] = s[l];
+      s[l] = t;
+    }
+  return 0;
+}
+
+/* v_qsad_pk_u16_u8, v_mqsad_pk_u16_u8, v_mqsad_u32_u8 (VOP3, docs/facts.md §6.11): the (masked) byte SAD of S1
+ * against the four 4-byte windows of the 64-bit S0 that start at bytes 0..3, each added to element i of S2 (four
+ * 16-bit elements of a pair, or four 32-bit ones of a quad) and truncated to its width; D as S2. */
+static int valu_qsad(ctx_t *c, wave_t *w, const insn_t *in) {
+  int op = in->op, wide = op == OP_V_MQSAD_U32_U8, masked = op != OP_V_QSAD_PK_U16_U8, nd = wide ? 4 : 2;
+  uint32_t tl[3][LANES], th[3][LANES], t1[LANES], rows[4][LANES];
+  const uint32_t *s0[2], *s1, *s2[4];
+  if (vsrc64(c, w, in, in->src[0], tl[0], th[0], &s0[0], &s0[1]) || vsrc(c, w, in, in->src[1], t1, &s1) ||
+      vsrc64(c, w, in, in->src[2], tl[1], th[1], &s2[0], &s2[1]))
+    return 1;
+  if (wide) {
+    if (in->src[2] >= 128 && in->src[2] < 256) return fail(c, E_UNIMPL, 0, "v_mqsad_u32_u8 with a constant S2");
+    if (vsrc64(c, w, in, in->src[2] + 2, tl[2], th[2], &s2[2], &s2[3])) return 1;
+  }
+  if (vdst_check(c, w, in->dst, nd)) return 1;
+  for (int l = 0; l < LANES; l++) {
+    uint64_t a = (uint64_t)s0[0][l] | (uint64_t)s0[1][l] << 32;
+    for (int i = 0; i < 4; i++) {
+      uint32_t win = (uint32_t)(a >> (8 * i));
+      uint32_t acc = wide ? s2[i][l] : (s2[i / 2][l] >> (16 * (i & 1))) & 0xFFFF;
+      uint32_t r = masked ? msad_u8(win, s1[l], acc) : sad_u8(win, s1[l], acc);
+      if (wide) rows[i][l] = r;
+      else if (i & 1) rows[i / 2][l] |= (r & 0xFFFF) << 16;
+      else rows[i / 2][l] = r & 0xFFFF;
+    }
+  }
+  uint64_t exec = exec_of(w);
+  for (int r = 0; r < nd; r++) vwrite(w, in, in->dst + r, rows[r], exec);
+  return 0;
+}
+
 /* Packed 16-bit math (VOP3P, docs/facts.md §6.6): each half of the result from the halves of the sources that
  * op_sel (low result) and op_sel_hi (high result) pick, neg / neg_hi negating the fp16 ones; clamp clamps fp16
  * to [0, 1] and saturates the integer adds and subtracts. An inline float constant is its fp16 value in the low
  * half, 0 in the high one. */
+static inline uint32_t hminimum(uint32_t a, uint32_t b) { /* IEEE 754-2019 minimum, as ieee_minimum */
+  if (is_nan16(a)) return a | 0x200;
+  if (is_nan16(b)) return b | 0x200;
+  if (((a | b) & 0x7FFF) == 0) return (a & 0x8000) ? a : b;
+  return hf(a) < hf(b) ? a : b;
+}
+
+static inline uint32_t hmaximum(uint32_t a, uint32_t b) {
+  if (is_nan16(a)) return a | 0x200;
+  if (is_nan16(b)) return b | 0x200;
+  if (((a | b) & 0x7FFF) == 0) return (a & 0x8000) ? b : a;
+  return hf(a) > hf(b) ? a : b;
+}
+
 static uint32_t packed16_half(const insn_t *in, int op, uint32_t a, uint32_t b, uint32_t cc) {
   int clamp = in->flags >> F_CLAMP & 1;
   int32_t ia = (int16_t)a, ib = (int16_t)b, ic = (int16_t)cc, t;
   switch (op) {
     case OP_V_PK_ADD_F16: return hpost(in, hf(a) + hf(b));
     case OP_V_PK_MUL_F16: return hpost(in, hf(a) * hf(b));
-    case OP_V_PK_FMA_F16: return hpost(in, fma(hf(a), hf(b), hf(cc)));
+    case OP_V_PK_FMA_F16: case OP_V_PK_FMAC_F16: return hpost(in, fma(hf(a), hf(b), hf(cc)));
+    case OP_V_PK_MINIMUM3_F16: return hsel(in, hminimum(hminimum(a, b), cc));
+    case OP_V_PK_MAXIMUM3_F16: return hsel(in, hmaximum(hmaximum(a, b), cc));
     case OP_V_PK_MAX_F16: return hsel(in, hmax(a, b));
     case OP_V_PK_MIN_F16: return hsel(in, hmin(a, b));
     case OP_V_PK_ADD_U16: t = (int32_t)(a + b); return clamp && t > 0xFFFF ? 0xFFFF : (uint32_t)t & 0xFFFF;
@@ -2230,7 +2510,8 @@ static int valu_packed16(ctx_t *c, wave_t *w, const insn_t *in) {
   valu32_t o;
   if (valu32_operands(c, w, in, &o)) return 1;
   int op = in->op, fp = op == OP_V_PK_ADD_F16 || op == OP_V_PK_MUL_F16 || op == OP_V_PK_FMA_F16 ||
-                        op == OP_V_PK_MAX_F16 || op == OP_V_PK_MIN_F16;
+                        op == OP_V_PK_MAX_F16 || op == OP_V_PK_MIN_F16 || op == OP_V_PK_FMAC_F16 ||
+                        op == OP_V_PK_MINIMUM3_F16 || op == OP_V_PK_MAXIMUM3_F16;
   for (int i = 0; i < 3; i++)
     if (fp && in->src[i] >= 240 && in->src[i] <= 248) {
       for (int l = 0; l < LANES; l++) o.t[i][l] = INLINE_F16[in->src[i] - 240];
@@ -2238,6 +2519,11 @@ static int valu_packed16(ctx_t *c, wave_t *w, const insn_t *in) {
     }
   int opsel = (in->flags >> F_OPSEL) & 7, opsel_hi = (in->flags >> F_OPSEL_HI) & 7;
   int neg = (in->flags >> F_NEG) & 7, neg_hi = (in->flags >> F_NEG_HI) & 7;
+  if (op == OP_V_PK_FMAC_F16) { /* VOP2 (docs/facts.md §6.11): low halves make the low result, high the high one */
+    if ((in->flags >> F_OPSEL & 15) || neg || (in->flags >> F_ABS & 7))
+      return fail(c, E_UNIMPL, 0, "v_pk_fmac_f16 with op_sel, neg or abs modifiers is not emulated");
+    opsel_hi = 7;
+  }
   uint32_t res[LANES];
   for (int l = 0; l < LANES; l++) {
     uint32_t h[2][3];
@@ -3129,6 +3415,8 @@ static int refused(ctx_t *c, wave_t *w, const insn_t *in) {
     "s_setkill: the kill bit belongs to pixel shaders",
     "s_sendmsg: messages to the SPI or host interrupts are not modelled",
     "s_setvskip: the vector-skip mode is not modelled",
+    "v_exp_legacy_f32 / v_log_legacy_f32: the CDNA4 ISA guide does not describe them and no source we found gives"
+    " their legacy special-value rules (docs/facts.md §6.11)",
   };
   int k = OPS[in->op].cond;
   return fail(c, E_UNIMPL, 0, "instruction not modelled by the emulator: %s",

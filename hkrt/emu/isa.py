@@ -106,6 +106,9 @@ VOP1 = {
     79: "v_sat_pk_u8_i16",
     # the 8-bit float conversions (docs/facts.md §1.15)
     84: "v_cvt_f32_fp8", 85: "v_cvt_f32_bf8", 86: "v_cvt_pk_f32_fp8", 87: "v_cvt_pk_f32_bf8",
+    # docs/facts.md §6.11
+    14: "v_cvt_off_f32_i4", 41: "v_sin_f32", 42: "v_cos_f32", 75: "v_exp_legacy_f32", 76: "v_log_legacy_f32",
+    81: "v_swap_b32", 88: "v_prng_b32",
 }
 
 VOP2 = {
@@ -120,12 +123,16 @@ VOP2 = {
     37: "v_madak_f16", 38: "v_add_u16", 39: "v_sub_u16", 40: "v_subrev_u16", 41: "v_mul_lo_u16",
     42: "v_lshlrev_b16", 43: "v_lshrrev_b16", 44: "v_ashrrev_i16", 45: "v_max_f16", 46: "v_min_f16",
     47: "v_max_u16", 48: "v_max_i16", 49: "v_min_u16", 50: "v_min_i16", 51: "v_ldexp_f16",
+    # docs/facts.md §6.11
+    22: "v_dot2c_f32_bf16", 23: "v_fmamk_f32", 24: "v_fmaak_f32", 55: "v_dot2c_f32_f16", 56: "v_dot2c_i32_i16",
+    57: "v_dot4c_i32_i8", 58: "v_dot8c_i32_i4", 60: "v_pk_fmac_f16",
 }
 # VOP2 ops whose 32-bit literal K follows the instruction whatever src0 is, and the source it stands for
 # (v_madmk: D = S0 * K + S1, v_madak: D = S0 * S1 + K).
-VOP2_LITERAL_K = {"v_madmk_f16": 1, "v_madak_f16": 2}
+VOP2_LITERAL_K = {"v_madmk_f16": 1, "v_madak_f16": 2, "v_fmamk_f32": 1, "v_fmaak_f32": 2}
 # VOP2 ops that accumulate into their destination (src2 = vdst)
-VOP2_ACCUMULATE = {"v_fmac_f32", "v_fmac_f64", "v_mac_f16"}
+VOP2_ACCUMULATE = {"v_fmac_f32", "v_fmac_f64", "v_mac_f16", "v_dot2c_f32_bf16", "v_dot2c_f32_f16", "v_dot2c_i32_i16",
+                   "v_dot4c_i32_i8", "v_dot8c_i32_i4", "v_pk_fmac_f16"}
 
 # VOPC compares: opcode = base + index of the condition; the same numbers serve VOP3 (op < 256).
 _CMP_FLOAT = ["f", "lt", "eq", "le", "gt", "lg", "ge", "o", "u", "nge", "nlg", "ngt", "nle", "neq", "nlt", "tru"]
@@ -176,6 +183,12 @@ VOP3 = {
         "pk32_fp6_f16", "pk32_fp6_bf16", "pk32_bf6_f16", "pk32_bf6_bf16", "sr_pk32_fp6_f16", "sr_pk32_fp6_bf16",
         "sr_pk32_bf6_f16", "sr_pk32_bf6_bf16", "pk32_f16_fp6", "pk32_bf16_fp6", "pk32_f16_bf6", "pk32_bf16_bf6"))},
     617: "v_cvt_scalef32_pk_bf16_fp8", 618: "v_cvt_scalef32_pk_bf16_bf8",
+    # docs/facts.md §6.11
+    452: "v_cubeid_f32", 453: "v_cubesc_f32", 454: "v_cubetc_f32", 455: "v_cubema_f32", 477: "v_cvt_pk_u8_f32",
+    484: "v_msad_u8", 485: "v_qsad_pk_u16_u8", 486: "v_mqsad_pk_u16_u8", 487: "v_mqsad_u32_u8",
+    496: "v_cvt_pkaccum_u8_f32", 563: "v_bitop3_b16", 613: "v_ashr_pk_i8_i32", 614: "v_ashr_pk_u8_i32",
+    658: "v_trig_preop_f64", 660: "v_cvt_pknorm_i16_f32", 661: "v_cvt_pknorm_u16_f32", 663: "v_cvt_pk_u16_u32",
+    664: "v_cvt_pk_i16_i32", 673: "v_mul_legacy_f32", 680: "v_minimum3_f32", 681: "v_maximum3_f32",
 }
 # VOP3 opcodes whose bits [14:8] hold an SGPR destination (carry / condition out): the VOP3B form.
 VOP3B = {"v_add_co_u32", "v_sub_co_u32", "v_subrev_co_u32", "v_addc_co_u32", "v_subb_co_u32",
@@ -186,7 +199,9 @@ VOP3_TWO_SOURCES = {"v_bfm_b32", "v_add_i32", "v_sub_i32", "v_mul_lo_u32", "v_mu
                     "v_writelane_b32", "v_bcnt_u32_b32", "v_mbcnt_lo_u32_b32", "v_mbcnt_hi_u32_b32",
                     "v_lshlrev_b64", "v_lshrrev_b64", "v_ashrrev_i64", "v_cvt_pkrtz_f16_f32", "v_pack_b32_f16",
                     "v_cvt_pk_bf16_f32", "v_add_f64", "v_mul_f64", "v_min_f64", "v_max_f64", "v_ldexp_f64",
-                    "v_cvt_pknorm_i16_f16", "v_cvt_pknorm_u16_f16", "v_add_i16", "v_sub_i16"}
+                    "v_cvt_pknorm_i16_f16", "v_cvt_pknorm_u16_f16", "v_add_i16", "v_sub_i16",
+                    "v_cvt_pkaccum_u8_f32", "v_trig_preop_f64", "v_cvt_pknorm_i16_f32", "v_cvt_pknorm_u16_f32",
+                    "v_cvt_pk_u16_u32", "v_cvt_pk_i16_i32", "v_mul_legacy_f32"}
 
 VOP3P = {
     0: "v_pk_mad_i16", 1: "v_pk_mul_lo_u16", 2: "v_pk_add_i16", 3: "v_pk_sub_i16", 4: "v_pk_lshlrev_b16",
@@ -196,12 +211,17 @@ VOP3P = {
     38: "v_dot2_i32_i16", 39: "v_dot2_u32_u16", 40: "v_dot4_i32_i8", 41: "v_dot4_u32_u8", 42: "v_dot8_i32_i4",
     43: "v_dot8_u32_u4",
     48: "v_pk_fma_f32", 49: "v_pk_mul_f32", 50: "v_pk_add_f32", 51: "v_pk_mov_b32",
+    # docs/facts.md §6.11
+    26: "v_dot2_f32_bf16", 27: "v_pk_minimum3_f16", 28: "v_pk_maximum3_f16", 32: "v_fma_mix_f32",
+    33: "v_fma_mixlo_f16", 34: "v_fma_mixhi_f16", 35: "v_dot2_f32_f16",
     88: "v_accvgpr_read_b32", 89: "v_accvgpr_write_b32",
     44: "v_mfma_ld_scale_b32",  # alone: refused; before an f8f6f4 MFMA: the first half of a VOP3PX2 op
 }
 # VOP3P ops that read a third source (the others' src2 field is unused)
 VOP3P_THREE_SOURCES = {"v_pk_fma_f32", "v_pk_mad_i16", "v_pk_mad_u16", "v_pk_fma_f16", "v_dot2_i32_i16",
-                       "v_dot2_u32_u16", "v_dot4_i32_i8", "v_dot4_u32_u8", "v_dot8_i32_i4", "v_dot8_u32_u4"}
+                       "v_dot2_u32_u16", "v_dot4_i32_i8", "v_dot4_u32_u8", "v_dot8_i32_i4", "v_dot8_u32_u4",
+                       "v_dot2_f32_bf16", "v_dot2_f32_f16", "v_pk_minimum3_f16", "v_pk_maximum3_f16",
+                       "v_fma_mix_f32", "v_fma_mixlo_f16", "v_fma_mixhi_f16"}
 # Matrix ops (VOP3P-MAI encoding): mnemonic -> (M, N, K, A/B registers per lane, C/D registers per lane).
 MAI = {
     53: ("v_mfma_f32_16x16x32_bf16", 16, 16, 32, 4, 4),
@@ -424,7 +444,7 @@ _declare("gpr_idx", "s_set_gpr_idx_on s_set_gpr_idx_off s_set_gpr_idx_mode s_set
 # refused, each with its reason (core.c refused()): no compute kernel the toolchain builds needs them
 for _name, _why in (("s_cbranch_g_fork", 1), ("s_cbranch_i_fork", 1), ("s_cbranch_join", 1),
                     ("s_rfe_b64", 2), ("s_rfe_restore_b64", 2), ("s_setkill", 3), ("s_sendmsg", 4),
-                    ("s_sendmsghalt", 4), ("s_setvskip", 5)):
+                    ("s_sendmsghalt", 4), ("s_setvskip", 5), ("v_exp_legacy_f32", 6), ("v_log_legacy_f32", 6)):
     _declare("refused", _name, cond=_why)
 _declare("sopp_barrier", "s_barrier")
 _declare("sopp_waitcnt", "s_waitcnt")
@@ -494,11 +514,15 @@ _declare("valu_cross_lane", "v_readfirstlane_b32 v_readlane_b32 v_writelane_b32"
 _declare("valu_cndmask", "v_cndmask_b32")
 _declare("valu_f32", "v_add_f32 v_sub_f32 v_subrev_f32 v_mul_f32 v_min_f32 v_max_f32 v_fma_f32 v_fmac_f32 "
                      "v_min3_f32 v_max3_f32 v_med3_f32 v_ldexp_f32 v_exp_f32 v_log_f32 v_rcp_f32 v_rcp_iflag_f32 "
-                     "v_rsq_f32 v_sqrt_f32 v_fract_f32 v_trunc_f32 v_ceil_f32 v_rndne_f32 v_floor_f32")
+                     "v_rsq_f32 v_sqrt_f32 v_fract_f32 v_trunc_f32 v_ceil_f32 v_rndne_f32 v_floor_f32 "
+                     "v_fmamk_f32 v_fmaak_f32 v_mul_legacy_f32 v_minimum3_f32 v_maximum3_f32 v_cubeid_f32 "
+                     "v_cubesc_f32 v_cubetc_f32 v_cubema_f32 v_sin_f32 v_cos_f32 v_cvt_off_f32_i4")
 _declare("valu_convert", "v_cvt_rpi_i32_f32 v_cvt_flr_i32_f32 v_cvt_f32_ubyte0 v_cvt_f32_ubyte1 v_cvt_f32_ubyte2 "
                          "v_cvt_f32_ubyte3 v_frexp_exp_i32_f32 v_frexp_mant_f32 "
                          "v_cvt_f32_i32 v_cvt_f32_u32 v_cvt_u32_f32 v_cvt_i32_f32 v_cvt_f16_f32 "
-                         "v_cvt_f32_bf16 v_cvt_pk_bf16_f32 v_cvt_pkrtz_f16_f32 v_pack_b32_f16")
+                         "v_cvt_f32_bf16 v_cvt_pk_bf16_f32 v_cvt_pkrtz_f16_f32 v_pack_b32_f16 v_cvt_pk_u8_f32 "
+                         "v_cvt_pkaccum_u8_f32 v_cvt_pknorm_i16_f32 v_cvt_pknorm_u16_f32 v_cvt_pk_u16_u32 "
+                         "v_cvt_pk_i16_i32")
 # ops with a 16-bit result or 16-bit sources (docs/facts.md §6.5)
 _declare("valu_16", "v_add_f16 v_sub_f16 v_subrev_f16 v_mul_f16 v_mac_f16 v_madmk_f16 v_madak_f16 v_max_f16 "
                     "v_min_f16 v_ldexp_f16 v_cvt_f16_u16 v_cvt_f16_i16 v_rcp_f16 v_sqrt_f16 v_rsq_f16 v_log_f16 "
@@ -513,7 +537,7 @@ _declare("valu_16", "v_add_f16 v_sub_f16 v_subrev_f16 v_mul_f16 v_mac_f16 v_madm
 # 64-bit floating point (docs/facts.md §6.5): which operands are register pairs
 _D, _S0, _S01, _S012 = WIDE_D, WIDE_S0, WIDE_S0 | WIDE_S1, WIDE_S0 | WIDE_S1 | WIDE_S2
 _declare("valu_f64", "v_trunc_f64 v_ceil_f64 v_rndne_f64 v_floor_f64 v_rcp_f64 v_rsq_f64 v_sqrt_f64 "
-                     "v_frexp_mant_f64 v_fract_f64 v_ldexp_f64", wide=_D | _S0)
+                     "v_frexp_mant_f64 v_fract_f64 v_ldexp_f64 v_trig_preop_f64", wide=_D | _S0)
 _declare("valu_f64", "v_add_f64 v_mul_f64 v_min_f64 v_max_f64", wide=_D | _S01)
 _declare("valu_f64", "v_fma_f64 v_fmac_f64 v_div_fmas_f64 v_div_fixup_f64 v_div_scale_f64", wide=_D | _S012)
 _declare("valu_f64", "v_cvt_i32_f64 v_cvt_u32_f64 v_cvt_f32_f64 v_frexp_exp_i32_f64", wide=_S0)
@@ -523,11 +547,13 @@ _declare("valu_int", "v_add_u32 v_sub_u32 v_subrev_u32 v_mul_i32_i24 v_mul_hi_i3
                      "v_mul_hi_u32_u24 v_mad_i32_i24 v_mad_u32_u24 v_mul_lo_u32 v_mul_hi_u32 v_mul_hi_i32 "
                      "v_min_i32 v_max_i32 v_min_u32 v_max_u32 v_min3_i32 v_max3_i32 v_min3_u32 v_max3_u32 "
                      "v_med3_i32 v_med3_u32 v_lshl_add_u32 v_add_lshl_u32 v_add3_u32 v_xad_u32 v_sad_u32 "
-                     "v_sad_u16 v_sad_u8 v_sad_hi_u8 v_lerp_u8 v_bfm_b32 v_add_i32 v_sub_i32")
+                     "v_sad_u16 v_sad_u8 v_sad_hi_u8 v_lerp_u8 v_bfm_b32 v_add_i32 v_sub_i32 v_msad_u8 "
+                     "v_ashr_pk_i8_i32 v_ashr_pk_u8_i32 v_prng_b32")
+_declare("valu_qsad", "v_qsad_pk_u16_u8 v_mqsad_pk_u16_u8 v_mqsad_u32_u8")
 _declare("valu_bit", "v_lshrrev_b32 v_ashrrev_i32 v_lshlrev_b32 v_and_b32 v_or_b32 v_xor_b32 v_xnor_b32 "
                      "v_not_b32 v_bfrev_b32 v_ffbh_u32 v_ffbh_i32 v_ffbl_b32 v_bfe_u32 v_bfe_i32 v_bfi_b32 v_alignbit_b32 "
                      "v_alignbyte_b32 v_lshl_or_b32 v_and_or_b32 v_or3_b32 v_perm_b32 v_bitop3_b32 "
-                     "v_bcnt_u32_b32")
+                     "v_bcnt_u32_b32 v_bitop3_b16")
 _declare("valu_carry", "v_add_co_u32 v_sub_co_u32 v_subrev_co_u32 v_addc_co_u32 v_subb_co_u32 v_subbrev_co_u32")
 _declare("valu_mbcnt", "v_mbcnt_lo_u32_b32 v_mbcnt_hi_u32_b32")
 _declare("valu_shift64", "v_lshlrev_b64 v_lshrrev_b64 v_ashrrev_i64 v_lshl_add_u64")
@@ -535,7 +561,12 @@ _declare("valu_mad64", "v_mad_u64_u32 v_mad_i64_i32")
 _declare("valu_packed_f32", "v_pk_fma_f32 v_pk_mul_f32 v_pk_add_f32 v_pk_mov_b32")
 _declare("valu_permlane_swap", "v_permlane16_swap_b32 v_permlane32_swap_b32")
 _declare("valu_packed16", " ".join(v for k, v in VOP3P.items() if k < 19))
-_declare("valu_dot_int", "v_dot2_i32_i16 v_dot2_u32_u16 v_dot4_i32_i8 v_dot4_u32_u8 v_dot8_i32_i4 v_dot8_u32_u4")
+_declare("valu_packed16", "v_pk_fmac_f16 v_pk_minimum3_f16 v_pk_maximum3_f16")
+_declare("valu_dot_int", "v_dot2_i32_i16 v_dot2_u32_u16 v_dot4_i32_i8 v_dot4_u32_u8 v_dot8_i32_i4 v_dot8_u32_u4 "
+                         "v_dot2c_i32_i16 v_dot4c_i32_i8 v_dot8c_i32_i4")
+_declare("valu_dot_float", "v_dot2_f32_bf16 v_dot2_f32_f16 v_dot2c_f32_bf16 v_dot2c_f32_f16")
+_declare("valu_fma_mix", "v_fma_mix_f32 v_fma_mixlo_f16 v_fma_mixhi_f16")
+_declare("valu_swap", "v_swap_b32")
 for _ty in ("f16", "f32", "f64"):
     for _i, _c in enumerate(_CMP_FLOAT):
         _declare("valu_compare", f"v_cmp_{_c}_{_ty}", cond=_i, type=_ty)
@@ -601,7 +632,7 @@ for _fp, _names in _FLUSHED.items():
 # Which DPP form an op has, for the core's refusal of the others (docs/facts.md §6.4): VOP1/VOP2 ops have one
 # except these; gfx950 has none for VOPC compares; 64-bit operands take only row_newbcast.
 NO_DPP_FORM = {"v_nop", "v_readfirstlane_b32", "v_accvgpr_mov_b32", "v_madmk_f16", "v_madak_f16",
-               "v_permlane16_swap_b32", "v_permlane32_swap_b32"}
+               "v_permlane16_swap_b32", "v_permlane32_swap_b32", "v_fmamk_f32", "v_fmaak_f32", "v_swap_b32"}
 DPP_ROW_NEWBCAST_ONLY = {"v_mov_b64"} | {n for n, o in OPS.items() if o.wide}
 DPP_ROW_NEWBCAST_ONLY |= {"v_cvt_pk_f32_fp8", "v_cvt_pk_f32_bf8"}  # a 64-bit result: llvm-mc treats them alike
 
@@ -636,7 +667,7 @@ OPCODE_ID = {n: i for i, n in enumerate(MNEMONICS)}
 # "untimed": the model has no figure for it and refuses to time a launch that issues it.
 TIMING_CLASSES = ("salu", "smem", "branch", "internal", "valu", "trans", "valu64", "mfma", "lds", "vmem",
                   "untimed")
-_TRANS = {"v_exp_f32", "v_log_f32", "v_rcp_f32", "v_rcp_iflag_f32", "v_rsq_f32", "v_sqrt_f32"}
+_TRANS = {"v_exp_f32", "v_log_f32", "v_rcp_f32", "v_rcp_iflag_f32", "v_rsq_f32", "v_sqrt_f32", "v_sin_f32", "v_cos_f32"}
 _VALU64 = {"v_mov_b64", "v_lshlrev_b64", "v_lshrrev_b64", "v_ashrrev_i64", "v_mad_u64_u32", "v_mad_i64_i32",
            "v_lshl_add_u64", "v_mul_lo_u32", "v_mul_hi_u32", "v_mul_hi_i32"}
 BRANCHES = ("s_branch", "s_cbranch_scc0", "s_cbranch_scc1", "s_cbranch_vccz", "s_cbranch_vccnz",
