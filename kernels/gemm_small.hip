@@ -37,10 +37,10 @@ using Gemm = TileGemm<64, 128, 1, 4>;
 constexpr int GROUP_M = 8;
 
 // The tile's last block sums the splits' fp32 partials in a layout of its own: thread t owns column
-// n0 + t % BN of rows m0 + 2 i + t / BN (two rows per pass), coalesced. Rows go PASSES at a time, and each
-// split's loads for them are issued together, so the sum waits on memory once per split and row group,
-// not once per element; row groups past M are skipped.
-constexpr int ROWS_PER_PASS = Gemm::THREADS / Gemm::BN, PASSES = 8;
+// n0 + t % BN of rows m0 + 2 i + t / BN (two rows per pass), coalesced. Rows go PASSES at a time, and the
+// loads of SPLIT_GROUP splits for them are issued together, so the sum waits on memory once per group of
+// splits and rows, not once per element; row groups past M are skipped.
+constexpr int ROWS_PER_PASS = Gemm::THREADS / Gemm::BN, PASSES = 8, SPLIT_GROUP = 4;
 
 template <int ACT>
 __device__ void sum_splits(const TileStore<out_t, true>& out, const float* W, int M, int N, int m0, int n0,
@@ -57,12 +57,19 @@ __device__ void sum_splits(const TileStore<out_t, true>& out, const float* W, in
       at[i] = col < N && row < M ? (static_cast<uint32_t>(row) * N + col) * 4 : kOutOfRange;
       sum[i] = 0.0f;
     }
-    for (int s = 0; s < splits; ++s) {  // in split order: the same sum whichever block is last
-      float part[PASSES];
+    for (int s0 = 0; s0 < splits; s0 += SPLIT_GROUP) {  // GROUP splits' loads in flight at once
+      float part[SPLIT_GROUP][PASSES];
 #pragma unroll
-      for (int i = 0; i < PASSES; ++i) part[i] = load_f32(parts, at[i] + (at[i] == kOutOfRange ? 0 : s * split_bytes));
+      for (int j = 0; j < SPLIT_GROUP; ++j)
 #pragma unroll
-      for (int i = 0; i < PASSES; ++i) sum[i] += part[i];
+        for (int i = 0; i < PASSES; ++i)
+          part[j][i] = load_f32(parts, s0 + j < splits && at[i] != kOutOfRange ? at[i] + (s0 + j) * split_bytes
+                                                                              : kOutOfRange);
+#pragma unroll
+      for (int j = 0; j < SPLIT_GROUP; ++j)  // in split order: the same sum whichever block is last
+        if (s0 + j < splits)
+#pragma unroll
+          for (int i = 0; i < PASSES; ++i) sum[i] += part[j][i];
     }
 #pragma unroll
     for (int i = 0; i < PASSES; ++i) out.template store<ACT>(row0 + r + ROWS_PER_PASS * i, col, 0, sum[i]);
