@@ -244,7 +244,7 @@ def compile_request(req: GemmRequest, plan) -> Program:
         if plan.family == "basic":
             _basic(prog, plan.gemm, la.tile, (a_ptr, A_.ld, a_stride), (b_ptr, B_.ld, b_stride), (target, t_stride),
                    4 if acc is not None else out_item, m, n, kk, nb)
-        elif plan.family == "small":  # grid z is the split, so the batch is y; it sums the splits itself
+        elif la.splits_k:  # grid z is the split, so the batch is y; it sums the splits itself
             prog.launch(plan.gemm, (tiles, nb, plan.splits),
                         [a_ptr, b_ptr, out_ptr, acc if acc is not None else 0,
                          counters + b0 * tiles * 8 if plan.splits > 1 else 0, epoch, m, n, kk, A_.ld, B_.ld, a_stride, b_stride, mn,

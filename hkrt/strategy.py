@@ -68,6 +68,12 @@ def _small(s: Shape) -> bool:
 
 
 RULES = [
+    # 128-row split-K tiles read B once for M in 65..128, but with more than 8 splits their partials cost more
+    # than that saves (mi355x model, M = 128: 14336x4096 31.7 us against small's 39.1, 28672x8192 76.4 against
+    # 107.3, 8192x28672 71.7 against 99.6; but 4096x4096 36.2 against 21.8, 6144x4096 32.9 against 24.2,
+    # 4096x14336 44.6 against 37.3, with 16, 10 and 16 splits).
+    ("small_m128", "64 < M <= 128, and 128x128 tiles (of the whole batch) for at least a quarter of the CUs",
+     lambda s: 64 < s.m <= 128 and 4 * s.tiles(128, 128) >= s.cus),
     ("small", "M <= 128, or 256x256 tiles (of the whole batch) for fewer than a quarter of the CUs (half, with "
               "an epilogue) and, for a batch, K split", _small),
     # 2048x4096x4096 (128 tiles of 256x256): 0.0725 ms against 0.0895; 2048x4096x14336: 0.234 against 0.289.

@@ -1,5 +1,5 @@
-// Small and skinny bf16 GEMMs for gfx950: 64x128 block tile, 4 waves (1 x 4, 64 x 32 each), split-K,
-// finished in the same launch.
+// Small and skinny bf16 GEMMs for gfx950: 64x128 block tile, 4 waves (1 x 4, 64 x 32 each), or with
+// HKRT_BM=128 a 128x128 tile of 8 waves (2 x 4); split-K, finished in the same launch.
 //
 // For problems that cannot fill 256 CUs with 256x256 tiles (decode-like M <= 128, small N): grid.z
 // splits the K tiles into ranges. With one split a block applies the epilogue act(alpha * acc +
@@ -23,6 +23,9 @@
 #ifndef HKRT_OUT_F32
 #define HKRT_OUT_F32 0
 #endif
+#ifndef HKRT_BM  // block tile rows: 64 (4 waves), or 128 (8 waves, 2 x 4) so that M <= 128 reads B once
+#define HKRT_BM 64
+#endif
 
 using namespace hkrt;
 
@@ -33,11 +36,14 @@ using out_t = bf16;
 #endif
 
 namespace {
-using Gemm = TileGemm<64, 128, 1, 4>;
+using Gemm = TileGemm<HKRT_BM, 128, HKRT_BM / 64, 4>;
 constexpr int GROUP_M = 8;
+// Blocks per CU, as the LDS allows (48 or 64 KiB each): the epilogue must not take the registers that would
+// cost one.
+constexpr int BLOCKS_PER_CU = HKRT_BM == 64 ? 3 : 2;
 
 // The tile's last block sums the splits' fp32 partials in a layout of its own: thread t owns column
-// n0 + t % BN of rows m0 + 2 i + t / BN (two rows per pass), coalesced. Rows go PASSES at a time, and the
+// n0 + t % BN of rows m0 + ROWS_PER_PASS i + t / BN, coalesced. Rows go PASSES at a time, and the
 // loads of SPLIT_GROUP splits for them are issued together, so the sum waits on memory once per group of
 // splits and rows, not once per element; row groups past M are skipped.
 constexpr int ROWS_PER_PASS = Gemm::THREADS / Gemm::BN, PASSES = 8, SPLIT_GROUP = 4;
@@ -77,8 +83,7 @@ __device__ void sum_splits(const TileStore<out_t, true>& out, const float* W, in
 }
 }  // namespace
 
-// Three blocks per CU, as the LDS allows: the epilogue must not take the registers that would cost one.
-extern "C" __global__ __launch_bounds__(Gemm::THREADS, 3) void gemm_small(
+extern "C" __global__ __launch_bounds__(Gemm::THREADS, BLOCKS_PER_CU) void gemm_small(
     const bf16* __restrict__ A, const bf16* __restrict__ B, out_t* __restrict__ C, float* __restrict__ W,
     unsigned long long* __restrict__ counters, uint64_t epoch, int M, int N, int K, int lda, int ldb,
     int64_t batch_a, int64_t batch_b, int64_t batch_c, const float* __restrict__ Cin, const float* __restrict__ bias,

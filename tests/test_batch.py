@@ -17,7 +17,7 @@ from hkrt import strategy as strategies
 from kernel_harness import (BF16, F32, EmuMachine, check, check_variant, fresh_rng, launch_info, nan_array,
                             normal, poison_allocations, run_variant, variants)
 
-FAMILIES = ["basic", "small", "pingpong", "interleave", "producer_consumer"]
+FAMILIES = ["basic", "small", "small_m128", "pingpong", "interleave", "producer_consumer"]
 GEMM_VARIANTS = [v for f in FAMILIES for v in variants(f)]
 OUT = {BF16: "bf16", F32: "f32"}
 
@@ -85,7 +85,7 @@ def test_batch_with_epilogue(rng, family):
     a, b = normal(rng, (batch, m, k)), normal(rng, (k, n))
     c, bias = normal(rng, (batch, m, n)), normal(rng, n)
     splits = _splits(batch, m, n, k, family)
-    if family == "small":
+    if family in ("small", "small_m128"):
         assert splits > 1
     for out_dtype in (BF16, F32):
         out = nan_array((batch, m, n), out_dtype)

@@ -29,7 +29,7 @@ def test_pingpong_and_interleave(variant, shape):
     check_variant(got, variant, a, b)
 
 
-FUSED = [v for v in variants("pingpong") + variants("producer_consumer") + variants("small")
+FUSED = [v for v in variants("pingpong") + variants("producer_consumer") + variants("small") + variants("small_m128")
          if launch_info(v)["epilogue"] in ("alpha_beta_bias_act", "split_k_fused")]
 
 
@@ -59,7 +59,7 @@ def test_fused_epilogue_without_cin_or_bias(variant):
 @pytest.mark.parametrize("splits", [1, 3, 8])
 @pytest.mark.parametrize("shape", [(1, 1, 8), (1, 300, 1024), (70, 129, 520), (128, 64, 8), (5, 7, 64)],
                          ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("variant", variants("small"))
+@pytest.mark.parametrize("variant", variants("small") + variants("small_m128"))
 def test_small_sums_its_splits_in_the_launch(variant, shape, splits):
     """Every split count (more splits than K tiles too: the extra blocks add zeros), with an epilogue: the
     tile's last block sums the splits and leaves the counters at zero (run_variant checks)."""
@@ -71,14 +71,14 @@ def test_small_sums_its_splits_in_the_launch(variant, shape, splits):
     check_variant(got, variant, a, b, c=cin, bias=bias, alpha=0.75, beta=-1.5, activation="silu")
 
 
-@pytest.mark.parametrize("variant", variants("small"))
+@pytest.mark.parametrize("variant", variants("small") + variants("small_m128"))
 def test_small_ignores_counts_other_epochs_left(variant):
     """Counter words left by another launch (any epoch but this one's, any count, e.g. a launch that ended
     part-way) count as no arrivals: the sums are right and every word ends at this launch's full count."""
     m, n, k, splits = 70, 300, 1024, 5
     a, b = bf16_operands(m, n, k)
     rng = np.random.default_rng()
-    tiles = -(-m // 64) * -(-n // 128)
+    tiles = -(-m // launch_info(variant)["tile"]["m"]) * -(-n // 128)
     epoch = int(rng.integers(2, 1 << 32))
     stale = rng.integers(1, 1 << 32, tiles, dtype=np.uint64)
     stale[stale == epoch] = epoch - 1
@@ -134,7 +134,7 @@ def test_repack_transposes_and_zero_pads(shape, transpose):
     np.testing.assert_array_equal(dev.get(dd, (dst_rows, dst_cols), BF16), expect)
 
 
-FAST = ["pingpong", "interleave", "producer_consumer", "small"]
+FAST = ["pingpong", "interleave", "producer_consumer", "small", "small_m128"]
 
 
 @pytest.mark.parametrize("family", FAST)

@@ -39,6 +39,11 @@ def test_rules_in_order_and_the_fallback():
     plain = strategy.choose(dev, 4096, 4096, 4096, b_layout="nk", out="bf16", epilogue=False, fast_ok=True)
     assert plain.gemm == "gemm_pingpong_nk_bf16"   # no epilogue code when none is asked (0.090 vs 0.099 ms)
     assert family(dev, 64, 4096, 4096, epilogue=True) == "small"
+    # M in 65..128 on 128-row split-K tiles when they need at most 8 splits (64 tiles of 128 x 128)
+    assert family(dev, 128, 14336, 4096) == family(dev, 96, 8192, 28672, epilogue=True) == "small_m128"
+    assert family(dev, 128, 4096, 4096) == family(dev, 128, 6144, 4096) == family(dev, 64, 14336, 4096) == "small"
+    one = strategy.choose(dev, 128, 8192, 28672, b_layout="nk", out="bf16", epilogue=True, fast_ok=True)
+    assert one.gemm == "gemm_small_m128_nk_bf16" and one.splits == 8 and one.fused and one.epilogue is None
     plan = strategy.choose(dev, 100, 100, 100, b_layout="kn", out="bf16", epilogue=False, fast_ok=False,
                            why_not_fast="A is too big")
     assert plan.family == "basic" and "A is too big" in plan.reason
