@@ -485,7 +485,7 @@ def _nregs(fmt: str) -> int:
 def mfma_f8f6f4_reference(M, K, ncd, a_words, b_words, c_words, fa, fb, sa=None, sb=None) -> np.ndarray:
     """D = A B + C in float64, rounded once to fp32; A, B unpacked by the ISA's layout, scaled per 32-deep K
     block by 2^(scale - 127) (a scale of 255 is NaN)."""
-    G, N, MI = 64 // M, M, 64 // M
+    N, MI = M, 64 // M
     A, B = np.zeros((M, K)), np.zeros((K, N))
     for fmt, words, mat, is_a in ((fa, a_words, A, True), (fb, b_words, B, False)):
         bits = FMTS[fmt].bits
