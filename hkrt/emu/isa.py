@@ -9,6 +9,7 @@ encoding's table and in OPS, which names the core.c function that runs it and it
 parameters (optable.py generates the core's dispatch table from OPS; the opcode ids
 are the order of MNEMONICS, which decides nothing else).
 """
+import re
 from dataclasses import dataclass
 
 SOP2 = {
@@ -523,6 +524,34 @@ BRANCHES = ("s_branch", "s_cbranch_scc0", "s_cbranch_scc1", "s_cbranch_vccz", "s
 # the gfx950 double-rate bf16 shapes take as many passes as the CDNA3 shapes of half their K.
 MFMA_CYCLES = {"v_mfma_f32_16x16x32_bf16": 16, "v_mfma_f32_32x32x16_bf16": 32,
                "v_mfma_f32_16x16x16_bf16": 16, "v_mfma_f32_32x32x8_bf16": 32}
+
+
+# ---- hazard classes (strict mode's wait-state rules, hkrt/emu/hazards.c, docs/facts.md §11.3): which row of the
+# ISA's "manually inserted wait states" tables an opcode falls into, by its class rather than by name, so that
+# an op declared later lands in its row. Bits of the core's OP_HZ table:
+HAZARD_CLASSES = ("dgemm", "dot", "permlane_swap", "fma64", "div_fmas", "fp8_dst_sel", "fp4_dst_sel")
+_FP8_DST_SEL = re.compile(r"v_cvt_(scalef32_)?(pk_|sr_)(fp8|bf8)_")  # write a byte (pair) op_sel picks
+_FP4_DST_SEL = re.compile(r"v_cvt_scalef32_sr_pk_fp4_")                # SR fp4 conversions: every op_sel
+
+
+def hazard_classes(name: str) -> tuple[str, ...]:
+    """The hazard classes of a mnemonic (a subset of HAZARD_CLASSES)."""
+    out = []
+    if name.startswith("v_mfma_f64_"):  # double-precision matrix ops: the ISA's DGEMM rows, not the XDL ones
+        out.append("dgemm")
+    if name.startswith("v_dot"):
+        out.append("dot")
+    if name.startswith("v_permlane") and name.endswith("_swap_b32"):
+        out.append("permlane_swap")
+    if name in ("v_fma_f64", "v_fmac_f64"):
+        out.append("fma64")
+    if name.startswith("v_div_fmas_"):
+        out.append("div_fmas")
+    if _FP8_DST_SEL.match(name):
+        out.append("fp8_dst_sel")
+    if _FP4_DST_SEL.match(name):
+        out.append("fp4_dst_sel")
+    return tuple(out)
 
 
 # Listed only so that the core can refuse them by name, with the reason (docs/facts.md §13.2, §13.3).
