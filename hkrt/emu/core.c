@@ -51,9 +51,10 @@ typedef struct {
   int64_t ws, c_ws, st_ws; /* last write; last read as an XDL MFMA's SrcC; last read as data of a wide store */
   int32_t pc, c_pc, st_pc; /* their record indices */
   uint16_t op, base;       /* the writer's opcode and the first register of the range it wrote */
-  uint8_t kind, passes, c_passes, n; /* the writer's kind, MFMA passes, the SrcC reader's passes, range length */
+  uint8_t kind, passes, n; /* the writer's kind, MFMA passes, the length of that range */
   uint8_t fwd;             /* the writer placed its result in part of the register (dst_sel / op_sel) */
-} vhz_t;
+  uint8_t c_passes;        /* the passes of the MFMA that read it as SrcC */
+} vhz_t; /* (the writer's fields op .. fwd are adjacent: one store) */
 typedef struct {
   int64_t ws;
   int32_t pc;
@@ -67,7 +68,7 @@ typedef struct {
 #define HZ_WRITES 16
 /* strict mode: the last write of one 16-byte LDS granule and the waves that read it since (hazards.c) */
 typedef struct {
-  uint32_t gen, seq; /* the workgroup it belongs to; the write's sequence number in the writing wave */
+  uint32_t seq;      /* the write's sequence number in the writing wave */
   int32_t pc;        /* record index of the writing instruction */
   uint16_t readers;  /* bit i: wave i read the granule since that write (its lds_read_t says what and when) */
   uint16_t bytes;    /* the bytes that write wrote */
@@ -113,7 +114,7 @@ typedef struct {
   wave_t *waves;
   int nwaves;
   uint8_t *lds;
-  uint8_t *lds_pend; /* strict mode: bytes whose LDS DMA has not been delivered */
+  uint8_t *lds_pend; /* strict mode: per LDS dword, the LDS DMA writes into it not yet delivered */
   uint32_t lds_size;
   int cur_wave;
   int last_region;
@@ -130,9 +131,8 @@ typedef struct {
   lds_owner_t *lds_own;       /* per 16-byte LDS granule; NULL: races not tracked */
   lds_read_t *lds_rd;         /* per wave, per granule */
   uint32_t lds_granules;      /* entries of lds_own, and of each wave's part of lds_rd */
-  uint32_t lds_pend_n;        /* bytes of lds_pend that are nonzero (undelivered LDS DMA) */
+  uint32_t lds_pend_n;        /* dwords of lds_pend that are nonzero */
   uint32_t safe[3][LDS_MAX_WAVES]; /* by LW_* kind, each wave's lds_done (or dma_seq) at the last release */
-  uint32_t wg_gen;
 } ctx_t;
 
 /* The opcode table (generated from isa.OPS into optable.h, which is included after the handlers): for each
@@ -527,8 +527,8 @@ static void deliver(ctx_t *c, wave_t *w, pending_t *p) {
           if (!lds_in(c, at, 4)) break; /* LDS-side out of range: masked off (docs/facts.md §3.5) */
           memcpy(c->lds + at, &p->data[l * 4 + k], 4);
           if (c->lds_pend)
-            for (int b = 0; b < 4; b++)
-              if (c->lds_pend[at + b] && !--c->lds_pend[at + b]) c->lds_pend_n--;
+            for (uint32_t d = at >> 2; d <= (at + 3) >> 2; d++)
+              if (c->lds_pend[d] && !--c->lds_pend[d]) c->lds_pend_n--;
         }
       }
       break;
@@ -2615,11 +2615,13 @@ static int refused(ctx_t *c, wave_t *w, const insn_t *in) {
 /* ---------------------------------------------------------------- memory instructions */
 
 static int lds_check_read(ctx_t *c, uint32_t addr, uint32_t n) {
-  if (!c->lds_pend_n) return 0; /* no direct-to-LDS load outstanding (or not strict): the common case */
-  for (uint32_t i = 0; i < n && (uint64_t)addr + i < c->lds_size; i++)
-    if (c->lds_pend[addr + i])
-      return fail(c, E_HAZARD, addr, "LDS read at %#x of data whose direct-to-LDS load has not been delivered "
-                  "(missing s_waitcnt vmcnt before s_barrier?)", addr + i);
+  if (!c->lds_pend_n || !n) return 0; /* no direct-to-LDS load outstanding (or not strict): the common case */
+  for (uint64_t d = addr >> 2; d <= ((uint64_t)addr + n - 1) >> 2 && d * 4 < c->lds_size; d++)
+    if (c->lds_pend[d]) {
+      uint32_t at = d * 4 > addr ? (uint32_t)d * 4 : addr;
+      return fail(c, E_HAZARD, at, "LDS read at %#x of data whose direct-to-LDS load has not been delivered "
+                  "(missing s_waitcnt vmcnt before s_barrier?)", at);
+    }
   return 0;
 }
 
@@ -2981,7 +2983,7 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
   if (c->tm || c->lds_own)
     for (int l = 0; l < LANES; l++) {
       eff0[l] = addr[l] + (uint32_t)in->imm * (two ? stride : 1);
-      eff1[l] = addr[l] + (uint32_t)in->imm2 * stride;
+      if (two) eff1[l] = addr[l] + (uint32_t)in->imm2 * stride;
     }
   if (is_read == 2) { /* ds_read_b64_tr_b16: docs/facts.md §1.11 (inferred lane semantics) */
     if (exec != ~0ull) return fail(c, E_INVALID, 0, "ds_read_b64_tr_b16 requires EXEC to be all ones");
@@ -3172,9 +3174,9 @@ static int vmem(ctx_t *c, wave_t *w, const insn_t *in, const memop_t *m, const u
         if (lds_in(c, at, 4)) {
           uint32_t poison = POISON;
           memcpy(c->lds + at, &poison, 4);
-          if (c->lds_pend)
-            for (int b = 0; b < 4; b++)
-              if (!c->lds_pend[at + b]++) c->lds_pend_n++;
+          if (c->lds_pend) /* (an unaligned M0 spreads the dword over two) */
+            for (uint32_t d = at >> 2; d <= (at + 3) >> 2; d++)
+              if (!c->lds_pend[d]++) c->lds_pend_n++;
         }
       }
     }
@@ -3668,8 +3670,7 @@ static int run_workgroup(ctx_t *c, const uint32_t wg[3]) {
   for (uint32_t i = 0; i < c->lds_size; i += 4) memcpy(c->lds + i, &(uint32_t){POISON}, 4);
   if (c->lds_pend) memset(c->lds_pend, 0, c->lds_size);
   c->lds_pend_n = 0;
-  memset(c->safe, 0, sizeof c->safe);
-  c->wg_gen++; /* every LDS granule's last write now belongs to an earlier workgroup */
+  if (c->lds_own) lds_tracking_reset(c);
   for (int i = 0; i < nw; i++) init_wave(c, &c->waves[i], i, wg, threads);
   c->nwaves = nw;
   int rr = 0;

@@ -166,6 +166,7 @@ static int hz_scalar(ctx_t *c, wave_t *w, int reg, int n, int writing) {
     return 0;
   }
   int tc = hz_class(c);
+  if (tc != TC_VMEM && tc != TC_MFMA && !hz_is_valu(tc)) return 0; /* SALU, SMEM...: no rule reads SGPRs */
   for (int i = 0; i < n && reg + i < 128; i++) {
     shz_t *h = &w->sh[reg + i];
     if (h->kind != K_VALU && h->kind != K_TRANS) continue;
@@ -195,6 +196,9 @@ static int hz_zero_flag(ctx_t *c, wave_t *w, int code) {
 /* Rules on registers an instruction reads implicitly (EXEC, VCC, M0), checked before it runs. */
 static int hz_before(ctx_t *c, wave_t *w, const insn_t *in) {
   int tc = OP_TCLASS[in->op], op = in->op, cls = OP_HZ[op];
+  if (!cls && tc != TC_MFMA && !(in->flags & (1u << F_DPP)) && op != OP_V_READLANE_B32 &&
+      op != OP_V_READFIRSTLANE_B32 && op != OP_V_WRITELANE_B32)
+    return 0; /* no rule on implicit reads: the common case */
   shz_t *exec = &w->sh[126];
   int exec_valu = exec->kind == K_VALU || exec->kind == K_TRANS;
   int64_t since = hz_since(w, exec->ws);
@@ -242,7 +246,7 @@ static void hz_commit(ctx_t *c, wave_t *w, const insn_t *in) {
   int tc = OP_TCLASS[in->op];
   uint8_t kind = tc == TC_MFMA ? K_MFMA : tc == TC_TRANS ? K_TRANS : hz_is_valu(tc) ? K_VALU
                : tc == TC_SALU ? K_SALU : K_MEM;
-  uint8_t fwd = c->hz_nw && hz_is_valu(tc) && hz_forwards_partial(in);
+  uint8_t fwd = c->hz_nw && hz_is_valu(tc) && hz_forwards_partial(in), passes = (uint8_t)hz_passes(in->op);
   for (int k = 0; k < c->hz_nw; k++) {
     hz_write_t *e = &c->hz_w[k];
     for (int i = 0; i < e->n; i++) {
@@ -252,9 +256,9 @@ static void hz_commit(ctx_t *c, wave_t *w, const insn_t *in) {
         h->ws = w->ws;
         h->pc = w->pc;
         h->op = (uint16_t)in->op;
-        h->kind = kind;
-        h->passes = (uint8_t)hz_passes(in->op);
         h->base = e->reg;
+        h->kind = kind;
+        h->passes = passes;
         h->n = e->n;
         h->fwd = fwd;
       } else if (!e->file_v && r < 128) {
@@ -297,12 +301,6 @@ __attribute__((always_inline)) static inline int lds_granule(ctx_t *c, int me, u
                               int pc) {
   const uint32_t mine = 1u << me;
   lds_owner_t *e = &c->lds_own[g];
-  if (e->gen != c->wg_gen) { /* last touched by an earlier workgroup */
-    e->gen = c->wg_gen;
-    e->wave = LDS_NO_WAVE;
-    e->bytes = 0;
-    e->readers = 0;
-  }
   if ((e->bytes & mask) && e->wave != me && !(kind == LW_ATOMIC && e->kind == LW_ATOMIC) &&
       e->seq > c->safe[e->kind][e->wave])
     return lds_race_fail(c, me, access, pc, g * 16 + (uint32_t)__builtin_ctz(e->bytes & mask), e->wave, e->pc, 0,
@@ -310,7 +308,7 @@ __attribute__((always_inline)) static inline int lds_granule(ctx_t *c, int me, u
   if (access == LA_READ) {
     lds_read_t *r = &c->lds_rd[(size_t)me * c->lds_granules + g];
     /* an earlier read not yet ordered keeps its bytes: this later one stands for both */
-    uint16_t kept = (e->readers & mine) && r->seq > c->safe[LW_DS][me] ? r->bytes : 0;
+    uint16_t kept = mask != 0xFFFF && (e->readers & mine) && r->seq > c->safe[LW_DS][me] ? r->bytes : 0;
     r->seq = seq;
     r->pc = pc;
     r->bytes = kept | mask;
@@ -344,8 +342,8 @@ __attribute__((always_inline)) static inline int lds_granule(ctx_t *c, int me, u
  * ordered among themselves), and a write or atomic must also come after every other wave's read of those bytes;
  * then the access records itself. Tracked per 16-byte granule with a mask of its bytes, for a whole instruction
  * at once. */
-static int lds_access_lanes(ctx_t *c, const uint32_t *addr, uint64_t lanes, uint32_t n, int access, uint32_t seq,
-                            int pc) {
+__attribute__((always_inline)) static inline int lds_access_lanes(ctx_t *c, const uint32_t *addr, uint64_t lanes,
+                                                                  uint32_t n, int access, uint32_t seq, int pc) {
   const int me = c->cur_wave, kind = access == LA_DMA ? LW_DMA : access == LA_ATOMIC ? LW_ATOMIC : LW_DS;
   const uint16_t span = (uint16_t)((1u << n) - 1); /* n <= 16 */
   for (; lanes; lanes &= lanes - 1) {
@@ -361,6 +359,13 @@ static int lds_access_lanes(ctx_t *c, const uint32_t *addr, uint64_t lanes, uint
       return 1;
   }
   return 0;
+}
+
+/* A new workgroup: no LDS granule has been written or read yet. */
+static void lds_tracking_reset(ctx_t *c) {
+  for (uint32_t g = 0; g < c->lds_granules; g++)
+    c->lds_own[g] = (lds_owner_t){.wave = LDS_NO_WAVE};
+  memset(c->safe, 0, sizeof c->safe);
 }
 
 /* Every live wave passed the barrier: what each had retired by then is ordered before what follows. */
