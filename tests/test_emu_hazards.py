@@ -39,8 +39,11 @@ RULES = {
                                  [f"{MFMA16} v[12:15], v[0:3], v[8:11], v[12:15]"], 8, MFMA16, MFMA16),
     "mfma32 result read as SrcB": ([f"{MFMA32} v[0:15], v[16:19], v[20:23], v[0:15]"],
                                    [f"{MFMA16} v[24:27], v[16:19], v[12:15], v[24:27]"], 12, MFMA32, MFMA16),
+    # gfx950: P + 2 (one more than gfx940's P + 1)
     "mfma result overlapped as SrcC": ([f"{MFMA16} v[0:3], v[4:7], v[8:11], v[0:3]"],
-                                       [f"{MFMA16} v[2:5], v[12:15], v[8:11], v[2:5]"], 5, MFMA16, MFMA16),
+                                       [f"{MFMA16} v[2:5], v[12:15], v[8:11], v[2:5]"], 6, MFMA16, MFMA16),
+    "mfma32 result overlapped as SrcC": ([f"{MFMA32} v[0:15], v[16:19], v[20:23], v[0:15]"],
+                                         [f"{MFMA16} v[12:15], v[24:27], v[20:23], v[12:15]"], 10, MFMA32, MFMA16),
     "mfma result overwritten by VALU": ([f"{MFMA16} v[0:3], v[4:7], v[8:11], v[0:3]"], ["v_mov_b32 v3, 0"], 8,
                                         MFMA16, "v_mov_b32"),
     "mfma SrcC overwritten by VALU": ([f"{MFMA16} v[12:15], v[4:7], v[8:11], v[0:3]"], ["v_mov_b32 v1, 0"], 3,
@@ -66,6 +69,27 @@ RULES = {
     "VALU write of VCC read as VCCZ": (["v_cmp_eq_u32_e32 vcc, v0, v1"], ["v_mov_b32 v2, src_vccz"], 5,
                                        "v_cmp_eq_u32", "v_mov_b32"),
     "transcendental read by VALU": (["v_exp_f32 v1, v0"], ["v_add_f32 v2, v1, v1"], 1, "v_exp_f32", "v_add_f32"),
+    # the rows added for issue 9 (docs/facts.md §11.3)
+    "VALU write of VCC before v_div_fmas": (["v_cmp_eq_u32_e32 vcc, v0, v1"], ["v_div_fmas_f32 v2, v3, v4, v5"], 4,
+                                            "v_cmp_eq_u32", "v_div_fmas_f32"),
+    "VALU write read by permlane swap": (["v_mov_b32 v1, 0"], ["v_permlane16_swap_b32 v2, v1"], 2, "v_mov_b32",
+                                         "v_permlane16_swap_b32"),
+    "VALU write of permlane swap's VDST": (["v_mov_b32 v2, 0"], ["v_permlane32_swap_b32 v2, v1"], 2, "v_mov_b32",
+                                           "v_permlane32_swap_b32"),
+    "v_cmpx before permlane swap": ([CMPX], ["v_permlane32_swap_b32 v2, v3"], 4, "v_cmpx_eq_u32",
+                                    "v_permlane32_swap_b32"),
+    "SDWA dst_sel result read by VALU": (["v_mov_b32_sdwa v1, v0 dst_sel:WORD_1 dst_unused:UNUSED_PRESERVE "
+                                          "src0_sel:DWORD"], ["v_add_u32 v2, v1, v1"], 1, "v_mov_b32", "v_add_u32"),
+    "SDWA dst_sel result overwritten by VALU": (["v_mov_b32_sdwa v1, v0 dst_sel:BYTE_1 dst_unused:UNUSED_PAD "
+                                                 "src0_sel:DWORD"], ["v_mov_b32 v1, 0"], 1, "v_mov_b32", "v_mov_b32"),
+    "VOP3 op_sel high-half result read by VALU": (["v_fma_f16 v1, v2, v3, v4 op_sel:[0,0,0,1]"], ["v_mov_b32 v5, v1"],
+                                                  1, "v_fma_f16", "v_mov_b32"),
+    "dot result read by another VALU op": (["v_dot2_i32_i16 v1, v2, v3, v4"], ["v_add_u32 v5, v1, v1"], 3,
+                                           "v_dot2_i32_i16", "v_add_u32"),
+    "dot result read as SrcA of the same dot": (["v_dot2_i32_i16 v1, v2, v3, v4"], ["v_dot2_i32_i16 v5, v1, v3, v4"],
+                                                3, "v_dot2_i32_i16", "v_dot2_i32_i16"),
+    "dot result overwritten by another VALU op": (["v_dot4_u32_u8 v1, v2, v3, v4"], ["v_mov_b32 v1, 0"], 3,
+                                                  "v_dot4_u32_u8", "v_mov_b32"),
 }
 
 
@@ -107,6 +131,19 @@ def test_accumulation_chain_needs_no_wait(tc):
     chain = assemble_many(tc.mc, [[f"{MFMA16} v[0:3], v[4:7], v[8:11], v[0:3]",
                                    f"{MFMA16} v[0:3], v[12:15], v[8:11], v[0:3]", "s_endpgm"]])[0]
     run(chain, _state())
+
+
+def test_dot_accumulator_chain_needs_no_wait(tc):
+    """The same dot op may take the previous one's result as its accumulator (SrcC) at once."""
+    chain = assemble_many(tc.mc, [["v_dot2_i32_i16 v1, v2, v3, v4", "v_dot2_i32_i16 v1, v2, v3, v1", "s_endpgm"]])[0]
+    run(chain, _state())
+
+
+def test_full_dword_sdwa_result_needs_no_wait(tc):
+    """Only a result placed in part of the register (dst_sel other than DWORD) is forwarded late."""
+    code = assemble_many(tc.mc, [["v_mov_b32_sdwa v1, v0 dst_sel:DWORD dst_unused:UNUSED_PRESERVE src0_sel:WORD_1",
+                                  "v_add_u32 v2, v1, v1", "s_endpgm"]])[0]
+    run(code, _state())
 
 
 def test_independent_instructions_count_as_wait_states(tc):
@@ -208,3 +245,88 @@ def test_lds_races(compile_hip, case, fixed):
         launch()
         if fixed:
             np.testing.assert_array_equal(dev.get(dout, (128,), np.float32), expect)
+
+
+# Write-after-read: wave 0 reads an element of wave 1, which then overwrites it; only a barrier between (after
+# wave 0's read retired) orders the read first. All in asm over 512 bytes of dynamic LDS, so the compiler adds
+# no wait of its own.
+WAR_RACE = r"""
+#include <hip/hip_runtime.h>
+extern "C" __global__ __launch_bounds__(128) void k(const float* in, float* out) {
+  int t = threadIdx.x;
+  float v = in[t], r = 0.f, r2;
+  asm volatile("ds_write_b32 %0, %1\n\ts_waitcnt lgkmcnt(0)\n\ts_barrier" :: "v"((unsigned)(t * 4)), "v"(v) : "memory");
+  if (t < 64)
+    asm volatile("ds_read_b32 %0, %1\n\ts_waitcnt lgkmcnt(0)" : "=v"(r) : "v"((unsigned)((t + 64) * 4)) : "memory");
+#if FIXED
+  asm volatile("s_barrier" ::: "memory");
+#endif
+  if (t >= 64) asm volatile("ds_write_b32 %0, %1" :: "v"((unsigned)(t * 4)), "v"(-v) : "memory");
+  asm volatile("s_waitcnt lgkmcnt(0)\n\ts_barrier\n\tds_read_b32 %0, %1\n\ts_waitcnt lgkmcnt(0)"
+               : "=v"(r2) : "v"((unsigned)(t * 4)) : "memory");
+  out[t] = t < 64 ? r : r2;
+}
+"""
+
+# LDS atomics: a ds_add_u32 is a read and a write, so it races with another wave's plain write it is not ordered
+# after (CASE 0); atomics of different waves need no order among themselves (CASE 1).
+ATOMIC_RACE = r"""
+#include <hip/hip_runtime.h>
+extern "C" __global__ __launch_bounds__(128) void k(const float* in, unsigned* out) {
+  int t = threadIdx.x;
+  unsigned r;
+#if CASE == 0
+  if (t == 0) asm volatile("ds_write_b32 %0, %1\n\ts_waitcnt lgkmcnt(0)" :: "v"(0u), "v"(5u) : "memory");
+#if FIXED
+  asm volatile("s_barrier" ::: "memory");
+#endif
+#endif
+  asm volatile("ds_add_u32 %0, %1" :: "v"(0u), "v"(1u) : "memory");
+  asm volatile("s_waitcnt lgkmcnt(0)\n\ts_barrier\n\tds_read_b32 %0, %1\n\ts_waitcnt lgkmcnt(0)"
+               : "=v"(r) : "v"(0u) : "memory");
+  out[t] = r;
+}
+"""
+
+
+def _launch_lds(dev, co, inp, out):
+    mod = dev.load(co)
+    dev.m.launch(mod, "k", (1, 1, 1), (128, 1, 1), 512, np.array([inp, out], np.uint64).tobytes())
+
+
+@pytest.mark.parametrize("fixed", [0, 1])
+def test_lds_write_after_read_race(compile_hip, fixed):
+    co = compile_hip(WAR_RACE, name=f"war{fixed}", extra=[f"-DFIXED={fixed}"])
+    x = np.random.default_rng().standard_normal(128).astype(np.float32)
+    for strict in (False, True):
+        dev = EmuMachine(strict=strict)
+        din, dout = dev.put(x), dev.put(np.full(128, np.nan, np.float32))
+        if strict and not fixed:
+            with pytest.raises(HazardError, match=r"LDS race: ds_write_b32 at pc 0x[0-9a-f]+ \(wave 1\) writes LDS byte "
+                                                  r"0x1[0-9a-f]{2}, read by ds_read_b32 at pc 0x[0-9a-f]+ \(wave 0\) "
+                                                  r"with no s_barrier after that read retired"):
+                _launch_lds(dev, co, din, dout)
+            continue
+        _launch_lds(dev, co, din, dout)
+        if fixed:
+            np.testing.assert_array_equal(dev.get(dout, (128,), np.float32), np.concatenate([x[64:], -x[64:]]))
+
+
+@pytest.mark.parametrize("case,fixed", [(0, 0), (0, 1), (1, 0)])
+def test_lds_atomic_races(compile_hip, case, fixed):
+    co = compile_hip(ATOMIC_RACE, name=f"atom{case}{fixed}", extra=[f"-DCASE={case}", f"-DFIXED={fixed}"])
+    for strict in (False, True):
+        dev = EmuMachine(strict=strict)
+        din, dout = dev.put(np.zeros(128, np.float32)), dev.put(np.zeros(128, np.uint32))
+        if strict and case == 0 and not fixed:
+            with pytest.raises(HazardError, match=r"LDS race: ds_add_u32 at pc 0x[0-9a-f]+ \(wave 1\) atomically "
+                                                  r"updates LDS byte 0x0, written by ds_write_b32 at pc 0x[0-9a-f]+ "
+                                                  r"\(wave 0\)"):
+                _launch_lds(dev, co, din, dout)
+            continue
+        _launch_lds(dev, co, din, dout)
+        got = dev.get(dout, (128,), np.uint32)
+        if case == 0 and fixed:
+            np.testing.assert_array_equal(got, np.full(128, 5 + 128, np.uint32))  # every lane of both waves added 1
+        elif case == 1:
+            assert (got == got[0]).all(), got  # one final value, read after every add retired

@@ -4165,7 +4165,9 @@ snippet("div:f64", ["v_div_scale_f64 v[4:5], s[20:21], v[2:3], v[2:3], v[0:1]", 
                     "v_fma_f64 v[8:9], -v[4:5], v[6:7], 1.0",
                     "v_div_scale_f64 v[12:13], vcc, v[0:1], v[2:3], v[0:1]",
                     "v_fma_f64 v[6:7], v[6:7], v[8:9], v[6:7]", "v_mul_f64 v[8:9], v[12:13], v[6:7]",
-                    "v_fma_f64 v[4:5], -v[4:5], v[8:9], v[12:13]", "v_div_fmas_f64 v[4:5], v[4:5], v[6:7], v[8:9]",
+                    "v_fma_f64 v[4:5], -v[4:5], v[8:9], v[12:13]",
+                    "s_nop 0",  # v_div_fmas reads the VCC a VALU wrote 3 instructions before: it needs 4 (§11.3)
+                    "v_div_fmas_f64 v[4:5], v[4:5], v[6:7], v[8:9]",
                     "v_div_fixup_f64 v[10:11], v[4:5], v[2:3], v[0:1]"],
         covers=["v_div_scale_f64", "v_div_fmas_f64", "v_div_fixup_f64"])
 

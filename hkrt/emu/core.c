@@ -50,14 +50,17 @@ typedef struct {
 /* strict mode's wait-state bookkeeping (hazards.c): the last writer of each register, stamped with the
  * wave's count of issued wait states */
 typedef struct {
-  int64_t ws, c_ws, st_ws; /* last write; last read as an MFMA's SrcC; last read as data of a wide store */
+  int64_t ws, c_ws, st_ws; /* last write; last read as an XDL MFMA's SrcC; last read as data of a wide store */
   int32_t pc, c_pc, st_pc; /* their record indices */
-  uint8_t kind, passes, c_passes, n; /* the writer's kind, MFMA passes and the register range it wrote */
-  uint16_t base;
-} vhz_t;
+  uint16_t op, base;       /* the writer's opcode and the first register of the range it wrote */
+  uint8_t kind, passes, n; /* the writer's kind, MFMA passes, the length of that range */
+  uint8_t fwd;             /* the writer placed its result in part of the register (dst_sel / op_sel) */
+  uint8_t c_passes;        /* the passes of the MFMA that read it as SrcC */
+} vhz_t; /* (the writer's fields op .. fwd are adjacent: one store) */
 typedef struct {
   int64_t ws;
   int32_t pc;
+  uint16_t op;
   uint8_t kind;
 } shz_t;
 typedef struct {
@@ -65,12 +68,21 @@ typedef struct {
   uint8_t n, file_v;
 } hz_write_t;
 #define HZ_WRITES 16
-/* strict mode: the last write of one LDS dword (hazards.c) */
+/* strict mode: the last write of one 16-byte LDS granule and the waves that read it since (hazards.c) */
 typedef struct {
-  uint32_t gen, seq; /* the workgroup it belongs to; its sequence number in the writing wave */
+  uint32_t seq;      /* the write's sequence number in the writing wave */
   int32_t pc;        /* record index of the writing instruction */
-  uint8_t wave, bytes, dma, pad;
+  uint16_t readers;  /* bit i: wave i read the granule since that write (its lds_read_t says what and when) */
+  uint16_t bytes;    /* the bytes that write wrote */
+  uint8_t wave, kind; /* the writer, how it wrote (LW_*) */
 } lds_owner_t;
+/* strict mode: wave i's last read of one LDS granule (hazards.c) */
+typedef struct {
+  uint32_t seq;   /* the read's LDS sequence number in its wave */
+  int32_t pc;     /* its record index */
+  uint16_t bytes; /* the bytes read */
+} lds_read_t;
+#define LDS_MAX_WAVES 16 /* a workgroup has at most 1024 work-items */
 
 typedef struct {
   uint32_t s[128];
@@ -90,10 +102,11 @@ typedef struct {
   uint8_t *vmfma;   /* NV: 1 if that result comes from an MFMA (same-shape accumulation chains bypass it) */
   /* strict mode only (hazards.c) */
   int64_t ws; /* wait states issued */
+  int64_t dgemm_ws; /* when the last DGEMM issued, and its record index */
+  int32_t dgemm_pc;
   vhz_t vh[NV];
   shz_t sh[128];
-  uint32_t lds_seq, lds_done, dma_seq; /* LDS writes issued, retired; LDS DMAs delivered */
-  uint32_t safe_ds, safe_dma;          /* lds_done and dma_seq when the last barrier released */
+  uint32_t lds_seq, lds_done, dma_seq; /* LDS instructions issued, retired; LDS DMAs delivered */
 } wave_t;
 
 enum { W_RUN = 0, W_BARRIER = 1, W_DONE = 2 };
@@ -103,7 +116,7 @@ typedef struct {
   wave_t *waves;
   int nwaves;
   uint8_t *lds;
-  uint8_t *lds_pend; /* strict mode: bytes whose LDS DMA has not been delivered */
+  uint8_t *lds_pend; /* strict mode: per LDS dword, the LDS DMA writes into it not yet delivered */
   uint32_t lds_size;
   int cur_wave;
   int last_region;
@@ -117,8 +130,11 @@ typedef struct {
   int role;           /* how the operand being fetched is used (ROLE_*) */
   int hz_nw;
   hz_write_t hz_w[HZ_WRITES]; /* its register writes, committed once it has run */
-  lds_owner_t *lds_own;       /* per LDS dword; NULL: races not tracked */
-  uint32_t wg_gen;
+  lds_owner_t *lds_own;       /* per 16-byte LDS granule; NULL: races not tracked */
+  lds_read_t *lds_rd;         /* per wave, per granule */
+  uint32_t lds_granules;      /* entries of lds_own, and of each wave's part of lds_rd */
+  uint32_t lds_pend_n;        /* dwords of lds_pend that are nonzero */
+  uint32_t safe[3][LDS_MAX_WAVES]; /* by LW_* kind, each wave's lds_done (or dma_seq) at the last release */
 } ctx_t;
 
 /* The opcode table (generated from isa.OPS into optable.h, which is included after the handlers): for each
@@ -504,6 +520,7 @@ static pending_t *q_push(queue_t *q) {
   pending_t *p = &q->e[q->n++];
   p->kind = 0;
   p->lgkm_lds = 0;
+  p->seq = 0;
   return p;
 }
 
@@ -516,6 +533,7 @@ static void deliver(ctx_t *c, wave_t *w, pending_t *p) {
           if (p->mask >> l & 1) d[l] = p->data[r * LANES + l];
         if (w->vpend[p->reg + r]) w->vpend[p->reg + r]--;
       }
+      if (p->seq) w->lds_done = p->seq; /* an LDS read: LDS instructions retire in order */
       break;
     case PK_SGPR:
       for (int r = 0; r < p->nregs; r++) {
@@ -524,6 +542,11 @@ static void deliver(ctx_t *c, wave_t *w, pending_t *p) {
       }
       break;
     case PK_LDS_DMA:
+      if (c->lds_own) {
+        uint32_t at[LANES];
+        for (int l = 0; l < LANES; l++) at[l] = p->lds_base + (uint32_t)l * p->slot;
+        if (lds_access_lanes(c, at, p->mask, 4u * p->dwords, LA_DMA, w->dma_seq + 1, p->rec)) return;
+      }
       for (int l = 0; l < LANES; l++) {
         if (!(p->mask >> l & 1)) continue;
         uint32_t a = p->lds_base + (uint32_t)l * p->slot;
@@ -531,15 +554,14 @@ static void deliver(ctx_t *c, wave_t *w, pending_t *p) {
           uint32_t at = a + 4 * k;
           if (!lds_in(c, at, 4)) break; /* LDS-side out of range: masked off (docs/facts.md §3.5) */
           memcpy(c->lds + at, &p->data[l * 4 + k], 4);
-          if (c->lds_own && lds_race(c, c->cur_wave, at, 4, 1, 1, w->dma_seq + 1, p->rec)) return;
           if (c->lds_pend)
-            for (int b = 0; b < 4; b++)
-              if (c->lds_pend[at + b]) c->lds_pend[at + b]--;
+            for (uint32_t d = at >> 2; d <= (at + 3) >> 2; d++)
+              if (c->lds_pend[d] && !--c->lds_pend[d]) c->lds_pend_n--;
         }
       }
       break;
     case PK_LDS:
-      w->lds_done = p->seq; /* LDS writes retire in order */
+      w->lds_done = p->seq; /* LDS instructions retire in order */
       break;
     default:
       break; /* stores were performed at issue */
@@ -589,6 +611,7 @@ static pending_t *issue_vload(ctx_t *c, wave_t *w, queue_t *q, int lgkm, int dst
   p->nregs = (uint8_t)nregs;
   p->mask = mask;
   p->lgkm_lds = (uint8_t)lgkm;
+  if (lgkm) p->seq = ++w->lds_seq; /* an LDS instruction returning data */
   for (int r = 0; r < nregs; r++) {
     uint32_t *d = vrow(w, dst + r);
     for (int l = 0; l < LANES; l++)
@@ -3426,11 +3449,13 @@ static int refused(ctx_t *c, wave_t *w, const insn_t *in) {
 /* ---------------------------------------------------------------- memory instructions */
 
 static int lds_check_read(ctx_t *c, uint32_t addr, uint32_t n) {
-  if (!c->lds_pend) return 0;
-  for (uint32_t i = 0; i < n && (uint64_t)addr + i < c->lds_size; i++)
-    if (c->lds_pend[addr + i])
-      return fail(c, E_HAZARD, addr, "LDS read at %#x of data whose direct-to-LDS load has not been delivered "
-                  "(missing s_waitcnt vmcnt before s_barrier?)", addr + i);
+  if (!c->lds_pend_n || !n) return 0; /* no direct-to-LDS load outstanding (or not strict): the common case */
+  for (uint64_t d = addr >> 2; d <= ((uint64_t)addr + n - 1) >> 2 && d * 4 < c->lds_size; d++)
+    if (c->lds_pend[d]) {
+      uint32_t at = d * 4 > addr ? (uint32_t)d * 4 : addr;
+      return fail(c, E_HAZARD, at, "LDS read at %#x of data whose direct-to-LDS load has not been delivered "
+                  "(missing s_waitcnt vmcnt before s_barrier?)", at);
+    }
   return 0;
 }
 
@@ -3607,6 +3632,7 @@ static pending_t *atomic_pending(ctx_t *c, wave_t *w, queue_t *q, int lgkm, cons
   pending_t *p = issue(c, w, q, lgkm);
   p->kind = lgkm ? PK_LDS : PK_STORE;
   p->lgkm_lds = (uint8_t)lgkm;
+  if (lgkm) p->seq = ++w->lds_seq;
   return p;
 }
 
@@ -3664,8 +3690,9 @@ static int ds_atomic(ctx_t *c, wave_t *w, const insn_t *in, const atomic_t *a, c
   if (a->ret && vdst_check(c, w, in->dst, a->bytes / 4)) return 1;
   pending_t *p = atomic_pending(c, w, &w->lgkm, 1, a, in->dst, exec);
   uint32_t eff[LANES];
+  for (int l = 0; l < LANES; l++) eff[l] = addr[l] + (uint32_t)in->imm;
+  if (c->lds_own && lds_access_lanes(c, eff, exec, (uint32_t)a->bytes, LA_ATOMIC, p->seq, w->pc)) return 1;
   for (int l = 0; l < LANES; l++) {
-    eff[l] = addr[l] + (uint32_t)in->imm;
     if (!(exec >> l & 1)) continue;
     uint32_t at = eff[l];
     uint64_t old = 0;
@@ -3694,6 +3721,11 @@ static int ds_wrxchg2(ctx_t *c, wave_t *w, const insn_t *in, const uint32_t *add
   for (int l = 0; l < LANES; l++) {
     eff0[l] = addr[l] + (uint32_t)in->imm * stride;
     eff1[l] = addr[l] + (uint32_t)in->imm2 * stride;
+  }
+  if (c->lds_own && (lds_access_lanes(c, eff0, exec, (uint32_t)bytes, LA_ATOMIC, p->seq, w->pc) ||
+                     lds_access_lanes(c, eff1, exec, (uint32_t)bytes, LA_ATOMIC, p->seq, w->pc)))
+    return 1;
+  for (int l = 0; l < LANES; l++) {
     if (!(exec >> l & 1)) continue;
     const uint32_t at[2] = {eff0[l], eff1[l]};
     const uint64_t val[2] = {d0[l], d1[l]};
@@ -3750,27 +3782,23 @@ static int ds_addtid(ctx_t *c, wave_t *w, const insn_t *in) {
   pending_t *p;
   if (rd) {
     if (vdst_check(c, w, in->dst, 1)) return 1;
-    uint32_t buf[LANES];
+    p = issue_vload(c, w, &w->lgkm, 1, in->dst, 1, exec);
+    if (c->lds_own && lds_access_lanes(c, eff, exec, 4, LA_READ, p->seq, w->pc)) return 1;
     for (int l = 0; l < LANES; l++) {
-      buf[l] = 0;
+      p->data[l] = 0;
       if (!(exec >> l & 1)) continue;
       if (lds_check_read(c, eff[l], 4)) return 1;
-      if (c->lds_own && lds_race(c, c->cur_wave, eff[l], 4, 0, 0, 0, w->pc)) return 1;
-      lds_read_bytes(c, eff[l], &buf[l], 4);
+      lds_read_bytes(c, eff[l], &p->data[l], 4);
     }
-    p = issue_vload(c, w, &w->lgkm, 1, in->dst, 1, exec);
-    memcpy(p->data, buf, sizeof buf);
   } else {
     if (check_v(c, w, in->src[1] - 256, 1, 0)) return 1;
     p = issue(c, w, &w->lgkm, 1);
     p->kind = PK_LDS;
     p->lgkm_lds = 1;
     p->seq = ++w->lds_seq;
-    for (int l = 0; l < LANES; l++) {
-      if (!(exec >> l & 1)) continue;
-      if (c->lds_own && lds_race(c, c->cur_wave, eff[l], 4, 1, 0, p->seq, w->pc)) return 1;
-      lds_write_bytes(c, eff[l], &vrow(w, in->src[1])[l], 4);
-    }
+    if (c->lds_own && lds_access_lanes(c, eff, exec, 4, LA_WRITE, p->seq, w->pc)) return 1;
+    for (int l = 0; l < LANES; l++)
+      if (exec >> l & 1) lds_write_bytes(c, eff[l], &vrow(w, in->src[1])[l], 4);
   }
   if (c->tm) tm_lds(c, w, p, eff, NULL, 4, exec, !rd);
   return 0;
@@ -3783,17 +3811,17 @@ static int ds_counter(ctx_t *c, wave_t *w, const insn_t *in) {
   uint32_t at = ((w->s[124] & 0x3FFFF) + (uint32_t)in->imm) & ~3u, old = 0, eff[LANES];
   if (vdst_check(c, w, in->dst, 1)) return 1;
   if (lds_check_read(c, at, 4)) return 1;
+  pending_t *p = issue_vload(c, w, &w->lgkm, 1, in->dst, 1, exec);
+  for (int l = 0; l < LANES; l++) eff[l] = at;
+  /* one read-modify-write of the dword: an atomic for the race tracker (docs/facts.md §11.4) */
+  if (c->lds_own && exec && lds_access_lanes(c, eff, exec & -exec, 4, LA_ATOMIC, p->seq, w->pc)) return 1;
   if (lds_in(c, at, 4)) {
     uint32_t n = (uint32_t)__builtin_popcountll(exec), v;
     memcpy(&old, c->lds + at, 4);
     v = in->op == OP_DS_APPEND ? old + n : old - n;
     memcpy(c->lds + at, &v, 4);
   }
-  pending_t *p = issue_vload(c, w, &w->lgkm, 1, in->dst, 1, exec);
-  for (int l = 0; l < LANES; l++) {
-    p->data[l] = old;
-    eff[l] = at;
-  }
+  for (int l = 0; l < LANES; l++) p->data[l] = old;
   if (c->tm) tm_lds(c, w, p, eff, NULL, 4, exec, 1);
   return 0;
 }
@@ -3811,12 +3839,14 @@ static int ds_read_transposed(ctx_t *c, wave_t *w, const insn_t *in, const uint3
   for (int l = 0; l < LANES; l++) {
     uint32_t a = eff[l] = addr[l] + (uint32_t)in->imm;
     if (a % (uint32_t)align) return fail(c, E_MEMORY, a, "transposing LDS read at %#x is not %d-byte aligned", a, align);
-    if (lds_check_read(c, a, (uint32_t)bytes) || (c->lds_own && lds_race(c, c->cur_wave, a, (uint32_t)bytes, 0, 0, 0, w->pc)))
-      return 1;
-    raw[l][2] = 0;
-    lds_read_bytes(c, a, raw[l], (uint32_t)bytes);
+    if (lds_check_read(c, a, (uint32_t)bytes)) return 1;
   }
   pending_t *p = issue_vload(c, w, &w->lgkm, 1, in->dst, regs, exec);
+  if (c->lds_own && lds_access_lanes(c, eff, exec, (uint32_t)bytes, LA_READ, p->seq, w->pc)) return 1;
+  for (int l = 0; l < LANES; l++) {
+    raw[l][2] = 0;
+    lds_read_bytes(c, eff[l], raw[l], (uint32_t)bytes);
+  }
   uint32_t mask = (1u << bits) - 1;
   for (int l = 0; l < LANES; l++) {
     uint32_t out[3] = {0, 0, 0};
@@ -3887,11 +3917,11 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
     default: return fail(c, E_UNIMPL, 0, "LDS instruction not implemented by the execution core");
   }
   uint32_t stride = (uint32_t)bytes * (st64 ? 64 : 1);
-  uint32_t eff0[LANES], eff1[LANES]; /* each lane's byte address(es), for the timing model's bank model */
-  if (c->tm)
+  uint32_t eff0[LANES], eff1[LANES]; /* each lane's byte address(es): the bank model's, the race tracker's */
+  if (c->tm || c->lds_own)
     for (int l = 0; l < LANES; l++) {
       eff0[l] = addr[l] + (uint32_t)in->imm * (two ? stride : 1);
-      eff1[l] = addr[l] + (uint32_t)in->imm2 * stride;
+      if (two) eff1[l] = addr[l] + (uint32_t)in->imm2 * stride;
     }
   if (is_read) {
     int words = two ? 2 * (bytes / 4) : (bytes + 3) / 4;
@@ -3900,6 +3930,9 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
     uint32_t old[LANES];
     if (d16) memcpy(old, vrow(w, in->dst), sizeof old);
     pending_t *p = issue_vload(c, w, &w->lgkm, 1, in->dst, d16 ? 1 : words, exec);
+    if (c->lds_own && (lds_access_lanes(c, eff0, exec, (uint32_t)bytes, LA_READ, p->seq, w->pc) ||
+                       (two && lds_access_lanes(c, eff1, exec, (uint32_t)bytes, LA_READ, p->seq, w->pc))))
+      return 1;
     for (int l = 0; l < LANES; l++) {
       if (!(exec >> l & 1)) continue;
       uint32_t buf[4] = {0, 0, 0, 0};
@@ -3908,16 +3941,12 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
         if ((a0 | a1) & (uint32_t)(bytes - 1) & 3)
           return fail(c, E_MEMORY, a0, "misaligned LDS access at %#x", a0);
         if (lds_check_read(c, a0, bytes) || lds_check_read(c, a1, bytes)) return 1;
-        if (c->lds_own && (lds_race(c, c->cur_wave, a0, (uint32_t)bytes, 0, 0, 0, w->pc) ||
-                           lds_race(c, c->cur_wave, a1, (uint32_t)bytes, 0, 0, 0, w->pc)))
-          return 1;
         lds_read_bytes(c, a0, buf, bytes);
         lds_read_bytes(c, a1, (uint8_t *)buf + bytes, bytes);
       } else {
         uint32_t a = addr[l] + (uint32_t)in->imm;
         if (bytes >= 4 && (a & 3)) return fail(c, E_MEMORY, a, "misaligned LDS access at %#x", a);
         if (lds_check_read(c, a, bytes)) return 1;
-        if (c->lds_own && lds_race(c, c->cur_wave, a, (uint32_t)bytes, 0, 0, 0, w->pc)) return 1;
         lds_read_bytes(c, a, buf, bytes);
         if (bytes == 1) buf[0] = sext ? (uint32_t)(int32_t)(int8_t)buf[0] : buf[0] & 0xFF;
         if (bytes == 2) buf[0] = sext ? (uint32_t)(int32_t)(int16_t)buf[0] : buf[0] & 0xFFFF;
@@ -3936,6 +3965,9 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
   p->kind = PK_LDS;
   p->lgkm_lds = 1;
   p->seq = ++w->lds_seq;
+  if (c->lds_own && (lds_access_lanes(c, eff0, exec, (uint32_t)bytes, LA_WRITE, p->seq, w->pc) ||
+                     (two && lds_access_lanes(c, eff1, exec, (uint32_t)bytes, LA_WRITE, p->seq, w->pc))))
+    return 1;
   for (int l = 0; l < LANES; l++) {
     if (!(exec >> l & 1)) continue;
     uint32_t buf[4], buf2[4];
@@ -3945,16 +3977,12 @@ static int ds(ctx_t *c, wave_t *w, const insn_t *in) {
       for (int r = 0; r < dregs; r++) buf2[r] = vrow(w, in->src[2] + r)[l];
       uint32_t a0 = addr[l] + (uint32_t)in->imm * stride, a1 = addr[l] + (uint32_t)in->imm2 * stride;
       if ((a0 | a1) & 3) return fail(c, E_MEMORY, a0, "misaligned LDS access at %#x", a0);
-      if (c->lds_own && (lds_race(c, c->cur_wave, a0, (uint32_t)bytes, 1, 0, p->seq, w->pc) ||
-                         lds_race(c, c->cur_wave, a1, (uint32_t)bytes, 1, 0, p->seq, w->pc)))
-        return 1;
       lds_write_bytes(c, a0, buf, bytes);
       lds_write_bytes(c, a1, buf2, bytes);
     } else {
       uint32_t a = addr[l] + (uint32_t)in->imm;
       if (bytes >= 4 && (a & 3)) return fail(c, E_MEMORY, a, "misaligned LDS access at %#x", a);
       if (bytes == 2 && (a & 1)) return fail(c, E_MEMORY, a, "misaligned LDS access at %#x", a);
-      if (c->lds_own && lds_race(c, c->cur_wave, a, (uint32_t)bytes, 1, 0, p->seq, w->pc)) return 1;
       lds_write_bytes(c, a, buf, bytes);
     }
   }
@@ -4053,8 +4081,9 @@ static inline void lds_dma_put(ctx_t *c, pending_t *p, int l, int k, uint32_t va
   if (lds_in(c, at, 4)) {
     uint32_t poison = POISON;
     memcpy(c->lds + at, &poison, 4);
-    if (c->lds_pend)
-      for (int b = 0; b < 4; b++) c->lds_pend[at + b]++;
+    if (c->lds_pend) /* (an unaligned M0 spreads the dword over two) */
+      for (uint32_t d = at >> 2; d <= (at + 3) >> 2; d++)
+        if (!c->lds_pend[d]++) c->lds_pend_n++;
   }
 }
 
@@ -4817,7 +4846,8 @@ static int run_workgroup(ctx_t *c, const uint32_t wg[3]) {
   if (check_budget(c)) return L->err;
   for (uint32_t i = 0; i < c->lds_size; i += 4) memcpy(c->lds + i, &(uint32_t){POISON}, 4);
   if (c->lds_pend) memset(c->lds_pend, 0, c->lds_size);
-  c->wg_gen++; /* every LDS dword's last write now belongs to an earlier workgroup */
+  c->lds_pend_n = 0;
+  if (c->lds_own) lds_tracking_reset(c);
   for (int i = 0; i < nw; i++) init_wave(c, &c->waves[i], i, wg, threads);
   c->nwaves = nw;
   int rr = 0;
@@ -4875,8 +4905,11 @@ int emu_run(emu_launch *L) {
   c.waves = calloc((size_t)nw, sizeof(wave_t));
   c.lds = malloc(c.lds_size + 16);
   c.lds_pend = L->strict ? malloc(c.lds_size + 16) : NULL;
-  c.lds_own = L->strict ? calloc(c.lds_size / 4 + 4, sizeof(lds_owner_t)) : NULL;
-  int ok = c.waves && c.lds && (!L->strict || (c.lds_pend && c.lds_own));
+  c.lds_granules = c.lds_size / 16 + 2;
+  c.lds_own = L->strict ? calloc(c.lds_granules, sizeof(lds_owner_t)) : NULL;
+  c.lds_rd = L->strict ? calloc((size_t)c.lds_granules * (size_t)nw, sizeof(lds_read_t)) : NULL;
+  if (nw > LDS_MAX_WAVES) return fail(&c, E_INVALID, 0, "a workgroup of %d waves (at most %d)", nw, LDS_MAX_WAVES);
+  int ok = c.waves && c.lds && (!L->strict || (c.lds_pend && c.lds_own && c.lds_rd));
   for (int i = 0; ok && i < nw; i++) {
     c.waves[i].v = malloc((size_t)NV * LANES * 4);
     if (!c.waves[i].v) ok = 0;
@@ -4897,6 +4930,7 @@ int emu_run(emu_launch *L) {
   free(c.lds);
   free(c.lds_pend);
   free(c.lds_own);
+  free(c.lds_rd);
   return rc;
 }
 

@@ -481,6 +481,10 @@ def c_header() -> str:
         str(isa.TIMING_CLASSES.index(cls)) for cls, _ in timing) + "};")
     lines.append("static const unsigned char OP_XDL_CYCLES[OP_COUNT] = {" + ",".join(
         str(cyc) for _, cyc in timing) + "};")
+    for i, cls in enumerate(isa.HAZARD_CLASSES):
+        lines.append(f"#define HZF_{cls.upper()} {1 << i}")
+    lines.append("static const unsigned char OP_HZ[OP_COUNT] = {" + ",".join(
+        str(sum(1 << isa.HAZARD_CLASSES.index(h) for h in isa.hazard_classes(n))) for n in isa.MNEMONICS) + "};")
     # registers per lane of an MFMA's (widest) A/B and C/D operands (isa.MATRIX_OPS, isa.VOP3PX2), 0 for other ops
     mai = {m[0]: m[1:] for m in isa.MATRIX_OPS.values()} | {m[0]: m[4:] for m in isa.VOP3PX2.values()}
     for name, k in (("OP_MFMA_AB_REGS", 0), ("OP_MFMA_CD_REGS", 1)):

@@ -688,6 +688,34 @@ MFMA_CYCLES |= {v[0]: 4 * {16: 4, 32: 8}[v[1]] for v in SMFMAC.values()}
 MFMA_CYCLES.update({name: 32 if m == 16 else 64 for name, m, *_ in (*MAI_F8F6F4.values(), *VOP3PX2.values())})
 
 
+# ---- hazard classes (strict mode's wait-state rules, hkrt/emu/hazards.c, docs/facts.md §11.3): which row of the
+# ISA's "manually inserted wait states" tables an opcode falls into, by its class rather than by name, so that
+# an op declared later lands in its row. Bits of the core's OP_HZ table:
+HAZARD_CLASSES = ("dgemm", "dot", "permlane_swap", "fma64", "div_fmas", "fp8_dst_sel", "fp4_dst_sel")
+_FP8_DST_SEL = re.compile(r"v_cvt_(scalef32_)?(pk_|sr_)(fp8|bf8)_")  # write a byte (pair) op_sel picks
+_FP4_DST_SEL = re.compile(r"v_cvt_scalef32_sr_pk_fp4_")                # SR fp4 conversions: every op_sel
+
+
+def hazard_classes(name: str) -> tuple[str, ...]:
+    """The hazard classes of a mnemonic (a subset of HAZARD_CLASSES)."""
+    out = []
+    if name.startswith("v_mfma_f64_"):  # double-precision matrix ops: the ISA's DGEMM rows, not the XDL ones
+        out.append("dgemm")
+    if name.startswith("v_dot"):
+        out.append("dot")
+    if name.startswith("v_permlane") and name.endswith("_swap_b32"):
+        out.append("permlane_swap")
+    if name in ("v_fma_f64", "v_fmac_f64"):
+        out.append("fma64")
+    if name.startswith("v_div_fmas_"):
+        out.append("div_fmas")
+    if _FP8_DST_SEL.match(name):
+        out.append("fp8_dst_sel")
+    if _FP4_DST_SEL.match(name):
+        out.append("fp4_dst_sel")
+    return tuple(out)
+
+
 # Listed only so that the core can refuse them by name, with the reason (docs/facts.md §13.2, §13.3).
 REFUSED = {n for n, op in OPS.items() if op.handler == "refused"}
 # Run for some operands only, the others refused by name: hardware registers other than MODE, STATUS, TRAPSTS,
