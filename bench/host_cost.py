@@ -1,11 +1,11 @@
 """Host cost of an hkrt call: hkrt's own Python path, with the runtime underneath taken out.
 
-    .venv/bin/python bench/host_cost.py [--size 4096] [--numpy-size 64] [--calls 20000] [--emulated]
+    .venv/bin/python bench/host_cost.py [--size 4096] [--numpy-size 64] [--calls 2000] [--rounds 20] [--emulated]
 
 The calls run on hkrt's null driver (hkrt/driver/null.py): no HIP at all, so neither ROCm's runtime nor
 the emulator's own Python HIP layer is in the figure; what is left is validation, planning, the
-allocator, argument packing and the launch calls into the driver. Each figure is the best of five
-rounds (these machines are noisy; the best round is the one least disturbed), in microseconds per call.
+allocator, argument packing and the launch calls into the driver. Each figure is the best of `--rounds`
+short rounds (these machines are noisy; the best round is the one least disturbed), in microseconds per call.
 
 "numpy in and out" is given beyond its own data work: the bf16 conversion and transposes of A and B and
 the result's conversion back, which any library has to do, are timed alone and subtracted.
@@ -16,6 +16,7 @@ Python 6.1 us, CuPy's RawKernel 8.7 us, torch.matmul 15 to 17 us.
 whole HIP path as a program here sees it, the emulated runtime's Python included.
 """
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,15 +30,16 @@ from hkrt.devices import Device  # noqa: E402
 from hkrt.driver.null import NullDriver  # noqa: E402
 
 
-def best_us(f, calls: int, rounds: int = 5) -> float:
+def round_us(f, calls: int, rounds: int) -> tuple[float, float]:
+    """(best, median) microseconds per call over `rounds` rounds of `calls` calls."""
     f()
-    best = float("inf")
+    times = []
     for _ in range(rounds):
         start = time.perf_counter()
         for _ in range(calls):
             f()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best * 1e6
+        times.append((time.perf_counter() - start) / calls * 1e6)
+    return min(times), statistics.median(times)
 
 
 def cases(dev, n: int, numpy_n: int):
@@ -75,7 +77,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=4096, help="M = N = K")
     ap.add_argument("--numpy-size", type=int, default=64, help="M = N = K of the numpy-in, numpy-out call")
-    ap.add_argument("--calls", type=int, default=20000)
+    ap.add_argument("--calls", type=int, default=2000, help="calls per round")
+    ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--emulated", action="store_true")
     args = ap.parse_args()
     n = args.size
@@ -83,22 +86,26 @@ def main() -> None:
     null_dev = Device(index=0, kind="null", info=driver.device_info(0), driver=driver)
     def calls(target, scale=1):  # the numpy rows move megabytes per call: fewer of them
         return max(args.calls // scale, 20) if target else max(args.calls // (10 * scale), 20)
-    rows = [(name, best_us(f, calls(target)), target) for name, f, target in cases(null_dev, n, args.numpy_size)]
-    numpy_call = next(us for name, us, _ in rows if name.startswith("gemm(numpy"))
-    data_work = next(us for name, us, _ in rows if name.startswith("  of which"))
+    rows = [(name, *round_us(f, calls(target), args.rounds), target)
+            for name, f, target in cases(null_dev, n, args.numpy_size)]
+    numpy_call = next(r[1:3] for r in rows if r[0].startswith("gemm(numpy"))
+    data_work = next(r[1:3] for r in rows if r[0].startswith("  of which"))
     emulated = {}
     if args.emulated:
         from hkrt import emu
         dev = hkrt.get_device("emu")
         with emu.skip_kernels():
-            emulated = {name: best_us(f, calls(target, 20)) for name, f, target in cases(dev, n, args.numpy_size)}
-    print(f"hkrt host cost per call, {n}x{n}x{n}, best of 5 rounds (us); null driver: no HIP underneath")
-    print(f"{'call':42s} {'null':>8s} {'target':>7s}" + (f" {'emulated HIP':>13s}" if emulated else ""))
-    for name, us, target in rows:
+            emulated = {name: round_us(f, calls(target, 20), args.rounds)[0]
+                        for name, f, target in cases(dev, n, args.numpy_size)}
+    print(f"hkrt host cost per call, {n}x{n}x{n}, best and median of {args.rounds} rounds (us); null driver: no "
+          f"HIP underneath")
+    print(f"{'call':42s} {'best':>7s} {'median':>7s} {'target':>7s}" + (f" {'emulated HIP':>13s}" if emulated else ""))
+    for name, best, median, target in rows:
         t = f"{target:>7d}" if target else f"{'':>7s}"
         extra = f" {emulated[name]:13.1f}" if emulated else ""
-        print(f"{name:42s} {us:8.1f} {t}{extra}")
-    print(f"{'numpy in and out, beyond the data work':42s} {numpy_call - data_work:8.1f} {20:>7d}")
+        print(f"{name:42s} {best:7.1f} {median:7.1f} {t}{extra}")
+    print(f"{'numpy in and out, beyond the data work':42s} {numpy_call[0] - data_work[0]:7.1f} "
+          f"{numpy_call[1] - data_work[1]:7.1f} {20:>7d}")
 
 
 if __name__ == "__main__":
