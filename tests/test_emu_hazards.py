@@ -27,6 +27,8 @@ def nops(n: int) -> list[str]:
     return out
 
 
+DGEMM16, DGEMM4 = "v_mfma_f64_16x16x4_f64", "v_mfma_f64_4x4x4_4b_f64"
+
 # rule -> (producer lines, consumer lines, wait states required, producer mnemonic, consumer mnemonic)
 RULES = {
     "mfma16 result read by VALU": ([f"{MFMA16} v[0:3], v[4:7], v[8:11], v[0:3]"], ["v_add_f32 v12, v0, v1"], 8,
@@ -90,6 +92,31 @@ RULES = {
                                                 3, "v_dot2_i32_i16", "v_dot2_i32_i16"),
     "dot result overwritten by another VALU op": (["v_dot4_u32_u8 v1, v2, v3, v4"], ["v_mov_b32 v1, 0"], 3,
                                                   "v_dot4_u32_u8", "v_mov_b32"),
+    "fp8 conversion into a byte pair read by VALU": (["v_cvt_pk_fp8_f32 v1, v2, v3 op_sel:[0,0,1]"],
+                                                     ["v_mov_b32 v5, v1"], 1, "v_cvt_pk_fp8_f32", "v_mov_b32"),
+    "SR fp4 conversion result read by VALU": (["v_cvt_scalef32_sr_pk_fp4_f32 v1, v[2:3], v4, v5"],
+                                              ["v_add_u32 v6, v1, v1"], 1, "v_cvt_scalef32_sr_pk_fp4_f32", "v_add_u32"),
+    # the DGEMM rows (docs/facts.md §11.3's table), now that the f64 MFMAs run
+    "DGEMM 16x16x4 result read by VALU": ([f"{DGEMM16} v[0:7], v[8:9], v[10:11], v[0:7]"],
+                                          ["v_add_f64 v[20:21], v[0:1], v[0:1]"], 19, DGEMM16, "v_add_f64"),
+    "DGEMM 4x4x4 result read by VALU": ([f"{DGEMM4} v[0:1], v[8:9], v[10:11], v[0:1]"], ["v_mov_b32 v20, v1"], 6,
+                                        DGEMM4, "v_mov_b32"),
+    "DGEMM 16x16x4 result read by LDS store": (["v_mov_b32 v30, 0", "s_nop 1",
+                                                f"{DGEMM16} v[0:7], v[8:9], v[10:11], v[0:7]"],
+                                               ["ds_write_b32 v30, v2"], 18, DGEMM16, "ds_write_b32"),
+    "DGEMM 4x4x4 result read by LDS store": (["v_mov_b32 v30, 0", "s_nop 1", f"{DGEMM4} v[0:1], v[8:9], v[10:11], v[0:1]"],
+                                             ["ds_write_b32 v30, v0"], 9, DGEMM4, "ds_write_b32"),
+    "DGEMM 16x16x4 result read as SrcA": ([f"{DGEMM16} v[0:7], v[8:9], v[10:11], v[0:7]"],
+                                          [f"{DGEMM16} v[12:19], v[0:1], v[10:11], v[12:19]"], 19, DGEMM16, DGEMM16),
+    "DGEMM 16x16x4 result overlapped as DGEMM SrcC": ([f"{DGEMM16} v[0:7], v[8:9], v[10:11], v[0:7]"],
+                                                      [f"{DGEMM16} v[4:11], v[12:13], v[14:15], v[4:11]"], 17,
+                                                      DGEMM16, DGEMM16),
+    "DGEMM 4x4x4 on the same SrcC range": ([f"{DGEMM4} v[0:1], v[8:9], v[10:11], v[0:1]"],
+                                           [f"{DGEMM4} v[0:1], v[12:13], v[14:15], v[0:1]"], 4, DGEMM4, DGEMM4),
+    "DGEMM 16x16x4 result overwritten by VALU": ([f"{DGEMM16} v[0:7], v[8:9], v[10:11], v[0:7]"],
+                                                 ["v_mov_b32 v3, 0"], 11, DGEMM16, "v_mov_b32"),
+    "DGEMM before v_fma_f64": ([f"{DGEMM4} v[0:1], v[8:9], v[10:11], v[0:1]"],
+                               ["v_fma_f64 v[20:21], v[22:23], v[24:25], v[26:27]"], 2, DGEMM4, "v_fma_f64"),
 }
 
 
