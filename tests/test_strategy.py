@@ -11,13 +11,15 @@ def family(dev, m, n, k, epilogue=False, **kw):
 
 
 def test_the_device_s_compute_units_decide_what_is_small():
-    """1024^3 is 16 tiles of 256 x 256: too few for 256 CUs (small, split-K), enough for 128-row tiles on
-    a 64-CU part; 2048^3 (64) fills that part with 256-row tiles. The table once assumed 256 CUs whatever
-    the device reported."""
+    """1024^3 is 16 tiles of 256 x 256: too few for 256 CUs (small, split-K) and for a 64-CU part; 2048 x 1024 x
+    1024 (32) is enough for 128-row tiles on that part, 2048^3 (64) fills it with 256-row tiles, and
+    4096x2048x2048 (128) fills half of the big one.
+    The table once assumed 256 CUs whatever the device reported."""
     big, part = fake_device(compute_units=256), fake_device(compute_units=64)
     assert family(big, 1024, 1024, 1024) == "small"
-    assert family(part, 1024, 1024, 1024) == "pingpong_m128"
-    assert family(big, 2048, 2048, 2048) == "pingpong_m128"
+    assert family(part, 1024, 1024, 1024) == "small"
+    assert family(part, 2048, 1024, 1024) == "pingpong_m128"
+    assert family(big, 4096, 2048, 2048) == "pingpong_m128"
     assert family(part, 2048, 2048, 2048) == "pingpong"
     tiles = strategy.choose(big, 64, 2048, 4096, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
     few = strategy.choose(part, 64, 2048, 4096, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
@@ -30,9 +32,9 @@ def test_rules_in_order_and_the_fallback():
     assert family(dev, 4096, 8192, 1024) == "pingpong"
     assert family(dev, 2048, 4096, 4096) == "pingpong_m128"  # 128 tiles: 0.0725 ms, pingpong 0.0895, split-K 0.134
     assert family(dev, 2048, 4096, 4096, epilogue=True) == "pingpong"  # its fused variant
-    assert family(dev, 2048, 2048, 2048) == "pingpong_m128"   # 64 tiles: 0.0403 ms, small 0.0476
-    assert family(dev, 2048, 2048, 2048, epilogue=True) == "small"  # no 128-row fused variant
-    assert family(dev, 1024, 1024, 1024) == "small"            # 16 tiles: 0.0209 ms, pingpong_m128 0.0242
+    assert family(dev, 2048, 2048, 2048) == "small"            # 64 tiles: 0.0326 ms, pingpong_m128 0.0402
+    assert family(dev, 2048, 2048, 2048, epilogue=True) == "small"  # 0.0357 ms, pingpong 0.0651
+    assert family(dev, 1024, 1024, 1024) == "small"            # 16 tiles: 0.0155 ms, pingpong_m128 0.0240
     assert family(dev, 4096, 4096, 4096, epilogue=True) == "pingpong"
     fused = strategy.choose(dev, 4096, 4096, 4096, b_layout="nk", out="bf16", epilogue=True, fast_ok=True)
     assert fused.fused and fused.epilogue is None and fused.gemm == "gemm_pingpong_fused_nk_bf16"
@@ -51,14 +53,14 @@ def test_rules_in_order_and_the_fallback():
 
 def test_a_batch_counts_all_its_tiles():
     """One launch runs the whole batch, so its tiles fill the device together: 16 x 1024^3 is 256 tiles
-    (pingpong), and 64 x 256^3 gives split-K nothing to split: its 64 tiles of 256x256 go to the 128-row
-    ping-pong (0.0120 ms, against 0.0149 for 256-row tiles and small's 0.0260).
-    A batch small enough to split K stays small, with the splits counted over the batch."""
+    (pingpong), and 64 x 256^3 is 64 tiles of 256x256, small even with nothing to split (0.0109 ms, against
+    the 128-row ping-pong's 0.0119). A batch that splits K counts the splits over the batch."""
     dev = fake_device(compute_units=256)
     assert family(dev, 1024, 1024, 1024) == "small"
     assert family(dev, 1024, 1024, 1024, batch=16) == "pingpong"
-    assert family(dev, 256, 256, 256, batch=64) == "pingpong_m128"
-    assert family(dev, 16384, 256, 256) == "pingpong_m128"     # 64 tiles: 0.0120 ms, small 0.0258
+    assert family(dev, 256, 256, 256, batch=64) == "small"
+    assert family(dev, 16384, 256, 256) == "small"             # 64 tiles: 0.0108 ms, pingpong_m128 0.0119
+    assert family(dev, 512, 512, 256, batch=32) == "pingpong_m128"   # 128 tiles
     assert family(dev, 64, 4096, 4096, batch=8) == "small"     # M <= 128
     one = strategy.choose(dev, 256, 1024, 8192, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
     two = strategy.choose(dev, 256, 1024, 8192, b_layout="nk", out="f32", epilogue=False, fast_ok=True, batch=2)
