@@ -50,15 +50,24 @@ class Shape:
 # interleave is no rule: at 4096^3 it is predicted at 0.140 ms against pingpong's 0.090 ms (its prefetch,
 # issued during the tile's MFMAs, is waited for at the tile's end, exposing the load latency).
 # small (split-K, one launch) against the ping-pong kernels (256 CUs) keeps shapes of up to 64 tiles of
-# 256x256, with or without an epilogue, batches included: 2048^3 0.0326 ms against pingpong_m128's 0.0402,
-# 4096x1024x1024 0.0202 vs 0.0240, 16384x256x256 0.0108 vs 0.0119, 1024^3 0.0155 vs 0.0240, 64 x 256^3 with a
-# shared B (one split) 0.0109 vs 0.0119; with an epilogue 2048^3 0.0357 vs pingpong's 0.0651, 1024x4096x4096
+# 256x256, with or without an epilogue: 2048^3 0.0326 ms against pingpong_m128's 0.0402, 4096x1024x1024
+# 0.0202 vs 0.0240, 16384x256x256 0.0108 vs 0.0119, 1024^3 0.0155 vs 0.0240, 1000x5000x5000 (80 tiles) 0.0704
+# vs 0.0873; with an epilogue 2048^3 0.0357 vs pingpong's 0.0651, 1024x4096x4096
 # 0.0605 vs 0.105. At 128 tiles the ping-pong kernels win: 2048x4096x4096 0.1097 vs pingpong_m128's 0.0725,
 # with an epilogue 0.1154 vs pingpong's 0.1049.
 
 
+SMALL_TILE = (64, 128)  # gemm_small's block tile, for its split count
+
+
 def _small(s: Shape) -> bool:
-    return s.m <= 128 or 2 * s.tiles(256, 256) < s.cus
+    if s.m <= 128:
+        return True
+    if 2 * s.tiles(256, 256) >= s.cus:
+        return False
+    # a batch with nothing to split reads a B per matrix, where small loses (64 x 256^3: 0.0136 ms against
+    # pingpong_m128's 0.0121)
+    return s.batch == 1 or split_count(s.m, s.n, s.k, *SMALL_TILE, s.cus, s.batch) > 1
 
 
 RULES = [
@@ -68,7 +77,8 @@ RULES = [
     # 4096x14336 44.6 against 37.3, with 16, 10 and 16 splits).
     ("small_m128", "64 < M <= 128, and 128x128 tiles (of the whole batch) for at least a quarter of the CUs",
      lambda s: 64 < s.m <= 128 and 4 * s.tiles(128, 128) >= s.cus),
-    ("small", "M <= 128, or 256x256 tiles (of the whole batch) for fewer than half the CUs", _small),
+    ("small", "M <= 128, or 256x256 tiles (of the whole batch) for fewer than half the CUs and, for a batch, K "
+              "split", _small),
     # 2048x4096x4096 (128 tiles of 256x256): 0.0725 ms against 0.0895; 2048x4096x14336: 0.234 against 0.289.
     # With 448 tiles (2048x14336x4096) the 128-row tiles lose (0.278 against 0.175): their MFMA phases are too
     # short to hide the other row's loads (57% matrix busy against 92%).
