@@ -47,6 +47,21 @@ def compile_hip(tc, tmp_path):
     return _compile
 
 
+@pytest.fixture(scope="module")
+def code(tc, request):
+    """The emulator semantics tests' snippets (the module's SNIPPETS, tests/emu_harness.py's snippet_book),
+    assembled in one llvm-mc run per module."""
+    from emu_harness import assembled
+    return assembled(tc, request.module.SNIPPETS)
+
+
+@pytest.fixture
+def rng(request):
+    """This test's random stream: fresh each run, replayed by HKRT_TEST_SEED (printed on failure)."""
+    from emu_harness import seeded_rng
+    return seeded_rng(request)
+
+
 @pytest.fixture(autouse=True)
 def _allocations_unpoisoned():
     """A test's poison_allocations() (tests/kernel_harness.py) ends with the test."""

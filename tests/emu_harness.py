@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,3 +130,39 @@ def assemble_with_labels(mc: str, lines: list[str], workdir) -> bytes:
         raise AssertionError(f"llvm-mc failed:\n{res.stderr}")
     with open(out, "rb") as fh:
         return ELFFile(fh).get_section_by_name(".text").data()
+
+
+# ------------------------------------------------------------------------------------------- the test modules' snippets
+
+SEED = int(os.environ.get("HKRT_TEST_SEED", np.random.SeedSequence().entropy % (1 << 63)))
+
+
+def snippet_book():
+    """A test module's snippets: (SNIPPETS, META, COVERED, snippet). snippet(key, lines, covers, meta) registers
+    assembly (s_endpgm is appended) for the module's single llvm-mc batch (the conftest's `code` fixture), the
+    random constants baked into it (META) and the mnemonics it is the semantics test of (COVERED, which
+    test_every_mnemonic_has_a_semantics_test counts)."""
+    snippets: dict[str, list[str]] = {}
+    meta_of: dict[str, object] = {}
+    covered: set[str] = set()
+
+    def snippet(key: str, lines: list[str], covers=(), meta=None) -> str:
+        assert key not in snippets, key
+        snippets[key] = list(lines) + ["s_endpgm"]
+        meta_of[key] = meta
+        covered.update(covers)
+        return key
+    return snippets, meta_of, covered, snippet
+
+
+def assembled(tc, snippets: dict[str, list[str]]) -> dict[str, bytes]:
+    """A module's snippets, assembled in one llvm-mc run (the conftest's `code` fixture)."""
+    keys = list(snippets)
+    return dict(zip(keys, assemble_many(tc.mc, [snippets[k] for k in keys])))
+
+
+def seeded_rng(request) -> np.random.Generator:
+    """This test's random stream: fresh each run, replayed by HKRT_TEST_SEED (printed on failure)."""
+    seed = (SEED, zlib.crc32(request.node.nodeid.encode()))
+    print(f"random inputs: HKRT_TEST_SEED={SEED} (test stream {seed[1]})")
+    return np.random.default_rng(seed)

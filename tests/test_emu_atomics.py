@@ -20,8 +20,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emu_harness import new_state, run  # noqa: E402
 from kernel_harness import EmuMachine  # noqa: E402
-from test_emu_isa import (_LOADS, _STORES, ALL, LDS_BYTES, M32, SEED, WORD3, Mem,  # noqa: E402
-                          _w, assembled, expect_error, lanes, load_rows, rand_exec, seeded_rng, set64, store_bytes)
+from emu_harness import SEED, snippet_book  # noqa: E402
+from test_emu_isa import (_LOADS, _STORES, ALL, LDS_BYTES, M32, WORD3, Mem, _w, expect_error, lanes,  # noqa: E402
+                          load_rows, rand_exec, set64, store_bytes)
 from test_emu_isa import _regs_text as _regs  # noqa: E402
 
 from hkrt.emu import isa, timing  # noqa: E402
@@ -29,24 +30,7 @@ from hkrt.emu.errors import EmulationError  # noqa: E402
 from hkrt.emu.launch import PRIVATE_APERTURE  # noqa: E402
 
 _GEN = np.random.default_rng([SEED, 1])
-SNIPPETS: dict[str, list[str]] = {}
-COVERED: set[str] = set()  # test_emu_isa.test_every_mnemonic_has_a_semantics_test counts these too
-
-
-def snippet(key, lines, covers=()):
-    SNIPPETS[key] = list(lines) + ["s_endpgm"]
-    COVERED.update(covers)
-    return key
-
-
-@pytest.fixture(scope="module")
-def code(tc):
-    return assembled(tc, SNIPPETS)
-
-
-@pytest.fixture
-def rng(request):
-    return seeded_rng(request)
+SNIPPETS, _, COVERED, snippet = snippet_book()
 
 
 # ------------------------------------------------------------------------------------------------ the model

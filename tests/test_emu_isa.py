@@ -8,9 +8,7 @@ written independently of hkrt/emu/core.c. Inputs are random and fresh each run; 
 from __future__ import annotations
 
 import math
-import os
 import sys
-import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,29 +17,17 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from emu_harness import EmuError, assemble_many, new_state, run  # noqa: E402
+from emu_harness import SEED, EmuError, new_state, run, snippet_book  # noqa: E402
 
 from hkrt.emu import isa  # noqa: E402
 from hkrt.emu.launch import SHARED_APERTURE  # noqa: E402
 from hkrt.emu.machine import Machine  # noqa: E402
 
-SEED = int(os.environ.get("HKRT_TEST_SEED", np.random.SeedSequence().entropy % (1 << 63)))
 _GEN = np.random.default_rng(SEED)  # constants baked into the assembly (also fresh each run)
 ALL = (1 << 64) - 1
 M32 = 0xFFFFFFFF
 
-SNIPPETS: dict[str, list[str]] = {}
-META: dict[str, object] = {}  # per snippet: the random constants baked into it
-COVERED: set[str] = set()
-
-
-def snippet(key: str, lines: list[str], covers=(), meta=None) -> str:
-    """Register assembly (s_endpgm is appended) for the module's single llvm-mc batch."""
-    assert key not in SNIPPETS, key
-    SNIPPETS[key] = list(lines) + ["s_endpgm"]
-    META[key] = meta
-    COVERED.update(covers)
-    return key
+SNIPPETS, META, COVERED, snippet = snippet_book()
 
 
 def covers(*names):
@@ -50,27 +36,8 @@ def covers(*names):
     return lambda f: f
 
 
-def assembled(tc, snippets: dict[str, list[str]]) -> dict[str, bytes]:
-    """A module's snippets, assembled in one llvm-mc run (its `code` fixture)."""
-    keys = list(snippets)
-    return dict(zip(keys, assemble_many(tc.mc, [snippets[k] for k in keys])))
 
 
-def seeded_rng(request) -> np.random.Generator:
-    """This test's random stream: fresh each run, replayed by HKRT_TEST_SEED (printed on failure)."""
-    seed = (SEED, zlib.crc32(request.node.nodeid.encode()))
-    print(f"random inputs: HKRT_TEST_SEED={SEED} (test stream {seed[1]})")
-    return np.random.default_rng(seed)
-
-
-@pytest.fixture(scope="module")
-def code(tc) -> dict[str, bytes]:
-    return assembled(tc, SNIPPETS)
-
-
-@pytest.fixture
-def rng(request):
-    return seeded_rng(request)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -2256,9 +2223,15 @@ def _mfma_decode(word, item, el):
     return float(raw[item % per].astype(np.float64))
 
 
+def mfma_cd_slot(i: int, j: int, N: int) -> tuple[int, int]:
+    """(register, lane) of C/D[i][j] of a one-block MFMA with N columns (docs/facts.md §1.7)."""
+    MI = 64 // N
+    return (i % 4) + 4 * (i // (4 * MI)), j + N * ((i // 4) % MI)
+
+
 def mfma_reference(v, M, N, K, nab, ncd, a_row, b_row, c, cbsz, abid, blgp, name="v_mfma_f32_16x16x32_bf16"):
     ea, eb = isa.mfma_elements(name)
-    KL, MI, S = K // (64 // M), 64 // N, 64 >> cbsz
+    KL, S = K // (64 // M), 64 >> cbsz
     pa, pb = 4 // _MFMA_DTYPES[ea].itemsize, 4 // _MFMA_DTYPES[eb].itemsize
     A, B = np.zeros((M, K)), np.zeros((K, N))
     for lane in range(64):
@@ -2270,7 +2243,7 @@ def mfma_reference(v, M, N, K, nab, ncd, a_row, b_row, c, cbsz, abid, blgp, name
     C = np.zeros((M, N))
     for i in range(M):
         for j in range(N):
-            lane, reg = j + N * ((i // 4) % MI), (i % 4) + 4 * (i // (4 * MI))
+            reg, lane = mfma_cd_slot(i, j, N)
             # an inline float constant is its fp32 bit pattern, which an integer MFMA reads as an int32
             word = np.uint32(v[c + reg][lane]) if isinstance(c, int) else u32(np.float32(c))
             C[i, j] = float(np.array(word, np.uint32).view(np.int32)) if integer else float(f32(word))
@@ -2281,7 +2254,7 @@ def mfma_reference(v, M, N, K, nab, ncd, a_row, b_row, c, cbsz, abid, blgp, name
     out = np.zeros((ncd, 64), np.uint32)
     for i in range(M):
         for j in range(N):
-            out[(i % 4) + 4 * (i // (4 * MI)), j + N * ((i // 4) % MI)] = D[i, j]
+            out[mfma_cd_slot(i, j, N)] = D[i, j]
     return out
 
 
@@ -2404,7 +2377,7 @@ def cdna3_reference(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> np.ndarray:
 
 def _operands(v, M, N, K, nab, a_row, b_row, c_row):
     """A (M x K), B (K x N) and C as the MFMA reads them from registers (no broadcast, no permutation)."""
-    KL, MI = K // (64 // M), 64 // N
+    KL = K // (64 // M)
     A, B, C = np.zeros((M, K)), np.zeros((K, N)), np.zeros((M, N))
     bf = lambda w, h: float(f32(np.uint32(((int(w) >> (16 * h)) & 0xFFFF) << 16)))  # noqa: E731
     for lane in range(64):
@@ -2413,7 +2386,8 @@ def _operands(v, M, N, K, nab, a_row, b_row, c_row):
             B[KL * (lane // N) + item, lane % N] = bf(v[b_row + item // 2][lane], item % 2)
     for i in range(M):
         for j in range(N):
-            C[i, j] = float(f32(v[c_row + (i % 4) + 4 * (i // (4 * MI))][j + N * ((i // 4) % MI)]))
+            reg, lane = mfma_cd_slot(i, j, N)
+            C[i, j] = float(f32(v[c_row + reg][lane]))
     return A, B, C
 
 
@@ -2439,12 +2413,11 @@ def test_mfma_cdna3_accumulation_model(code, rng, name):
     want = cdna3_reference(A, B, C)
     got_exact = run(code[f"mfma-cdna3:{name}"], st).v[100:100 + ncd]
     got = run(code[f"mfma-cdna3:{name}"], st, mfma="cdna3").v[100:100 + ncd]
-    MI = 64 // N
     mine = np.zeros((M, N), np.uint32)
     exact = np.zeros((M, N), np.uint32)
     for i in range(M):
         for j in range(N):
-            reg, lane = (i % 4) + 4 * (i // (4 * MI)), j + N * ((i // 4) % MI)
+            reg, lane = mfma_cd_slot(i, j, N)
             mine[i, j], exact[i, j] = got[reg, lane], got_exact[reg, lane]
     bad = np.argwhere(mine != want.view(np.uint32))
     assert bad.size == 0, f"{name}: {len(bad)} elements differ from the model, first {bad[:3].tolist()}: " \

@@ -23,30 +23,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emu_harness import EmuError, assemble_listing, new_state, run  # noqa: E402
-from test_emu_isa import SEED, assembled, f32, seeded_rng, u32, ulp_close  # noqa: E402
+from emu_harness import SEED, snippet_book  # noqa: E402
+from test_emu_isa import f32, mfma_cd_slot, u32, ulp_close  # noqa: E402
 
 from hkrt.emu import decode, isa  # noqa: E402
 
-COVERED: set[str] = set()  # test_emu_isa.test_every_mnemonic_has_a_semantics_test counts these too
-SNIPPETS: dict[str, list[str]] = {}
+SNIPPETS, _, COVERED, snippet = snippet_book()
 _GEN = np.random.default_rng(SEED)  # choices baked into the assembly (fresh each run, replayed by the seed)
-
-
-def snippet(key: str, lines: list[str], covers=()) -> str:
-    assert key not in SNIPPETS, key
-    SNIPPETS[key] = list(lines) + ["s_endpgm"]
-    COVERED.update(covers)
-    return key
-
-
-@pytest.fixture(scope="module")
-def code(tc) -> dict[str, bytes]:
-    return assembled(tc, SNIPPETS)
-
-
-@pytest.fixture
-def rng(request):
-    return seeded_rng(request)
 
 
 # ------------------------------------------------------------------------------------------------ the formats
@@ -485,7 +468,7 @@ def _nregs(fmt: str) -> int:
 def mfma_f8f6f4_reference(M, K, ncd, a_words, b_words, c_words, fa, fb, sa=None, sb=None) -> np.ndarray:
     """D = A B + C in float64, rounded once to fp32; A, B unpacked by the ISA's layout, scaled per 32-deep K
     block by 2^(scale - 127) (a scale of 255 is NaN)."""
-    N, MI = M, 64 // M
+    N = M
     A, B = np.zeros((M, K)), np.zeros((K, N))
     for fmt, words, mat, is_a in ((fa, a_words, A, True), (fb, b_words, B, False)):
         bits = FMTS[fmt].bits
@@ -509,13 +492,13 @@ def mfma_f8f6f4_reference(M, K, ncd, a_words, b_words, c_words, fa, fb, sa=None,
     C = np.zeros((M, N))
     for i in range(M):
         for j in range(N):
-            C[i, j] = float(f32(c_words[(i % 4) + 4 * (i // (4 * MI)), j + N * ((i // 4) % MI)]))
+            C[i, j] = float(f32(c_words[mfma_cd_slot(i, j, N)]))
     with np.errstate(invalid="ignore", over="ignore"):
         D = u32((A @ B + C).astype(np.float32))
     out = np.zeros((ncd, 64), np.uint32)
     for i in range(M):
         for j in range(N):
-            out[(i % 4) + 4 * (i // (4 * MI)), j + N * ((i // 4) % MI)] = D[i, j]
+            out[mfma_cd_slot(i, j, N)] = D[i, j]
     return out
 
 

@@ -17,31 +17,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emu_harness import new_state, run  # noqa: E402
 from test_emu_atomics import _FILL, _READ_BACK, PRIVATE, _scratch_state  # noqa: E402
-from test_emu_isa import (ALL, LDS_BYTES, M32, SEED, Mem, assembled, expect_error, lanes, rand_exec,  # noqa: E402
-                          round_f32, seeded_rng, set64, u32)
+from emu_harness import SEED, snippet_book  # noqa: E402
+from test_emu_isa import ALL, LDS_BYTES, M32, Mem, expect_error, lanes, rand_exec, round_f32, set64, u32  # noqa: E402
 from test_emu_isa import _regs_text as _regs  # noqa: E402
 
 from hkrt.emu import isa  # noqa: E402
 
 _GEN = np.random.default_rng([SEED, 2])
-SNIPPETS: dict[str, list[str]] = {}
-COVERED: set[str] = set()  # test_emu_isa.test_every_mnemonic_has_a_semantics_test counts these too
-
-
-def snippet(key, lines, covers=()):
-    SNIPPETS[key] = list(lines) + ["s_endpgm"]
-    COVERED.update(covers)
-    return key
-
-
-@pytest.fixture(scope="module")
-def code(tc):
-    return assembled(tc, SNIPPETS)
-
-
-@pytest.fixture
-def rng(request):
-    return seeded_rng(request)
+SNIPPETS, _, COVERED, snippet = snippet_book()
 
 
 # ================================================================================================ the format model

@@ -18,32 +18,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emu_harness import new_state, run  # noqa: E402
-from test_emu_isa import (SEED, assembled, expect_error, f32, rand_exec, seeded_rng, set64, u32,  # noqa: E402
-                          ulp_close)
+from emu_harness import SEED, snippet_book  # noqa: E402
+from test_emu_isa import expect_error, rand_exec, set64, u32, ulp_close  # noqa: E402
 
 from hkrt.emu import isa  # noqa: E402
 
 _GEN = np.random.default_rng([SEED, 17])
-SNIPPETS: dict[str, list[str]] = {}
-META: dict[str, object] = {}
-COVERED: set[str] = set()  # test_emu_isa.test_every_mnemonic_has_a_semantics_test counts these too
-
-
-def snippet(key, lines, covers=(), meta=None):
-    SNIPPETS[key] = list(lines) + ["s_endpgm"]
-    META[key] = meta
-    COVERED.update(covers)
-    return key
-
-
-@pytest.fixture(scope="module")
-def code(tc):
-    return assembled(tc, SNIPPETS)
-
-
-@pytest.fixture
-def rng(request):
-    return seeded_rng(request)
+SNIPPETS, META, COVERED, snippet = snippet_book()
 
 
 def _r(kind, base, n):

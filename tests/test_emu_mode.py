@@ -17,26 +17,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emu_harness import EmuError, new_state, run  # noqa: E402
 from kernel_harness import EmuMachine  # noqa: E402
-from test_emu_isa import SEED, assembled, seeded_rng  # noqa: E402
+from emu_harness import SEED, snippet_book  # noqa: E402
 
 _GEN = np.random.default_rng([SEED, 3])
-SNIPPETS: dict[str, list[str]] = {}
-COVERED: set[str] = set()  # no new mnemonics: MODE changes how existing ones compute
-
-
-def snippet(key, lines):
-    SNIPPETS[key] = list(lines) + ["s_endpgm"]
-    return key
-
-
-@pytest.fixture(scope="module")
-def code(tc):
-    return assembled(tc, SNIPPETS)
-
-
-@pytest.fixture
-def rng(request):
-    return seeded_rng(request)
+SNIPPETS, _, COVERED, snippet = snippet_book()
 
 
 # ------------------------------------------------------------------------------------------------ the reference

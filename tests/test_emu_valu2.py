@@ -20,28 +20,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emu_harness import run  # noqa: E402
-from test_emu_isa import (SEED, _dot_reference, _hb, _same_f16, _vstate, assembled, check_rows,  # noqa: E402
-                          expect_error, f32, fma_ref, lanes, rand_exec, rand_f16, rand_f32, rand_u32, round_f16,
-                          same_f32, seeded_rng, u32)
+from emu_harness import SEED, snippet_book  # noqa: E402
+from test_emu_isa import (_dot_reference, _h, _hb, _hfma, _same_f16, _vstate, check_rows,  # noqa: E402
+                          expect_error, f32, fma_ref, lanes, rand_exec, rand_f16, rand_f32, rand_u32, same_f32, u32)
 
-SNIPPETS: dict[str, list[str]] = {}
-COVERED: set[str] = set()  # test_emu_isa.test_every_mnemonic_has_a_semantics_test counts these too
-
-
-def snippet(key, lines, covers=()):
-    SNIPPETS[key] = list(lines) + ["s_endpgm"]
-    COVERED.update(covers)
-    return key
-
-
-@pytest.fixture(scope="module")
-def code(tc):
-    return assembled(tc, SNIPPETS)
-
-
-@pytest.fixture
-def rng(request):
-    return seeded_rng(request)
+SNIPPETS, _, COVERED, snippet = snippet_book()
 
 
 def _f32_edges(rng, n=64) -> np.ndarray:
@@ -594,23 +577,6 @@ snippet("pk16", ["v_pk_fmac_f16 v10, v1, v2", "v_pk_minimum3_f16 v11, v1, v2, v3
                  "v_pk_fmac_f16_sdwa v14, v1, v2 dst_sel:DWORD dst_unused:UNUSED_PRESERVE src0_sel:WORD_1 "
                  "src1_sel:DWORD"],
         covers=["v_pk_fmac_f16", "v_pk_minimum3_f16", "v_pk_maximum3_f16"])
-
-
-def _h(u) -> np.ndarray:
-    return (np.asarray(u, np.uint32) & 0xFFFF).astype(np.uint16).view(np.float16)
-
-
-def _hfma(a, b, c) -> np.ndarray:
-    """Correctly rounded fp16 a*b+c of fp16 bit patterns, per element (exact rationals)."""
-    out = []
-    for x, y, z in zip(_h(a), _h(b), _h(c)):
-        if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(z)):
-            with np.errstate(all="ignore"):
-                out.append(int(_hb(np.float16(np.float64(x) * np.float64(y) + np.float64(z)))))
-            continue
-        q = Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z))
-        out.append(round_f16(q) if q != 0 else int(_hb(np.float16(np.float64(x) * np.float64(y) + np.float64(z)))))
-    return np.array(out, np.uint32)
 
 
 def _hminimum(a, b, lower):
