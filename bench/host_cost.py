@@ -4,8 +4,9 @@
 
 The calls run on hkrt's null driver (hkrt/driver/null.py): no HIP at all, so neither ROCm's runtime nor
 the emulator's own Python HIP layer is in the figure; what is left is validation, planning, the
-allocator, argument packing and the launch calls into the driver. Each figure is the best of `--rounds`
-short rounds (these machines are noisy; the best round is the one least disturbed), in microseconds per call.
+allocator, argument packing and the launch calls into the driver. Each figure is the best (and the median) of
+`--rounds` short rounds, in microseconds per call; the cases take turns within each round (these machines are
+noisy: the best round is the one least disturbed, and taking turns spreads the disturbance over all cases).
 
 "numpy in and out" is given beyond its own data work: the bf16 conversion and transposes of A and B and
 the result's conversion back, which any library has to do, are timed alone and subtracted.
@@ -30,16 +31,19 @@ from hkrt.devices import Device  # noqa: E402
 from hkrt.driver.null import NullDriver  # noqa: E402
 
 
-def round_us(f, calls: int, rounds: int) -> tuple[float, float]:
-    """(best, median) microseconds per call over `rounds` rounds of `calls` calls."""
-    f()
-    times = []
+def rounds_us(fs: list, calls: list[int], rounds: int) -> list[tuple[float, float]]:
+    """(best, median) microseconds per call of each f over `rounds` rounds of its `calls` calls. The cases
+    take turns within every round, so a disturbed stretch of time hits them all alike."""
+    for f in fs:
+        f()
+    times = [[] for _ in fs]
     for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            f()
-        times.append((time.perf_counter() - start) / calls * 1e6)
-    return min(times), statistics.median(times)
+        for f, n, t in zip(fs, calls, times):
+            start = time.perf_counter()
+            for _ in range(n):
+                f()
+            t.append((time.perf_counter() - start) / n * 1e6)
+    return [(min(t), statistics.median(t)) for t in times]
 
 
 def cases(dev, n: int, numpy_n: int):
@@ -86,8 +90,9 @@ def main() -> None:
     null_dev = Device(index=0, kind="null", info=driver.device_info(0), driver=driver)
     def calls(target, scale=1):  # the numpy rows move megabytes per call: fewer of them
         return max(args.calls // scale, 20) if target else max(args.calls // (10 * scale), 20)
-    rows = [(name, *round_us(f, calls(target), args.rounds), target)
-            for name, f, target in cases(null_dev, n, args.numpy_size)]
+    table = cases(null_dev, n, args.numpy_size)
+    figures = rounds_us([f for _, f, _ in table], [calls(target) for _, _, target in table], args.rounds)
+    rows = [(name, best, median, target) for (name, _, target), (best, median) in zip(table, figures)]
     numpy_call = next(r[1:3] for r in rows if r[0].startswith("gemm(numpy"))
     data_work = next(r[1:3] for r in rows if r[0].startswith("  of which"))
     emulated = {}
@@ -95,8 +100,9 @@ def main() -> None:
         from hkrt import emu
         dev = hkrt.get_device("emu")
         with emu.skip_kernels():
-            emulated = {name: round_us(f, calls(target, 20), args.rounds)[0]
-                        for name, f, target in cases(dev, n, args.numpy_size)}
+            table = cases(dev, n, args.numpy_size)
+            figures = rounds_us([f for _, f, _ in table], [calls(target, 20) for _, _, target in table], args.rounds)
+            emulated = {name: best for (name, _, _), (best, _) in zip(table, figures)}
     print(f"hkrt host cost per call, {n}x{n}x{n}, best and median of {args.rounds} rounds (us); null driver: no "
           f"HIP underneath")
     print(f"{'call':42s} {'best':>7s} {'median':>7s} {'target':>7s}" + (f" {'emulated HIP':>13s}" if emulated else ""))

@@ -22,6 +22,7 @@ from . import strategy as strategies
 from .weight import Weight
 
 MAX_CACHED = 256
+pack = ADDRESS.pack_into
 
 _cache: dict[tuple, Executable] = {}
 _lock = threading.Lock()
@@ -127,6 +128,7 @@ class PreparedGemm:
         self._out_key = (req.result_shape, self._exe.result_strides, req.out_dtype, dev)
         self._workspace: dict[int, list] = {}
         self._generation = dev.generation
+        self._run = self._launcher()
         template.free()
 
     def __repr__(self) -> str:
@@ -166,34 +168,55 @@ class PreparedGemm:
                 overlaps = overlaps or (start < out_end and out_ptr < end)
             if overlaps:  # out shares memory with an input: computed beside, then copied
                 return exe(a, *self._held, out, stream)
-        if exe.program is None:
-            return out
-        program = exe.program
-        values = self._workspace_for(stream) if program.workspace else {}
-        values[A] = ptr
-        values[OUT] = out_ptr
-        handle = None if stream is None else stream.handle
-        pack = ADDRESS.pack_into
-        dev.activate()
-        with program._lock:  # the launches' argument buffers: one call at a time fills them
-            if program.counters:
-                program.bind_counters(values, stream)
-            for prepared, patches in self._launches:
-                args = prepared.args
-                for offset, slot, addend in patches:
-                    pack(args, offset, values[slot] + addend)
-                prepared(handle)
+        self._run(ptr, out_ptr, stream)
         return out
 
-    def _workspace_for(self, stream) -> dict[str, int]:
-        """This plan's scratch on `stream`, allocated at its first use there: stream order makes it safe to
-        reuse for every later call on that stream."""
-        key = stream_key(stream)
-        blocks = self._workspace.get(key)
-        if blocks is None:
-            blocks = self._workspace[key] = [self.device.allocator.malloc(n, stream)
-                                             for n in self._exe.program.workspace]
-        return {f"w{i}": blk.ptr for i, blk in enumerate(blocks)}
+    def _launcher(self):
+        """The launches of one call as a function of A's and out's addresses and the stream. Most plans are
+        one launch that needs only those two addresses written into its arguments: that case runs alone."""
+        program = self._exe.program
+        if program is None:
+            return lambda a_ptr, out_ptr, stream: None
+        activate = self.device.activate
+        acquire, release = program._lock.acquire, program._lock.release  # cheaper than `with` in the hot path
+        if len(self._launches) == 1 and not (program.workspace or program.counters):
+            prepared, patches = self._launches[0]
+            if sorted(slot for _, slot, _ in patches) == [A, OUT]:
+                args = prepared.args
+                (a_at, a_add), = ((o, add) for o, slot, add in patches if slot == A)
+                (out_at, out_add), = ((o, add) for o, slot, add in patches if slot == OUT)
+
+                def run_one(a_ptr, out_ptr, stream):
+                    handle = None if stream is None else stream.handle
+                    activate()
+                    acquire()  # the launch's argument buffer: one call at a time fills it
+                    try:
+                        pack(args, a_at, a_ptr + a_add)
+                        pack(args, out_at, out_ptr + out_add)
+                        prepared(handle)
+                    finally:
+                        release()
+                return run_one
+
+        launches, workspace, allocator = self._launches, self._workspace, self.device.allocator
+
+        def run(a_ptr, out_ptr, stream):  # (holds no reference to the plan: its __del__ frees the workspace)
+            values = workspace_slots(workspace, allocator, program, stream) if program.workspace else {}
+            values[A], values[OUT] = a_ptr, out_ptr
+            handle = None if stream is None else stream.handle
+            activate()
+            acquire()
+            try:
+                if program.counters:
+                    program.bind_counters(values, stream)
+                for prepared, patches in launches:
+                    args = prepared.args
+                    for offset, slot, addend in patches:
+                        pack(args, offset, values[slot] + addend)
+                    prepared(handle)
+            finally:
+                release()
+        return run
 
     def _mismatch(self, a) -> str:
         if not isinstance(a, DeviceArray):
@@ -205,6 +228,16 @@ class PreparedGemm:
         for blocks in getattr(self, "_workspace", {}).values():
             for blk in blocks:
                 blk.free()
+
+
+def workspace_slots(workspace: dict, allocator, program, stream) -> dict[str, int]:
+    """A plan's scratch on `stream` (kept in `workspace` by stream), allocated at its first use there: stream
+    order makes it safe to reuse for every later call on that stream."""
+    key = stream_key(stream)
+    blocks = workspace.get(key)
+    if blocks is None:
+        blocks = workspace[key] = [allocator.malloc(n, stream) for n in program.workspace]
+    return {f"w{i}": blk.ptr for i, blk in enumerate(blocks)}
 
 
 def plan(a_shape, b, **kwargs) -> PreparedGemm:

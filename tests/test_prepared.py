@@ -5,6 +5,7 @@ poisoned outputs), never for a call it does not fit, and never keep a caller's a
 from __future__ import annotations
 
 import gc
+import time
 import threading
 import weakref
 
@@ -219,3 +220,59 @@ def test_a_plan_made_before_a_reset_refuses():
     hkrt.get_device().reset()
     with pytest.raises(ValueError, match="reset"):
         p(hkrt.asarray(normal(rng, (8, 16)).astype(BF16)))
+
+
+class _SlowLaunch:
+    """A driver launch that lets other threads run between its arguments being filled and read."""
+
+    def __init__(self, inner):
+        self.inner, self.args = inner, inner.args
+
+    def __call__(self, stream):
+        time.sleep(0.0005)
+        self.inner(stream)
+
+
+def test_threads_share_a_plan(monkeypatch):
+    """A plan of one launch fills that launch's argument buffer on every call: concurrent calls take turns
+    (the program's lock), so no call launches with another's A or out."""
+    driver = hkrt.get_device().driver
+    real = driver.prepare_launch
+    monkeypatch.setattr(driver, "prepare_launch", lambda *args: _SlowLaunch(real(*args)))
+    rng = fresh_rng()
+    m, k, n = 64, 32, 48
+    b = normal(rng, (k, n))
+    p = hkrt.plan((m, k), hkrt.Weight(b))
+    assert p._run.__name__ == "run_one", "meant to test the single-launch path"
+    inputs = [normal(rng, (m, k)) for _ in range(8)]
+    devs = [hkrt.asarray(x.astype(BF16)) for x in inputs]
+    outs = [poisoned((m, n)) for _ in inputs]
+
+    def work(t):
+        for i in range(t, len(devs), 2):
+            p(devs[i], out=outs[i])
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for x, out in zip(inputs, outs):
+        check(out.numpy(), x, b)
+
+
+def test_a_dropped_plan_gives_its_workspace_back_at_once():
+    """A plan holds its split-K workspace until it is dropped; nothing in it refers back to the plan, so the
+    memory returns when the last reference goes, not at some later garbage collection."""
+    rng = fresh_rng()
+    m, k, n = 16, 2048, 64
+    p = hkrt.plan((m, k), hkrt.Weight(normal(rng, (k, n))))
+    assert p._exe.program.workspace
+    p(hkrt.asarray(normal(rng, (m, k)).astype(BF16)))
+    allocator = hkrt.get_device().allocator
+    held = allocator.in_use
+    gc.disable()
+    try:
+        del p
+        assert allocator.in_use < held
+    finally:
+        gc.enable()
