@@ -211,6 +211,27 @@ def test_stores_beyond_the_write_buffer_take_hbm_time(tc):
     assert P.cycles >= (P.bytes_stored - MODEL.xcds * MODEL.l2_bytes) / hbm_per_cycle
 
 
+def test_streaming_reads_from_every_cu_get_the_hbm_bandwidth_and_no_more(tc):
+    """Every CU streams 256 KiB of its own lines (64 MiB, about 14,000 cycles of HBM time), with 16 to 32
+    KiB in flight: 8 MiB chip-wide, ten times what the HBM moves in its latency, so it is never idle. However
+    the arbiters share it among the CUs, together they get its bandwidth and no more (before the servers
+    capped their total rate, they got 9.5% more)."""
+    machine = Machine(1 << 27)
+    buf = machine.memory.alloc(64 << 20)
+    body = [f"s_mov_b32 s6, {buf & 0xFFFFFFFF}", f"s_mov_b32 s7, {buf >> 32}", "v_lshlrev_b32 v2, 4, v0",
+            "s_lshl_b32 s4, s2, 18", "v_add_u32 v2, s4, v2"]
+    for i in range(256):
+        body += ["global_load_dwordx4 v[4:7], v2, s[6:7]", "v_add_u32 v2, 1024, v2"]
+        if i % 16 == 15:
+            body.append("s_waitcnt vmcnt(16)")
+    body.append("s_waitcnt vmcnt(0)")
+    P = run(tc, body, grid=(MODEL.cus, 1, 1), machine=machine, user_sgprs=(0, 0), wg_id=True)
+    hbm_per_cycle = MODEL.hbm_bytes_per_second / MODEL.clock_hz
+    assert P.bytes_hbm == 64 << 20
+    rate = P.bytes_hbm / (P.cycles - MODEL.hbm_latency) / hbm_per_cycle
+    assert 0.9 <= rate <= 1.0, rate
+
+
 def test_setprio_lets_one_wave_s_mfmas_run_first(tc):
     """Waves 0 and 4 share SIMD 0 and each issue 16 MFMAs; wave 4 then runs a 16-op transcendental chain.
     If wave 4 raises its priority, its MFMAs go first and its chain overlaps wave 0's MFMAs (16 + 16 MFMA

@@ -39,10 +39,18 @@ typedef struct {
   int sets, ways;
 } cache_t;
 
+/* A server's capacity calendar: the bytes booked in each CAL_CYCLES-cycle slot of time, over a horizon of
+ * CAL_SLOTS slots (a ring; each slot remembers which slot of time it holds). */
+#define CAL_CYCLES 32
+#define CAL_SLOTS (1 << 16)
+
 typedef struct {
   double free, bpc; /* when the last request queued is served; bytes per cycle */
   double *flow;     /* per requesting CU: when its last request is served */
   int nflows;
+  double *booked;   /* bytes booked per calendar slot */
+  int64_t *slot_of; /* which slot of time each ring entry holds */
+  int64_t full_from, full_until; /* a run of slots known to be full */
 } server_t;
 
 typedef struct {
@@ -120,17 +128,68 @@ static int server_init(server_t *s, double bpc, int nflows) {
   s->bpc = bpc;
   s->nflows = nflows;
   s->flow = calloc((size_t)nflows, sizeof(double));
-  return s->flow != NULL;
+  s->booked = calloc(CAL_SLOTS, sizeof(double));
+  s->slot_of = calloc(CAL_SLOTS, sizeof(int64_t));
+  return s->flow && s->booked && s->slot_of;
+}
+
+static void server_free(server_t *s) {
+  free(s->flow);
+  free(s->booked);
+  free(s->slot_of);
+}
+
+/* Books `bytes` of the server's capacity, the earliest there is from time t on, and returns when the last
+ * byte booked is served. A ring entry holding a later slot of time (a backlog beyond the horizon) counts
+ * as full. */
+static double book(server_t *s, double t, double bytes) {
+  double cap = s->bpc * CAL_CYCLES, left = bytes, end = t;
+  int64_t slot = (int64_t)(t / CAL_CYCLES);
+  for (;;) {
+    if (slot >= s->full_from && slot < s->full_until) slot = s->full_until;
+    size_t i = (size_t)slot & (CAL_SLOTS - 1);
+    if (s->slot_of[i] < slot) {
+      s->slot_of[i] = slot;
+      s->booked[i] = 0;
+    }
+    double room = s->slot_of[i] == slot ? cap - s->booked[i] : 0;
+    if (room > 1e-9) {
+      double take = left < room ? left : room;
+      s->booked[i] += take;
+      left -= take;
+      end = (double)slot * CAL_CYCLES + s->booked[i] / s->bpc;
+      if (left <= 0) break;
+    }
+    /* slot is full now: extend the known run, or start a new one */
+    if (slot == s->full_until) s->full_until++;
+    else if (slot + 1 == s->full_from) s->full_from = slot;
+    else if (slot < s->full_from || slot > s->full_until) s->full_from = slot, s->full_until = slot + 1;
+    slot++;
+  }
+  double alone = t + bytes / s->bpc;
+  return end > alone ? end : alone;
 }
 
 /* A transfer of `bytes` for CU `flow` requested at time t; returns when it ends. The server's arbiter
  * takes the requesting CUs in turn: a CU's requests are served in order, at an equal share of the
- * bandwidth among the CUs that have requests waiting (all of it when no other CU has). */
+ * bandwidth among the CUs that have requests waiting (all of it when no other CU has).
+ * A request is decided when it arrives, from the CUs waiting then; it cannot slow the requests decided
+ * before it, and CUs that start waiting later are not counted. The deeper a CU's own queue, the more such
+ * CUs its request misses, and together the CUs would get more than the bandwidth. So every request books
+ * its bytes in the capacity calendar, and one queued more than QUEUE_TURNS turns behind its own CU's
+ * earlier requests ends no sooner than its booking. A CU with little queued is served in its turns, ahead
+ * of the others' backlog (as a round-robin arbiter serves it); its bytes still take capacity, which
+ * delays the requests booked after it. */
+#define QUEUE_TURNS 8 /* the lines of one wave's 16-byte-per-lane access, requested together */
+
 static double serve(server_t *s, int flow, double t, double bytes) {
   int waiting = 1;
   for (int i = 0; i < s->nflows; i++) waiting += i != flow && s->flow[i] > t;
+  double turn = bytes * waiting / s->bpc;
   double start = s->flow[flow] > t ? s->flow[flow] : t;
-  double end = start + bytes * waiting / s->bpc;
+  double end = start + turn;
+  double booked = book(s, t, bytes);
+  if (start - t > QUEUE_TURNS * turn) end = booked > start ? booked : start;
   s->flow[flow] = end;
   if (end > s->free) s->free = end;
   return end;
@@ -861,9 +920,9 @@ static int tm_run(ctx_t *c) {
     free(T.cus[k].l1.e);
   }
   for (int x = 0; T.l2 && x < P->xcds; x++) free(T.l2[x].e);
-  for (int x = 0; T.l2s && x < P->xcds; x++) free(T.l2s[x].flow);
-  free(T.malls.flow);
-  free(T.hbm.s.flow);
+  for (int x = 0; T.l2s && x < P->xcds; x++) server_free(&T.l2s[x]);
+  server_free(&T.malls);
+  server_free(&T.hbm.s);
   free(T.l2);
   free(T.l2s);
   free(T.mall.e);
