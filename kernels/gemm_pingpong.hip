@@ -72,13 +72,10 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
   Gemm g(A, B, M, N, K, lda, ldb, m0, n0);
   g.run({As0, As1, Bs0, Bs1}, 0, (K + kSliceK - 1) / kSliceK);
 
+  const TileStore<out_t> out(C, M, N, ldc);
 #if HKRT_FUSED
-  const TileStore<out_t, true> out(C, M, N, ldc, Cin, ld_cin, bias, alpha, beta);
-  with_activation(act, [&](auto a) {
-    g.for_each_output([&](int r, int c, int ur, float v) { out.template store<a()>(m0 + r, n0 + c, ur, v); });
-  });
+  store_tile(g, Epilogue(Cin, M, ld_cin, bias, N, alpha, beta), out, act, m0, n0);
 #else
-  const TileStore<out_t, false> out(C, M, N, ldc);
   g.for_each_output([&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); });
 #endif
 }

@@ -79,8 +79,5 @@ extern "C" __global__ __launch_bounds__(THREADS, 3) void gemm_producer_consumer(
       barrier();
     }
   }
-  const TileStore<out_t, true> out(C, M, N, ldc, Cin, ld_cin, bias, alpha, beta);
-  with_activation(act, [&](auto a) {
-    c.for_each_output([&](int r, int col, int ur, float v) { out.template store<a()>(m0 + r, n0 + col, ur, v); });
-  });
+  store_tile(c, Epilogue(Cin, M, ld_cin, bias, N, alpha, beta), TileStore<out_t>(C, M, N, ldc), act, m0, n0);
 }

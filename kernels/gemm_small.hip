@@ -27,6 +27,7 @@
 #define HKRT_BM 64
 #endif
 
+
 using namespace hkrt;
 
 #if HKRT_OUT_F32
@@ -49,8 +50,8 @@ constexpr int BLOCKS_PER_CU = HKRT_BM == 64 ? 3 : 2;
 constexpr int ROWS_PER_PASS = Gemm::THREADS / Gemm::BN, PASSES = 8, SPLIT_GROUP = 4;
 
 template <int ACT>
-__device__ void sum_splits(const TileStore<out_t, true>& out, const float* W, int M, int N, int m0, int n0,
-                           int splits) {
+__device__ void sum_splits(const Epilogue& ep, const TileStore<out_t>& out, const float* W, int M, int N, int m0,
+                           int n0, int splits) {
   const rsrc_t parts = make_buffer(W, static_cast<uint32_t>(M) * N * 4 * splits);
   const uint32_t split_bytes = static_cast<uint32_t>(M) * N * 4;
   const int col = n0 + static_cast<int>(threadIdx.x) % Gemm::BN, row0 = m0 + static_cast<int>(threadIdx.x) / Gemm::BN;
@@ -78,7 +79,9 @@ __device__ void sum_splits(const TileStore<out_t, true>& out, const float* W, in
           for (int i = 0; i < PASSES; ++i) sum[i] += part[j][i];
     }
 #pragma unroll
-    for (int i = 0; i < PASSES; ++i) out.template store<ACT>(row0 + r + ROWS_PER_PASS * i, col, 0, sum[i]);
+    for (int i = 0; i < PASSES; ++i) sum[i] = ep.apply<ACT>(row0 + r + ROWS_PER_PASS * i, col, 0, sum[i]);
+#pragma unroll
+    for (int i = 0; i < PASSES; ++i) out.store(row0 + r + ROWS_PER_PASS * i, col, 0, sum[i]);
   }
 }
 }  // namespace
@@ -108,18 +111,17 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, BLOCKS_PER_CU) void gemm_
   Gemm g(A, B, M, N, K, lda, ldb, m0, n0);
   g.run({As0, As1, Bs0, Bs1}, kt_begin, kt_end);
 
-  const TileStore<out_t, true> out(C, M, N, N, Cin, N, bias, alpha, beta);
+  const Epilogue ep(Cin, M, N, bias, N, alpha, beta);
+  const TileStore<out_t> out(C, M, N, N);
   if (splits == 1) {
-    with_activation(act, [&](auto a) {
-      g.for_each_output([&](int r, int c, int ur, float v) { out.template store<a()>(m0 + r, n0 + c, ur, v); });
-    });
+    store_tile(g, ep, out, act, m0, n0);
     return;
   }
 
   W += static_cast<size_t>(batch) * splits * M * N;
-  const TileStore<float, false> partial(W + static_cast<size_t>(split) * M * N, M, N, N);
+  const TileStore<float> partial(W + static_cast<size_t>(split) * M * N, M, N, N);
   g.for_each_output([&](int r, int c, int ur, float v) { partial.store(m0 + r, n0 + c, ur, v); });
   if (!last_to_arrive(counters + batch * tiles_m * tiles_n + blockIdx.x, splits, static_cast<unsigned>(epoch))) return;
 
-  with_activation(act, [&](auto a) { sum_splits<a()>(out, W, M, N, m0, n0, splits); });
+  with_activation(act, [&](auto a) { sum_splits<a()>(ep, out, W, M, N, m0, n0, splits); });
 }

@@ -194,55 +194,71 @@ struct TileGemm {
     if (PINGPONG && wm == 0) barrier();  // and row 0 meets row 1's last barrier
   }
 
-  // Calls f(lane_row, col, urow, value) for every accumulator element of this wave: the element sits at
-  // row lane_row + urow, column col of the block tile. lane_row and col depend on the lane; urow is the
-  // same for the whole wave, so a store offset built as lane part + uniform part keeps the per-row
-  // arithmetic in scalar registers. A lane holds rows 4*(lane/16)..+3 of column lane%16 of each 16x16 tile.
+  // Calls f(lane_row, col, urow, v) for every accumulator element v of this wave (of MFMA tile column j
+  // only, if given): the element sits at row lane_row + urow, column col of the block tile. lane_row and
+  // col depend on the lane; urow is the same for the whole wave, so a store offset built as lane part +
+  // uniform part keeps the per-row arithmetic in scalar registers. A lane holds rows 4*(lane/16)..+3 of
+  // column lane%16 of each 16x16 tile.
   template <class F>
   __device__ void for_each_output(F&& f) const {
-    const int lane_row = wm * WM + 4 * (lane / 16);
-    // Fully unrolled: a loop would index the accumulators at run time, which puts them in scratch memory.
 #pragma unroll
-    for (int j = 0; j < TN; ++j)
+    for (int j = 0; j < TN; ++j) for_each_output(j, f);
+  }
+
+  template <class F>
+  __device__ void for_each_output(int j, F&& f) const {
+    each(j, [&](int row, int col, int urow, int i, int r) { f(row, col, urow, acc[i][j][r]); });
+  }
+
+  // Replaces every accumulator element v of MFMA tile column j by f(lane_row, col, urow, v).
+  template <class F>
+  __device__ void map_outputs(int j, F&& f) {
+    each(j, [&](int row, int col, int urow, int i, int r) { acc[i][j][r] = f(row, col, urow, acc[i][j][r]); });
+  }
+
+ private:
+  // Fully unrolled: a loop would index the accumulators at run time, which puts them in scratch memory.
+  template <class G>
+  __device__ void each(int j, G&& g) const {
+    const int lane_row = wm * WM + 4 * (lane / 16), col = wn * WN + 16 * j + lane % 16;
 #pragma unroll
-      for (int i = 0; i < TM; ++i)
+    for (int i = 0; i < TM; ++i)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) f(lane_row, wn * WN + 16 * j + lane % 16, 16 * i + r, acc[i][j][r]);
+      for (int r = 0; r < 4; ++r) g(lane_row, col, 16 * i + r, i, r);
   }
 };
 
-// Stores act(alpha * v + beta * Cin + bias) (FUSED) or v, converted to out_t. Rows past M fall outside
-// the buffer and columns past N are sent outside it, so the range check drops both stores: no branch per
-// element, which lets the compiler batch the epilogue's loads instead of waiting for each in turn.
-template <class out_t, bool FUSED>
+// Stores v, converted to out_t. Rows past M fall outside the buffer and columns past N are sent outside it,
+// so the range check drops both stores: no branch per element.
+template <class out_t>
 struct TileStore {
-  rsrc_t c_buf, cin_buf, bias_buf;
-  int N, ldc, ld_cin;
-  float alpha, beta;
+  rsrc_t c_buf;
+  int N, ldc;
 
-  __device__ TileStore(out_t* C, int M, int N_, int ldc_, const float* Cin = nullptr, int ld_cin_ = 0,
-                       const float* bias = nullptr, float alpha_ = 1.0f, float beta_ = 0.0f)
-      : N(N_), ldc(ldc_), ld_cin(ld_cin_), alpha(alpha_), beta(beta_) {
+  __device__ TileStore(out_t* C, int M, int N_, int ldc_) : N(N_), ldc(ldc_) {
     c_buf = make_buffer(C, static_cast<uint32_t>(M) * ldc * sizeof(out_t));
-    // A null pointer gives a zero-sized buffer, which reads zeros: no branches needed.
-    cin_buf = make_buffer(Cin, Cin ? static_cast<uint32_t>(M) * ld_cin * 4 : 0);
-    bias_buf = make_buffer(bias, bias ? static_cast<uint32_t>(N) * 4 : 0);
   }
 
-  // Element (row + urow, col) of C; urow is wave-uniform. ACT: the activation (hkrt::Activation).
-  template <int ACT = kNone>
+  // Element (row + urow, col) of C; urow is wave-uniform.
   __device__ void store(int row, int col, int urow, float v) const {
-    const bool inside = col < N;
-    if constexpr (FUSED) {
-      const float b = load_f32(bias_buf, static_cast<uint32_t>(col) * 4);
-      const float c = load_f32(cin_buf, (static_cast<uint32_t>(row) * ld_cin + col) * 4 +
-                                            static_cast<uint32_t>(urow * ld_cin) * 4);
-      v = activate<ACT>(alpha * v + beta * c + b);
-    }
     const uint32_t at = (static_cast<uint32_t>(row) * ldc + col) * sizeof(out_t) +
                         static_cast<uint32_t>(urow * ldc) * sizeof(out_t);
-    hkrt::store(c_buf, inside ? at : kOutOfRange, to_out(v, out_t{}));
+    hkrt::store(c_buf, col < N ? at : kOutOfRange, to_out(v, out_t{}));
   }
 };
+
+// Stores tile g (block origin m0, n0) as act(alpha * acc + beta * Cin + bias) (the epilogue ep, activation
+// act), a column of MFMA tiles at a time: a column's epilogue loads are issued together, then its stores, so
+// the next column's loads wait behind those stores once (vmcnt counts both, in order), not once per element.
+template <class Tile, class out_t>
+__device__ void store_tile(Tile& g, const Epilogue& ep, const TileStore<out_t>& out, int act, int m0, int n0) {
+  with_activation(act, [&](auto a) {
+#pragma unroll
+    for (int j = 0; j < Tile::TN; ++j) {
+      g.map_outputs(j, [&](int r, int c, int ur, float v) { return ep.apply<a()>(m0 + r, n0 + c, ur, v); });
+      g.for_each_output(j, [&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); });
+    }
+  });
+}
 
 }  // namespace hkrt
