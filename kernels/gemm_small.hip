@@ -40,8 +40,9 @@ namespace {
 using Gemm = TileGemm<HKRT_BM, 128, HKRT_BM / 64, 4>;
 constexpr int GROUP_M = 8;
 // Blocks per CU, as the LDS allows (48 or 64 KiB each): the epilogue must not take the registers that would
-// cost one.
+// cost one. __launch_bounds__ takes them as waves per SIMD.
 constexpr int BLOCKS_PER_CU = HKRT_BM == 64 ? 3 : 2;
+constexpr int WAVES_PER_SIMD = BLOCKS_PER_CU * Gemm::WAVES / 4;
 
 // The tile's last block sums the splits' fp32 partials in a layout of its own: thread t owns column
 // n0 + t % BN of rows m0 + ROWS_PER_PASS i + t / BN, coalesced. Rows go PASSES at a time, and the
@@ -79,14 +80,15 @@ __device__ void sum_splits(const Epilogue& ep, const TileStore<out_t>& out, cons
           for (int i = 0; i < PASSES; ++i) sum[i] += part[j][i];
     }
 #pragma unroll
-    for (int i = 0; i < PASSES; ++i) sum[i] = ep.apply<ACT>(row0 + r + ROWS_PER_PASS * i, col, 0, sum[i]);
-#pragma unroll
-    for (int i = 0; i < PASSES; ++i) out.store(row0 + r + ROWS_PER_PASS * i, col, 0, sum[i]);
+    for (int i = 0; i < PASSES; ++i) {
+      const int row = row0 + r + ROWS_PER_PASS * i;
+      out.store(row, col, 0, ep.apply<ACT>(row, col, 0, sum[i]));
+    }
   }
 }
 }  // namespace
 
-extern "C" __global__ __launch_bounds__(Gemm::THREADS, BLOCKS_PER_CU) void gemm_small(
+extern "C" __global__ __launch_bounds__(Gemm::THREADS, WAVES_PER_SIMD) void gemm_small(
     const bf16* __restrict__ A, const bf16* __restrict__ B, out_t* __restrict__ C, float* __restrict__ W,
     unsigned long long* __restrict__ counters, uint64_t epoch, int M, int N, int K, int lda, int ldb,
     int64_t batch_a, int64_t batch_b, int64_t batch_c, const float* __restrict__ Cin, const float* __restrict__ bias,

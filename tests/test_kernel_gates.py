@@ -54,3 +54,12 @@ def test_document_table_matches_the_built_kernels():
 
 def test_every_variant_is_in_the_report():
     assert set(TABLE) == set(mf.load()["kernels"])
+
+
+@pytest.mark.parametrize("name", [n for n, r in TABLE.items() if r["strategy"] in ("small", "small_m128")])
+def test_split_k_kernels_keep_the_blocks_per_cu_their_lds_allows(name):
+    """Their registers must not cost a resident block: two blocks per CU are what the strategy's split
+    counts assume (hkrt/strategy.py), and small_m128 at 129 VGPRs ran one, which nearly doubled its
+    predicted time (128 x 28672 x 8192: 0.135 ms against 0.076)."""
+    r = TABLE[name]
+    assert r["groups_per_cu"] == 160 * 1024 // r["lds"], r
