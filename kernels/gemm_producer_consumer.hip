@@ -70,12 +70,19 @@ extern "C" __global__ __launch_bounds__(THREADS, 3) void gemm_producer_consumer(
   }
 
   Consumer c(A, B, M, N, K, lda, ldb, m0, n0);
+  auto compute = [&](const bf16* as, const bf16* bs) {  // both halves of the tile in one stage
+    for (int ks = 0; ks < 2; ++ks) {
+      bf16x8 a[Consumer::TM], b[Consumer::TN];
+      c.read_half(as, bs, ks, a, b);
+      c.mma_cluster(a, b);
+    }
+  };
   barrier();  // tile 0 is in stage 0
   for (int kt = 0; kt < tiles_k; kt += 2) {
-    c.compute<false>(As0, Bs0, As1, Bs1, kt + 1);
+    compute(As0, Bs0);
     barrier();
     if (kt + 1 < tiles_k) {
-      c.compute<false>(As1, Bs1, As0, Bs0, kt + 2);
+      compute(As1, Bs1);
       barrier();
     }
   }

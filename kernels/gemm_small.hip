@@ -111,7 +111,29 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, WAVES_PER_SIMD) void gemm
   const int kt_end = min(tiles_k, kt_begin + per_split);
 
   Gemm g(A, B, M, N, K, lda, ldb, m0, n0);
-  g.run({As0, As1, Bs0, Bs1}, kt_begin, kt_end);
+  // One K tile from stage (as, bs): prefetch the next into (next_as, next_bs) (past the split's last tile:
+  // zeros, into a stage no one reads again), both halves' reads and MFMAs, then wait for the prefetch
+  // before the barrier that publishes it.
+  auto step = [&g, kt_end](int kt, const bf16* as, const bf16* bs, bf16* next_as, bf16* next_bs) {
+    g.prepare(kt + 1, kt_end);
+    g.fill(next_as, next_bs, kt + 1);
+    for (int ks = 0; ks < 2; ++ks) {
+      bf16x8 a[Gemm::TM], b[Gemm::TN];
+      g.read_half(as, bs, ks, a, b);
+      g.mma_cluster(a, b);
+    }
+    wait_vmcnt<0>();
+    barrier();
+  };
+
+  g.prepare(kt_begin, kt_end);
+  g.fill(As0, Bs0, kt_begin);
+  wait_vmcnt<0>();
+  barrier();
+  for (int kt = kt_begin; kt < kt_end; kt += 2) {  // unrolled by two so each stage is a constant address
+    step(kt, As0, Bs0, As1, Bs1);
+    if (kt + 1 < kt_end) step(kt + 1, As1, Bs1, As0, Bs0);
+  }
 
   const Epilogue ep(Cin, M, N, bias, N, alpha, beta);
   const TileStore<out_t> out(C, M, N, N);

@@ -1,14 +1,15 @@
-// The K loop of a block-tiled bf16 GEMM (C = A * B^T, A and B K-contiguous), shared by the kernels.
+// The operand tiles and accumulators of a block-tiled bf16 GEMM (C = A * B^T, A and B K-contiguous), and
+// the steps a kernel's K loop is made of; each kernel's body composes them into its schedule.
 //
 // A block computes a BM x BN tile with WAVES_M x WAVES_N waves, each owning a (BM/WAVES_M) x
-// (BN/WAVES_N) sub-tile of MFMA 16x16x32 accumulators. K advances 64 at a time through two LDS
-// stages filled by direct-to-LDS loads (tile.hpp layout). Per K tile every wave prefetches its share
-// of the next tile into the other stage, computes the current one, then waits for its own loads
-// *before* the barrier that publishes them (s_barrier does not wait for direct-to-LDS loads). With
-// INTERLEAVE the prefetch is spread between the MFMAs instead of issued before them.
+// (BN/WAVES_N) sub-tile of MFMA 16x16x32 accumulators. K advances 64 at a time through LDS stages filled by
+// direct-to-LDS loads (tile.hpp layout): fill() issues this wave's share of a K tile into a stage,
+// read_half() reads one half (32 of K) of the wave's fragments from a stage, mma_cluster() runs that half's
+// MFMAs at raised priority. A wave must wait for its own loads *before* the barrier that publishes them
+// (s_barrier does not wait for direct-to-LDS loads).
 //
 // Edges: rows past M or N read zeros through the buffer range check; K must be a multiple of 8, and
-// 16-byte chunks past K are pushed out of range. The caller guarantees 16-byte aligned A and B,
+// 16-byte chunks past K are pushed out of range (prepare()). The caller guarantees 16-byte aligned A and B,
 // lda and ldb multiples of 8, and buffers under 2 GiB.
 #pragma once
 #include <type_traits>
@@ -20,12 +21,7 @@
 
 namespace hkrt {
 
-// PINGPONG (needs WAVES_M == 2): the two wave rows take turns. Each K tile is four phases per wave,
-// separated by barriers: [prefetch the next tile and read this half's operands | MFMAs | read the second
-// half's operands | MFMAs], and row 1 starts one barrier late, so in every phase one row issues memory
-// while the other runs MFMAs. A stage is refilled only after every read of its old tile (two phases
-// earlier at least), and read only after both rows waited for their loads of it.
-template <int BM_, int BN_, int WAVES_M, int WAVES_N, bool INTERLEAVE = false, bool PINGPONG = false>
+template <int BM_, int BN_, int WAVES_M, int WAVES_N>
 struct TileGemm {
   static constexpr int BM = BM_, BN = BN_, WAVES = WAVES_M * WAVES_N, THREADS = WAVES * kWave;
   static constexpr int WM = BM / WAVES_M, WN = BN / WAVES_N, TM = WM / 16, TN = WN / 16;
@@ -33,15 +29,7 @@ struct TileGemm {
   using BTile = SliceTile<BN>;
   static constexpr int A_LOADS = ATile::kLoads / WAVES, B_LOADS = BTile::kLoads / WAVES;
   static_assert(A_LOADS * WAVES == ATile::kLoads && B_LOADS * WAVES == BTile::kLoads, "loads must split evenly");
-  static_assert(!PINGPONG || (WAVES_M == 2 && !INTERLEAVE), "ping-pong alternates two wave rows");
   static constexpr int FRAG_STRIDE = 16 * kRowBytes;  // bytes between 16-row fragments
-  // With INTERLEAVE one load of the next tile goes out after every MFMA_PER_LOAD MFMAs.
-  static constexpr int MFMA_PER_LOAD = 2 * TM * TN / (A_LOADS + B_LOADS);
-
-  // Two stages of each operand, as separate objects so the compiler can tell them apart.
-  struct Stages {
-    bf16 *a0, *a1, *b0, *b1;
-  };
 
   rsrc_t a_buf, b_buf;
   uint32_t a_off[A_LOADS], b_off[B_LOADS], a_frag[2], b_frag[2];
@@ -109,89 +97,23 @@ struct TileGemm {
     for (int i = 0; i < B_LOADS; ++i) load_b(i, bs, soff);
   }
 
-  // The MFMAs of one tile from one stage; with LOADS, the next tile's loads are interleaved with them.
-  template <bool LOADS>
-  __device__ void compute(const bf16* as, const bf16* bs, bf16* next_as, bf16* next_bs, int next_kt) {
-    const uint32_t soff = static_cast<uint32_t>(next_kt) * kRowBytes;
-    for (int ks = 0; ks < 2; ++ks) {
-      bf16x8 a[TM], b[TN];
-      for (int i = 0; i < TM; ++i) a[i] = lds_read_b128(as, a_frag[ks] + i * FRAG_STRIDE);
-      for (int j = 0; j < TN; ++j) b[j] = lds_read_b128(bs, b_frag[ks] + j * FRAG_STRIDE);
-      setprio<1>();
-      for (int i = 0; i < TM; ++i)
-        for (int j = 0; j < TN; ++j) {
-          acc[i][j] = mma_16x16x32(a[i], b[j], acc[i][j]);
-          if constexpr (LOADS) {
-            const int n = ks * TM * TN + i * TN + j + 1;
-            if (n % MFMA_PER_LOAD == 0) {
-              const int q = n / MFMA_PER_LOAD - 1;
-              if (q < A_LOADS) load_a(q, next_as, soff);
-              else load_b(q - A_LOADS, next_bs, soff);
-              __builtin_amdgcn_sched_group_barrier(0x008, MFMA_PER_LOAD, 0);  // these MFMAs, then
-              __builtin_amdgcn_sched_group_barrier(0x020, 1, 0);              // one vector-memory load
-            }
-          }
-        }
-      setprio<0>();
-    }
-  }
-
+  // This wave's A and B fragments of half ks (K 32 * ks .. + 31) of the tile in a stage.
   __device__ void read_half(const bf16* as, const bf16* bs, int ks, bf16x8 (&a)[TM], bf16x8 (&b)[TN]) const {
     for (int i = 0; i < TM; ++i) a[i] = lds_read_b128(as, a_frag[ks] + i * FRAG_STRIDE);
     for (int j = 0; j < TN; ++j) b[j] = lds_read_b128(bs, b_frag[ks] + j * FRAG_STRIDE);
   }
 
-  __device__ void mma_half(const bf16x8 (&a)[TM], const bf16x8 (&b)[TN]) {
+  // The MFMA of accumulator tile (i, j) over one half's fragments.
+  __device__ void mma(int i, int j, const bf16x8 (&a)[TM], const bf16x8 (&b)[TN]) {
+    acc[i][j] = mma_16x16x32(a[i], b[j], acc[i][j]);
+  }
+
+  // All TM x TN MFMAs of one half, at raised priority (the waves in their memory phase wait).
+  __device__ void mma_cluster(const bf16x8 (&a)[TM], const bf16x8 (&b)[TN]) {
     setprio<1>();
     for (int i = 0; i < TM; ++i)
-      for (int j = 0; j < TN; ++j) acc[i][j] = mma_16x16x32(a[i], b[j], acc[i][j]);
+      for (int j = 0; j < TN; ++j) mma(i, j, a, b);
     setprio<0>();
-  }
-
-  // One K tile in the ping-pong schedule (see PINGPONG above).
-  __device__ void step_pingpong(int kt, int kt_end, const bf16* as, const bf16* bs, bf16* next_as,
-                                bf16* next_bs) {
-    prepare(kt + 1, kt_end);
-    fill(next_as, next_bs, kt + 1);
-    for (int ks = 0; ks < 2; ++ks) {
-      bf16x8 a[TM], b[TN];
-      read_half(as, bs, ks, a, b);
-      if (ks == 1) wait_vmcnt<0>();  // the next tile's loads, issued a phase ago, have landed (docs/kernels.md)
-      wait_lgkmcnt<0>();              // and its reads of this stage are done
-      barrier();
-      sched_fence();
-      mma_half(a, b);
-      sched_fence();
-      barrier();
-    }
-  }
-
-  // One K tile: prefetch the next into the other stage (or, after the last, nothing real), compute this
-  // one, then publish the prefetch.
-  __device__ void step(int kt, int kt_end, const bf16* as, const bf16* bs, bf16* next_as, bf16* next_bs) {
-    if constexpr (PINGPONG) {
-      step_pingpong(kt, kt_end, as, bs, next_as, next_bs);
-      return;
-    }
-    prepare(kt + 1, kt_end);
-    if constexpr (!INTERLEAVE) fill(next_as, next_bs, kt + 1);
-    compute<INTERLEAVE>(as, bs, next_as, next_bs, kt + 1);
-    wait_vmcnt<0>();
-    barrier();
-  }
-
-  // Accumulate K tiles [kt_begin, kt_end) into acc.
-  __device__ void run(Stages s, int kt_begin, int kt_end) {
-    prepare(kt_begin, kt_end);
-    fill(s.a0, s.b0, kt_begin);
-    wait_vmcnt<0>();
-    barrier();
-    if (PINGPONG && wm == 1) barrier();  // row 1 runs one phase behind row 0
-    for (int kt = kt_begin; kt < kt_end; kt += 2) {  // unrolled by two so each stage is a constant address
-      step(kt, kt_end, s.a0, s.b0, s.a1, s.b1);
-      if (kt + 1 < kt_end) step(kt + 1, kt_end, s.a1, s.b1, s.a0, s.b0);
-    }
-    if (PINGPONG && wm == 0) barrier();  // and row 0 meets row 1's last barrier
   }
 
   // Calls f(lane_row, col, urow, v) for every accumulator element v of this wave (of MFMA tile column j
