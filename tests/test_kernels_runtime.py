@@ -70,6 +70,18 @@ def test_weight_with_odd_k_is_padded_once(driver_launches):
     assert [f is repack for f, _ in driver_launches] == [True, False] * 2
 
 
+@pytest.mark.parametrize("strategy", ["pingpong", "small", "basic", "producer_consumer"])
+def test_weight_rows_fill_whole_lines(strategy):
+    """K = 200 needs no padding for 16-byte loads, but its 400-byte rows start mid-line: a Weight stores them
+    in 512 bytes, zero-padded, and every kernel reads K = 200 at that row stride."""
+    rng = np.random.default_rng()
+    b = rng.standard_normal((200, 72), np.float32)
+    w = hkrt.Weight(b)
+    assert (w.operand.cols, w.operand.ld) == (200, 256)
+    a = rng.standard_normal((40, 200), np.float32)
+    check(hkrt.gemm(a, w, strategy=strategy), a, b)
+
+
 def test_split_k_sums_partials_with_epilogue():
     rng = np.random.default_rng()
     m, n, k = 4, 130, 1000
