@@ -79,10 +79,17 @@ RULES = [
      lambda s: 64 < s.m <= 128 and 4 * s.tiles(128, 128) >= s.cus),
     ("small", "M <= 128, or 256x256 tiles (of the whole batch) for fewer than half the CUs and, for a batch, K "
               "split", _small),
-    # 2048x4096x4096 (128 tiles of 256x256): 0.0725 ms against 0.0895; 2048x4096x14336: 0.234 against 0.289.
-    # With 448 tiles (2048x14336x4096) the 128-row tiles lose (0.278 against 0.175): their MFMA phases are too
-    # short to hide the other row's loads (57% matrix busy against 92%).
-    ("pingpong_m128", "no epilogue, and 256x256 tiles (of the whole batch) for fewer than the CUs",
+    # Too few 256x256 tiles for the CUs, one product: 128x128 tiles two per CU, unsplit (each wave row's memory
+    # phases hidden by the other block's MFMAs): 2048x4096x4096 0.0642 ms against pingpong_m128's 0.0725,
+    # 2048x4096x14336 0.201 against 0.234, 3000^3 0.0934 against 0.107; with bias + gelu 2048x4096x4096 0.0699
+    # against the fused pingpong's 0.105. At 256 tiles they lose (2048x8192x4096 0.124 against pingpong's
+    # 0.0896), and a batch of small products stays on pingpong_m128 (64 x 256^3 0.0122 against 0.0201).
+    ("small_m128", "256x256 tiles (of one product) for fewer than the CUs", lambda s: s.batch == 1 and
+     s.tiles(256, 256) < s.cus),
+    # 64 x 256^3 (64 tiles of 256x256): 0.0122 ms against small_m128's 0.0201. With 448 tiles (2048x14336x4096)
+    # the 128-row tiles lose (0.278 against 0.175): their MFMA phases are too short to hide the other row's
+    # loads (57% matrix busy against 92%).
+    ("pingpong_m128", "a batch, no epilogue, and 256x256 tiles (of the whole batch) for fewer than the CUs",
      lambda s: not s.epilogue and s.tiles(256, 256) < s.cus),
     ("pingpong", "everything else (4096^3: 1528 TFLOP/s predicted, 8192^3: 1650)", lambda s: True),
 ]
