@@ -49,6 +49,7 @@ class Block:
     event: object = None   # made at the first pooling from a stream, re-recorded at each later one
     recorded: bool = False # the event marks this block's last use (a stream other than its own must wait)
     live: bool = False     # handed out and not yet given back
+    queued: bool = False   # given back, waiting in the allocator's queue (see CachingAllocator.free)
     generation: int = 0    # the device's reset count when it was allocated
 
     @property
@@ -92,7 +93,15 @@ class CachingAllocator:
         lock = self._lock
         lock.acquire()  # not `with`: this is every compiled call's hot path, and `with` costs twice as much
         try:
-            if self._freed:
+            freed = self._freed
+            if freed:
+                blk = freed[-1]
+                # the block given back last, of this size and stream: stream order makes it safe to hand out
+                # again at once (the hot path of a loop of calls, each dropping the last one's result)
+                if blk.size == size and blk.stream is stream and blk.live and blk.generation == self.device.generation:
+                    freed.pop()
+                    blk.queued = False
+                    return blk
                 self._take_freed()
             pool = self._pool.get(size)
             blk = self._reuse(pool, stream) if pool else None
@@ -142,8 +151,11 @@ class CachingAllocator:
                                     f"({size} with rounding), {free} of {total} bytes free") from None
 
     def free(self, blk: Block) -> None:
-        """Give a block back. Only queues it: no lock, no HIP call (safe inside a finalizer)."""
-        self._freed.append(blk)
+        """Give a block back. Only queues it: no lock, no HIP call (safe inside a finalizer). A block given
+        back twice is queued once: malloc may hand it out again straight from the queue."""
+        if not blk.queued:
+            blk.queued = True
+            self._freed.append(blk)
 
     def _take_freed(self) -> None:
         """Move the queued blocks into the pool (lock held), each with an event on its stream.
@@ -153,6 +165,7 @@ class CachingAllocator:
         freed, generation = self._freed, self.device.generation
         while freed:
             blk = freed.popleft()
+            blk.queued = False
             if not blk.live or blk.generation != generation:
                 continue  # given back twice, or freed by a device reset
             blk.live = False

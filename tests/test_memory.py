@@ -443,3 +443,22 @@ def test_fake_accounting_stays_flat_under_random_traffic():
         b.free()
     alloc.empty_cache()
     assert driver.used == 0 and driver.events == {}
+
+
+def test_fake_the_last_block_given_back_is_handed_out_again_straight_from_the_queue(fake):
+    """A loop of calls drops each result as the next is made: the block given back last, of that size and
+    stream, goes out again without passing through the pool (no event recorded, no other stream considered).
+    Given back twice, it is still handed out once."""
+    alloc, driver = fake
+    stream = driver.stream_create()
+    blk = alloc.malloc(3000, stream)
+    blk.free()
+    blk.free()
+    again = alloc.malloc(2900, stream)
+    assert again is blk and driver.recorded == set() and alloc.in_use == size_class(3000)
+    other = alloc.malloc(2900, stream)
+    assert other.ptr != blk.ptr, "a block given back twice was handed out twice"
+    again.free()
+    driver.hold_events = True
+    assert alloc.malloc(3000, driver.stream_create()).ptr not in (blk.ptr, other.ptr)  # another stream: the pool
+    assert len(driver.recorded) == 1                                  # (where it waits for its event)
