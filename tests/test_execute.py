@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import hkrt
-from hkrt import config, prepared, registry
+from hkrt import prepared, registry
 
 from kernel_harness import fresh_rng
 from test_gemm import BF16, check, normal
