@@ -7,7 +7,7 @@ from . import execute
 from .array import DeviceArray, asarray, bfloat16
 from .registry import Addr
 from .devices import Device
-from .request import host_operand, padded_k
+from .request import FAST_MAX_BUFFER, host_operand, padded_k
 
 
 LINE_ELEMENTS = 64  # bf16 elements in a 128-byte L2 line (docs/facts.md §8.4)
@@ -36,6 +36,8 @@ class Weight:
         # touch two lines per row instead of one (on the mi355x model 1000 x 5000 x 5000 ran at 0.090 ms with
         # 5000-element rows, 0.071 with 5056).
         pitch = -(-self.k // LINE_ELEMENTS) * LINE_ELEMENTS
+        if self.n * pitch * 2 > FAST_MAX_BUFFER >= self.n * k8 * 2:  # the padding would cost the fast kernels
+            pitch = k8
         if self.k and self.n and (not op.fast_ready(k8) or self.k != pitch):  # pad on the device, once
             padded = DeviceArray((self.n, pitch), bfloat16, device=data.device)
             prog = execute.Program(data.device)

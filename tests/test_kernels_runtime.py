@@ -82,6 +82,19 @@ def test_weight_rows_fill_whole_lines(strategy):
     check(hkrt.gemm(a, w, strategy=strategy), a, b)
 
 
+def test_weight_rows_stay_unpadded_where_padding_would_pass_the_fast_kernels_limit(monkeypatch):
+    """Padding to whole lines must not push a Weight past what one buffer descriptor reaches (the fast
+    kernels' limit, 2 GiB; lowered here so that 72 rows of 200 fit and 72 rows of 256 do not)."""
+    from hkrt import weight
+    monkeypatch.setattr(weight, "FAST_MAX_BUFFER", 72 * 200 * 2)
+    rng = np.random.default_rng()
+    b = rng.standard_normal((200, 72), np.float32)
+    w = hkrt.Weight(b)
+    assert (w.operand.cols, w.operand.ld) == (200, 200)
+    a = rng.standard_normal((40, 200), np.float32)
+    check(hkrt.gemm(a, w), a, b)
+
+
 def test_split_k_sums_partials_with_epilogue():
     rng = np.random.default_rng()
     m, n, k = 4, 130, 1000
