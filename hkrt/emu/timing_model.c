@@ -143,6 +143,7 @@ static void server_free(server_t *s) {
  * byte booked is served. A ring entry holding a later slot of time (a backlog beyond the horizon) counts
  * as full. */
 static double book(server_t *s, double t, double bytes) {
+  if (bytes <= 0) return t; /* (a store whose every lane is out of range moves nothing) */
   double cap = s->bpc * CAL_CYCLES, left = bytes, end = t;
   int64_t slot = (int64_t)(t / CAL_CYCLES);
   for (;;) {
