@@ -2229,6 +2229,16 @@ def mfma_cd_slot(i: int, j: int, N: int) -> tuple[int, int]:
     return (i % 4) + 4 * (i // (4 * MI)), j + N * ((i // 4) % MI)
 
 
+def mfma_cd_words(D: np.ndarray, ncd: int) -> np.ndarray:
+    """An M x N result as the (ncd registers, 64 lanes) words a one-block MFMA leaves it in (mfma_cd_slot)."""
+    M, N = D.shape
+    out = np.zeros((ncd, 64), np.uint32)
+    for i in range(M):
+        for j in range(N):
+            out[mfma_cd_slot(i, j, N)] = D[i, j]
+    return out
+
+
 def mfma_reference(v, M, N, K, nab, ncd, a_row, b_row, c, cbsz, abid, blgp, name="v_mfma_f32_16x16x32_bf16"):
     ea, eb = isa.mfma_elements(name)
     KL, S = K // (64 // M), 64 >> cbsz
@@ -2251,11 +2261,7 @@ def mfma_reference(v, M, N, K, nab, ncd, a_row, b_row, c, cbsz, abid, blgp, name
         D = ((A.astype(np.int64) @ B.astype(np.int64) + C.astype(np.int64)) & 0xFFFFFFFF).astype(np.uint32)
     else:
         D = u32((A @ B + C).astype(np.float32))
-    out = np.zeros((ncd, 64), np.uint32)
-    for i in range(M):
-        for j in range(N):
-            out[mfma_cd_slot(i, j, N)] = D[i, j]
-    return out
+    return mfma_cd_words(D, ncd)
 
 
 @pytest.mark.parametrize("key", _MFMA_CASES)

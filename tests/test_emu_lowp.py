@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emu_harness import EmuError, assemble_listing, new_state, run  # noqa: E402
 from emu_harness import SEED, snippet_book  # noqa: E402
-from test_emu_isa import f32, mfma_cd_slot, u32, ulp_close  # noqa: E402
+from test_emu_isa import f32, mfma_cd_slot, mfma_cd_words, u32, ulp_close  # noqa: E402
 
 from hkrt.emu import decode, isa  # noqa: E402
 
@@ -495,11 +495,7 @@ def mfma_f8f6f4_reference(M, K, ncd, a_words, b_words, c_words, fa, fb, sa=None,
             C[i, j] = float(f32(c_words[mfma_cd_slot(i, j, N)]))
     with np.errstate(invalid="ignore", over="ignore"):
         D = u32((A @ B + C).astype(np.float32))
-    out = np.zeros((ncd, 64), np.uint32)
-    for i in range(M):
-        for j in range(N):
-            out[mfma_cd_slot(i, j, N)] = D[i, j]
-    return out
+    return mfma_cd_words(D, ncd)
 
 
 _MFMA_CASES = []

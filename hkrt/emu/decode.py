@@ -363,34 +363,32 @@ def _ds(w0: int, w1: int) -> _Rec:
     return r
 
 
-def _mubuf(w0: int, w1: int) -> _Rec:
-    r = _Rec(isa.MUBUF.get((w0 >> 18) & 0x7F, "invalid"), 8)
-    acc = AGPR - VGPR if (w1 >> 23) & 1 else 0
+def _buffer(name: str, w0: int, w1: int, flags0, flags1=()) -> _Rec:
+    """The operands MUBUF and MTBUF share: the 12-bit offset, VADDR, VDATA (an AGPR with ACC), SRSRC, SOFFSET,
+    and the flag bits named in `flags0` (word 0) and `flags1` (word 1)."""
+    r = _Rec(name, 8)
     r.imm = w0 & 0xFFF
-    for name, bit in (("OFFEN", 12), ("IDXEN", 13), ("SC0", 14), ("SC1", 15), ("LDS", 16), ("NT", 17)):
-        r.flags |= ((w0 >> bit) & 1) << FLAGS[name]
+    for word, named in ((w0, flags0), (w1, flags1)):
+        for flag, bit in named:
+            r.flags |= ((word >> bit) & 1) << FLAGS[flag]
     r.src[0] = VGPR + (w1 & 0xFF)
-    r.dst = VGPR + ((w1 >> 8) & 0xFF) + acc
+    r.dst = VGPR + ((w1 >> 8) & 0xFF) + (AGPR - VGPR if (w1 >> 23) & 1 else 0)
     r.src[1] = 4 * ((w1 >> 16) & 0x1F)
     r.src[2] = (w1 >> 24) & 0xFF
     return r
 
 
+def _mubuf(w0: int, w1: int) -> _Rec:
+    return _buffer(isa.MUBUF.get((w0 >> 18) & 0x7F, "invalid"), w0, w1,
+                   (("OFFEN", 12), ("IDXEN", 13), ("SC0", 14), ("SC1", 15), ("LDS", 16), ("NT", 17)))
+
+
 def _mtbuf(w0: int, w1: int) -> _Rec:
     """MTBUF (docs/facts.md §3.6): MUBUF's operands with a 4-bit OP, DFMT and NFMT in word 0 (put in imm2 as
     DFMT | NFMT << 4) and SC1/NT in word 1."""
-    r = _Rec(isa.MTBUF.get((w0 >> 15) & 0xF, "invalid"), 8)
-    acc = AGPR - VGPR if (w1 >> 23) & 1 else 0
-    r.imm = w0 & 0xFFF
+    r = _buffer(isa.MTBUF.get((w0 >> 15) & 0xF, "invalid"), w0, w1, (("OFFEN", 12), ("IDXEN", 13), ("SC0", 14)),
+                (("SC1", 21), ("NT", 22)))
     r.imm2 = ((w0 >> 19) & 0xF) | ((w0 >> 23) & 7) << 4
-    for name, bit in (("OFFEN", 12), ("IDXEN", 13), ("SC0", 14)):
-        r.flags |= ((w0 >> bit) & 1) << FLAGS[name]
-    for name, bit in (("SC1", 21), ("NT", 22)):
-        r.flags |= ((w1 >> bit) & 1) << FLAGS[name]
-    r.src[0] = VGPR + (w1 & 0xFF)
-    r.dst = VGPR + ((w1 >> 8) & 0xFF) + acc
-    r.src[1] = 4 * ((w1 >> 16) & 0x1F)
-    r.src[2] = (w1 >> 24) & 0xFF
     return r
 
 
