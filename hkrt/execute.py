@@ -23,6 +23,7 @@ from .array import DeviceArray, bfloat16, contiguous_strides, upload_contiguous
 from .memory import stream_handle, stream_key
 from .registry import ADDRESS, Addr, BoundLaunch
 from .request import FAST_MAX_BUFFER, FLOAT32, GemmRequest, padded_k
+from .strategy import partial_elements
 
 FAST_ALIGN = 16            # bytes: operand rows and batches for the direct-to-LDS loads
 A, B, C, BIAS, OUT = "a", "b", "c", "bias", "out"   # the slots every program may bind
@@ -116,13 +117,15 @@ class Program:
         """A run's counters (this stream's, zeroed at their first use) and its epoch, 32 bits, never 0."""
         key = stream_key(stream)
         blk = self._counter_blocks.get(key)
-        if blk is None or not blk.valid:
-            blk = self.device.allocator.malloc(self.counters, stream)
+        epoch = next(self._epochs) % 0xFFFFFFFF + 1
+        # the kernels take a word of a smaller epoch for no arrivals: when the epochs wrap, zero the words again
+        if blk is None or not blk.valid or epoch == 1:
+            if blk is None or not blk.valid:
+                blk = self._counter_blocks[key] = self.device.allocator.malloc(self.counters, stream)
             self.device.activate()
             self.device.driver.memset(blk.ptr, 0, self.counters, stream_handle(stream))
-            self._counter_blocks[key] = blk
         values[COUNTERS] = blk.ptr
-        values[EPOCH] = next(self._epochs) % 0xFFFFFFFF + 1
+        values[EPOCH] = epoch
 
     def launch(self, name: str, grid, args: list) -> None:
         self.launches.append(registry.kernel(self.device, name).bind(grid, args))
@@ -232,9 +235,10 @@ def compile_request(req: GemmRequest, plan) -> Program:
     # The batch sits in grid y for some kernels and z for others: chunks that fit both (65535 batches).
     per = min(batches, registry.MAX_GRID[1], registry.MAX_GRID[2])
     # The fp32 the epilogue kernel reads: each batch's split-K partials, or its whole product; one chunk's
-    # worth, reused by the next chunk in stream order.
-    acc = prog.scratch(per * plan.splits * mn * 4) if plan.epilogue or plan.splits > 1 else None
-    acc_stride = plan.splits * mn
+    # worth, reused by the next chunk in stream order (the split-K kernels' partials in a layout of their own).
+    part = partial_elements(m, n) if la.splits_k else mn
+    acc = prog.scratch(per * plan.splits * part * 4) if plan.epilogue or plan.splits > 1 else None
+    acc_stride = plan.splits * part
     tiles = -(-m // la.tile.m) * -(-n // la.tile.n)
     chunks = -(-batches // per)
     # each chunk's launch counts in words of its own: one run has one epoch

@@ -121,7 +121,13 @@ def split_count(m: int, n: int, k: int, tile_m: int, tile_n: int, cus: int, batc
     descriptor's reach."""
     tiles = batch * _tiles(m, tile_m) * _tiles(n, tile_n)
     return max(1, min(MAX_SPLITS, SPLIT_BLOCKS_PER_CU * cus // max(tiles, 1), _tiles(k, 64) // 2,
-                      FAST_MAX_BUFFER // max(4 * m * n, 1)))
+                      FAST_MAX_BUFFER // max(4 * partial_elements(m, n), 1)))
+
+
+def partial_elements(m: int, n: int) -> int:
+    """fp32 elements of one split-K partial of an m x n product: N x M4 (M rounded up to 4), column-major,
+    so that a lane's four rows of an accumulator are 16 contiguous bytes (kernels/gemm_small.hip)."""
+    return -(-m // 4) * 4 * n
 
 
 def plan(req) -> Plan:

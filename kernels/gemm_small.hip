@@ -4,19 +4,18 @@
 // For problems that cannot fill 256 CUs with 256x256 tiles (decode-like M <= 128, small N): grid.z
 // splits the K tiles into ranges. With one split a block applies the epilogue act(alpha * acc +
 // beta * Cin + bias) and stores C itself. With more, each block stores its range's fp32 partial sums
-// to W + split * M * N (row stride N) and arrives at its tile's counter; the last block to arrive sums
-// the splits in split order (so the result does not depend on which block is last), applies the
-// epilogue and stores C. No second launch: on the model a launch costs about 4 us, the whole roofline
-// time of a 4096 x 4096 weight.
+// (Partials, below) and arrives at its tile's counter; the last block to arrive sums the splits in split
+// order (so the result does not depend on which block is last), applies the epilogue and stores C. No
+// second launch: on the model a launch costs about 4 us, the whole roofline time of a 4096 x 4096 weight.
 //
 // C = A * B^T, A M x K and B N x K K-contiguous; C and Cin M x N (row stride N), C bf16 or, with
 // HKRT_OUT_F32, fp32; edge rules as in hkrt/gemm_tile.hpp. `counters` holds one 64-bit word per output tile
-// of each batch (blockIdx.x + tiles * batch), zero or left by launches of other epochs (hkrt/sync.hpp);
-// `epoch` must differ from theirs.
+// of each batch (blockIdx.x + tiles * batch), zero or left by launches of smaller epochs (hkrt/sync.hpp);
+// `epoch` must be larger than theirs.
 //
 // Batches: grid (tiles, batch, splits); blockIdx.y picks the batch (z is taken by the splits). Its A, B, C
 // and Cin lie batch_a, batch_b, batch_c, batch_cin elements (64-bit) past the previous one's (batch_b 0
-// shares one B; a null Cin has batch_cin 0), its partials splits * M * N elements past the previous batch's.
+// shares one B; a null Cin has batch_cin 0), its partials splits * M4 * N elements past the previous batch's.
 #include "hkrt/gemm_tile.hpp"
 #include "hkrt/schedule.hpp"
 
@@ -44,48 +43,60 @@ constexpr int GROUP_M = 8;
 constexpr int BLOCKS_PER_CU = HKRT_BM == 64 ? 3 : 2;
 constexpr int WAVES_PER_SIMD = BLOCKS_PER_CU * Gemm::WAVES / 4;
 
-// The tile's last block sums the splits' fp32 partials in a layout of its own: thread t owns column
-// n0 + t % BN of rows m0 + ROWS_PER_PASS i + t / BN, coalesced. Rows go PASSES at a time, and the
-// loads of SPLIT_GROUP splits for them are issued together, so the sum waits on memory once per group of
-// splits and rows, not once per element; row groups past M are skipped.
-constexpr int ROWS_PER_PASS = Gemm::THREADS / Gemm::BN, PASSES = 8, SPLIT_GROUP = 4;
+// Split-K partials, in the accumulators' own layout: split s's partial is an N x M4 column-major fp32 matrix
+// (M4 = M rounded up to 4), so a lane's four rows of a column (one f32x4 accumulator) are 16 contiguous
+// bytes. A block stores its partial with one 16-byte store per accumulator, and the last block sums the
+// splits into its accumulators with one 16-byte load per accumulator and split, SPLIT_GROUP splits in
+// flight; then the block stores the sum like an unsplit tile. Rows past M are skipped (uniform branch per
+// accumulator row; per lane, the range check), so M = 1 moves 4 rows of each column, not 64.
+constexpr int SPLIT_GROUP = 8;
 
-template <int ACT>
-__device__ void sum_splits(const Epilogue& ep, const TileStore<out_t>& out, const float* W, int M, int N, int m0,
-                           int n0, int splits) {
-  const rsrc_t parts = make_buffer(W, static_cast<uint32_t>(M) * N * 4 * splits);
-  const uint32_t split_bytes = static_cast<uint32_t>(M) * N * 4;
-  const int col = n0 + static_cast<int>(threadIdx.x) % Gemm::BN, row0 = m0 + static_cast<int>(threadIdx.x) / Gemm::BN;
-  for (int r = 0; r < Gemm::BM && m0 + r < M; r += ROWS_PER_PASS * PASSES) {
-    uint32_t at[PASSES];
-    float sum[PASSES];
+struct Partials {
+  rsrc_t buf;
+  int M, N, m4, m0, n0;
+
+  __device__ Partials(float* W, int M_, int N_, int splits, int m0_, int n0_)
+      : M(M_), N(N_), m4((M_ + 3) & ~3), m0(m0_), n0(n0_) {
+    buf = make_buffer(W, static_cast<uint32_t>(m4) * N * 4 * splits);
+  }
+  // Lane part of the offset of the accumulator at (lane_row + urow, col) of the tile, or out of range.
+  __device__ uint32_t at(int lane_row, int col, int urow) const {
+    const int row = m0 + lane_row + urow;
+    return row < M && n0 + col < N ? (static_cast<uint32_t>(n0 + col) * m4 + m0 + lane_row) * 4 : kOutOfRange;
+  }
+  __device__ uint32_t split_bytes() const { return static_cast<uint32_t>(m4) * N * 4; }
+
+  __device__ void store(Gemm& g, int split) const {
+    g.for_each_accumulator(M - m0, [&](int lr, int c, int ur, f32x4& acc) {
+      hkrt::store(buf, at(lr, c, ur), split * split_bytes() + ur * 4, acc);
+    });
+  }
+
+  // acc = the sum of every split's partial, in split order (the same sum whichever block is last).
+  __device__ void sum(Gemm& g, int splits) const {
+    const int lane_row = g.wm * Gemm::WM + 4 * (g.lane / 16), col = g.wn * Gemm::WN + g.lane % 16;
 #pragma unroll
-    for (int i = 0; i < PASSES; ++i) {
-      const int row = row0 + r + ROWS_PER_PASS * i;
-      at[i] = col < N && row < M ? (static_cast<uint32_t>(row) * N + col) * 4 : kOutOfRange;
-      sum[i] = 0.0f;
-    }
-    for (int s0 = 0; s0 < splits; s0 += SPLIT_GROUP) {  // GROUP splits' loads in flight at once
-      float part[SPLIT_GROUP][PASSES];
+    for (int i = 0; i < Gemm::TM; ++i) {
+      if (g.wm * Gemm::WM + 16 * i >= M - m0) continue;
 #pragma unroll
-      for (int j = 0; j < SPLIT_GROUP; ++j)
+      for (int j = 0; j < Gemm::TN; ++j) g.acc[i][j] = f32x4{};
+      for (int s0 = 0; s0 < splits; s0 += SPLIT_GROUP) {
+        f32x4 part[Gemm::TN][SPLIT_GROUP];
 #pragma unroll
-        for (int i = 0; i < PASSES; ++i)
-          part[j][i] = load_f32(parts, s0 + j < splits && at[i] != kOutOfRange ? at[i] + (s0 + j) * split_bytes
-                                                                              : kOutOfRange);
+        for (int j = 0; j < Gemm::TN; ++j) {
+          const uint32_t off = at(lane_row, col + 16 * j, 16 * i);
 #pragma unroll
-      for (int j = 0; j < SPLIT_GROUP; ++j)  // in split order: the same sum whichever block is last
-        if (s0 + j < splits)
+          for (int s = 0; s < SPLIT_GROUP; ++s)
+            part[j][s] = load_f32x4(buf, s0 + s < splits ? off : kOutOfRange, (s0 + s) * split_bytes() + 64 * i);
+        }
 #pragma unroll
-          for (int i = 0; i < PASSES; ++i) sum[i] += part[j][i];
-    }
+        for (int j = 0; j < Gemm::TN; ++j)
 #pragma unroll
-    for (int i = 0; i < PASSES; ++i) {
-      const int row = row0 + r + ROWS_PER_PASS * i;
-      out.store(row, col, 0, ep.apply<ACT>(row, col, 0, sum[i]));
+          for (int s = 0; s < SPLIT_GROUP; ++s) g.acc[i][j] += part[j][s];
+      }
     }
   }
-}
+};
 }  // namespace
 
 extern "C" __global__ __launch_bounds__(Gemm::THREADS, WAVES_PER_SIMD) void gemm_small(
@@ -137,15 +148,15 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, WAVES_PER_SIMD) void gemm
 
   const Epilogue ep(Cin, M, N, bias, N, alpha, beta);
   const TileStore<out_t> out(C, M, N, N);
-  if (splits == 1) {
-    store_tile(g, ep, out, act, m0, n0);
-    return;
+  if (splits > 1) {  // the tile's last block to arrive sums the splits and stores C
+    W += static_cast<size_t>(batch) * splits * ((M + 3) & ~3) * N;
+    const Partials partials(W, M, N, splits, m0, n0);
+    partials.store(g, split);
+    if (!last_to_arrive(counters + batch * tiles_m * tiles_n + blockIdx.x, splits, static_cast<unsigned>(epoch))) return;
+    partials.sum(g, splits);
   }
-
-  W += static_cast<size_t>(batch) * splits * M * N;
-  const TileStore<float> partial(W + static_cast<size_t>(split) * M * N, M, N, N);
-  g.for_each_output([&](int r, int c, int ur, float v) { partial.store(m0 + r, n0 + c, ur, v); });
-  if (!last_to_arrive(counters + batch * tiles_m * tiles_n + blockIdx.x, splits, static_cast<unsigned>(epoch))) return;
-
-  with_activation(act, [&](auto a) { sum_splits<a()>(ep, out, W, M, N, m0, n0, splits); });
+  if (m0 + Gemm::BM <= M)  // a whole tile: no row to skip (the branches would cost 1% on 64 x 128256 x 4096)
+    store_tile(g, ep, out, act, m0, n0);
+  else
+    store_tile<true>(g, ep, out, act, m0, n0, M);
 }

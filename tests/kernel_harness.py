@@ -16,6 +16,7 @@ import numpy as np
 
 from hkrt import manifest as mf
 from hkrt.reference import describe_outside, expected
+from hkrt.strategy import partial_elements
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 F32 = np.dtype(np.float32)
@@ -194,7 +195,7 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
     dbias = dev.put(bias) if bias is not None else 0
     if la["epilogue"] == "split_k_fused":  # grid (tiles, batch, splits); partials packed, one counter per tile
         dc = dev.poisoned(out_shape, out_dtype(variant))
-        dw = dev.poisoned((batch, splits, m, n), F32)
+        dw = dev.poisoned((batch, splits, partial_elements(m, n)), F32)   # the kernels' own layout
         words = np.zeros(batch * tiles_m * tiles_n, np.uint64) if counters is None else counters
         dcount = dev.put(words)
         stats = dev.launch(variant, (tiles_m * tiles_n, batch, splits), "<QQQQQQiiiiixxxxqqqQQffixxxxq", da, db, dc, dw,

@@ -96,3 +96,20 @@ def test_split_k_counters_count_each_run_under_its_own_epoch():
             epoch = set((words >> np.uint64(32)).tolist())
             assert len(epoch) == 1 and not epoch & seen, (epoch, seen)
             seen |= epoch
+
+
+def test_split_k_counters_are_zeroed_again_when_the_epochs_wrap():
+    """The kernels take a word of a smaller epoch for no arrivals, so when a program's 32-bit epochs wrap
+    (after 2^32 - 1 runs) its words, left at the largest epoch, must be zeroed again; otherwise no block
+    of the next run would be last and nothing would be stored."""
+    import itertools
+    rng = fresh_rng()
+    m, n, k = 16, 1024, 4096
+    b = normal(rng, (k, n))
+    plan = hkrt.plan((m, k), hkrt.Weight(b))
+    assert plan.plan.splits > 1
+    prog = plan._exe.program
+    prog._epochs = itertools.count(0xFFFFFFFD)   # runs at epochs 0xFFFFFFFE, 0xFFFFFFFF, then 1, 2
+    for run in range(4):
+        a = normal(rng, (m, k))
+        check(plan(hkrt.asarray(a.astype(BF16))).numpy(), a, b, what=f"run {run}")

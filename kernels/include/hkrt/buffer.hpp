@@ -29,6 +29,15 @@ __device__ inline float load_f32(rsrc_t buf, uint32_t voffset) {
   return __builtin_bit_cast(float, __builtin_amdgcn_raw_buffer_load_b32(buf, voffset, 0, 0));
 }
 
+// 16 bytes per lane (a 16-byte aligned offset), four floats.
+__device__ inline f32x4 load_f32x4(rsrc_t buf, uint32_t voffset, uint32_t soffset) {
+  return __builtin_bit_cast(f32x4, __builtin_amdgcn_raw_buffer_load_b128(buf, voffset, soffset, 0));
+}
+
+__device__ inline void store(rsrc_t buf, uint32_t voffset, uint32_t soffset, f32x4 v) {
+  __builtin_amdgcn_raw_buffer_store_b128(__builtin_bit_cast(u32x4, v), buf, voffset, soffset, 0);
+}
+
 __device__ inline void store(rsrc_t buf, uint32_t voffset, float v) {
   __builtin_amdgcn_raw_buffer_store_b32(__builtin_bit_cast(uint32_t, v), buf, voffset, 0, 0);
 }

@@ -129,24 +129,53 @@ struct TileGemm {
 
   template <class F>
   __device__ void for_each_output(int j, F&& f) const {
-    each(j, [&](int row, int col, int urow, int i, int r) { f(row, col, urow, acc[i][j][r]); });
+    each<false>(j, BM, [&](int row, int col, int urow, int i, int r) { f(row, col, urow, acc[i][j][r]); });
+  }
+
+  // As above, for the accumulator rows (16 rows of the block tile) that hold a row of the tile's first
+  // `rows` only: the others are skipped by a wave-uniform branch, so a skinny product (M = 1 in a 64-row
+  // tile) issues a quarter of the stores.
+  template <class F>
+  __device__ void for_each_output(int rows, int j, F&& f) const {
+    each<true>(j, rows, [&](int row, int col, int urow, int i, int r) { f(row, col, urow, acc[i][j][r]); });
   }
 
   // Replaces every accumulator element v of MFMA tile column j by f(lane_row, col, urow, v).
   template <class F>
   __device__ void map_outputs(int j, F&& f) {
-    each(j, [&](int row, int col, int urow, int i, int r) { acc[i][j][r] = f(row, col, urow, acc[i][j][r]); });
+    each<false>(j, BM, [&](int row, int col, int urow, int i, int r) { acc[i][j][r] = f(row, col, urow, acc[i][j][r]); });
+  }
+
+  // The same, in the first `rows` rows only.
+  template <class F>
+  __device__ void map_outputs(int rows, int j, F&& f) {
+    each<true>(j, rows, [&](int row, int col, int urow, int i, int r) { acc[i][j][r] = f(row, col, urow, acc[i][j][r]); });
+  }
+
+  // Calls f(lane_row, col, urow, acc) with each 16x16 accumulator (four rows lane_row + urow .. + 3 of
+  // column col per lane) that holds a row of the block tile's first `rows`, by reference.
+  template <class F>
+  __device__ void for_each_accumulator(int rows, F&& f) {
+    const int lane_row = wm * WM + 4 * (lane / 16), col = wn * WN + lane % 16;
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+      if (wm * WM + 16 * i < rows)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) f(lane_row, col + 16 * j, 16 * i, acc[i][j]);
   }
 
  private:
   // Fully unrolled: a loop would index the accumulators at run time, which puts them in scratch memory.
-  template <class G>
-  __device__ void each(int j, G&& g) const {
+  // With CLIP, an accumulator row wholly past `rows` is skipped (one branch each: a branch costs as much as
+  // several stores, so rows inside an accumulator row are left to the range check).
+  template <bool CLIP, class G>
+  __device__ void each(int j, int rows, G&& g) const {
     const int lane_row = wm * WM + 4 * (lane / 16), col = wn * WN + 16 * j + lane % 16;
 #pragma unroll
     for (int i = 0; i < TM; ++i)
+      if (!CLIP || wm * WM + 16 * i < rows)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) g(lane_row, col, 16 * i + r, i, r);
+        for (int r = 0; r < 4; ++r) g(lane_row, col, 16 * i + r, i, r);
   }
 };
 
@@ -172,13 +201,22 @@ struct TileStore {
 // Stores tile g (block origin m0, n0) as act(alpha * acc + beta * Cin + bias) (the epilogue ep, activation
 // act), a column of MFMA tiles at a time: a column's epilogue loads are issued together, then its stores, so
 // the next column's loads wait behind those stores once (vmcnt counts both, in order), not once per element.
-template <class Tile, class out_t>
-__device__ void store_tile(Tile& g, const Epilogue& ep, const TileStore<out_t>& out, int act, int m0, int n0) {
+// With CLIP, the rows at or past M are skipped whole (for skinny tiles: a uniform branch per accumulator row).
+template <bool CLIP = false, class Tile, class out_t>
+__device__ __forceinline__ void store_tile(Tile& g, const Epilogue& ep, const TileStore<out_t>& out, int act, int m0, int n0,
+                           int M = 0) {
   with_activation(act, [&](auto a) {
 #pragma unroll
     for (int j = 0; j < Tile::TN; ++j) {
-      g.map_outputs(j, [&](int r, int c, int ur, float v) { return ep.apply<a()>(m0 + r, n0 + c, ur, v); });
-      g.for_each_output(j, [&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); });
+      auto apply = [&](int r, int c, int ur, float v) { return ep.apply<a()>(m0 + r, n0 + c, ur, v); };
+      auto store = [&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); };
+      if constexpr (CLIP) {
+        g.map_outputs(M - m0, j, apply);
+        g.for_each_output(M - m0, j, store);
+      } else {
+        g.map_outputs(j, apply);
+        g.for_each_output(j, store);
+      }
     }
   });
 }

@@ -32,27 +32,25 @@ __device__ inline void setprio() { __builtin_amdgcn_s_setprio(P); }
 // Split-K's meeting point: every block of an output tile calls this once, with the same counter and launch
 // epoch, after storing its partial sums. It returns true in the block that arrives last, which from then on
 // sees every other block's stores (agent-scope release before the arrival, acquire after it: docs/facts.md
-// §9.1). The counter word holds (epoch << 32 | arrivals so far); a word left by another launch (an older
-// epoch, even one that ended part-way) counts as zero arrivals, so the words need no reset between launches.
-// Each launch using the same words must pass its own epoch.
+// §9.1). The counter word holds (epoch << 32 | arrivals so far). A block first raises the word to at least
+// (epoch << 32), which turns a word left by an earlier launch (a smaller epoch, even one that ended
+// part-way) into zero arrivals of this one and leaves this launch's count alone, then adds its arrival:
+// two atomics, whatever the contention (a compare-and-swap loop retries once per block that got in first:
+// 16 splits took up to 16 round trips). So the words need no reset between launches, as long as each
+// launch using them passes a larger epoch than every launch before it.
 __device__ inline bool last_to_arrive(unsigned long long* counter, unsigned arrivals, unsigned epoch) {
   __shared__ bool last;
-  __threadfence();  // this wave's partial stores are visible device-wide before the block arrives
+  __builtin_amdgcn_fence(__ATOMIC_RELEASE, "agent");  // this wave's partial stores are visible device-wide before the block arrives
   __syncthreads();
   if (threadIdx.x == 0) {
-    unsigned long long seen = __hip_atomic_load(counter, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT), want;
-    unsigned count;
-    for (;;) {
-      count = (seen >> 32 == epoch ? static_cast<unsigned>(seen) : 0u) + 1u;
-      want = static_cast<unsigned long long>(epoch) << 32 | count;
-      const unsigned long long was = atomicCAS(counter, seen, want);
-      if (was == seen) break;
-      seen = was;  // another block arrived in between: count again from what it left
-    }
-    last = count == arrivals;
+    const unsigned long long base = static_cast<unsigned long long>(epoch) << 32;
+    // one thread, one address: the add follows the max in the word's modification order
+    __hip_atomic_fetch_max(counter, base, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
+    const unsigned long long seen = __hip_atomic_fetch_add(counter, 1ull, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
+    last = static_cast<unsigned>(seen) + 1u == arrivals;
   }
   __syncthreads();
-  if (last) __threadfence();  // and the other blocks' stores are visible to this one
+  if (last) __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "agent");  // and the other blocks' stores are visible to this one
   return last;
 }
 
