@@ -10,8 +10,9 @@ device; test_kernels_runtime covers that path), so K here is a multiple of 8 for
 import numpy as np
 import pytest
 
-from kernel_harness import (ACT_CODES, BF16, EmuMachine, bf16_operands, check_variant, launch_info, out_dtype,
-                            run_variant, variants)
+from hkrt.reference import expected
+from kernel_harness import (ACT_CODES, BF16, EmuMachine, assert_close, bf16_operands, check_variant, launch_info,
+                            out_dtype, run_variant, variants)
 
 # (M, N, K): single element, short-wide, tall-skinny, primes for M and N, exact tiles, every dimension
 # one past a tile multiple, K equal to one 16-byte chunk.
@@ -175,3 +176,23 @@ def test_the_direct_check_can_fail():
     off[i, j] = off[i, j] * 1.01
     with pytest.raises(AssertionError, match="outside the error bound"):
         check_variant(off, variant, a, b)
+
+
+@pytest.mark.parametrize("act", [1, 2, 3], ids=["relu", "gelu", "silu"])
+@pytest.mark.parametrize("variant", FUSED)
+def test_fused_activations_at_extreme_values(variant, act):
+    """The activations where their exp overflows or underflows (|x| of 9 to 1e30), at +-inf and NaN (a bias
+    of these values): finite results within the bound, the rest as numpy's formula gives them (gelu(inf) =
+    inf, gelu(-inf) = NaN, silu(-inf) = NaN, relu(-inf) = 0)."""
+    m, n, k = 40, 128, 64
+    a, b = bf16_operands(m, n, k)
+    special = np.array([np.inf, -np.inf, np.nan, 100, -100, 1e30, -1e30, 30, -30, 9, -9, 0.5, -0.5, 0, 4, -4],
+                       np.float32)
+    bias = np.resize(special, n)
+    got, _ = run_variant(EmuMachine(), variant, a, b, bias=bias, act=act)
+    with np.errstate(all="ignore"):
+        ref, tol = expected(a, b, b_nk=True, out_dtype=out_dtype(variant), bias=bias, activation=ACT_CODES[act])
+    g = got.astype(np.float64)
+    finite = np.isfinite(ref)
+    assert_close(np.where(finite, g, 0), np.where(finite, ref, 0), np.where(finite, tol, 0), ACT_CODES[act])
+    assert np.array_equal(g[~finite], ref[~finite], equal_nan=True), (g[~finite][:8], ref[~finite][:8])

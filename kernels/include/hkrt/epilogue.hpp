@@ -9,18 +9,22 @@ namespace hkrt {
 
 enum Activation { kNone = 0, kRelu = 1, kGelu = 2, kSilu = 3 };
 
-// gelu is the tanh form 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) with tanh(u) = 1 - 2/(e^2u + 1);
-// gelu and silu use the hardware exp and reciprocal (about 1 ulp each). (x / (1 + e^-2u), the same function
-// in four VALU operations fewer, took gemm_small_m128 to 129 VGPRs: one resident block less.)
+// gelu is the tanh form 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), computed as
+// x (1 - 1 / (e^2u + 1)) with e^2u = 2^(x (k0 + k1 x^2)), the constants folded: six VALU operations and
+// two transcendentals. The epilogue is VALU-bound (8192^3: 128 elements per lane per tile), so every
+// operation counts. The raw v_exp_f32 and v_rcp_f32 (about 1 ulp each, no range fix-up): 2^u overflowing
+// to inf gives x, underflowing to 0 gives 0; gelu(inf) = inf, gelu(-inf) and NaN give NaN, as numpy's
+// formula does. silu is x / (1 + e^-x) the same way.
 template <int ACT>
 __device__ inline float activate(float x) {
   if constexpr (ACT == kRelu) {
     return x < 0.0f ? 0.0f : x;  // NaN stays NaN (numpy's maximum; IEEE 754-2019 maximum)
   } else if constexpr (ACT == kGelu) {
-    const float u = 0.7978845608f * (x + 0.044715f * x * x * x);
-    return 0.5f * x * (2.0f - 2.0f * __builtin_amdgcn_rcpf(__expf(2.0f * u) + 1.0f));
+    constexpr float k0 = 2.0f * 0.7978845608f * 1.4426950409f, k1 = k0 * 0.044715f;  // 2 sqrt(2/pi) log2(e)
+    const float e = __builtin_amdgcn_exp2f(x * __builtin_fmaf(k1, x * x, k0));
+    return x * (1.0f - __builtin_amdgcn_rcpf(e + 1.0f));
   } else if constexpr (ACT == kSilu) {
-    return x * __builtin_amdgcn_rcpf(1.0f + __expf(-x));
+    return x * __builtin_amdgcn_rcpf(1.0f + __builtin_amdgcn_exp2f(x * -1.4426950409f));
   } else {
     return x;
   }
@@ -55,17 +59,30 @@ struct Epilogue {
   rsrc_t cin_buf, bias_buf;
   int ld_cin;
   float alpha, beta;
+  bool has_c;
 
   __device__ Epilogue(const float* Cin, int M, int ld_cin_, const float* bias, int N, float alpha_, float beta_)
-      : ld_cin(ld_cin_), alpha(alpha_), beta(beta_) {
+      : ld_cin(ld_cin_), alpha(alpha_), beta(beta_), has_c(Cin != nullptr) {
     cin_buf = make_buffer(Cin, Cin ? static_cast<uint32_t>(M) * ld_cin * 4 : 0);
     bias_buf = make_buffer(bias, bias ? static_cast<uint32_t>(N) * 4 : 0);
   }
 
+  // Calls f(std::integral_constant<bool, HAS_C>{}): code applying the epilogue to a whole tile is compiled
+  // with and without the beta * Cin term, so that a product without Cin issues no load and no address
+  // arithmetic for it (three VALU operations of about seventeen per element with gelu).
+  template <class F>
+  __device__ void with_cin(F&& f) const {
+    if (has_c)
+      f(std::true_type{});
+    else
+      f(std::false_type{});
+  }
+
   // Element (row + urow, col); urow is wave-uniform (see TileGemm::for_each_output).
-  template <int ACT>
+  template <int ACT, bool HAS_C = true>
   __device__ float apply(int row, int col, int urow, float v) const {
     const float b = load_f32(bias_buf, static_cast<uint32_t>(col) * 4);
+    if constexpr (!HAS_C) return activate<ACT>(alpha * v + b);
     const float c = load_f32(cin_buf, (static_cast<uint32_t>(row) * ld_cin + col) * 4 +
                                           static_cast<uint32_t>(urow * ld_cin) * 4);
     return activate<ACT>(alpha * v + beta * c + b);

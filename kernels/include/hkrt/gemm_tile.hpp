@@ -206,18 +206,21 @@ template <bool CLIP = false, class Tile, class out_t>
 __device__ __forceinline__ void store_tile(Tile& g, const Epilogue& ep, const TileStore<out_t>& out, int act, int m0, int n0,
                            int M = 0) {
   with_activation(act, [&](auto a) {
+    ep.with_cin([&](auto has_c) {
 #pragma unroll
-    for (int j = 0; j < Tile::TN; ++j) {
-      auto apply = [&](int r, int c, int ur, float v) { return ep.apply<a()>(m0 + r, n0 + c, ur, v); };
-      auto store = [&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); };
-      if constexpr (CLIP) {
-        g.map_outputs(M - m0, j, apply);
-        g.for_each_output(M - m0, j, store);
-      } else {
-        g.map_outputs(j, apply);
-        g.for_each_output(j, store);
+      for (int j = 0; j < Tile::TN; ++j) {
+        auto apply = [&](int r, int c, int ur, float v) { return ep.apply<a(), has_c()>(m0 + r, n0 + c, ur, v); };
+        auto store = [&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); };
+        if constexpr (CLIP) {
+          g.map_outputs(M - m0, j, apply);
+          g.for_each_output(M - m0, j, store);
+        } else {
+          g.map_outputs(j, apply);
+          g.for_each_output(j, store);
+        }
+        sched_fence();  // one column's epilogue temporaries live at a time (the registers are nearly full)
       }
-    }
+    });
   });
 }
 
