@@ -180,9 +180,12 @@ struct TileGemm {
 };
 
 // Stores v, converted to out_t. Rows past M fall outside the buffer and columns past N are sent outside it,
-// so the range check drops both stores: no branch per element.
+// so the range check drops both stores: no branch per element. A column past N gets a lane offset of 2 GiB,
+// past any buffer (all are under 2 GiB) whatever row is added to it, so the select is made once per column
+// and each element costs one add.
 template <class out_t>
 struct TileStore {
+  static constexpr uint32_t kPastAnyBuffer = 0x80000000u;
   rsrc_t c_buf;
   int N, ldc;
 
@@ -192,9 +195,8 @@ struct TileStore {
 
   // Element (row + urow, col) of C; urow is wave-uniform.
   __device__ void store(int row, int col, int urow, float v) const {
-    const uint32_t at = (static_cast<uint32_t>(row) * ldc + col) * sizeof(out_t) +
-                        static_cast<uint32_t>(urow * ldc) * sizeof(out_t);
-    hkrt::store(c_buf, col < N ? at : kOutOfRange, to_out(v, out_t{}));
+    const uint32_t lane = col < N ? (static_cast<uint32_t>(row) * ldc + col) * sizeof(out_t) : kPastAnyBuffer;
+    hkrt::store(c_buf, lane + static_cast<uint32_t>(urow * ldc) * sizeof(out_t), to_out(v, out_t{}));
   }
 };
 
