@@ -220,7 +220,6 @@ __device__ __forceinline__ void store_tile(Tile& g, const Epilogue& ep, const Ti
           g.map_outputs(j, apply);
           g.for_each_output(j, store);
         }
-        sched_fence();  // one column's epilogue temporaries live at a time (the registers are nearly full)
       }
     });
   });
