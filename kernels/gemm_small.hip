@@ -152,7 +152,8 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, WAVES_PER_SIMD) void gemm
     W += static_cast<size_t>(batch) * splits * ((M + 3) & ~3) * N;
     const Partials partials(W, M, N, splits, m0, n0);
     partials.store(g, split);
-    if (!last_to_arrive(counters + batch * tiles_m * tiles_n + blockIdx.x, splits, static_cast<unsigned>(epoch))) return;
+    const unsigned this_epoch = static_cast<unsigned>(epoch);
+    if (!last_to_arrive(counters + batch * tiles_m * tiles_n + blockIdx.x, splits, this_epoch)) return;
     partials.sum(g, splits);
   }
   if (m0 + Gemm::BM <= M)  // a whole tile: no row to skip (the branches would cost 1% on 64 x 128256 x 4096)

@@ -30,6 +30,21 @@ __device__ inline float activate(float x) {
   }
 }
 
+// The same on two elements at once: the arithmetic on f32x2 compiles to the packed v_pk_mul/fma/add_f32,
+// two elements per instruction; the transcendentals stay one per element.
+template <int ACT>
+__device__ inline f32x2 activate(f32x2 x) {
+  if constexpr (ACT == kGelu) {
+    constexpr float k0 = 2.0f * 0.7978845608f * 1.4426950409f, k1 = k0 * 0.044715f;
+    const f32x2 u = x * (k1 * (x * x) + k0);
+    const f32x2 r = {__builtin_amdgcn_rcpf(__builtin_amdgcn_exp2f(u.x) + 1.0f),
+                     __builtin_amdgcn_rcpf(__builtin_amdgcn_exp2f(u.y) + 1.0f)};
+    return x * (1.0f - r);
+  } else {
+    return f32x2{activate<ACT>(x.x), activate<ACT>(x.y)};
+  }
+}
+
 __device__ inline float activate(float x, int act) {
   switch (act) {
     case kRelu: return activate<kRelu>(x);
@@ -51,7 +66,7 @@ __device__ inline void with_activation(int act, F&& f) {
   }
 }
 
-// act(alpha * v + beta * Cin + bias) of one element of a tile: Cin (M x N fp32, row stride ld_cin) and bias
+// act(alpha * v + beta * Cin + bias) of the elements of a tile, two rows of a column at a time: Cin (M x N fp32, row stride ld_cin) and bias
 // (N fp32) are read through range-checked buffers, and a null one gives a zero-sized buffer, which reads
 // zeros: no branches. Applied to the accumulators in place before any store, so that its loads do not
 // wait behind the stores' acknowledgements (vmcnt counts both, in order) and loads of one address merge.
@@ -78,13 +93,14 @@ struct Epilogue {
       f(std::false_type{});
   }
 
-  // Element (row + urow, col); urow is wave-uniform (see TileGemm::for_each_output).
+  // Elements (row + urow, col) and (row + urow + 1, col), urow wave-uniform (see TileGemm::for_each_output):
+  // one column, so one bias; the arithmetic on the pair runs on the packed VALU.
   template <int ACT, bool HAS_C = true>
-  __device__ float apply(int row, int col, int urow, float v) const {
+  __device__ f32x2 apply(int row, int col, int urow, f32x2 v) const {
     const float b = load_f32(bias_buf, static_cast<uint32_t>(col) * 4);
     if constexpr (!HAS_C) return activate<ACT>(alpha * v + b);
-    const float c = load_f32(cin_buf, (static_cast<uint32_t>(row) * ld_cin + col) * 4 +
-                                          static_cast<uint32_t>(urow * ld_cin) * 4);
+    const uint32_t at = (static_cast<uint32_t>(row) * ld_cin + col) * 4 + static_cast<uint32_t>(urow * ld_cin) * 4;
+    const f32x2 c = {load_f32(cin_buf, at), load_f32(cin_buf, at + static_cast<uint32_t>(ld_cin) * 4)};
     return activate<ACT>(alpha * v + beta * c + b);
   }
 };

@@ -140,16 +140,21 @@ struct TileGemm {
     each<true>(j, rows, [&](int row, int col, int urow, int i, int r) { f(row, col, urow, acc[i][j][r]); });
   }
 
-  // Replaces every accumulator element v of MFMA tile column j by f(lane_row, col, urow, v).
-  template <class F>
-  __device__ void map_outputs(int j, F&& f) {
-    each<false>(j, BM, [&](int row, int col, int urow, int i, int r) { acc[i][j][r] = f(row, col, urow, acc[i][j][r]); });
-  }
-
-  // The same, in the first `rows` rows only.
-  template <class F>
-  __device__ void map_outputs(int rows, int j, F&& f) {
-    each<true>(j, rows, [&](int row, int col, int urow, int i, int r) { acc[i][j][r] = f(row, col, urow, acc[i][j][r]); });
+  // Replaces every pair of accumulator elements v (rows lane_row + urow and + 1, column col) of MFMA tile
+  // column j by f(lane_row, col, urow, v), v an f32x2 (for the packed VALU); with CLIP, in the accumulator
+  // rows that hold one of the tile's first `rows` only.
+  template <bool CLIP, class F>
+  __device__ void map_output_pairs(int rows, int j, F&& f) {
+    const int lane_row = wm * WM + 4 * (lane / 16), col = wn * WN + 16 * j + lane % 16;
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+      if (!CLIP || wm * WM + 16 * i < rows)
+#pragma unroll
+        for (int r = 0; r < 4; r += 2) {
+          const f32x2 v = f(lane_row, col, 16 * i + r, f32x2{acc[i][j][r], acc[i][j][r + 1]});
+          acc[i][j][r] = v.x;
+          acc[i][j][r + 1] = v.y;
+        }
   }
 
   // Calls f(lane_row, col, urow, acc) with each 16x16 accumulator (four rows lane_row + urow .. + 3 of
@@ -205,21 +210,19 @@ struct TileStore {
 // the next column's loads wait behind those stores once (vmcnt counts both, in order), not once per element.
 // With CLIP, the rows at or past M are skipped whole (for skinny tiles: a uniform branch per accumulator row).
 template <bool CLIP = false, class Tile, class out_t>
-__device__ __forceinline__ void store_tile(Tile& g, const Epilogue& ep, const TileStore<out_t>& out, int act, int m0, int n0,
-                           int M = 0) {
+__device__ __forceinline__ void store_tile(Tile& g, const Epilogue& ep, const TileStore<out_t>& out, int act,
+                                           int m0, int n0, int M = 0) {
   with_activation(act, [&](auto a) {
     ep.with_cin([&](auto has_c) {
 #pragma unroll
       for (int j = 0; j < Tile::TN; ++j) {
-        auto apply = [&](int r, int c, int ur, float v) { return ep.apply<a(), has_c()>(m0 + r, n0 + c, ur, v); };
+        auto apply = [&](int r, int c, int ur, f32x2 v) { return ep.apply<a(), has_c()>(m0 + r, n0 + c, ur, v); };
         auto store = [&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); };
-        if constexpr (CLIP) {
-          g.map_outputs(M - m0, j, apply);
+        g.template map_output_pairs<CLIP>(M - m0, j, apply);
+        if constexpr (CLIP)
           g.for_each_output(M - m0, j, store);
-        } else {
-          g.map_outputs(j, apply);
+        else
           g.for_each_output(j, store);
-        }
       }
     });
   });

@@ -40,7 +40,8 @@ __device__ inline void setprio() { __builtin_amdgcn_s_setprio(P); }
 // launch using them passes a larger epoch than every launch before it.
 __device__ inline bool last_to_arrive(unsigned long long* counter, unsigned arrivals, unsigned epoch) {
   __shared__ bool last;
-  __builtin_amdgcn_fence(__ATOMIC_RELEASE, "agent");  // this wave's partial stores are visible device-wide before the block arrives
+  // this wave's partial stores are visible device-wide before the block arrives
+  __builtin_amdgcn_fence(__ATOMIC_RELEASE, "agent");
   __syncthreads();
   if (threadIdx.x == 0) {
     const unsigned long long base = static_cast<unsigned long long>(epoch) << 32;
@@ -50,7 +51,7 @@ __device__ inline bool last_to_arrive(unsigned long long* counter, unsigned arri
     last = static_cast<unsigned>(seen) + 1u == arrivals;
   }
   __syncthreads();
-  if (last) __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "agent");  // and the other blocks' stores are visible to this one
+  if (last) __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "agent");  // and the other blocks' stores are visible here
   return last;
 }
 

@@ -7,6 +7,7 @@ namespace hkrt {
 
 using bf16 = __bf16;
 typedef __bf16 bf16x8 __attribute__((ext_vector_type(8)));   // one MFMA A/B operand: 8 bf16 per lane
+typedef float f32x2 __attribute__((ext_vector_type(2)));     // two fp32 for the packed VALU (v_pk_*_f32)
 typedef float f32x4 __attribute__((ext_vector_type(4)));     // one 16x16 accumulator: 4 fp32 per lane
 typedef uint32_t u32x4 __attribute__((ext_vector_type(4)));  // 16 bytes of a buffer access
 typedef float f32x16 __attribute__((ext_vector_type(16)));   // one 32x32 accumulator
