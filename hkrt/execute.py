@@ -118,10 +118,11 @@ class Program:
         key = stream_key(stream)
         blk = self._counter_blocks.get(key)
         epoch = next(self._epochs) % 0xFFFFFFFF + 1
+        fresh = blk is None or not blk.valid
+        if fresh:
+            blk = self._counter_blocks[key] = self.device.allocator.malloc(self.counters, stream)
         # the kernels take a word of a smaller epoch for no arrivals: when the epochs wrap, zero the words again
-        if blk is None or not blk.valid or epoch == 1:
-            if blk is None or not blk.valid:
-                blk = self._counter_blocks[key] = self.device.allocator.malloc(self.counters, stream)
+        if fresh or epoch == 1:
             self.device.activate()
             self.device.driver.memset(blk.ptr, 0, self.counters, stream_handle(stream))
         values[COUNTERS] = blk.ptr

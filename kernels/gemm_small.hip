@@ -74,10 +74,10 @@ struct Partials {
 
   // acc = the sum of every split's partial, in split order (the same sum whichever block is last).
   __device__ void sum(Gemm& g, int splits) const {
-    const int lane_row = g.wm * Gemm::WM + 4 * (g.lane / 16), col = g.wn * Gemm::WN + g.lane % 16;
+    const int lane_row = g.lane_row(), col = g.lane_col(0);
 #pragma unroll
     for (int i = 0; i < Gemm::TM; ++i) {
-      if (g.wm * Gemm::WM + 16 * i >= M - m0) continue;
+      if (!g.holds(i, M - m0)) continue;
 #pragma unroll
       for (int j = 0; j < Gemm::TN; ++j) g.acc[i][j] = f32x4{};
       for (int s0 = 0; s0 < splits; s0 += SPLIT_GROUP) {

@@ -10,21 +10,23 @@ namespace hkrt {
 enum Activation { kNone = 0, kRelu = 1, kGelu = 2, kSilu = 3 };
 
 // gelu is the tanh form 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), computed as
-// x (1 - 1 / (e^2u + 1)) with e^2u = 2^(x (k0 + k1 x^2)), the constants folded: six VALU operations and
+// x (1 - 1 / (e^2u + 1)) with e^2u = 2^(x (K0 + K1 x^2)), the constants folded: six VALU operations and
 // two transcendentals. The epilogue is VALU-bound (8192^3: 128 elements per lane per tile), so every
 // operation counts. The raw v_exp_f32 and v_rcp_f32 (about 1 ulp each, no range fix-up): 2^u overflowing
 // to inf gives x, underflowing to 0 gives 0; gelu(inf) = inf, gelu(-inf) and NaN give NaN, as numpy's
 // formula does. silu is x / (1 + e^-x) the same way.
+constexpr float kLog2e = 1.4426950409f;
+constexpr float kGeluK0 = 2.0f * 0.7978845608f * kLog2e, kGeluK1 = kGeluK0 * 0.044715f;  // 2 sqrt(2/pi) log2(e)
+
 template <int ACT>
 __device__ inline float activate(float x) {
   if constexpr (ACT == kRelu) {
     return x < 0.0f ? 0.0f : x;  // NaN stays NaN (numpy's maximum; IEEE 754-2019 maximum)
   } else if constexpr (ACT == kGelu) {
-    constexpr float k0 = 2.0f * 0.7978845608f * 1.4426950409f, k1 = k0 * 0.044715f;  // 2 sqrt(2/pi) log2(e)
-    const float e = __builtin_amdgcn_exp2f(x * __builtin_fmaf(k1, x * x, k0));
+    const float e = __builtin_amdgcn_exp2f(x * __builtin_fmaf(kGeluK1, x * x, kGeluK0));
     return x * (1.0f - __builtin_amdgcn_rcpf(e + 1.0f));
   } else if constexpr (ACT == kSilu) {
-    return x * __builtin_amdgcn_rcpf(1.0f + __builtin_amdgcn_exp2f(x * -1.4426950409f));
+    return x * __builtin_amdgcn_rcpf(1.0f + __builtin_amdgcn_exp2f(x * -kLog2e));
   } else {
     return x;
   }
@@ -35,8 +37,7 @@ __device__ inline float activate(float x) {
 template <int ACT>
 __device__ inline f32x2 activate(f32x2 x) {
   if constexpr (ACT == kGelu) {
-    constexpr float k0 = 2.0f * 0.7978845608f * 1.4426950409f, k1 = k0 * 0.044715f;
-    const f32x2 u = x * (k1 * (x * x) + k0);
+    const f32x2 u = x * (kGeluK1 * (x * x) + kGeluK0);
     const f32x2 r = {__builtin_amdgcn_rcpf(__builtin_amdgcn_exp2f(u.x) + 1.0f),
                      __builtin_amdgcn_rcpf(__builtin_amdgcn_exp2f(u.y) + 1.0f)};
     return x * (1.0f - r);
@@ -66,9 +67,9 @@ __device__ inline void with_activation(int act, F&& f) {
   }
 }
 
-// act(alpha * v + beta * Cin + bias) of the elements of a tile, two rows of a column at a time: Cin (M x N fp32, row stride ld_cin) and bias
-// (N fp32) are read through range-checked buffers, and a null one gives a zero-sized buffer, which reads
-// zeros: no branches. Applied to the accumulators in place before any store, so that its loads do not
+// act(alpha * v + beta * Cin + bias) of the elements of a tile, two rows of a column at a time: Cin (M x N
+// fp32, row stride ld_cin) and bias (N fp32) are read through range-checked buffers, and a null one gives a
+// zero-sized buffer, which reads zeros: no branches. Applied to the accumulators in place before any store, so that its loads do not
 // wait behind the stores' acknowledgements (vmcnt counts both, in order) and loads of one address merge.
 struct Epilogue {
   rsrc_t cin_buf, bias_buf;

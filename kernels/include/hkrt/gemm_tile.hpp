@@ -129,15 +129,20 @@ struct TileGemm {
 
   template <class F>
   __device__ void for_each_output(int j, F&& f) const {
-    each<false>(j, BM, [&](int row, int col, int urow, int i, int r) { f(row, col, urow, acc[i][j][r]); });
+    for_each_output<false>(BM, j, f);
   }
 
-  // As above, for the accumulator rows (16 rows of the block tile) that hold a row of the tile's first
-  // `rows` only: the others are skipped by a wave-uniform branch, so a skinny product (M = 1 in a 64-row
-  // tile) issues a quarter of the stores.
-  template <class F>
+  // As above, with CLIP for the accumulator rows (16 rows of the block tile) that hold a row of the tile's
+  // first `rows` only: the others are skipped by a wave-uniform branch, so a skinny product (M = 1 in a
+  // 64-row tile) issues a quarter of the stores.
+  template <bool CLIP = true, class F>
   __device__ void for_each_output(int rows, int j, F&& f) const {
-    each<true>(j, rows, [&](int row, int col, int urow, int i, int r) { f(row, col, urow, acc[i][j][r]); });
+    const int row = lane_row(), col = lane_col(j);
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+      if (!CLIP || holds(i, rows))
+#pragma unroll
+        for (int r = 0; r < 4; ++r) f(row, col, 16 * i + r, acc[i][j][r]);
   }
 
   // Replaces every pair of accumulator elements v (rows lane_row + urow and + 1, column col) of MFMA tile
@@ -145,13 +150,13 @@ struct TileGemm {
   // rows that hold one of the tile's first `rows` only.
   template <bool CLIP, class F>
   __device__ void map_output_pairs(int rows, int j, F&& f) {
-    const int lane_row = wm * WM + 4 * (lane / 16), col = wn * WN + 16 * j + lane % 16;
+    const int row = lane_row(), col = lane_col(j);
 #pragma unroll
     for (int i = 0; i < TM; ++i)
-      if (!CLIP || wm * WM + 16 * i < rows)
+      if (!CLIP || holds(i, rows))
 #pragma unroll
         for (int r = 0; r < 4; r += 2) {
-          const f32x2 v = f(lane_row, col, 16 * i + r, f32x2{acc[i][j][r], acc[i][j][r + 1]});
+          const f32x2 v = f(row, col, 16 * i + r, f32x2{acc[i][j][r], acc[i][j][r + 1]});
           acc[i][j][r] = v.x;
           acc[i][j][r + 1] = v.y;
         }
@@ -161,27 +166,23 @@ struct TileGemm {
   // column col per lane) that holds a row of the block tile's first `rows`, by reference.
   template <class F>
   __device__ void for_each_accumulator(int rows, F&& f) {
-    const int lane_row = wm * WM + 4 * (lane / 16), col = wn * WN + lane % 16;
+    const int row = lane_row(), col = lane_col(0);
 #pragma unroll
     for (int i = 0; i < TM; ++i)
-      if (wm * WM + 16 * i < rows)
+      if (holds(i, rows))
 #pragma unroll
-        for (int j = 0; j < TN; ++j) f(lane_row, col + 16 * j, 16 * i, acc[i][j]);
+        for (int j = 0; j < TN; ++j) f(row, col + 16 * j, 16 * i, acc[i][j]);
   }
 
- private:
-  // Fully unrolled: a loop would index the accumulators at run time, which puts them in scratch memory.
-  // With CLIP, an accumulator row wholly past `rows` is skipped (one branch each: a branch costs as much as
-  // several stores, so rows inside an accumulator row are left to the range check).
-  template <bool CLIP, class G>
-  __device__ void each(int j, int rows, G&& g) const {
-    const int lane_row = wm * WM + 4 * (lane / 16), col = wn * WN + 16 * j + lane % 16;
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-      if (!CLIP || wm * WM + 16 * i < rows)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) g(lane_row, col, 16 * i + r, i, r);
-  }
+  // This lane's first accumulator row (element r of accumulator row i sits 16 * i + r below it) and its
+  // column in MFMA tile column j, within the block tile (taken once before a loop: inside its branches the
+  // compiler would compute them again). The loops over the accumulators are fully unrolled: a loop would
+  // index them at run time, which puts them in scratch memory.
+  __device__ int lane_row() const { return wm * WM + 4 * (lane / 16); }
+  __device__ int lane_col(int j) const { return wn * WN + 16 * j + lane % 16; }
+  // Whether accumulator row i holds one of the block tile's first `rows` rows (wave-uniform: a row is past
+  // `rows` for every lane once its uniform part is).
+  __device__ bool holds(int i, int rows) const { return wm * WM + 16 * i < rows; }
 };
 
 // Stores v, converted to out_t. Rows past M fall outside the buffer and columns past N are sent outside it,
@@ -219,10 +220,7 @@ __device__ __forceinline__ void store_tile(Tile& g, const Epilogue& ep, const Ti
         auto apply = [&](int r, int c, int ur, f32x2 v) { return ep.apply<a(), has_c()>(m0 + r, n0 + c, ur, v); };
         auto store = [&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); };
         g.template map_output_pairs<CLIP>(M - m0, j, apply);
-        if constexpr (CLIP)
-          g.for_each_output(M - m0, j, store);
-        else
-          g.for_each_output(j, store);
+        g.template for_each_output<CLIP>(M - m0, j, store);
       }
     });
   });
