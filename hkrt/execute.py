@@ -128,8 +128,8 @@ class Program:
         values[COUNTERS] = blk.ptr
         values[EPOCH] = epoch
 
-    def launch(self, name: str, grid, args: list) -> None:
-        self.launches.append(registry.kernel(self.device, name).bind(grid, args))
+    def launch(self, name: str, grid, args: list, dynamic_lds: int | None = None) -> None:
+        self.launches.append(registry.kernel(self.device, name).bind(grid, args, dynamic_lds=dynamic_lds))
 
     def __del__(self):
         for blk in self.__dict__.get("_counter_blocks", {}).values():
@@ -257,7 +257,8 @@ def compile_request(req: GemmRequest, plan) -> Program:
             prog.launch(plan.gemm, (tiles, nb, plan.splits),
                         [a_ptr, b_ptr, out_ptr, acc if acc is not None else 0,
                          counters + b0 * tiles * 8 if plan.splits > 1 else 0, epoch, m, n, kk, A_.ld, B_.ld, a_stride, b_stride, mn,
-                         c_ptr, bias if bias is not None else 0, ep_req.alpha, ep_req.beta, ep_req.act, c_stride])
+                         c_ptr, bias if bias is not None else 0, ep_req.alpha, ep_req.beta, ep_req.act, c_stride],
+                        dynamic_lds=plan.dynamic_lds or None)
         else:
             args = [a_ptr, b_ptr, target, m, n, kk, A_.ld, B_.ld, n, a_stride, b_stride, t_stride]
             if la.fused:  # fused, or run as identity when the epilogue kernel finishes

@@ -104,6 +104,8 @@ class Plan:
     epilogue: str | None      # separate epilogue variant (sums split-K partials too), or None
     splits: int               # split-K factor (small family), else 1
     reason: str               # why, in words
+    blocks_per_cu: int = 0    # blocks a CU may hold at once (resident_blocks), 0: as many as fit
+    dynamic_lds: int = 0      # LDS the launch asks for beyond the kernel's own, to hold it to blocks_per_cu
 
 
 def families(arch: str) -> list[str]:
@@ -153,7 +155,7 @@ def choose(device, m: int, n: int, k: int, *, b_layout: str, out: str, epilogue:
             raise ValueError(f"{strategy} is not a GEMM kernel")
         if la.strategy != FALLBACK and not fast_ok:
             raise ValueError(f"variant {strategy} cannot take these operands: {why_not_fast}")
-        return _finish(arch, strategy, la, shape, out, "requested by name")
+        return _finish(arch, strategy, la, shape, out, "requested by name", device.info.lds_per_cu)
     if strategy is not None:
         if strategy not in known and strategy not in families(arch):
             raise ValueError(f"unknown strategy {strategy!r}: use one of {', '.join(known)} or a variant name "
@@ -175,7 +177,7 @@ def choose(device, m: int, n: int, k: int, *, b_layout: str, out: str, epilogue:
         if choice:
             name, la = choice
             why = reason if fam == family else f"{reason}; no {family} kernel is built, so {fam} runs"
-            return _finish(arch, name, la, shape, out, why)
+            return _finish(arch, name, la, shape, out, why, device.info.lds_per_cu)
     raise KernelNotFoundError(f"no GEMM kernel for output {out} is built for {arch}")
 
 
@@ -197,8 +199,30 @@ def _pick(arch: str, family: str, layouts: list[str], out: str, epilogue: bool):
     return None
 
 
-def _finish(arch: str, name: str, la: LaunchSpec, shape: Shape, out: str, reason: str) -> Plan:
+def resident_blocks(blocks: int, cus: int, fits: int) -> int:
+    """How many blocks of a launch of `blocks` a CU should hold at once, of the 2 .. `fits` its resources allow:
+    the number whose last round on the busiest CU holds the most blocks (ties: the larger). A lone block in a
+    last round cannot keep its CU's share of HBM busy (one block's loads in flight are about 75% of it on the
+    mi355x model), and a block the CU could have held in an earlier round costs nothing.
+    mi355x model, 1 x 128256 x 4096 (1002 blocks, 4 on most CUs): 3 + 1 per CU 0.1547 ms, 2 + 2 0.1412."""
+    if fits <= 2:
+        return fits
+    per_cu = _tiles(blocks, cus)
+
+    def last_round(held: int) -> int:
+        return per_cu - held * (_tiles(per_cu, held) - 1)
+    return max(range(2, fits + 1), key=lambda held: (last_round(held), held))
+
+
+def _finish(arch: str, name: str, la: LaunchSpec, shape: Shape, out: str, reason: str, lds_per_cu: int) -> Plan:
     splits = split_count(shape.m, shape.n, shape.k, la.tile.m, la.tile.n, shape.cus, shape.batch) if la.splits_k else 1
+    blocks_per_cu = dynamic_lds = 0
+    if la.splits_k:  # the split-K kernels stream B: hold them to the residency that spreads it evenly
+        static = registry.spec(arch, name).static_lds
+        fits = lds_per_cu // max(static + la.dynamic_lds, 1)
+        blocks_per_cu = resident_blocks(shape.tiles(la.tile.m, la.tile.n) * splits, shape.cus, fits)
+        if blocks_per_cu < fits:
+            dynamic_lds = lds_per_cu // blocks_per_cu - static
     direct = (la.fused or (la.epilogue == "none" and not shape.epilogue)) and la.out == out
     ep = None
     if not direct:
@@ -208,4 +232,4 @@ def _finish(arch: str, name: str, la: LaunchSpec, shape: Shape, out: str, reason
         ep = f"gemm_epilogue_{out}"
         registry.spec(arch, ep)
     return Plan(gemm=name, family=la.strategy, b_layout=la.b_layout, fused=la.fused and direct, epilogue=ep,
-                splits=splits, reason=reason)
+                splits=splits, reason=reason, blocks_per_cu=blocks_per_cu, dynamic_lds=dynamic_lds)

@@ -26,10 +26,10 @@ OUT_OF_MEMORY, INVALID_VALUE, INVALID_HANDLE = (2, "hipErrorOutOfMemory"), (1, "
 
 
 def fake_info(index=0, total_memory=1 << 30, max_lds_per_block=160 * 1024, max_threads_per_block=1024,
-              compute_units=256):
+              compute_units=256, lds_per_cu=160 * 1024):
     return DeviceInfo(index=index, name="fake gfx950", arch="gfx950", total_memory=total_memory,
-                      compute_units=compute_units,
-                      max_lds_per_block=max_lds_per_block, max_threads_per_block=max_threads_per_block, wave_size=64)
+                      compute_units=compute_units, max_lds_per_block=max_lds_per_block, lds_per_cu=lds_per_cu,
+                      max_threads_per_block=max_threads_per_block, wave_size=64)
 
 
 def fake_device(driver: "FakeDriver | None" = None, **info) -> Device:

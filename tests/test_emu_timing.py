@@ -400,3 +400,23 @@ def test_cli_bench_predicts_and_names_unknown_models():
                          text=True, timeout=300)
     assert bad.returncode == 2 and "known models: mi350x, mi355x" in bad.stderr
 
+
+
+def test_a_split_k_launch_held_to_two_blocks_per_cu_runs_two_and_computes_the_product():
+    """The runtime caps gemm_small's residency with dynamic LDS (hkrt.strategy.resident_blocks): 1 x 128256 x 64
+    (1002 blocks, 4 on most CUs) runs 2 per CU, where its LDS alone would allow 3, and the product is right."""
+    import hkrt
+    from hkrt.emu.hip import runtime as emulated
+    from kernel_harness import check
+    machine = emulated.get().devices[hkrt.get_device("emu").index].machine
+    old = machine.model, machine.sample
+    machine.model, machine.sample = MODEL, False  # every block, so the result is whole
+    try:
+        rng = np.random.default_rng()
+        a, b = rng.standard_normal((1, 64), np.float32), rng.standard_normal((64, 128256), np.float32)
+        got = hkrt.gemm(a, b)
+        report = hkrt.emu.last_report()
+        assert report.kernel == "gemm_small" and report.workgroups == 1002 and report.workgroups_per_cu == 2
+    finally:
+        machine.model, machine.sample = old
+    check(got, a, b)

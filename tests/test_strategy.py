@@ -70,3 +70,24 @@ def test_a_batch_counts_all_its_tiles():
     one = strategy.choose(dev, 256, 1024, 8192, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
     two = strategy.choose(dev, 256, 1024, 8192, b_layout="nk", out="f32", epilogue=False, fast_ok=True, batch=2)
     assert two.family == "small" and one.splits == 2 * two.splits == 16
+
+
+def test_split_k_blocks_are_held_to_the_residency_that_evens_the_last_round():
+    """1 x 128256 x 4096 is 1002 blocks of gemm_small, 4 on most of 256 CUs: with the 3 its LDS allows, each CU
+    ends on one block alone, which cannot keep its share of HBM busy (mi355x model: 0.1547 ms, against 0.1412
+    held to 2 + 2). The launch asks for enough dynamic LDS that only 2 fit. 512 blocks (2 per CU) keep 3."""
+    assert strategy.resident_blocks(1002, 256, 3) == 2
+    assert strategy.resident_blocks(1280, 256, 3) == 3     # 5 per CU: 3 + 2
+    assert strategy.resident_blocks(512, 256, 3) == 3
+    assert strategy.resident_blocks(100, 256, 2) == 2
+    assert strategy.resident_blocks(100, 256, 1) == 1
+    dev = fake_device(compute_units=256)
+    wide = strategy.choose(dev, 1, 128256, 4096, b_layout="nk", out="bf16", epilogue=False, fast_ok=True)
+    assert (wide.family, wide.splits, wide.blocks_per_cu) == ("small", 1, 2)
+    from hkrt import registry
+    own = registry.spec("gfx950", wide.gemm).static_lds
+    assert 2 * (own + wide.dynamic_lds) <= 160 * 1024 < 3 * (own + wide.dynamic_lds)
+    even = strategy.choose(dev, 1, 4096, 4096, b_layout="nk", out="bf16", epilogue=False, fast_ok=True)
+    assert (even.blocks_per_cu, even.dynamic_lds) == (3, 0)
+    big = strategy.choose(dev, 4096, 4096, 4096, b_layout="nk", out="bf16", epilogue=False, fast_ok=True)
+    assert (big.blocks_per_cu, big.dynamic_lds) == (0, 0)

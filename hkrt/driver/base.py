@@ -18,6 +18,7 @@ class DeviceInfo:
     total_memory: int
     compute_units: int
     max_lds_per_block: int
+    lds_per_cu: int            # what the CU's resident workgroups share
     max_threads_per_block: int
     wave_size: int
 

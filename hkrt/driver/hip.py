@@ -58,6 +58,7 @@ class HipDriver(Driver):
         arch = _text(p.gcnArchName).split(":", 1)[0]
         return DeviceInfo(index=index, name=_text(p.name), arch=arch, total_memory=int(p.totalGlobalMem),
                           compute_units=int(p.multiProcessorCount), max_lds_per_block=int(p.sharedMemPerBlock),
+                          lds_per_cu=int(p.maxSharedMemoryPerMultiProcessor),
                           max_threads_per_block=int(p.maxThreadsPerBlock), wave_size=int(p.warpSize))
 
     def set_device(self, index: int) -> None:

@@ -31,6 +31,7 @@ class NullDriver(Driver):
     def device_info(self, index: int) -> DeviceInfo:
         return DeviceInfo(index=index, name="null gfx950", arch="gfx950", total_memory=self.total_memory,
                           compute_units=self.compute_units, max_lds_per_block=160 * 1024,
+                          lds_per_cu=160 * 1024,
                           max_threads_per_block=1024, wave_size=64)
 
     def set_device(self, index: int) -> None: pass
