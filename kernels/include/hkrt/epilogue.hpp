@@ -68,17 +68,17 @@ __device__ inline void with_activation(int act, F&& f) {
 }
 
 // act(alpha * v + beta * Cin + bias) of the elements of a tile, two rows of a column at a time: Cin (M x N
-// fp32, row stride ld_cin) and bias (N fp32) are read through range-checked buffers, and a null one gives a
+// fp32, row stride ld_cin) and bias (N fp32) are read through range-checked buffers, and a null Cin gives a
 // zero-sized buffer, which reads zeros: no branches. Applied to the accumulators in place before any store, so that its loads do not
 // wait behind the stores' acknowledgements (vmcnt counts both, in order) and loads of one address merge.
 struct Epilogue {
   rsrc_t cin_buf, bias_buf;
   int ld_cin;
   float alpha, beta;
-  bool has_c;
+  bool has_c, has_bias;
 
   __device__ Epilogue(const float* Cin, int M, int ld_cin_, const float* bias, int N, float alpha_, float beta_)
-      : ld_cin(ld_cin_), alpha(alpha_), beta(beta_), has_c(Cin != nullptr) {
+      : ld_cin(ld_cin_), alpha(alpha_), beta(beta_), has_c(Cin != nullptr), has_bias(bias != nullptr) {
     cin_buf = make_buffer(Cin, Cin ? static_cast<uint32_t>(M) * ld_cin * 4 : 0);
     bias_buf = make_buffer(bias, bias ? static_cast<uint32_t>(N) * 4 : 0);
   }
@@ -94,11 +94,13 @@ struct Epilogue {
       f(std::false_type{});
   }
 
-  // Elements (row + urow, col) and (row + urow + 1, col), urow wave-uniform (see TileGemm::for_each_output):
-  // one column, so one bias; the arithmetic on the pair runs on the packed VALU.
+  // The bias of column col (0 without one: no load, so nothing to wait for).
+  __device__ float bias_at(int col) const { return has_bias ? load_f32(bias_buf, static_cast<uint32_t>(col) * 4) : 0.0f; }
+
+  // Elements (row + urow, col) and (row + urow + 1, col), urow wave-uniform (see TileGemm::for_each_output),
+  // with b = bias_at(col): one column, so one bias; the arithmetic on the pair runs on the packed VALU.
   template <int ACT, bool HAS_C = true>
-  __device__ f32x2 apply(int row, int col, int urow, f32x2 v) const {
-    const float b = load_f32(bias_buf, static_cast<uint32_t>(col) * 4);
+  __device__ f32x2 apply(int row, int col, int urow, f32x2 v, float b) const {
     if constexpr (!HAS_C) return activate<ACT>(alpha * v + b);
     const uint32_t at = (static_cast<uint32_t>(row) * ld_cin + col) * 4 + static_cast<uint32_t>(urow * ld_cin) * 4;
     const f32x2 c = {load_f32(cin_buf, at), load_f32(cin_buf, at + static_cast<uint32_t>(ld_cin) * 4)};

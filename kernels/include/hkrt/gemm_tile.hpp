@@ -209,15 +209,21 @@ struct TileStore {
 // Stores tile g (block origin m0, n0) as act(alpha * acc + beta * Cin + bias) (the epilogue ep, activation
 // act), a column of MFMA tiles at a time: a column's epilogue loads are issued together, then its stores, so
 // the next column's loads wait behind those stores once (vmcnt counts both, in order), not once per element.
+// The bias of every column is loaded first, before any store: its loads never wait behind one.
 // With CLIP, the rows at or past M are skipped whole (for skinny tiles: a uniform branch per accumulator row).
 template <bool CLIP = false, class Tile, class out_t>
 __device__ __forceinline__ void store_tile(Tile& g, const Epilogue& ep, const TileStore<out_t>& out, int act,
                                            int m0, int n0, int M = 0) {
+  float bias[Tile::TN];
+#pragma unroll
+  for (int j = 0; j < Tile::TN; ++j) bias[j] = ep.bias_at(n0 + g.lane_col(j));
   with_activation(act, [&](auto a) {
     ep.with_cin([&](auto has_c) {
 #pragma unroll
       for (int j = 0; j < Tile::TN; ++j) {
-        auto apply = [&](int r, int c, int ur, f32x2 v) { return ep.apply<a(), has_c()>(m0 + r, n0 + c, ur, v); };
+        auto apply = [&](int r, int c, int ur, f32x2 v) {
+          return ep.apply<a(), has_c()>(m0 + r, n0 + c, ur, v, bias[j]);
+        };
         auto store = [&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); };
         g.template map_output_pairs<CLIP>(M - m0, j, apply);
         g.template for_each_output<CLIP>(M - m0, j, store);
