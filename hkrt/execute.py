@@ -243,7 +243,9 @@ def compile_request(req: GemmRequest, plan) -> Program:
     tiles = -(-m // la.tile.m) * -(-n // la.tile.n)
     chunks = -(-batches // per)
     # each chunk's launch counts in words of its own: one run has one epoch
-    counters, epoch = prog.counter_words(chunks * per * tiles) if plan.splits > 1 else (0, 0)
+    counters, epoch = prog.counter_words(chunks * per * tiles) if plan.splits > 1 or la.stream_k else (0, 0)
+    # stream-K: two 256 x 256 fp32 tile slots per block and batch (kernels/include/hkrt/stream_k.hpp)
+    slots = prog.scratch(per * 2 * plan.blocks * 4 * la.tile.m * la.tile.n) if la.stream_k else None
     for b0 in range(0, batches, per):
         nb = min(per, batches - b0)
         out_ptr = Addr(OUT) + b0 * mn * out_item
@@ -259,6 +261,9 @@ def compile_request(req: GemmRequest, plan) -> Program:
                          counters + b0 * tiles * 8 if plan.splits > 1 else 0, epoch, m, n, kk, A_.ld, B_.ld, a_stride, b_stride, mn,
                          c_ptr, bias if bias is not None else 0, ep_req.alpha, ep_req.beta, ep_req.act, c_stride],
                         dynamic_lds=plan.dynamic_lds or None)
+        elif la.stream_k:
+            prog.launch(plan.gemm, (plan.blocks, nb, 1), [a_ptr, b_ptr, target, m, n, kk, A_.ld, B_.ld, n, a_stride,
+                                                          b_stride, t_stride, slots, counters + b0 * tiles * 8, epoch])
         else:
             args = [a_ptr, b_ptr, target, m, n, kk, A_.ld, B_.ld, n, a_stride, b_stride, t_stride]
             if la.fused:  # fused, or run as identity when the epilogue kernel finishes

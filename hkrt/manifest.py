@@ -67,7 +67,8 @@ class LaunchSpec:
     dynamic_lds: int
     tile: Tile
     strategy: str        # the kernel family the strategy table picks by
-    epilogue: str        # "none", "alpha_beta_bias_act" (fused) or "split_k_fused" (split K, finished fused)
+    epilogue: str        # "none", "alpha_beta_bias_act" (fused), "split_k_fused" (split K, finished fused) or
+    #                      "stream_k" (blocks share out the tiles' K iterations, no epilogue)
     out: str             # what it writes to C: "bf16" or "f32"
     b_layout: str        # how it reads B: "kn" or "nk"
 
@@ -79,6 +80,11 @@ class LaunchSpec:
     def splits_k(self) -> bool:
         """It splits K over grid.z (its blocks sum the splits themselves)."""
         return self.epilogue == "split_k_fused"
+
+    @property
+    def stream_k(self) -> bool:
+        """Its grid is any number of blocks sharing out the tiles' K iterations (kernels/gemm_pingpong.hip)."""
+        return self.epilogue == "stream_k"
 
     @property
     def is_gemm(self) -> bool:

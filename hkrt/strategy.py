@@ -79,6 +79,15 @@ RULES = [
      lambda s: 64 < s.m <= 128 and 4 * s.tiles(128, 128) >= s.cus),
     ("small", "M <= 128, or 256x256 tiles (of the whole batch) for fewer than half the CUs and, for a batch, K "
               "split", _small),
+    # 256x256 tiles that leave a last round part-empty, one product, no epilogue: stream-K (whole rounds, then
+    # the tiles left shared out over the CUs). mi355x model, against the rule that would run otherwise:
+    # 2048x14336x4096 (448 tiles) 0.1680 ms against pingpong's 0.1749, 5000^3 (400) 0.1935 against 0.2131,
+    # 4096x6144x4096 (384) 0.1432 against 0.1749, 7000x7000x1000 (784) 0.1033 against 0.1082; 2048x4096x4096
+    # (128) 0.0587 against small_m128's 0.0628, 2048x4096x14336 0.1587 against 0.1992, 3000^3 (144) 0.0627
+    # against 0.0911, 2048x6144x4096 (192) 0.0869 against small's 0.1192. Below half the CUs it loses: 2048^3
+    # (64 tiles, 128 blocks) 0.0375 against small's 0.0319.
+    ("stream_k", "one product, no epilogue, 256x256 tiles for at least half the CUs but not whole rounds of them",
+     lambda s: not s.epilogue and s.batch == 1 and s.tiles(256, 256) * 2 >= s.cus and s.tiles(256, 256) % s.cus),
     # Too few 256x256 tiles for the CUs, one product: 128x128 tiles two per CU, unsplit (each wave row's memory
     # phases hidden by the other block's MFMAs): 2048x4096x4096 0.0642 ms against pingpong_m128's 0.0725,
     # 2048x4096x14336 0.201 against 0.234, 3000^3 0.0934 against 0.107; with bias + gelu 2048x4096x4096 0.0699
@@ -105,6 +114,7 @@ class Plan:
     splits: int               # split-K factor (small family), else 1
     reason: str               # why, in words
     blocks_per_cu: int = 0    # blocks a CU may hold at once (resident_blocks), 0: as many as fit
+    blocks: int = 0           # a stream-K kernel's grid (stream_k_blocks), else 0
     dynamic_lds: int = 0      # LDS the launch asks for beyond the kernel's own, to hold it to blocks_per_cu
 
 
@@ -190,7 +200,7 @@ def _pick(arch: str, family: str, layouts: list[str], out: str, epilogue: bool):
 
         def find(pred):
             return next(((n, la) for n, la in cands if pred(la)), None)
-        choice = ((None if epilogue else find(lambda la: la.epilogue == "none" and la.out == out))
+        choice = ((None if epilogue else find(lambda la: not la.fused and la.out == out))
                   or find(lambda la: la.fused and la.out == out)
                   or find(lambda la: not la.fused and la.out == "f32")
                   or find(lambda la: la.fused and la.out == "f32"))
@@ -214,6 +224,27 @@ def resident_blocks(blocks: int, cus: int, fits: int) -> int:
     return max(range(2, fits + 1), key=lambda held: (last_round(held), held))
 
 
+def stream_k_blocks(tiles: int, tiles_k: int, cus: int) -> int:
+    """A stream-K launch's blocks for `tiles` output tiles of `tiles_k` K iterations: as many as the CUs, or
+    twice the tiles if that is fewer, but a count whose ranges cut no tile between more than two blocks (the
+    kernel finishes only those: kernels/include/hkrt/stream_k.hpp). The kernel runs whole rounds of tiles
+    first and shares out the tiles left (tiles % blocks)."""
+    for blocks in range(min(cus, 2 * tiles), 0, -1):
+        if _cut_at_most_twice(tiles % blocks, tiles_k, blocks):
+            return blocks
+    return 1
+
+
+def _cut_at_most_twice(shared: int, tiles_k: int, blocks: int) -> bool:
+    """Whether `shared` tiles' K iterations, split evenly over `blocks` as the kernel splits them, give every
+    tile to at most two blocks."""
+    total = shared * tiles_k
+
+    def block_of(it: int) -> int:
+        return ((it + 1) * blocks - 1) // total
+    return all(block_of((t + 1) * tiles_k - 1) - block_of(t * tiles_k) <= 1 for t in range(shared))
+
+
 def _finish(arch: str, name: str, la: LaunchSpec, shape: Shape, out: str, reason: str, lds_per_cu: int) -> Plan:
     splits = split_count(shape.m, shape.n, shape.k, la.tile.m, la.tile.n, shape.cus, shape.batch) if la.splits_k else 1
     blocks_per_cu = dynamic_lds = 0
@@ -223,7 +254,7 @@ def _finish(arch: str, name: str, la: LaunchSpec, shape: Shape, out: str, reason
         blocks_per_cu = resident_blocks(shape.tiles(la.tile.m, la.tile.n) * splits, shape.cus, fits)
         if blocks_per_cu < fits:
             dynamic_lds = lds_per_cu // blocks_per_cu - static
-    direct = (la.fused or (la.epilogue == "none" and not shape.epilogue)) and la.out == out
+    direct = (la.fused or (not la.fused and not shape.epilogue)) and la.out == out
     ep = None
     if not direct:
         if la.out != "f32":
@@ -231,5 +262,12 @@ def _finish(arch: str, name: str, la: LaunchSpec, shape: Shape, out: str, reason
                              f"for the epilogue kernel")
         ep = f"gemm_epilogue_{out}"
         registry.spec(arch, ep)
+    blocks = 0
+    if la.stream_k:
+        tiles = _tiles(shape.m, la.tile.m) * _tiles(shape.n, la.tile.n)
+        blocks = stream_k_blocks(tiles, _tiles(shape.k, la.tile.k), shape.cus)
+        if tiles * _tiles(shape.k, la.tile.k) * blocks >= 1 << 32:  # the kernel's iteration arithmetic is 32-bit
+            raise ValueError(f"variant {name}: {shape.m} x {shape.n} x {shape.k} has too many K iterations for "
+                             f"stream-K over {blocks} blocks")
     return Plan(gemm=name, family=la.strategy, b_layout=la.b_layout, fused=la.fused and direct, epilogue=ep,
-                splits=splits, reason=reason, blocks_per_cu=blocks_per_cu, dynamic_lds=dynamic_lds)
+                splits=splits, reason=reason, blocks_per_cu=blocks_per_cu, dynamic_lds=dynamic_lds, blocks=blocks)

@@ -17,8 +17,16 @@
 // refilled only after every read of its old tile (two phases earlier at least), and read only after both
 // rows waited for their loads of it. Edge rules: hkrt/gemm_tile.hpp (the runtime repacks operands that miss
 // them).
+//
+// With HKRT_STREAM_K the launch is a grid of G blocks (G at most the tiles, or twice them) that share out
+// every tile's K iterations evenly (hkrt/stream_k.hpp): for tile counts that leave a last round part-empty
+// (2048 x 14336: 448 tiles on 256 CUs). A block runs the same schedule over each piece of its range; a
+// tile cut between two blocks is finished by the second to arrive at its counter (one 64-bit word per
+// tile and batch in `counters`, epochs as in gemm_small), from the fp32 partials in W (two tile slots per
+// block and batch). tiles x tiles_k x G must stay under 2^32.
 #include "hkrt/gemm_tile.hpp"
 #include "hkrt/schedule.hpp"
+#include "hkrt/stream_k.hpp"
 
 #ifndef HKRT_OUT_F32
 #define HKRT_OUT_F32 0
@@ -28,6 +36,9 @@
 #endif
 #ifndef HKRT_BM  // block tile rows: 256, or 128 to give twice the blocks to shapes too small to fill the CUs
 #define HKRT_BM 256
+#endif
+#ifndef HKRT_STREAM_K
+#define HKRT_STREAM_K 0
 #endif
 
 using namespace hkrt;
@@ -50,6 +61,9 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
     , const float* __restrict__ Cin, const float* __restrict__ bias, float alpha, float beta, int act, int ld_cin,
     int64_t batch_cin
 #endif
+#if HKRT_STREAM_K
+    , float* __restrict__ W, unsigned long long* __restrict__ counters, uint64_t epoch
+#endif
 ) {
   __shared__ __attribute__((aligned(1024))) bf16 As0[Gemm::ATile::kBytes / 2], As1[Gemm::ATile::kBytes / 2];
   __shared__ __attribute__((aligned(1024))) bf16 Bs0[Gemm::BTile::kBytes / 2], Bs1[Gemm::BTile::kBytes / 2];
@@ -63,17 +77,46 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
 #endif
 
   const int tiles_m = (M + Gemm::BM - 1) / Gemm::BM, tiles_n = (N + Gemm::BN - 1) / Gemm::BN;
+  const int tiles_k = (K + kSliceK - 1) / kSliceK;
+  // blocks of one XCD take neighbouring work: tiles, or stream-K ranges of the tiles' K iterations
+  const int b = xcd_remap(blockIdx.x, gridDim.x);
+#if HKRT_STREAM_K
+  // Whole rounds of tiles first, one tile per block in each (data-parallel: the blocks of an XCD walk K in
+  // step, sharing their operands' slices in L2), then the tiles left share out their K iterations.
+  const int tiles = tiles_m * tiles_n, whole = tiles - tiles % gridDim.x;
+  const StreamK sk(tiles - whole, tiles_k, gridDim.x);
+  // each batch's product has counters (one per tile) and partial slots (two per block) of its own
+  counters += static_cast<size_t>(batch) * tiles;
+  const TilePartials<Gemm> parts(W + static_cast<size_t>(batch) * 2 * gridDim.x * TilePartials<Gemm>::kSlotBytes / 4,
+                                 2 * gridDim.x);
+  int next_whole = b;
+  for (uint32_t it = sk.begin(b), end = sk.begin(b + 1); next_whole < whole || it < end;) {  // a piece: one tile's
+    int tile, kt_begin, kt_end, shared = -1;  // shared: the tile's index among the stream-K ones
+    if (next_whole < whole) {
+      tile = next_whole, kt_begin = 0, kt_end = tiles_k;
+      next_whole += gridDim.x;
+    } else {
+      shared = static_cast<int>(it / tiles_k), tile = whole + shared, kt_begin = static_cast<int>(it - shared * tiles_k);
+      kt_end = min(tiles_k, kt_begin + static_cast<int>(end - it));
+      it += kt_end - kt_begin;
+    }
+    // what is derived from these (the stores' row offsets, descriptors) is computed again in every piece,
+    // not hoisted out of the loop into SGPRs held across it, which would spill
+    asm volatile("" : "+s"(ldc), "+s"(lda), "+s"(ldb));
+#else
+  {
+    const int tile = b, kt_begin = 0, kt_end = tiles_k;
+#endif
   int tm, tn;
-  grouped_tile<GROUP_M>(xcd_remap(blockIdx.x, tiles_m * tiles_n), tiles_m, tiles_n, tm, tn);
+  grouped_tile<GROUP_M>(tile, tiles_m, tiles_n, tm, tn);
   const int m0 = tm * Gemm::BM, n0 = tn * Gemm::BN;
 
   Gemm g(A, B, M, N, K, lda, ldb, m0, n0);
-  const int tiles_k = (K + kSliceK - 1) / kSliceK;
 
   // One K tile from stage (as, bs), prefetching the next into (next_as, next_bs); past the last tile the
   // prefetch reads zeros into a stage no one reads again, so the final step needs no branch of its own.
   auto step = [&](int kt, const bf16* as, const bf16* bs, bf16* next_as, bf16* next_bs) {
-    g.prepare(kt + 1, tiles_k);
+    g.prepare(kt + 1, kt_end);
     g.fill(next_as, next_bs, kt + 1);
     for (int ks = 0; ks < 2; ++ks) {
       bf16x8 a[Gemm::TM], b[Gemm::TN];
@@ -88,21 +131,28 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
     }
   };
 
-  g.prepare(0, tiles_k);
-  g.fill(As0, Bs0, 0);
+  g.prepare(kt_begin, kt_end);
+  g.fill(As0, Bs0, kt_begin);
   wait_vmcnt<0>();
   barrier();
   if (g.wm == 1) barrier();  // row 1 runs one phase behind row 0
-  for (int kt = 0; kt < tiles_k; kt += 2) {  // unrolled by two so each stage is a constant address
+  for (int kt = kt_begin; kt < kt_end; kt += 2) {  // unrolled by two so each stage is a constant address
     step(kt, As0, Bs0, As1, Bs1);
-    if (kt + 1 < tiles_k) step(kt + 1, As1, Bs1, As0, Bs0);
+    if (kt + 1 < kt_end) step(kt + 1, As1, Bs1, As0, Bs0);
   }
   if (g.wm == 0) barrier();  // and row 0 meets row 1's last barrier
 
+#if HKRT_STREAM_K
+  // a cut tile: the last of its blocks to arrive stores it
+  if ((kt_begin > 0 || kt_end < tiles_k) &&
+      !finish_cut_tile(g, sk, parts, b, shared, counters + tile, static_cast<unsigned>(epoch)))
+    continue;
+#endif
   const TileStore<out_t> out(C, M, N, ldc);
 #if HKRT_FUSED
   store_tile(g, Epilogue(Cin, M, ld_cin, bias, N, alpha, beta), out, act, m0, n0);
 #else
   g.for_each_output([&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); });
 #endif
+  }
 }

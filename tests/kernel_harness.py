@@ -16,7 +16,7 @@ import numpy as np
 
 from hkrt import manifest as mf
 from hkrt.reference import describe_outside, expected
-from hkrt.strategy import partial_elements
+from hkrt.strategy import partial_elements, stream_k_blocks
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 F32 = np.dtype(np.float32)
@@ -161,7 +161,7 @@ class EmuMachine:
 
 
 def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=None, alpha=1.0, beta=0.0,
-                act=0, counters=None, epoch=1):
+                act=0, counters=None, epoch=1, blocks=None):
     """Launch any GEMM variant on A (M x K) and B (N x K, stored K x N for a kn variant) into a poisoned
     output; returns (result, launch stats). The small family splits K `splits` ways and sums the splits in
     the launch, counting arrivals in `counters` (64-bit words, default zeros) under `epoch`: checked to
@@ -171,7 +171,10 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
 
     A batch in one launch: A (batch x M x K) with B 3-D (one per batch) or 2-D (shared: batch stride 0), c
     3-D or 2-D likewise; the matrices packed, so the batch strides are their sizes. A single product passes
-    zero strides."""
+    zero strides.
+
+    A stream-K variant runs `blocks` blocks (default: hkrt.strategy's choice for 256 CUs) and is checked to
+    leave every counter word of a tile cut between two blocks at (epoch, 2)."""
     la = launch_info(variant)
     batched = a.ndim == 3
     batch, m, k = a.shape if batched else (1, *a.shape)
@@ -206,6 +209,26 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
             assert (left == want).all(), f"{variant}: counters {left[left != want][:4]}, not {int(want):#x}"
         return dev.get(dc, out_shape, out_dtype(variant)), stats
     dc = dev.poisoned(out_shape, out_dtype(variant))
+    if la["epilogue"] == "stream_k":  # grid (blocks, batch): whole rounds of tiles, then the rest shared out
+        assert c is None and bias is None and act == 0, f"{variant} has no fused epilogue"
+        tiles, tiles_k = tiles_m * tiles_n, -(-k // la["tile"]["k"])
+        blocks = blocks or stream_k_blocks(tiles, tiles_k, 256)
+        slot = 4 * la["tile"]["m"] * la["tile"]["n"]
+        dw = dev.poisoned((batch, 2 * blocks, slot // 4), F32)
+        words = np.zeros(batch * tiles, np.uint64) if counters is None else counters
+        dcount = dev.put(words)
+        stats = dev.launch(variant, (blocks, batch, 1), "<QQQiiiiiiqqqQQQ", da, db, dc, m, n, k, k, k, n, s_a, s_b,
+                           s_c, dw, dcount, epoch)
+        shared = tiles % blocks
+        whole, total = tiles - shared, shared * tiles_k
+        def block_of(it):  # the block whose range holds iteration it (kernels/include/hkrt/stream_k.hpp)
+            return ((it + 1) * blocks - 1) // total
+        cut = [whole + t for t in range(shared) if block_of(t * tiles_k) != block_of((t + 1) * tiles_k - 1)]
+        left = dev.get(dcount, words.shape, np.uint64).reshape(batch, tiles)
+        want = np.uint64(epoch << 32 | 2)
+        got_cut = left[:, cut]
+        assert (got_cut == want).all(), f"{variant}: cut tiles' counters {got_cut[got_cut != want][:4]}, not {int(want):#x}"
+        return dev.get(dc, out_shape, out_dtype(variant)), stats
     if la["epilogue"] == "alpha_beta_bias_act":  # grid (tiles, batch)
         stats = dev.launch(variant, (tiles_m * tiles_n, batch, 1), "<QQQiiiiiiqqqQQffiiq", da, db, dc, m, n, k,
                            k, k, n, s_a, s_b, s_c, dcin, dbias, alpha, beta, act, n, s_cin)

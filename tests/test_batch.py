@@ -17,7 +17,7 @@ from hkrt import strategy as strategies
 from kernel_harness import (BF16, F32, EmuMachine, check, check_variant, fresh_rng, launch_info, nan_array,
                             normal, poison_allocations, run_variant, variants)
 
-FAMILIES = ["basic", "small", "small_m128", "pingpong", "interleave", "producer_consumer"]
+FAMILIES = ["basic", "small", "small_m128", "pingpong", "stream_k", "interleave", "producer_consumer"]
 GEMM_VARIANTS = [v for f in FAMILIES for v in variants(f)]
 OUT = {BF16: "bf16", F32: "f32"}
 

@@ -196,3 +196,41 @@ def test_fused_activations_at_extreme_values(variant, act):
     finite = np.isfinite(ref)
     assert_close(np.where(finite, g, 0), np.where(finite, ref, 0), np.where(finite, tol, 0), ACT_CODES[act])
     assert np.array_equal(g[~finite], ref[~finite], equal_nan=True), (g[~finite][:8], ref[~finite][:8])
+
+
+STREAM_K_CASES = [  # (M, N, K, blocks): tiles, K tiles, and how the blocks cut them
+    ((256, 256, 64), 2),      # one tile, one K tile: one block gets nothing, the other the whole tile
+    ((300, 600, 200), 12),    # 6 tiles, each cut in two, a K tail
+    ((513, 700, 1000), 12),   # 9 tiles over 12 blocks: ranges of 12 of 16 K tiles, every tile cut in two
+    ((700, 300, 1112), 4),    # 6 tiles: a whole round of 4, then 2 tiles shared out by 4 blocks
+    ((1, 1, 8), 2),
+    ((37, 53, 136), 2),
+]
+
+
+@pytest.mark.parametrize("case", STREAM_K_CASES, ids=lambda c: "x".join(map(str, c[0])) + f"-{c[1]}blocks")
+@pytest.mark.parametrize("variant", variants("stream_k"))
+def test_stream_k_finishes_cut_tiles_in_the_launch(variant, case):
+    """Whole rounds of tiles, then the tiles left shared out over the blocks: a tile cut between two blocks is
+    finished by the second to arrive from the other's partial (run_variant checks the counters)."""
+    (m, n, k), blocks = case
+    a, b = bf16_operands(m, n, k)
+    got, _ = run_variant(EmuMachine(), variant, a, b, blocks=blocks)
+    check_variant(got, variant, a, b, splits=2)
+
+
+@pytest.mark.parametrize("variant", variants("stream_k"))
+def test_stream_k_under_random_wave_interleavings_and_stale_counters(variant):
+    """Seeded wave interleavings in strict mode, counter words left by smaller epochs (a launch that ended
+    part-way) counting as no arrivals, and a batch of two products."""
+    m, n, k, blocks = 300, 600, 200, 12
+    rng = np.random.default_rng()
+    for seed in (1, 2):
+        a, b = bf16_operands(m, n, k)
+        epoch = int(rng.integers(2, 1 << 32))
+        words = rng.integers(0, epoch, 2 * 6, dtype=np.uint64) << np.uint64(32) | np.uint64(1)
+        batch_a = np.stack([a, bf16_operands(m, n, k)[0]])
+        got, _ = run_variant(EmuMachine(seed=seed), variant, batch_a, np.stack([b, b]), blocks=blocks,
+                             counters=words, epoch=epoch)
+        for i in range(2):
+            check_variant(got[i], variant, batch_a[i], b, splits=2, what=f"seed {seed}, product {i}")

@@ -12,7 +12,7 @@ from hkrt import strategy as strategies
 
 from kernel_harness import BF16, F32, check
 
-FAMILIES = ["basic", "small", "pingpong", "pingpong_m128", "interleave", "producer_consumer"]
+FAMILIES = ["basic", "small", "pingpong", "pingpong_m128", "stream_k", "interleave", "producer_consumer"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -116,7 +116,8 @@ def test_default_table_reaches_the_fast_families():
         return plan(dev, *args, b_layout="nk", out="bf16", fast_ok=True, **kw).family
     assert family(8192, 8192, 8192, epilogue=False) == "pingpong"
     assert family(4096, 8192, 1024, epilogue=False) == "pingpong"
-    assert family(2048, 4096, 4096, epilogue=False) == "small_m128"  # 128 tiles of 256x256
+    assert family(2048, 4096, 4096, epilogue=False) == "stream_k"  # 128 tiles of 256x256
+    assert family(2048, 4096, 4096, epilogue=True) == "small_m128"
     assert family(64, 4096, 4096, epilogue=False) == "small"
     assert family(4096, 4096, 4096, epilogue=True) == "pingpong"   # its fused variant
     assert family(8192, 8192, 8192, epilogue=True) == "pingpong"

@@ -18,8 +18,10 @@ def test_the_device_s_compute_units_decide_what_is_small():
     big, part = fake_device(compute_units=256), fake_device(compute_units=64)
     assert family(big, 1024, 1024, 1024) == "small"
     assert family(part, 1024, 1024, 1024) == "small"
-    assert family(part, 2048, 1024, 1024) == "small_m128"
-    assert family(big, 4096, 2048, 2048) == "small_m128"
+    assert family(part, 2048, 1024, 1024, epilogue=True) == "small_m128"
+    assert family(big, 4096, 2048, 2048, epilogue=True) == "small_m128"
+    assert family(part, 2048, 1024, 1024) == family(big, 4096, 2048, 2048) == "stream_k"
+    assert family(big, 4096, 4096, 4096) == "pingpong" and family(part, 2048, 2048, 2048) == "pingpong"
     assert family(part, 2048, 2048, 2048) == "pingpong"
     tiles = strategy.choose(big, 64, 2048, 4096, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
     few = strategy.choose(part, 64, 2048, 4096, b_layout="nk", out="f32", epilogue=False, fast_ok=True)
@@ -30,9 +32,15 @@ def test_rules_in_order_and_the_fallback():
     dev = fake_device(compute_units=256)
     assert family(dev, 8192, 8192, 8192) == "pingpong"
     assert family(dev, 4096, 8192, 1024) == "pingpong"
-    # 128 tiles of 256x256: 128x128 tiles two per CU, 0.0642 ms (pingpong_m128 0.0725); with an epilogue 0.0699
-    # (the fused pingpong 0.105)
-    assert family(dev, 2048, 4096, 4096) == family(dev, 2048, 4096, 4096, epilogue=True) == "small_m128"
+    # 128 tiles of 256x256: stream-K over 256 blocks (0.0587 ms, small_m128 0.0628); with an epilogue 128x128
+    # tiles two per CU, 0.0699 (the fused pingpong 0.105)
+    assert family(dev, 2048, 4096, 4096) == "stream_k"
+    assert family(dev, 2048, 4096, 4096, epilogue=True) == "small_m128"
+    # a part-empty last round: stream-K (448 tiles: 0.1680 ms, pingpong 0.1749), but not for a batch
+    assert family(dev, 2048, 14336, 4096) == "stream_k" and family(dev, 2048, 14336, 4096, epilogue=True) == "pingpong"
+    sk = strategy.choose(dev, 2048, 14336, 4096, b_layout="nk", out="bf16", epilogue=False, fast_ok=True)
+    assert (sk.gemm, sk.blocks, sk.epilogue) == ("gemm_pingpong_sk_nk_bf16", 256, None)
+    assert family(dev, 2048, 4096, 4096, batch=2) == "pingpong"
     unsplit = strategy.choose(dev, 2048, 4096, 4096, b_layout="nk", out="bf16", epilogue=True, fast_ok=True)
     assert unsplit.splits == 1 and unsplit.fused and unsplit.epilogue is None
     assert family(dev, 2048, 8192, 4096) == "pingpong"          # 256 tiles: 0.0896 ms, small_m128 0.124

@@ -1,0 +1,82 @@
+// Stream-K: a launch of G blocks shares out all K iterations of all output tiles (T = tiles x tiles_k of
+// them) evenly, block b taking iterations [b T / G, (b + 1) T / G) in tile order, so no block idles in a
+// last round that the tiles do not fill. A block's range cuts at most its first and its last tile; a tile
+// cut between two blocks is finished in the same launch by the second to arrive (sync.hpp), which adds
+// the other's fp32 partial to its own.
+#pragma once
+#include "hkrt/buffer.hpp"
+#include "hkrt/sync.hpp"
+#include "hkrt/types.hpp"
+
+namespace hkrt {
+
+struct StreamK {
+  uint32_t total;  // K iterations of all tiles; the runtime keeps total * blocks under 2^32
+  uint32_t blocks, tiles_k;
+
+  __device__ StreamK(int tiles, int tiles_k_, int blocks_) : total(tiles * tiles_k_), blocks(blocks_), tiles_k(tiles_k_) {}
+
+  __device__ uint32_t begin(uint32_t b) const { return total * b / blocks; }
+  // The block whose range holds iteration it.
+  __device__ uint32_t block_of(uint32_t it) const { return ((it + 1) * blocks - 1) / total; }
+  __device__ uint32_t first_block(uint32_t tile) const { return block_of(tile * tiles_k); }
+  __device__ uint32_t last_block(uint32_t tile) const { return block_of((tile + 1) * tiles_k - 1); }
+  // Where block b keeps its partial of tile t: two slots per block, one for the first tile of its range
+  // (cut at its start), one for the last (cut at its end); a range inside one tile uses the first.
+  __device__ uint32_t slot(uint32_t b, uint32_t tile) const { return begin(b) / tiles_k == tile ? 2 * b : 2 * b + 1; }
+};
+
+// The fp32 partial sums of a whole block tile, in the accumulators' own order: accumulator (i, j) of thread
+// tid at 16 * ((i * TN + j) * THREADS + tid) in its slot, so every store and load is 16 bytes per lane,
+// contiguous across the wave.
+template <class Gemm>
+struct TilePartials {
+  static constexpr uint32_t kSlotBytes = 16u * Gemm::TM * Gemm::TN * Gemm::THREADS;
+  rsrc_t buf;
+  uint32_t lane;
+
+  __device__ TilePartials(float* W, int slots) : lane(16u * threadIdx.x) {
+    buf = make_buffer(W, kSlotBytes * static_cast<uint32_t>(slots));
+  }
+  __device__ static uint32_t at(int slot, int i, int j) {
+    return slot * kSlotBytes + 16u * (i * Gemm::TN + j) * Gemm::THREADS;
+  }
+
+  __device__ void store(const Gemm& g, int slot) const {
+#pragma unroll
+    for (int i = 0; i < Gemm::TM; ++i)
+#pragma unroll
+      for (int j = 0; j < Gemm::TN; ++j) hkrt::store(buf, lane, at(slot, i, j), g.acc[i][j]);
+  }
+  // acc += the partial in slot, a row of accumulators at a time (the fence keeps the compiler from issuing
+  // every load first, which would need registers for the whole tile twice).
+  __device__ void add(Gemm& g, int slot) const {
+#pragma unroll
+    for (int i = 0; i < Gemm::TM; ++i) {
+      f32x4 part[Gemm::TN];
+#pragma unroll
+      for (int j = 0; j < Gemm::TN; ++j) part[j] = load_f32x4(buf, lane, at(slot, i, j));
+#pragma unroll
+      for (int j = 0; j < Gemm::TN; ++j) g.acc[i][j] += part[j];
+      sched_fence();
+    }
+  }
+};
+
+// Finishes this block's share of a cut tile: stores its partial, arrives, and in the last block to arrive
+// leaves the tile's sum in the accumulators (returning true). A tile meets at most two blocks' ranges (the
+// runtime launches at most as many blocks as tiles, or twice as many: then every range is half a tile),
+// so the last adds the other's partial to its own: fp32 addition commutes, so the sum does not depend on
+// which block is last. (Three or more would need the partials summed in order, the tile's accumulators
+// twice over in registers.)
+template <class Gemm>
+__device__ bool finish_cut_tile(Gemm& g, const StreamK& sk, const TilePartials<Gemm>& parts, uint32_t b,
+                                uint32_t tile, unsigned long long* counter, unsigned epoch) {
+  const uint32_t first = sk.first_block(tile), last = sk.last_block(tile);
+  parts.store(g, sk.slot(b, tile));
+  if (!last_to_arrive(counter, 2, epoch)) return false;
+  parts.add(g, sk.slot(b == first ? last : first, tile));
+  return true;
+}
+
+}  // namespace hkrt
