@@ -60,6 +60,19 @@ class Shape:
 SMALL_TILE = (64, 128)  # gemm_small's block tile, for its split count
 
 
+# What a stream-K block pays beyond its share of K iterations, counted in them: re-entering the schedule for
+# each of its pieces (the first K tile's loads at memory latency, about 5,000 cycles on the mi355x model, 2.4
+# K tiles of 2,080) about twice, and a cut tile's 256 KiB partial stored or read once (4,000 cycles).
+STREAM_K_OVERHEAD_K_TILES = 8
+
+
+def _stream_k_pays(s: Shape) -> bool:
+    """Whether stream-K's K iterations per block, with its overhead, undercut the data-parallel rounds."""
+    tiles, tiles_k = s.tiles(256, 256), _tiles(s.k, 64)
+    blocks = stream_k_blocks(tiles, tiles_k, s.cus)
+    return tiles * tiles_k / blocks + STREAM_K_OVERHEAD_K_TILES < _tiles(tiles, s.cus) * tiles_k
+
+
 def _small(s: Shape) -> bool:
     if s.m <= 128:
         return True
@@ -85,9 +98,12 @@ RULES = [
     # 4096x6144x4096 (384) 0.1432 against 0.1749, 7000x7000x1000 (784) 0.1033 against 0.1082; 2048x4096x4096
     # (128) 0.0587 against small_m128's 0.0628, 2048x4096x14336 0.1587 against 0.1992, 3000^3 (144) 0.0627
     # against 0.0911, 2048x6144x4096 (192) 0.0869 against small's 0.1192. Below half the CUs it loses: 2048^3
-    # (64 tiles, 128 blocks) 0.0375 against small's 0.0319.
-    ("stream_k", "one product, no epilogue, 256x256 tiles for at least half the CUs but not whole rounds of them",
-     lambda s: not s.epilogue and s.batch == 1 and s.tiles(256, 256) * 2 >= s.cus and s.tiles(256, 256) % s.cus),
+    # (64 tiles, 128 blocks) 0.0375 against small's 0.0319; and with few K tiles the pieces' fixed cost outweighs
+    # the round it saves (_stream_k_pays): 5000x5000x1000 (400 tiles of 16 K tiles, 240 blocks) 0.0627 against
+    # pingpong's 0.0563.
+    ("stream_k", "one product, no epilogue, 256x256 tiles for at least half the CUs but not whole rounds of them, "
+                 "and K long enough to pay for the pieces", lambda s: not s.epilogue and s.batch == 1 and
+     s.tiles(256, 256) * 2 >= s.cus and s.tiles(256, 256) % s.cus and _stream_k_pays(s)),
     # Too few 256x256 tiles for the CUs, one product: 128x128 tiles two per CU, unsplit (each wave row's memory
     # phases hidden by the other block's MFMAs): 2048x4096x4096 0.0642 ms against pingpong_m128's 0.0725,
     # 2048x4096x14336 0.201 against 0.234, 3000^3 0.0934 against 0.107; with bias + gelu 2048x4096x4096 0.0699
