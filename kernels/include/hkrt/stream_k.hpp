@@ -48,16 +48,21 @@ struct TilePartials {
 #pragma unroll
       for (int j = 0; j < Gemm::TN; ++j) hkrt::store(buf, lane, at(slot, i, j), g.acc[i][j]);
   }
-  // acc += the partial in slot, a row of accumulators at a time (the fence keeps the compiler from issuing
-  // every load first, which would need registers for the whole tile twice).
+  // acc += the partial in slot, a row of accumulators at a time, the next row's loads in flight while a row
+  // is added (the fences keep the compiler from issuing every load first, which would need registers for
+  // the whole tile twice).
   __device__ void add(Gemm& g, int slot) const {
+    f32x4 part[2][Gemm::TN];
+#pragma unroll
+    for (int j = 0; j < Gemm::TN; ++j) part[0][j] = load_f32x4(buf, lane, at(slot, 0, j));
 #pragma unroll
     for (int i = 0; i < Gemm::TM; ++i) {
-      f32x4 part[Gemm::TN];
+      if (i + 1 < Gemm::TM)
 #pragma unroll
-      for (int j = 0; j < Gemm::TN; ++j) part[j] = load_f32x4(buf, lane, at(slot, i, j));
+        for (int j = 0; j < Gemm::TN; ++j) part[(i + 1) % 2][j] = load_f32x4(buf, lane, at(slot, i + 1, j));
+      sched_fence();
 #pragma unroll
-      for (int j = 0; j < Gemm::TN; ++j) g.acc[i][j] += part[j];
+      for (int j = 0; j < Gemm::TN; ++j) g.acc[i][j] += part[i % 2][j];
       sched_fence();
     }
   }
