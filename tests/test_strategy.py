@@ -1,6 +1,8 @@
 """hkrt.strategy: the shape -> kernel table, on the built manifest and a fake device (no emulator)."""
 from __future__ import annotations
 
+import pytest
+
 from hkrt import strategy
 
 from fake_driver import fake_device
@@ -101,3 +103,18 @@ def test_split_k_blocks_are_held_to_the_residency_that_evens_the_last_round():
     assert (even.blocks_per_cu, even.dynamic_lds) == (3, 0)
     big = strategy.choose(dev, 4096, 4096, 4096, b_layout="nk", out="bf16", epilogue=False, fast_ok=True)
     assert (big.blocks_per_cu, big.dynamic_lds) == (0, 0)
+
+
+def test_stream_k_refuses_more_iterations_than_its_32_bit_arithmetic_holds():
+    """65536^3 is 65536 tiles of 1024 K tiles over 256 blocks: 2^34 block-iterations, past the kernel's 32-bit
+    range arithmetic; asking for stream-K there is a clear error, not a wrong result."""
+    dev = fake_device(compute_units=256)
+    with pytest.raises(ValueError, match="too many K iterations for stream-K"):
+        strategy.choose(dev, 65536, 65536, 65536, b_layout="nk", out="bf16", epilogue=False, fast_ok=True,
+                        strategy="stream_k")
+    assert strategy.stream_k_blocks(448, 64, 256) == 256 and strategy.stream_k_blocks(128, 64, 256) == 256
+    assert strategy.stream_k_blocks(6, 4, 256) == 12        # twice the tiles: every block half a tile
+    # 144 tiles of 47 K tiles on 256 blocks would cut some tile three ways: the count drops until none is
+    blocks = strategy.stream_k_blocks(144, 47, 256)
+    assert blocks < 256 and strategy._cut_at_most_twice(144 % blocks, 47, blocks)
+    assert not strategy._cut_at_most_twice(144, 47, 256)
