@@ -80,6 +80,49 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
   const int tiles_k = (K + kSliceK - 1) / kSliceK;
   // blocks of one XCD take neighbouring work: tiles, or stream-K ranges of the tiles' K iterations
   const int b = xcd_remap(blockIdx.x, gridDim.x);
+  auto origin = [&](int tile, int& m0, int& n0) {
+    int tm, tn;
+    grouped_tile<GROUP_M>(tile, tiles_m, tiles_n, tm, tn);
+    m0 = tm * Gemm::BM, n0 = tn * Gemm::BN;
+  };
+  auto store = [&](Gemm& g, int m0, int n0) {
+    const TileStore<out_t> out(C, M, N, ldc);
+#if HKRT_FUSED
+    store_tile(g, Epilogue(Cin, M, ld_cin, bias, N, alpha, beta), out, act, m0, n0);
+#else
+    g.for_each_output([&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); });
+#endif
+  };
+
+  // K tiles kt_begin .. kt_end - 1 into g's accumulators, the first already being loaded into stage 0. Each K
+  // tile from stage (as, bs) prefetches the next into (next_as, next_bs); past the last the prefetch reads
+  // zeros into a stage no one reads again, so the final step needs no branch of its own.
+  auto k_loop = [&](Gemm& g, int kt_begin, int kt_end) {
+    auto step = [&](int kt, const bf16* as, const bf16* bs, bf16* next_as, bf16* next_bs) {
+      g.prepare(kt + 1, kt_end);
+      g.fill(next_as, next_bs, kt + 1);
+      for (int ks = 0; ks < 2; ++ks) {
+        bf16x8 a[Gemm::TM], b[Gemm::TN];
+        g.read_half(as, bs, ks, a, b);
+        if (ks == 1) wait_vmcnt<0>();  // the next tile's loads, issued a phase ago, have landed (docs/kernels.md)
+        wait_lgkmcnt<0>();              // and this half's reads are done
+        barrier();
+        sched_fence();
+        g.mma_cluster(a, b);
+        sched_fence();
+        barrier();
+      }
+    };
+    wait_vmcnt<0>();
+    barrier();
+    if (g.wm == 1) barrier();  // row 1 runs one phase behind row 0
+    for (int kt = kt_begin; kt < kt_end; kt += 2) {  // unrolled by two so each stage is a constant address
+      step(kt, As0, Bs0, As1, Bs1);
+      if (kt + 1 < kt_end) step(kt + 1, As1, Bs1, As0, Bs0);
+    }
+    if (g.wm == 0) barrier();  // and row 0 meets row 1's last barrier
+  };
+
 #if HKRT_STREAM_K
   // Whole rounds of tiles first, one tile per block in each (data-parallel: the blocks of an XCD walk K in
   // step, sharing their operands' slices in L2), then the tiles left share out their K iterations.
@@ -89,70 +132,43 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
   counters += static_cast<size_t>(batch) * tiles;
   const TilePartials<Gemm> parts(W + static_cast<size_t>(batch) * 2 * gridDim.x * TilePartials<Gemm>::kSlotBytes / 4,
                                  2 * gridDim.x);
-  int next_whole = b;
-  for (uint32_t it = sk.begin(b), end = sk.begin(b + 1); next_whole < whole || it < end;) {  // a piece: one tile's
-    int tile, kt_begin, kt_end, shared = -1;  // shared: the tile's index among the stream-K ones
-    if (next_whole < whole) {
-      tile = next_whole, kt_begin = 0, kt_end = tiles_k;
-      next_whole += gridDim.x;
-    } else {
-      shared = static_cast<int>(it / tiles_k), tile = whole + shared, kt_begin = static_cast<int>(it - shared * tiles_k);
-      kt_end = min(tiles_k, kt_begin + static_cast<int>(end - it));
-      it += kt_end - kt_begin;
-    }
-    // what is derived from these (the stores' row offsets, descriptors) is computed again in every piece,
-    // not hoisted out of the loop into SGPRs held across it, which would spill
-    asm volatile("" : "+s"(ldc), "+s"(lda), "+s"(ldb));
-#else
-  {
-    const int tile = b, kt_begin = 0, kt_end = tiles_k;
-#endif
-  int tm, tn;
-  grouped_tile<GROUP_M>(tile, tiles_m, tiles_n, tm, tn);
-  const int m0 = tm * Gemm::BM, n0 = tn * Gemm::BN;
-
+  PieceWalk walk(sk, b, whole);
+  Piece piece;
+  if (!walk.next(piece)) return;
+  int m0, n0;
+  origin(piece.tile, m0, n0);
   Gemm g(A, B, M, N, K, lda, ldb, m0, n0);
-
-  // One K tile from stage (as, bs), prefetching the next into (next_as, next_bs); past the last tile the
-  // prefetch reads zeros into a stage no one reads again, so the final step needs no branch of its own.
-  auto step = [&](int kt, const bf16* as, const bf16* bs, bf16* next_as, bf16* next_bs) {
-    g.prepare(kt + 1, kt_end);
-    g.fill(next_as, next_bs, kt + 1);
-    for (int ks = 0; ks < 2; ++ks) {
-      bf16x8 a[Gemm::TM], b[Gemm::TN];
-      g.read_half(as, bs, ks, a, b);
-      if (ks == 1) wait_vmcnt<0>();  // the next tile's loads, issued a phase ago, have landed (docs/kernels.md)
-      wait_lgkmcnt<0>();              // and this half's reads are done
-      barrier();
-      sched_fence();
-      g.mma_cluster(a, b);
-      sched_fence();
-      barrier();
+  g.prepare(piece.kt_begin, piece.kt_end);
+  g.fill(As0, Bs0, piece.kt_begin);
+  for (;;) {
+    // what is derived from these (the stores' row offsets, the loads' lane offsets) is computed again for
+    // every piece, not hoisted out of the loop into SGPRs held across it, which would spill
+    asm volatile("" : "+s"(ldc), "+s"(lda), "+s"(ldb));
+    k_loop(g, piece.kt_begin, piece.kt_end);
+    const Piece done = piece;
+    const int done_m0 = m0, done_n0 = n0;
+    // the next piece's first K tile is loaded while this one's results are stored
+    const bool more = walk.next(piece);
+    if (more) {
+      origin(piece.tile, m0, n0);
+      g.aim(m0, n0, lda, ldb);
+      g.prepare(piece.kt_begin, piece.kt_end);
+      g.fill(As0, Bs0, piece.kt_begin);
     }
-  };
-
-  g.prepare(kt_begin, kt_end);
-  g.fill(As0, Bs0, kt_begin);
-  wait_vmcnt<0>();
-  barrier();
-  if (g.wm == 1) barrier();  // row 1 runs one phase behind row 0
-  for (int kt = kt_begin; kt < kt_end; kt += 2) {  // unrolled by two so each stage is a constant address
-    step(kt, As0, Bs0, As1, Bs1);
-    if (kt + 1 < kt_end) step(kt + 1, As1, Bs1, As0, Bs0);
+    // a cut tile: the second of its two blocks to arrive stores it
+    if (!done.cut(tiles_k) || finish_cut_tile(g, sk, parts, b, done.shared, counters + done.tile,
+                                               static_cast<unsigned>(epoch)))
+      store(g, done_m0, done_n0);
+    if (!more) break;
+    g.clear();
   }
-  if (g.wm == 0) barrier();  // and row 0 meets row 1's last barrier
-
-#if HKRT_STREAM_K
-  // a cut tile: the last of its blocks to arrive stores it
-  if ((kt_begin > 0 || kt_end < tiles_k) &&
-      !finish_cut_tile(g, sk, parts, b, shared, counters + tile, static_cast<unsigned>(epoch)))
-    continue;
-#endif
-  const TileStore<out_t> out(C, M, N, ldc);
-#if HKRT_FUSED
-  store_tile(g, Epilogue(Cin, M, ld_cin, bias, N, alpha, beta), out, act, m0, n0);
 #else
-  g.for_each_output([&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); });
+  int m0, n0;
+  origin(b, m0, n0);
+  Gemm g(A, B, M, N, K, lda, ldb, m0, n0);
+  g.prepare(0, tiles_k);
+  g.fill(As0, Bs0, 0);
+  k_loop(g, 0, tiles_k);
+  store(g, m0, n0);
 #endif
-  }
 }

@@ -47,17 +47,26 @@ struct TileGemm {
     a_buf = make_buffer(A, static_cast<uint32_t>(M) * lda * 2);
     b_buf = make_buffer(B, static_cast<uint32_t>(N) * ldb * 2);
     chunk_k = 8 * ((lane % 8) ^ (lane / 8));
-    // Lane offsets are fixed for the whole loop; the K position travels in the scalar offset.
+    aim(m0, n0, lda, ldb);
+    for (int ks = 0; ks < 2; ++ks) {
+      a_frag[ks] = ATile::fragment_offset(wm * WM, ks, lane);
+      b_frag[ks] = BTile::fragment_offset(wn * WN, ks, lane);
+    }
+    clear();
+  }
+
+  // Point the loads at the block tile with origin (m0, n0). Lane offsets are fixed for a whole K loop; the K
+  // position travels in the scalar offset.
+  __device__ void aim(int m0, int n0, int lda, int ldb) {
     for (int i = 0; i < A_LOADS; ++i)
       a_off[i] = static_cast<uint32_t>(m0 + (A_LOADS * wave + i) * kRowsPerLoad + ATile::fill_row(lane)) * lda * 2 +
                  ATile::fill_chunk_offset(lane);
     for (int i = 0; i < B_LOADS; ++i)
       b_off[i] = static_cast<uint32_t>(n0 + (B_LOADS * wave + i) * kRowsPerLoad + BTile::fill_row(lane)) * ldb * 2 +
                  BTile::fill_chunk_offset(lane);
-    for (int ks = 0; ks < 2; ++ks) {
-      a_frag[ks] = ATile::fragment_offset(wm * WM, ks, lane);
-      b_frag[ks] = BTile::fragment_offset(wn * WN, ks, lane);
-    }
+  }
+
+  __device__ void clear() {
     for (int i = 0; i < TM; ++i)
       for (int j = 0; j < TN; ++j) acc[i][j] = f32x4{};
   }

@@ -26,6 +26,36 @@ struct StreamK {
   __device__ uint32_t slot(uint32_t b, uint32_t tile) const { return begin(b) / tiles_k == tile ? 2 * b : 2 * b + 1; }
 };
 
+// One piece of a block's work: K tiles kt_begin .. kt_end - 1 of output tile `tile`; `shared` is the tile's
+// index among the shared-out ones, -1 for a whole-round tile.
+struct Piece {
+  int tile, kt_begin, kt_end, shared;
+  __device__ bool cut(int tiles_k) const { return kt_begin > 0 || kt_end < tiles_k; }
+};
+
+// A block's pieces in order: its whole-round tiles (b, b + G, ... below `whole`), then its stream-K range
+// of the shared-out tiles, numbered from `whole` on.
+struct PieceWalk {
+  int next_whole, whole, stride, tiles_k;
+  uint32_t it, end;
+
+  __device__ PieceWalk(const StreamK& sk, int b, int whole_)
+      : next_whole(b), whole(whole_), stride(sk.blocks), tiles_k(sk.tiles_k), it(sk.begin(b)), end(sk.begin(b + 1)) {}
+
+  __device__ bool next(Piece& p) {
+    if (next_whole < whole) {
+      p = Piece{next_whole, 0, tiles_k, -1};
+      next_whole += stride;
+      return true;
+    }
+    if (it >= end) return false;
+    const int shared = static_cast<int>(it / tiles_k), kt_begin = static_cast<int>(it - shared * tiles_k);
+    p = Piece{whole + shared, kt_begin, min(tiles_k, kt_begin + static_cast<int>(end - it)), shared};
+    it += p.kt_end - p.kt_begin;
+    return true;
+  }
+};
+
 // The fp32 partial sums of a whole block tile, in the accumulators' own order: accumulator (i, j) of thread
 // tid at 16 * ((i * TN + j) * THREADS + tid) in its slot, so every store and load is 16 bytes per lane,
 // contiguous across the wave.
