@@ -94,10 +94,11 @@ RULES = [
               "split", _small),
     # 256x256 tiles that leave a last round part-empty, one product, no epilogue: stream-K (whole rounds, then
     # the tiles left shared out over the CUs). mi355x model, against the rule that would run otherwise:
-    # 2048x14336x4096 (448 tiles) 0.1680 ms against pingpong's 0.1749, 5000^3 (400) 0.1935 against 0.2131,
-    # 4096x6144x4096 (384) 0.1432 against 0.1749, 7000x7000x1000 (784) 0.1033 against 0.1082; 2048x4096x4096
-    # (128) 0.0587 against small_m128's 0.0628, 2048x4096x14336 0.1587 against 0.1992, 3000^3 (144) 0.0627
-    # against 0.0911, 2048x6144x4096 (192) 0.0869 against small's 0.1192. Below half the CUs it loses: 2048^3
+    # 2048x14336x4096 (448 tiles) 0.1654 ms against pingpong's 0.1749, 2048x4096x4096 (128) 0.0573 against
+    # small_m128's 0.0628, 2048x4096x14336 0.1569 against 0.1992; with the first stream-K kernel (pieces not
+    # overlapped, 1-2% slower): 5000^3 (400) 0.1935 against 0.2131, 4096x6144x4096 (384) 0.1432 against 0.1749,
+    # 3000^3 (144) 0.0627 against 0.0911, 2048x6144x4096 (192) 0.0869 against small's 0.1192; 7000x7000x1000
+    # (784, now below _stream_k_pays' margin) 0.1033 against 0.1082. Below half the CUs it loses: 2048^3
     # (64 tiles, 128 blocks) 0.0375 against small's 0.0319; and with few K tiles the pieces' fixed cost outweighs
     # the round it saves (_stream_k_pays): 5000x5000x1000 (400 tiles of 16 K tiles, 240 blocks) 0.0627 against
     # pingpong's 0.0563.
