@@ -45,6 +45,8 @@ def test_rules_in_order_and_the_fallback():
     assert family(dev, 2048, 4096, 4096, batch=2) == "pingpong"
     # 16 K tiles: the pieces' fixed cost outweighs the round saved (0.0627 ms against pingpong's 0.0563)
     assert family(dev, 5000, 5000, 1000) == "pingpong" and family(dev, 5000, 5000, 5000) == "stream_k"
+    # four rounds or more stay data-parallel (2048x128256x4096, 4008 tiles: 1.371 ms, stream-K 1.442)
+    assert family(dev, 2048, 128256, 4096) == "pingpong" and family(dev, 4096, 14336, 4096) == "stream_k"
     unsplit = strategy.choose(dev, 2048, 4096, 4096, b_layout="nk", out="bf16", epilogue=True, fast_ok=True)
     assert unsplit.splits == 1 and unsplit.fused and unsplit.epilogue is None
     assert family(dev, 2048, 8192, 4096) == "pingpong"          # 256 tiles: 0.0896 ms, small_m128 0.124
