@@ -104,7 +104,7 @@ RULES = [
     # pingpong's 0.0563; and with many whole rounds it lost where the margin said it would win, for reasons not
     # yet found: 2048x128256x4096 (4008 tiles, 15.7 rounds) 1.442 ms against pingpong's 1.371 (its stream-K run
     # emulates every piece of XCD 0's blocks, the data-parallel one samples rounds). 4096x14336x4096 (896 tiles,
-    # 3.5 rounds) 0.3080 against 0.3459.
+    # 3.5 rounds) 0.3080 against 0.3459, 2048x28672x8192 (896) 0.5871 against 0.6648.
     ("stream_k", "one product, no epilogue, 256x256 tiles for at least half the CUs and fewer than four rounds, "
                  "not whole rounds of them, and K long enough to pay for the pieces", lambda s: not s.epilogue and
      s.batch == 1 and s.cus <= s.tiles(256, 256) * 2 < 8 * s.cus and s.tiles(256, 256) % s.cus and _stream_k_pays(s)),
