@@ -255,14 +255,19 @@ def stream_k_blocks(tiles: int, tiles_k: int, cus: int) -> int:
     return 1
 
 
-def _cut_at_most_twice(shared: int, tiles_k: int, blocks: int) -> bool:
-    """Whether `shared` tiles' K iterations, split evenly over `blocks` as the kernel splits them, give every
-    tile to at most two blocks."""
+def stream_k_owners(shared: int, tiles_k: int, blocks: int) -> list[tuple[int, int]]:
+    """The first and last block whose range holds part of each of `shared` tiles, their K iterations split
+    evenly over `blocks` as the kernel splits them (StreamK in kernels/include/hkrt/stream_k.hpp)."""
     total = shared * tiles_k
 
     def block_of(it: int) -> int:
         return ((it + 1) * blocks - 1) // total
-    return all(block_of((t + 1) * tiles_k - 1) - block_of(t * tiles_k) <= 1 for t in range(shared))
+    return [(block_of(t * tiles_k), block_of((t + 1) * tiles_k - 1)) for t in range(shared)]
+
+
+def _cut_at_most_twice(shared: int, tiles_k: int, blocks: int) -> bool:
+    """Whether every shared-out tile goes to at most two blocks."""
+    return all(last - first <= 1 for first, last in stream_k_owners(shared, tiles_k, blocks))
 
 
 def _finish(arch: str, name: str, la: LaunchSpec, shape: Shape, out: str, reason: str, lds_per_cu: int) -> Plan:
@@ -274,7 +279,7 @@ def _finish(arch: str, name: str, la: LaunchSpec, shape: Shape, out: str, reason
         blocks_per_cu = resident_blocks(shape.tiles(la.tile.m, la.tile.n) * splits, shape.cus, fits)
         if blocks_per_cu < fits:
             dynamic_lds = lds_per_cu // blocks_per_cu - static
-    direct = (la.fused or (not la.fused and not shape.epilogue)) and la.out == out
+    direct = (la.fused or not shape.epilogue) and la.out == out
     ep = None
     if not direct:
         if la.out != "f32":

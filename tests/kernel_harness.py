@@ -16,7 +16,7 @@ import numpy as np
 
 from hkrt import manifest as mf
 from hkrt.reference import describe_outside, expected
-from hkrt.strategy import partial_elements, stream_k_blocks
+from hkrt.strategy import partial_elements, stream_k_blocks, stream_k_owners
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 F32 = np.dtype(np.float32)
@@ -220,10 +220,8 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
         stats = dev.launch(variant, (blocks, batch, 1), "<QQQiiiiiiqqqQQQ", da, db, dc, m, n, k, k, k, n, s_a, s_b,
                            s_c, dw, dcount, epoch)
         shared = tiles % blocks
-        whole, total = tiles - shared, shared * tiles_k
-        def block_of(it):  # the block whose range holds iteration it (kernels/include/hkrt/stream_k.hpp)
-            return ((it + 1) * blocks - 1) // total
-        cut = [whole + t for t in range(shared) if block_of(t * tiles_k) != block_of((t + 1) * tiles_k - 1)]
+        cut = [tiles - shared + t for t, (first, last) in enumerate(stream_k_owners(shared, tiles_k, blocks))
+               if first != last]
         left = dev.get(dcount, words.shape, np.uint64).reshape(batch, tiles)
         want = np.uint64(epoch << 32 | 2)
         got_cut = left[:, cut]

@@ -69,8 +69,9 @@ __device__ inline void with_activation(int act, F&& f) {
 
 // act(alpha * v + beta * Cin + bias) of the elements of a tile, two rows of a column at a time: Cin (M x N
 // fp32, row stride ld_cin) and bias (N fp32) are read through range-checked buffers, and a null Cin gives a
-// zero-sized buffer, which reads zeros: no branches. Applied to the accumulators in place before any store, so that its loads do not
-// wait behind the stores' acknowledgements (vmcnt counts both, in order) and loads of one address merge.
+// zero-sized buffer, which reads zeros: no branches. Applied to the accumulators in place before any store,
+// so that its loads do not wait behind the stores' acknowledgements (vmcnt counts both, in order) and loads
+// of one address merge.
 struct Epilogue {
   rsrc_t cin_buf, bias_buf;
   int ld_cin;

@@ -100,8 +100,8 @@ struct TilePartials {
 
 // Finishes this block's share of a cut tile: stores its partial, arrives, and in the last block to arrive
 // leaves the tile's sum in the accumulators (returning true). A tile meets at most two blocks' ranges (the
-// runtime launches at most as many blocks as tiles, or twice as many: then every range is half a tile),
-// so the last adds the other's partial to its own: fp32 addition commutes, so the sum does not depend on
+// runtime picks a block count for which that holds: hkrt.strategy.stream_k_blocks), so the last adds the
+// other's partial to its own: fp32 addition commutes, so the sum does not depend on
 // which block is last. (Three or more would need the partials summed in order, the tile's accumulators
 // twice over in registers.)
 template <class Gemm>
