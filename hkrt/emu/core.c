@@ -1884,12 +1884,44 @@ static double div_scale(double s0, double den, double num, int wide, int *vcc) {
   return s0;
 }
 
-/* V_DIV_FMAS: fma, undoing DIV_SCALE's scaling where VCC says so: up for a large result, down for a small one */
+/* a * b + c rounded to fp64, and the sign of what that rounding left out (0: exact). For fp32 operands a TwoSum of
+ * the exact product (it fits in 48 bits), else Boldo and Muller's ErrFma (exact unless its terms fall below
+ * fp64's normal range). */
+static double fma_and_error(double a, double b, double c, int wide, double *err) {
+  double r = fma(a, b, c);
+  if (!wide) {
+    double p = a * b, bb = r - p;
+    *err = (p - (r - bb)) + (c - bb);
+  } else {
+    double u1 = a * b, u2 = fma(a, b, -u1), s1 = c + u2, v = s1 - c, z = (c - (s1 - v)) + (u2 - v);
+    double b1 = u1 + s1, w = b1 - u1, b2 = (u1 - (b1 - w)) + (s1 - w);
+    *err = ((b1 - r) + b2) + z;
+  }
+  return r;
+}
+
+/* r * 2^e rounded once to the result's precision (wide: fp64, else fp32, denormals included), where the exact value
+ * is r plus something of err's sign below r's last bit: rounding r again would go wrong only where r lies exactly
+ * midway between two results, and there the exact value is on err's side. */
+static double scale_rounded_once(double r, double err, int e, int wide) {
+  double t = wide ? ldexp(r, e) : (double)(float)ldexp(r, e);
+  if (err == 0 || !isfinite(t)) return t;
+  double back = ldexp(t, -e);
+  if (back == r) return t;
+  double away = wide ? nextafter(t, r > back ? INFINITY : -INFINITY)
+                     : (double)nextafterf((float)t, r > back ? INFINITY : -INFINITY);
+  if (r - back != ldexp(away, -e) - r) return t;  /* not midway: t is the nearest to the exact value too */
+  return (err > 0) == (away > t) ? away : t;
+}
+
+/* V_DIV_FMAS: fma, undoing DIV_SCALE's scaling where VCC says so: up for a large result, down for a small one. The
+ * scaled result is rounded once, as the fused hardware rounds it: scaling a rounded fma down into the denormal
+ * range would round twice and come out one ulp off now and then. */
 static inline double div_fmas(double a, double b, double c, int vcc, int wide) {
-  double r = wide ? fma(a, b, c) : (double)fmaf((float)a, (float)b, (float)c);
-  if (!vcc) return r;
+  if (!vcc) return wide ? fma(a, b, c) : (double)fmaf((float)a, (float)b, (float)c);
+  double err, r = fma_and_error(a, b, c, wide, &err);
   int sc = wide ? 128 : 64;
-  return ldexp(r, fabs(c) >= 2.0 ? sc : -sc);
+  return scale_rounded_once(r, err, fabs(c) >= 2.0 ? sc : -sc, wide);
 }
 
 /* V_DIV_FIXUP: the special cases of num / den, else the quotient q with the sign of the division */
