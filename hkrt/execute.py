@@ -23,7 +23,7 @@ from .array import DeviceArray, bfloat16, contiguous_strides, upload_contiguous
 from .memory import stream_handle, stream_key
 from .registry import ADDRESS, Addr, BoundLaunch
 from .request import FAST_MAX_BUFFER, FLOAT32, GemmRequest, padded_k
-from .strategy import partial_elements
+from .strategy import Band, partial_elements
 
 FAST_ALIGN = 16            # bytes: operand rows and batches for the direct-to-LDS loads
 A, B, C, BIAS, OUT = "a", "b", "c", "bias", "out"   # the slots every program may bind
@@ -49,10 +49,11 @@ class Operand:
     def ptr(self, i: int = 0) -> int | Addr:
         return self.base + i * self.batch_stride
 
-    def fast_ready(self, k_padded: int) -> bool:
-        """Whether the fast kernels can read it as is: K-contiguous, K padded, aligned, small enough."""
+    def fast_ready(self, k_padded: int, band_rows: int | None = None) -> bool:
+        """Whether the fast kernels can read it as is, whole or in bands of `band_rows` rows: K-contiguous, K
+        padded, aligned, each band within a buffer descriptor's reach."""
         return (self.layout in ("mk", "nk") and self.cols == k_padded and self.ld % 8 == 0 and self.aligned
-                and self.batch_stride % FAST_ALIGN == 0 and self.rows * self.ld * 2 <= FAST_MAX_BUFFER)
+                and self.batch_stride % FAST_ALIGN == 0 and min(self.rows, band_rows or self.rows) * self.ld * 2 <= FAST_MAX_BUFFER)
 
 
 def device_operand(x: DeviceArray, base, row_major: str, transposed: str, name: str) -> Operand:
@@ -101,17 +102,27 @@ class Program:
     workspace: list[int] = field(default_factory=list)
     counters: int = 0
     _counter_blocks: dict = field(default_factory=dict, repr=False)
+    _shared_scratch: dict = field(default_factory=dict, repr=False)
     _epochs: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def scratch(self, nbytes: int) -> Addr:
+    def scratch(self, nbytes: int, shared: str | None = None) -> Addr:
+        """A workspace slot of `nbytes`; launches asking for the same `shared` kind get one slot, as large as
+        the largest of them wants (they run one after another, each done with it before the next starts)."""
+        if shared is not None and shared in self._shared_scratch:
+            i = self._shared_scratch[shared]
+            self.workspace[i] = max(self.workspace[i], nbytes)
+            return Addr(f"w{i}")
         self.workspace.append(nbytes)
+        if shared is not None:
+            self._shared_scratch[shared] = len(self.workspace) - 1
         return Addr(f"w{len(self.workspace) - 1}")
 
     def counter_words(self, words: int) -> tuple[Addr, Addr]:
-        """Room for `words` 64-bit counters: their address and the epoch slot."""
-        self.counters = max(self.counters, 8 * words)
-        return Addr(COUNTERS), Addr(EPOCH)
+        """Room for `words` 64-bit counters of their own: their address and the epoch slot."""
+        first = self.counters
+        self.counters += 8 * words
+        return Addr(COUNTERS) + first, Addr(EPOCH)
 
     def bind_counters(self, values: dict[str, int], stream) -> None:
         """A run's counters (this stream's, zeroed at their first use) and its epoch, 32 bits, never 0."""
@@ -203,8 +214,10 @@ def repack(prog: Program, op: Operand, batches: int, *, transpose: bool, cols_to
     return Operand(out, layout, rows_out, cols_to, cols_to, step if op.batch_stride else 0)
 
 
-def prepare(prog: Program, plan, A_: Operand, B_: Operand, k: int, batches: int) -> tuple[Operand, Operand, int]:
-    """Operands in the form the plan's kernel reads, and the K to pass it."""
+def prepare(prog: Program, plan, A_: Operand, B_: Operand, k: int, batches: int,
+            band_rows: int) -> tuple[Operand, Operand, int]:
+    """Operands in the form the plan's kernels read, and the K to pass them; A is read in bands of at most
+    `band_rows` rows."""
     if A_.layout == "km":  # every kernel reads A with K contiguous
         A_ = repack(prog, A_, batches, transpose=True, cols_to=padded_k(k) if plan.family != "basic" else k)
     if plan.family == "basic":
@@ -212,7 +225,7 @@ def prepare(prog: Program, plan, A_: Operand, B_: Operand, k: int, batches: int)
             B_ = repack(prog, B_, batches, transpose=True, cols_to=B_.rows)
         return A_, B_, k
     k8 = padded_k(k)
-    if not A_.fast_ready(k8):
+    if not A_.fast_ready(k8, band_rows):
         A_ = repack(prog, A_, batches, transpose=False, cols_to=k8)
     if B_.layout == "kn" or not B_.fast_ready(k8):
         B_ = repack(prog, B_, batches, transpose=B_.layout == "kn", cols_to=k8)
@@ -221,45 +234,60 @@ def prepare(prog: Program, plan, A_: Operand, B_: Operand, k: int, batches: int)
 
 def compile_request(req: GemmRequest, plan) -> Program:
     """The launches for the whole batch: the batch index is a grid dimension, and every kernel offsets its
-    pointers by per-batch strides (in elements; 0 for a B shared by every batch)."""
+    pointers by per-batch strides (in elements; 0 for a B shared by every batch). A product too tall for the
+    fast kernels' buffers runs as bands of rows (plan.bands), one after another in stream order."""
     prog = Program(req.device)
+    bands = plan.bands or (Band(0, req.m, plan),)
+    A_, B_, kk = prepare(prog, plan, operand_a(req), operand_b(req), req.k, req.batch or 1,
+                         max(band.rows for band in bands))
+    for band in bands:
+        _compile_band(prog, req, band, A_, B_, kk)
+    return prog
+
+
+def _compile_band(prog: Program, req: GemmRequest, band: Band, A_: Operand, B_: Operand, kk: int) -> None:
+    """The launches for rows band.r0 .. band.r0 + band.rows of every matrix of the batch; their workspace is
+    shared with the other bands (which run before or after in stream order), their counters are not (one
+    run counts all its launches under one epoch)."""
+    plan, r0, m = band.plan, band.r0, band.rows
     ep_req = req.epilogue
-    m, n, batches = req.m, req.n, req.batch or 1
-    A_, B_, kk = prepare(prog, plan, operand_a(req), operand_b(req), req.k, batches)
+    n, batches = req.n, req.batch or 1
     bias = Addr(BIAS) if ep_req.bias is not None else None
-    c = Addr(C) if ep_req.reads_c else None
+    c = Addr(C) + r0 * n * 4 if ep_req.reads_c else None
     la = registry.spec(req.device.arch, plan.gemm).launch
     out_item = req.out_dtype.itemsize
-    mn = m * n
+    mn, full_mn = m * n, req.m * n   # the band's elements, and the batch stride of C and the result
     a_stride, b_stride = A_.batch_stride // 2, B_.batch_stride // 2   # bytes -> bf16 elements
-    c_stride = mn if c is not None else 0
+    c_stride = full_mn if c is not None else 0
     # The batch sits in grid y for some kernels and z for others: chunks that fit both (65535 batches).
     per = min(batches, registry.MAX_GRID[1], registry.MAX_GRID[2])
     # The fp32 the epilogue kernel reads: each batch's split-K partials, or its whole product; one chunk's
     # worth, reused by the next chunk in stream order (the split-K kernels' partials in a layout of their own).
     part = partial_elements(m, n) if la.splits_k else mn
-    acc = prog.scratch(per * plan.splits * part * 4) if plan.epilogue or plan.splits > 1 else None
+    acc = prog.scratch(per * plan.splits * part * 4, shared="acc") if plan.epilogue or plan.splits > 1 else None
     acc_stride = plan.splits * part
     tiles = -(-m // la.tile.m) * -(-n // la.tile.n)
     chunks = -(-batches // per)
     # each chunk's launch counts in words of its own: one run has one epoch
     counters, epoch = prog.counter_words(chunks * per * tiles) if plan.splits > 1 or la.stream_k else (0, 0)
     # stream-K: two 256 x 256 fp32 tile slots per block and batch (kernels/include/hkrt/stream_k.hpp)
-    slots = prog.scratch(per * 2 * plan.blocks * 4 * la.tile.m * la.tile.n) if la.stream_k else None
+    slots = prog.scratch(per * 2 * plan.blocks * 4 * la.tile.m * la.tile.n, shared="stream_k") if la.stream_k \
+        else None
     for b0 in range(0, batches, per):
         nb = min(per, batches - b0)
-        out_ptr = Addr(OUT) + b0 * mn * out_item
-        target, t_stride = (acc, acc_stride) if acc is not None else (out_ptr, mn)
-        a_ptr, b_ptr = A_.ptr(b0), B_.ptr(b0)
-        c_ptr = c + b0 * mn * 4 if c is not None else 0
+        out_ptr = Addr(OUT) + (b0 * full_mn + r0 * n) * out_item
+        target, t_stride = (acc, acc_stride) if acc is not None else (out_ptr, full_mn)
+        a_ptr, b_ptr = A_.ptr(b0) + r0 * A_.ld * 2, B_.ptr(b0)
+        c_ptr = c + b0 * full_mn * 4 if c is not None else 0
         if plan.family == "basic":
             _basic(prog, plan.gemm, la.tile, (a_ptr, A_.ld, a_stride), (b_ptr, B_.ld, b_stride), (target, t_stride),
                    4 if acc is not None else out_item, m, n, kk, nb)
         elif la.splits_k:  # grid z is the split, so the batch is y; it sums the splits itself
             prog.launch(plan.gemm, (tiles, nb, plan.splits),
                         [a_ptr, b_ptr, out_ptr, acc if acc is not None else 0,
-                         counters + b0 * tiles * 8 if plan.splits > 1 else 0, epoch, m, n, kk, A_.ld, B_.ld, a_stride, b_stride, mn,
-                         c_ptr, bias if bias is not None else 0, ep_req.alpha, ep_req.beta, ep_req.act, c_stride],
+                         counters + b0 * tiles * 8 if plan.splits > 1 else 0, epoch, m, n, kk, A_.ld, B_.ld, a_stride,
+                         b_stride, full_mn, c_ptr, bias if bias is not None else 0, ep_req.alpha, ep_req.beta,
+                         ep_req.act, c_stride],
                         dynamic_lds=plan.dynamic_lds or None)
         elif la.stream_k:
             prog.launch(plan.gemm, (plan.blocks, nb, 1), [a_ptr, b_ptr, target, m, n, kk, A_.ld, B_.ld, n, a_stride,
@@ -274,8 +302,7 @@ def compile_request(req: GemmRequest, plan) -> Program:
         if plan.epilogue:
             prog.launch(plan.epilogue, (-(-n // 256), min(m, registry.MAX_GRID[1]), nb),  # it strides over the rest
                         [acc, c_ptr, bias if bias is not None else 0, out_ptr, m, n, n, n, n,
-                         ep_req.alpha, ep_req.beta, ep_req.act, plan.splits, mn, acc_stride, c_stride, mn])
-    return prog
+                         ep_req.alpha, ep_req.beta, ep_req.act, plan.splits, mn, acc_stride, c_stride, full_mn])
 
 
 def _basic(prog, name, tile, a, b, c, c_item, m, n, k, batches) -> None:

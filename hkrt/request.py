@@ -18,6 +18,7 @@ ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "gelu": 2, "silu": 3}
 OUT_DTYPES = {bfloat16: "bf16", np.dtype(np.float32): "f32"}
 FLOAT32 = np.dtype(np.float32)
 FAST_MAX_BUFFER = 2**31 - 256   # bytes: buffer descriptors hold 32-bit sizes; the kernels keep to signed range
+BAND_ALIGN = 256                # rows: a band of a tall product starts on a tile row of every fast kernel
 
 
 def host_operand(x, name: str) -> np.ndarray:
@@ -98,14 +99,23 @@ class GemmRequest:
             return "kn"
         return "nk"
 
-    def fits_fast(self) -> tuple[bool, str]:
-        """Whether the fast kernels' 32-bit buffer sizes hold this problem (per matrix of the batch)."""
+    def fast_rows(self) -> tuple[int, str]:
+        """Rows of A and C (of each matrix of the batch) one launch of the fast kernels may take: their
+        buffer descriptors reach 2 GiB, so a taller product runs as bands of this many rows, a multiple of
+        every kernel's tile height (all of M when it fits). 0 and the reason when no band fits."""
         k8 = padded_k(self.k)
-        for what, size in (("A", self.m * k8 * 2), ("B", self.n * k8 * 2),
-                           ("C", self.m * self.n * max(self.out_dtype.itemsize, 4))):
-            if size > FAST_MAX_BUFFER:
-                return False, f"{what} is {size} bytes, over the fast kernels' 2 GiB buffer limit"
-        return True, ""
+        if self.n * k8 * 2 > FAST_MAX_BUFFER:
+            return 0, f"B is {self.n * k8 * 2} bytes, over the fast kernels' 2 GiB buffer limit"
+        # C's row counts fp32 wherever it is kept: the result, beta's C or the epilogue's accumulator
+        row_bytes = max(k8 * 2, self.n * max(self.out_dtype.itemsize, 4))
+        if self.m * row_bytes <= FAST_MAX_BUFFER:
+            return self.m, ""
+        rows = FAST_MAX_BUFFER // row_bytes // BAND_ALIGN * BAND_ALIGN
+        if rows == 0:
+            return 0, (f"a band of {BAND_ALIGN} rows of A or C is {BAND_ALIGN * row_bytes} bytes, over the fast "
+                       f"kernels' 2 GiB buffer limit")
+        bands = -(-self.m // rows)  # as few bands as fit, as even as whole tiles allow
+        return -(-self.m // (bands * BAND_ALIGN)) * BAND_ALIGN, ""
 
     @classmethod
     def make(cls, a, b, *, bias=None, activation=None, alpha=1.0, beta=0.0, c=None, out_dtype=None, out=None,

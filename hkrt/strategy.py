@@ -7,7 +7,7 @@ plan says why. `strategy=` overrides the table with a family name or an exact va
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import registry
 from .errors import KernelNotFoundError
@@ -136,6 +136,15 @@ class Plan:
     blocks_per_cu: int = 0    # blocks a CU may hold at once (resident_blocks), 0: as many as fit
     blocks: int = 0           # a stream-K kernel's grid (stream_k_blocks), else 0
     dynamic_lds: int = 0      # LDS the launch asks for beyond the kernel's own, to hold it to blocks_per_cu
+    bands: tuple["Band", ...] = ()  # a tall product's bands of rows, each with its plan; (): one, this plan
+
+
+@dataclass(frozen=True)
+class Band:
+    """Rows r0 .. r0 + rows of the product (of every matrix of the batch), run by `plan`."""
+    r0: int
+    rows: int
+    plan: Plan
 
 
 def families(arch: str) -> list[str]:
@@ -163,11 +172,24 @@ def partial_elements(m: int, n: int) -> int:
 
 
 def plan(req) -> Plan:
-    """The kernels for a GemmRequest."""
-    fast_ok, why = req.fits_fast()
-    return choose(req.device, req.m, req.n, req.k, b_layout=req.b_layout, out=req.out_name,
-                  epilogue=req.epilogue.needed, fast_ok=fast_ok, why_not_fast=why, strategy=req.strategy,
-                  batch=req.batch or 1)
+    """The kernels for a GemmRequest: a product too tall for the fast kernels' buffers runs as bands of rows,
+    each by the plan for its height (mi355x model, 8192 x 128256 x 4096, whose bf16 C is 2.1 GB: two bands
+    of 4096 rows on pingpong, about 1570 TFLOP/s each, against the basic kernel's 398 for the whole)."""
+    rows, why = req.fast_rows()
+
+    def choose_rows(m: int) -> Plan:
+        return choose(req.device, m, req.n, req.k, b_layout=req.b_layout, out=req.out_name,
+                      epilogue=req.epilogue.needed, fast_ok=rows > 0, why_not_fast=why, strategy=req.strategy,
+                      batch=req.batch or 1)
+    if rows == 0 or rows >= req.m:
+        return choose_rows(req.m)
+    full = choose_rows(rows)
+    last = req.m - (-(-req.m // rows) - 1) * rows
+    last_plan = full if last == rows else choose_rows(last)
+    bands = tuple(Band(r0, min(rows, req.m - r0), full if r0 + rows <= req.m else last_plan)
+                  for r0 in range(0, req.m, rows))
+    return replace(full, bands=bands, reason=f"{full.reason}; as {len(bands)} bands of up to {rows} rows (A or C "
+                                             f"whole would pass the fast kernels' 2 GiB buffer limit)")
 
 
 def choose(device, m: int, n: int, k: int, *, b_layout: str, out: str, epilogue: bool, fast_ok: bool,

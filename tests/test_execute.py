@@ -113,3 +113,72 @@ def test_split_k_counters_are_zeroed_again_when_the_epochs_wrap():
     for run in range(4):
         a = normal(rng, (m, k))
         check(plan(hkrt.asarray(a.astype(BF16))).numpy(), a, b, what=f"run {run}")
+
+
+# -- products past the fast kernels' buffer reach, in bands of rows
+
+@pytest.fixture
+def short_reach(monkeypatch):
+    """Fast kernels whose buffers reach 300 rows of 512 fp32 (the real 2 GiB takes minutes to emulate): an M of
+    700 with N = 512 runs as bands of 256, 256 and 188 rows."""
+    from hkrt import execute, request
+    for module in (request, execute):
+        monkeypatch.setattr(module, "FAST_MAX_BUFFER", 300 * 512 * 4)
+
+
+def _request(m: int, n: int, k: int, **kw):
+    """A request of this shape, for the planner only (its operands are never read)."""
+    from hkrt.request import Epilogue, GemmRequest
+    fields = dict(a=None, b=None, m=m, n=n, k=k, batch=None, epilogue=Epilogue(), out_dtype=BF16, out=None,
+                  stream=None, strategy=None, device=hkrt.get_device())
+    return GemmRequest(**{**fields, **kw})
+
+
+def test_a_product_whose_c_passes_2_gib_runs_the_fast_kernels_in_bands():
+    """8192 x 128256 x 4096: its bf16 C (2.1 GB) passes a buffer descriptor's reach; it once ran the basic
+    kernel whole (398 TFLOP/s on the mi355x model). Now two bands of 4096 rows run on pingpong."""
+    from hkrt import strategy
+    plan = strategy.plan(_request(8192, 128256, 4096))
+    assert [(band.r0, band.rows, band.plan.family) for band in plan.bands] == [(0, 4096, "pingpong"),
+                                                                             (4096, 4096, "pingpong")]
+    assert plan.family == "pingpong" and "2 bands" in plan.reason
+    assert not strategy.plan(_request(4096, 128256, 4096)).bands
+    # uneven: 3 bands as even as 256-row tiles allow, the last one shorter and planned for its own height
+    tall = strategy.plan(_request(10000, 128256, 4096))
+    assert [(band.r0, band.rows) for band in tall.bands] == [(0, 3584), (3584, 3584), (7168, 2832)]
+    # a B past the reach cannot be banded: the basic kernel runs, and the plan says why
+    wide = strategy.plan(_request(64, 300000, 4096))
+    assert wide.family == "basic" and "B is" in wide.reason and not wide.bands
+
+
+@pytest.mark.parametrize("strategy", [None, "small", "small_m128", "pingpong", "pingpong_m128", "stream_k", "basic"])
+@pytest.mark.parametrize("epilogue", ["none", "bias", "abc"])
+def test_bands_of_rows_compute_the_whole_product(short_reach, driver_launches, strategy, epilogue):
+    """Every family over three bands (the last partial), each band's A, C and result at its own rows, its
+    split-K counters its own (one run counts under one epoch) and workspace shared; outputs poisoned."""
+    from kernel_harness import poison_allocations
+    rng = fresh_rng()
+    m, n, k = 700, 512, 264
+    a, b = normal(rng, (m, k)), normal(rng, (k, n))
+    kw = {"none": {}, "bias": dict(bias=normal(rng, n), activation="gelu"),
+          "abc": dict(alpha=0.5, beta=-1.5, c=normal(rng, (m, n)))}[epilogue]
+    req_plan = hkrt.plan((m, k), hkrt.Weight(b), strategy=strategy, **kw).plan
+    assert [(band.r0, band.rows) for band in req_plan.bands] == [(0, 256), (256, 256), (512, 188)]
+    poison_allocations()
+    for out_dtype in (BF16, np.float32):
+        check(hkrt.gemm(a, b, strategy=strategy, out_dtype=out_dtype, **kw), a, b, out_dtype=out_dtype, **kw)
+    assert len(driver_launches) >= 2 * 3, "expected a launch per band and call"
+
+
+@pytest.mark.parametrize("strategy", [None, "pingpong", "stream_k"])
+def test_bands_of_rows_over_a_batch_and_device_operands(short_reach, strategy):
+    """A batch (B per matrix, then shared) of device operands, each matrix in bands: the batch strides stay the
+    whole matrices', the band offsets within each."""
+    from kernel_harness import poison_allocations
+    rng = fresh_rng()
+    batch, m, n, k = 2, 600, 512, 136
+    a = normal(rng, (batch, m, k))
+    for b in (normal(rng, (batch, k, n)), normal(rng, (k, n))):
+        poison_allocations()
+        got = hkrt.gemm(hkrt.asarray(a.astype(BF16)), hkrt.asarray(b.astype(BF16)), strategy=strategy)
+        check(got.numpy(), a, b)
