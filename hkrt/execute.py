@@ -269,10 +269,11 @@ def _compile_band(prog: Program, req: GemmRequest, band: Band, A_: Operand, B_: 
     tiles = -(-m // la.tile.m) * -(-n // la.tile.n)
     chunks = -(-batches // per)
     # each chunk's launch counts in words of its own: one run has one epoch
-    counters, epoch = prog.counter_words(chunks * per * tiles) if plan.splits > 1 or la.stream_k else (0, 0)
-    # stream-K: two 256 x 256 fp32 tile slots per block and batch (kernels/include/hkrt/stream_k.hpp)
-    slots = prog.scratch(per * 2 * plan.blocks * 4 * la.tile.m * la.tile.n, shared="stream_k") if la.stream_k \
-        else None
+    # stream-K: two 256 x 256 fp32 tile slots per block and batch (kernels/include/hkrt/stream_k.hpp) and a
+    # counter per tile, where some tile is shared out (whole rounds alone meet nowhere)
+    shares = la.stream_k and tiles % plan.blocks != 0
+    counters, epoch = prog.counter_words(chunks * per * tiles) if plan.splits > 1 or shares else (0, 0)
+    slots = prog.scratch(per * 2 * plan.blocks * 4 * la.tile.m * la.tile.n, shared="stream_k") if shares else 0
     for b0 in range(0, batches, per):
         nb = min(per, batches - b0)
         out_ptr = Addr(OUT) + (b0 * full_mn + r0 * n) * out_item

@@ -73,6 +73,13 @@ def _stream_k_pays(s: Shape) -> bool:
     return tiles * tiles_k / blocks + STREAM_K_OVERHEAD_K_TILES < _tiles(tiles, s.cus) * tiles_k
 
 
+def _stream_k_fits(s: Shape) -> bool:
+    """Whether the stream-K kernel's 32-bit iteration arithmetic holds the product (tiles x K tiles x blocks)."""
+    tiles = s.tiles(256, 256)
+    tiles_k = _tiles(s.k, 64)
+    return tiles * tiles_k * stream_k_blocks(tiles, tiles_k, s.cus) < 1 << 32
+
+
 def _small(s: Shape) -> bool:
     if s.m <= 128:
         return True
@@ -108,6 +115,15 @@ RULES = [
     ("stream_k", "one product, no epilogue, 256x256 tiles for at least half the CUs and fewer than four rounds, "
                  "not whole rounds of them, and K long enough to pay for the pieces", lambda s: not s.epilogue and
      s.batch == 1 and s.cus <= s.tiles(256, 256) * 2 < 8 * s.cus and s.tiles(256, 256) % s.cus and _stream_k_pays(s)),
+    # Two or more whole rounds, one product, no epilogue: the stream-K kernel with no tile to share is a
+    # persistent grid, each block's next tile's first K slice loading while its last tile is stored, where the
+    # data-parallel grid starts a new block per tile. mi355x model, against pingpong: 4096x16384x1024 (4 rounds)
+    # 0.1012 ms against 0.1068, 8192x8192x2048 0.1808 against 0.1865, 8192x4096x4096 (2) 0.1731 against
+    # 0.1750, 8192^3 (4) 0.6591 against 0.6648, 16384^3 (16) 5.170 against 5.198; one round is a tie (4096^3
+    # 0.0895 both).
+    ("stream_k", "one product, no epilogue, two or more whole rounds of 256x256 tiles (a persistent grid)",
+     lambda s: not s.epilogue and s.batch == 1 and s.tiles(256, 256) % s.cus == 0 and s.tiles(256, 256) >= 2 * s.cus
+     and _stream_k_fits(s)),
     # Too few 256x256 tiles for the CUs, one product: 128x128 tiles two per CU, unsplit (each wave row's memory
     # phases hidden by the other block's MFMAs): 2048x4096x4096 0.0642 ms against pingpong_m128's 0.0725,
     # 2048x4096x14336 0.201 against 0.234, 3000^3 0.0934 against 0.107; with bias + gelu 2048x4096x4096 0.0699
@@ -120,7 +136,7 @@ RULES = [
     # loads (57% matrix busy against 92%).
     ("pingpong_m128", "a batch, no epilogue, and 256x256 tiles (of the whole batch) for fewer than the CUs",
      lambda s: not s.epilogue and s.tiles(256, 256) < s.cus),
-    ("pingpong", "everything else (4096^3: 1528 TFLOP/s predicted, 8192^3: 1650)", lambda s: True),
+    ("pingpong", "everything else (4096^3: 1536 TFLOP/s predicted)", lambda s: True),
 ]
 
 

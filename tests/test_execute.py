@@ -182,3 +182,19 @@ def test_bands_of_rows_over_a_batch_and_device_operands(short_reach, strategy):
         poison_allocations()
         got = hkrt.gemm(hkrt.asarray(a.astype(BF16)), hkrt.asarray(b.astype(BF16)), strategy=strategy)
         check(got.numpy(), a, b)
+
+
+def test_whole_rounds_run_as_a_persistent_grid_with_no_workspace():
+    """Two whole rounds of 256x256 tiles (512 on 256 CUs) run the stream-K kernel with nothing to share: it
+    once took two tile slots per block (128 MiB) and a counter per tile that nothing used."""
+    from hkrt import execute, strategy
+    from hkrt.request import GemmRequest
+    rng = fresh_rng()
+    m, n, k = 4096, 8192, 40
+    a, b = normal(rng, (m, k)), normal(rng, (k, n))
+    req = GemmRequest.make(a, b)
+    plan = strategy.plan(req)
+    assert plan.family == "stream_k" and plan.blocks == 256
+    prog = execute.compile_request(req, plan)
+    assert prog.workspace == [] and prog.counters == 0
+    check(hkrt.gemm(a, b), a, b)

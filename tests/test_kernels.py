@@ -203,6 +203,8 @@ STREAM_K_CASES = [  # (M, N, K, blocks): tiles, K tiles, and how the blocks cut 
     ((300, 600, 200), 12),    # 6 tiles, each cut in two, a K tail
     ((513, 700, 1000), 12),   # 9 tiles over 12 blocks: ranges of 12 of 16 K tiles, every tile cut in two
     ((700, 300, 1112), 4),    # 6 tiles: a whole round of 4, then 2 tiles shared out by 4 blocks
+    ((700, 600, 200), 3),     # 9 tiles, three whole rounds and nothing shared: a persistent grid, no slots
+    ((512, 512, 136), 2),     # 4 tiles, two whole rounds, a K tail
     ((1, 1, 8), 2),
     ((37, 53, 136), 2),
 ]

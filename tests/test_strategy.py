@@ -32,8 +32,15 @@ def test_the_device_s_compute_units_decide_what_is_small():
 
 def test_rules_in_order_and_the_fallback():
     dev = fake_device(compute_units=256)
-    assert family(dev, 8192, 8192, 8192) == "pingpong"
-    assert family(dev, 4096, 8192, 1024) == "pingpong"
+    # two or more whole rounds of 256x256 tiles: the stream-K kernel, nothing shared, as a persistent grid
+    # (8192^3: 0.6591 ms against pingpong's 0.6648; 4096x16384x1024 0.1012 against 0.1068); one round stays
+    assert family(dev, 8192, 8192, 8192) == "stream_k" and family(dev, 4096, 8192, 1024) == "stream_k"
+    assert family(dev, 4096, 4096, 4096) == "pingpong" and family(dev, 8192, 8192, 8192, epilogue=True) == "pingpong"
+    assert family(dev, 8192, 8192, 8192, batch=2) == "pingpong"
+    persistent = strategy.choose(dev, 8192, 8192, 8192, b_layout="nk", out="bf16", epilogue=False, fast_ok=True)
+    assert persistent.blocks == 256
+    # past the kernel's 32-bit iteration arithmetic the data-parallel kernel runs instead of an error
+    assert family(dev, 65536, 65536, 65536) == "pingpong"
     # 128 tiles of 256x256: stream-K over 256 blocks (0.0587 ms, small_m128 0.0628); with an epilogue 128x128
     # tiles two per CU, 0.0699 (the fused pingpong 0.105)
     assert family(dev, 2048, 4096, 4096) == "stream_k"
