@@ -269,11 +269,11 @@ def _compile_band(prog: Program, req: GemmRequest, band: Band, A_: Operand, B_: 
     tiles = -(-m // la.tile.m) * -(-n // la.tile.n)
     chunks = -(-batches // per)
     # each chunk's launch counts in words of its own: one run has one epoch
-    # stream-K: two 256 x 256 fp32 tile slots per block and batch (kernels/include/hkrt/stream_k.hpp) and a
-    # counter per tile, where some tile is shared out (whole rounds alone meet nowhere)
-    shares = la.stream_k and tiles % plan.blocks != 0
+    # stream-K: two 256 x 256 fp32 tile slots per sharing block and batch (kernels/include/hkrt/stream_k.hpp)
+    # and a counter per tile, where some tile is shared out (whole rounds alone meet nowhere)
+    shares = la.stream_k and plan.sharers > 0
     counters, epoch = prog.counter_words(chunks * per * tiles) if plan.splits > 1 or shares else (0, 0)
-    slots = prog.scratch(per * 2 * plan.blocks * 4 * la.tile.m * la.tile.n, shared="stream_k") if shares else 0
+    slots = prog.scratch(per * 2 * plan.sharers * 4 * la.tile.m * la.tile.n, shared="stream_k") if shares else 0
     for b0 in range(0, batches, per):
         nb = min(per, batches - b0)
         out_ptr = Addr(OUT) + (b0 * full_mn + r0 * n) * out_item
@@ -292,7 +292,8 @@ def _compile_band(prog: Program, req: GemmRequest, band: Band, A_: Operand, B_: 
                         dynamic_lds=plan.dynamic_lds or None)
         elif la.stream_k:
             prog.launch(plan.gemm, (plan.blocks, nb, 1), [a_ptr, b_ptr, target, m, n, kk, A_.ld, B_.ld, n, a_stride,
-                                                          b_stride, t_stride, slots, counters + b0 * tiles * 8, epoch])
+                                                          b_stride, t_stride, slots, counters + b0 * tiles * 8, epoch,
+                                                          plan.sharers])
         else:
             args = [a_ptr, b_ptr, target, m, n, kk, A_.ld, B_.ld, n, a_stride, b_stride, t_stride]
             if la.fused:  # fused, or run as identity when the epilogue kernel finishes

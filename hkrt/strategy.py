@@ -62,22 +62,32 @@ SMALL_TILE = (64, 128)  # gemm_small's block tile, for its split count
 
 # What a stream-K block pays beyond its share of K iterations, counted in them: re-entering the schedule for
 # each of its pieces (the first K tile's loads at memory latency, about 5,000 cycles on the mi355x model, 2.4
-# K tiles of 2,080) about twice, and a cut tile's 256 KiB partial stored or read once (4,000 cycles).
+# K tiles of 2,080) about twice, and a cut tile's 256 KiB partial stored or read once (4,000 cycles). Fitted
+# on 2048x14336x4096 and 5000x5000x1000.
 STREAM_K_OVERHEAD_K_TILES = 8
+# What a data-parallel grid pays per round after its first that stream-K's whole rounds (a persistent grid,
+# each block's next tile's first K slice loading while its last one is stored) do not: a new block's start.
+# mi355x model, data-parallel against persistent over four whole rounds, so three starts: 4096x16384x1024
+# 0.1068 against 0.1012 ms, 2048x32768x4096 0.3459 against 0.3403, 8192x8192x2048 0.1865 against 0.1808,
+# 8192^3 0.6648 against 0.6591 (16384^3, 15 starts: 5.198 against 5.170): 1.87 us each, 1.5 K tiles.
+BLOCK_START_K_TILES = 1.5
 
 
 def _stream_k_pays(s: Shape) -> bool:
-    """Whether stream-K's K iterations per block, with its overhead, undercut the data-parallel rounds."""
+    """Whether the busiest stream-K block, its whole rounds and then its share of the tiles left (with the
+    pieces' overhead), finishes before the data-parallel rounds (each after the first with a block start)."""
     tiles, tiles_k = s.tiles(256, 256), _tiles(s.k, 64)
-    blocks = stream_k_blocks(tiles, tiles_k, s.cus)
-    return tiles * tiles_k / blocks + STREAM_K_OVERHEAD_K_TILES < _tiles(tiles, s.cus) * tiles_k
+    grid = stream_k_grid(tiles, s.cus)
+    shared = tiles % grid
+    share = _tiles(shared * tiles_k, stream_k_sharers(shared, tiles_k, grid)) + STREAM_K_OVERHEAD_K_TILES if shared else 0
+    rounds = _tiles(tiles, s.cus)
+    return tiles // grid * tiles_k + share < rounds * tiles_k + (rounds - 1) * BLOCK_START_K_TILES
 
 
 def _stream_k_fits(s: Shape) -> bool:
-    """Whether the stream-K kernel's 32-bit iteration arithmetic holds the product (tiles x K tiles x blocks)."""
+    """Whether the stream-K kernel's 32-bit range arithmetic holds the product (stream_k_iterations)."""
     tiles = s.tiles(256, 256)
-    tiles_k = _tiles(s.k, 64)
-    return tiles * tiles_k * stream_k_blocks(tiles, tiles_k, s.cus) < 1 << 32
+    return stream_k_iterations(tiles, _tiles(s.k, 64), s.cus) < 1 << 32
 
 
 def _small(s: Shape) -> bool:
@@ -99,31 +109,22 @@ RULES = [
      lambda s: 64 < s.m <= 128 and 4 * s.tiles(128, 128) >= s.cus),
     ("small", "M <= 128, or 256x256 tiles (of the whole batch) for fewer than half the CUs and, for a batch, K "
               "split", _small),
-    # 256x256 tiles that leave a last round part-empty, one product, no epilogue: stream-K (whole rounds, then
-    # the tiles left shared out over the CUs). mi355x model, against the rule that would run otherwise:
-    # 2048x14336x4096 (448 tiles) 0.1654 ms against pingpong's 0.1749, 2048x4096x4096 (128) 0.0573 against
-    # small_m128's 0.0628, 2048x4096x14336 0.1569 against 0.1992; with the first stream-K kernel (pieces not
-    # overlapped, 1-2% slower): 5000^3 (400) 0.1935 against 0.2131, 4096x6144x4096 (384) 0.1432 against 0.1749,
-    # 3000^3 (144) 0.0627 against 0.0911, 2048x6144x4096 (192) 0.0869 against small's 0.1192; 7000x7000x1000
-    # (784, now below _stream_k_pays' margin) 0.1033 against 0.1082. Below half the CUs it loses: 2048^3
-    # (64 tiles, 128 blocks) 0.0375 against small's 0.0319; with few K tiles the pieces' fixed cost outweighs
-    # the round it saves (_stream_k_pays): 5000x5000x1000 (400 tiles of 16 K tiles, 240 blocks) 0.0627 against
-    # pingpong's 0.0563; and with many whole rounds it lost where the margin said it would win, for reasons not
-    # yet found: 2048x128256x4096 (4008 tiles, 15.7 rounds) 1.442 ms against pingpong's 1.371 (its stream-K run
-    # emulates every piece of XCD 0's blocks, the data-parallel one samples rounds). 4096x14336x4096 (896 tiles,
-    # 3.5 rounds) 0.3080 against 0.3459, 2048x28672x8192 (896) 0.5871 against 0.6648.
-    ("stream_k", "one product, no epilogue, 256x256 tiles for at least half the CUs and fewer than four rounds, "
-                 "not whole rounds of them, and K long enough to pay for the pieces", lambda s: not s.epilogue and
-     s.batch == 1 and s.cus <= s.tiles(256, 256) * 2 < 8 * s.cus and s.tiles(256, 256) % s.cus and _stream_k_pays(s)),
-    # Two or more whole rounds, one product, no epilogue: the stream-K kernel with no tile to share is a
-    # persistent grid, each block's next tile's first K slice loading while its last tile is stored, where the
-    # data-parallel grid starts a new block per tile. mi355x model, against pingpong: 4096x16384x1024 (4 rounds)
-    # 0.1012 ms against 0.1068, 8192x8192x2048 0.1808 against 0.1865, 8192x4096x4096 (2) 0.1731 against
-    # 0.1750, 8192^3 (4) 0.6591 against 0.6648, 16384^3 (16) 5.170 against 5.198; one round is a tie (4096^3
-    # 0.0895 both).
-    ("stream_k", "one product, no epilogue, two or more whole rounds of 256x256 tiles (a persistent grid)",
-     lambda s: not s.epilogue and s.batch == 1 and s.tiles(256, 256) % s.cus == 0 and s.tiles(256, 256) >= 2 * s.cus
-     and _stream_k_fits(s)),
+    # One product, no epilogue, 256x256 tiles for at least half the CUs: stream-K, whole rounds of tiles as a
+    # persistent grid, then the tiles left shared out over the CUs, wherever its busiest block is predicted
+    # to finish first (_stream_k_pays). mi355x model, against the rule that would run otherwise: whole rounds
+    # as in BLOCK_START_K_TILES (one round is a tie: 4096^3 0.0895 ms both); 2048x14336x4096 (448 tiles)
+    # 0.1654 against pingpong's 0.1749, 2048x4096x4096 (128) 0.0573 against small_m128's 0.0628,
+    # 2048x4096x14336 0.1569 against 0.1992, 2048x128256x4096 (4008 tiles, 15 rounds and 168 tiles shared by
+    # 252 blocks) 1.3286 against 1.3715, 4096x128256x4096 2.6496 against 2.7389, 2048x30720x4096 0.3326
+    # against 0.3459, 7000x7000x1000 (784 tiles of 16 K tiles, 16 left for 32 blocks) 0.0998 against 0.1082;
+    # with the first stream-K kernel (1-2% slower): 5000^3 (400) 0.1935 against 0.2131, 4096x6144x4096 (384)
+    # 0.1432 against 0.1749, 3000^3 (144) 0.0627 against 0.0911. Where it is predicted not to pay it loses:
+    # 5000x5000x1000 (400 tiles of 16 K tiles) 0.0592 against pingpong's 0.0562, 6912x6912x1024 (729) 0.0904
+    # against 0.0810; and below half the CUs, 2048^3 (64 tiles, 128 blocks) 0.0375 against small's 0.0319.
+    ("stream_k", "one product, no epilogue, 256x256 tiles for at least half the CUs, and stream-K's busiest "
+                 "block (whole rounds as a persistent grid, then its share of the tiles left) predicted to "
+                 "finish before the data-parallel rounds", lambda s: not s.epilogue and s.batch == 1 and
+     2 * s.tiles(256, 256) >= s.cus and _stream_k_pays(s) and _stream_k_fits(s)),
     # Too few 256x256 tiles for the CUs, one product: 128x128 tiles two per CU, unsplit (each wave row's memory
     # phases hidden by the other block's MFMAs): 2048x4096x4096 0.0642 ms against pingpong_m128's 0.0725,
     # 2048x4096x14336 0.201 against 0.234, 3000^3 0.0934 against 0.107; with bias + gelu 2048x4096x4096 0.0699
@@ -150,7 +151,8 @@ class Plan:
     splits: int               # split-K factor (small family), else 1
     reason: str               # why, in words
     blocks_per_cu: int = 0    # blocks a CU may hold at once (resident_blocks), 0: as many as fit
-    blocks: int = 0           # a stream-K kernel's grid (stream_k_blocks), else 0
+    blocks: int = 0           # a stream-K kernel's grid (stream_k_grid), else 0
+    sharers: int = 0          # of them, the blocks sharing out the tiles left after whole rounds (stream_k_sharers)
     dynamic_lds: int = 0      # LDS the launch asks for beyond the kernel's own, to hold it to blocks_per_cu
     bands: tuple["Band", ...] = ()  # a tall product's bands of rows, each with its plan; (): one, this plan
 
@@ -282,15 +284,33 @@ def resident_blocks(blocks: int, cus: int, fits: int) -> int:
     return max(range(2, fits + 1), key=lambda held: (last_round(held), held))
 
 
-def stream_k_blocks(tiles: int, tiles_k: int, cus: int) -> int:
-    """A stream-K launch's blocks for `tiles` output tiles of `tiles_k` K iterations: as many as the CUs, or
-    twice the tiles if that is fewer, but a count whose ranges cut no tile between more than two blocks (the
-    kernel finishes only those: kernels/include/hkrt/stream_k.hpp). The kernel runs whole rounds of tiles
-    first and shares out the tiles left (tiles % blocks)."""
-    for blocks in range(min(cus, 2 * tiles), 0, -1):
-        if _cut_at_most_twice(tiles % blocks, tiles_k, blocks):
+def stream_k_grid(tiles: int, cus: int) -> int:
+    """A stream-K launch's blocks for `tiles` output tiles: as many as the CUs, or twice the tiles if that is
+    fewer. The kernel runs whole rounds of tiles over all of them first, then shares out the tiles left
+    (tiles % grid) over stream_k_sharers of them."""
+    return max(1, min(cus, 2 * tiles))
+
+
+def stream_k_sharers(shared: int, tiles_k: int, grid: int) -> int:
+    """How many of a stream-K grid's blocks share out the K iterations of the `shared` tiles left after the
+    whole rounds: the most (up to the grid, or twice the tiles) whose ranges cut no tile between more than
+    two blocks (the kernel finishes only those: kernels/include/hkrt/stream_k.hpp); the other blocks stop
+    after the whole rounds. 0 when no tile is left.
+    Holding the whole grid to such a count, as this once did, idled CUs for every whole round: 2048 x 128256
+    x 4096 (4008 tiles) ran on 236 blocks, 1.442 ms on the mi355x model against pingpong's 1.371."""
+    if shared == 0:
+        return 0
+    for blocks in range(min(grid, 2 * shared), 0, -1):
+        if _cut_at_most_twice(shared, tiles_k, blocks):
             return blocks
     return 1
+
+
+def stream_k_iterations(tiles: int, tiles_k: int, cus: int) -> int:
+    """The largest product of the stream-K kernel's 32-bit range arithmetic (shared iterations x sharers)."""
+    grid = stream_k_grid(tiles, cus)
+    shared = tiles % grid
+    return shared * tiles_k * stream_k_sharers(shared, tiles_k, grid)
 
 
 def stream_k_owners(shared: int, tiles_k: int, blocks: int) -> list[tuple[int, int]]:
@@ -325,12 +345,14 @@ def _finish(arch: str, name: str, la: LaunchSpec, shape: Shape, out: str, reason
                              f"for the epilogue kernel")
         ep = f"gemm_epilogue_{out}"
         registry.spec(arch, ep)
-    blocks = 0
+    blocks = sharers = 0
     if la.stream_k:
-        tiles = _tiles(shape.m, la.tile.m) * _tiles(shape.n, la.tile.n)
-        blocks = stream_k_blocks(tiles, _tiles(shape.k, la.tile.k), shape.cus)
-        if tiles * _tiles(shape.k, la.tile.k) * blocks >= 1 << 32:  # the kernel's iteration arithmetic is 32-bit
+        tiles, tiles_k = _tiles(shape.m, la.tile.m) * _tiles(shape.n, la.tile.n), _tiles(shape.k, la.tile.k)
+        blocks = stream_k_grid(tiles, shape.cus)
+        sharers = stream_k_sharers(tiles % blocks, tiles_k, blocks)
+        if stream_k_iterations(tiles, tiles_k, shape.cus) >= 1 << 32:  # the kernel's range arithmetic is 32-bit
             raise ValueError(f"variant {name}: {shape.m} x {shape.n} x {shape.k} has too many K iterations for "
-                             f"stream-K over {blocks} blocks")
+                             f"stream-K over {sharers} blocks")
     return Plan(gemm=name, family=la.strategy, b_layout=la.b_layout, fused=la.fused and direct, epilogue=ep,
-                splits=splits, reason=reason, blocks_per_cu=blocks_per_cu, dynamic_lds=dynamic_lds, blocks=blocks)
+                splits=splits, reason=reason, blocks_per_cu=blocks_per_cu, dynamic_lds=dynamic_lds, blocks=blocks,
+                sharers=sharers)

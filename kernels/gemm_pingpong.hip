@@ -18,12 +18,14 @@
 // rows waited for their loads of it. Edge rules: hkrt/gemm_tile.hpp (the runtime repacks operands that miss
 // them).
 //
-// With HKRT_STREAM_K the launch is a grid of G blocks (G at most the tiles, or twice them) that share out
-// every tile's K iterations evenly (hkrt/stream_k.hpp): for tile counts that leave a last round part-empty
-// (2048 x 14336: 448 tiles on 256 CUs). A block runs the same schedule over each piece of its range; a
-// tile cut between two blocks is finished by the second to arrive at its counter (one 64-bit word per
-// tile and batch in `counters`, epochs as in gemm_small), from the fp32 partials in W (two tile slots per
-// block and batch). tiles x tiles_k x G must stay under 2^32.
+// With HKRT_STREAM_K the launch is a grid of G blocks (G at most the CUs, or twice the tiles): they run the
+// whole rounds of tiles, one tile per block in each, and the first `sharers` of them then share out the K
+// iterations of the tiles left evenly (hkrt/stream_k.hpp): for tile counts that leave a last round
+// part-empty (2048 x 14336: 448 tiles on 256 CUs). A block runs the same schedule over each piece of its
+// work; a tile cut between two blocks is finished by the second to arrive at its counter (one 64-bit word
+// per tile and batch in `counters`, epochs as in gemm_small), from the fp32 partials in W (two tile slots per
+// sharing block and batch). The tiles left x tiles_k x sharers must stay under 2^32. With nothing left
+// (sharers 0) the grid is persistent: W and counters are not touched.
 #include "hkrt/gemm_tile.hpp"
 #include "hkrt/schedule.hpp"
 #include "hkrt/stream_k.hpp"
@@ -62,7 +64,7 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
     int64_t batch_cin
 #endif
 #if HKRT_STREAM_K
-    , float* __restrict__ W, unsigned long long* __restrict__ counters, uint64_t epoch
+    , float* __restrict__ W, unsigned long long* __restrict__ counters, uint64_t epoch, int sharers
 #endif
 ) {
   __shared__ __attribute__((aligned(1024))) bf16 As0[Gemm::ATile::kBytes / 2], As1[Gemm::ATile::kBytes / 2];
@@ -125,14 +127,15 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
 
 #if HKRT_STREAM_K
   // Whole rounds of tiles first, one tile per block in each (data-parallel: the blocks of an XCD walk K in
-  // step, sharing their operands' slices in L2), then the tiles left share out their K iterations.
+  // step, sharing their operands' slices in L2), then the tiles left share out their K iterations over the
+  // first `sharers` blocks.
   const int tiles = tiles_m * tiles_n, whole = tiles - tiles % gridDim.x;
-  const StreamK sk(tiles - whole, tiles_k, gridDim.x);
-  // each batch's product has counters (one per tile) and partial slots (two per block) of its own
+  const StreamK sk(tiles - whole, tiles_k, sharers);
+  // each batch's product has counters (one per tile) and partial slots (two per sharing block) of its own
   counters += static_cast<size_t>(batch) * tiles;
-  const TilePartials<Gemm> parts(W + static_cast<size_t>(batch) * 2 * gridDim.x * TilePartials<Gemm>::kSlotBytes / 4,
-                                 2 * gridDim.x);
-  PieceWalk walk(sk, b, whole);
+  const TilePartials<Gemm> parts(W + static_cast<size_t>(batch) * 2 * sharers * TilePartials<Gemm>::kSlotBytes / 4,
+                                 2 * sharers);
+  PieceWalk walk(sk, b, whole, gridDim.x);
   Piece piece;
   if (!walk.next(piece)) return;
   int m0, n0;

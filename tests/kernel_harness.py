@@ -16,7 +16,7 @@ import numpy as np
 
 from hkrt import manifest as mf
 from hkrt.reference import describe_outside, expected
-from hkrt.strategy import partial_elements, stream_k_blocks, stream_k_owners
+from hkrt.strategy import partial_elements, stream_k_grid, stream_k_owners, stream_k_sharers
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 F32 = np.dtype(np.float32)
@@ -212,18 +212,19 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
     if la["epilogue"] == "stream_k":  # grid (blocks, batch): whole rounds of tiles, then the rest shared out
         assert c is None and bias is None and act == 0, f"{variant} has no fused epilogue"
         tiles, tiles_k = tiles_m * tiles_n, -(-k // la["tile"]["k"])
-        blocks = blocks or stream_k_blocks(tiles, tiles_k, 256)
+        blocks = blocks or stream_k_grid(tiles, 256)
         slot = 4 * la["tile"]["m"] * la["tile"]["n"]
         shared = tiles % blocks
+        sharers = stream_k_sharers(shared, tiles_k, blocks)
         words = np.zeros(batch * tiles, np.uint64) if counters is None else counters
         # whole rounds alone meet nowhere: no partial slots and no counters, as the runtime passes them
-        dw = dev.poisoned((batch, 2 * blocks, slot // 4), F32) if shared else 0
+        dw = dev.poisoned((batch, 2 * sharers, slot // 4), F32) if shared else 0
         dcount = dev.put(words) if shared else 0
-        stats = dev.launch(variant, (blocks, batch, 1), "<QQQiiiiiiqqqQQQ", da, db, dc, m, n, k, k, k, n, s_a, s_b,
-                           s_c, dw, dcount, epoch)
+        stats = dev.launch(variant, (blocks, batch, 1), "<QQQiiiiiiqqqQQQi", da, db, dc, m, n, k, k, k, n, s_a, s_b,
+                           s_c, dw, dcount, epoch, sharers)
         if not shared:
             return dev.get(dc, out_shape, out_dtype(variant)), stats
-        cut = [tiles - shared + t for t, (first, last) in enumerate(stream_k_owners(shared, tiles_k, blocks))
+        cut = [tiles - shared + t for t, (first, last) in enumerate(stream_k_owners(shared, tiles_k, sharers))
                if first != last]
         left = dev.get(dcount, words.shape, np.uint64).reshape(batch, tiles)
         want = np.uint64(epoch << 32 | 2)

@@ -136,12 +136,12 @@ def _request(m: int, n: int, k: int, **kw):
 
 def test_a_product_whose_c_passes_2_gib_runs_the_fast_kernels_in_bands():
     """8192 x 128256 x 4096: its bf16 C (2.1 GB) passes a buffer descriptor's reach; it once ran the basic
-    kernel whole (398 TFLOP/s on the mi355x model). Now two bands of 4096 rows run on pingpong."""
+    kernel whole (398 TFLOP/s on the mi355x model). Now two bands of 4096 rows run on the fast kernels."""
     from hkrt import strategy
     plan = strategy.plan(_request(8192, 128256, 4096))
-    assert [(band.r0, band.rows, band.plan.family) for band in plan.bands] == [(0, 4096, "pingpong"),
-                                                                             (4096, 4096, "pingpong")]
-    assert plan.family == "pingpong" and "2 bands" in plan.reason
+    assert [(band.r0, band.rows, band.plan.family) for band in plan.bands] == [(0, 4096, "stream_k"),
+                                                                             (4096, 4096, "stream_k")]
+    assert plan.family == "stream_k" and "2 bands" in plan.reason
     assert not strategy.plan(_request(4096, 128256, 4096)).bands
     # uneven: 3 bands as even as 256-row tiles allow, the last one shorter and planned for its own height
     tall = strategy.plan(_request(10000, 128256, 4096))

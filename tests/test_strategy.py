@@ -39,8 +39,8 @@ def test_rules_in_order_and_the_fallback():
     assert family(dev, 8192, 8192, 8192, batch=2) == "pingpong"
     persistent = strategy.choose(dev, 8192, 8192, 8192, b_layout="nk", out="bf16", epilogue=False, fast_ok=True)
     assert persistent.blocks == 256
-    # past the kernel's 32-bit iteration arithmetic the data-parallel kernel runs instead of an error
-    assert family(dev, 65536, 65536, 65536) == "pingpong"
+    # past the kernel's 32-bit range arithmetic (2^33 shared iterations) the data-parallel kernel runs
+    assert family(dev, 256, 255 * 256 + 256 * 256, 1 << 23) == "pingpong"
     # 128 tiles of 256x256: stream-K over 256 blocks (0.0587 ms, small_m128 0.0628); with an epilogue 128x128
     # tiles two per CU, 0.0699 (the fused pingpong 0.105)
     assert family(dev, 2048, 4096, 4096) == "stream_k"
@@ -50,10 +50,15 @@ def test_rules_in_order_and_the_fallback():
     sk = strategy.choose(dev, 2048, 14336, 4096, b_layout="nk", out="bf16", epilogue=False, fast_ok=True)
     assert (sk.gemm, sk.blocks, sk.epilogue) == ("gemm_pingpong_sk_nk_bf16", 256, None)
     assert family(dev, 2048, 4096, 4096, batch=2) == "pingpong"
-    # 16 K tiles: the pieces' fixed cost outweighs the round saved (0.0627 ms against pingpong's 0.0563)
+    # 16 K tiles: the pieces' fixed cost outweighs the round saved (0.0592 ms against pingpong's 0.0562),
+    # unless the persistent grid saves block starts enough (7000^2 x 1000, 4 rounds: 0.0998 against 0.1082)
     assert family(dev, 5000, 5000, 1000) == "pingpong" and family(dev, 5000, 5000, 5000) == "stream_k"
-    # four rounds or more stay data-parallel (2048x128256x4096, 4008 tiles: 1.371 ms, stream-K 1.442)
-    assert family(dev, 2048, 128256, 4096) == "pingpong" and family(dev, 4096, 14336, 4096) == "stream_k"
+    assert family(dev, 6912, 6912, 1024) == "pingpong" and family(dev, 7000, 7000, 1000) == "stream_k"
+    # many rounds too (2048x128256x4096, 4008 tiles: 1.3286 ms, pingpong 1.3715); it once held every round
+    # to the 236 blocks that could share the last tiles, and lost (1.442)
+    assert family(dev, 2048, 128256, 4096) == "stream_k" and family(dev, 4096, 14336, 4096) == "stream_k"
+    many = strategy.choose(dev, 2048, 128256, 4096, b_layout="nk", out="bf16", epilogue=False, fast_ok=True)
+    assert (many.blocks, many.sharers) == (256, 252)
     unsplit = strategy.choose(dev, 2048, 4096, 4096, b_layout="nk", out="bf16", epilogue=True, fast_ok=True)
     assert unsplit.splits == 1 and unsplit.fused and unsplit.epilogue is None
     assert family(dev, 2048, 8192, 4096) == "pingpong"          # 256 tiles: 0.0896 ms, small_m128 0.124
@@ -115,15 +120,19 @@ def test_split_k_blocks_are_held_to_the_residency_that_evens_the_last_round():
 
 
 def test_stream_k_refuses_more_iterations_than_its_32_bit_arithmetic_holds():
-    """65536^3 is 65536 tiles of 1024 K tiles over 256 blocks: 2^34 block-iterations, past the kernel's 32-bit
-    range arithmetic; asking for stream-K there is a clear error, not a wrong result."""
+    """255 tiles left of 2^17 K tiles over 256 blocks: 2^33 block-iterations, past the kernel's 32-bit range
+    arithmetic; asking for stream-K there is a clear error, not a wrong result. Whole rounds share nothing, so
+    65536^3 (65536 tiles, 2^34 iterations in all) runs as a persistent grid."""
     dev = fake_device(compute_units=256)
     with pytest.raises(ValueError, match="too many K iterations for stream-K"):
-        strategy.choose(dev, 65536, 65536, 65536, b_layout="nk", out="bf16", epilogue=False, fast_ok=True,
+        strategy.choose(dev, 256, 255 * 256, 1 << 23, b_layout="nk", out="bf16", epilogue=False, fast_ok=True,
                         strategy="stream_k")
-    assert strategy.stream_k_blocks(448, 64, 256) == 256 and strategy.stream_k_blocks(128, 64, 256) == 256
-    assert strategy.stream_k_blocks(6, 4, 256) == 12        # twice the tiles: every block half a tile
-    # 144 tiles of 47 K tiles on 256 blocks would cut some tile three ways: the count drops until none is
-    blocks = strategy.stream_k_blocks(144, 47, 256)
-    assert blocks < 256 and strategy._cut_at_most_twice(144 % blocks, 47, blocks)
+    whole = strategy.choose(dev, 65536, 65536, 65536, b_layout="nk", out="bf16", epilogue=False, fast_ok=True,
+                            strategy="stream_k")
+    assert (whole.blocks, whole.sharers) == (256, 0)
+    assert strategy.stream_k_grid(448, 256) == 256 and strategy.stream_k_grid(6, 256) == 12  # or twice the tiles
+    assert strategy.stream_k_sharers(192, 64, 256) == 256 and strategy.stream_k_sharers(0, 64, 256) == 0
+    # 144 tiles of 47 K tiles on 256 blocks would cut some tile three ways: fewer blocks share them
+    sharers = strategy.stream_k_sharers(144, 47, 256)
+    assert sharers < 256 and strategy._cut_at_most_twice(144, 47, sharers)
     assert not strategy._cut_at_most_twice(144, 47, 256)

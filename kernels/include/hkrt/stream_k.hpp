@@ -1,6 +1,6 @@
-// Stream-K: a launch of G blocks shares out all K iterations of all output tiles (T = tiles x tiles_k of
-// them) evenly, block b taking iterations [b T / G, (b + 1) T / G) in tile order, so no block idles in a
-// last round that the tiles do not fill. A block's range cuts at most its first and its last tile; a tile
+// Stream-K: G blocks share out all K iterations of some output tiles (T = tiles x tiles_k of them) evenly,
+// block b taking iterations [b T / G, (b + 1) T / G) in tile order, so no block idles in a last round that
+// the tiles do not fill. A block's range cuts at most its first and its last tile; a tile
 // cut between two blocks is finished in the same launch by the second to arrive (sync.hpp), which adds
 // the other's fp32 partial to its own.
 #pragma once
@@ -33,14 +33,15 @@ struct Piece {
   __device__ bool cut(int tiles_k) const { return kt_begin > 0 || kt_end < tiles_k; }
 };
 
-// A block's pieces in order: its whole-round tiles (b, b + G, ... below `whole`), then its stream-K range
-// of the shared-out tiles, numbered from `whole` on.
+// A block's pieces in order: its whole-round tiles (b, b + G, ... below `whole`, G the grid), then, if it is
+// one of the sk.blocks sharing them, its stream-K range of the tiles left, numbered from `whole` on.
 struct PieceWalk {
   int next_whole, whole, stride, tiles_k;
   uint32_t it, end;
 
-  __device__ PieceWalk(const StreamK& sk, int b, int whole_)
-      : next_whole(b), whole(whole_), stride(sk.blocks), tiles_k(sk.tiles_k), it(sk.begin(b)), end(sk.begin(b + 1)) {}
+  __device__ PieceWalk(const StreamK& sk, int b, int whole_, int grid)
+      : next_whole(b), whole(whole_), stride(grid), tiles_k(sk.tiles_k),
+        it(b < static_cast<int>(sk.blocks) ? sk.begin(b) : 0), end(b < static_cast<int>(sk.blocks) ? sk.begin(b + 1) : 0) {}
 
   __device__ bool next(Piece& p) {
     if (next_whole < whole) {
@@ -100,9 +101,9 @@ struct TilePartials {
 
 // Finishes this block's share of a cut tile: stores its partial, arrives, and in the last block to arrive
 // leaves the tile's sum in the accumulators (returning true). A tile meets at most two blocks' ranges (the
-// runtime picks a block count for which that holds: hkrt.strategy.stream_k_blocks), so the last adds the
-// other's partial to its own: fp32 addition commutes, so the sum does not depend on
-// which block is last. (Three or more would need the partials summed in order, the tile's accumulators
+// runtime picks a count of sharing blocks for which that holds: hkrt.strategy.stream_k_sharers), so the
+// last adds the other's partial to its own: fp32 addition commutes, so the sum does not depend on which
+// block is last. (Three or more would need the partials summed in order, the tile's accumulators
 // twice over in registers.)
 template <class Gemm>
 __device__ bool finish_cut_tile(Gemm& g, const StreamK& sk, const TilePartials<Gemm>& parts, uint32_t b,
