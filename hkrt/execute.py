@@ -52,8 +52,9 @@ class Operand:
     def fast_ready(self, k_padded: int, band_rows: int | None = None) -> bool:
         """Whether the fast kernels can read it as is, whole or in bands of `band_rows` rows: K-contiguous, K
         padded, aligned, each band within a buffer descriptor's reach."""
+        rows = min(self.rows, band_rows or self.rows)
         return (self.layout in ("mk", "nk") and self.cols == k_padded and self.ld % 8 == 0 and self.aligned
-                and self.batch_stride % FAST_ALIGN == 0 and min(self.rows, band_rows or self.rows) * self.ld * 2 <= FAST_MAX_BUFFER)
+                and self.batch_stride % FAST_ALIGN == 0 and rows * self.ld * 2 <= FAST_MAX_BUFFER)
 
 
 def device_operand(x: DeviceArray, base, row_major: str, transposed: str, name: str) -> Operand:
