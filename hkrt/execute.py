@@ -272,7 +272,7 @@ def _compile_band(prog: Program, req: GemmRequest, band: Band, A_: Operand, B_: 
     # each chunk's launch counts in words of its own: one run has one epoch
     # stream-K: two 256 x 256 fp32 tile slots per sharing block and batch (kernels/include/hkrt/stream_k.hpp)
     # and a counter per tile, where some tile is shared out (whole rounds alone meet nowhere)
-    shares = la.stream_k and plan.sharers > 0
+    shares = plan.sharers > 0
     counters, epoch = prog.counter_words(chunks * per * tiles) if plan.splits > 1 or shares else (0, 0)
     slots = prog.scratch(per * 2 * plan.sharers * 4 * la.tile.m * la.tile.n, shared="stream_k") if shares else 0
     for b0 in range(0, batches, per):

@@ -77,19 +77,16 @@ def _stream_k_pays(s: Shape) -> bool:
     """Whether the busiest stream-K block, its whole rounds and then its share of the tiles left (with the
     pieces' overhead), finishes before the data-parallel rounds (each after the first with a block start)."""
     tiles, tiles_k = s.tiles(256, 256), _tiles(s.k, 64)
-    grid = stream_k_grid(tiles, s.cus)
-    shared = tiles % grid
-    share = 0
-    if shared:
-        share = _tiles(shared * tiles_k, stream_k_sharers(shared, tiles_k, grid)) + STREAM_K_OVERHEAD_K_TILES
+    sk = StreamKLayout.of(tiles, tiles_k, stream_k_grid(tiles, s.cus))
+    share = _tiles(sk.shared * tiles_k, sk.sharers) + STREAM_K_OVERHEAD_K_TILES if sk.shared else 0
     rounds = _tiles(tiles, s.cus)
-    return tiles // grid * tiles_k + share < rounds * tiles_k + (rounds - 1) * BLOCK_START_K_TILES
+    return tiles // sk.grid * tiles_k + share < rounds * tiles_k + (rounds - 1) * BLOCK_START_K_TILES
 
 
 def _stream_k_fits(s: Shape) -> bool:
-    """Whether the stream-K kernel's 32-bit range arithmetic holds the product (stream_k_iterations)."""
+    """Whether the stream-K kernel's 32-bit range arithmetic holds the product."""
     tiles = s.tiles(256, 256)
-    return stream_k_iterations(tiles, _tiles(s.k, 64), s.cus) < 1 << 32
+    return StreamKLayout.of(tiles, _tiles(s.k, 64), stream_k_grid(tiles, s.cus)).fits
 
 
 def _small(s: Shape) -> bool:
@@ -308,11 +305,24 @@ def stream_k_sharers(shared: int, tiles_k: int, grid: int) -> int:
     return 1
 
 
-def stream_k_iterations(tiles: int, tiles_k: int, cus: int) -> int:
-    """The largest product of the stream-K kernel's 32-bit range arithmetic (shared iterations x sharers)."""
-    grid = stream_k_grid(tiles, cus)
-    shared = tiles % grid
-    return shared * tiles_k * stream_k_sharers(shared, tiles_k, grid)
+@dataclass(frozen=True)
+class StreamKLayout:
+    """How a stream-K launch of `grid` blocks divides its tiles: whole rounds over every block, then the
+    `shared` tiles left, their K iterations (tiles_k each) over the first `sharers` blocks."""
+    grid: int
+    shared: int
+    sharers: int
+    tiles_k: int
+
+    @classmethod
+    def of(cls, tiles: int, tiles_k: int, grid: int) -> "StreamKLayout":
+        shared = tiles % grid
+        return cls(grid, shared, stream_k_sharers(shared, tiles_k, grid), tiles_k)
+
+    @property
+    def fits(self) -> bool:
+        """Whether the kernel's 32-bit range arithmetic (shared iterations x sharers) holds it."""
+        return self.shared * self.tiles_k * self.sharers < 1 << 32
 
 
 def stream_k_owners(shared: int, tiles_k: int, blocks: int) -> list[tuple[int, int]]:
@@ -349,12 +359,12 @@ def _finish(arch: str, name: str, la: LaunchSpec, shape: Shape, out: str, reason
         registry.spec(arch, ep)
     blocks = sharers = 0
     if la.stream_k:
-        tiles, tiles_k = _tiles(shape.m, la.tile.m) * _tiles(shape.n, la.tile.n), _tiles(shape.k, la.tile.k)
-        blocks = stream_k_grid(tiles, shape.cus)
-        sharers = stream_k_sharers(tiles % blocks, tiles_k, blocks)
-        if stream_k_iterations(tiles, tiles_k, shape.cus) >= 1 << 32:  # the kernel's range arithmetic is 32-bit
+        tiles = _tiles(shape.m, la.tile.m) * _tiles(shape.n, la.tile.n)
+        sk = StreamKLayout.of(tiles, _tiles(shape.k, la.tile.k), stream_k_grid(tiles, shape.cus))
+        if not sk.fits:
             raise ValueError(f"variant {name}: {shape.m} x {shape.n} x {shape.k} has too many K iterations for "
-                             f"stream-K over {sharers} blocks")
+                             f"stream-K over {sk.sharers} blocks")
+        blocks, sharers = sk.grid, sk.sharers
     return Plan(gemm=name, family=la.strategy, b_layout=la.b_layout, fused=la.fused and direct, epilogue=ep,
                 splits=splits, reason=reason, blocks_per_cu=blocks_per_cu, dynamic_lds=dynamic_lds, blocks=blocks,
                 sharers=sharers)

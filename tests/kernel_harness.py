@@ -16,7 +16,7 @@ import numpy as np
 
 from hkrt import manifest as mf
 from hkrt.reference import describe_outside, expected
-from hkrt.strategy import partial_elements, stream_k_grid, stream_k_owners, stream_k_sharers
+from hkrt.strategy import StreamKLayout, partial_elements, stream_k_grid, stream_k_owners
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 F32 = np.dtype(np.float32)
@@ -212,10 +212,9 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
     if la["epilogue"] == "stream_k":  # grid (blocks, batch): whole rounds of tiles, then the rest shared out
         assert c is None and bias is None and act == 0, f"{variant} has no fused epilogue"
         tiles, tiles_k = tiles_m * tiles_n, -(-k // la["tile"]["k"])
-        blocks = blocks or stream_k_grid(tiles, 256)
+        sk = StreamKLayout.of(tiles, tiles_k, blocks or stream_k_grid(tiles, 256))
+        blocks, shared, sharers = sk.grid, sk.shared, sk.sharers
         slot = 4 * la["tile"]["m"] * la["tile"]["n"]
-        shared = tiles % blocks
-        sharers = stream_k_sharers(shared, tiles_k, blocks)
         words = np.zeros(batch * tiles, np.uint64) if counters is None else counters
         # whole rounds alone meet nowhere: no partial slots and no counters, as the runtime passes them
         dw = dev.poisoned((batch, 2 * sharers, slot // 4), F32) if shared else 0
