@@ -294,7 +294,7 @@ def _compile_band(prog: Program, req: GemmRequest, band: Band, A_: Operand, B_: 
         elif la.stream_k:
             prog.launch(plan.gemm, (plan.blocks, nb, 1), [a_ptr, b_ptr, target, m, n, kk, A_.ld, B_.ld, n, a_stride,
                                                           b_stride, t_stride, slots, counters + b0 * tiles * 8, epoch,
-                                                          plan.sharers])
+                                                          plan.sharers, plan.rounds])
         else:
             args = [a_ptr, b_ptr, target, m, n, kk, A_.ld, B_.ld, n, a_stride, b_stride, t_stride]
             if la.fused:  # fused, or run as identity when the epilogue kernel finishes

@@ -71,6 +71,11 @@ STREAM_K_OVERHEAD_K_TILES = 8
 # 0.1068 against 0.1012 ms, 2048x32768x4096 0.3459 against 0.3403, 8192x8192x2048 0.1865 against 0.1808,
 # 8192^3 0.6648 against 0.6591 (16384^3, 15 starts: 5.198 against 5.170): 1.87 us each, 1.5 K tiles.
 BLOCK_START_K_TILES = 1.5
+# How much sooner the busiest block must finish for a stream-K grid to give up a whole round and share it out:
+# the estimate does not resolve less (mi355x model: 2048x128256x4096, 15 rounds and 168 tiles shared, 1011
+# estimated, 1.3285 ms, against 14 rounds and 424 tiles, 1010, 1.3302 ms; 4096x128256x4096, 2024 against
+# 2012: 2.6497 against 2.6395; 5000x7000x1000, 48 against 43: 0.0757 against 0.0752).
+ROUND_GIVEN_UP_K_TILES = 4
 
 
 def _stream_k_pays(s: Shape) -> bool:
@@ -78,9 +83,8 @@ def _stream_k_pays(s: Shape) -> bool:
     pieces' overhead), finishes before the data-parallel rounds (each after the first with a block start)."""
     tiles, tiles_k = s.tiles(256, 256), _tiles(s.k, 64)
     sk = StreamKLayout.of(tiles, tiles_k, stream_k_grid(tiles, s.cus))
-    share = _tiles(sk.shared * tiles_k, sk.sharers) + STREAM_K_OVERHEAD_K_TILES if sk.shared else 0
     rounds = _tiles(tiles, s.cus)
-    return tiles // sk.grid * tiles_k + share < rounds * tiles_k + (rounds - 1) * BLOCK_START_K_TILES
+    return sk.busiest < rounds * tiles_k + (rounds - 1) * BLOCK_START_K_TILES
 
 
 def _stream_k_fits(s: Shape) -> bool:
@@ -115,7 +119,8 @@ RULES = [
     # 0.1654 against pingpong's 0.1749, 2048x4096x4096 (128) 0.0573 against small_m128's 0.0628,
     # 2048x4096x14336 0.1569 against 0.1992, 2048x128256x4096 (4008 tiles, 15 rounds and 168 tiles shared by
     # 252 blocks) 1.3286 against 1.3715, 4096x128256x4096 2.6496 against 2.7389, 2048x30720x4096 0.3326
-    # against 0.3459, 7000x7000x1000 (784 tiles of 16 K tiles, 16 left for 32 blocks) 0.0998 against 0.1082;
+    # against 0.3459, 7000x7000x1000 (784 tiles of 16 K tiles: two whole rounds, 272 tiles left for 256 blocks,
+    # StreamKLayout.of) 0.0958 against 0.1082;
     # with the first stream-K kernel (1-2% slower): 5000^3 (400) 0.1935 against 0.2131, 4096x6144x4096 (384)
     # 0.1432 against 0.1749, 3000^3 (144) 0.0627 against 0.0911. Where it is predicted not to pay it loses:
     # 5000x5000x1000 (400 tiles of 16 K tiles) 0.0592 against pingpong's 0.0562, 6912x6912x1024 (729) 0.0904
@@ -152,6 +157,7 @@ class Plan:
     blocks_per_cu: int = 0    # blocks a CU may hold at once (resident_blocks), 0: as many as fit
     blocks: int = 0           # a stream-K kernel's grid (stream_k_grid), else 0
     sharers: int = 0          # of them, the blocks sharing out the tiles left after whole rounds (stream_k_sharers)
+    rounds: int = 0           # the whole rounds of tiles every block of a stream-K grid runs first
     dynamic_lds: int = 0      # LDS the launch asks for beyond the kernel's own, to hold it to blocks_per_cu
     bands: tuple["Band", ...] = ()  # a tall product's bands of rows, each with its plan; (): one, this plan
 
@@ -307,17 +313,38 @@ def stream_k_sharers(shared: int, tiles_k: int, grid: int) -> int:
 
 @dataclass(frozen=True)
 class StreamKLayout:
-    """How a stream-K launch of `grid` blocks divides its tiles: whole rounds over every block, then the
-    `shared` tiles left, their K iterations (tiles_k each) over the first `sharers` blocks."""
+    """How a stream-K launch of `grid` blocks divides its tiles: `rounds` whole rounds over every block, then
+    the `shared` tiles left, their K iterations (tiles_k each) over the first `sharers` blocks."""
     grid: int
+    rounds: int
     shared: int
     sharers: int
     tiles_k: int
 
     @classmethod
     def of(cls, tiles: int, tiles_k: int, grid: int) -> "StreamKLayout":
-        shared = tiles % grid
-        return cls(grid, shared, stream_k_sharers(shared, tiles_k, grid), tiles_k)
+        """As many whole rounds as the tiles fill, or one fewer (at least one), the round given up shared out
+        with the tiles left, where that takes its busiest block at least ROUND_GIVEN_UP_K_TILES fewer K
+        iterations. A last round of a few tiles shared over many blocks still leaves each block a whole round
+        behind the shared work: 7000 x 7000 x 1000 (784 tiles of 16 K tiles on 256 blocks), three rounds and
+        16 tiles over 32 blocks, 64 K iterations on the busiest block (overhead included) and 0.0998 ms on the
+        mi355x model, against two rounds and 272 tiles over 256 blocks, 57 and 0.0960 ms."""
+        full = cls._with(tiles, tiles_k, grid, tiles // grid)
+        if full.rounds < 2:
+            return full
+        fewer = cls._with(tiles, tiles_k, grid, full.rounds - 1)
+        return fewer if fewer.busiest <= full.busiest - ROUND_GIVEN_UP_K_TILES else full
+
+    @classmethod
+    def _with(cls, tiles: int, tiles_k: int, grid: int, rounds: int) -> "StreamKLayout":
+        shared = tiles - rounds * grid
+        return cls(grid, rounds, shared, stream_k_sharers(shared, tiles_k, grid), tiles_k)
+
+    @property
+    def busiest(self) -> int:
+        """K iterations of the busiest block, a fixed STREAM_K_OVERHEAD_K_TILES for its pieces if it shares."""
+        share = _tiles(self.shared * self.tiles_k, self.sharers) + STREAM_K_OVERHEAD_K_TILES if self.shared else 0
+        return self.rounds * self.tiles_k + share
 
     @property
     def fits(self) -> bool:
@@ -357,14 +384,14 @@ def _finish(arch: str, name: str, la: LaunchSpec, shape: Shape, out: str, reason
                              f"for the epilogue kernel")
         ep = f"gemm_epilogue_{out}"
         registry.spec(arch, ep)
-    blocks = sharers = 0
+    blocks = sharers = rounds = 0
     if la.stream_k:
         tiles = _tiles(shape.m, la.tile.m) * _tiles(shape.n, la.tile.n)
         sk = StreamKLayout.of(tiles, _tiles(shape.k, la.tile.k), stream_k_grid(tiles, shape.cus))
         if not sk.fits:
             raise ValueError(f"variant {name}: {shape.m} x {shape.n} x {shape.k} has too many K iterations for "
                              f"stream-K over {sk.sharers} blocks")
-        blocks, sharers = sk.grid, sk.sharers
+        blocks, sharers, rounds = sk.grid, sk.sharers, sk.rounds
     return Plan(gemm=name, family=la.strategy, b_layout=la.b_layout, fused=la.fused and direct, epilogue=ep,
                 splits=splits, reason=reason, blocks_per_cu=blocks_per_cu, dynamic_lds=dynamic_lds, blocks=blocks,
-                sharers=sharers)
+                sharers=sharers, rounds=rounds)

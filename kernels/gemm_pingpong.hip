@@ -64,7 +64,7 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
     int64_t batch_cin
 #endif
 #if HKRT_STREAM_K
-    , float* __restrict__ W, unsigned long long* __restrict__ counters, uint64_t epoch, int sharers
+    , float* __restrict__ W, unsigned long long* __restrict__ counters, uint64_t epoch, int sharers, int rounds
 #endif
 ) {
   __shared__ __attribute__((aligned(1024))) bf16 As0[Gemm::ATile::kBytes / 2], As1[Gemm::ATile::kBytes / 2];
@@ -129,7 +129,7 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
   // Whole rounds of tiles first, one tile per block in each (data-parallel: the blocks of an XCD walk K in
   // step, sharing their operands' slices in L2), then the tiles left share out their K iterations over the
   // first `sharers` blocks.
-  const int tiles = tiles_m * tiles_n, whole = tiles - tiles % gridDim.x;
+  const int tiles = tiles_m * tiles_n, whole = rounds * gridDim.x;
   const StreamK sk(tiles - whole, tiles_k, sharers);
   // each batch's product has counters (one per tile) and partial slots (two per sharing block) of its own
   counters += static_cast<size_t>(batch) * tiles;

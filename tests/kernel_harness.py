@@ -219,8 +219,8 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
         # whole rounds alone meet nowhere: no partial slots and no counters, as the runtime passes them
         dw = dev.poisoned((batch, 2 * sharers, slot // 4), F32) if shared else 0
         dcount = dev.put(words) if shared else 0
-        stats = dev.launch(variant, (blocks, batch, 1), "<QQQiiiiiiqqqQQQi", da, db, dc, m, n, k, k, k, n, s_a, s_b,
-                           s_c, dw, dcount, epoch, sharers)
+        stats = dev.launch(variant, (blocks, batch, 1), "<QQQiiiiiiqqqQQQii", da, db, dc, m, n, k, k, k, n, s_a,
+                           s_b, s_c, dw, dcount, epoch, sharers, sk.rounds)
         if not shared:
             return dev.get(dc, out_shape, out_dtype(variant)), stats
         cut = [tiles - shared + t for t, (first, last) in enumerate(stream_k_owners(shared, tiles_k, sharers))

@@ -206,6 +206,7 @@ STREAM_K_CASES = [  # (M, N, K, blocks): tiles, K tiles, and how the blocks cut 
     ((700, 600, 200), 3),     # 9 tiles, three whole rounds and nothing shared: a persistent grid, no slots
     ((512, 512, 136), 2),     # 4 tiles, two whole rounds, a K tail
     ((768, 1792, 256), 16),   # 21 tiles: a whole round of 16, then 5 tiles shared by 10 of the 16 blocks
+    ((768, 768, 1496), 4),    # 9 tiles of 24 K tiles: one whole round, not two, then 5 shared by 4 (a K tail)
     ((1, 1, 8), 2),
     ((37, 53, 136), 2),
 ]

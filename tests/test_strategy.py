@@ -51,7 +51,7 @@ def test_rules_in_order_and_the_fallback():
     assert (sk.gemm, sk.blocks, sk.epilogue) == ("gemm_pingpong_sk_nk_bf16", 256, None)
     assert family(dev, 2048, 4096, 4096, batch=2) == "pingpong"
     # 16 K tiles: the pieces' fixed cost outweighs the round saved (0.0592 ms against pingpong's 0.0562),
-    # unless the persistent grid saves block starts enough (7000^2 x 1000, 4 rounds: 0.0998 against 0.1082)
+    # unless the persistent grid saves block starts enough (7000^2 x 1000, 4 rounds: 0.0958 against 0.1082)
     assert family(dev, 5000, 5000, 1000) == "pingpong" and family(dev, 5000, 5000, 5000) == "stream_k"
     assert family(dev, 6912, 6912, 1024) == "pingpong" and family(dev, 7000, 7000, 1000) == "stream_k"
     # many rounds too (2048x128256x4096, 4008 tiles: 1.3286 ms, pingpong 1.3715); it once held every round
@@ -117,6 +117,22 @@ def test_split_k_blocks_are_held_to_the_residency_that_evens_the_last_round():
     assert (even.blocks_per_cu, even.dynamic_lds) == (3, 0)
     big = strategy.choose(dev, 4096, 4096, 4096, b_layout="nk", out="bf16", epilogue=False, fast_ok=True)
     assert (big.blocks_per_cu, big.dynamic_lds) == (0, 0)
+
+
+def test_stream_k_gives_up_a_whole_round_when_sharing_it_out_finishes_sooner():
+    """7000 x 7000 x 1000 is 784 tiles of 16 K tiles on 256 blocks: three whole rounds leave 16 tiles for 32
+    blocks, and each of those still runs a round's worth after the others have stopped (64 K iterations on the
+    busiest block); two rounds and 272 tiles over all 256 blocks take 57. Whole rounds that fill the grid stay
+    whole, and a round is never given up where the overhead of sharing outweighs it."""
+    sk = strategy.StreamKLayout.of(784, 16, 256)
+    assert (sk.rounds, sk.shared, sk.sharers, sk.busiest) == (2, 272, 256, 57)
+    assert strategy.StreamKLayout._with(784, 16, 256, 3).busiest == 64
+    assert strategy.StreamKLayout.of(1024, 128, 256) == strategy.StreamKLayout(256, 4, 0, 0, 128)   # 8192^3
+    assert strategy.StreamKLayout.of(448, 64, 256).rounds == 1    # 2048 x 14336 x 4096: never no whole round
+    assert strategy.StreamKLayout.of(9, 4, 3).rounds == 3         # a short K: sharing would cost more
+    plan = strategy.choose(fake_device(compute_units=256), 7000, 7000, 1000, b_layout="nk", out="bf16",
+                           epilogue=False, fast_ok=True)
+    assert (plan.family, plan.blocks, plan.rounds, plan.sharers) == ("stream_k", 256, 2, 256)
 
 
 def test_stream_k_refuses_more_iterations_than_its_32_bit_arithmetic_holds():

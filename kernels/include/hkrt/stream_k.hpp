@@ -79,21 +79,26 @@ struct TilePartials {
 #pragma unroll
       for (int j = 0; j < Gemm::TN; ++j) hkrt::store(buf, lane, at(slot, i, j), g.acc[i][j]);
   }
-  // acc += the partial in slot, a row of accumulators at a time, the next row's loads in flight while a row
-  // is added (the fences keep the compiler from issuing every load first, which would need registers for
-  // the whole tile twice).
+  // acc += the partial in slot, a row of accumulators at a time, the next ROWS_AHEAD rows' loads in flight
+  // while a row is added (the partial comes from another CU, from the MALL at best: one row at a time left
+  // its latency exposed). The fences keep the compiler from issuing every load first, which would need
+  // registers for the whole tile twice.
+  static constexpr int ROWS_AHEAD = 3;
   __device__ void add(Gemm& g, int slot) const {
-    f32x4 part[2][Gemm::TN];
+    f32x4 part[ROWS_AHEAD + 1][Gemm::TN];
 #pragma unroll
-    for (int j = 0; j < Gemm::TN; ++j) part[0][j] = load_f32x4(buf, lane, at(slot, 0, j));
+    for (int i = 0; i < ROWS_AHEAD && i < Gemm::TM; ++i)
+#pragma unroll
+      for (int j = 0; j < Gemm::TN; ++j) part[i][j] = load_f32x4(buf, lane, at(slot, i, j));
 #pragma unroll
     for (int i = 0; i < Gemm::TM; ++i) {
-      if (i + 1 < Gemm::TM)
+      if (i + ROWS_AHEAD < Gemm::TM)
 #pragma unroll
-        for (int j = 0; j < Gemm::TN; ++j) part[(i + 1) % 2][j] = load_f32x4(buf, lane, at(slot, i + 1, j));
+        for (int j = 0; j < Gemm::TN; ++j)
+          part[(i + ROWS_AHEAD) % (ROWS_AHEAD + 1)][j] = load_f32x4(buf, lane, at(slot, i + ROWS_AHEAD, j));
       sched_fence();
 #pragma unroll
-      for (int j = 0; j < Gemm::TN; ++j) g.acc[i][j] += part[i % 2][j];
+      for (int j = 0; j < Gemm::TN; ++j) g.acc[i][j] += part[i % (ROWS_AHEAD + 1)][j];
       sched_fence();
     }
   }
