@@ -329,14 +329,14 @@ class StreamKLayout:
         behind the shared work: 7000 x 7000 x 1000 (784 tiles of 16 K tiles on 256 blocks), three rounds and
         16 tiles over 32 blocks, 64 K iterations on the busiest block (overhead included) and 0.0998 ms on the
         mi355x model, against two rounds and 272 tiles over 256 blocks, 57 and 0.0960 ms."""
-        full = cls._with(tiles, tiles_k, grid, tiles // grid)
+        full = cls.with_rounds(tiles, tiles_k, grid, tiles // grid)
         if full.rounds < 2:
             return full
-        fewer = cls._with(tiles, tiles_k, grid, full.rounds - 1)
+        fewer = cls.with_rounds(tiles, tiles_k, grid, full.rounds - 1)
         return fewer if fewer.busiest <= full.busiest - ROUND_GIVEN_UP_K_TILES else full
 
     @classmethod
-    def _with(cls, tiles: int, tiles_k: int, grid: int, rounds: int) -> "StreamKLayout":
+    def with_rounds(cls, tiles: int, tiles_k: int, grid: int, rounds: int) -> "StreamKLayout":
         shared = tiles - rounds * grid
         return cls(grid, rounds, shared, stream_k_sharers(shared, tiles_k, grid), tiles_k)
 

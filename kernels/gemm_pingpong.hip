@@ -126,9 +126,9 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
   };
 
 #if HKRT_STREAM_K
-  // Whole rounds of tiles first, one tile per block in each (data-parallel: the blocks of an XCD walk K in
-  // step, sharing their operands' slices in L2), then the tiles left share out their K iterations over the
-  // first `sharers` blocks.
+  // `rounds` whole rounds of tiles first, one tile per block in each (data-parallel: the blocks of an XCD walk
+  // K in step, sharing their operands' slices in L2), then the tiles left (the runtime may leave a round's
+  // worth more: hkrt.strategy.StreamKLayout) share out their K iterations over the first `sharers` blocks.
   const int tiles = tiles_m * tiles_n, whole = rounds * gridDim.x;
   const StreamK sk(tiles - whole, tiles_k, sharers);
   // each batch's product has counters (one per tile) and partial slots (two per sharing block) of its own

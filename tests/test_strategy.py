@@ -126,7 +126,7 @@ def test_stream_k_gives_up_a_whole_round_when_sharing_it_out_finishes_sooner():
     whole, and a round is never given up where the overhead of sharing outweighs it."""
     sk = strategy.StreamKLayout.of(784, 16, 256)
     assert (sk.rounds, sk.shared, sk.sharers, sk.busiest) == (2, 272, 256, 57)
-    assert strategy.StreamKLayout._with(784, 16, 256, 3).busiest == 64
+    assert strategy.StreamKLayout.with_rounds(784, 16, 256, 3).busiest == 64
     assert strategy.StreamKLayout.of(1024, 128, 256) == strategy.StreamKLayout(256, 4, 0, 0, 128)   # 8192^3
     assert strategy.StreamKLayout.of(448, 64, 256).rounds == 1    # 2048 x 14336 x 4096: never no whole round
     assert strategy.StreamKLayout.of(9, 4, 3).rounds == 3         # a short K: sharing would cost more
