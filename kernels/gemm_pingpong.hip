@@ -52,7 +52,9 @@ using out_t = bf16;
 #endif
 
 namespace {
-using Gemm = TileGemm<HKRT_BM, 256, 2, 4>;
+// a bf16 C is stored from row runs, 16 bytes per lane; an fp32 one keeps column quads, whose 4-byte stores
+// are already bound by bytes, not lines, on the address path
+using Gemm = TileGemm<HKRT_BM, 256, 2, 4, HKRT_OUT_F32 ? AccLayout::kColumnQuads : AccLayout::kRowRuns>;
 constexpr int GROUP_M = 8;
 }  // namespace
 
@@ -92,7 +94,7 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
 #if HKRT_FUSED
     store_tile(g, Epilogue(Cin, M, ld_cin, bias, N, alpha, beta), out, act, m0, n0);
 #else
-    g.for_each_output([&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); });
+    store_tile(g, out, m0, n0);
 #endif
   };
 
@@ -122,7 +124,11 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
       step(kt, As0, Bs0, As1, Bs1);
       if (kt + 1 < kt_end) step(kt + 1, As1, Bs1, As0, Bs0);
     }
-    if (g.wm == 0) barrier();  // and row 0 meets row 1's last barrier
+  };
+  // row 0 meets row 1's last barrier: before it refills a stage, or after storing its own results (which
+  // then overlap row 1's last MFMA cluster)
+  auto meet = [&](const Gemm& g) {
+    if (g.wm == 0) barrier();
   };
 
 #if HKRT_STREAM_K
@@ -148,6 +154,7 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
     // every piece, not hoisted out of the loop into SGPRs held across it, which would spill
     asm volatile("" : "+s"(ldc), "+s"(lda), "+s"(ldb));
     k_loop(g, piece.kt_begin, piece.kt_end);
+    meet(g);
     const Piece done = piece;
     const int done_m0 = m0, done_n0 = n0;
     // the next piece's first K tile is loaded while this one's results are stored
@@ -173,5 +180,6 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
   g.fill(As0, Bs0, 0);
   k_loop(g, 0, tiles_k);
   store(g, m0, n0);
+  meet(g);
 #endif
 }

@@ -32,7 +32,8 @@ def test_metadata_matches_the_table(manifest, variant):
     assert e["static_lds"] + launch["dynamic_lds"] <= 160 * 1024
     assert e["vgpr_spill"] == 0 and e["sgpr_spill"] == 0
     assert e["scratch_bytes"] == 0
-    assert 0 < e["arch_vgpr"] <= 256 and e["agpr"] <= 256 and e["vgpr_unified"] <= 512 and e["sgpr"] <= 102
+    # .sgpr_count counts VCC, FLAT_SCRATCH and XNACK_MASK (6) on top of the 102 user SGPRs s0-s101
+    assert 0 < e["arch_vgpr"] <= 256 and e["agpr"] <= 256 and e["vgpr_unified"] <= 512 and e["sgpr"] <= 102 + 6
 
 
 def test_manifest_matches_the_code_objects(manifest):

@@ -107,6 +107,21 @@ struct Epilogue {
     const f32x2 c = {load_f32(cin_buf, at), load_f32(cin_buf, at + static_cast<uint32_t>(ld_cin) * 4)};
     return activate<ACT>(alpha * v + beta * c + b);
   }
+
+  // Elements (row + urow, col .. col + 3) (one row: TileGemm's row-run layout), with the biases b of
+  // those columns, in two packed pairs.
+  template <int ACT, bool HAS_C = true>
+  __device__ f32x4 apply_row(int row, int col, int urow, f32x4 v, f32x4 b) const {
+    f32x2 lo = alpha * f32x2{v[0], v[1]}, hi = alpha * f32x2{v[2], v[3]};
+    if constexpr (HAS_C) {
+      const uint32_t at = (static_cast<uint32_t>(row) * ld_cin + col) * 4 + static_cast<uint32_t>(urow * ld_cin) * 4;
+      lo += beta * f32x2{load_f32(cin_buf, at), load_f32(cin_buf, at + 4)};
+      hi += beta * f32x2{load_f32(cin_buf, at + 8), load_f32(cin_buf, at + 12)};
+    }
+    lo = activate<ACT>(lo + f32x2{b[0], b[1]});
+    hi = activate<ACT>(hi + f32x2{b[2], b[3]});
+    return f32x4{lo.x, lo.y, hi.x, hi.y};
+  }
 };
 
 __device__ inline float to_out(float x, float) { return x; }
