@@ -166,8 +166,8 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
       g.fill(As0, Bs0, piece.kt_begin);
     }
     // a cut tile: the second of its two blocks to arrive stores it
-    if (!done.cut(tiles_k) || finish_cut_tile(g, sk, parts, b, done.shared, counters + done.tile,
-                                               static_cast<unsigned>(epoch)))
+    if (!done.cut(tiles_k) || finish_cut_tile(g, sk, parts, b, done.shared, !more && PieceWalk::worth_looking(sk, b, done),
+                                               counters + done.tile, static_cast<unsigned>(epoch)))
       store(g, done_m0, done_n0);
     if (!more) break;
     g.clear();

@@ -131,9 +131,10 @@ def bf16_operands(m, n, k):
 class EmuMachine:
     """One emulated Machine of its own (no HIP, no hkrt runtime): memory in, a kernel launched, memory out."""
 
-    def __init__(self, strict=True, seed=None, mfma="exact"):  # strict=None: HKRT_EMU_STRICT decides
+    def __init__(self, strict=True, seed=None, mfma="exact", model=None):  # strict=None: HKRT_EMU_STRICT decides
         from hkrt.emu.machine import Machine
-        self.m = Machine(1 << 30, strict=strict, seed=seed, mfma=mfma)
+        # with a timing model (unsampled) the workgroups run side by side on its CUs, not one after another
+        self.m = Machine(1 << 30, strict=strict, seed=seed, mfma=mfma, model=model, sample=False)
 
     def put(self, x) -> int:
         x = np.ascontiguousarray(x)
@@ -161,7 +162,7 @@ class EmuMachine:
 
 
 def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=None, alpha=1.0, beta=0.0,
-                act=0, counters=None, epoch=1, blocks=None):
+                act=0, counters=None, epoch=1, blocks=None, partials=None):
     """Launch any GEMM variant on A (M x K) and B (N x K, stored K x N for a kn variant) into a poisoned
     output; returns (result, launch stats). The small family splits K `splits` ways and sums the splits in
     the launch, counting arrivals in `counters` (64-bit words, default zeros) under `epoch`: checked to
@@ -174,7 +175,8 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
     zero strides.
 
     A stream-K variant runs `blocks` blocks (default: hkrt.strategy's choice for 256 CUs) and is checked to
-    leave every counter word of a tile cut between two blocks at (epoch, 2)."""
+    leave every counter word of a tile cut between two blocks at (epoch, 2); `partials`, a list, receives its
+    fp32 partial slots (batch x 2 * sharers x slot elements, NaN where no block stored one)."""
     la = launch_info(variant)
     batched = a.ndim == 3
     batch, m, k = a.shape if batched else (1, *a.shape)
@@ -229,6 +231,8 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
         want = np.uint64(epoch << 32 | 2)
         got_cut = left[:, cut]
         assert (got_cut == want).all(), f"{variant}: cut tiles' counters {got_cut[got_cut != want][:4]}, not {int(want):#x}"
+        if partials is not None:
+            partials.append(dev.get(dw, (batch, 2 * sharers, slot // 4), F32))
         return dev.get(dc, out_shape, out_dtype(variant)), stats
     if la["epilogue"] == "alpha_beta_bias_act":  # grid (tiles, batch)
         stats = dev.launch(variant, (tiles_m * tiles_n, batch, 1), "<QQQiiiiiiqqqQQffiiq", da, db, dc, m, n, k,

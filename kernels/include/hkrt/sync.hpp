@@ -55,4 +55,22 @@ __device__ inline bool last_to_arrive(unsigned long long* counter, unsigned arri
   return last;
 }
 
+// Whether every other block of an output tile has already arrived at its counter (last_to_arrive, same
+// counter, arrivals and epoch), so that this block, arriving now, is the last: it can skip storing a partial
+// no one would read. Only a word of this epoch counts. When true the block has arrived (an add whose result
+// nobody waits for, so that every tile's word ends the launch counting all its blocks), and the others'
+// stores are visible here (acquire after the load that saw their arrivals); when false it has not, and
+// stores and arrives as usual (it may still turn out last).
+__device__ inline bool others_arrived(unsigned long long* counter, unsigned arrivals, unsigned epoch) {
+  __shared__ bool arrived;
+  if (threadIdx.x == 0) {
+    const unsigned long long word = static_cast<unsigned long long>(epoch) << 32 | (arrivals - 1u);
+    arrived = __hip_atomic_load(counter, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT) == word;
+    if (arrived) __hip_atomic_fetch_add(counter, 1ull, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
+  }
+  __syncthreads();
+  if (arrived) __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "agent");
+  return arrived;
+}
+
 }  // namespace hkrt
