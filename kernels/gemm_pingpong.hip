@@ -110,13 +110,18 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
         g.read_half(as, bs, ks, a, b);
         if (ks == 1) wait_vmcnt<0>();  // the next tile's loads, issued a phase ago, have landed (docs/kernels.md)
         wait_lgkmcnt<0>();              // and this half's reads are done
+        // the priority changes sit outside the barriers, so that nothing but the barrier separates one
+        // row's last MFMA from the other row's first (each takes an issue slot on the SIMD)
+        setprio<1>();
         barrier();
         sched_fence();
-        g.mma_cluster(a, b);
+        g.mmas(a, b);
         sched_fence();
         barrier();
+        setprio<0>();
       }
     };
+    g.settle();  // zeroed while the first K tile loads: row 1's first phase has its reads to do
     wait_vmcnt<0>();
     barrier();
     if (g.wm == 1) barrier();  // row 1 runs one phase behind row 0

@@ -85,6 +85,14 @@ struct TileGemm {
       for (int j = 0; j < TN; ++j) acc[i][j] = f32x4{};
   }
 
+  // Makes the accumulators' current values (the zeros of clear()) sit in their registers here: the compiler
+  // would otherwise write the zeros just before the first MFMA, one VALU move per register (TM * TN * 4 of
+  // them), which a schedule should do while it waits for its first loads, not in its first MFMA phase.
+  __device__ void settle() {
+    for (int i = 0; i < TM; ++i)
+      for (int j = 0; j < TN; ++j) asm volatile("" : "+v"(acc[i][j]));
+  }
+
   __device__ void load_a(int q, bf16* as, uint32_t soff) {
     load_lds_b128(a_buf, as + (A_LOADS * wave + q) * kRowsPerLoad * kSliceK, a_off[q], soff);
   }
@@ -135,11 +143,16 @@ struct TileGemm {
     acc[i][j] = ROW_RUNS ? mma_16x16x32(b[j], a[i], acc[i][j]) : mma_16x16x32(a[i], b[j], acc[i][j]);
   }
 
-  // All TM x TN MFMAs of one half, at raised priority (the waves in their memory phase wait).
-  __device__ void mma_cluster(const bf16x8 (&a)[TM], const bf16x8 (&b)[TN]) {
-    setprio<1>();
+  // All TM x TN MFMAs of one half.
+  __device__ void mmas(const bf16x8 (&a)[TM], const bf16x8 (&b)[TN]) {
     for (int i = 0; i < TM; ++i)
       for (int j = 0; j < TN; ++j) mma(i, j, a, b);
+  }
+
+  // The same at raised priority (the waves in their memory phase wait).
+  __device__ void mma_cluster(const bf16x8 (&a)[TM], const bf16x8 (&b)[TN]) {
+    setprio<1>();
+    mmas(a, b);
     setprio<0>();
   }
 
