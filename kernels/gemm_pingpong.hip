@@ -98,10 +98,12 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
 #endif
   };
 
-  // K tiles kt_begin .. kt_end - 1 into g's accumulators, the first already being loaded into stage 0. Each K
+  // K tiles kt_begin .. kt_end - 1 into g's accumulators, the first already being loaded into stage 0, with
+  // at least `after_fill` vector-memory instructions of this wave issued since (vmcnt retires in issue
+  // order, so waiting for all but that many waits for the loads and not for the stores behind them). Each K
   // tile from stage (as, bs) prefetches the next into (next_as, next_bs); past the last the prefetch reads
   // zeros into a stage no one reads again, so the final step needs no branch of its own.
-  auto k_loop = [&](Gemm& g, int kt_begin, int kt_end) {
+  auto k_loop = [&](Gemm& g, int kt_begin, int kt_end, auto after_fill) {
     auto step = [&](int kt, const bf16* as, const bf16* bs, bf16* next_as, bf16* next_bs) {
       g.prepare(kt + 1, kt_end);
       g.fill(next_as, next_bs, kt + 1);
@@ -122,7 +124,7 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
       }
     };
     g.settle();  // zeroed while the first K tile loads: row 1's first phase has its reads to do
-    wait_vmcnt<0>();
+    wait_vmcnt<decltype(after_fill)::value>();
     barrier();
     if (g.wm == 1) barrier();  // row 1 runs one phase behind row 0
     for (int kt = kt_begin; kt < kt_end; kt += 2) {  // unrolled by two so each stage is a constant address
@@ -137,6 +139,11 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
   };
 
 #if HKRT_STREAM_K
+  // The fewest vector-memory instructions a wave issues after the next piece's fill with no vmcnt(0) between:
+  // a whole tile's stores (bf16 row runs: one per run of 8; the per-element and fp32 stores are more); a cut
+  // tile's partial waits for everything before its release, and its sum's loads are waited for before its
+  // stores.
+  constexpr int kStoresAfterFill = Gemm::TM * Gemm::TN / 2;
   // `rounds` whole rounds of tiles first, one tile per block in each (data-parallel: the blocks of an XCD walk
   // K in step, sharing their operands' slices in L2), then the tiles left (the runtime may leave a round's
   // worth more: hkrt.strategy.StreamKLayout) share out their K iterations over the first `sharers` blocks.
@@ -154,11 +161,13 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
   Gemm g(A, B, M, N, K, lda, ldb, m0, n0);
   g.prepare(piece.kt_begin, piece.kt_end);
   g.fill(As0, Bs0, piece.kt_begin);
+  g.settle();
+  wait_vmcnt<0>();  // nothing follows this first fill: the loop's wait leaves kStoresAfterFill in flight
   for (;;) {
     // what is derived from these (the stores' row offsets, the loads' lane offsets) is computed again for
     // every piece, not hoisted out of the loop into SGPRs held across it, which would spill
     asm volatile("" : "+s"(ldc), "+s"(lda), "+s"(ldb));
-    k_loop(g, piece.kt_begin, piece.kt_end);
+    k_loop(g, piece.kt_begin, piece.kt_end, std::integral_constant<int, kStoresAfterFill>{});
     meet(g);
     const Piece done = piece;
     const int done_m0 = m0, done_n0 = n0;
@@ -183,7 +192,7 @@ extern "C" __global__ __launch_bounds__(Gemm::THREADS, 2) void gemm_pingpong(
   Gemm g(A, B, M, N, K, lda, ldb, m0, n0);
   g.prepare(0, tiles_k);
   g.fill(As0, Bs0, 0);
-  k_loop(g, 0, tiles_k);
+  k_loop(g, 0, tiles_k, std::integral_constant<int, 0>{});
   store(g, m0, n0);
   meet(g);
 #endif
