@@ -118,15 +118,14 @@ struct TilePartials {
   }
 };
 
-// Finishes this block's share `done` of a cut tile: stores its partial and arrives, and in the last block to
+// Finishes this block's share of cut tile `tile`: stores its partial and arrives, and in the last block to
 // arrive leaves the tile's sum in the accumulators (returning true). A tile meets at most two blocks' ranges
 // (the runtime picks a count of sharing blocks for which that holds: hkrt.strategy.stream_k_sharers), so the
 // last adds the other's partial to its own: fp32 addition commutes, so the sum does not depend on which
 // block is last. (Three or more would need the partials summed in order, the tile's accumulators twice over
-// in registers.) With `look` (the block's last piece, PieceWalk::look_last: it holds the tile's first K
-// tiles, and the other block's piece, the first of that block's range, is the shorter by a margin) the
-// other has most likely arrived, and if it has, this block neither stores nor releases a partial no one
-// would read (256 KiB, about 4,700 cycles at the end of its work; 2048 x 14336 x 4096 0.1629 -> 0.1602 ms).
+// in registers.) With `look` (the block's last piece, where PieceWalk::worth_looking holds) the other block
+// has most likely arrived, and if it has, this block neither stores nor releases a partial no one would
+// read (256 KiB, about 4,700 cycles at the end of its work; 2048 x 14336 x 4096 0.1629 -> 0.1602 ms).
 template <class Gemm>
 __device__ bool finish_cut_tile(Gemm& g, const StreamK& sk, const TilePartials<Gemm>& parts, uint32_t b,
                                 uint32_t tile, bool look, unsigned long long* counter, unsigned epoch) {
