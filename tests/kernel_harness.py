@@ -134,7 +134,7 @@ class EmuMachine:
     def __init__(self, strict=True, seed=None, mfma="exact", model=None):  # strict=None: HKRT_EMU_STRICT decides
         from hkrt.emu.machine import Machine
         # with a timing model (unsampled) the workgroups run side by side on its CUs, not one after another
-        self.m = Machine(1 << 30, strict=strict, seed=seed, mfma=mfma, model=model, sample=False)
+        self.m = Machine(1 << 30, strict=strict, seed=seed, mfma=mfma, model=model, sample=False if model else None)
 
     def put(self, x) -> int:
         x = np.ascontiguousarray(x)

@@ -23,7 +23,9 @@ struct StreamK {
   __device__ uint32_t last_block(uint32_t tile) const { return block_of((tile + 1) * tiles_k - 1); }
   // Where block b keeps its partial of tile t: two slots per block, one for the first tile of its range
   // (cut at its start), one for the last (cut at its end); a range inside one tile uses the first.
-  __device__ uint32_t slot(uint32_t b, uint32_t tile) const { return begin(b) / tiles_k == tile ? 2 * b : 2 * b + 1; }
+  // The tile block b's range begins in.
+  __device__ uint32_t first_tile(uint32_t b) const { return begin(b) / tiles_k; }
+  __device__ uint32_t slot(uint32_t b, uint32_t tile) const { return first_tile(b) == tile ? 2 * b : 2 * b + 1; }
 };
 
 // The K tiles by which the other block of a cut tile must be expected to arrive first for a block to look
@@ -53,7 +55,7 @@ struct PieceWalk {
   // which opens that block's range, is likely done first: it is shorter by a margin, or this range began in
   // an earlier tile (one more piece to enter and one more partial to store before this one).
   static __device__ bool worth_looking(const StreamK& sk, uint32_t b, const Piece& last) {
-    return last.kt_begin == 0 && (sk.begin(b) / sk.tiles_k != static_cast<uint32_t>(last.shared) ||
+    return last.kt_begin == 0 && (sk.first_tile(b) != static_cast<uint32_t>(last.shared) ||
                                   sk.tiles_k - last.kt_end + kLookAheadKTiles <= static_cast<uint32_t>(last.kt_end));
   }
 

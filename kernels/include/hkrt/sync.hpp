@@ -29,6 +29,11 @@ __device__ inline void sched_fence() { __builtin_amdgcn_sched_barrier(0); }
 template <int P>
 __device__ inline void setprio() { __builtin_amdgcn_s_setprio(P); }
 
+// The counter word of `arrivals` arrivals in launch `epoch`.
+__device__ inline unsigned long long arrival_word(unsigned epoch, unsigned arrivals) {
+  return static_cast<unsigned long long>(epoch) << 32 | arrivals;
+}
+
 // Split-K's meeting point: every block of an output tile calls this once, with the same counter and launch
 // epoch, after storing its partial sums. It returns true in the block that arrives last, which from then on
 // sees every other block's stores (agent-scope release before the arrival, acquire after it: docs/facts.md
@@ -44,7 +49,7 @@ __device__ inline bool last_to_arrive(unsigned long long* counter, unsigned arri
   __builtin_amdgcn_fence(__ATOMIC_RELEASE, "agent");
   __syncthreads();
   if (threadIdx.x == 0) {
-    const unsigned long long base = static_cast<unsigned long long>(epoch) << 32;
+    const unsigned long long base = arrival_word(epoch, 0);
     // one thread, one address: the add follows the max in the word's modification order
     __hip_atomic_fetch_max(counter, base, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
     const unsigned long long seen = __hip_atomic_fetch_add(counter, 1ull, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
@@ -64,8 +69,7 @@ __device__ inline bool last_to_arrive(unsigned long long* counter, unsigned arri
 __device__ inline bool others_arrived(unsigned long long* counter, unsigned arrivals, unsigned epoch) {
   __shared__ bool arrived;
   if (threadIdx.x == 0) {
-    const unsigned long long word = static_cast<unsigned long long>(epoch) << 32 | (arrivals - 1u);
-    arrived = __hip_atomic_load(counter, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT) == word;
+    arrived = __hip_atomic_load(counter, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT) == arrival_word(epoch, arrivals - 1);
     if (arrived) __hip_atomic_fetch_add(counter, 1ull, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
   }
   __syncthreads();
