@@ -57,9 +57,13 @@ def test_fused_epilogue_without_cin_or_bias(variant):
     check_variant(got, variant, a, b, alpha=2.0, beta=5.0, c=np.zeros((m, n)), bias=np.zeros(n))
 
 
-@pytest.mark.parametrize("splits", [1, 3, 8, 11])   # 11: a second group of 8 in the sum, part-filled
-@pytest.mark.parametrize("shape", [(1, 1, 8), (1, 300, 1024), (70, 129, 520), (128, 64, 8), (5, 7, 64)],
-                         ids=lambda s: "x".join(map(str, s)))
+# The last block sums a wave's accumulator rows below M in groups of splits (gemm_small.hip, Partials::sum):
+# 1 to 4 rows per wave (M = 1, 5: one; 90 in its second 64 rows: two; 40: three; 70, 128: four; the 128-row
+# kernel's second wave row: none at M = 1, 5 and 40, one at 70), splits that fill their last group or not,
+# and an odd or even number of groups.
+@pytest.mark.parametrize("splits", [1, 3, 8, 11])
+@pytest.mark.parametrize("shape", [(1, 1, 8), (1, 300, 1024), (70, 129, 520), (128, 64, 8), (5, 7, 64),
+                                   (40, 130, 520), (90, 70, 264)], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("variant", variants("small") + variants("small_m128"))
 def test_small_sums_its_splits_in_the_launch(variant, shape, splits):
     """Every split count (more splits than K tiles too: the extra blocks add zeros), with an epilogue: the
