@@ -76,6 +76,26 @@ def test_small_sums_its_splits_in_the_launch(variant, shape, splits):
     check_variant(got, variant, a, b, c=cin, bias=bias, alpha=0.75, beta=-1.5, activation="silu")
 
 
+# The split-K kernels store a plain product (no Cin, no bias, alpha 1, no activation) without the epilogue's
+# code; each case one step from plain must still take the epilogue.
+NEAR_PLAIN = {"plain": {}, "alpha": {"alpha": -0.5}, "bias": {"bias": True}, "relu": {"act": 1},
+              "beta without Cin": {"beta": 3.0}}
+
+
+@pytest.mark.parametrize("splits", [1, 3])
+@pytest.mark.parametrize("case", sorted(NEAR_PLAIN))
+@pytest.mark.parametrize("variant", variants("small") + variants("small_m128"))
+def test_small_plain_product_and_the_epilogues_next_to_it(variant, case, splits):
+    m, n, k = 150, 70, 136  # whole 64- and 128-row tiles, and a last one cut at M
+    a, b = bf16_operands(m, n, k)
+    kw = dict(NEAR_PLAIN[case])
+    bias = np.random.default_rng().standard_normal(n).astype(np.float32) if kw.pop("bias", False) else None
+    act = kw.pop("act", 0)
+    got, _ = run_variant(EmuMachine(), variant, a, b, splits=splits, bias=bias, act=act, **kw)
+    check_variant(got, variant, a, b, bias=bias, activation=ACT_CODES[act], alpha=kw.get("alpha", 1.0),
+                  what=f"{case}, {splits} splits")
+
+
 @pytest.mark.parametrize("variant", variants("small") + variants("small_m128"))
 def test_small_ignores_counts_other_epochs_left(variant):
     """Counter words left by earlier launches (any smaller epoch, any count, e.g. a launch that ended

@@ -95,6 +95,9 @@ struct Epilogue {
       f(std::false_type{});
   }
 
+  // Whether act(alpha * v + beta * Cin + bias) is v itself: no Cin, no bias, alpha 1, no activation.
+  __device__ bool identity(int act) const { return !has_c && !has_bias && alpha == 1.0f && act == kNone; }
+
   // The bias of column col (0 without one: no load, so nothing to wait for).
   __device__ float bias_at(int col) const { return has_bias ? load_f32(bias_buf, static_cast<uint32_t>(col) * 4) : 0.0f; }
 

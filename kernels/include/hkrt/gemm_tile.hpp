@@ -284,10 +284,11 @@ struct TileStore {
 };
 
 // Stores tile g (block origin m0, n0) as it is: in 16-byte runs where the layout and C allow, else an
-// element at a time.
-template <class Tile, class out_t>
-__device__ __forceinline__ void store_tile(const Tile& g, const TileStore<out_t>& out, int m0, int n0) {
+// element at a time. With CLIP, the accumulator rows at or past M are skipped whole (column quads).
+template <bool CLIP = false, class Tile, class out_t>
+__device__ __forceinline__ void store_tile(const Tile& g, const TileStore<out_t>& out, int m0, int n0, int M = 0) {
   if constexpr (Tile::ROW_RUNS) {
+    static_assert(!CLIP, "row runs are for whole tiles");
     if (out.runs) {
 #pragma unroll
       for (int h = 0; h < Tile::TN / 2; ++h)
@@ -295,7 +296,13 @@ __device__ __forceinline__ void store_tile(const Tile& g, const TileStore<out_t>
       return;
     }
   }
-  g.for_each_output([&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); });
+  auto store = [&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); };
+  if constexpr (CLIP) {
+#pragma unroll
+    for (int j = 0; j < Tile::TN; ++j) g.for_each_output(M - m0, j, store);
+  } else {
+    g.for_each_output(store);
+  }
 }
 
 // Stores tile g (block origin m0, n0) as act(alpha * acc + beta * Cin + bias) (the epilogue ep, activation
