@@ -17,8 +17,9 @@ from .request import FAST_MAX_BUFFER
 FALLBACK = "basic"
 MAX_SPLITS = 16
 # Split-K blocks per CU. gemm_small's LDS fits three; on the mi355x model two are best (one launch, the last
-# block summing the splits): 32x14336x4096 24.3 us against 35.2 with one and 27.8 with three, 16x4096x14336
-# 24.8 against 32.5 and 31.8, 1x4096x4096 16.6 against 17.0 and 19.7.
+# block summing the splits). Older figures (this needs kernels built otherwise to re-measure): 32x14336x4096
+# 24.3 us against 35.2 with one and 27.8 with three, 16x4096x14336 24.8 against 32.5 and 31.8, 1x4096x4096
+# 16.6 against 17.0 and 19.7; later 64x8192x28672 73.8 against 98.2, 76.3 and 79.7 with one, three and four.
 SPLIT_BLOCKS_PER_CU = 2
 
 
@@ -47,14 +48,15 @@ class Shape:
 # --model mi355x --sample SHAPE --strategy FAMILY ...`). Small and skinny shapes come first so that no big
 # kernel is forced onto a shape it would waste; the split-K kernels sum their splits and apply the epilogue
 # in the same launch.
-# interleave is no rule: at 4096^3 it is predicted at 0.140 ms against pingpong's 0.090 ms (its prefetch,
+# Figures re-measured at the commit that last changed a rule; a figure said to be older is marked so.
+# interleave is no rule: at 4096^3 it is predicted at 0.1401 ms against pingpong's 0.0865 ms (its prefetch,
 # issued during the tile's MFMAs, is waited for at the tile's end, exposing the load latency).
 # small (split-K, one launch) against the ping-pong kernels (256 CUs) keeps shapes of up to 64 tiles of
-# 256x256, with or without an epilogue: 2048^3 0.0326 ms against pingpong_m128's 0.0402, 4096x1024x1024
-# 0.0202 vs 0.0240, 16384x256x256 0.0108 vs 0.0119, 1024^3 0.0155 vs 0.0240, 1000x5000x5000 (80 tiles) 0.0704
-# vs 0.0873; with an epilogue 2048^3 0.0357 vs pingpong's 0.0651, 1024x4096x4096
-# 0.0605 vs 0.105. At 128 tiles the ping-pong kernels win: 2048x4096x4096 0.1097 vs pingpong_m128's 0.0725,
-# with an epilogue 0.1154 vs pingpong's 0.1049.
+# 256x256, with or without an epilogue: 2048^3 0.0315 ms against pingpong_m128's 0.0394, 4096x1024x1024
+# 0.0190 vs 0.0232, 16384x256x256 0.0096 vs 0.0110, 1024^3 0.0125 vs 0.0232, 1000x5000x5000 (80 tiles) 0.0688
+# vs 0.0874; with bias + gelu 2048^3 0.0339 vs pingpong's 0.0556, 1024x4096x4096 0.0589 vs 0.0949. At 128
+# tiles the ping-pong kernels win: 2048x4096x4096 0.1088 vs pingpong_m128's 0.0718 (stream-K: 0.0553), with
+# bias + gelu 0.1133 vs pingpong's 0.0949 (small_m128: 0.0664).
 
 
 SMALL_TILE = (64, 128)  # gemm_small's block tile, for its split count
@@ -98,47 +100,51 @@ def _small(s: Shape) -> bool:
         return True
     if 2 * s.tiles(256, 256) >= s.cus:
         return False
-    # a batch with nothing to split reads a B per matrix, where small loses (64 x 256^3: 0.0136 ms against
-    # pingpong_m128's 0.0121)
-    return s.batch == 1 or split_count(s.m, s.n, s.k, *SMALL_TILE, s.cus, s.batch) > 1
+    # a batch with nothing to split reads a B per matrix, where small loses (64 x 256^3: 0.0128 ms against
+    # pingpong_m128's 0.0114), unless it has an epilogue, which pingpong_m128 would run as a launch of its own
+    # (64 x 256^3 with bias + gelu: 0.0146 against the fused pingpong's 0.0213 and small_m128's 0.0161)
+    return s.batch == 1 or s.epilogue or split_count(s.m, s.n, s.k, *SMALL_TILE, s.cus, s.batch) > 1
 
 
 RULES = [
     # 128-row split-K tiles read B once for M in 65..128, but with more than 8 splits their partials cost more
-    # than that saves (mi355x model, M = 128: 14336x4096 31.7 us against small's 39.1, 28672x8192 76.4 against
-    # 107.3, 8192x28672 71.7 against 99.6; but 4096x4096 36.2 against 21.8, 6144x4096 32.9 against 24.2,
-    # 4096x14336 44.6 against 37.3, with 16, 10 and 16 splits).
+    # than that saves (mi355x model, M = 128: 14336x4096 28.3 us against small's 34.1, 28672x8192 73.1 against
+    # 107.0, 8192x28672 80.6 against 97.1; but 4096x4096 24.6 against 17.0, 6144x4096 23.4 against 20.1,
+    # 4096x14336 37.8 against 32.7, with 16, 10 and 16 splits).
     ("small_m128", "64 < M <= 128, and 128x128 tiles (of the whole batch) for at least a quarter of the CUs",
      lambda s: 64 < s.m <= 128 and 4 * s.tiles(128, 128) >= s.cus),
     ("small", "M <= 128, or 256x256 tiles (of the whole batch) for fewer than half the CUs and, for a batch, K "
-              "split", _small),
+              "split or an epilogue", _small),
     # One product, no epilogue, 256x256 tiles for at least half the CUs: stream-K, whole rounds of tiles as a
     # persistent grid, then the tiles left shared out over the CUs, wherever its busiest block is predicted
     # to finish first (_stream_k_pays). mi355x model, against the rule that would run otherwise: whole rounds
-    # as in BLOCK_START_K_TILES (one round is a tie: 4096^3 0.0895 ms both); 2048x14336x4096 (448 tiles)
-    # 0.1654 against pingpong's 0.1749, 2048x4096x4096 (128) 0.0573 against small_m128's 0.0628,
-    # 2048x4096x14336 0.1569 against 0.1992, 2048x128256x4096 (4008 tiles, 15 rounds and 168 tiles shared by
-    # 252 blocks) 1.3286 against 1.3715, 4096x128256x4096 2.6496 against 2.7389, 2048x30720x4096 0.3326
-    # against 0.3459, 7000x7000x1000 (784 tiles of 16 K tiles: two whole rounds, 272 tiles left for 256 blocks,
-    # StreamKLayout.of) 0.0958 against 0.1082;
-    # with the first stream-K kernel (1-2% slower): 5000^3 (400) 0.1935 against 0.2131, 4096x6144x4096 (384)
-    # 0.1432 against 0.1749, 3000^3 (144) 0.0627 against 0.0911. Where it is predicted not to pay it loses:
-    # 5000x5000x1000 (400 tiles of 16 K tiles) 0.0592 against pingpong's 0.0562, 6912x6912x1024 (729) 0.0904
-    # against 0.0810; and below half the CUs, 2048^3 (64 tiles, 128 blocks) 0.0375 against small's 0.0319.
+    # as in BLOCK_START_K_TILES (one round loses a little: 4096^3 0.0870 ms against pingpong's 0.0865);
+    # 2048x14336x4096 (448 tiles) 0.1579 against pingpong's 0.1689, 2048x4096x4096 (128) 0.0553 against
+    # small_m128's 0.0628, 2048x4096x14336 0.1534 against 0.2003, 2048x128256x4096 (4008 tiles, 15 rounds and
+    # 168 tiles shared by 252 blocks) 1.2830 against 1.3231, 2048x30720x4096 0.3197 against 0.3338,
+    # 7000x7000x1000 (784 tiles of 16 K tiles: two whole rounds, 272 tiles left for 256 blocks,
+    # StreamKLayout.of) 0.0889 against 0.1021, 5000^3 (400) 0.1835 against 0.2078, 4096x6144x4096 (384) 0.1363
+    # against 0.1689, 3000^3 (144) 0.0564 against small_m128's 0.0913 (older: 4096x128256x4096 2.6496 against
+    # 2.7389). Where it is predicted not to pay it loses: 5000x5000x1000 (400 tiles of 16 K tiles) 0.0547
+    # against pingpong's 0.0532, 6912x6912x1024 (729) 0.0827 against 0.0747; and below half the CUs, 2048^3 (64
+    # tiles, 128 blocks) 0.0341 against small's 0.0315.
     ("stream_k", "one product, no epilogue, 256x256 tiles for at least half the CUs, and stream-K's busiest "
                  "block (whole rounds as a persistent grid, then its share of the tiles left) predicted to "
                  "finish before the data-parallel rounds", lambda s: not s.epilogue and s.batch == 1 and
      2 * s.tiles(256, 256) >= s.cus and _stream_k_pays(s) and _stream_k_fits(s)),
-    # Too few 256x256 tiles for the CUs, one product: 128x128 tiles two per CU, unsplit (each wave row's memory
-    # phases hidden by the other block's MFMAs): 2048x4096x4096 0.0642 ms against pingpong_m128's 0.0725,
-    # 2048x4096x14336 0.201 against 0.234, 3000^3 0.0934 against 0.107; with bias + gelu 2048x4096x4096 0.0699
-    # against the fused pingpong's 0.105. At 256 tiles they lose (2048x8192x4096 0.124 against pingpong's
-    # 0.0896), and a batch of small products stays on pingpong_m128 (64 x 256^3 0.0122 against 0.0201).
-    ("small_m128", "256x256 tiles (of one product) for fewer than the CUs", lambda s: s.batch == 1 and
-     s.tiles(256, 256) < s.cus),
-    # 64 x 256^3 (64 tiles of 256x256): 0.0122 ms against small_m128's 0.0201. With 448 tiles (2048x14336x4096)
-    # the 128-row tiles lose (0.278 against 0.175): their MFMA phases are too short to hide the other row's
-    # loads (57% matrix busy against 92%).
+    # Too few 256x256 tiles for the CUs, one product or a batch with an epilogue: 128x128 tiles two per CU,
+    # unsplit (each wave row's memory phases hidden by the other block's MFMAs): 2048x4096x14336 0.2003 ms
+    # against pingpong_m128's 0.2339, 3000^3 0.0913 against 0.1062 (both now run stream-K, 0.1534 and 0.0564);
+    # with bias + gelu 2048x4096x4096 0.0664 against the fused pingpong's 0.0949, and for batches with bias +
+    # gelu 8 x 1024^3 (128 tiles) 0.0299 against 0.0362, 32 x 512^3 0.0232 against 0.0268, 128 x 256^3 0.0189
+    # against 0.0218. At 256 tiles they lose (2048x8192x4096 0.1207 against pingpong's 0.0865; 16 x 1024^3 with
+    # bias + gelu 0.0546 against 0.0422), and a batch of small products without an epilogue stays on
+    # pingpong_m128 (64 x 256^3 0.0114 against 0.0141).
+    ("small_m128", "256x256 tiles (of one product, or of a batch with an epilogue) for fewer than the CUs",
+     lambda s: (s.batch == 1 or s.epilogue) and s.tiles(256, 256) < s.cus),
+    # 64 x 256^3 (64 tiles of 256x256): 0.0114 ms against small_m128's 0.0141. With 448 tiles (2048x14336x4096)
+    # the 128-row tiles lose (0.2752 against 0.1689): their MFMA phases are too short to hide the other row's
+    # loads.
     ("pingpong_m128", "a batch, no epilogue, and 256x256 tiles (of the whole batch) for fewer than the CUs",
      lambda s: not s.epilogue and s.tiles(256, 256) < s.cus),
     ("pingpong", "everything else (4096^3: 1589 TFLOP/s predicted)", lambda s: True),

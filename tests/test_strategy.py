@@ -98,6 +98,23 @@ def test_a_batch_counts_all_its_tiles():
     assert two.family == "small" and one.splits == 2 * two.splits == 16
 
 
+def test_a_batch_with_an_epilogue_goes_to_the_split_k_kernels():
+    """pingpong_m128 has no fused epilogue (it would run one as a second launch), so a batch with an epilogue
+    and fewer 256x256 tiles than the CUs went to the fused ping-pong; the split-K kernels apply it in the
+    same launch (mi355x model, bias + gelu: 64 x 256^3 small 0.0146 ms against pingpong's 0.0213, 8 x 1024^3
+    small_m128 0.0299 against 0.0362). At 256 tiles (16 x 1024^3) pingpong stays (0.0422 against 0.0546)."""
+    dev = fake_device(compute_units=256)
+    assert family(dev, 256, 256, 256, epilogue=True, batch=64) == "small"
+    assert family(dev, 256, 256, 256, epilogue=True, batch=16) == "small"
+    assert family(dev, 512, 512, 512, epilogue=True, batch=32) == "small_m128"
+    assert family(dev, 1024, 1024, 1024, epilogue=True, batch=8) == "small_m128"
+    assert family(dev, 256, 256, 256, epilogue=True, batch=128) == "small_m128"
+    assert family(dev, 1024, 1024, 1024, epilogue=True, batch=16) == "pingpong"
+    assert family(dev, 256, 256, 256, batch=64) == "pingpong_m128"   # without one: unchanged
+    one = strategy.choose(dev, 256, 256, 256, b_layout="nk", out="bf16", epilogue=True, fast_ok=True, batch=64)
+    assert one.splits == 1 and one.fused
+
+
 def test_split_k_blocks_are_held_to_the_residency_that_evens_the_last_round():
     """1 x 128256 x 4096 is 1002 blocks of gemm_small, 4 on most of 256 CUs: with the 3 its LDS allows, each CU
     ends on one block alone, which cannot keep its share of HBM busy (mi355x model: 0.1547 ms, against 0.1412
