@@ -26,6 +26,7 @@ from .request import FAST_MAX_BUFFER, FLOAT32, GemmRequest, padded_k
 from .strategy import Band, partial_elements
 
 FAST_ALIGN = 16            # bytes: operand rows and batches for the direct-to-LDS loads
+EPILOGUE_ROWS = 8          # rows per thread of the epilogue kernel (kernels/epilogue.hip)
 A, B, C, BIAS, OUT = "a", "b", "c", "bias", "out"   # the slots every program may bind
 COUNTERS, EPOCH = "counters", "epoch"   # split-K arrival counters, and the run's number they count under
 
@@ -303,7 +304,7 @@ def _compile_band(prog: Program, req: GemmRequest, band: Band, A_: Operand, B_: 
                          else [0, 0, 1.0, 0.0, 0, n, 0])
             prog.launch(plan.gemm, (tiles, nb, 1), args)
         if plan.epilogue:
-            prog.launch(plan.epilogue, (-(-n // 256), min(m, registry.MAX_GRID[1]), nb),  # it strides over the rest
+            prog.launch(plan.epilogue, (-(-n // 256), min(-(-m // EPILOGUE_ROWS), registry.MAX_GRID[1]), nb),
                         [acc, c_ptr, bias if bias is not None else 0, out_ptr, m, n, n, n, n,
                          ep_req.alpha, ep_req.beta, ep_req.act, plan.splits, mn, acc_stride, c_stride, full_mn])
 
