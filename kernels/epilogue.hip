@@ -33,10 +33,10 @@ extern "C" __global__ __launch_bounds__(THREADS) void gemm_epilogue(
   if (c) c += blockIdx.z * batch_c;  // a null c stays null: no beta * c term
   out += blockIdx.z * batch_out;
   const float b = bias ? bias[col] : 0.0f;
-  // compiled once per activation, so that no element branches on it; grid.y is capped at 65535, and the
-  // runtime asks for an eighth of the rows (hkrt/execute.py, EPILOGUE_ROWS): each thread's loads of eight rows
-  // are issued together (one row at a time, a wave kept a quarter of a kilobyte in flight)
-  // and once for one split, whose rows then have no inner loop to keep their loads apart
+  // grid.y is capped at 65535, and the runtime asks for an eighth of the rows (hkrt/execute.py,
+  // EPILOGUE_ROWS): each thread's loads of its eight rows are issued together (one row at a time, a wave kept a
+  // quarter of a kilobyte in flight). Compiled once per activation, so that no element branches on it, and
+  // once for one split, whose rows then have no inner loop to keep their loads apart.
   auto rows = [&](auto a, auto one_split) {
 #pragma unroll 8
     for (int row = blockIdx.y; row < M; row += gridDim.y) {
