@@ -50,6 +50,12 @@ def read_table(path: Path = TABLE) -> list[dict]:
         missing = REQUIRED - v.keys()
         if missing:
             raise BuildError(f"{path}: variant {v.get('name', '?')} lacks {sorted(missing)}")
+        form = v.get("form")
+        if form is not None and (set(form) != {"activation", "reads_c"} or
+                                 form["activation"] not in ("none", "relu", "gelu", "silu") or
+                                 not isinstance(form["reads_c"], bool)):
+            raise BuildError(f"{path}: variant {v['name']}: form must be {{ activation = none|relu|gelu|silu, "
+                             f"reads_c = true|false }}, not {form}")
         if v["name"] in names:
             raise BuildError(f"{path}: variant name {v['name']} appears twice")
         names.add(v["name"])
@@ -121,7 +127,7 @@ def describe(v: dict, co_path: Path, src_hash: str, key: str, compiler: str) -> 
         "max_workgroup_size": k.max_flat_workgroup_size,
         "wavefront_size": k.wavefront_size,
         "launch": {key_: v[key_] for key_ in ("threads", "dynamic_lds", "tile", "strategy", "epilogue", "dtypes",
-                                             "b_layout")},
+                                             "b_layout", "form") if key_ in v},
         "source": v["source"],
         "defines": v["defines"],
         "source_hash": src_hash,

@@ -292,17 +292,15 @@ def _compile_band(prog: Program, req: GemmRequest, band: Band, A_: Operand, B_: 
                          b_stride, full_mn, c_ptr, bias if bias is not None else 0, ep_req.alpha, ep_req.beta,
                          ep_req.act, c_stride],
                         dynamic_lds=plan.dynamic_lds or None)
-        elif la.stream_k:
-            prog.launch(plan.gemm, (plan.blocks, nb, 1), [a_ptr, b_ptr, target, m, n, kk, A_.ld, B_.ld, n, a_stride,
-                                                          b_stride, t_stride, slots, counters + b0 * tiles * 8, epoch,
-                                                          plan.sharers, plan.rounds])
         else:
             args = [a_ptr, b_ptr, target, m, n, kk, A_.ld, B_.ld, n, a_stride, b_stride, t_stride]
             if la.fused:  # fused, or run as identity when the epilogue kernel finishes
                 bias_ptr = bias if (bias is not None and plan.fused) else 0
                 args += ([c_ptr, bias_ptr, ep_req.alpha, ep_req.beta, ep_req.act, n, c_stride] if plan.fused
                          else [0, 0, 1.0, 0.0, 0, n, 0])
-            prog.launch(plan.gemm, (tiles, nb, 1), args)
+            if la.stream_k:
+                args += [slots, counters + b0 * tiles * 8, epoch, plan.sharers, plan.rounds]
+            prog.launch(plan.gemm, (plan.blocks if la.stream_k else tiles, nb, 1), args)
         if plan.epilogue:
             prog.launch(plan.epilogue, (-(-n // 256), min(-(-m // EPILOGUE_ROWS), registry.MAX_GRID[1]), nb),
                         [acc, c_ptr, bias if bias is not None else 0, out_ptr, m, n, n, n, n,

@@ -61,20 +61,37 @@ class Tile:
 
 
 @dataclass(frozen=True)
+class EpilogueForm:
+    """The one epilogue a kernel has compiled in: its activation code (0 none, 1 relu, 2 gelu, 3 silu, as the
+    kernels number them) and whether it reads Cin (beta * Cin)."""
+    act: int
+    reads_c: bool
+
+
+ACTIVATION_CODES = {"none": 0, "relu": 1, "gelu": 2, "silu": 3}
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """How the runtime launches a variant and what it computes (the variant table's columns)."""
     threads: int
     dynamic_lds: int
     tile: Tile
     strategy: str        # the kernel family the strategy table picks by
-    epilogue: str        # "none", "alpha_beta_bias_act" (fused), "split_k_fused" (split K, finished fused) or
-    #                      "stream_k" (blocks share out the tiles' K iterations, no epilogue)
+    epilogue: str        # "none", "alpha_beta_bias_act" (fused), "split_k_fused" (split K, finished fused),
+    #                      "stream_k" (blocks share out the tiles' K iterations, no epilogue) or
+    #                      "stream_k_fused" (the same, fused)
     out: str             # what it writes to C: "bf16" or "f32"
     b_layout: str        # how it reads B: "kn" or "nk"
+    form: EpilogueForm | None = None  # a fused kernel's one epilogue; None: it takes any at run time
 
     @property
     def fused(self) -> bool:
-        return self.epilogue in ("alpha_beta_bias_act", "split_k_fused")
+        return self.epilogue in ("alpha_beta_bias_act", "split_k_fused", "stream_k_fused")
+
+    def applies(self, form: EpilogueForm | None) -> bool:
+        """Whether this kernel computes epilogue `form` (None: no epilogue) itself."""
+        return form is None if not self.fused else (self.form is None or self.form == form)
 
     @property
     def splits_k(self) -> bool:
@@ -84,7 +101,7 @@ class LaunchSpec:
     @property
     def stream_k(self) -> bool:
         """Its grid is any number of blocks sharing out the tiles' K iterations (kernels/gemm_pingpong.hip)."""
-        return self.epilogue == "stream_k"
+        return self.epilogue in ("stream_k", "stream_k_fused")
 
     @property
     def is_gemm(self) -> bool:
@@ -141,7 +158,12 @@ def _kernel(name: str, e: dict) -> KernelSpec:
         arch_vgpr=int(e.get("arch_vgpr", 0)), agpr=int(e.get("agpr", 0)), sgpr=int(e.get("sgpr", 0)),
         launch=LaunchSpec(threads=int(la["threads"]), dynamic_lds=int(la["dynamic_lds"]),
                           tile=Tile(**{d: int(la["tile"][d]) for d in "mnk"}), strategy=str(la["strategy"]),
-                          epilogue=str(la["epilogue"]), out=str(la["dtypes"]["c"]), b_layout=str(la["b_layout"])))
+                          epilogue=str(la["epilogue"]), out=str(la["dtypes"]["c"]), b_layout=str(la["b_layout"]),
+                          form=_form(la.get("form"))))
+
+
+def _form(raw: dict | None) -> EpilogueForm | None:
+    return None if raw is None else EpilogueForm(ACTIVATION_CODES[raw["activation"]], bool(raw["reads_c"]))
 
 
 def read(arch: str = TARGET_ARCH, root: Path | None = None) -> Manifest:

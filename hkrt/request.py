@@ -13,8 +13,9 @@ import numpy as np
 from . import interop
 from .array import SUPPORTED, DeviceArray, Stream, as_stream, bfloat16, is_stream_handle
 from .devices import Device, get_device
+from .manifest import ACTIVATION_CODES, EpilogueForm
 
-ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "gelu": 2, "silu": 3}
+ACTIVATIONS = {None: 0, **ACTIVATION_CODES}
 OUT_DTYPES = {bfloat16: "bf16", np.dtype(np.float32): "f32"}
 FLOAT32 = np.dtype(np.float32)
 FAST_MAX_BUFFER = 2**31 - 256   # bytes: buffer descriptors hold 32-bit sizes; the kernels keep to signed range
@@ -58,6 +59,11 @@ class Epilogue:
     @property
     def reads_c(self) -> bool:
         return self.c is not None and self.beta != 0.0
+
+    @property
+    def form(self) -> EpilogueForm | None:
+        """What a kernel must have compiled in to apply it (None: nothing to apply)."""
+        return EpilogueForm(self.act, self.reads_c) if self.needed else None
 
 
 @dataclass(frozen=True)

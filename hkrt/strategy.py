@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from . import registry
 from .errors import KernelNotFoundError
-from .manifest import LaunchSpec
+from .manifest import ACTIVATION_CODES, EpilogueForm, LaunchSpec
 from .request import FAST_MAX_BUFFER
 
 FALLBACK = "basic"
@@ -38,6 +38,7 @@ class Shape:
     epilogue: bool
     cus: int
     batch: int = 1
+    form: EpilogueForm | None = None  # the epilogue's form, where the rules need it (None: not known)
 
     def tiles(self, tile_m: int, tile_n: int) -> int:
         """Workgroups of one launch (before split-K) for the whole batch."""
@@ -132,6 +133,13 @@ RULES = [
                  "block (whole rounds as a persistent grid, then its share of the tiles left) predicted to "
                  "finish before the data-parallel rounds", lambda s: not s.epilogue and s.batch == 1 and
      2 * s.tiles(256, 256) >= s.cus and _stream_k_pays(s) and _stream_k_fits(s)),
+    # The same with an epilogue, where a stream-K kernel with that epilogue compiled in is built
+    # (kernels/variants.toml: every form but a bf16 C with Cin). mi355x model, sampled, 2048x14336x4096:
+    # bias + gelu 0.1756 ms against the data-parallel fused pingpong's 0.1865, fp32 alpha/beta/C 0.1781
+    # against 0.1861 (the plain product: 0.1579).
+    ("stream_k", "one product with an epilogue a fused stream-K kernel has, as the rule above",
+     lambda s: s.epilogue and s.form is not None and s.batch == 1 and 2 * s.tiles(256, 256) >= s.cus and
+     _stream_k_pays(s) and _stream_k_fits(s)),
     # Too few 256x256 tiles for the CUs, one product or a batch with an epilogue: 128x128 tiles two per CU,
     # unsplit (each wave row's memory phases hidden by the other block's MFMAs): 2048x4096x14336 0.2003 ms
     # against pingpong_m128's 0.2339, 3000^3 0.0913 against 0.1062 (both now run stream-K, 0.1534 and 0.0564);
@@ -209,7 +217,7 @@ def plan(req) -> Plan:
     def choose_rows(m: int) -> Plan:
         return choose(req.device, m, req.n, req.k, b_layout=req.b_layout, out=req.out_name,
                       epilogue=req.epilogue.needed, fast_ok=rows > 0, why_not_fast=why, strategy=req.strategy,
-                      batch=req.batch or 1)
+                      batch=req.batch or 1, form=req.epilogue.form)
     if rows == 0 or rows >= req.m:
         return choose_rows(req.m)
     full = choose_rows(rows)
@@ -222,12 +230,14 @@ def plan(req) -> Plan:
 
 
 def choose(device, m: int, n: int, k: int, *, b_layout: str, out: str, epilogue: bool, fast_ok: bool,
-           why_not_fast: str = "", strategy: str | None = None, batch: int = 1) -> Plan:
+           why_not_fast: str = "", strategy: str | None = None, batch: int = 1,
+           form: EpilogueForm | None = None) -> Plan:
     """Kernels for an M x N x K product (batch of them, in one launch) on `device`. b_layout: how B is held
     now ("kn" or "nk"; the runtime can transpose to nk); out: "bf16" or "f32"; fast_ok: the operands meet the
-    fast kernels' requirements."""
+    fast kernels' requirements; form: the epilogue's (kernels with one compiled in are picked only for it)."""
     arch = device.arch
-    shape = Shape(m, n, k, epilogue, device.info.compute_units, max(batch, 1))
+    form = form if epilogue else None
+    shape = Shape(m, n, k, epilogue, device.info.compute_units, max(batch, 1), form)
     kernels = registry.manifest(arch).kernels
     known = sorted({f for f, _, _ in RULES} | {FALLBACK})
     if strategy in kernels:  # an exact variant name
@@ -247,14 +257,18 @@ def choose(device, m: int, n: int, k: int, *, b_layout: str, out: str, epilogue:
                                       f"{', '.join(sorted(registry.manifest(arch).gemm_kernels()))})")
         family, reason = strategy, "requested"
     else:
-        family, reason = next((f, why) for f, why, pred in RULES if pred(shape))
+        # a rule for a family with no variant that applies this epilogue itself, where it must (fused
+        # stream-K), passes to the next
+        family, reason = next((f, why) for f, why, pred in RULES
+                              if pred(shape) and not (f == "stream_k" and epilogue and
+                                                      not _pick(arch, f, ["nk"], out, form, direct_only=True)))
     if family != FALLBACK and not fast_ok:
         if strategy is not None:
             raise ValueError(f"strategy {strategy!r} cannot take these operands: {why_not_fast}")
         family, reason = FALLBACK, f"{reason}, but {why_not_fast}: {FALLBACK} runs"
     for fam in (family, FALLBACK):
         layouts = [b_layout, "nk"] if fam == FALLBACK else ["nk"]
-        choice = _pick(arch, fam, layouts, out, epilogue)
+        choice = _pick(arch, fam, layouts, out, form if epilogue else None, unknown_form=epilogue and form is None)
         if choice:
             name, la = choice
             why = reason if fam == family else f"{reason}; no {family} kernel is built, so {fam} runs"
@@ -262,22 +276,36 @@ def choose(device, m: int, n: int, k: int, *, b_layout: str, out: str, epilogue:
     raise KernelNotFoundError(f"no GEMM kernel for output {out} is built for {arch}")
 
 
-def _pick(arch: str, family: str, layouts: list[str], out: str, epilogue: bool):
+def _pick(arch: str, family: str, layouts: list[str], out: str, form: EpilogueForm | None, *,
+          unknown_form: bool = False, direct_only: bool = False):
     """Best variant of a family: one writing `out` directly (with no epilogue code when none is wanted: the
     fused pingpong is predicted 0.151 ms at 4096^3 against the plain one's 0.090), else one writing fp32 for
-    the epilogue kernel to finish."""
+    the epilogue kernel to finish. form: the epilogue (None: none, or with unknown_form one not known, which
+    only a kernel taking any epilogue at run time applies); a kernel with one form compiled in applies that
+    form alone. direct_only: only a kernel that writes `out` with the epilogue applied."""
+    epilogue = form is not None or unknown_form
+
+    def applies(la: LaunchSpec) -> bool:
+        return la.fused and (la.form is None or (la.form == form and not unknown_form))
     for layout in layouts:
         cands = _candidates(arch, family, layout)
 
         def find(pred):
             return next(((n, la) for n, la in cands if pred(la)), None)
         choice = ((None if epilogue else find(lambda la: not la.fused and la.out == out))
-                  or find(lambda la: la.fused and la.out == out)
-                  or find(lambda la: not la.fused and la.out == "f32")
-                  or find(lambda la: la.fused and la.out == "f32"))
+                  or find(lambda la: applies(la) and la.out == out))
+        if direct_only:
+            return choice if epilogue else None
+        choice = (choice or find(lambda la: not la.fused and la.out == "f32")
+                  or find(lambda la: la.fused and la.form is None and la.out == "f32"))
         if choice:
             return choice
     return None
+
+
+def _describe(form: EpilogueForm) -> str:
+    act = next(name for name, code in ACTIVATION_CODES.items() if code == form.act)
+    return f"activation {act}, {'with' if form.reads_c else 'without'} beta * C"
 
 
 def resident_blocks(blocks: int, cus: int, fits: int) -> int:
@@ -382,6 +410,9 @@ def _finish(arch: str, name: str, la: LaunchSpec, shape: Shape, out: str, reason
         blocks_per_cu = resident_blocks(shape.tiles(la.tile.m, la.tile.n) * splits, shape.cus, fits)
         if blocks_per_cu < fits:
             dynamic_lds = lds_per_cu // blocks_per_cu - static
+    if la.form is not None and la.form != shape.form:
+        raise ValueError(f"variant {name} has one epilogue compiled in ({_describe(la.form)}); this request "
+                         f"has {_describe(shape.form) if shape.form else 'none'}")
     direct = (la.fused or not shape.epilogue) and la.out == out
     ep = None
     if not direct:

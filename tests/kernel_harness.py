@@ -22,6 +22,7 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 F32 = np.dtype(np.float32)
 ACTS = (None, "relu", "gelu", "silu")
 ACT_CODES = {0: None, 1: "relu", 2: "gelu", 3: "silu"}  # the fused kernels' `act` argument
+ACT_NAMES = {0: "none", 1: "relu", 2: "gelu", 3: "silu"}  # as kernels/variants.toml names a compiled-in one
 
 
 def fresh_rng() -> np.random.Generator:
@@ -211,8 +212,14 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
             assert (left == want).all(), f"{variant}: counters {left[left != want][:4]}, not {int(want):#x}"
         return dev.get(dc, out_shape, out_dtype(variant)), stats
     dc = dev.poisoned(out_shape, out_dtype(variant))
-    if la["epilogue"] == "stream_k":  # grid (blocks, batch): whole rounds of tiles, then the rest shared out
-        assert c is None and bias is None and act == 0, f"{variant} has no fused epilogue"
+    if la["epilogue"] in ("stream_k", "stream_k_fused"):  # grid (blocks, batch): whole rounds, then the rest shared
+        fused = la["epilogue"] == "stream_k_fused"
+        if fused:  # the arguments come before the stream-K ones; the kernel has one form compiled in
+            form = la["form"]
+            assert ACT_NAMES[act] == form["activation"] and (c is not None) == form["reads_c"], \
+                f"{variant} computes {form}, not act {act} with{'' if c is not None else 'out'} Cin"
+        else:
+            assert c is None and bias is None and act == 0, f"{variant} has no fused epilogue"
         tiles, tiles_k = tiles_m * tiles_n, -(-k // la["tile"]["k"])
         sk = StreamKLayout.of(tiles, tiles_k, blocks or stream_k_grid(tiles, 256))
         blocks, shared, sharers = sk.grid, sk.shared, sk.sharers
@@ -221,8 +228,10 @@ def run_variant(dev: EmuMachine, variant, a, b_nk, *, splits=3, c=None, bias=Non
         # whole rounds alone meet nowhere: no partial slots and no counters, as the runtime passes them
         dw = dev.poisoned((batch, 2 * sharers, slot // 4), F32) if shared else 0
         dcount = dev.put(words) if shared else 0
-        stats = dev.launch(variant, (blocks, batch, 1), "<QQQiiiiiiqqqQQQii", da, db, dc, m, n, k, k, k, n, s_a,
-                           s_b, s_c, dw, dcount, epoch, sharers, sk.rounds)
+        epilogue_args = (dcin, dbias, alpha, beta, act, n, s_cin) if fused else ()
+        stats = dev.launch(variant, (blocks, batch, 1), "<QQQiiiiiiqqq" + ("QQffiiq" if fused else "") + "QQQii",
+                           da, db, dc, m, n, k, k, k, n, s_a, s_b, s_c, *epilogue_args, dw, dcount, epoch, sharers,
+                           sk.rounds)
         if not shared:
             return dev.get(dc, out_shape, out_dtype(variant)), stats
         cut = [tiles - shared + t for t, (first, last) in enumerate(stream_k_owners(shared, tiles_k, sharers))

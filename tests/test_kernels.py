@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hkrt.reference import expected
-from kernel_harness import (ACT_CODES, BF16, EmuMachine, assert_close, bf16_operands, check_variant, launch_info,
+from kernel_harness import (ACT_CODES, ACT_NAMES, BF16, EmuMachine, assert_close, bf16_operands, check_variant, launch_info,
                             out_dtype, run_variant, variants)
 
 # (M, N, K): single element, short-wide, tall-skinny, primes for M and N, exact tiles, every dimension
@@ -236,8 +236,12 @@ STREAM_K_CASES = [  # (M, N, K, blocks): tiles, K tiles, and how the blocks cut 
 ]
 
 
+PLAIN_STREAM_K = [v for v in variants("stream_k") if launch_info(v)["epilogue"] == "stream_k"]
+FUSED_STREAM_K = [v for v in variants("stream_k") if launch_info(v)["epilogue"] == "stream_k_fused"]
+
+
 @pytest.mark.parametrize("case", STREAM_K_CASES, ids=lambda c: "x".join(map(str, c[0])) + f"-{c[1]}blocks")
-@pytest.mark.parametrize("variant", variants("stream_k"))
+@pytest.mark.parametrize("variant", PLAIN_STREAM_K)
 def test_stream_k_finishes_cut_tiles_in_the_launch(variant, case):
     """Whole rounds of tiles, then the tiles left shared out over the blocks: a tile cut between two blocks is
     finished by the second to arrive from the other's partial (run_variant checks the counters)."""
@@ -247,7 +251,7 @@ def test_stream_k_finishes_cut_tiles_in_the_launch(variant, case):
     check_variant(got, variant, a, b, splits=2)
 
 
-@pytest.mark.parametrize("variant", variants("stream_k"))
+@pytest.mark.parametrize("variant", PLAIN_STREAM_K)
 def test_stream_k_skips_the_partial_of_a_block_that_finds_the_other_arrived(variant):
     """Blocks run one after another here: a block ending its range on a cut tile's first K tiles, whose other
     block (which began its range with the tile's last ones) is done already, adds that block's partial
@@ -264,7 +268,7 @@ def test_stream_k_skips_the_partial_of_a_block_that_finds_the_other_arrived(vari
 
 @pytest.mark.parametrize("case", [((512, 512, 512), 8), ((513, 700, 1000), 12)],
                          ids=["halves-that-tie", "ranges-over-two-tiles"])
-@pytest.mark.parametrize("variant", variants("stream_k"))
+@pytest.mark.parametrize("variant", PLAIN_STREAM_K)
 def test_stream_k_with_blocks_side_by_side_on_the_timing_model(variant, case):
     """On the timing model every block runs at once, so the two blocks of a cut tile can arrive together
     (each finding the other absent, both storing) or one long after the other (its partial skipped): the
@@ -275,7 +279,7 @@ def test_stream_k_with_blocks_side_by_side_on_the_timing_model(variant, case):
     check_variant(got, variant, a, b, splits=2)
 
 
-@pytest.mark.parametrize("variant", variants("stream_k"))
+@pytest.mark.parametrize("variant", PLAIN_STREAM_K)
 def test_stream_k_under_random_wave_interleavings_and_stale_counters(variant):
     """Seeded wave interleavings in strict mode, counter words left by smaller epochs (a launch that ended
     part-way) counting as no arrivals, and a batch of two products."""
@@ -290,3 +294,72 @@ def test_stream_k_under_random_wave_interleavings_and_stale_counters(variant):
                              counters=words, epoch=epoch)
         for i in range(2):
             check_variant(got[i], variant, batch_a[i], b, splits=2, what=f"seed {seed}, product {i}")
+
+
+def form_of(variant) -> tuple[int, bool]:
+    """A fused stream-K variant's compiled-in epilogue: (act code, whether it reads Cin)."""
+    form = launch_info(variant)["form"]
+    return next(c for c, name in ACT_NAMES.items() if name == form["activation"]), form["reads_c"]
+
+
+def random_epilogue(variant, m, n, batch=None):
+    rng = np.random.default_rng()
+    act, reads_c = form_of(variant)
+    shape = (batch, m, n) if batch else (m, n)
+    return dict(c=rng.standard_normal(shape).astype(np.float32) if reads_c else None,
+                bias=rng.standard_normal(n).astype(np.float32), alpha=float(rng.uniform(-2, 2)),
+                beta=float(rng.uniform(-2, 2)) if reads_c else 0.0, act=act)
+
+
+def reference_kw(ep: dict) -> dict:
+    return dict(c=ep["c"], bias=ep["bias"], alpha=ep["alpha"], beta=ep["beta"], activation=ACT_CODES[ep["act"]])
+
+
+# cut tiles with a K tail, a whole round then tiles shared out, a persistent grid, and an edge tile alone
+FUSED_STREAM_K_CASES = [STREAM_K_CASES[i] for i in (1, 3, 4, 9)]
+
+
+@pytest.mark.parametrize("case", FUSED_STREAM_K_CASES, ids=lambda c: "x".join(map(str, c[0])) + f"-{c[1]}blocks")
+@pytest.mark.parametrize("variant", FUSED_STREAM_K)
+def test_fused_stream_k_applies_its_epilogue(variant, case):
+    """The epilogue compiled into a stream-K variant, on whole-round tiles and on cut tiles (applied once, by
+    the block that sums the two partials), with random alpha, bias and (where it reads one) beta and Cin."""
+    (m, n, k), blocks = case
+    a, b = bf16_operands(m, n, k)
+    ep = random_epilogue(variant, m, n)
+    got, _ = run_variant(EmuMachine(), variant, a, b, blocks=blocks, **ep)
+    check_variant(got, variant, a, b, splits=2, **reference_kw(ep))
+
+
+@pytest.mark.parametrize("variant", [v for v in FUSED_STREAM_K if form_of(v)[0] != 0])
+def test_fused_stream_k_activation_at_extreme_values(variant):
+    """Its activation where exp overflows or underflows, at +-inf and NaN, as the data-parallel kernels'."""
+    m, n, k, blocks = 300, 600, 200, 12
+    a, b = bf16_operands(m, n, k)
+    special = np.array([np.inf, -np.inf, np.nan, 100, -100, 1e30, -1e30, 30, -30, 9, -9, 0.5, -0.5, 0, 4, -4],
+                       np.float32)
+    act, reads_c = form_of(variant)
+    ep = dict(bias=np.resize(special, n), act=act, c=np.zeros((m, n), np.float32) if reads_c else None,
+              beta=1.0 if reads_c else 0.0)
+    got, _ = run_variant(EmuMachine(), variant, a, b, blocks=blocks, **ep)
+    with np.errstate(all="ignore"):
+        ref, tol = expected(a, b, b_nk=True, out_dtype=out_dtype(variant), c=ep["c"], beta=ep["beta"],
+                            bias=ep["bias"], activation=ACT_CODES[act])
+    g = got.astype(np.float64)
+    finite = np.isfinite(ref)
+    assert_close(np.where(finite, g, 0), np.where(finite, ref, 0), np.where(finite, tol, 0), ACT_CODES[act])
+    assert np.array_equal(g[~finite], ref[~finite], equal_nan=True), (g[~finite][:8], ref[~finite][:8])
+
+
+@pytest.mark.parametrize("variant", FUSED_STREAM_K)
+def test_fused_stream_k_batch_under_random_wave_interleavings(variant):
+    """A batch of two products with a Cin per product (where it reads one), seeded wave interleavings."""
+    m, n, k, blocks = 300, 600, 200, 12
+    a = np.stack([bf16_operands(m, n, k)[0] for _ in range(2)])
+    b = bf16_operands(m, n, k)[1]
+    ep = random_epilogue(variant, m, n, batch=2)
+    got, _ = run_variant(EmuMachine(seed=3), variant, a, np.stack([b, b]), blocks=blocks, **ep)
+    for i in range(2):
+        kw = reference_kw(ep)
+        kw["c"] = None if ep["c"] is None else ep["c"][i]
+        check_variant(got[i], variant, a[i], b, splits=2, what=f"product {i}", **kw)

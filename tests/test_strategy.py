@@ -169,3 +169,22 @@ def test_stream_k_refuses_more_iterations_than_its_32_bit_arithmetic_holds():
     sharers = strategy.stream_k_sharers(144, 47, 256)
     assert sharers < 256 and strategy._cut_at_most_twice(144, 47, sharers)
     assert not strategy._cut_at_most_twice(144, 47, 256)
+
+
+def test_an_epilogue_runs_stream_k_where_a_kernel_has_it_compiled_in():
+    """A part-empty last round with an epilogue: the stream-K variant with that epilogue compiled in (mi355x
+    model, 2048x14336x4096 bias + gelu: 0.1756 ms against the data-parallel fused pingpong's 0.1865), and the
+    data-parallel kernel where none is built (a bf16 C with Cin) or the form is not known."""
+    from hkrt.manifest import EpilogueForm
+    dev = fake_device(compute_units=256)
+
+    def chosen(out, form):
+        return strategy.choose(dev, 2048, 14336, 4096, b_layout="nk", out=out, epilogue=True, fast_ok=True, form=form)
+    gelu = chosen("bf16", EpilogueForm(2, False))
+    assert (gelu.gemm, gelu.fused, gelu.epilogue, gelu.blocks) == ("gemm_pingpong_sk_gelu_nk_bf16", True, None, 256)
+    assert chosen("f32", EpilogueForm(0, True)).gemm == "gemm_pingpong_sk_none_cin_nk_f32"
+    assert chosen("bf16", EpilogueForm(1, True)).gemm == "gemm_pingpong_fused_nk_bf16"
+    assert chosen("bf16", None).gemm == "gemm_pingpong_fused_nk_bf16"
+    with pytest.raises(ValueError, match="one epilogue compiled in"):
+        strategy.choose(dev, 2048, 14336, 4096, b_layout="nk", out="bf16", epilogue=True, fast_ok=True,
+                        form=EpilogueForm(3, False), strategy="gemm_pingpong_sk_gelu_nk_bf16")

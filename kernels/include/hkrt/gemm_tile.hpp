@@ -305,64 +305,66 @@ __device__ __forceinline__ void store_tile(const Tile& g, const TileStore<out_t>
   }
 }
 
-// Stores tile g (block origin m0, n0) as act(alpha * acc + beta * Cin + bias) (the epilogue ep, activation
-// act), a column of MFMA tiles at a time: a column's epilogue loads are issued together, then its stores, so
-// the next column's loads wait behind those stores once (vmcnt counts both, in order), not once per element.
-// The bias of every column is loaded first, before any store: its loads never wait behind one.
-// With CLIP, the rows at or past M are skipped whole (for skinny tiles: a uniform branch per accumulator row).
-template <bool CLIP = false, class Tile, class out_t>
-__device__ __forceinline__ void store_tile(Tile& g, const Epilogue& ep, const TileStore<out_t>& out, int act,
-                                           int m0, int n0, int M = 0) {
-  if constexpr (Tile::ROW_RUNS) {
-    static_assert(!CLIP, "row runs are for whole tiles");
-    store_row_runs(g, ep, out, act, m0, n0);
-    return;
-  }
-  float bias[Tile::TN];
-#pragma unroll
-  for (int j = 0; j < Tile::TN; ++j) bias[j] = ep.bias_at(n0 + g.lane_col(j));
-  with_activation(act, [&](auto a) {
-    ep.with_cin([&](auto has_c) {
-#pragma unroll
-      for (int j = 0; j < Tile::TN; ++j) {
-        auto apply = [&](int r, int c, int ur, f32x2 v) {
-          return ep.apply<a(), has_c()>(m0 + r, n0 + c, ur, v, bias[j]);
-        };
-        auto store = [&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); };
-        g.template map_output_pairs<CLIP>(M - m0, j, apply);
-        g.template for_each_output<CLIP>(M - m0, j, store);
-      }
-    });
-  });
-}
-
-// The same for the row-run layout: the epilogue of accumulator columns 2h and 2h + 1 (their Cin loads
-// issued together), then their runs stored, in turn; each lane's 4 * TN bias values are loaded first.
-template <class Tile, class out_t>
-__device__ __forceinline__ void store_row_runs(Tile& g, const Epilogue& ep, const TileStore<out_t>& out, int act,
-                                               int m0, int n0) {
+// Stores tile g (block origin m0, n0), held in the row-run layout, as act(alpha * acc + beta * Cin + bias)
+// (see store_tile_as): the epilogue of accumulator columns 2h and 2h + 1 (their Cin loads issued together),
+// then their runs stored, in turn; each lane's 4 * TN bias values are loaded first.
+template <int ACT, bool HAS_C, class Tile, class out_t>
+__device__ __forceinline__ void store_row_runs_as(Tile& g, const Epilogue& ep, const TileStore<out_t>& out, int m0,
+                                                  int n0) {
   f32x4 bias[Tile::TN];
 #pragma unroll
   for (int j = 0; j < Tile::TN; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) bias[j][e] = ep.bias_at(n0 + g.lane_col(j) + e);
+#pragma unroll
+  for (int h = 0; h < Tile::TN / 2; ++h) {
+#pragma unroll
+    for (int j = 2 * h; j < 2 * h + 2; ++j)
+      g.map_row_quads(j, [&](int r, int c, int ur, f32x4 v) {
+        return ep.apply_row<ACT, HAS_C>(m0 + r, n0 + c, ur, v, bias[j]);
+      });
+    if (out.runs)
+      g.for_each_run(h, [&](int r, int c, int ur, f32x4 lo, f32x4 hi) { out.store_run(m0 + r, n0 + c, ur, lo, hi); });
+    else
+#pragma unroll
+      for (int j = 2 * h; j < 2 * h + 2; ++j)
+        g.for_each_output(j, [&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); });
+  }
+}
+
+// Stores tile g (block origin m0, n0) as act(alpha * acc + beta * Cin + bias) (the epilogue ep, activation
+// ACT, with the beta * Cin term if HAS_C), a column of MFMA tiles at a time: a column's epilogue loads are
+// issued together, then its stores, so the next column's loads wait behind those stores once (vmcnt counts
+// both, in order), not once per element. The bias of every column is loaded first, before any store: its
+// loads never wait behind one. With CLIP, the rows at or past M are skipped whole (for skinny tiles: a
+// uniform branch per accumulator row). The row-run layout goes to store_row_runs_as.
+template <int ACT, bool HAS_C, bool CLIP = false, class Tile, class out_t>
+__device__ __forceinline__ void store_tile_as(Tile& g, const Epilogue& ep, const TileStore<out_t>& out, int m0, int n0,
+                                              int M = 0) {
+  if constexpr (Tile::ROW_RUNS) {
+    static_assert(!CLIP, "row runs are for whole tiles");
+    store_row_runs_as<ACT, HAS_C>(g, ep, out, m0, n0);
+  } else {
+    float bias[Tile::TN];
+#pragma unroll
+    for (int j = 0; j < Tile::TN; ++j) bias[j] = ep.bias_at(n0 + g.lane_col(j));
+#pragma unroll
+    for (int j = 0; j < Tile::TN; ++j) {
+      auto apply = [&](int r, int c, int ur, f32x2 v) { return ep.apply<ACT, HAS_C>(m0 + r, n0 + c, ur, v, bias[j]); };
+      auto store = [&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); };
+      g.template map_output_pairs<CLIP>(M - m0, j, apply);
+      g.template for_each_output<CLIP>(M - m0, j, store);
+    }
+  }
+}
+
+// store_tile_as for the activation act and whether ep has a Cin, known only at run time: the store is
+// compiled once per form, free of per-element branches.
+template <bool CLIP = false, class Tile, class out_t>
+__device__ __forceinline__ void store_tile(Tile& g, const Epilogue& ep, const TileStore<out_t>& out, int act,
+                                           int m0, int n0, int M = 0) {
   with_activation(act, [&](auto a) {
-    ep.with_cin([&](auto has_c) {
-#pragma unroll
-      for (int h = 0; h < Tile::TN / 2; ++h) {
-#pragma unroll
-        for (int j = 2 * h; j < 2 * h + 2; ++j)
-          g.map_row_quads(j, [&](int r, int c, int ur, f32x4 v) {
-            return ep.apply_row<a(), has_c()>(m0 + r, n0 + c, ur, v, bias[j]);
-          });
-        if (out.runs)
-          g.for_each_run(h, [&](int r, int c, int ur, f32x4 lo, f32x4 hi) { out.store_run(m0 + r, n0 + c, ur, lo, hi); });
-        else
-#pragma unroll
-          for (int j = 2 * h; j < 2 * h + 2; ++j)
-            g.for_each_output(j, [&](int r, int c, int ur, float v) { out.store(m0 + r, n0 + c, ur, v); });
-      }
-    });
+    ep.with_cin([&](auto has_c) { store_tile_as<a(), has_c(), CLIP>(g, ep, out, m0, n0, M); });
   });
 }
 

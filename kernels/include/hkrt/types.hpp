@@ -18,6 +18,14 @@ __device__ inline int lane_id() { return threadIdx.x % kWave; }
 // Wave-uniform, so addresses built from it stay in scalar registers.
 __device__ inline int wave_id() { return __builtin_amdgcn_readfirstlane(threadIdx.x / kWave); }
 
+// A wave-uniform value kept in a VGPR, back in scalar registers.
+__device__ inline int unpark(int v) { return __builtin_amdgcn_readfirstlane(v); }
+__device__ inline float unpark(float v) { return __builtin_bit_cast(float, unpark(__builtin_bit_cast(int, v))); }
+__device__ inline uintptr_t unpark(uint64_t v) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(unpark(static_cast<int>(v >> 32)))) << 32) |
+         static_cast<uint32_t>(unpark(static_cast<int>(v)));
+}
+
 // fp32 -> bf16 with round-to-nearest-even (hardware v_cvt_pk_bf16_f32 on gfx950).
 __device__ inline bf16 to_bf16(float x) { return static_cast<bf16>(x); }
 
