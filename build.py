@@ -52,7 +52,7 @@ def read_table(path: Path = TABLE) -> list[dict]:
             raise BuildError(f"{path}: variant {v.get('name', '?')} lacks {sorted(missing)}")
         form = v.get("form")
         if form is not None and (set(form) != {"activation", "reads_c"} or
-                                 form["activation"] not in ("none", "relu", "gelu", "silu") or
+                                 form["activation"] not in mf.ACTIVATION_CODES or
                                  not isinstance(form["reads_c"], bool)):
             raise BuildError(f"{path}: variant {v['name']}: form must be {{ activation = none|relu|gelu|silu, "
                              f"reads_c = true|false }}, not {form}")

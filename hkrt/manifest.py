@@ -89,10 +89,6 @@ class LaunchSpec:
     def fused(self) -> bool:
         return self.epilogue in ("alpha_beta_bias_act", "split_k_fused", "stream_k_fused")
 
-    def applies(self, form: EpilogueForm | None) -> bool:
-        """Whether this kernel computes epilogue `form` (None: no epilogue) itself."""
-        return form is None if not self.fused else (self.form is None or self.form == form)
-
     @property
     def splits_k(self) -> bool:
         """It splits K over grid.z (its blocks sum the splits themselves)."""

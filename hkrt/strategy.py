@@ -268,7 +268,7 @@ def choose(device, m: int, n: int, k: int, *, b_layout: str, out: str, epilogue:
         family, reason = FALLBACK, f"{reason}, but {why_not_fast}: {FALLBACK} runs"
     for fam in (family, FALLBACK):
         layouts = [b_layout, "nk"] if fam == FALLBACK else ["nk"]
-        choice = _pick(arch, fam, layouts, out, form if epilogue else None, unknown_form=epilogue and form is None)
+        choice = _pick(arch, fam, layouts, out, form, unknown_form=epilogue and form is None)
         if choice:
             name, la = choice
             why = reason if fam == family else f"{reason}; no {family} kernel is built, so {fam} runs"

@@ -22,7 +22,7 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 F32 = np.dtype(np.float32)
 ACTS = (None, "relu", "gelu", "silu")
 ACT_CODES = {0: None, 1: "relu", 2: "gelu", 3: "silu"}  # the fused kernels' `act` argument
-ACT_NAMES = {0: "none", 1: "relu", 2: "gelu", 3: "silu"}  # as kernels/variants.toml names a compiled-in one
+ACT_NAMES = {code: name for name, code in mf.ACTIVATION_CODES.items()}  # as kernels/variants.toml names them
 
 
 def fresh_rng() -> np.random.Generator:

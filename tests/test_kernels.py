@@ -10,8 +10,9 @@ device; test_kernels_runtime covers that path), so K here is a multiple of 8 for
 import numpy as np
 import pytest
 
+from hkrt.manifest import ACTIVATION_CODES
 from hkrt.reference import expected
-from kernel_harness import (ACT_CODES, ACT_NAMES, BF16, EmuMachine, assert_close, bf16_operands, check_variant, launch_info,
+from kernel_harness import (ACT_CODES, BF16, EmuMachine, assert_close, bf16_operands, check_variant, launch_info,
                             out_dtype, run_variant, variants)
 
 # (M, N, K): single element, short-wide, tall-skinny, primes for M and N, exact tiles, every dimension
@@ -299,7 +300,7 @@ def test_stream_k_under_random_wave_interleavings_and_stale_counters(variant):
 def form_of(variant) -> tuple[int, bool]:
     """A fused stream-K variant's compiled-in epilogue: (act code, whether it reads Cin)."""
     form = launch_info(variant)["form"]
-    return next(c for c, name in ACT_NAMES.items() if name == form["activation"]), form["reads_c"]
+    return ACTIVATION_CODES[form["activation"]], form["reads_c"]
 
 
 def random_epilogue(variant, m, n, batch=None):
